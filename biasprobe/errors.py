@@ -1,0 +1,89 @@
+"""User-facing errors.
+
+Every failure a user can cause (bad probe file, unloadable model, unwritable folder, ...) raises a
+subclass of :class:`BiasprobeError`. The library never prints or exits; the CLI turns these into
+one ``error: ...`` message and a non-zero exit code, without a traceback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BiasprobeError(Exception):
+    """Base class of all errors meant for the user.
+
+    Attributes:
+        exit_code: process exit code the CLI uses for this error.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(BiasprobeError):
+    """Bad input given on the command line or to the Python API."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in an input file, with its location."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.message}"
+
+
+class ProbeSetError(BiasprobeError):
+    """A probe file is missing or invalid. Carries every problem found, not only the first."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        body = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid probe set ({head}):\n{body}")
+
+
+class ModelLoadError(BiasprobeError):
+    """A model could not be loaded (unknown id, offline, missing or corrupt files)."""
+
+    exit_code = 1
+
+
+class VocabularyError(BiasprobeError):
+    """A target word cannot be represented in a model's vocabulary."""
+
+    exit_code = 2
+
+
+class DeviceError(BiasprobeError):
+    """The requested device is not available."""
+
+    exit_code = 2
+
+
+class OutputError(BiasprobeError):
+    """An output folder or file cannot be written."""
+
+    exit_code = 1
+
+
+class RunFolderError(BiasprobeError):
+    """A run folder is missing files or cannot be read."""
+
+    exit_code = 2

@@ -1,0 +1,258 @@
+"""Run results: the in-memory :class:`RunResult` and the run-folder format on disk.
+
+A run folder holds everything needed to redraw every table and figure without the model (see
+``docs/design.md`` for the file list). Writing is atomic: files go to a hidden temporary sibling
+folder that is renamed into place only when complete, so a failure or Ctrl-C never leaves a
+half-written run behind. This module does not import torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biasprobe.errors import OutputError, RunFolderError
+
+RESULTS_JSON = "results.json"
+TABLES = ("items", "topk", "scores", "summary", "targets")
+LOGPROBS_DIR = "logprobs"
+# Read back as text whatever they hold: tokens such as "null", "nan" or "1908" and group labels
+# such as "2018" are words, not missing values or numbers.
+_TEXT_COLUMNS = {
+    c: str
+    for c in (
+        "model",
+        "pair_id",
+        "template_id",
+        "side",
+        "group",
+        "role",
+        "sentence",
+        "template_sentence",
+        "token",
+        "target",
+        "fills",
+        "source",
+        "key",
+        "level",
+        "score",
+        "group_a",
+        "group_b",
+        "minoritized_group",
+        "top_a",
+        "top_b",
+        "exclusive_a",
+        "exclusive_b",
+    )
+}
+
+
+def model_slug(name: str) -> str:
+    """A file-name-safe, readable slug for a model id (``"org/bert-x"`` → ``"org--bert-x"``)."""
+    slug = name.strip().replace("\\", "/").rstrip("/")
+    slug = slug.replace("/", "--").replace(":", "-")
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", slug).strip("._-")
+    return slug or "model"
+
+
+@dataclass(frozen=True)
+class VocabLogProbs:
+    """Full-vocabulary log-softmax at the mask for a set of distinct sentences of one model.
+
+    Attributes:
+        sentences: the exact texts the model saw (with its own mask token), one per row.
+        logprobs: array (N, V) float32 of log p(token | sentence) at the mask.
+        vocab: display string of each of the V token ids.
+    """
+
+    sentences: tuple[str, ...]
+    logprobs: np.ndarray
+    vocab: tuple[str, ...]
+    _index: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.logprobs.ndim != 2 or self.logprobs.shape != (len(self.sentences), len(self.vocab)):
+            raise ValueError(
+                f"logprobs has shape {self.logprobs.shape}, expected "
+                f"({len(self.sentences)}, {len(self.vocab)})"
+            )
+        self._index.update({s: i for i, s in enumerate(self.sentences)})
+
+    def row(self, sentence: str) -> np.ndarray:
+        """The (V,) log-prob vector of one sentence."""
+        try:
+            return self.logprobs[self._index[sentence]]
+        except KeyError:
+            raise KeyError(f"no log-probs stored for sentence {sentence!r}") from None
+
+    def save(self, path: Path) -> None:
+        """Write as an uncompressed-header, compressed-data ``.npz`` (no pickles)."""
+        np.savez_compressed(
+            path,
+            sentences=np.array(self.sentences, dtype=np.str_),
+            logprobs=self.logprobs.astype(np.float32, copy=False),
+            vocab=np.array(self.vocab, dtype=np.str_),
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> VocabLogProbs:
+        """Read a file written by :meth:`save`."""
+        with np.load(path, allow_pickle=False) as z:
+            return cls(
+                sentences=tuple(str(s) for s in z["sentences"]),
+                logprobs=np.asarray(z["logprobs"], dtype=np.float32),
+                vocab=tuple(str(s) for s in z["vocab"]),
+            )
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced, as tidy pandas tables plus the full-vocabulary log-probs.
+
+    Attributes:
+        meta: provenance and settings (the content of ``results.json``).
+        items: one row per (pair_id, side): the probe pairs as expanded.
+        topk: one row per (model, pair_id, side, rank).
+        scores: one row per (model, pair_id) with every skew score.
+        summary: means and bootstrap confidence intervals per (model, level, key, score).
+        targets: one row per (model, pair_id, side, target).
+        logprobs: model name → :class:`VocabLogProbs`.
+    """
+
+    meta: dict[str, Any]
+    items: pd.DataFrame
+    topk: pd.DataFrame
+    scores: pd.DataFrame
+    summary: pd.DataFrame
+    targets: pd.DataFrame
+    logprobs: dict[str, VocabLogProbs]
+
+    @property
+    def models(self) -> list[str]:
+        """Model names in run order (the first is the base for comparisons)."""
+        return [m["name"] for m in self.meta.get("models", [])]
+
+    def sentence(self, model: str, pair_id: str, side: str) -> str:
+        """The exact text the model saw for one side ("A" or "B") of a pair."""
+        rows = self.topk[
+            (self.topk["model"] == model)
+            & (self.topk["pair_id"] == pair_id)
+            & (self.topk["side"] == side)
+        ]
+        if rows.empty:
+            raise KeyError(f"no rows for model {model!r}, pair {pair_id!r}, side {side!r}")
+        return str(rows["sentence"].iloc[0])
+
+    def pair_logprobs(self, model: str, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Full-vocabulary log-probs (V,) of side A and side B of a pair under one model."""
+        table = self.logprobs[model]
+        return (
+            table.row(self.sentence(model, pair_id, "A")),
+            table.row(self.sentence(model, pair_id, "B")),
+        )
+
+    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Write the run folder atomically and return its path.
+
+        Args:
+            out_dir: folder to create. It must not exist (or be empty) unless ``overwrite``.
+            overwrite: replace an existing run folder.
+
+        Raises:
+            OutputError: the folder exists, or cannot be written.
+        """
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise OutputError(f"output path {out} exists and is not a folder")
+        if out.is_dir() and any(out.iterdir()) and not overwrite:
+            raise OutputError(
+                f"output folder {out} already exists and is not empty; "
+                "choose another --out or pass --overwrite"
+            )
+        with _staging_dir(out) as tmp:
+            meta = dict(self.meta)
+            meta["files"] = {name: f"{name}.csv" for name in TABLES}
+            meta["files"]["logprobs"] = {}
+            (tmp / LOGPROBS_DIR).mkdir()
+            for name, table in self.logprobs.items():
+                rel = f"{LOGPROBS_DIR}/{model_slug(name)}.npz"
+                table.save(tmp / rel)
+                meta["files"]["logprobs"][name] = rel
+            for name in TABLES:
+                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
+            with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
+                f.write("\n")
+            _replace_dir(tmp, out)
+        return out
+
+
+@contextlib.contextmanager
+def _staging_dir(out: Path) -> Iterator[Path]:
+    """A fresh hidden temporary folder next to ``out``; removed again if anything fails."""
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise OutputError(f"cannot write output folder {out}: {e.strerror or e}") from None
+    try:
+        yield tmp
+    except OSError as e:
+        raise OutputError(f"cannot write output folder {out}: {e.strerror or e}") from None
+    finally:
+        # On success the folder was renamed away; otherwise (error, KeyboardInterrupt) it goes.
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_dir(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out``, replacing an existing folder last."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        try:
+            os.replace(tmp, out)
+        except BaseException:
+            os.replace(old, out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def load_run(run_dir: str | Path) -> RunResult:
+    """Read a run folder written by :meth:`RunResult.save`, without any model.
+
+    Raises:
+        RunFolderError: the folder or one of its files is missing or unreadable.
+    """
+    d = Path(run_dir)
+    meta_path = d / RESULTS_JSON
+    if not d.is_dir():
+        raise RunFolderError(f"run folder {d} does not exist")
+    if not meta_path.is_file():
+        raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        files = meta["files"]
+        tables = {
+            name: pd.read_csv(
+                d / files[name], keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS
+            )
+            for name in TABLES
+        }
+        logprobs = {name: VocabLogProbs.load(d / rel) for name, rel in files["logprobs"].items()}
+    except (OSError, KeyError, ValueError) as e:
+        raise RunFolderError(f"cannot read run folder {d}: {e}") from None
+    return RunResult(meta=meta, logprobs=logprobs, **tables)

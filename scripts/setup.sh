@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One-step setup: a virtual environment in .venv with biasprobe (editable) and its test tools.
+#
+# torch is installed first, on its own, so that the rest of the install never pulls a
+# multi-GB CUDA build onto a machine that cannot use it:
+#   * a torch already importable in .venv is kept;
+#   * else a torch wheel available without any index (pip's find-links, e.g. a local wheel
+#     folder) is used (TORCH_VERSION, default 2.13.0);
+#   * else, on a machine with an NVIDIA driver (nvidia-smi), PyPI's default (CUDA) build;
+#   * else the CPU build from download.pytorch.org/whl/cpu.
+# Set TORCH_SPEC (e.g. "torch==2.5.1") and/or TORCH_INDEX_URL to choose yourself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
+
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+VPY=.venv/bin/python
+"$VPY" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+
+if "$VPY" -c "import torch" >/dev/null 2>&1; then
+  echo "setup: keeping installed torch $("$VPY" -c 'import torch; print(torch.__version__)')"
+elif [ -n "${TORCH_SPEC:-}" ] || [ -n "${TORCH_INDEX_URL:-}" ]; then
+  "$VPY" -m pip install "${TORCH_SPEC:-torch}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+elif "$VPY" -m pip install -q --no-index "torch==${TORCH_VERSION}" 2>/dev/null; then
+  echo "setup: installed torch ${TORCH_VERSION} from a local wheel"
+elif command -v nvidia-smi >/dev/null 2>&1; then
+  "$VPY" -m pip install torch
+else
+  "$VPY" -m pip install torch --index-url https://download.pytorch.org/whl/cpu
+fi
+
+"$VPY" -m pip install -q -e ".[dev]"
+echo "setup: done. Try: .venv/bin/biasprobe --help"
