@@ -1,0 +1,401 @@
+"""Training configurations: a YAML schema validated into frozen dataclasses.
+
+A config file has four sections; unknown keys are errors and every error names ``file:line``::
+
+    experiment: 1                # number in the study (sorts the results table)
+    name: gru-encoder            # short label used in figures and tables
+    description: GRU encoder only
+    model:
+      kind: gru_encoder          # gru_encoder | gru_attention | transformer | bert
+      embedding_size: 256        # any other key is passed to the classifier's constructor
+    data:
+      source: amazon_polarity    # or rotten_tomatoes, a folder, a .csv/.tsv/.jsonl file
+      text: content              # title | content | both (Amazon data)
+      tokenizer: bert-base-uncased
+      max_length: 256
+      validation_size: 10000     # held-out examples evaluated at each evaluation
+      held_out_fraction: 0.1     # single-file sources only
+      shuffle_buffer: 100000
+    train:
+      batch_size: 512
+      lr: 1.0e-5
+      weight_decay: 0.01
+      epochs: 1
+      max_steps: null            # stop early after this many optimiser steps
+      grad_clip: null            # max gradient L2 norm, or null for no clipping
+      eval_every: 500
+      eval_batch_size: 512
+      checkpoint_every: 500
+      log_every: 1
+      seed: 0
+      device: auto               # auto | cpu | cuda | cuda:N | mps
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from biasprobe.errors import Problem, UsageError
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "TrainSettings",
+    "MODEL_KINDS",
+    "apply_overrides",
+    "config_to_dict",
+    "load_config",
+    "parse_config",
+]
+
+MODEL_KINDS = ("gru_encoder", "gru_attention", "transformer", "bert")
+
+
+class ConfigError(UsageError):
+    """A training config is missing or invalid; carries every problem found."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        n = len(self.problems)
+        head = "1 problem" if n == 1 else f"{n} problems"
+        body = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"invalid training config ({head}):\n{body}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which classifier to build and the keyword arguments of its constructor."""
+
+    kind: str  # one of MODEL_KINDS
+    kwargs: dict[str, Any] = field(default_factory=dict)  # passed to build_classifier
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the text comes from and how it is tokenised."""
+
+    source: str = "amazon_polarity"  # see biasprobe.sentiment.data.open_source
+    text: str = "content"  # title | content | both (Amazon data)
+    tokenizer: str = "bert-base-uncased"  # packaged vocab, or a folder with vocab.txt
+    max_length: int = 256  # tokens per sequence, [CLS]/[SEP] included
+    validation_size: int = 10_000  # held-out examples evaluated each time
+    held_out_fraction: float = 0.1  # single-file sources: share of texts held out
+    shuffle_buffer: int = 100_000  # training examples shuffled at once
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation, evaluation and checkpoint schedule."""
+
+    batch_size: int = 512
+    lr: float = 1e-5  # AdamW learning rate (constant, as in the study)
+    weight_decay: float = 0.01  # AdamW decoupled weight decay
+    epochs: int = 1  # passes over the training data
+    max_steps: int | None = None  # stop after this many optimiser steps
+    grad_clip: float | None = None  # clip the gradients' global L2 norm to this
+    eval_every: int = 500  # optimiser steps between evaluations
+    eval_batch_size: int = 512
+    checkpoint_every: int = 500  # optimiser steps between resumable checkpoints
+    log_every: int = 1  # steps averaged into one train-loss log line
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: one experiment of the study."""
+
+    experiment: int
+    name: str
+    model: ModelConfig
+    data: DataConfig = DataConfig()
+    train: TrainSettings = TrainSettings()
+    description: str = ""
+    path: str | None = None  # the YAML file it was read from
+
+
+_SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainSettings}
+_TOP_KEYS = ("experiment", "name", "description", "model", "data", "train")
+_POSITIVE_INT = {
+    "max_length",
+    "validation_size",
+    "shuffle_buffer",
+    "batch_size",
+    "epochs",
+    "eval_every",
+    "eval_batch_size",
+    "checkpoint_every",
+    "log_every",
+}
+
+
+def _classifier_parameters(kind: str) -> dict[str, inspect.Parameter] | None:
+    """Constructor parameters of the classifier ``kind``, or None when it cannot be inspected."""
+    try:
+        from biasprobe.sentiment import classifiers
+    except ImportError:
+        return None
+    names = {
+        "gru_encoder": "GRUEncoderClassifier",
+        "gru_attention": "GRUAttentionClassifier",
+        "transformer": "TransformerClassifier",
+        "bert": "BertClassifier",
+    }
+    cls = getattr(classifiers, names[kind], None)
+    if cls is None:
+        return None
+    params = dict(inspect.signature(cls.__init__).parameters)
+    params.pop("self", None)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return None
+    return params
+
+
+def _type_name(tp: Any) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _check_value(name: str, value: Any, annotation: str) -> str | None:
+    """Return a message when ``value`` does not fit the field annotation (as a string)."""
+    optional = "None" in annotation
+    if value is None:
+        return None if optional else "must not be null"
+    if "int" in annotation and "float" not in annotation:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, found {value!r}"
+        if name in _POSITIVE_INT or name == "max_steps":
+            if value < 1:
+                return f"expected an integer >= 1, found {value}"
+        return None
+    if "float" in annotation:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, found {value!r}"
+        if name == "lr" and not value > 0:
+            return f"expected a number > 0, found {value}"
+        if name in ("weight_decay",) and value < 0:
+            return f"expected a number >= 0, found {value}"
+        if name == "grad_clip" and not value > 0:
+            return f"expected a number > 0 or null, found {value}"
+        if name == "held_out_fraction" and not 0 < value < 1:
+            return f"expected a number in (0, 1), found {value}"
+        return None
+    if "str" in annotation:
+        if not isinstance(value, str):
+            return f"expected a string, found {value!r}"
+        if name == "text" and value not in ("title", "content", "both"):
+            return f"expected one of title, content, both; found {value!r}"
+        return None
+    return None
+
+
+def _node_line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+    return {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
+
+
+def _construct(node: yaml.Node) -> Any:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def parse_config(text: str, path: str = "<config>") -> TrainConfig:
+    """Validate YAML text into a :class:`TrainConfig`.
+
+    Args:
+        text: the YAML document.
+        path: name used in error messages.
+
+    Returns:
+        The validated config.
+
+    Raises:
+        ConfigError: with every problem found, each as ``file:line: message``.
+    """
+    problems: list[Problem] = []
+
+    def bad(node: yaml.Node | None, message: str) -> None:
+        problems.append(Problem(path, _node_line(node) if node is not None else None, message))
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError([Problem(path, line, f"not valid YAML: {e}")]) from e
+    if not isinstance(root, yaml.MappingNode):
+        raise ConfigError(
+            [Problem(path, 1 if root is None else _node_line(root), "expected a mapping")]
+        )
+
+    top = _mapping(root)
+    for key, (knode, _) in top.items():
+        if key not in _TOP_KEYS:
+            bad(knode, f"unknown key {key!r}; expected one of {', '.join(_TOP_KEYS)}")
+    values: dict[str, Any] = {}
+
+    for key, tp in (("experiment", int), ("name", str), ("description", str)):
+        if key not in top:
+            if key != "description":
+                bad(root, f"missing required key {key!r} ({_type_name(tp)})")
+            continue
+        value = _construct(top[key][1])
+        if isinstance(value, bool) or not isinstance(value, tp):
+            bad(top[key][1], f"{key}: expected {_type_name(tp)}, found {value!r}")
+        else:
+            values[key] = value
+
+    model: ModelConfig | None = None
+    if "model" not in top:
+        bad(root, f"missing required section 'model' with a 'kind' ({', '.join(MODEL_KINDS)})")
+    else:
+        mnode = top["model"][1]
+        if not isinstance(mnode, yaml.MappingNode):
+            bad(mnode, "model: expected a mapping with 'kind' and the classifier's arguments")
+        else:
+            mkeys = _mapping(mnode)
+            kind = _construct(mkeys["kind"][1]) if "kind" in mkeys else None
+            if kind is None:
+                bad(mnode, f"model: missing 'kind' ({', '.join(MODEL_KINDS)})")
+            elif kind not in MODEL_KINDS:
+                bad(
+                    mkeys["kind"][1],
+                    f"model.kind: unknown kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}",
+                )
+                kind = None
+            params = _classifier_parameters(kind) if kind else None
+            kwargs: dict[str, Any] = {}
+            for key, (knode, vnode) in mkeys.items():
+                if key == "kind":
+                    continue
+                if params is not None and key not in params:
+                    bad(
+                        knode,
+                        f"model: unknown key {key!r} for kind {kind!r}; expected one of "
+                        f"{', '.join(params)}",
+                    )
+                    continue
+                kwargs[key] = _construct(vnode)
+            if kind is not None:
+                model = ModelConfig(kind=kind, kwargs=kwargs)
+
+    for section, cls in _SECTIONS.items():
+        if section not in top:
+            values[section] = cls()
+            continue
+        snode = top[section][1]
+        if not isinstance(snode, yaml.MappingNode):
+            bad(snode, f"{section}: expected a mapping")
+            continue
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, (knode, vnode) in _mapping(snode).items():
+            if key not in fields:
+                bad(knode, f"{section}: unknown key {key!r}; expected one of {', '.join(fields)}")
+                continue
+            value = _construct(vnode)
+            if isinstance(value, int) and not isinstance(value, bool):
+                if "float" in str(fields[key].type) and "int" not in str(fields[key].type):
+                    value = float(value)
+            message = _check_value(key, value, str(fields[key].type))
+            if message:
+                bad(vnode, f"{section}.{key}: {message}")
+                continue
+            kwargs[key] = value
+        values[section] = cls(**kwargs)
+
+    if problems:
+        raise ConfigError(problems)
+    assert model is not None
+    return TrainConfig(model=model, path=path, **values)
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Read and validate a training config file.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The validated :class:`TrainConfig`.
+
+    Raises:
+        ConfigError: the file is missing, unreadable or invalid.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([Problem(str(p), None, "config file not found")]) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError([Problem(str(p), None, f"cannot read config file: {e}")]) from e
+    return parse_config(text, str(p))
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """The config as plain data, in the YAML layout (``path`` left out)."""
+    return {
+        "experiment": config.experiment,
+        "name": config.name,
+        "description": config.description,
+        "model": {"kind": config.model.kind, **config.model.kwargs},
+        "data": dataclasses.asdict(config.data),
+        "train": dataclasses.asdict(config.train),
+    }
+
+
+def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
+    """Apply ``section.key=value`` overrides (values parsed as YAML) and re-validate.
+
+    Args:
+        config: the loaded config.
+        overrides: e.g. ``["train.batch_size=32", "data.max_length=128"]``.
+
+    Returns:
+        A new validated config.
+
+    Raises:
+        UsageError: an override is not of the form ``section.key=value``.
+        ConfigError: the result is invalid (problems name ``--set``).
+    """
+    data = config_to_dict(config)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts) or len(parts) > 2:
+            raise UsageError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE (e.g. train.batch_size=32) "
+                "or a top-level KEY=VALUE"
+            )
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as e:
+            raise UsageError(f"--set {item!r}: value is not valid YAML ({e})") from e
+        if len(parts) == 1:
+            data[parts[0]] = value
+        else:
+            section = data.setdefault(parts[0], {})
+            if not isinstance(section, dict):
+                raise UsageError(f"--set {item!r}: {parts[0]!r} is not a section")
+            section[parts[1]] = value
+    try:
+        new = parse_config(yaml.safe_dump(data, sort_keys=False), "--set")
+    except ConfigError as e:
+        # Line numbers would point into a generated document: drop them, keep the key names.
+        raise ConfigError([Problem("--set", None, p.message) for p in e.problems]) from None
+    return dataclasses.replace(new, path=config.path)
