@@ -228,16 +228,20 @@ class _Loader:
         line = at if isinstance(at, int) or at is None else _line(at)
         self.problems.append(Problem(self.file, line, message))
 
+    def _failure(self) -> ProbeSetError:
+        """All problems, in file order (stable for problems on the same line)."""
+        return ProbeSetError(sorted(self.problems, key=lambda p: p.line or 0))
+
     # -- top level -------------------------------------------------------------------------------
 
     def load(self) -> ProbeSet:
         root = self._compose()
         if root is None:
-            raise ProbeSetError(self.problems)
+            raise self._failure()
         self._check_tags(root)
         top = self._mapping(root, _TOP_KEYS, _TOP_REQUIRED, "the probe file")
         if top is None:
-            raise ProbeSetError(self.problems)
+            raise self._failure()
 
         name = self._text_at(top, "name")
         if name is not None and not _NAME_RE.fullmatch(name):
@@ -259,7 +263,7 @@ class _Loader:
         specs, items = self._pairs(top.get("pairs"), orientation, default_targets)
 
         if self.problems:
-            raise ProbeSetError(self.problems)
+            raise self._failure()
         assert name is not None and description is not None and source is not None
         assert version is not None
         return ProbeSet(
@@ -315,8 +319,12 @@ class _Loader:
         known: Iterable[str],
         required: Iterable[str],
         where: str,
+        owner: yaml.Node | None = None,
     ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
-        """Checks a mapping's keys; returns key -> (key node, value node), or None if no mapping."""
+        """Checks a mapping's keys; returns key -> (key node, value node), or None if no mapping.
+
+        Missing keys are reported at ``owner`` (the key holding the mapping) when given.
+        """
         if not isinstance(node, yaml.MappingNode):
             self.error(node, f"{where}: expected a mapping, found {_describe(node)}")
             return None
@@ -339,7 +347,7 @@ class _Loader:
             out[key] = (key_node, value_node)
         missing = [k for k in required if k not in out]
         for key in missing:
-            self.error(node, f"{where}: missing required key {key!r}")
+            self.error(owner or node, f"{where}: missing required key {key!r}")
         return out
 
     def _text(self, node: yaml.Node, what: str, *, allow_empty: bool = False) -> str | None:
@@ -417,7 +425,7 @@ class _Loader:
         if entry is None:
             return None
         node = entry[1]
-        m = self._mapping(node, _ORIENTATION_KEYS, _ORIENTATION_KEYS, "orientation")
+        m = self._mapping(node, _ORIENTATION_KEYS, _ORIENTATION_KEYS, "orientation", entry[0])
         if m is None:
             return None
         minoritized = self._text_at(m, "minoritized")
@@ -625,7 +633,7 @@ class _Loader:
         groups = self._groups(m.get("groups"), where)
         ok = ok and groups is not None
 
-        template = self._text_at(m, "template")
+        template = self._text(m["template"][1], f"{where}: template") if "template" in m else None
         tokens: list[_Token] | None = None
         if template is not None:
             tokens = self._parse_template(template, m["template"][1], where)
@@ -1048,6 +1056,7 @@ def _expand_pair(
             sentence on both sides.
     """
     dims: list[tuple[str, list[tuple[str, str]]]] = []  # (fill name, [(word A, word B)])
+    paired: set[int] = set()  # dimensions filled from a grouped lexicon
     dim_of: dict[int, int] = {}  # token index -> dimension index
     slot_dim: dict[str, int] = {}
     alt_no = 0
@@ -1070,6 +1079,7 @@ def _expand_pair(
                     if spec.pairing == "zip"
                     else list(itertools.product(a, b))
                 )
+                paired.add(len(dims))
             else:
                 assert words is not None
                 choices = [(w, w) for w in words]
@@ -1105,8 +1115,8 @@ def _expand_pair(
                     pieces.append((combo[dim_of[t_index]][side], True))
             sentences.append(_join(pieces))
         suffix = []
-        for (_, _choices), (a, b) in zip(dims, combo, strict=True):
-            suffix.append(_slug(a) if a == b else f"{_slug(a)}-{_slug(b)}")
+        for d, (a, b) in enumerate(combo):
+            suffix.append(f"{_slug(a)}-{_slug(b)}" if d in paired else _slug(a))
         pair_id = "/".join([spec.id, *suffix])
         if sentences[0] == sentences[1]:
             raise _ExpansionError(
