@@ -180,7 +180,7 @@ class RunResult:
                 f"output folder {out} already exists and is not empty; "
                 "choose another --out or pass --overwrite"
             )
-        with _staging_dir(out) as tmp:
+        with staging_dir(out) as tmp:
             meta = dict(self.meta)
             meta["files"] = {name: f"{name}.csv" for name in TABLES}
             meta["files"]["logprobs"] = {}
@@ -194,12 +194,12 @@ class RunResult:
             with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
                 f.write("\n")
-            _replace_dir(tmp, out)
+            replace_dir(tmp, out)
         return out
 
 
 @contextlib.contextmanager
-def _staging_dir(out: Path) -> Iterator[Path]:
+def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh hidden temporary folder next to ``out``; removed again if anything fails."""
     parent = out.parent
     try:
@@ -216,7 +216,7 @@ def _staging_dir(out: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
+def replace_dir(tmp: Path, out: Path) -> None:
     """Move the finished ``tmp`` folder to ``out``, replacing an existing folder last."""
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")

@@ -1,0 +1,48 @@
+"""biasprobe: audit social bias in masked language models.
+
+Python API (the CLI uses the same functions)::
+
+    import biasprobe
+
+    probes = biasprobe.load_probe_set("probes/gender.yaml")
+    result = biasprobe.run(probes, models=["bert-base-uncased"])
+    result.topk        # pandas DataFrame: model, pair_id, side, group, sentence, rank, token, logprob
+    result.scores      # one row per (model, pair): skew scores
+    result.summary     # means with bootstrap confidence intervals
+    result.save("reports/my-run")
+    same = biasprobe.load_run("reports/my-run")   # no model needed
+
+Heavy libraries (torch, transformers, pandas) are imported on first use, not on
+``import biasprobe``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_probe_set": ("biasprobe.probes", "load_probe_set"),
+    "ProbeSet": ("biasprobe.probes", "ProbeSet"),
+    "ProbeItem": ("biasprobe.probes", "ProbeItem"),
+    "run": ("biasprobe.runner", "run"),
+    "load_backend": ("biasprobe.backends", "load_backend"),
+    "RunResult": ("biasprobe.results", "RunResult"),
+    "load_run": ("biasprobe.results", "load_run"),
+    "write_report": ("biasprobe.report", "write_report"),
+    "BiasprobeError": ("biasprobe.errors", "BiasprobeError"),
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biasprobe' has no attribute {name!r}")

@@ -1,0 +1,60 @@
+"""The interface every masked-LM backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+class MaskedLMBackend(ABC):
+    """A masked language model that scores sentences containing one mask token.
+
+    Attributes:
+        name: the id the user gave (hub id, local folder, ``recorded:DIR``).
+        mask_token: the model's own mask token; sentences passed in must contain it once.
+        vocab: display string of every token id; ``len(vocab)`` is the output size.
+        info: provenance (resolved revision / commit hash, class, dtype, device, ...).
+    """
+
+    name: str
+    mask_token: str
+    vocab: list[str]
+    info: dict[str, Any]
+
+    @abstractmethod
+    def mask_logprobs(self, sentences: Sequence[str]) -> np.ndarray:
+        """Full-vocabulary log-softmax at the mask of each sentence.
+
+        Args:
+            sentences: texts, each with exactly one ``mask_token``.
+
+        Returns:
+            float32 array (len(sentences), len(vocab)).
+        """
+
+    @abstractmethod
+    def target_pieces(self, sentence: str, word: str) -> list[int]:
+        """Token ids that ``word`` becomes when written in place of the mask of ``sentence``.
+
+        Raises:
+            VocabularyError: the word cannot be represented (e.g. it becomes the unknown token).
+        """
+
+    @abstractmethod
+    def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
+        """log p(pieces) at the mask of each sentence, by the chain rule over consecutive masks.
+
+        The single mask is widened to ``n = len(pieces)`` masks and
+        ``log p(w) = Σ_i log p(piece_i | sentence, piece_1..piece_{i−1}, masks after)``: piece i
+        is read at the i-th mask with the earlier pieces filled in and the later ones still
+        masked. For one piece this equals the plain log-prob at the mask.
+
+        Returns:
+            float64 array (len(requests),).
+        """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release memory held by the model (optional)."""
