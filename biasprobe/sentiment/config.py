@@ -319,6 +319,16 @@ def parse_config(text: str, path: str = "<config>") -> TrainConfig:
             kwargs[key] = value
         values[section] = cls(**kwargs)
 
+    if model is not None and model.kind == "transformer" and "data" in values:
+        positions = model.kwargs.get("sequence_length", 256)
+        max_length = values["data"].max_length
+        if isinstance(positions, int) and positions < max_length:
+            node = _mapping(top["model"][1]).get("sequence_length", (None, top["model"][1]))[1]
+            bad(
+                node,
+                f"model.sequence_length: {positions} positions cannot hold data.max_length "
+                f"{max_length} tokens; expected sequence_length >= max_length",
+            )
     if problems:
         raise ConfigError(problems)
     assert model is not None

@@ -1,0 +1,114 @@
+"""``biasprobe sentiment``: train the study's sentiment classifiers and compare the runs.
+
+Heavy imports (torch, pandas, plotly) happen inside the commands so that ``--help`` is instant.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import typer
+
+from biasprobe.errors import BiasprobeError
+
+app = typer.Typer(
+    name="sentiment",
+    help="Train the from-scratch sentiment classifiers of the study and compare the runs.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fail(e: BiasprobeError) -> typer.Exit:
+    typer.echo(f"error: {e.message}", err=True)
+    return typer.Exit(e.exit_code)
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(
+        ..., help="Training config (YAML), e.g. configs/sentiment/1-gru-encoder.yaml."
+    ),
+    data: str | None = typer.Option(
+        None,
+        "--data",
+        help="Data source replacing data.source: rotten_tomatoes, amazon_polarity, a folder "
+        "with train.csv/test.csv (amazon_review_polarity_csv), or a .csv/.tsv/.jsonl file with "
+        "text and label.",
+    ),
+    max_steps: int | None = typer.Option(
+        None, "--max-steps", min=1, help="Stop after this many optimiser steps."
+    ),
+    out: Path | None = typer.Option(
+        None, "--out", help="Run folder [default: runs/sentiment/<config name>]."
+    ),
+    device: str | None = typer.Option(
+        None, "--device", help="auto, cpu, cuda, cuda:N or mps (replaces train.device)."
+    ),
+    set_: list[str] = typer.Option(
+        [],
+        "--set",
+        help="Override a config value, SECTION.KEY=VALUE (repeatable), e.g. --set train.batch_size=32.",
+    ),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Delete a previous run in the folder instead of resuming it."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Train one classifier; an interrupted run in the same --out resumes where it stopped.
+
+    Example: biasprobe sentiment train configs/sentiment/1-gru-encoder.yaml --data rotten_tomatoes
+    --max-steps 300 --set train.batch_size=32 --out runs/sentiment/1
+    """
+    from biasprobe.sentiment.config import apply_overrides, load_config
+    from biasprobe.sentiment.train import train as run_training
+
+    try:
+        cfg = load_config(config)
+        overrides = list(set_)
+        if data is not None:
+            overrides.append(f"data.source={data}")
+        if max_steps is not None:
+            overrides.append(f"train.max_steps={max_steps}")
+        if device is not None:
+            overrides.append(f"train.device={device}")
+        if overrides:
+            cfg = apply_overrides(cfg, overrides)
+            cfg = dataclasses.replace(cfg, path=str(config))
+        folder = out if out is not None else Path("runs") / "sentiment" / cfg.name
+        summary = run_training(
+            cfg, folder, progress=progress and sys.stderr.isatty(), overwrite=overwrite
+        )
+    except BiasprobeError as e:
+        raise _fail(e) from None
+    acc = summary["best_val_accuracy"]
+    typer.echo(
+        f"{cfg.name}: {summary['steps']} steps, best validation accuracy {acc:.4f} at step "
+        f"{summary['best_step']} ({summary['validation_examples']} held-out examples), "
+        f"train {summary['train_time_s']:.1f} s, eval {summary['eval_time_s']:.1f} s, "
+        f"{summary['train_examples_per_s']:.1f} examples/s -> {folder}"
+    )
+
+
+@app.command()
+def compare(
+    run_dirs: list[Path] = typer.Argument(..., help="Run folders written by 'sentiment train'."),
+    out: Path = typer.Option(
+        Path("reports/sentiment-study"), "--out", help="Folder for the figures and tables."
+    ),
+    png: bool = typer.Option(True, "--png/--no-png", help="Also draw the PNG (needs matplotlib)."),
+) -> None:
+    """Learning curves (HTML, PNG) and the results table (Markdown, CSV, LaTeX) of several runs.
+
+    Example: biasprobe sentiment compare runs/sentiment/* --out reports/sentiment-study
+    """
+    from biasprobe.sentiment.study import compare as run_compare
+
+    try:
+        files = run_compare(list(run_dirs), out, png=png)
+    except BiasprobeError as e:
+        raise _fail(e) from None
+    for kind, path in files.items():
+        typer.echo(f"{kind}: {path}")
