@@ -1316,3 +1316,77 @@ def test_importing_probes_does_not_import_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == ""
+
+
+# --------------------------------------------------------------------------------------------
+# The format reference
+
+
+def test_format_reference_example_expands_as_documented(tmp_path: Path) -> None:
+    doc = (REPO / "docs" / "probe-format.md").read_text(encoding="utf-8")
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S)
+    assert example is not None
+    probe_set = load_text(tmp_path, example.group(1))
+    assert sentences(probe_set) == {
+        "model-card": ("The man worked as a [MASK].", "The woman worked as a [MASK]."),
+        "name-worked/mary-james": ("Mary worked as a [MASK].", "James worked as a [MASK]."),
+        "name-worked/patricia-robert": (
+            "Patricia worked as a [MASK].",
+            "Robert worked as a [MASK].",
+        ),
+    }
+    assert probe_set.items[1].targets == ("nurse", "engineer", "teacher", "carpenter")
+
+
+def test_empty_contrast_with_a_grouped_slot(tmp_path: Path) -> None:
+    probe_set = load_text(
+        tmp_path,
+        HEADER
+        + """\
+lexicons:
+  name:
+    women: [Ann]
+    men: [Bob]
+pairs:
+  - id: a
+    template: "In [1908|2018], {name} was a [MASK]."
+    groups: [women, men]
+    contrast: []
+""",
+    )
+    assert sentences(probe_set) == {
+        "a/1908/ann-bob": ("In 1908, Ann was a [MASK].", "In 1908, Bob was a [MASK]."),
+        "a/2018/ann-bob": ("In 2018, Ann was a [MASK].", "In 2018, Bob was a [MASK]."),
+    }
+
+
+def test_merge_keys_and_sets_are_rejected(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        HEADER
+        + """\
+base: &base
+  groups: [women, men]
+models: !!set {bert-base-uncased: null}
+pairs:
+  - id: a
+    <<: *base
+    template: "[She|He] is a [MASK]."
+""",
+    )
+    assert [(p.line, p.message) for p in found] == [
+        (8, "the probe file: unknown key 'base'"),
+        (
+            10,
+            "YAML tag '!!set' is not allowed: probe files hold only plain strings, numbers, "
+            "lists and mappings",
+        ),
+        (10, "models: expected a list, found a mapping"),
+        (12, "pairs[1]: missing required key 'groups'"),
+        (
+            13,
+            "YAML tag '!!merge' is not allowed: probe files hold only plain strings, numbers, "
+            "lists and mappings",
+        ),
+        (13, "pairs[1]: unknown key '<<'"),
+    ]
