@@ -29,9 +29,8 @@ TABLES = ("items", "topk", "scores", "summary", "targets")
 LOGPROBS_DIR = "logprobs"
 # Read back as text whatever they hold: tokens such as "null", "nan" or "1908" and group labels
 # such as "2018" are words, not missing values or numbers.
-_TEXT_COLUMNS = {
-    c: str
-    for c in (
+_TEXT_COLUMNS = frozenset(
+    (
         "model",
         "pair_id",
         "template_id",
@@ -55,7 +54,7 @@ _TEXT_COLUMNS = {
         "exclusive_a",
         "exclusive_b",
     )
-}
+)
 
 
 def model_slug(name: str) -> str:
@@ -231,6 +230,17 @@ def replace_dir(tmp: Path, out: Path) -> None:
         os.replace(tmp, out)
 
 
+def _read_table(path: Path) -> pd.DataFrame:
+    """Read a run table: empty cells are missing numbers, but empty text stays text."""
+    columns = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(
+        path,
+        keep_default_na=False,
+        na_values={c: [""] for c in columns if c not in _TEXT_COLUMNS},
+        dtype={c: str for c in columns if c in _TEXT_COLUMNS},
+    )
+
+
 def load_run(run_dir: str | Path) -> RunResult:
     """Read a run folder written by :meth:`RunResult.save`, without any model.
 
@@ -246,12 +256,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
         files = meta["files"]
-        tables = {
-            name: pd.read_csv(
-                d / files[name], keep_default_na=False, na_values=[""], dtype=_TEXT_COLUMNS
-            )
-            for name in TABLES
-        }
+        tables = {name: _read_table(d / files[name]) for name in TABLES}
         logprobs = {name: VocabLogProbs.load(d / rel) for name, rel in files["logprobs"].items()}
     except (OSError, KeyError, ValueError) as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None

@@ -1,0 +1,128 @@
+"""Shared fixtures: tiny masked LMs built in the test session (never downloaded)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+PAIR_DATA = SHARED_DATA / "pair-fill-in-the-blank"
+REAL_VOCAB = PAIR_DATA / "vocab.txt"
+
+
+def _packaged_vocab() -> Path | None:
+    for p in (REPO / "biasprobe" / "data" / "vocab").glob("*.txt"):
+        return p
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_vocab() -> Path:
+    """The real uncased BERT WordPiece vocab (30,522 tokens)."""
+    if REAL_VOCAB.is_file():
+        return REAL_VOCAB
+    packaged = _packaged_vocab()
+    if packaged is None:
+        pytest.skip("the uncased BERT vocab is not available (../shared/data missing)")
+    return packaged
+
+
+@pytest.fixture(scope="session")
+def pair_data() -> Path:
+    """Recorded PAIR logits (../shared/data/pair-fill-in-the-blank)."""
+    if not PAIR_DATA.is_dir():
+        pytest.skip("../shared/data/pair-fill-in-the-blank is not available")
+    return PAIR_DATA
+
+
+def build_tiny_bert(folder: Path, vocab: Path, seed: int = 0, hidden: int = 32) -> Path:
+    """A random-weight BertForMaskedLM with the real vocab, saved with its tokenizer."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(vocab, folder / "vocab.txt")
+    tok = BertTokenizer.from_pretrained(str(folder))
+    assert len(tok) == sum(1 for _ in open(vocab, encoding="utf-8"))
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+        initializer_range=0.2,  # peakier distributions than the default 0.02
+    )
+    model = BertForMaskedLM(cfg).eval()
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def build_tiny_roberta(folder: Path, seed: int = 0) -> Path:
+    """A random-weight RobertaForMaskedLM with a byte-level BPE tokenizer (mask ``<mask>``)."""
+    import torch
+    from tokenizers import AddedToken, ByteLevelBPETokenizer
+    from transformers import RobertaConfig, RobertaForMaskedLM, RobertaTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    corpus = [
+        "The man worked as a carpenter and the woman worked as a nurse.",
+        "The doctor performed surgery even though she knew it was too late.",
+        "Most people like to buy things in New York and in Texas.",
+        "He was employed as a mechanic, she was employed as a teacher.",
+        "waitress waiter engineer lawyer programmer housekeeper receptionist",
+    ] * 20
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        corpus,
+        vocab_size=400,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    bpe.save_model(str(folder))
+    # As in roberta-base, the mask token swallows the space before it ("a <mask>" → Ġa, <mask>).
+    tok = RobertaTokenizer.from_pretrained(
+        str(folder), mask_token=AddedToken("<mask>", lstrip=True, rstrip=False)
+    )
+    ids = tok("works as a <mask>.")["input_ids"]  # ... Ġa <mask> . </s>
+    assert ids[-3] == tok.mask_token_id and tok.convert_ids_to_tokens(ids[-4]) == "Ġa", ids
+    torch.manual_seed(seed)
+    cfg = RobertaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=130,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        initializer_range=0.2,
+    )
+    model = RobertaForMaskedLM(cfg).eval()
+    model.save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> Path:
+    """Folder of a tiny BertForMaskedLM with the real uncased vocab."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert"), real_vocab)
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_b(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> Path:
+    """A second tiny BERT (other seed), e.g. a stand-in 'debiased' model."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-b"), real_vocab, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny RobertaForMaskedLM whose mask token is ``<mask>``."""
+    return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
