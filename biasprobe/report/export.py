@@ -1,0 +1,135 @@
+"""Static figures (PNG or SVG) for papers: one scatter per pair and model.
+
+Static export goes through plotly's image export, which needs the optional ``kaleido``
+package (version 1 or later) and a Chrome or Chromium browser on the machine. Without them,
+:class:`StaticExportError` says what to install.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+from biasprobe.errors import BiasprobeError, OutputError, UsageError
+from biasprobe.report.figures import differences_figure, pair_points, scatter_figure
+from biasprobe.results import RunResult, model_slug
+
+FORMATS = ("png", "svg")
+VIEWS = ("scatter", "differences")
+INSTALL_HINT = (
+    "install the optional image exporter with `pip install 'kaleido>=1.1'` "
+    "and a Chrome or Chromium browser (e.g. `apt-get install chromium`, or run "
+    "`plotly_get_chrome`); set BROWSER_PATH if the browser is not on PATH"
+)
+
+
+class StaticExportError(BiasprobeError):
+    """Static figures cannot be written: the image exporter or its browser is missing."""
+
+    exit_code = 1
+
+
+def export_figures(
+    runs: Sequence[RunResult],
+    out_dir: Path,
+    fmt: Literal["png", "svg"] = "png",
+    *,
+    top_n: int = 200,
+    view: Literal["scatter", "differences"] = "scatter",
+    scale: float = 2.0,
+) -> list[Path]:
+    """Write one static figure per pair and model.
+
+    Files are named ``<pair-slug>__<model-slug>.<fmt>`` in ``out_dir`` (created if needed).
+
+    Args:
+        runs: run results; every model of every run is drawn.
+        out_dir: folder for the figures.
+        fmt: ``"png"`` or ``"svg"``.
+        top_n: draw the union of each side's top-``top_n`` tokens.
+        view: ``"scatter"`` (log p(A) vs log p(B)) or ``"differences"``.
+        scale: pixel scale of PNG output (2 = 1240 × 1120 pixels).
+
+    Returns:
+        The paths written, in (run, pair, model) order.
+
+    Raises:
+        UsageError: unknown format or view, or a bad ``top_n``.
+        StaticExportError: kaleido or a Chrome/Chromium browser is missing.
+        OutputError: the folder cannot be written.
+    """
+    if fmt not in FORMATS:
+        raise UsageError(f"figure format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if view not in VIEWS:
+        raise UsageError(f"figure view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
+    _check_exporter()
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create figure folder {out}: {e.strerror or e}") from None
+
+    draw = scatter_figure if view == "scatter" else differences_figure
+    names = [m for run in runs for m in run.models]
+    figs, paths, seen = [], [], set()
+    for r_i, run in enumerate(runs):
+        for pid, rows in run.items.groupby("pair_id", sort=False):
+            rows = rows.sort_values("side")
+            groups = [str(g) for g in rows["group"]]
+            if len(groups) != 2:
+                continue
+            for model in run.models:
+                try:
+                    la, lb = run.pair_logprobs(model, str(pid))
+                except KeyError:
+                    continue
+                label = model
+                if names.count(model) > 1:
+                    label = f"{model} [{run.meta.get('run_id', f'run {r_i + 1}')}]"
+                pts = pair_points(la, lb, top_n)
+                fig = draw(
+                    pts,
+                    run.logprobs[model].vocab,
+                    group_a=groups[0],
+                    group_b=groups[1],
+                    title=f"{pid} · {label} · top {top_n} per side",
+                )
+                stem = f"{model_slug(str(pid))}__{model_slug(label)}"
+                name, k = stem, 2
+                while name in seen:
+                    name, k = f"{stem}-{k}", k + 1
+                seen.add(name)
+                figs.append(fig)
+                paths.append(out / f"{name}.{fmt}")
+    if figs:
+        _write_images(figs, paths, fmt, scale)
+    return paths
+
+
+def _check_exporter() -> None:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise StaticExportError(f"static figures need kaleido: {INSTALL_HINT}") from None
+
+
+def _write_images(figs: list, paths: list[Path], fmt: str, scale: float) -> None:
+    import plotly.io as pio
+
+    try:
+        pio.write_images(figs, paths, format=fmt, scale=scale)
+    except Exception as e:  # noqa: BLE001 - the exporter raises its own classes
+        text = f"{type(e).__name__}: {e}"
+        if "Chrome" in text or "Browser" in text or "chrome" in text:
+            found = shutil.which("chromium") or shutil.which("google-chrome")
+            where = f" (found {found}, but it did not start)" if found else ""
+            raise StaticExportError(
+                f"static figures need a Chrome or Chromium browser{where}: {INSTALL_HINT}"
+            ) from e
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write figures: {e}") from e
+        raise

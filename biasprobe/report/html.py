@@ -1,0 +1,789 @@
+"""The interactive HTML report: one self-contained file, plotly.js inlined, opens offline.
+
+Layout of the page: a header with the provenance of every run; a note on how to read the
+figures; sortable tables (set and template summaries with confidence intervals, per-pair
+scores, and, with several models, the change of every score from the base model and the
+Spearman correlation of token rankings); then one section per pair, shown one at a time, with
+a PAIR-style scatter and a differences view per model, a comparison table and the top-k lists.
+
+What the page embeds, so that it stays small and N can change in the browser:
+
+* every distinct vocabulary once (JSON list of strings);
+* per model and pair, the union of each side's top-1000 tokens (ids, exact float32 log-probs,
+  exact ranks) — enough for every view up to N = 1000;
+* per model and distinct sentence, the full-vocabulary log-prob vector quantized to 16 bits
+  (step about 0.0005 nats) for the "all" view.
+
+Binary arrays are base64 little-endian typed arrays. All text from probe files and model
+metadata is HTML-escaped here or set with ``textContent`` in the page script.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biasprobe.errors import OutputError, UsageError
+from biasprobe.report.figures import (
+    COLOR_A,
+    COLOR_B,
+    COLORSCALE,
+    EXACT_DEPTH,
+    LABELS_PER_SIDE,
+    pair_points,
+    quantize16,
+)
+from biasprobe.results import RunResult
+
+#: The N choices offered in the page ("all" = the whole vocabulary).
+TOP_N_OPTIONS: tuple[int, ...] = (30, 200, 1000)
+#: Depth of the Spearman rank correlation between two models (as PAIR's notebook).
+SPEARMAN_TOP = 300
+#: Skew scores shown in the tables, with their headings.
+SCORE_LABELS = {
+    "jaccard_distance": "Jaccard dist.",
+    "rbo_distance": "RBO dist.",
+    "js_divergence": "JS div. (bits)",
+    "target_gap": "target gap",
+}
+_SCHEMA = 1
+
+
+@dataclass
+class _Entry:
+    """One (run, model) shown in the report; entry 0 is the base model."""
+
+    index: int
+    run_index: int
+    run: RunResult
+    model: str
+    label: str
+    vocab_index: int
+    sentence_index: dict[str, int] = field(default_factory=dict)
+    vectors: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _Pair:
+    """One probe pair (identified by its id and its two template sentences)."""
+
+    index: int
+    pair_id: str
+    label: str
+    run_index: int
+    items: list[dict[str, Any]]
+    cells: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def write_report(
+    runs: Sequence[RunResult],
+    out_path: Path,
+    *,
+    title: str | None = None,
+    top_n_default: int = 200,
+) -> Path:
+    """Write the interactive HTML report of one or more runs as one self-contained file.
+
+    The first model of the first run is the base: every other model is compared with it (skew
+    score changes, Spearman correlation of the token rankings over the top 300).
+
+    Args:
+        runs: run results (e.g. from :func:`biasprobe.results.load_run`).
+        out_path: the ``.html`` file to write; replaced atomically if it exists.
+        title: page title (default: "biasprobe report: <probe set names>").
+        top_n_default: N shown first in the scatter plots (30, 200, 1000 are offered; another
+            positive value is added to the choices).
+
+    Returns:
+        ``out_path``.
+
+    Raises:
+        UsageError: no runs, no models, or a bad ``top_n_default``.
+        OutputError: the file cannot be written.
+    """
+    if not runs:
+        raise UsageError("a report needs at least one run")
+    if isinstance(top_n_default, bool) or not isinstance(top_n_default, int) or top_n_default < 1:
+        raise UsageError(f"top_n_default must be a positive integer, got {top_n_default!r}")
+    page = render_report(runs, title=title, top_n_default=top_n_default)
+    return _write_atomic(Path(out_path), page)
+
+
+def render_report(
+    runs: Sequence[RunResult], *, title: str | None = None, top_n_default: int = 200
+) -> str:
+    """The report page as a string (see :func:`write_report`)."""
+    entries, vocabs = _entries(runs)
+    if not entries:
+        raise UsageError("the runs hold no models to report on")
+    pairs = _pairs(runs, entries)
+    depth = max(EXACT_DEPTH, top_n_default)
+    for pair in pairs:
+        for entry in entries:
+            cell = _cell(entry, pair, depth)
+            if cell is not None:
+                pair.cells[entry.index] = cell
+    comparisons = _comparisons(entries, pairs)
+    set_names = list(
+        dict.fromkeys(str(r.meta.get("probe_set", {}).get("name", "probe set")) for r in runs)
+    )
+    page_title = title or f"biasprobe report: {', '.join(set_names)}"
+    options: list[int | str] = sorted(set(TOP_N_OPTIONS) | {top_n_default})
+    options.append("all")
+    payload = {
+        "schema": _SCHEMA,
+        "topn": {"options": options, "default": top_n_default, "exact": depth},
+        "labels_per_side": LABELS_PER_SIDE,
+        "colorscale": COLORSCALE,
+        "vocabs": [list(v) for v in vocabs],
+        "entries": [
+            {"label": e.label, "vocab": e.vocab_index, "vectors": e.vectors} for e in entries
+        ],
+        "pairs": [
+            {
+                "id": p.pair_id,
+                "label": p.label,
+                "groups": [p.items[0]["group"], p.items[1]["group"]],
+                "cells": [p.cells.get(e.index) for e in entries],
+            }
+            for p in pairs
+        ],
+    }
+    body = "\n".join(
+        [
+            _header_html(runs, entries, page_title),
+            _notes_html(depth),
+            _summary_html(entries, pairs, comparisons),
+            _pairs_html(entries, pairs, comparisons, options, top_n_default),
+        ]
+    )
+    return _page(page_title, body, payload)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def _entries(runs: Sequence[RunResult]) -> tuple[list[_Entry], list[tuple[str, ...]]]:
+    names = [m for run in runs for m in run.models]
+    entries: list[_Entry] = []
+    vocabs: list[tuple[str, ...]] = []
+    for r_i, run in enumerate(runs):
+        for model in run.models:
+            if model not in run.logprobs:
+                continue
+            vocab = tuple(run.logprobs[model].vocab)
+            try:
+                v_i = vocabs.index(vocab)
+            except ValueError:
+                vocabs.append(vocab)
+                v_i = len(vocabs) - 1
+            label = model
+            if names.count(model) > 1:
+                label = f"{model} [{run.meta.get('run_id', f'run {r_i + 1}')}]"
+            entries.append(_Entry(len(entries), r_i, run, model, label, v_i))
+    return entries, vocabs
+
+
+def _pairs(runs: Sequence[RunResult], entries: list[_Entry]) -> list[_Pair]:
+    pairs: dict[tuple[str, str, str], _Pair] = {}
+    for r_i, run in enumerate(runs):
+        items = run.items
+        for pid, rows in items.groupby("pair_id", sort=False):
+            rows = rows.sort_values("side")
+            recs = rows.to_dict("records")
+            if len(recs) != 2:
+                continue
+            key = (str(pid), str(recs[0]["template_sentence"]), str(recs[1]["template_sentence"]))
+            if key not in pairs:
+                pairs[key] = _Pair(len(pairs), str(pid), str(pid), r_i, recs)
+    ids = [p.pair_id for p in pairs.values()]
+    for p in pairs.values():
+        if ids.count(p.pair_id) > 1:
+            run_id = runs[p.run_index].meta.get("run_id", f"run {p.run_index + 1}")
+            p.label = f"{p.pair_id} [{run_id}]"
+    return list(pairs.values())
+
+
+def _b64(a: np.ndarray, dtype: str) -> str:
+    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+
+
+def _sentence_vector(entry: _Entry, sentence: str) -> int:
+    """Index of the quantized full vector of one sentence in the entry's list (embedded once)."""
+    if sentence not in entry.sentence_index:
+        codes, lo, step = quantize16(entry.run.logprobs[entry.model].row(sentence))
+        entry.sentence_index[sentence] = len(entry.vectors)
+        entry.vectors.append({"q": _b64(codes, "<u2"), "lo": lo, "step": step})
+    return entry.sentence_index[sentence]
+
+
+def _pair_rows(run: RunResult, model: str, pair_id: str) -> tuple[str, str] | None:
+    try:
+        return run.sentence(model, pair_id, "A"), run.sentence(model, pair_id, "B")
+    except KeyError:
+        return None
+
+
+def _same_pair(run: RunResult, pair: _Pair) -> bool:
+    rows = run.items[run.items["pair_id"] == pair.pair_id].sort_values("side")
+    return [str(s) for s in rows["template_sentence"]] == [
+        str(pair.items[0]["template_sentence"]),
+        str(pair.items[1]["template_sentence"]),
+    ]
+
+
+def _cell(entry: _Entry, pair: _Pair, depth: int) -> dict[str, Any] | None:
+    run = entry.run
+    if not _same_pair(run, pair):
+        return None
+    sents = _pair_rows(run, entry.model, pair.pair_id)
+    if sents is None:
+        return None
+    la, lb = run.pair_logprobs(entry.model, pair.pair_id)
+    pts = pair_points(la, lb, depth)
+    itype = "<u2" if la.size <= 65535 else "<u4"
+    return {
+        "a": _sentence_vector(entry, sents[0]),
+        "b": _sentence_vector(entry, sents[1]),
+        "sentences": list(sents),
+        "itype": "u2" if itype == "<u2" else "u4",
+        "ids": _b64(pts.ids, itype),
+        "ra": _b64(pts.ra, itype),
+        "rb": _b64(pts.rb, itype),
+        "la": _b64(pts.la, "<f4"),
+        "lb": _b64(pts.lb, "<f4"),
+    }
+
+
+def _score_row(run: RunResult, model: str, pair_id: str) -> dict[str, Any] | None:
+    s = run.scores
+    rows = s[(s["model"] == model) & (s["pair_id"] == pair_id)]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, int], dict]:
+    """(pair index, entry index) → score changes from the base and Spearman ρ per side."""
+    from biasprobe.scores import spearman_topn
+
+    base = entries[0]
+    out: dict[tuple[int, int], dict] = {}
+    for pair in pairs:
+        if base.index not in pair.cells:
+            continue
+        b_scores = _score_row(base.run, base.model, pair.pair_id) or {}
+        b_vecs = base.run.pair_logprobs(base.model, pair.pair_id)
+        for entry in entries[1:]:
+            if entry.index not in pair.cells:
+                continue
+            o_scores = _score_row(entry.run, entry.model, pair.pair_id) or {}
+            deltas = {s: _num(o_scores.get(s)) - _num(b_scores.get(s)) for s in SCORE_LABELS}
+            rho: list[float | None] = [None, None]
+            same_vocab = entry.vocab_index == base.vocab_index
+            if same_vocab:
+                o_vecs = entry.run.pair_logprobs(entry.model, pair.pair_id)
+                rho = [
+                    spearman_topn(b, o, SPEARMAN_TOP) for b, o in zip(b_vecs, o_vecs, strict=True)
+                ]
+            out[(pair.index, entry.index)] = {
+                "delta": deltas,
+                "rho": rho,
+                "same_vocab": same_vocab,
+            }
+    return out
+
+
+def _num(x: Any) -> float:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return v
+
+
+# --------------------------------------------------------------------------- HTML pieces
+
+_e = html.escape
+
+
+def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
+    v = _num(x)
+    if math.isnan(v):
+        return "—"
+    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+
+
+def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
+    v = _num(x)
+    key = "" if math.isnan(v) else repr(v)
+    return f'<td class="num" data-v="{key}">{_fmt(v, digits, signed)}</td>'
+
+
+def _tdt(text: Any, cls: str = "") -> str:
+    c = f' class="{cls}"' if cls else ""
+    return f"<td{c}>{_e(str(text))}</td>"
+
+
+def _kv_html(d: Any) -> str:
+    """A nested mapping as an escaped definition list."""
+    if isinstance(d, Mapping):
+        if not d:
+            return "<span class='muted'>—</span>"
+        rows = "".join(f"<dt>{_e(str(k))}</dt><dd>{_kv_html(v)}</dd>" for k, v in d.items())
+        return f"<dl>{rows}</dl>"
+    if isinstance(d, list | tuple):
+        if not d:
+            return "<span class='muted'>—</span>"
+        return "<ul>" + "".join(f"<li>{_kv_html(v)}</li>" for v in d) + "</ul>"
+    return _e("" if d is None else str(d))
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("biasprobe")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -> str:
+    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    run_blocks = []
+    for r_i, run in enumerate(runs):
+        meta = run.meta
+        ps = meta.get("probe_set", {}) or {}
+        versions = meta.get("versions", {}) or {}
+        models_rows = "".join(
+            "<tr>"
+            + _tdt(m.get("name", ""))
+            + _tdt(m.get("slug", ""))
+            + _tdt(m.get("mask_token", ""))
+            + _tdt(m.get("vocab_size", ""))
+            + f"<td>{_kv_html(m.get('info', {}))}</td>"
+            + "</tr>"
+            for m in meta.get("models", [])
+        )
+        base = " (the first model is the base)" if r_i == 0 else ""
+        run_blocks.append(
+            f"""<details class="run" {"open" if r_i == 0 else ""}>
+<summary>Run <code>{_e(str(meta.get("run_id", "?")))}</code> · probe set
+<b>{_e(str(ps.get("name", "?")))}</b> · created {_e(str(meta.get("created", "?")))}</summary>
+<div class="prov">
+<div><h4>Probe set</h4>{_kv_html(ps)}</div>
+<div><h4>Settings</h4>{_kv_html(meta.get("settings", {}))}</div>
+<div><h4>Versions</h4>{_kv_html(versions)}</div>
+</div>
+<h4>Models{base}</h4>
+<table class="models"><thead><tr><th>name</th><th>slug</th><th>mask token</th>
+<th>vocab size</th><th>info</th></tr></thead><tbody>{models_rows}</tbody></table>
+</details>"""
+        )
+    set_line = "; ".join(
+        f"{(r.meta.get('probe_set') or {}).get('name', '?')} "
+        f"v{(r.meta.get('probe_set') or {}).get('version', '?')}"
+        for r in runs
+    )
+    created = ", ".join(str(r.meta.get("created", "?")) for r in runs)
+    run_versions = ", ".join(
+        str((r.meta.get("versions") or {}).get("biasprobe", "?")) for r in runs
+    )
+    model_list = ", ".join(e.label for e in entries)
+    return f"""<header>
+<h1>{_e(title)}</h1>
+<table class="facts">
+<tr><th>Probe set</th><td>{_e(set_line)}</td></tr>
+<tr><th>Models</th><td>{_e(model_list)} <span class="muted">(base: {_e(entries[0].label)})</span></td></tr>
+<tr><th>Run date</th><td>{_e(created)}</td></tr>
+<tr><th>biasprobe</th><td>runs made with {_e(run_versions)}; report written with
+{_e(_version())} on {_e(now)}</td></tr>
+</table>
+<h2>Provenance</h2>
+{"".join(run_blocks)}
+</header>"""
+
+
+def _notes_html(depth: int) -> str:
+    return f"""<section id="reading">
+<h2>How to read this report</h2>
+<ul>
+<li>Every figure plots <b>log-probabilities</b>: the log-softmax over the whole vocabulary at
+the mask position, <code>log p(token | sentence)</code>, not raw logits. Values are in nats.</li>
+<li>Scatter: x = log p(token | side A), y = log p(token | side B), for the union of each side's
+top-N tokens. Points above the dashed line y = x are more likely after side B
+(<span style="color:{COLOR_B}">blue</span>), below it more likely after side A
+(<span style="color:{COLOR_A}">red</span>); the colour is log p(B) − log p(A). The
+{LABELS_PER_SIDE} most skewed tokens on each side of the diagonal are labelled. Hover a point for
+the token, both log-probs and both ranks (1 = most probable).</li>
+<li>Differences view: the same tokens, x = log p(B) − log p(A), y = their mean log-prob.</li>
+<li>N = 30, 200 and 1000 use exact float32 values and exact ranks. In the <b>all</b> view,
+tokens outside either side's top {depth} are drawn from values stored with 16-bit precision
+(a uniform grid of about 0.0005 nats) to keep the file small; their ranks are marked ≈.</li>
+<li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
+compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
+minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
+pairs (template level) and over templates then pairs (set level).</li>
+</ul>
+</section>"""
+
+
+def _sortable(headers: list[str], rows: list[str], cls: str = "") -> str:
+    ths = "".join(f'<th scope="col" title="sort">{_e(h)}</th>' for h in headers)
+    return (
+        f'<table class="sortable {cls}"><thead><tr>{ths}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _ci_level(run: RunResult) -> str:
+    conf = (run.meta.get("settings") or {}).get("confidence")
+    try:
+        return f"{float(conf) * 100:g}% CI"
+    except (TypeError, ValueError):
+        return "95% CI"
+
+
+def _summary_html(
+    entries: list[_Entry], pairs: list[_Pair], comparisons: dict[tuple[int, int], dict]
+) -> str:
+    base = entries[0]
+    ci = _ci_level(base.run)
+
+    def summary_rows(level: str) -> list[str]:
+        rows = []
+        b_sum = base.run.summary
+        b_sum = b_sum[(b_sum["model"] == base.model) & (b_sum["level"] == level)]
+        b_mean = {(str(r.key), str(r.score)): r.mean for r in b_sum.itertuples()}
+        for entry in entries:
+            s = entry.run.summary
+            s = s[(s["model"] == entry.model) & (s["level"] == level)]
+            for r in s.itertuples():
+                delta = (
+                    _num(r.mean) - _num(b_mean.get((str(r.key), str(r.score))))
+                    if entry.index != base.index
+                    else math.nan
+                )
+                rows.append(
+                    "<tr>"
+                    + _tdt(entry.label)
+                    + _tdt(r.key)
+                    + _tdt(SCORE_LABELS.get(str(r.score), str(r.score)))
+                    + _td(r.mean)
+                    + f'<td class="num" data-v="{_num(r.ci_low)!r}">'
+                    f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]</td>"
+                    + _td(r.n, 0)
+                    + _td(delta, signed=True)
+                    + "</tr>"
+                )
+        return rows
+
+    heads = ["model", "key", "score", "mean", ci, "n", "Δ mean vs base"]
+    set_table = _sortable(heads, summary_rows("set"), "summary-set")
+    tmpl_table = _sortable(
+        ["model", "template", "score", "mean", ci, "n", "Δ mean vs base"],
+        summary_rows("template"),
+        "summary-template",
+    )
+
+    pair_rows = []
+    for pair in pairs:
+        for entry in entries:
+            if entry.index not in pair.cells:
+                continue
+            sc = _score_row(entry.run, entry.model, pair.pair_id) or {}
+            top_a = str(sc.get("top_a") or "").split(" ")[0]
+            top_b = str(sc.get("top_b") or "").split(" ")[0]
+            pair_rows.append(
+                "<tr>"
+                + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
+                + _tdt(entry.label)
+                + _tdt(pair.items[0]["group"])
+                + _tdt(pair.items[1]["group"])
+                + _tdt(top_a, "tok")
+                + _tdt(top_b, "tok")
+                + "".join(_td(sc.get(s)) for s in SCORE_LABELS)
+                + "</tr>"
+            )
+    pair_table = _sortable(
+        ["pair", "model", "A", "B", "top-1 A", "top-1 B", *SCORE_LABELS.values()],
+        pair_rows,
+        "pair-scores",
+    )
+    out = [
+        '<section id="summary"><h2>Skew scores</h2>',
+        f"<h3>Probe set ({_e(ci)})</h3>",
+        set_table,
+        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
+        "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
+        "open its figures.</p>",
+        pair_table,
+        "</section>",
+    ]
+    if len(entries) > 1:
+        cmp_rows = []
+        for pair in pairs:
+            for entry in entries[1:]:
+                c = comparisons.get((pair.index, entry.index))
+                if c is None:
+                    continue
+                cmp_rows.append(
+                    "<tr>"
+                    + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
+                    + _tdt(entry.label)
+                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
+                    + _td(c["rho"][0])
+                    + _td(c["rho"][1])
+                    + "</tr>"
+                )
+        out += [
+            '<section id="comparison"><h2>Model comparison</h2>',
+            f"<p>Change of each skew score from the base model <b>{_e(base.label)}</b> "
+            "(other − base), and the Spearman rank correlation ρ of the two models' "
+            f"log-probs over the union of their top {SPEARMAN_TOP} tokens for side A and "
+            "side B (as PAIR's notebook; — when the vocabularies differ).</p>",
+            _sortable(
+                [
+                    "pair",
+                    "model",
+                    *(f"Δ {v}" for v in SCORE_LABELS.values()),
+                    f"ρ A (top {SPEARMAN_TOP})",
+                    f"ρ B (top {SPEARMAN_TOP})",
+                ],
+                cmp_rows,
+                "comparison",
+            ),
+            "</section>",
+        ]
+    return "\n".join(out)
+
+
+def _url_id(pair: _Pair) -> str:
+    from urllib.parse import quote
+
+    return quote(pair.label, safe="")
+
+
+def _topk_table(entry: _Entry, pair: _Pair) -> str:
+    t = entry.run.topk
+    rows = t[(t["model"] == entry.model) & (t["pair_id"] == pair.pair_id)]
+    a = rows[rows["side"] == "A"].sort_values("rank")
+    b = rows[rows["side"] == "B"].sort_values("rank")
+    ta, tb = list(a["token"].astype(str)), list(b["token"].astype(str))
+    la, lb = list(a["logprob"]), list(b["logprob"])
+    sa, sb = set(ta), set(tb)
+    body = []
+    for i in range(max(len(ta), len(tb))):
+        cells = [f"<td class='num'>{i + 1}</td>"]
+        for toks, lps, other in ((ta, la, sb), (tb, lb, sa)):
+            if i < len(toks):
+                cls = "tok" if toks[i] in other else "tok excl"
+                cells.append(_tdt(toks[i], cls) + f"<td class='num'>{_fmt(lps[i])}</td>")
+            else:
+                cells.append("<td></td><td></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    ga, gb = (_e(str(pair.items[k]["group"])) for k in (0, 1))
+    return (
+        f"<figure class='topk'><figcaption>{_e(entry.label)}</figcaption>"
+        "<table><thead><tr><th>rank</th>"
+        f"<th>A: {ga}</th><th>log p</th><th>B: {gb}</th><th>log p</th></tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table></figure>"
+    )
+
+
+def _pairs_html(
+    entries: list[_Entry],
+    pairs: list[_Pair],
+    comparisons: dict[tuple[int, int], dict],
+    options: list[int | str],
+    default: int,
+) -> str:
+    buttons = "".join(
+        f'<button type="button" class="topn{" on" if o == default else ""}" '
+        f'data-n="{_e(str(o))}" aria-pressed="{"true" if o == default else "false"}">'
+        f"{_e(str(o))}</button>"
+        for o in options
+    )
+    select = "".join(f'<option value="{p.index}">{_e(p.label)}</option>' for p in pairs)
+    sections = []
+    for pair in pairs:
+        present = [e for e in entries if e.index in pair.cells]
+        sent_rows = "".join(
+            "<tr>"
+            + _tdt(it["side"])
+            + _tdt(it["group"])
+            + _tdt(it["role"])
+            + _tdt(it["template_sentence"], "sent")
+            + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
+            + "</tr>"
+            for it in pair.items
+        )
+        saw = "".join(
+            f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
+            f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
+            for e in present
+        )
+        cols = max(1, len(present))
+        scatter = "".join(
+            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+            f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+            for e in present
+        )
+        diffs = "".join(
+            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+            f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+            for e in present
+        )
+        cmp_html = ""
+        if len(entries) > 1:
+            rows = []
+            for e in present:
+                c = comparisons.get((pair.index, e.index))
+                if c is None:
+                    continue
+                rows.append(
+                    "<tr>"
+                    + _tdt(e.label)
+                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
+                    + _td(c["rho"][0])
+                    + _td(c["rho"][1])
+                    + "</tr>"
+                )
+            if rows:
+                cmp_html = (
+                    f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>"
+                    + _sortable(
+                        [
+                            "model",
+                            *(f"Δ {v}" for v in SCORE_LABELS.values()),
+                            f"ρ A (top {SPEARMAN_TOP})",
+                            f"ρ B (top {SPEARMAN_TOP})",
+                        ],
+                        rows,
+                        "pair-comparison",
+                    )
+                )
+            elif 0 not in pair.cells:
+                cmp_html = "<p class='muted'>The base model has no result for this pair.</p>"
+        score_rows = "".join(
+            "<tr>"
+            + _tdt(e.label)
+            + "".join(
+                _td((_score_row(e.run, e.model, pair.pair_id) or {}).get(s)) for s in SCORE_LABELS
+            )
+            + "</tr>"
+            for e in present
+        )
+        scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
+        topk = "".join(_topk_table(e, pair) for e in present)
+        src = pair.items[0].get("source", "")
+        sections.append(
+            f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
+<h3>{_e(pair.label)} <small>template {_e(str(pair.items[0]["template_id"]))} ·
+{_e("" if _isna(src) else str(src))}</small></h3>
+<table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
+<th>template sentence</th><th>fills</th></tr></thead><tbody>{sent_rows}</tbody></table>
+<details><summary>Exact text each model saw</summary><ul>{saw}</ul></details>
+{scores_html}
+<h4>Scatter: log p(token | A) vs log p(token | B)</h4>
+<div class="figs" style="--cols:{cols}">{scatter}</div>
+<h4>Differences: log p(B) − log p(A) vs mean log p</h4>
+<div class="figs" style="--cols:{cols}">{diffs}</div>
+{cmp_html}
+<h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only.</p>
+<div class="figs topks" style="--cols:{cols}">{topk}</div>
+</section>"""
+        )
+    return f"""<section id="pairs">
+<h2>Pairs</h2>
+<div class="controls" role="toolbar">
+<label>Pair <select id="pair-select">{select}</select></label>
+<button type="button" id="prev-pair" aria-label="previous pair">◀</button>
+<button type="button" id="next-pair" aria-label="next pair">▶</button>
+<span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
+<span id="status" class="muted" aria-live="polite"></span>
+</div>
+{"".join(sections)}
+</section>"""
+
+
+def _isna(x: Any) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+# --------------------------------------------------------------------------- page
+
+
+def _asset(name: str) -> str:
+    return resources.files("biasprobe.report").joinpath("assets", name).read_text("utf-8")
+
+
+def _script_json(payload: Any) -> str:
+    """JSON safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` and no NaN."""
+    text = json.dumps(_clean(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _clean(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return _clean(x.item())
+    return x
+
+
+def _page(title: str, body: str, payload: dict[str, Any]) -> str:
+    from plotly.offline import get_plotlyjs
+
+    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="generator" content="biasprobe {_e(_version())}">
+<title>{_e(title)}</title>
+<style>{_asset("report.css")}</style>
+</head>
+<body>
+{body}
+<script type="application/json" id="biasprobe-data">{_script_json(payload)}</script>
+<script>{plotly_js}</script>
+<script>{_asset("report.js")}</script>
+</body>
+</html>
+"""
+
+
+def _write_atomic(out: Path, text: str) -> Path:
+    """Write ``text`` to a temporary sibling file, then rename it onto ``out``."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
+        os.replace(tmp, out)
+    except OSError as e:
+        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
