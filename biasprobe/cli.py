@@ -114,12 +114,15 @@ def _progress_printer(quiet: bool) -> tuple[Any, Callable[..., None] | None]:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None, None
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
+        console=console,
         transient=True,
     )
     tasks: dict[str, Any] = {}
@@ -336,6 +339,161 @@ def _save_with_report(result: Any, target: Path, overwrite: bool, write_report: 
         write_report([result], inner / "report.html")
         replace_dir(inner, target)
     return target
+
+
+# ---------------------------------------------------------------------------------------------
+# record
+
+
+@app.command()
+@user_errors
+def record(
+    source: Annotated[
+        Path, typer.Argument(help="A probe file (runs the model) or a run folder (reuses it).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Recorded-model folder to create.")],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="The model (needed when there are several)."),
+    ] = None,
+    pairs: Annotated[
+        list[str] | None, typer.Option("--pairs", "-p", help="Only pairs matching this glob.")
+    ] = None,
+    exclude: Annotated[
+        list[str] | None, typer.Option("--exclude", "-x", help="Skip pairs matching this glob.")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")] = 32,
+    revision: Annotated[str | None, typer.Option(help="Hub revision for a hub model.")] = None,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Allow custom model code from the model repository.")
+    ] = False,
+) -> None:
+    """Record a model's outputs at the mask so runs can be replayed without it.
+
+    From a probe file, the model scores every sentence of the set (e.g. once on a GPU box);
+    from a run folder, its stored full-vocabulary log-probs are reused. Replay with
+    --model recorded:DIR.
+
+    Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
+    """
+    from biasprobe.backends.recorded import write_recorded
+    from biasprobe.errors import UsageError
+
+    if (source / "results.json").is_file():
+        from biasprobe.results import load_run
+
+        result = load_run(source)
+        names = result.models
+        if model is None and len(names) != 1:
+            raise UsageError(
+                f"{source} holds {len(names)} models; choose one with --model: {names}"
+            )
+        name = model or names[0]
+        if name not in result.logprobs:
+            raise UsageError(f"{source} has no model {name!r}; it has {names}")
+        table = result.logprobs[name]
+        card = next(m for m in result.meta["models"] if m["name"] == name)
+        written = write_recorded(
+            out,
+            model=name,
+            sentences=table.sentences,
+            logprobs=table.logprobs,
+            vocab=table.vocab,
+            mask_token=card["mask_token"],
+            source=f"biasprobe run {result.meta.get('run_id')} ({source})",
+        )
+        typer.echo(f"wrote {written} ({len(table.sentences)} sentences of {name})")
+        return
+
+    from biasprobe.backends import load_backend
+    from biasprobe.probes import MASK, load_probe_set
+    from biasprobe.runner import select_items
+
+    probe_set = load_probe_set(source)
+    models = [model] if model else list(probe_set.models)
+    if len(models) != 1:
+        raise UsageError(
+            f"record needs exactly one model; pass --model (the probe file lists {models})"
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UsageError(f"{out} already exists; choose a new folder for the recording")
+    items = select_items(probe_set.items, pairs, exclude)
+    backend = load_backend(
+        models[0],
+        device=device,
+        revision=revision,
+        batch_size=batch_size,
+        trust_remote_code=trust_remote_code,
+    )
+    sentences = list(
+        dict.fromkeys(s.replace(MASK, backend.mask_token) for it in items for s in it.sentences)
+    )
+    logprobs = backend.mask_logprobs(sentences)
+    info = backend.info
+    written = write_recorded(
+        out,
+        model=models[0],
+        sentences=sentences,
+        logprobs=logprobs,
+        vocab=backend.vocab,
+        mask_token=backend.mask_token,
+        source=(
+            f"biasprobe record of {models[0]} (commit {info.get('commit_hash') or 'n/a'}, "
+            f"path {info.get('path')}) on {probe_set.path}"
+        ),
+        hf_tokenizer=getattr(backend, "tokenizer", None),
+    )
+    typer.echo(f"wrote {written} ({len(sentences)} sentences of {models[0]})")
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+@app.command()
+@user_errors
+def report(
+    run_dirs: Annotated[
+        list[Path], typer.Argument(help="Run folders (the first model of the first is the base).")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="HTML file to write. Default: reports/<set>-<run id>.html."
+        ),
+    ] = None,
+    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    top_n: Annotated[
+        int, typer.Option(help="Tokens per side shown in the scatters at first (30, 200, 1000).")
+    ] = 200,
+    figures: Annotated[
+        str | None,
+        typer.Option(help="Also export every figure as static png or svg, beside the HTML."),
+    ] = None,
+) -> None:
+    """Write the interactive HTML report of one or more run folders.
+
+    Self-contained (opens offline): scatter of log p under side A against side B per pair and
+    model, differences view, top-k lists, skew scores with confidence intervals, and model
+    comparison.
+
+    Example: biasprobe report reports/pair-names-20261126-101500-ab12cd
+    """
+    from biasprobe.errors import UsageError
+    from biasprobe.report import export_figures, write_report
+    from biasprobe.results import load_run
+
+    if figures not in (None, "png", "svg"):
+        raise UsageError(f"--figures must be png or svg, got {figures!r}")
+    runs = [load_run(d) for d in run_dirs]
+    first = runs[0].meta
+    target = out or Path("reports") / f"{first['probe_set']['name']}-{first['run_id']}.html"
+    path = write_report(runs, target, title=title, top_n_default=top_n)
+    typer.echo(f"wrote {path}")
+    if figures:
+        written = export_figures(runs, target.with_name(target.stem + "-figures"), fmt=figures)
+        typer.echo(f"wrote {len(written)} {figures} figures to {target.stem}-figures/")
 
 
 def main() -> None:

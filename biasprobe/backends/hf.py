@@ -221,6 +221,39 @@ def load_hf_masked_lm(
     return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=info)
 
 
+def pieces_in_context(
+    tokenizer: Any, mask_token: str, sentence: str, word: str, model_name: str
+) -> list[int]:
+    """Token ids of ``word`` written where the mask of ``sentence`` is.
+
+    The word is tokenized in context (the text before the mask, then the word), so tokenizers
+    that mark word starts (``Ġword``, ``▁word``) see it as a separate word, not the start of
+    a text.
+
+    Raises:
+        VocabularyError: the word becomes (or contains) the unknown token.
+    """
+    cut = sentence.find(mask_token)
+    left = sentence[:cut] if cut >= 0 else ""
+    stem = left.rstrip()
+    space = left[len(stem) :]
+    before = tokenizer(stem, add_special_tokens=False)["input_ids"] if stem else []
+    both = tokenizer(stem + space + word, add_special_tokens=False)["input_ids"]
+    if both[: len(before)] == before and len(both) > len(before):
+        pieces = both[len(before) :]
+    else:
+        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
+    unk = tokenizer.unk_token_id
+    if not pieces or (unk is not None and unk in pieces):
+        shown = tokenizer.convert_ids_to_tokens(pieces)
+        raise VocabularyError(
+            f"target word {word!r} is not in the vocabulary of model {model_name}: it "
+            f"tokenizes to {shown} (the unknown token); choose another word or a model "
+            "whose vocabulary has it"
+        )
+    return [int(p) for p in pieces]
+
+
 class HFMaskedLM(MaskedLMBackend):
     """A loaded ``AutoModelForMaskedLM`` with its tokenizer (see :func:`load_hf_masked_lm`)."""
 
@@ -371,31 +404,8 @@ class HFMaskedLM(MaskedLMBackend):
         return lp[[where[s] for s in sentences]]
 
     def target_pieces(self, sentence: str, word: str) -> list[int]:
-        """See :meth:`MaskedLMBackend.target_pieces`.
-
-        The word is tokenized in context (the text before the mask, then the word), so
-        tokenizers that mark word starts (``Ġword``, ``▁word``) see it as a separate word.
-        """
-        cut = sentence.find(self.mask_token)
-        left = sentence[:cut] if cut >= 0 else ""
-        stem = left.rstrip()
-        space = left[len(stem) :]
-        tok = self.tokenizer
-        before = tok(stem, add_special_tokens=False)["input_ids"] if stem else []
-        both = tok(stem + space + word, add_special_tokens=False)["input_ids"]
-        if both[: len(before)] == before and len(both) > len(before):
-            pieces = both[len(before) :]
-        else:
-            pieces = tok(word, add_special_tokens=False)["input_ids"]
-        unk = tok.unk_token_id
-        if not pieces or (unk is not None and unk in pieces):
-            shown = tok.convert_ids_to_tokens(pieces)
-            raise VocabularyError(
-                f"target word {word!r} is not in the vocabulary of model {self.name}: it "
-                f"tokenizes to {shown} (the unknown token); choose another word or a model "
-                "whose vocabulary has it"
-            )
-        return [int(p) for p in pieces]
+        """See :meth:`MaskedLMBackend.target_pieces` and :func:`pieces_in_context`."""
+        return pieces_in_context(self.tokenizer, self.mask_token, sentence, word, self.name)
 
     def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.chain_logprobs`."""

@@ -155,27 +155,38 @@ class RecordedMaskedLM(MaskedLMBackend):
             )
         return self._logprobs[[self._index[s] for s in sentences]]
 
-    def _tokenize(self, word: str) -> list[str]:
+    def _load_tokenizer(self) -> Any:
         spec = self.card.get("tokenizer") or {}
-        if spec.get("type") == "wordpiece":
-            if self._tokenizer is None:
-                from transformers import BertTokenizer
+        if self._tokenizer is None and spec.get("type") == "wordpiece":
+            from transformers import BertTokenizer
 
-                self._tokenizer = BertTokenizer.from_pretrained(
-                    str(self.folder), do_lower_case=bool(spec.get("do_lower_case", True))
-                )
-            return list(self._tokenizer.tokenize(word))
-        return [word]
+            self._tokenizer = BertTokenizer.from_pretrained(
+                str(self.folder), do_lower_case=bool(spec.get("do_lower_case", True))
+            )
+        elif self._tokenizer is None and spec.get("type") == "hf":
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(
+                str(self.folder / spec.get("path", "tokenizer")), local_files_only=True
+            )
+        return self._tokenizer
 
     def target_pieces(self, sentence: str, word: str) -> list[int]:
-        """See :meth:`MaskedLMBackend.target_pieces`."""
-        pieces = self._tokenize(word)
-        ids = [self._token_id.get(p) for p in pieces]
-        if not pieces or any(i is None for i in ids) or "[UNK]" in pieces:
+        """See :meth:`MaskedLMBackend.target_pieces`.
+
+        With a tokenizer in the recording, words are split as the model would split them;
+        without one, a word must be a whole entry of vocab.txt.
+        """
+        tokenizer = self._load_tokenizer()
+        if tokenizer is not None:
+            from biasprobe.backends.hf import pieces_in_context
+
+            return pieces_in_context(tokenizer, self.mask_token, sentence, word, self.name)
+        if word not in self._token_id:
             raise VocabularyError(
                 f"target word {word!r} is not in the vocabulary of recorded model {self.name}"
             )
-        return [int(i) for i in ids]  # type: ignore[arg-type]
+        return [self._token_id[word]]
 
     def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
         """Single-piece targets only: a recording holds one mask per sentence.
@@ -209,6 +220,7 @@ def write_recorded(
     tokenizer: dict[str, Any] | None = None,
     values: str = "logprobs",
     card_text: str = "",
+    hf_tokenizer: Any = None,
 ) -> Path:
     """Write a recorded-model folder (atomically) from outputs at the mask.
 
@@ -225,6 +237,8 @@ def write_recorded(
             or None to look words up whole.
         values: ``"logprobs"`` or ``"logits"``.
         card_text: extra Markdown for README.md.
+        hf_tokenizer: a ``transformers`` tokenizer to store in ``tokenizer/`` so that target
+            words are split as the model splits them (overrides ``tokenizer``).
     """
     from biasprobe.results import replace_dir, staging_dir
 
@@ -249,7 +263,11 @@ def write_recorded(
         "n_sentences": len(sentences),
         "vocab_size": len(vocab),
     }
+    if hf_tokenizer is not None:
+        card["tokenizer"] = {"type": "hf", "path": "tokenizer"}
     with staging_dir(out) as tmp:
+        if hf_tokenizer is not None:
+            hf_tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         (tmp / "vocab.txt").write_text("".join(f"{t}\n" for t in vocab), encoding="utf-8")
         np.savez_compressed(
