@@ -274,6 +274,7 @@ def test_overrides_are_validated():
     cfg = load_config(CONFIGS[0])
     new = apply_overrides(cfg, ["train.batch_size=32", "data.source=rotten_tomatoes"])
     assert new.train.batch_size == 32 and new.data.source == "rotten_tomatoes"
+    assert apply_overrides(cfg, ["train.lr=1e-3"]).train.lr == pytest.approx(1e-3)
     with pytest.raises(ConfigError, match="train.batch_size: expected an integer >= 1"):
         apply_overrides(cfg, ["train.batch_size=0"])
     with pytest.raises(UsageError, match="expected SECTION.KEY=VALUE"):
@@ -329,6 +330,10 @@ def test_summary_reports_best_over_training_not_last(tmp_path):
     assert summary["best_val_accuracy"] == best["val_accuracy"]
     assert summary["final_val_accuracy"] == evals[-1]["val_accuracy"]
     assert summary["validation_examples"] == evals[0]["val_examples"] > 0
+    held = list(open_source(str(data), held_out_fraction=0.25).held_out())[:64]
+    positive = sum(e.label for e in held) / len(held)
+    assert summary["validation_examples"] == len(held)
+    assert summary["val_majority_accuracy"] == pytest.approx(max(positive, 1 - positive))
     assert summary["params_total"] == 30522 * 8 + 8 * 2 + 2
     assert summary["peak_memory_mib"] > 0 and summary["train_time_s"] > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary

@@ -309,6 +309,12 @@ def parse_config(text: str, path: str = "<config>") -> TrainConfig:
                 bad(knode, f"{section}: unknown key {key!r}; expected one of {', '.join(fields)}")
                 continue
             value = _construct(vnode)
+            if isinstance(value, str) and "float" in str(fields[key].type):
+                # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it spells.
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
             if isinstance(value, int) and not isinstance(value, bool):
                 if "float" in str(fields[key].type) and "int" not in str(fields[key].type):
                     value = float(value)

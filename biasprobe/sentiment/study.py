@@ -105,6 +105,7 @@ _COLUMNS = [
     ("best_val_accuracy", "Best val acc", "{:.4f}"),
     ("best_step", "at step", "{:,}"),
     ("final_val_accuracy", "Final val acc", "{:.4f}"),
+    ("val_majority_accuracy", "Majority acc", "{:.4f}"),
     ("best_val_loss", "Val loss at best", "{:.4f}"),
     ("train_time_s", "Train time (s)", "{:.1f}"),
     ("eval_time_s", "Eval time (s)", "{:.1f}"),
@@ -156,8 +157,10 @@ def _legend(frame: pd.DataFrame) -> list[str]:
         "last one); *at step*: the optimiser step where it was reached (0 = untrained model).",
         "Final val acc: held-out accuracy after the last step. Val loss at best: held-out "
         "cross-entropy at the best step. Val n: held-out examples evaluated (never trained on).",
+        "Majority acc: held-out accuracy of always answering the more frequent class (the "
+        "floor a classifier must beat).",
         "Params / Trainable: all parameters / those updated by AdamW. Examples: training "
-        "examples seen. Train ex/s: Examples ÷ Train time.",
+        "examples seen. Train ex/s: Examples / Train time.",
         "Train time: wall-clock seconds spent in training steps (data, forward, backward, "
         "update), evaluation excluded; Eval time: wall-clock seconds of all evaluations.",
         "Peak mem: CUDA max allocated on GPU; peak resident memory of the process on CPU (*).",
@@ -215,7 +218,8 @@ _LATEX_ESCAPES = {
 
 def _latex(text: str) -> str:
     text = "".join(_LATEX_ESCAPES.get(ch, ch) for ch in text)
-    return text.replace("†", r"$^\dagger$").replace(" *", r"$^*$").replace("–", "--")
+    text = text.replace("†", r"$^\dagger$").replace(" *", r"$^*$").replace("(*)", r"($^*$)")
+    return text.replace("–", "--")
 
 
 def results_latex(frame: pd.DataFrame) -> str:
@@ -289,7 +293,9 @@ def _caption(runs: list[StudyRun], metric: str) -> str:
             f"{s.get('max_length')} tokens)."
         )
     else:
-        name = "cross-entropy" if metric == "val_loss" else "accuracy"
+        name = {"val_loss": "cross-entropy", "val_accuracy": "accuracy"}.get(
+            metric, "cross-entropy (middle) and accuracy (right)"
+        )
         what = (
             f"Held-out {name} ({s.get('validation_examples')} examples never trained on), "
             "evaluated at step 0 (untrained) and every eval_every steps."
@@ -366,7 +372,7 @@ def learning_curves_png(runs: list[StudyRun], path: str | Path, dpi: int = 120) 
         ax.set_ylabel(unit)
         ax.grid(alpha=0.3)
     axes[0].legend(title="experiment", fontsize=8)
-    caption = f"(left) {_caption(runs, 'train_loss')}\n(middle, right) {_caption(runs, 'val_loss')}"
+    caption = f"(left) {_caption(runs, 'train_loss')}\n{_caption(runs, 'val')}"
     fig.text(0.01, 0.01, caption, fontsize=8.5, va="bottom", wrap=True)
     fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.savefig(path, dpi=dpi)

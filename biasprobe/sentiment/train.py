@@ -437,6 +437,7 @@ def train(
 
     held_out = _held_out_batches(source, config, tokenizer)
     n_val = sum(len(b) for b in held_out)
+    val_positive = sum(int(b.labels.sum()) for b in held_out) / n_val
     memory = _Memory(device, state.peak_memory_bytes)
 
     def checkpoint() -> None:
@@ -577,6 +578,8 @@ def train(
         "data_source": source.description,
         "train_examples": source.train_size,
         "validation_examples": n_val,
+        "val_positive_fraction": val_positive,
+        "val_majority_accuracy": max(val_positive, 1.0 - val_positive),
         "batch_size": t.batch_size,
         "max_length": d.max_length,
         "lr": t.lr,
