@@ -228,11 +228,15 @@ def _gru_loop(x: Tensor, h0: Tensor, w_i: Tensor, b_i: Tensor, w_h: Tensor, b_h:
     T, B, _ = x.shape
     H = h0.shape[-1]
     gi = torch.addmm(b_i, x.reshape(T * B, -1), w_i.t()).view(T, B, 3 * H)  # (T, B, 3H)
+    # unbind once: indexing gi[t] in the loop would make autograd build a full (T, B, 3H)
+    # gradient for every step.
+    gi_steps = gi.unbind(0)  # T x (B, 3H)
+    w_h_t = w_h.t()  # (H, 3H)
     h = h0  # (B, H)
     outs = []
     for t in range(T):
-        gh = torch.addmm(b_h, h, w_h.t())  # (B, 3H)
-        i_r, i_z, i_n = gi[t].chunk(3, dim=-1)  # 3 x (B, H)
+        gh = torch.addmm(b_h, h, w_h_t)  # (B, 3H)
+        i_r, i_z, i_n = gi_steps[t].chunk(3, dim=-1)  # 3 x (B, H)
         h_r, h_z, h_n = gh.chunk(3, dim=-1)  # 3 x (B, H)
         r = torch.sigmoid(i_r + h_r)  # (B, H)
         z = torch.sigmoid(i_z + h_z)  # (B, H)
