@@ -146,6 +146,7 @@ def make_run(
     run_id: str = "test-run-0001",
     top_k: int = 10,
     extra_pairs: int = 0,
+    vocab_override: tuple[str, ...] | None = None,
 ) -> RunResult:
     """A :class:`RunResult` over recorded sentences, with the runner's table layout.
 
@@ -158,6 +159,7 @@ def make_run(
         top_k: depth of the top-k lists.
         extra_pairs: add this many synthetic pairs (perturbed copies of recorded pairs with
             their own sentences), to reach a given pair count.
+        vocab_override: use this vocabulary (for :func:`make_tiny_run`).
     """
     pairs = list(PAIRS if pairs is None else pairs)
     for i in range(extra_pairs):
@@ -179,7 +181,7 @@ def make_run(
                 sb,
             )
         )
-    voc = vocab()
+    voc = vocab_override if vocab_override is not None else vocab()
     tok_id = {t: i for i, t in enumerate(voc)}
     items, topk_rows, score_rows, target_rows = [], [], [], []
     vectors: dict[str, dict[str, np.ndarray]] = {m: {} for m in models}
@@ -200,7 +202,7 @@ def make_run(
         for m_index, model in enumerate(models):
             side_lp = []
             for s_index, (stem, sent) in enumerate(zip((stem_a, stem_b), sents, strict=True)):
-                logits = raw_logits(stem)
+                logits = _TINY[stem[5:]] if stem.startswith("tiny:") else raw_logits(stem)
                 if model in (BERT, ZARI):
                     lp = log_softmax(logits)
                 else:
@@ -334,3 +336,46 @@ def make_run(
 def make_zari_run(run_id: str = "test-run-zari") -> RunResult:
     """A one-model run of Zari bert-cda on the CPR pair (recorded logits)."""
     return make_run([CPR_PAIR], (ZARI,), set_name="pair-cpr", run_id=run_id)
+
+
+def make_tiny_run(
+    pairs: list[tuple[str, tuple[str, str], tuple[str, str]]],
+    vocab: list[str],
+    *,
+    models: tuple[str, ...] = ("tiny-model",),
+    seed: int = 0,
+    run_id: str = "tiny-run",
+    top_k: int = 5,
+) -> RunResult:
+    """A small synthetic run (random log-softmax vectors) that needs no recorded data.
+
+    Args:
+        pairs: ``(pair_id, (group A, group B), (sentence A, sentence B))`` entries.
+        vocab: the token strings.
+        models: model names.
+        seed: seed of the random vectors.
+        run_id: run id written into the meta.
+        top_k: depth of the top-k lists.
+    """
+    rng = np.random.default_rng(seed)
+    stems = {}
+    for pid, _groups, _sents in pairs:
+        for side in "AB":
+            stems[(pid, side)] = rng.normal(0.0, 3.0, size=len(vocab))
+    _TINY.clear()
+    _TINY.update({f"{pid}|{side}": v for (pid, side), v in stems.items()})
+    specs = [
+        (pid, pid, groups, sents, 1, (), f"tiny:{pid}|A", f"tiny:{pid}|B")
+        for pid, groups, sents in pairs
+    ]
+    return make_run(
+        specs,
+        models,
+        set_name="tiny-set",
+        run_id=run_id,
+        top_k=top_k,
+        vocab_override=tuple(vocab),
+    )
+
+
+_TINY: dict[str, np.ndarray] = {}

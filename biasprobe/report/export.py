@@ -121,7 +121,14 @@ def _write_images(figs: list, paths: list[Path], fmt: str, scale: float) -> None
     import plotly.io as pio
 
     try:
-        pio.write_images(figs, paths, format=fmt, scale=scale)
+        pio.write_images(
+            figs,
+            paths,
+            format=fmt,
+            scale=scale,
+            width=[f.layout.width for f in figs],
+            height=[f.layout.height for f in figs],
+        )
     except Exception as e:  # noqa: BLE001 - the exporter raises its own classes
         text = f"{type(e).__name__}: {e}"
         if "Chrome" in text or "Browser" in text or "chrome" in text:
