@@ -42,7 +42,8 @@ def export_figures(
 ) -> list[Path]:
     """Write one static figure per pair and model.
 
-    Files are named ``<pair-slug>__<model-slug>.<fmt>`` in ``out_dir`` (created if needed).
+    Files are named ``<pair-slug>__<model-slug>.<fmt>`` (``…__differences.<fmt>`` for the
+    differences view) in ``out_dir`` (created if needed); existing files are replaced.
 
     Args:
         runs: run results; every model of every run is drawn.
@@ -99,6 +100,8 @@ def export_figures(
                     title=f"{pid} · {label} · top {top_n} per side",
                 )
                 stem = f"{model_slug(str(pid))}__{model_slug(label)}"
+                if view != "scatter":
+                    stem += f"__{view}"
                 name, k = stem, 2
                 while name in seen:
                     name, k = f"{stem}-{k}", k + 1

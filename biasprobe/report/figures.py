@@ -208,7 +208,8 @@ def scatter_figure(
     cmax = _color_max(diff)
     finite = np.isfinite(pts.la) & np.isfinite(pts.lb)
     vals = np.concatenate([pts.la[finite], pts.lb[finite]]).astype(np.float64)
-    lo = float(np.floor(vals.min())) - 0.5 if vals.size else -10.0
+    span = float(vals.max() - vals.min()) if vals.size else 10.0
+    lo = float(np.floor(vals.min())) - max(0.5, 0.08 * span) if vals.size else -10.0
     hi = min(0.0, float(vals.max())) + 0.5 if vals.size else 0.5
     lab = skewed_labels(diff)
     fig = go.Figure()

@@ -465,13 +465,16 @@ def _summary_html(
         b_sum = base.run.summary
         b_sum = b_sum[(b_sum["model"] == base.model) & (b_sum["level"] == level)]
         b_mean = {(str(r.key), str(r.score)): r.mean for r in b_sum.itertuples()}
+        base_pairs = {p.index for p in pairs if base.index in p.cells}
         for entry in entries:
+            # a set mean is comparable only over the same pairs
+            same_pairs = {p.index for p in pairs if entry.index in p.cells} == base_pairs
             s = entry.run.summary
             s = s[(s["model"] == entry.model) & (s["level"] == level)]
             for r in s.itertuples():
                 delta = (
                     _num(r.mean) - _num(b_mean.get((str(r.key), str(r.score))))
-                    if entry.index != base.index
+                    if entry.index != base.index and same_pairs
                     else math.nan
                 )
                 rows.append(
@@ -489,6 +492,7 @@ def _summary_html(
         return rows
 
     heads = ["model", "key", "score", "mean", ci, "n", "Δ mean vs base"]
+    # Δ is shown only for models run on exactly the base model's pairs.
     set_table = _sortable(heads, summary_rows("set"), "summary-set")
     tmpl_table = _sortable(
         ["model", "template", "score", "mean", ci, "n", "Δ mean vs base"],
@@ -546,12 +550,7 @@ def _summary_html(
                     + _td(c["rho"][1])
                     + "</tr>"
                 )
-        out += [
-            '<section id="comparison"><h2>Model comparison</h2>',
-            f"<p>Change of each skew score from the base model <b>{_e(base.label)}</b> "
-            "(other − base), and the Spearman rank correlation ρ of the two models' "
-            f"log-probs over the union of their top {SPEARMAN_TOP} tokens for side A and "
-            "side B (as PAIR's notebook; — when the vocabularies differ).</p>",
+        table = (
             _sortable(
                 [
                     "pair",
@@ -562,7 +561,18 @@ def _summary_html(
                 ],
                 cmp_rows,
                 "comparison",
-            ),
+            )
+            if cmp_rows
+            else "<p class='muted'>No pair was run on both the base model and another model.</p>"
+        )
+        out += [
+            '<section id="comparison"><h2>Model comparison</h2>',
+            f"<p>Change of each skew score from the base model <b>{_e(base.label)}</b> "
+            "(other − base), and the Spearman rank correlation ρ of the two models' "
+            f"log-probs over the union of their top {SPEARMAN_TOP} tokens for side A and "
+            "side B (as PAIR's notebook; — when the vocabularies differ). In the probe-set "
+            "table above, Δ mean is shown only for models run on the same pairs as the base.</p>",
+            table,
             "</section>",
         ]
     return "\n".join(out)

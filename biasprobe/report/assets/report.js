@@ -275,7 +275,7 @@
       hi = Math.max(hi, pts.x[k], pts.y[k]);
     }
     if (!Number.isFinite(lo)) { lo = -10; hi = 0; }
-    lo = Math.floor(lo) - 0.5;
+    lo = Math.floor(lo) - Math.max(0.5, 0.08 * (hi - lo));
     hi = Math.min(0, hi) + 0.5;
     var lab = labels(pts);
     var text = hoverText(p, e, pts);
@@ -292,21 +292,21 @@
     var layout = baseLayout();
     layout.xaxis = {
       title: { text: 'log p(token | A: ' + esc(g[0]) + ')' }, range: [lo, hi],
-      gridcolor: '#eee', zeroline: false,
+      gridcolor: '#eee', zeroline: false, constrain: 'domain',
     };
     layout.yaxis = {
       title: { text: 'log p(token | B: ' + esc(g[1]) + ')' }, range: [lo, hi],
-      gridcolor: '#eee', zeroline: false, scaleanchor: 'x',
+      gridcolor: '#eee', zeroline: false, scaleanchor: 'x', constrain: 'domain',
     };
     layout.shapes = [{
       type: 'line', x0: lo, y0: lo, x1: hi, y1: hi, layer: 'below',
       line: { dash: 'dash', color: '#888', width: 1 },
     }];
     layout.annotations = [
-      { xref: 'paper', yref: 'paper', x: 0.02, y: 0.98, xanchor: 'left', yanchor: 'top',
+      { xref: 'x domain', yref: 'y domain', x: 0.02, y: 0.98, xanchor: 'left', yanchor: 'top',
         showarrow: false, font: { color: DATA.colorscale[2][1], size: 11 },
         text: 'more likely after B: ' + esc(g[1]) },
-      { xref: 'paper', yref: 'paper', x: 0.98, y: 0.02, xanchor: 'right', yanchor: 'bottom',
+      { xref: 'x domain', yref: 'y domain', x: 0.98, y: 0.02, xanchor: 'right', yanchor: 'bottom',
         showarrow: false, font: { color: DATA.colorscale[0][1], size: 11 },
         text: 'more likely after A: ' + esc(g[0]) },
     ];
