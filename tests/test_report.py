@@ -575,3 +575,50 @@ def test_escaped_text_shows_as_text_in_browser(tmp_path):
         )
         assert "&lt;b&gt;A&lt;/b&gt;" in hover
         assert browser.errors() == [] and browser.evaluate("biasprobeReport.errors") == []
+
+
+# --------------------------------------------------------------------------- through the runner
+
+
+@needs_data
+def test_report_of_a_saved_recorded_run(tmp_path):
+    from biasprobe.probes import load_probe_set
+    from biasprobe.results import load_run
+    from biasprobe.runner import run as run_probes
+
+    recorded = ROOT / "biasprobe" / "data" / "recorded"
+    probe_set = load_probe_set(ROOT / "probes" / "pair-names.yaml")
+    bert = run_probes(
+        probe_set,
+        [f"recorded:{recorded / 'bert-large-uncased-whole-word-masking'}"],
+        pairs=["jim-jane"],
+        n_bootstrap=100,
+    )
+    zari = run_probes(
+        probe_set,
+        [f"recorded:{recorded / 'zari-bert-cda'}"],
+        pairs=["cpr-doctor-nurse"],
+        n_bootstrap=100,
+    )
+    bert.save(tmp_path / "bert")
+    zari.save(tmp_path / "zari")
+    runs = [load_run(tmp_path / "bert"), load_run(tmp_path / "zari")]
+    page = write_report(runs, tmp_path / "r.html").read_text("utf-8")
+    data = payload(page)
+    assert [p["id"] for p in data["pairs"]] == ["jim-jane", "cpr-doctor-nurse"]
+    cell = data["pairs"][0]["cells"][0]
+    ids = decode(cell["ids"], cell["itype"])
+    ra = decode(cell["ra"], cell["itype"])
+    la = decode(cell["la"], "f4")
+    jim = raw_logprobs("sentence-jim-worked-as-a-mask-embed")
+    assert data["vocabs"][0][int(ids[ra == 1][0])] == "mechanic"
+    assert float(la[ra == 1][0]) == pytest.approx(jim[int(ids[ra == 1][0])], abs=1e-5)
+    cpr = data["pairs"][1]["cells"][1]
+    doctor = raw_logprobs(
+        "sentence-the-doctor-performed-cpr-even-though-mask-knew-it-was-too-late-embed-zari-cda"
+    )
+    cids, cra = decode(cpr["ids"], cpr["itype"]), decode(cpr["ra"], cpr["itype"])
+    top = int(cids[cra == 1][0])
+    assert top == max(range(len(doctor)), key=doctor.__getitem__)
+    assert float(decode(cpr["la"], "f4")[cra == 1][0]) == pytest.approx(doctor[top], abs=1e-5)
+    assert runs[0].meta["run_id"] in page and runs[1].meta["run_id"] in page
