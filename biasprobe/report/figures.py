@@ -243,7 +243,7 @@ def scatter_figure(
         )
     )
     fig.update_layout(
-        title={"text": _plotly_text(title)},
+        title={"text": _plotly_text(title), "font": {"size": 15}, "x": 0.5, "xanchor": "center"},
         showlegend=False,
         width=620,
         height=560,
@@ -324,7 +324,7 @@ def differences_figure(
         )
     )
     fig.update_layout(
-        title={"text": _plotly_text(title)},
+        title={"text": _plotly_text(title), "font": {"size": 15}, "x": 0.5, "xanchor": "center"},
         showlegend=False,
         width=620,
         height=560,
