@@ -190,6 +190,15 @@ def test_missing_data_source_is_a_clear_error(tmp_path):
         open_source(str(tmp_path / "nowhere.csv"))
 
 
+def test_hub_source_without_datasets_names_the_offline_alternatives():
+    import importlib.util
+
+    if importlib.util.find_spec("datasets") is not None:
+        pytest.skip("the datasets package is installed here")
+    with pytest.raises(DataUnavailableError, match="needs the 'datasets' package.*--data"):
+        open_source("amazon_polarity")
+
+
 def test_shuffled_is_a_seeded_permutation_with_a_small_buffer():
     items = list(range(100))
     a = list(shuffled(items, buffer_size=10, seed=1))

@@ -42,7 +42,7 @@ def train(
         None, "--max-steps", min=1, help="Stop after this many optimiser steps."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Run folder [default: runs/sentiment/<config name>]."
+        None, "--out", help="Run folder (default: runs/sentiment/NAME, NAME from the config)."
     ),
     device: str | None = typer.Option(
         None, "--device", help="auto, cpu, cuda, cuda:N or mps (replaces train.device)."
