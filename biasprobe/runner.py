@@ -105,7 +105,7 @@ def score_model(
     *,
     top_k: int,
     progress: ProgressFn | None = None,
-    chunk: int = 256,
+    chunk: int = 128,
 ) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
     """Score every item with one backend.
 
