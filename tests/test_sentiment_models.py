@@ -432,7 +432,10 @@ def test_apply_attention_matches_sdpa_with_padding_mask(monkeypatch, dtype, fuse
 
 
 @pytest.mark.parametrize("fused", [True, False])
-def test_attention_all_padding_sequence_has_no_nan(fused):
+@pytest.mark.parametrize("small_chunks", [False, True])
+def test_attention_all_padding_sequence_has_no_nan(monkeypatch, fused, small_chunks):
+    if small_chunks:
+        monkeypatch.setattr(transformer_module, "_CHUNK_BYTES", 1)  # one sequence per chunk
     torch.manual_seed(0)
     mha = MultiHeadedAttention(2, 2, 5, fused=fused)
     x = torch.randn(2, 5, 4, requires_grad=True)

@@ -72,9 +72,9 @@ class MultiHeadedAttention(nn.Module):
         num_heads: number of heads ``m``.
         sequence_length: the longest sequence the module is meant for (kept for the teaching
             design; attention itself works for any length).
-        fused: compute the projections with one matrix product and the attention with a
-            hand-written backward pass (default). ``False`` composes :meth:`split_heads`,
-            :meth:`get_attention_weights` and plain autograd ops; both give the same numbers.
+        fused: compute the attention with a hand-written backward pass (default). ``False``
+            composes :meth:`get_attention_weights` and plain autograd ops; both give the same
+            numbers.
     """
 
     def __init__(
@@ -162,31 +162,34 @@ class MultiHeadedAttention(nn.Module):
         Returns:
             ``(B, T, m*d)``.
         """
-        if self.fused:
-            # One (H, 3H) product for the three projections instead of three (H, H) ones.
-            B, T, H = hidden_states.shape
-            w = torch.cat([self.W_Q.weight, self.W_K.weight, self.W_V.weight], 0)  # (3H, H)
-            b = torch.cat([self.W_Q.bias, self.W_K.bias, self.W_V.bias], 0)  # (3H,)
-            qkv = torch.nn.functional.linear(hidden_states, w, b)  # (B, T, 3H)
-            qkv = qkv.view(B, T, 3, self.num_heads, self.head_size).permute(2, 0, 3, 1, 4)
-            q, k, v = qkv.unbind(0)  # 3 x (B, m, T, d)
-        else:
-            q = self.split_heads(self.W_Q(hidden_states))  # (B, m, T, d)
-            k = self.split_heads(self.W_K(hidden_states))  # (B, m, T, d)
-            v = self.split_heads(self.W_V(hidden_states))  # (B, m, T, d)
+        q = self.split_heads(self.W_Q(hidden_states))  # (B, m, T, d)
+        k = self.split_heads(self.W_K(hidden_states))  # (B, m, T, d)
+        v = self.split_heads(self.W_V(hidden_states))  # (B, m, T, d)
         return self.W_Y(self.apply_attention(q, k, v, mask))  # (B, T, m*d)
 
 
-_CHUNK_BYTES = 8 * 2**20
-"""Size of the score block one chunk of the fused attention works on (about the L2/L3 budget)."""
+_CHUNK_BYTES = 2**20
+"""Score-block size per chunk of the fused attention with one thread (fits in L2).
+
+With several threads each op is split across them and every op pays a fork/join, so chunks grow
+to ``4 * _CHUNK_BYTES * threads`` (tuned on a 2-core Xeon: 1 MiB single-threaded, 8 MiB with two
+threads).
+"""
+
+
+def _chunk_size(batch_size: int, bytes_per_sequence: int) -> int:
+    threads = torch.get_num_threads()
+    budget = _CHUNK_BYTES if threads == 1 else 4 * _CHUNK_BYTES * threads
+    return max(1, min(batch_size, budget // bytes_per_sequence))
 
 
 class _AttentionFunction(torch.autograd.Function):
     """``softmax(q k^T / sqrt(d) + mask) v`` with a hand-written backward pass.
 
-    Works through the batch in chunks whose ``(b, m, T, T)`` score block stays in cache, does the
-    masking and the softmax in place, and saves only the attention weights (not the scores). This
-    removes several full passes over ``(B, m, T, T)`` memory compared with plain autograd.
+    Works through the batch in chunks whose ``(b, m, T, S)`` score block stays in cache, does the
+    masking and the softmax in place, and keeps only the attention weights (not the scores) for
+    the backward pass. Keys after the last kept key of a chunk are padding in every sequence of
+    that chunk: their weights are exactly zero, so they are left out of the products.
     """
 
     @staticmethod
@@ -196,51 +199,79 @@ class _AttentionFunction(torch.autograd.Function):
         B, m, T, d = q.shape
         S = k.shape[-2]
         scale = 1.0 / math.sqrt(d)
-        chunk = max(1, _CHUNK_BYTES // (m * T * S * q.element_size()))
-        fill = torch.finfo(q.dtype).min
-        q_scaled = q * scale  # (B, m, T, d)
-        k_t = k.transpose(-2, -1)  # (B, m, d, S)
-        weights = q.new_empty(B, m, T, S)  # (B, m, T, S)
-        out = q.new_empty(B, m, T, v.shape[-1])  # (B, m, T, dv)
-        for s in range(0, B, chunk):
-            e = min(B, s + chunk)
-            scores = torch.matmul(q_scaled[s:e], k_t[s:e])  # (b, m, T, S)
-            if keep is not None:
-                scores.masked_fill_(~keep[s:e], fill)
-            torch.softmax(scores, dim=-1, out=weights[s:e])  # (b, m, T, S)
-            torch.matmul(weights[s:e], v[s:e], out=out[s:e])  # (b, m, T, dv)
+        chunk = _chunk_size(B, m * T * S * q.element_size())
+        starts = list(range(0, B, chunk))
+        if keep is None:
+            widths = [S] * len(starts)
+        else:
+            widths = _kept_widths(keep.view(B, S), chunk)
+        has_empty = False
         if keep is not None:
             valid = keep.any(dim=-1, keepdim=True)  # (B, 1, 1, 1)
-            if not bool(valid.all()):
-                # All-padding sequences: zero weights (not uniform over padding) and zero output.
-                weights.mul_(valid)
-                out.mul_(valid)
+            has_empty = not bool(valid.all())
+        fill = torch.finfo(q.dtype).min
+        # Contiguous (B, m, ., .) operands let every chunk's matmul run as one batched GEMM.
+        q = q.contiguous()  # (B, m, T, d)
+        k = k.contiguous()  # (B, m, S, d)
+        v = v.contiguous()  # (B, m, S, dv)
+        q_scaled = q * scale  # (B, m, T, d)
+        out = q.new_zeros(B, m, T, v.shape[-1])  # (B, m, T, dv)
+        weights: list[Tensor | None] = []
+        for s, n in zip(starts, widths, strict=True):
+            e = min(B, s + chunk)
+            if n == 0:  # every key of the chunk is padding: zero weights, zero output
+                weights.append(None)
+                continue
+            scores = torch.matmul(q_scaled[s:e], k[s:e, :, :n].transpose(-2, -1))  # (b, m, T, n)
+            if keep is not None:
+                scores.masked_fill_(~keep[s:e, ..., :n], fill)
+            p_blk = torch.softmax(scores, dim=-1)  # (b, m, T, n)
+            del scores
+            if has_empty:
+                p_blk.mul_(valid[s:e])  # all-padding sequences: zero weights, not uniform
+            torch.matmul(p_blk, v[s:e, :, :n], out=out[s:e])  # (b, m, T, dv)
+            weights.append(p_blk)
         ctx.scale = scale
         ctx.chunk = chunk
-        ctx.save_for_backward(q, k, v, weights, out)
+        ctx.weights = weights
+        ctx.save_for_backward(q, k, v, out)
         return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, d_out: Tensor):  # type: ignore[override]
-        q, k, v, weights, out = ctx.saved_tensors
-        scale, chunk = ctx.scale, ctx.chunk
+        q, k, v, out = ctx.saved_tensors
+        scale, chunk, weights = ctx.scale, ctx.chunk, ctx.weights
         B = q.shape[0]
         d_out = d_out.contiguous()
-        d_q = torch.empty_like(q, memory_format=torch.contiguous_format)  # (B, m, T, d)
-        d_k = torch.empty_like(k, memory_format=torch.contiguous_format)  # (B, m, S, d)
-        d_v = torch.empty_like(v, memory_format=torch.contiguous_format)  # (B, m, S, dv)
+        d_q = torch.zeros_like(q)  # (B, m, T, d)
+        d_k = torch.zeros_like(k)  # (B, m, S, d)
+        d_v = torch.zeros_like(v)  # (B, m, S, dv)
         # softmax backward: dS = P * (dP - rowsum(dP * P)), and rowsum(dP * P) = rowsum(dO * O).
         delta = (d_out * out).sum(dim=-1, keepdim=True)  # (B, m, T, 1)
-        for s in range(0, B, chunk):
+        for s, p_blk in zip(range(0, B, chunk), weights, strict=True):
+            if p_blk is None:
+                continue
             e = min(B, s + chunk)
-            p_blk = weights[s:e]  # (b, m, T, S)
-            torch.matmul(p_blk.transpose(-2, -1), d_out[s:e], out=d_v[s:e])  # (b, m, S, dv)
-            d_s = torch.matmul(d_out[s:e], v[s:e].transpose(-2, -1))  # (b, m, T, S)
-            d_s.sub_(delta[s:e]).mul_(p_blk)  # (b, m, T, S)
-            torch.matmul(d_s, k[s:e], out=d_q[s:e])  # (b, m, T, d)
-            torch.matmul(d_s.transpose(-2, -1), q[s:e], out=d_k[s:e])  # (b, m, S, d)
+            n = p_blk.shape[-1]
+            torch.matmul(p_blk.transpose(-2, -1), d_out[s:e], out=d_v[s:e, :, :n])  # (b, m, n, dv)
+            d_s = torch.matmul(d_out[s:e], v[s:e, :, :n].transpose(-2, -1))  # (b, m, T, n)
+            d_s.sub_(delta[s:e]).mul_(p_blk)  # (b, m, T, n)
+            torch.matmul(d_s, k[s:e, :, :n], out=d_q[s:e])  # (b, m, T, d)
+            torch.matmul(d_s.transpose(-2, -1), q[s:e], out=d_k[s:e, :, :n])  # (b, m, n, d)
+        ctx.weights = None
         return d_q.mul_(scale), d_k.mul_(scale), d_v, None
+
+
+def _kept_widths(keep: Tensor, chunk: int) -> list[int]:
+    """For each chunk of ``chunk`` rows of a ``(B, S)`` key mask: 1 + index of its last kept key."""
+    B, S = keep.shape
+    n_chunks = -(-B // chunk)
+    padded = keep.new_zeros(n_chunks * chunk, S)  # (n_chunks * chunk, S)
+    padded[:B] = keep
+    any_kept = padded.view(n_chunks, chunk, S).any(dim=1)  # (n_chunks, S)
+    positions = torch.arange(1, S + 1, device=keep.device)  # (S,)
+    return (any_kept * positions).amax(dim=1).tolist()
 
 
 def _key_mask(mask: Tensor, batch_size: int, seq_len: int) -> Tensor:
