@@ -7,13 +7,15 @@ runs is reported, and the ratios are ours / reference (lower is better).
 * GRU: :class:`biasprobe.sentiment.GRU` (hand-written backward, and the plain autograd loop)
   against ``nn.GRU``; inputs ``(B, T, H)``, loss on all outputs and the final state.
 * Attention core: ``MultiHeadedAttention.apply_attention`` on ``(B, m, T, d)`` queries, keys and
-  values with a right-padding mask, against ``F.scaled_dot_product_attention`` with the same
-  boolean mask (plus the same head merge).
+  values with a right-padding mask (lengths uniform in ``[T/2, T]``), against
+  ``F.scaled_dot_product_attention`` with the same boolean mask (plus the same head merge).
+* Attention core without padding: the same, no mask (every sequence has length ``T``), which
+  shows the cost without the padding that the fused path skips.
 * Attention module: ``MultiHeadedAttention.forward`` (projections + attention) against the same
   module's projections around ``F.scaled_dot_product_attention`` (the "SDPA path").
 
     .venv/bin/python benchmarks/bench_sentiment_models.py               # B=64, T=256, H=256
-    .venv/bin/python benchmarks/bench_sentiment_models.py --repeats 3 --batch 16
+    .venv/bin/python benchmarks/bench_sentiment_models.py --threads 1    # less sensitive to load
 
 Targets: GRU <= 1.5x nn.GRU, attention <= 1.2x the SDPA path.
 """
@@ -100,9 +102,17 @@ def bench_attention(args: argparse.Namespace) -> dict[str, float]:
         out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=keep)  # (B, m, T, d)
         mha.W_Y(mha.merge_heads(out)).sum().backward()
 
+    def nomask_sdpa() -> None:
+        mha.merge_heads(F.scaled_dot_product_attention(q, k, v)).sum().backward()
+
+    def nomask_ours() -> None:
+        mha.apply_attention(q, k, v).sum().backward()
+
     fns = {
         "core: SDPA": core_sdpa,
         "core: ours (fused)": core(mha),
+        "core, no padding: SDPA": nomask_sdpa,
+        "core, no padding: ours (fused)": nomask_ours,
         "module: SDPA path": module_sdpa,
         "module: ours (fused)": module(mha),
     }
@@ -138,12 +148,17 @@ def main() -> None:
     gru = bench_gru(args)
     base = gru["nn.GRU"]
     for name, seconds in gru.items():
-        print(f"{name:32s} {seconds * 1e3:9.1f} ms   {seconds / base:5.2f}x nn.GRU")
+        print(f"{name:34s} {seconds * 1e3:9.1f} ms   {seconds / base:5.2f}x nn.GRU")
     print()
     attn = bench_attention(args)
     for name, seconds in attn.items():
-        ref = attn["core: SDPA"] if name.startswith("core") else attn["module: SDPA path"]
-        print(f"{name:32s} {seconds * 1e3:9.1f} ms   {seconds / ref:5.2f}x SDPA")
+        if name.startswith("core, no padding"):
+            ref = attn["core, no padding: SDPA"]
+        elif name.startswith("core"):
+            ref = attn["core: SDPA"]
+        else:
+            ref = attn["module: SDPA path"]
+        print(f"{name:34s} {seconds * 1e3:9.1f} ms   {seconds / ref:5.2f}x SDPA")
     print(f"\nload average after: {os.getloadavg()[0]:.2f}")
     gru_ratio = gru["GRU (fused backward)"] / base
     core_ratio = attn["core: ours (fused)"] / attn["core: SDPA"]
