@@ -207,6 +207,7 @@ class _AttentionFunction(torch.autograd.Function):
             widths = _kept_widths(keep.view(B, S), chunk)
         has_empty = False
         if keep is not None:
+            padded = ~keep  # (B, 1, 1, S)
             valid = keep.any(dim=-1, keepdim=True)  # (B, 1, 1, 1)
             has_empty = not bool(valid.all())
         fill = torch.finfo(q.dtype).min
@@ -224,7 +225,7 @@ class _AttentionFunction(torch.autograd.Function):
                 continue
             scores = torch.matmul(q_scaled[s:e], k[s:e, :, :n].transpose(-2, -1))  # (b, m, T, n)
             if keep is not None:
-                scores.masked_fill_(~keep[s:e, ..., :n], fill)
+                scores.masked_fill_(padded[s:e, ..., :n], fill)
             p_blk = torch.softmax(scores, dim=-1)  # (b, m, T, n)
             del scores
             if has_empty:
