@@ -496,6 +496,15 @@ def report(
         typer.echo(f"wrote {len(written)} {figures} figures to {target.stem}-figures/")
 
 
+def _mount_sentiment() -> None:
+    from biasprobe.sentiment.cli import app as sentiment_app
+
+    app.add_typer(sentiment_app, name="sentiment")
+
+
+_mount_sentiment()
+
+
 def main() -> None:
     """Entry point of the ``biasprobe`` console script."""
     app()

@@ -1,26 +1,35 @@
 """From-scratch sentiment models: recurrent and Transformer encoders, and classifiers over them.
 
-Importing this package imports torch (not transformers; :class:`BertClassifier` imports it when
-built). See ``docs/sentiment-models.md``.
+The names below are imported on first use (``from biasprobe.sentiment import GRU`` works as
+usual), so that ``biasprobe sentiment --help`` does not import torch. Using any model imports
+torch (not transformers; :class:`BertClassifier` imports it when built). See
+``docs/sentiment-models.md``.
 """
 
-from biasprobe.sentiment.classifiers import (
-    CLASSIFIERS,
-    BertClassifier,
-    GRUAttentionClassifier,
-    GRUEncoderClassifier,
-    TransformerClassifier,
-    build_classifier,
-)
-from biasprobe.sentiment.rnn import GRU, Attn, DecoderAttn, Encoder, EncoderDecoder
-from biasprobe.sentiment.transformer import (
-    BLOCKS,
-    LayerNorm,
-    MultiHeadedAttention,
-    PostNormAttentionBlock,
-    PreNormAttentionBlock,
-    Transformer,
-)
+from __future__ import annotations
+
+from typing import Any
+
+_WHERE = {
+    "biasprobe.sentiment.classifiers": (
+        "CLASSIFIERS",
+        "BertClassifier",
+        "GRUAttentionClassifier",
+        "GRUEncoderClassifier",
+        "TransformerClassifier",
+        "build_classifier",
+    ),
+    "biasprobe.sentiment.rnn": ("GRU", "Attn", "DecoderAttn", "Encoder", "EncoderDecoder"),
+    "biasprobe.sentiment.transformer": (
+        "BLOCKS",
+        "LayerNorm",
+        "MultiHeadedAttention",
+        "PostNormAttentionBlock",
+        "PreNormAttentionBlock",
+        "Transformer",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
 __all__ = [
     "GRU",
@@ -41,3 +50,17 @@ __all__ = [
     "CLASSIFIERS",
     "build_classifier",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULE_OF:
+        import importlib
+
+        value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'biasprobe.sentiment' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
