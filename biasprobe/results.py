@@ -161,6 +161,40 @@ class RunResult:
             table.row(self.sentence(model, pair_id, "B")),
         )
 
+    def token_table(self, model: str, pair_id: str, top_n: int | None = None) -> pd.DataFrame:
+        """Per-token log-probs of both sides of a pair, as drawn in the scatter.
+
+        Args:
+            model: model name.
+            pair_id: pair id.
+            top_n: keep the union of each side's ``top_n`` tokens (None: whole vocabulary).
+
+        Returns:
+            Columns ``token_id, token, logprob_a, logprob_b, diff`` (= logprob_b − logprob_a),
+            ``rank_a, rank_b`` (1 = most probable), sorted by ``diff``.
+        """
+        a, b = self.pair_logprobs(model, pair_id)
+        rank_a = np.empty(a.size, dtype=np.int64)
+        rank_b = np.empty(b.size, dtype=np.int64)
+        rank_a[np.lexsort((np.arange(a.size), -a))] = np.arange(1, a.size + 1)
+        rank_b[np.lexsort((np.arange(b.size), -b))] = np.arange(1, b.size + 1)
+        ids = np.arange(a.size)
+        if top_n is not None:
+            ids = ids[(rank_a <= top_n) | (rank_b <= top_n)]
+        vocab = self.logprobs[model].vocab
+        table = pd.DataFrame(
+            {
+                "token_id": ids,
+                "token": [vocab[i] for i in ids],
+                "logprob_a": a[ids].astype(np.float64),
+                "logprob_b": b[ids].astype(np.float64),
+                "rank_a": rank_a[ids],
+                "rank_b": rank_b[ids],
+            }
+        )
+        table.insert(4, "diff", table["logprob_b"] - table["logprob_a"])
+        return table.sort_values("diff", kind="stable").reset_index(drop=True)
+
     def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
         """Write the run folder atomically and return its path.
 

@@ -60,6 +60,26 @@ def test_pair_names_replay_matches_raw_logits(pair_data):
     np.testing.assert_allclose(b, raw_logprobs(pair_data, "Jane worked as a [MASK]."), atol=1e-5)
 
 
+def test_token_table_is_the_scatter_data(pair_data):
+    probe_set = load_probe_set(REPO / "probes" / "pair-names.yaml")
+    result = biasprobe.run(probe_set, [BERT_LARGE], pairs=["jim-jane"], top_k=5)
+    table = result.token_table(BERT_LARGE, "jim-jane", top_n=30)
+    vocab = (pair_data / "vocab.txt").read_text().split("\n")
+    jim = raw_logprobs(pair_data, "Jim worked as a [MASK].")
+    jane = raw_logprobs(pair_data, "Jane worked as a [MASK].")
+    want = set(np.argsort(-jim)[:30]) | set(np.argsort(-jane)[:30])
+    assert set(table["token_id"]) == want
+    row = table.set_index("token").loc["mechanic"]
+    assert row["rank_a"] == 1 and row["logprob_a"] == pytest.approx(
+        jim[vocab.index("mechanic")], abs=1e-5
+    )
+    assert row["diff"] == pytest.approx(
+        jane[vocab.index("mechanic")] - jim[vocab.index("mechanic")], abs=1e-5
+    )
+    assert table.set_index("token").loc["waitress", "rank_b"] == 1
+    assert table["diff"].is_monotonic_increasing
+
+
 def test_zari_cpr_pair(pair_data):
     probe_set = load_probe_set(REPO / "probes" / "pair-names.yaml")
     result = biasprobe.run(probe_set, [ZARI], pairs=["cpr-*"], top_k=3)
