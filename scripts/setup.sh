@@ -37,7 +37,9 @@ if "$VPY" -c "import torch" >/dev/null 2>&1; then
   echo "setup: keeping installed torch $("$VPY" -c 'import torch; print(torch.__version__)')"
 elif [ -n "${TORCH_SPEC:-}" ] || [ -n "${TORCH_INDEX_URL:-}" ]; then
   "$VPY" -m pip install "${TORCH_SPEC:-torch}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
-elif "$VPY" -m pip install -q --no-index "torch==${TORCH_VERSION}" 2>/dev/null; then
+elif "$VPY" -m pip install -q --no-index --no-deps "torch==${TORCH_VERSION}" 2>/dev/null; then
+  # The wheel came from a local folder (pip's find-links); its dependencies come from PyPI.
+  "$VPY" -m pip install -q "torch==${TORCH_VERSION}"
   echo "setup: installed torch ${TORCH_VERSION} from a local wheel"
 elif command -v nvidia-smi >/dev/null 2>&1; then
   "$VPY" -m pip install torch
