@@ -75,7 +75,7 @@ def resolve_device(device: str | None) -> torch.device:
     return dev
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub host accepts a TCP connection (fast offline detection)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
@@ -185,7 +185,7 @@ def load_hf_masked_lm(
 
             cached_file(name, "config.json", revision=revision, local_files_only=True)
         except Exception:
-            if not _hub_reachable():
+            if not hub_reachable():
                 raise ModelLoadError(
                     f"model {name!r} is not in the local Hugging Face cache and the hub cannot "
                     f"be reached (offline). {_local_help(name)}"

@@ -11,6 +11,7 @@ when labels are given, else ``None``. :func:`build_classifier` builds one by nam
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -192,8 +193,21 @@ class BertClassifier(nn.Module):
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         from transformers import AutoModel
 
+        from biasprobe.backends.hf import hub_reachable
+
+        name = str(model_name_or_path)
+        kwargs: dict = {}
+        if not Path(name).expanduser().is_dir():
+            from transformers.utils import cached_file
+
+            try:
+                cached_file(name, "config.json", local_files_only=True)
+                kwargs["local_files_only"] = True  # cached: no network round trips
+            except Exception:
+                if not hub_reachable():
+                    kwargs["local_files_only"] = True  # fail now instead of retrying the hub
         try:
-            self.bert = AutoModel.from_pretrained(str(model_name_or_path), trust_remote_code=False)
+            self.bert = AutoModel.from_pretrained(name, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
                 f"cannot load BERT weights from {str(model_name_or_path)!r}: the weights are not "
