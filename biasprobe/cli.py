@@ -29,6 +29,10 @@ app = typer.Typer(
 )
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _fail(message: str, code: int) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
@@ -97,8 +101,10 @@ def validate(
             typer.echo(f"error: {e.message}", err=True)
             continue
         templates = len({it.template_id for it in ps.items})
+        pairs = len(ps.items)
         typer.echo(
-            f"{f}: ok — {ps.name} v{ps.version}, {templates} templates, {len(ps.items)} pairs"
+            f"{f}: ok — {ps.name} v{ps.version}, {_plural(templates, 'template')}, "
+            f"{_plural(pairs, 'pair')}"
         )
     if failed:
         raise typer.Exit(2)
