@@ -50,7 +50,19 @@ def user_errors(fn: F) -> F:
         except BiasprobeError as e:
             _fail(e.message, e.exit_code)
         except KeyboardInterrupt:
-            _fail("interrupted; no output was written", 130)
+            _fail("interrupted (files are written atomically: nothing is left half-written)", 130)
+        except typer.Exit:
+            raise
+        except Exception as e:  # a bug: say so in one line; BIASPROBE_DEBUG=1 shows it all
+            import os
+
+            if os.environ.get("BIASPROBE_DEBUG"):
+                raise
+            _fail(
+                f"internal error ({type(e).__name__}: {e}); please report it. Set "
+                "BIASPROBE_DEBUG=1 to see the traceback",
+                1,
+            )
 
     return wrapper  # type: ignore[return-value]
 
@@ -146,6 +158,7 @@ def _progress_printer(quiet: bool) -> tuple[Any, Callable[..., None] | None]:
 def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> None:
     """Print, per pair and model, both sides' top tokens side by side (like fill-mask output)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -159,13 +172,17 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
         shown += 1
         a = sub[sub.side == "A"].sort_values("rank").head(rows)
         b = sub[sub.side == "B"].sort_values("rank").head(rows)
-        table = Table(title=f"{pair_id}  [dim]({model})[/dim]", title_justify="left")
+        table = Table(
+            title=f"{escape(str(pair_id))}  [dim]({escape(str(model))})[/dim]",
+            title_justify="left",
+        )
         table.add_column("#", justify="right", style="dim")
         for part, label in ((a, "A"), (b, "B")):
             group = part["group"].iloc[0]
             role = part["role"].iloc[0]
             table.add_column(
-                f"{part['sentence'].iloc[0]}\n[dim]{label}: {group} ({role})[/dim]",
+                f"{escape(str(part['sentence'].iloc[0]))}\n"
+                f"[dim]{label}: {escape(str(group))} ({role})[/dim]",
                 overflow="fold",
             )
         for r in range(max(len(a), len(b))):
@@ -173,7 +190,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
             for part in (a, b):
                 if r < len(part):
                     row = part.iloc[r]
-                    cells.append(f"{row['token']}  [dim]{row['logprob']:.2f}[/dim]")
+                    cells.append(f"{escape(str(row['token']))}  [dim]{row['logprob']:.2f}[/dim]")
                 else:
                     cells.append("")
             table.add_row(*cells)
@@ -183,6 +200,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
 def print_summary(result: Any) -> None:
     """Print the set-level skew scores per model with their confidence intervals."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     s = result.summary
@@ -195,7 +213,7 @@ def print_summary(result: Any) -> None:
     for name in scores:
         table.add_column(name, justify="right")
     for model, sub in s.groupby("model", sort=False):
-        cells = [str(model)]
+        cells = [escape(str(model))]
         for name in scores:
             r = sub[sub.score == name]
             if r.empty:
@@ -281,7 +299,9 @@ def run(
 
     probe_set = load_probe_set(probe_file)
     if out is not None:
-        _check_writable(out, overwrite)
+        from biasprobe.results import check_output_folder
+
+        check_output_folder(out, overwrite)
     progress, update = _progress_printer(quiet)
     if progress is not None:
         progress.start()
@@ -316,30 +336,11 @@ def run(
     typer.echo(f"wrote {saved}" + (f" (report: {saved / 'report.html'})" if html else ""))
 
 
-def _check_writable(out: Path, overwrite: bool) -> None:
-    """Fail before any model runs if the output folder is clearly unusable."""
-    import os
-
-    from biasprobe.errors import OutputError
-
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise OutputError(
-            f"output folder {out} already exists and is not empty; choose another --out or "
-            "pass --overwrite"
-        )
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write output folder {out}: {parent} is not writable")
-
-
 def _save_with_report(result: Any, target: Path, overwrite: bool, write_report: Any) -> Path:
     """Save the run folder with its report.html inside: both appear together or neither."""
-    from biasprobe.results import replace_dir, staging_dir
+    from biasprobe.results import check_output_folder, replace_dir, staging_dir
 
+    check_output_folder(target, overwrite)
     with staging_dir(target) as tmp:
         inner = result.save(tmp / "run")
         write_report([result], inner / "report.html")

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -206,20 +207,20 @@ class RunResult:
             OutputError: the folder exists, or cannot be written.
         """
         out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise OutputError(f"output path {out} exists and is not a folder")
-        if out.is_dir() and any(out.iterdir()) and not overwrite:
-            raise OutputError(
-                f"output folder {out} already exists and is not empty; "
-                "choose another --out or pass --overwrite"
-            )
+        check_output_folder(out, overwrite)
         with staging_dir(out) as tmp:
             meta = dict(self.meta)
             meta["files"] = {name: f"{name}.csv" for name in TABLES}
             meta["files"]["logprobs"] = {}
             (tmp / LOGPROBS_DIR).mkdir()
+            used: set[str] = set()
             for name, table in self.logprobs.items():
-                rel = f"{LOGPROBS_DIR}/{model_slug(name)}.npz"
+                slug, n = model_slug(name), 1
+                while slug.lower() in used:  # distinct names, same slug: keep both files
+                    n += 1
+                    slug = f"{model_slug(name)}-{n}"
+                used.add(slug.lower())
+                rel = f"{LOGPROBS_DIR}/{slug}.npz"
                 table.save(tmp / rel)
                 meta["files"]["logprobs"][name] = rel
             for name in TABLES:
@@ -231,9 +232,40 @@ class RunResult:
         return out
 
 
+def check_output_folder(out: Path, overwrite: bool) -> None:
+    """Refuse an output folder that cannot or must not be (re)written.
+
+    An existing non-empty folder is replaced only with ``overwrite`` and only if it is a
+    biasprobe run folder (it holds ``results.json``): ``--overwrite`` never deletes anything
+    else.
+
+    Raises:
+        OutputError: with what is wrong and what to do.
+    """
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"output path {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise OutputError(
+                f"output folder {out} already exists and is not empty; "
+                "choose another --out or pass --overwrite"
+            )
+        if not (out / RESULTS_JSON).is_file():
+            raise OutputError(
+                f"refusing to overwrite {out}: it is not a biasprobe run folder (no "
+                f"{RESULTS_JSON}); --overwrite only replaces earlier runs"
+            )
+    parent = out.resolve().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write output folder {out}: {parent} is not writable")
+
+
 @contextlib.contextmanager
 def staging_dir(out: Path) -> Iterator[Path]:
     """A fresh hidden temporary folder next to ``out``; removed again if anything fails."""
+    out = out.resolve()
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +283,7 @@ def staging_dir(out: Path) -> Iterator[Path]:
 
 def replace_dir(tmp: Path, out: Path) -> None:
     """Move the finished ``tmp`` folder to ``out``, replacing an existing folder last."""
+    out = out.resolve()
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         os.replace(out, old)
@@ -292,6 +325,6 @@ def load_run(run_dir: str | Path) -> RunResult:
         files = meta["files"]
         tables = {name: _read_table(d / files[name]) for name in TABLES}
         logprobs = {name: VocabLogProbs.load(d / rel) for name, rel in files["logprobs"].items()}
-    except (OSError, KeyError, ValueError) as e:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
     return RunResult(meta=meta, logprobs=logprobs, **tables)

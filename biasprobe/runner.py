@@ -21,7 +21,7 @@ from biasprobe.backends import MaskedLMBackend, load_backend
 from biasprobe.errors import BiasprobeError, UsageError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import RunResult, VocabLogProbs, model_slug
-from biasprobe.scores import pair_scores, summarize
+from biasprobe.scores import pair_scores, summarize, topk
 
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
@@ -157,7 +157,7 @@ def score_model(
         ex_b = row.pop("exclusive_b_ids")
         tops = []
         for s, side in enumerate(SIDES):
-            order = np.lexsort((np.arange(lp[s].size), -lp[s]))[:top_k]
+            order = topk(lp[s], top_k)[0]
             tops.append(order)
             for rank, tid in enumerate(order, start=1):
                 topk_rows.append(

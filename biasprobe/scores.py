@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 #: Scores aggregated in ``summary.csv``, in display order.
-SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap")
+SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap_mean")
 
 
 def topk(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -32,10 +32,12 @@ def topk(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         ``(ids, values)``, each of shape (min(k, V),).
     """
     k = min(int(k), logprobs.shape[-1])
-    part = np.argpartition(-logprobs, k - 1)[:k]
-    # lexsort: last key is primary → sort by -logprob, then by id.
-    order = np.lexsort((part, -logprobs[part]))
-    ids = part[order]
+    neg = -logprobs
+    # Every token at least as probable as the k-th one (ties included), then an exact sort:
+    # by -logprob, then by id (lexsort's last key is the primary one).
+    kth = np.partition(neg, k - 1)[k - 1]
+    cand = np.flatnonzero(neg <= kth)
+    ids = cand[np.lexsort((cand, neg[cand]))][:k]
     return ids, logprobs[ids]
 
 
@@ -93,8 +95,10 @@ def js_divergence(logp_a: np.ndarray, logp_b: np.ndarray) -> float:
     lb = logp_b.astype(np.float64)
     lm = np.logaddexp(la, lb) - np.log(2.0)
     pa, pb = np.exp(la), np.exp(lb)
-    kl_a = np.sum(pa * (la - lm))
-    kl_b = np.sum(pb * (lb - lm))
+    with np.errstate(invalid="ignore"):
+        # 0 · log 0 = 0: tokens with probability exactly 0 contribute nothing.
+        kl_a = np.sum(np.where(pa > 0, pa * (la - lm), 0.0))
+        kl_b = np.sum(np.where(pb > 0, pb * (lb - lm), 0.0))
     return float(max(0.0, 0.5 * (kl_a + kl_b) / np.log(2.0)))
 
 
@@ -214,10 +218,14 @@ def cluster_bootstrap_ci(
         return bootstrap_ci(groups[0], n_resamples=n_resamples, confidence=confidence, seed=seed)
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
-    group_means = np.empty((len(groups), n_resamples))
+    slot_means = np.empty(picks.shape)
     for gi, g in enumerate(groups):
-        group_means[gi] = g[rng.integers(0, g.size, size=(n_resamples, g.size))].mean(axis=1)
-    means = group_means[picks, np.arange(n_resamples)[:, None]].mean(axis=1)
+        chosen = picks == gi
+        count = int(chosen.sum())
+        if count:
+            # A fresh resample of the template's pairs for every time it is picked.
+            slot_means[chosen] = g[rng.integers(0, g.size, size=(count, g.size))].mean(axis=1)
+    means = slot_means.mean(axis=1)
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return mean, float(lo), float(hi)

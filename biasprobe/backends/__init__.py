@@ -16,6 +16,10 @@ __all__ = ["MaskedLMBackend", "load_backend", "split_revision"]
 
 def split_revision(spec: str) -> tuple[str, str | None]:
     """``"org/model@v1.0"`` → ``("org/model", "v1.0")``; no ``@`` → revision None."""
+    from pathlib import Path
+
+    if Path(spec).expanduser().exists():
+        return spec, None  # an existing folder whose name contains "@"
     if "@" in spec and not spec.startswith(("recorded:", ".", "/", "~")):
         name, _, rev = spec.rpartition("@")
         if name and rev:

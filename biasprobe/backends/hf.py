@@ -79,6 +79,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hugging Face hub host accepts a TCP connection (fast offline detection)."""
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return False
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # only the proxy can tell; let huggingface_hub try through it
     endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
     parsed = urlparse(endpoint)
     host = parsed.hostname or "huggingface.co"
@@ -171,11 +173,14 @@ def load_hf_masked_lm(
                 "pytorch_model.bin (or a sharded index)"
             )
         source, kwargs = "local", {"local_files_only": True}
+        files = sorted({f for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern)})
         info.update(
             source="local",
             path=str(path.resolve()),
-            files_sha256={w.name: _sha256(w) for w in weights if not w.name.endswith(".json")},
+            revision=None,  # a local folder has no hub revision
+            files_sha256={f.name: _sha256(f) for f in files},
         )
+        revision = None
         load_from: str = str(path)
     else:
         load_from = name
@@ -199,6 +204,10 @@ def load_hf_masked_lm(
         model = AutoModelForMaskedLM.from_pretrained(
             load_from, revision=revision, trust_remote_code=trust_remote_code, **kwargs
         )
+        # Score in float32 whatever precision the checkpoint was saved in: half precision
+        # would create ties in the top-k and coarse log-probs.
+        if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+            model = model.float()
     except Exception as e:
         where = f"model folder {name}" if source == "local" else f"model {name!r}"
         hint = "" if source == "local" else f" {_local_help(name)}"
@@ -254,6 +263,22 @@ def pieces_in_context(
     return [int(p) for p in pieces]
 
 
+#: Models whose position ids start after the padding index (positions = pad + 1 + i).
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text"}
+
+
+def _max_length(model: Any, tokenizer: Any) -> int:
+    """Longest input (in tokens, specials included) the model can embed."""
+    config = model.config
+    limit = int(getattr(config, "max_position_embeddings", 512) or 512)
+    if getattr(config, "model_type", None) in _OFFSET_POSITIONS:
+        limit -= int(getattr(config, "pad_token_id", 1) or 0) + 1
+    declared = getattr(tokenizer, "model_max_length", None)
+    if isinstance(declared, int) and 0 < declared < 10**6:
+        limit = min(limit, declared)
+    return limit
+
+
 class HFMaskedLM(MaskedLMBackend):
     """A loaded ``AutoModelForMaskedLM`` with its tokenizer (see :func:`load_hf_masked_lm`)."""
 
@@ -277,12 +302,7 @@ class HFMaskedLM(MaskedLMBackend):
         self.mask_token = tokenizer.mask_token
         self.mask_id = int(tokenizer.mask_token_id)
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-        self.max_length = int(
-            min(
-                getattr(model.config, "max_position_embeddings", 512) or 512,
-                tokenizer.model_max_length if tokenizer.model_max_length < 10**6 else 10**6,
-            )
-        )
+        self.max_length = _max_length(model, tokenizer)
         out = self.model.get_output_embeddings()
         vocab_size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
         self.vocab = self._display_vocab(vocab_size)
@@ -362,18 +382,43 @@ class HFMaskedLM(MaskedLMBackend):
             full = self._forward_logits([ids], pos, head_only=False)
         return bool(fast.shape == full.shape and torch.allclose(fast, full, atol=1e-4, rtol=1e-4))
 
-    def _logprobs_at(self, seqs: Sequence[Sequence[int]], positions: Sequence[int]) -> np.ndarray:
-        """log-softmax (N, V) float32 at the given positions, batched by length."""
+    def _logprobs_at(
+        self,
+        seqs: Sequence[Sequence[int]],
+        positions: Sequence[int],
+        pick: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """log-softmax at the given positions, batched by length.
+
+        Returns (N, V) float32, or with ``pick`` only the (N,) float64 log-prob of token
+        ``pick[i]`` in row i (without holding N × V values).
+        """
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-        out = np.empty((len(seqs), len(self.vocab)), dtype=np.float32)
+        if pick is None:
+            out = np.empty((len(seqs), len(self.vocab)), dtype=np.float32)
+        else:
+            out = np.empty(len(seqs), dtype=np.float64)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                logits = self._forward_logits(
-                    [seqs[i] for i in idx], [positions[i] for i in idx], self.head_at_mask_only
-                )
+                try:
+                    logits = self._forward_logits(
+                        [seqs[i] for i in idx],
+                        [positions[i] for i in idx],
+                        self.head_at_mask_only,
+                    )
+                except torch.cuda.OutOfMemoryError:
+                    raise DeviceError(
+                        f"out of memory on {self.device} with batch size {self.batch_size}; "
+                        "use a smaller --batch-size"
+                    ) from None
                 lp = torch.log_softmax(logits.float(), dim=-1)  # (b, V)
-                out[idx] = lp.cpu().numpy()
+                if pick is None:
+                    out[idx] = lp.cpu().numpy()
+                else:
+                    cols = torch.as_tensor([pick[i] for i in idx], device=lp.device)
+                    rows = torch.arange(len(idx), device=lp.device)
+                    out[idx] = lp[rows, cols].double().cpu().numpy()
         return out
 
     def _encode(self, sentences: Sequence[str]) -> list[list[int]]:
@@ -431,8 +476,7 @@ class HFMaskedLM(MaskedLMBackend):
         total = np.zeros(len(requests), dtype=np.float64)
         if not seqs:
             return total
-        lp = self._logprobs_at(seqs, positions)
-        picked = lp[np.arange(len(seqs)), wanted].astype(np.float64)
+        picked = self._logprobs_at(seqs, positions, pick=wanted)
         np.add.at(total, np.asarray(owner), picked)
         return total
 

@@ -20,6 +20,7 @@ matched exactly (the text with the model's mask token).
 from __future__ import annotations
 
 import json
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ class RecordedMaskedLM(MaskedLMBackend):
             with np.load(folder / "outputs.npz", allow_pickle=False) as z:
                 sentences = [str(s) for s in z["sentences"]]
                 values = np.asarray(z["values"], dtype=np.float32)
-        except (OSError, KeyError, ValueError) as e:
+        except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise ModelLoadError(
                 f"recorded model folder {folder} is incomplete or corrupt: {e}"
             ) from None
@@ -115,7 +116,9 @@ class RecordedMaskedLM(MaskedLMBackend):
         self.name = spec
         self.mask_token = str(card.get("mask_token", "[MASK]"))
         self.vocab = vocab
-        self._token_id = {t: i for i, t in enumerate(vocab)}
+        self._token_ids: dict[str, list[int]] = {}
+        for i, t in enumerate(vocab):
+            self._token_ids.setdefault(t, []).append(i)
         self._index = {s: i for i, s in enumerate(sentences)}
         self._logprobs = values if kind == "logprobs" else _log_softmax(values)
         self._tokenizer: Any = None
@@ -157,18 +160,35 @@ class RecordedMaskedLM(MaskedLMBackend):
 
     def _load_tokenizer(self) -> Any:
         spec = self.card.get("tokenizer") or {}
-        if self._tokenizer is None and spec.get("type") == "wordpiece":
-            from transformers import BertTokenizer
+        if self._tokenizer is not None or spec.get("type") not in ("wordpiece", "hf"):
+            return self._tokenizer
+        try:
+            if spec["type"] == "wordpiece":
+                from transformers import BertTokenizer
 
-            self._tokenizer = BertTokenizer.from_pretrained(
-                str(self.folder), do_lower_case=bool(spec.get("do_lower_case", True))
-            )
-        elif self._tokenizer is None and spec.get("type") == "hf":
-            from transformers import AutoTokenizer
+                self._tokenizer = BertTokenizer.from_pretrained(
+                    str(self.folder), do_lower_case=bool(spec.get("do_lower_case", True))
+                )
+            else:
+                from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(
-                str(self.folder / spec.get("path", "tokenizer")), local_files_only=True
-            )
+                where = (self.folder / str(spec.get("path", "tokenizer"))).resolve()
+                if not where.is_relative_to(self.folder.resolve()):
+                    raise ModelLoadError(
+                        f"{self.folder}/model.json: tokenizer path {spec.get('path')!r} "
+                        "points outside the recording"
+                    )
+                # Never run code shipped with a recording.
+                self._tokenizer = AutoTokenizer.from_pretrained(
+                    str(where), local_files_only=True, trust_remote_code=False
+                )
+        except ModelLoadError:
+            raise
+        except Exception as e:
+            raise ModelLoadError(
+                f"the tokenizer of recorded model {self.name} cannot be loaded: "
+                f"{type(e).__name__}: {e}"
+            ) from None
         return self._tokenizer
 
     def target_pieces(self, sentence: str, word: str) -> list[int]:
@@ -182,11 +202,18 @@ class RecordedMaskedLM(MaskedLMBackend):
             from biasprobe.backends.hf import pieces_in_context
 
             return pieces_in_context(tokenizer, self.mask_token, sentence, word, self.name)
-        if word not in self._token_id:
+        ids = self._token_ids.get(word, [])
+        if not ids:
             raise VocabularyError(
                 f"target word {word!r} is not in the vocabulary of recorded model {self.name}"
             )
-        return [self._token_id[word]]
+        if len(ids) > 1:
+            raise VocabularyError(
+                f"target word {word!r} matches {len(ids)} tokens ({ids}) of recorded model "
+                f"{self.name}, which holds no tokenizer to tell them apart; record it from "
+                "the model (biasprobe record PROBE_FILE -m MODEL) to score targets"
+            )
+        return ids
 
     def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
         """Single-piece targets only: a recording holds one mask per sentence.

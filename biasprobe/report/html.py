@@ -57,6 +57,7 @@ SCORE_LABELS = {
     "rbo_distance": "RBO dist.",
     "js_divergence": "JS div. (bits)",
     "target_gap": "target gap",
+    "target_gap_mean": "target gap / word",
 }
 _SCHEMA = 1
 
