@@ -547,16 +547,21 @@ class EncoderDecoder(nn.Module):
         return x[:, 0], hidden_states  # (B, H), (L, B, H)
 
 
+def check_positive_ints(**values: int) -> None:
+    """Raise ``ValueError`` naming the first argument that is not a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
 def _check_sizes(
     vocabulary_size: int, embedding_size: int, hidden_size: int, num_layers: int, dropout: float
 ) -> None:
-    for name, value in (
-        ("vocabulary_size", vocabulary_size),
-        ("embedding_size", embedding_size),
-        ("hidden_size", hidden_size),
-        ("num_layers", num_layers),
-    ):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_positive_ints(
+        vocabulary_size=vocabulary_size,
+        embedding_size=embedding_size,
+        hidden_size=hidden_size,
+        num_layers=num_layers,
+    )
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")

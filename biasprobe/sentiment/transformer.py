@@ -24,6 +24,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from biasprobe.sentiment.rnn import check_positive_ints
+
 __all__ = [
     "LayerNorm",
     "MultiHeadedAttention",
@@ -82,13 +84,9 @@ class MultiHeadedAttention(nn.Module):
     ) -> None:
         super().__init__()
         self.fused = fused
-        for name, value in (
-            ("head_size", head_size),
-            ("num_heads", num_heads),
-            ("sequence_length", sequence_length),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(
+            head_size=head_size, num_heads=num_heads, sequence_length=sequence_length
+        )
         self.head_size = head_size
         self.num_heads = num_heads
         self.sequence_length = sequence_length
@@ -398,15 +396,13 @@ class Transformer(nn.Module):
         if block not in BLOCKS:
             allowed = ", ".join(repr(b) for b in BLOCKS)
             raise ValueError(f"unknown block {block!r}; allowed values: {allowed}")
-        for name, value in (
-            ("vocabulary_size", vocabulary_size),
-            ("embed_dim", embed_dim),
-            ("hidden_dim", hidden_dim),
-            ("num_layers", num_layers),
-            ("sequence_length", sequence_length),
-        ):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_positive_ints(
+            vocabulary_size=vocabulary_size,
+            embed_dim=embed_dim,
+            hidden_dim=hidden_dim,
+            num_layers=num_layers,
+            sequence_length=sequence_length,
+        )
         self.block = block
         self.embed_dim = embed_dim
         self.sequence_length = sequence_length
