@@ -127,7 +127,7 @@ def main() -> None:
             same &= row["outcome"] == "skipped"
             continue
         diffs += [abs(row["score_more"] - r[0]), abs(row["score_less"] - r[1])]
-        same &= row["outcome"] == pair_outcome(*r)
+        same &= row["outcome"] == pair_outcome(*r, args.scoring)
     n_tokens = sum(int(r["n_scored_more"]) + int(r["n_scored_less"]) for r in rows)
     print(f"masked tokens scored: {n_tokens}")
     print(f"per-sentence loop: {t_loop:8.2f} s")

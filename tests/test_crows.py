@@ -207,6 +207,16 @@ def test_duplicate_variants_are_scored_once(bert_backend):
         assert a["score_more"] == b["score_more"] and a["score_less"] == b["score_less"]
 
 
+def test_pair_outcome_rounds_to_three_decimals_before_comparing():
+    from biasprobe.crows.scoring import pair_outcome
+
+    for scoring in ("nangia", "meade"):
+        assert pair_outcome(-1.00049, -1.0001, scoring) == "tie"  # both -1.000
+        assert pair_outcome(-1.0004, -1.0006, scoring) == "more"  # -1.000 > -1.001
+        assert pair_outcome(-2.5, -2.4, scoring) == "less"
+        assert pair_outcome(-3.0, -3.0, scoring) == "tie"
+
+
 # -- aggregate on hand-made outcomes ------------------------------------------------------------
 def _table(spec: list[tuple[str, str, str]]) -> pd.DataFrame:
     return pd.DataFrame(spec, columns=["bias_type", "direction", "outcome"])

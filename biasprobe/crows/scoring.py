@@ -101,9 +101,17 @@ def sentence_score(logprobs: Sequence[float], scoring: str) -> float:
     return float(np.mean(logprobs)) if len(logprobs) else float("nan")
 
 
-def pair_outcome(score_more: float, score_less: float) -> str:
-    """``more`` / ``less`` / ``tie`` after rounding both scores to 3 decimals (the references)."""
-    a, b = round(score_more, 3), round(score_less, 3)
+def pair_outcome(score_more: float, score_less: float, scoring: str = "nangia") -> str:
+    """``more`` / ``less`` / ``tie`` after rounding both scores to 3 decimals (the references).
+
+    The rounding is the references' own: Python's ``round`` on a float for nangia (a sum of
+    ``.item()`` values), numpy's on a ``numpy.float64`` for meade (``np.mean``); they can only
+    differ for a score within ~1e-13 of a rounding boundary.
+    """
+    if scoring == "meade":
+        a, b = round(np.float64(score_more), 3), round(np.float64(score_less), 3)
+    else:
+        a, b = round(float(score_more), 3), round(float(score_less), 3)
     if a == b:
         return "tie"
     return "more" if a > b else "less"
@@ -186,7 +194,7 @@ def score_pairs(
         else:
             s_more = sentence_score(logprobs[v_more], scoring)
             s_less = sentence_score(logprobs[v_less], scoring)
-            outcome = pair_outcome(s_more, s_less)
+            outcome = pair_outcome(s_more, s_less, scoring)
             row.update(
                 score_more=s_more,
                 score_less=s_less,
