@@ -325,6 +325,13 @@ def test_bad_data_files_name_file_and_line(tmp_path):
     assert (p.pair_id, p.bias_type, p.line) == ("7", "gender", 2)
     with pytest.raises(CrowsDataError, match="no pairs of bias type religion"):
         load_pairs(ok, bias_types=["religion"])
+    no_index = tmp_path / "no-index.csv"
+    no_index.write_text(
+        "annotations,sent_more,sent_less,stereo_antistereo,bias_type\n"
+        "x,A b.,A c.,stereo,age\ny,A d.,A e.,antistereo,age\n",
+        encoding="utf-8",
+    )
+    assert [p.pair_id for p in load_pairs(no_index)] == ["0", "1"]
 
 
 # -- run folder and CLI --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ ALIASES = {"race": "race-color", "color": "race-color", "sexual_orientation": "s
 DIRECTIONS = ("stereo", "antistereo")
 REQUIRED_COLUMNS = ("sent_more", "sent_less", "stereo_antistereo", "bias_type")
 SHIPPED_NAME = "crows_pairs_anonymized.csv"
+_ID_COLUMNS = ("", "index", "id", "pair_id")
 
 
 class CrowsDataError(UsageError):
@@ -44,7 +45,7 @@ class CrowsDataError(UsageError):
 class CrowsPair:
     """One CrowS-Pairs row."""
 
-    pair_id: str  # the CSV's own index column (first, unnamed), else the 0-based row number
+    pair_id: str  # the CSV's index column ("", index, id or pair_id), else the 0-based row number
     sent_more: str
     sent_less: str
     direction: str  # "stereo" or "antistereo"
@@ -124,7 +125,8 @@ def load_pairs(
                     f"{src}:1: missing column(s) {', '.join(missing)}; a CrowS-Pairs file has "
                     f"the columns {', '.join(REQUIRED_COLUMNS)} (and an index column)"
                 )
-            id_col = header[0] if header and header[0] not in REQUIRED_COLUMNS else None
+            # The shipped file's first column is the unnamed index; accept a named one too.
+            id_col = next((c for c in header if c.strip().lower() in _ID_COLUMNS), None)
             for row_no, row in enumerate(reader):
                 line = reader.line_num
                 pair = _parse_row(row, row_no, line, id_col, src, problems)
