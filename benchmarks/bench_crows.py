@@ -48,15 +48,17 @@ def build_model(folder: Path) -> None:
     tok.save_pretrained(str(folder))
 
 
-def loop_scores(model, tok, pairs, scoring: str) -> list[tuple[float, float] | None]:
+def loop_scores(
+    model, tok, pairs, scoring: str, device: str = "cpu"
+) -> list[tuple[float, float] | None]:
     """The straightforward loop (one forward per scored token per sentence)."""
     out: list[tuple[float, float] | None] = []
     for p in pairs:
         s1, s2 = (
             (p.sent_more, p.sent_less) if p.direction == "stereo" else (p.sent_less, p.sent_more)
         )
-        ids1 = tok.encode(s1, return_tensors="pt")
-        ids2 = tok.encode(s2, return_tensors="pt")
+        ids1 = tok.encode(s1, return_tensors="pt").to(device)
+        ids2 = tok.encode(s2, return_tensors="pt").to(device)
         a = [str(x) for x in ids1[0].tolist()]
         b = [str(x) for x in ids2[0].tolist()]
         t1, t2 = [], []
@@ -90,6 +92,7 @@ def main() -> None:
     ap.add_argument("--scoring", choices=["meade", "nangia"], default="meade")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both methods run there)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -104,19 +107,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-crows-"))
     try:
         build_model(tmp)
-        model = AutoModelForMaskedLM.from_pretrained(str(tmp)).eval()
+        model = AutoModelForMaskedLM.from_pretrained(str(tmp)).eval().to(args.device)
         tok = AutoTokenizer.from_pretrained(str(tmp))
-        backend = load_hf_masked_lm(str(tmp), device="cpu", batch_size=args.batch_size)
+        backend = load_hf_masked_lm(str(tmp), device=args.device, batch_size=args.batch_size)
         print(
             f"{len(pairs)} CrowS-Pairs, scoring {args.scoring}; BERT-base-shaped, random weights, "
-            f"vocab {len(tok)}; torch {torch.__version__}, threads {torch.get_num_threads()}"
+            f"vocab {len(tok)}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+            f"device {args.device}"
         )
         score_pairs(backend, pairs[:2], args.scoring)  # warm-up
         t0 = time.perf_counter()
         rows = score_pairs(backend, pairs, args.scoring)
         t_batched = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ref = loop_scores(model, tok, pairs, args.scoring)
+        ref = loop_scores(model, tok, pairs, args.scoring, args.device)
         t_loop = time.perf_counter() - t0
         backend.close()
     finally:
