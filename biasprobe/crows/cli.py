@@ -1,0 +1,222 @@
+"""``biasprobe crows``: score CrowS-Pairs with a masked LM and write a run folder.
+
+Mounted on the main command line with ``app.add_typer(crows_app, name="crows")``; the command
+is the sub-app's callback, so ``biasprobe crows -m MODEL`` runs it directly. Heavy imports
+happen inside the command so that ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    name="crows",
+    help="Score CrowS-Pairs (Nangia et al. 2020) with a masked LM.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def print_summary(result: Any) -> None:
+    """The summary table on the terminal, with the meaning of 50%."""
+    import math
+
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from biasprobe.crows.aggregate import MEANING
+
+    model = str(result.meta.get("model", {}).get("name", "?"))
+    table = Table(
+        title=f"CrowS-Pairs, {escape(model)}, scoring {result.meta.get('scoring')}",
+        title_justify="left",
+        caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
+        caption_justify="left",
+    )
+    for name in ("bias type", "metric %", "95% CI", "n", "ties", "p", "p Holm"):
+        table.add_column(name, justify="left" if name == "bias type" else "right")
+    table.add_column("stereo % (n)", justify="right")
+    table.add_column("antistereo % (n)", justify="right")
+
+    def f(x: float, spec: str = ".2f") -> str:
+        return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    def p(x: float) -> str:
+        return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
+
+    for r in result.summary.itertuples(index=False):
+        table.add_row(
+            escape(str(r.key)),
+            f(r.metric),
+            f"[{f(r.ci_low)}, {f(r.ci_high)}]",
+            str(int(r.n)),
+            str(int(r.n_tie)),
+            p(float(r.p_value)),
+            p(float(r.p_holm)),
+            f"{f(r.stereo_pct)} ({int(r.stereo_n)})",
+            f"{f(r.antistereo_pct)} ({int(r.antistereo_n)})",
+        )
+    Console().print(table)
+
+
+def _progress(quiet: bool) -> tuple[Any, Any]:
+    if quiet:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None, None
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            label = "loading the model" if stage == "load" else "scoring masked tokens"
+            tasks[stage] = bar.add_task(label, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return bar, update
+
+
+@app.callback(invoke_without_command=True)
+def crows(
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder.",
+            show_default=False,
+        ),
+    ],
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="meade: bias-bench (Meade et al. 2022; mean log-prob of the tokens that "
+            "differ); nangia: the original (Nangia et al. 2020; pseudo-log-likelihood of "
+            "the shared tokens)."
+        ),
+    ] = "meade",
+    bias_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--bias-type",
+            "-b",
+            help="Only this bias type (repeatable): race-color (or race), gender, "
+            "socioeconomic, nationality, religion, age, sexual-orientation, "
+            "physical-appearance, disability.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Run folder. Default: reports/crows-<model>-<run id>."),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Score only the first N pairs (after --bias-type).")
+    ] = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
+    ] = "auto",
+    batch_size: Annotated[int, typer.Option(help="Masked sentences per forward pass.")] = 64,
+    revision: Annotated[str | None, typer.Option(help="Hub revision of a hub model.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run folder.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
+    trust_remote_code: Annotated[
+        bool, typer.Option(help="Allow custom model code from the model repository.")
+    ] = False,
+) -> None:
+    """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
+
+    50% = no preference (the ideal); above 50% = prefers stereotypes. Writes pairs.csv,
+    summary.csv (with 95% Wilson intervals, n and exact binomial p-values vs 50%), report.html
+    and results.json, atomically.
+
+    Example: biasprobe crows -m bert-base-uncased --bias-type gender
+    """
+    args = dict(locals())
+    from biasprobe.errors import BiasprobeError
+
+    try:
+        _run(**args)
+    except BiasprobeError as e:
+        raise _fail(e.message, e.exit_code) from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted (nothing was written)", 130) from None
+
+
+def _run(
+    model: str,
+    scoring: str,
+    bias_type: list[str] | None,
+    out: Path | None,
+    data: Path | None,
+    limit: int | None,
+    device: str,
+    batch_size: int,
+    revision: str | None,
+    overwrite: bool,
+    quiet: bool,
+    trust_remote_code: bool,
+) -> None:
+    from biasprobe.errors import UsageError
+
+    if scoring not in ("meade", "nangia"):
+        raise UsageError(f"--scoring must be meade or nangia, not {scoring!r}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise UsageError(f"--limit must be at least 1, got {limit}")
+    from biasprobe.crows.run import run_crows
+    from biasprobe.results import check_output_folder, model_slug
+
+    if out is not None:
+        check_output_folder(out, overwrite)
+    else:
+        check_output_folder(Path("reports") / ".crows-check", False)
+    bar, update = _progress(quiet)
+    if bar is not None:
+        bar.start()
+    try:
+        result = run_crows(
+            model,
+            scoring=scoring,
+            bias_types=bias_type,
+            data=data,
+            limit=limit,
+            device=device,
+            batch_size=batch_size,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            progress=update,
+        )
+    finally:
+        if bar is not None:
+            bar.stop()
+    target = out or Path("reports") / f"crows-{model_slug(model)}-{result.meta['run_id']}"
+    saved = result.save(target, overwrite=overwrite)
+    if not quiet:
+        print_summary(result)
+    typer.echo(f"wrote {saved} (report: {saved / 'report.html'})")

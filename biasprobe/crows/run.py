@@ -1,0 +1,204 @@
+"""Run CrowS-Pairs on one masked LM and read/write its run folder.
+
+A CrowS run folder holds (written atomically: a hidden temporary sibling folder renamed into
+place, never half-written):
+
+| file | content |
+|---|---|
+| ``pairs.csv`` | one row per pair: pair_id, bias_type, direction, sent_more, sent_less, n_scored_more, n_scored_less, score_more, score_less, diff, outcome, more_preferred, skipped |
+| ``summary.csv`` | overall and per bias type: n, n_more, n_tie, n_skipped, metric (%), ci_low, ci_high (95% Wilson), p_value (exact binomial vs 50%), p_holm, stereo/antistereo split |
+| ``results.json`` | kind ``crows-pairs``, run id, date, scoring, data file + sha256, bias types, limit, model provenance, versions, file index |
+| ``report.html`` | a self-contained page with the table and the 50% line |
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from biasprobe import __version__
+from biasprobe.crows.aggregate import MEANING, summarize
+from biasprobe.crows.data import file_sha256, load_pairs, normalize_bias_types, shipped_path
+from biasprobe.crows.scoring import SCORINGS, score_pairs
+from biasprobe.errors import RunFolderError, UsageError
+
+# Atomic folder writes: biasprobe.results today (to move to one shared module, see issue 8).
+from biasprobe.results import RESULTS_JSON, check_output_folder, replace_dir, staging_dir
+
+KIND = "crows-pairs"
+FILES = {"pairs": "pairs.csv", "summary": "summary.csv", "report": "report.html"}
+_TEXT = {
+    "pair_id": str,
+    "bias_type": str,
+    "direction": str,
+    "sent_more": str,
+    "sent_less": str,
+    "outcome": str,
+    "skipped": str,
+    "level": str,
+    "key": str,
+}
+
+
+@dataclass
+class CrowsResult:
+    """Per-pair scores, the summary and provenance of one CrowS-Pairs run."""
+
+    pairs: pd.DataFrame
+    summary: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+        """Write the run folder atomically (see the module docstring) and return its path.
+
+        Raises:
+            OutputError: the folder exists (without ``overwrite``), is not a biasprobe run
+                folder, or cannot be written.
+        """
+        from biasprobe.crows.report import render_html
+
+        out = Path(out_dir)
+        check_output_folder(out, overwrite)
+        with staging_dir(out) as tmp:
+            meta = dict(self.meta, files=dict(FILES))
+            self.pairs.to_csv(tmp / FILES["pairs"], index=False)
+            self.summary.to_csv(tmp / FILES["summary"], index=False)
+            (tmp / FILES["report"]).write_text(render_html(self), encoding="utf-8")
+            with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
+                json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
+                f.write("\n")
+            replace_dir(tmp, out)
+        return out
+
+
+def load_crows_run(run_dir: str | Path) -> CrowsResult:
+    """Read a CrowS run folder back (no model needed).
+
+    Raises:
+        RunFolderError: not a CrowS run folder, or a file is missing or unreadable.
+    """
+    d = Path(run_dir)
+    try:
+        meta = json.loads((d / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"{d} is not a readable run folder ({e})") from None
+    if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        raise RunFolderError(f"{d} is not a CrowS-Pairs run folder (results.json kind)")
+    try:
+        pairs = pd.read_csv(d / FILES["pairs"], dtype=_TEXT, keep_default_na=False, na_values=[""])
+        summary = pd.read_csv(d / FILES["summary"], dtype=_TEXT)
+    except (OSError, ValueError, pd.errors.ParserError) as e:
+        raise RunFolderError(f"cannot read the tables of {d} ({e})") from None
+    pairs["skipped"] = pairs["skipped"].fillna("")
+    return CrowsResult(pairs, summary, meta)
+
+
+def _versions() -> dict[str, str]:
+    out = {"biasprobe": __version__, "python": platform.python_version()}
+    for mod in ("torch", "transformers", "numpy", "pandas", "scipy"):
+        try:
+            out[mod] = __import__(mod).__version__
+        except Exception:  # pragma: no cover - optional
+            out[mod] = "not installed"
+    return out
+
+
+def run_crows(
+    model: str | Any,
+    *,
+    scoring: str = "meade",
+    bias_types: list[str] | tuple[str, ...] | None = None,
+    data: str | Path | None = None,
+    limit: int | None = None,
+    device: str | None = "auto",
+    batch_size: int = 64,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> CrowsResult:
+    """Score CrowS-Pairs with one masked LM.
+
+    Args:
+        model: hub id (``NAME`` or ``NAME@REVISION``), a local checkpoint folder, or an already
+            loaded ``HFMaskedLM``. Recorded models (``recorded:``) cannot run CrowS-Pairs: they
+            only hold the sentences they were recorded on.
+        scoring: ``meade`` (bias-bench; default, the leaderboard's figures) or ``nangia``.
+        bias_types: keep only these bias types (default: all nine).
+        data: a CrowS-Pairs CSV (default: the copy shipped with biasprobe).
+        limit: score only the first N pairs (after the bias-type filter).
+        progress: called as ``progress(stage, done, total)``, stage ``load`` or ``score``.
+
+    Raises:
+        UsageError: bad scoring, bias type, limit or model kind; CrowsDataError: bad data file;
+        ModelLoadError / DeviceError: the model cannot be loaded.
+    """
+    if scoring not in SCORINGS:
+        raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
+    wanted = normalize_bias_types(bias_types)
+    pairs = load_pairs(data, bias_types=wanted, limit=limit)
+    data_path = Path(data) if data is not None else shipped_path()
+    if isinstance(model, str):
+        if model.startswith("recorded:"):
+            raise UsageError(
+                f"model {model}: recorded outputs only hold the sentences they were recorded "
+                "on; CrowS-Pairs needs a Hugging Face masked LM (hub id or checkpoint folder)"
+            )
+        from biasprobe.backends import load_backend
+
+        if progress is not None:
+            progress("load", 0, 1)
+        backend = load_backend(
+            model,
+            device=device,
+            revision=revision,
+            batch_size=batch_size,
+            trust_remote_code=trust_remote_code,
+        )
+        if progress is not None:
+            progress("load", 1, 1)
+        owned = True
+    else:
+        backend, owned = model, False
+    try:
+        rows = score_pairs(
+            backend,
+            pairs,
+            scoring,
+            progress=(lambda d, t: progress("score", d, t)) if progress is not None else None,
+        )
+        info = dict(backend.info)
+    finally:
+        if owned:
+            backend.close()
+    table = pd.DataFrame(rows)
+    summary = summarize(table)
+    now = _dt.datetime.now(_dt.timezone.utc)
+    meta = {
+        "kind": KIND,
+        "run_id": f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+        "created": now.isoformat(timespec="seconds"),
+        "model": info,
+        "scoring": scoring,
+        "metric": MEANING,
+        "interval": "95% Wilson score interval",
+        "p_value": "exact two-sided binomial test against 50% (scipy.stats.binomtest)",
+        "data": {
+            "path": str(data_path.resolve()),
+            "shipped": data is None,
+            "sha256": file_sha256(data_path),
+            "bias_types": list(wanted) if wanted else "all",
+            "limit": limit,
+            "n_pairs": len(pairs),
+        },
+        "settings": {"device": device or "auto", "batch_size": batch_size},
+        "versions": _versions(),
+    }
+    return CrowsResult(table, summary, meta)

@@ -1,0 +1,176 @@
+"""Valence of completions: does the model fill the minoritized side's blank with more negative
+(or fewer positive) words?
+
+Pure functions over the full-vocabulary log-probabilities at the mask (no model, no torch).
+A lexicon maps words to a valence (VADER: mean human rating from −4 to +4); a vocabulary token
+is **negative** when its valence < −``threshold`` and **positive** when > ``threshold``
+(default 0: any rated word), and neutral when it is not in the lexicon (sub-word pieces such as
+``##ing``, numbers, names) or rated in between.
+
+For one side with log-probs ``lp`` (V,) and top-k ids ``K`` (ties broken by the lower id, as
+everywhere in biasprobe):
+
+* ``share_neg_topk = |{t ∈ K : negative}| / |K|`` (and ``share_pos_topk``);
+* ``mass_neg_topk = Σ_{t ∈ K, negative} exp(lp_t)`` (and ``mass_pos_topk``): the probability of
+  drawing a negative word among the top k;
+* ``mass_neg_vocab = Σ_{t negative} exp(lp_t)`` over the whole vocabulary (and
+  ``mass_pos_vocab``): the total probability the model puts on negative words.
+
+Signed per pair by the probe's orientation: ``signed = value(minoritized) − value(normative)``.
+A positive signed ``*_neg_*`` (or a negative signed ``*_pos_*``) means the minoritized side is
+completed more negatively; 0 = no difference (the ideal). Aggregates: mean over pairs with a
+cluster-bootstrap 95% interval (templates, then pairs), n and a sign-flip p-value
+(:func:`summarize_valence`).
+
+The VADER lexicon (Hutto & Gilbert 2014, MIT licence) comes from the optional PyPI package
+``vaderSentiment`` (``pip install vaderSentiment``); any ``{word: valence}`` mapping works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from biasprobe.errors import UsageError
+
+MEASURES = (
+    "share_neg_topk",
+    "share_pos_topk",
+    "mass_neg_topk",
+    "mass_pos_topk",
+    "mass_neg_vocab",
+    "mass_pos_vocab",
+)
+
+
+def load_vader_lexicon() -> dict[str, float]:
+    """The VADER lexicon as ``{word: mean valence}`` (−4 … +4), read from ``vaderSentiment``.
+
+    Raises:
+        UsageError: the package is not installed (with the command that installs it).
+    """
+    try:
+        from importlib import resources
+
+        text = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise UsageError(
+            "the VADER lexicon needs the optional package vaderSentiment (MIT licence): "
+            "pip install vaderSentiment"
+        ) from None
+    lexicon: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 2 and parts[0]:
+            try:
+                lexicon[parts[0]] = float(parts[1])
+            except ValueError:
+                continue
+    return lexicon
+
+
+def vocab_polarity(
+    vocab: Sequence[str], lexicon: Mapping[str, float], *, threshold: float = 0.0
+) -> np.ndarray:
+    """Polarity of every vocabulary token: −1 negative, +1 positive, 0 neutral/unrated (int8).
+
+    Tokens are looked up as written, then lower-cased, after stripping surrounding spaces and
+    the byte-level-BPE / SentencePiece word-start marks (``Ġ``, ``▁``); WordPiece continuation
+    pieces (``##…``) are never words and stay 0.
+    """
+    if threshold < 0:
+        raise UsageError(f"valence threshold must be ≥ 0, got {threshold}")
+    out = np.zeros(len(vocab), dtype=np.int8)
+    for i, tok in enumerate(vocab):
+        word = str(tok).strip().lstrip("Ġ▁")
+        if not word or word.startswith("##"):
+            continue
+        v = lexicon.get(word)
+        if v is None:
+            v = lexicon.get(word.lower())
+        if v is None:
+            continue
+        if v < -threshold:
+            out[i] = -1
+        elif v > threshold:
+            out[i] = 1
+    return out
+
+
+def side_valence(logprobs: np.ndarray, polarity: np.ndarray, k: int) -> dict[str, float]:
+    """The six measures (see the module docstring) for one side's (V,) log-probs."""
+    from biasprobe.scores import topk
+
+    lp = np.asarray(logprobs, dtype=np.float64)
+    pol = np.asarray(polarity)
+    if lp.shape != pol.shape:
+        raise UsageError(f"{lp.shape[0]} log-probs for a polarity vector of {pol.shape[0]} tokens")
+    if k < 1:
+        raise UsageError(f"k must be at least 1, got {k}")
+    ids, _ = topk(lp, k)
+    p = np.exp(lp)
+    top_pol = pol[ids]
+    return {
+        "share_neg_topk": float(np.mean(top_pol < 0)),
+        "share_pos_topk": float(np.mean(top_pol > 0)),
+        "mass_neg_topk": float(p[ids][top_pol < 0].sum()),
+        "mass_pos_topk": float(p[ids][top_pol > 0].sum()),
+        "mass_neg_vocab": float(p[pol < 0].sum()),
+        "mass_pos_vocab": float(p[pol > 0].sum()),
+    }
+
+
+def pair_valence(
+    logp_a: np.ndarray, logp_b: np.ndarray, polarity: np.ndarray, k: int, minoritized: int
+) -> dict[str, float]:
+    """Both sides' measures (``*_a``, ``*_b``) and the signed differences (``*_signed``).
+
+    ``minoritized`` is 0 or 1: which side (A or B) is the minoritized group.
+    """
+    if minoritized not in (0, 1):
+        raise UsageError(f"minoritized must be 0 or 1, got {minoritized}")
+    a = side_valence(logp_a, polarity, k)
+    b = side_valence(logp_b, polarity, k)
+    mino, norm = (a, b) if minoritized == 0 else (b, a)
+    row: dict[str, float] = {}
+    for m in MEASURES:
+        row[f"{m}_a"] = a[m]
+        row[f"{m}_b"] = b[m]
+        row[f"{m}_signed"] = mino[m] - norm[m]
+    return row
+
+
+def summarize_valence(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    n_perm: int = 10_000,
+) -> list[dict[str, Any]]:
+    """Mean of every signed measure over pairs, with its 95% interval, n and p-value.
+
+    ``rows`` need ``template_id`` and the ``*_signed`` columns (e.g. :func:`pair_valence`
+    rows with the pair's template added). Interval: the set summary's cluster bootstrap
+    (templates, then pairs; seeded); p: two-sided sign-flip test of mean 0 over the pairs.
+    """
+    from biasprobe.scores import cluster_bootstrap_ci
+    from biasprobe.stats import sign_flip_test
+
+    templates = [str(r["template_id"]) for r in rows]
+    out = []
+    for m in MEASURES:
+        vals = np.asarray([r[f"{m}_signed"] for r in rows], dtype=np.float64)
+        mean, lo, hi = cluster_bootstrap_ci(vals, templates, n_resamples=n_resamples, seed=seed)
+        out.append(
+            {
+                "measure": m,
+                "mean": mean,
+                "ci_low": lo,
+                "ci_high": hi,
+                "n": int(np.count_nonzero(~np.isnan(vals))),
+                "p_value": sign_flip_test(vals, n_perm=n_perm, seed=seed),
+            }
+        )
+    return out
