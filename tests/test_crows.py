@@ -23,6 +23,7 @@ from biasprobe.crows import (
 )
 from biasprobe.crows.data import shipped_path
 from biasprobe.errors import OutputError, UsageError
+from biasprobe.fsio import NotOwnedError
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_CSV = REPO.parent / "shared" / "data" / "crows-pairs" / "crows_pairs_anonymized.csv"
@@ -341,6 +342,7 @@ def test_run_folder_round_trip_and_refuses_foreign_folders(bert_backend, tmp_pat
     assert res.meta["scoring"] == "nangia" and "50%" in res.meta["metric"]
     out = res.save(tmp_path / "run")
     assert sorted(f.name for f in out.iterdir()) == [
+        ".biasprobe-manifest.json",
         "pairs.csv",
         "report.html",
         "results.json",
@@ -359,9 +361,14 @@ def test_run_folder_round_trip_and_refuses_foreign_folders(bert_backend, tmp_pat
     foreign = tmp_path / "thesis"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("keep me", encoding="utf-8")
-    with pytest.raises(OutputError):
+    (foreign / "results.json").write_text('{"accuracy": 0.93}', encoding="utf-8")
+    with pytest.raises(NotOwnedError):
         res.save(foreign, overwrite=True)
     assert (foreign / "thesis.tex").read_text(encoding="utf-8") == "keep me"
+    (out / "notes.txt").write_text("mine", encoding="utf-8")  # a user's file inside a run folder
+    with pytest.raises(NotOwnedError):
+        res.save(out, overwrite=True)
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_report_escapes_text(bert_backend, tmp_path):

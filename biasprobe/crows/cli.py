@@ -189,13 +189,15 @@ def _run(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
-    from biasprobe.crows.run import run_crows
-    from biasprobe.results import check_output_folder, model_slug
+    from biasprobe.crows.run import KIND, run_crows
+    from biasprobe.fsio import check_output_folder
+    from biasprobe.results import model_slug
 
+    what = "CrowS-Pairs run folder"
     if out is not None:
-        check_output_folder(out, overwrite)
+        check_output_folder(out, overwrite, kinds=(KIND,), what=what)
     else:
-        check_output_folder(Path("reports") / ".crows-check", False)
+        check_output_folder(Path("reports") / ".crows-check", False, kinds=(KIND,), what=what)
     bar, update = _progress(quiet)
     if bar is not None:
         bar.start()

@@ -10,7 +10,9 @@ import html
 import math
 from typing import Any
 
+from biasprobe import __version__
 from biasprobe.crows.aggregate import MEANING
+from biasprobe.fsio import REPORT_MARKER
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}
@@ -96,6 +98,7 @@ def render_html(result: Any) -> str:
     skipped = int(s.iloc[0].n_skipped) if len(s) else 0
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f'{REPORT_MARKER} {__version__}">'
         f"<title>CrowS-Pairs — {model}</title><style>{_CSS}</style></head><body>"
         f"<h1>CrowS-Pairs — {model}</h1>"
         f"<p><b>Metric:</b> {html.escape(MEANING)}. Scoring: <b>{scoring}</b> "

@@ -29,9 +29,9 @@ from biasprobe.crows.aggregate import MEANING, summarize
 from biasprobe.crows.data import file_sha256, load_pairs, normalize_bias_types, shipped_path
 from biasprobe.crows.scoring import SCORINGS, score_pairs
 from biasprobe.errors import RunFolderError, UsageError
+from biasprobe.fsio import check_output_folder, replace_dir, staging_dir, write_manifest
 
-# Atomic folder writes: biasprobe.results today (to move to one shared module, see issue 8).
-from biasprobe.results import RESULTS_JSON, check_output_folder, replace_dir, staging_dir
+RESULTS_JSON = "results.json"
 
 KIND = "crows-pairs"
 FILES = {"pairs": "pairs.csv", "summary": "summary.csv", "report": "report.html"}
@@ -66,7 +66,7 @@ class CrowsResult:
         from biasprobe.crows.report import render_html
 
         out = Path(out_dir)
-        check_output_folder(out, overwrite)
+        check_output_folder(out, overwrite, kinds=(KIND,), what="CrowS-Pairs run folder")
         with staging_dir(out) as tmp:
             meta = dict(self.meta, files=dict(FILES))
             self.pairs.to_csv(tmp / FILES["pairs"], index=False)
@@ -75,6 +75,7 @@ class CrowsResult:
             with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
                 json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
                 f.write("\n")
+            write_manifest(tmp, KIND, str(meta.get("run_id", "")))
             replace_dir(tmp, out)
         return out
 
