@@ -41,6 +41,7 @@ __all__ = [
     "bad_characters",
     "check_nodes",
     "compose",
+    "cut",
     "describe",
     "int_value",
     "line",
@@ -65,6 +66,7 @@ MAX_SHOWN = 60
 """Characters of a user's value echoed in a message before it is cut with ``…``."""
 MAX_INT_DIGITS = 18
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
 _ALLOWED_CONTROLS = "\t\n"
 
@@ -83,6 +85,11 @@ INVALID: Any = _Invalid()
 def line(node: yaml.Node) -> int:
     """1-based line a node starts on."""
     return node.start_mark.line + 1
+
+
+def cut(text: str) -> str:
+    """``text`` cut to :data:`MAX_SHOWN` characters with ``…`` (for unquoted echoes)."""
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
 
 
 def shown(value: object) -> str:
@@ -206,15 +213,22 @@ def compose(text: str, problems: Problems) -> yaml.Node | None:
 
 
 def _too_deep(text: str) -> int | None:
-    """Line of the first collection nested deeper than MAX_DEPTH, or None."""
+    """Line of the first collection nested deeper than MAX_DEPTH, or None.
+
+    Uses libyaml's event parser when PyYAML has it (fast, iterative); a syntax error here is
+    left for the composer to report in its own words.
+    """
     depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_DEPTH:
-                return event.start_mark.line + 1
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+    try:
+        for event in yaml.parse(text, Loader=_FAST_LOADER):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return event.start_mark.line + 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return None
     return None
 
 
