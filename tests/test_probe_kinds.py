@@ -192,3 +192,157 @@ def test_holistic_bias_data_ships_with_its_licence() -> None:
     readme = (folder / "README.md").read_text()
     assert "Smith" in readme and "CC BY-SA 4.0" in readme
     assert (folder / "v1.1" / "descriptors.json").is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# Attribute slots (prior-normalised scoring, Kurita et al. 2019)
+
+KURITA = """\
+lexicons:
+  occupation: [nurse, police officer]
+  name:
+    women: [Mary]
+    men: [James]
+pairs:
+  - id: is-a
+    template: "[MASK] is a {occupation}."
+    groups: [men, women]
+    targets: [he, she]
+    attribute: occupation
+  - id: name-said
+    template: "{name}, the {occupation}, said that [MASK] was [late|early]."
+    groups: [women, men]
+    targets: [she, he]
+    attribute: occupation
+    contrast: []
+"""
+
+
+def _prior_by_hand(sentence: str, word: str) -> str:
+    return sentence.replace(word, " ".join([MASK] * len(word.split())), 1)
+
+
+def test_attribute_items_carry_prior_sentences(tmp_path: Path) -> None:
+    probe_set = _load(tmp_path, HEADER + KURITA)
+    items = {i.pair_id: i for i in probe_set.items}
+    assert set(items) == {
+        "is-a/nurse",
+        "is-a/police-officer",
+        "name-said/mary-james/nurse/late",
+        "name-said/mary-james/nurse/early",
+        "name-said/mary-james/police-officer/late",
+        "name-said/mary-james/police-officer/early",
+    }
+    nurse = items["is-a/nurse"]
+    assert nurse.sentences == ("[MASK] is a nurse.", "[MASK] is a nurse.")
+    assert nurse.prior_sentences == ("[MASK] is a [MASK].", "[MASK] is a [MASK].")
+    assert nurse.attribute == "nurse" and nurse.prior_mask_index == 0
+    assert nurse.targets == ("he", "she") and nurse.minoritized_group == "women"
+    officer = items["name-said/mary-james/police-officer/late"]
+    assert officer.sentences == (
+        "Mary, the police officer, said that [MASK] was late.",
+        "James, the police officer, said that [MASK] was late.",
+    )
+    assert officer.prior_sentences == (
+        "Mary, the [MASK] [MASK], said that [MASK] was late.",
+        "James, the [MASK] [MASK], said that [MASK] was late.",
+    )
+    assert officer.prior_mask_index == 2  # two attribute masks come first
+    for item in probe_set.items:
+        assert item.prior_sentences is not None and item.attribute is not None
+        for side in (0, 1):
+            sentence, prior = item.sentences[side], item.prior_sentences[side]
+            assert prior == _prior_by_hand(sentence, item.attribute)
+            assert sentence.count(MASK) == 1
+            assert prior.count(MASK) == 1 + len(item.attribute.split())
+            # The target mask is the one left when the attribute masks are taken out.
+            position = sentence.index(MASK)
+            starts = [i for i in range(len(prior)) if prior.startswith(MASK, i)]
+            before = prior[: starts[item.prior_mask_index]]
+            assert (
+                before.replace(" ".join([MASK] * len(item.attribute.split())), item.attribute)
+                == sentence[:position]
+            )
+
+
+def test_attribute_errors(tmp_path: Path) -> None:
+    found = _messages(
+        tmp_path,
+        HEADER
+        + """\
+lexicons:
+  occupation: [nurse]
+  job:
+    women: [nurse]
+    men: [doctor]
+pairs:
+  - id: a
+    template: "[MASK] is a {occupation}."
+    groups: [men, women]
+    targets: [he, she]
+    attribute: ocupation
+  - id: b
+    template: "[MASK] is a {job}."
+    groups: [women, men]
+    targets: [she, he]
+    attribute: job
+  - id: c
+    template: "[MASK] is a {occupation}."
+    groups: [men, women]
+    targets: [he, she, they]
+    attribute: occupation
+""",
+    )
+    assert found == [
+        (
+            18,
+            "pair 'a': attribute: the template has no slot {ocupation}; the attribute names one of "
+            "its slots [occupation] (did you mean 'occupation'?)",
+        ),
+        (
+            23,
+            "pair 'b': attribute: lexicon 'job' is grouped; an attribute is the same word on both "
+            "sides, so it needs a plain list of words",
+        ),
+        (
+            27,
+            "pair 'c': attribute: prior-normalised scoring needs exactly 2 targets, the word of "
+            "side 'men' then the word of side 'women'; found 3",
+        ),
+    ]
+    found = _messages(
+        tmp_path,
+        HEADER
+        + """\
+kind: counterfactual
+lexicons:
+  occupation: [nurse]
+pairs:
+  - id: a
+    template: "[He|She] is a {occupation}."
+    groups: [men, women]
+    attribute: occupation
+""",
+    )
+    assert found == [
+        (
+            15,
+            "pair 'a': attribute: a counterfactual set has no mask, so there is no prior to "
+            "normalise by; remove 'attribute'",
+        )
+    ]
+
+
+def test_fill_mask_items_without_attribute_have_no_prior(tmp_path: Path) -> None:
+    text = HEADER + 'pairs:\n  - id: a\n    template: "[She|He] is a [MASK]."\n'
+    item = _load(tmp_path, text + "    groups: [women, men]\n").items[0]
+    assert (item.attribute, item.prior_sentences, item.prior_mask_index) == (None, None, None)
+
+
+def test_shipped_kurita_set() -> None:
+    probe_set = load_probe_set(REPO / "probes" / "kurita-gender.yaml")
+    assert probe_set.kind == FILL_MASK
+    assert len(probe_set.items) == 58
+    assert all(i.targets == ("he", "she") and i.prior_sentences for i in probe_set.items)
+    item = next(i for i in probe_set.items if i.pair_id == "is-a/police-officer")
+    assert item.prior_sentences == ("[MASK] is a [MASK] [MASK].",) * 2
