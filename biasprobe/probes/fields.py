@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import yaml
@@ -54,21 +55,36 @@ def text_list(ctx: Context, node: yaml.Node, what: str) -> list[tuple[str, yaml.
     if not node.value:
         ctx.error(node, f"{what}: expected a non-empty list, found an empty one")
         return None
-    out: list[tuple[str, yaml.Node]] = []
+    items, ok = distinct(
+        ctx,
+        node.value,
+        what,
+        lambda word, first: f"{what}: {shown(word)} is listed twice (first at line {first})",
+    )
+    return [(word, node.value[i]) for word, i in items] if ok else None
+
+
+def distinct(
+    ctx: Context, nodes: list[yaml.Node], what: str, twice: Callable[[str, int], str]
+) -> tuple[list[tuple[str, int]], bool]:
+    """The texts of ``nodes``, each once, with their index; and whether all were valid.
+
+    A repeated text is reported with ``twice(text, line of its first occurrence)``.
+    """
+    out: list[tuple[str, int]] = []
     seen: dict[str, int] = {}
     ok = True
-    for child in node.value:
+    for i, child in enumerate(nodes):
         word = text(ctx, child, what)
         if word is None:
             ok = False
-            continue
-        if word in seen:
-            ctx.error(child, f"{what}: {shown(word)} is listed twice (first at line {seen[word]})")
+        elif word in seen:
+            ctx.error(child, twice(word, seen[word]))
             ok = False
-            continue
-        seen[word] = line(child)
-        out.append((word, child))
-    return out if ok else None
+        else:
+            seen[word] = line(child)
+            out.append((word, i))
+    return out, ok
 
 
 def words(ctx: Context, node: yaml.Node, where: str) -> tuple[str, ...] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from biasprobe.probes.fields import Context, Entry, text, words
+from biasprobe.probes.fields import Context, Entry, distinct, text, words
 from biasprobe.probes.templates import SLOT_RE, Lexicon
 from biasprobe.yamlschema import describe, line, shown
 
@@ -60,22 +60,19 @@ def _lexicon(ctx: Context, name: str, at: int, node: yaml.Node) -> Lexicon | Non
 
 def _grouped(ctx: Context, name: str, at: int, node: yaml.MappingNode) -> Lexicon | None:
     where = f"lexicon {shown(name)}"
+    labels, ok = distinct(
+        ctx,
+        [key for key, _ in node.value],
+        f"{where}: group label",
+        lambda label, _: f"{where}: duplicate group {shown(label)}",
+    )
     groups: dict[str, tuple[str, ...]] = {}
-    ok = True
-    for group_key, group_list in node.value:
-        label = text(ctx, group_key, f"{where}: group label")
-        if label is None:
-            ok = False
-            continue
-        if label in groups:
-            ctx.error(group_key, f"{where}: duplicate group {shown(label)}")
-            ok = False
-            continue
-        group_words = words(ctx, group_list, f"{where}, group {shown(label)}")
+    for label, i in labels:
+        group_words = words(ctx, node.value[i][1], f"{where}, group {shown(label)}")
         if group_words is None:
             ok = False
-            continue
-        groups[label] = group_words
+        else:
+            groups[label] = group_words
     if not node.value:
         ctx.error(node, f"{where}: expected at least one group, found an empty mapping")
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import yaml
 
@@ -26,6 +27,21 @@ PAIR_KEYS = (
     "attribute",
 )
 PAIR_REQUIRED = ("id", "template", "groups")
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """An entry whose template and groups are valid: what the later checks look at."""
+
+    ctx: Context
+    m: dict[str, Entry]
+    tokens: list[Token]
+    groups: tuple[str, str]
+    where: str
+
+    @property
+    def template_node(self) -> yaml.Node:
+        return self.m["template"][1]
 
 
 def fmt_list(words: Iterable[str]) -> str:
@@ -60,15 +76,16 @@ def load_pair(
     contrast: tuple[int, ...] | None = None
     attribute: str | None = None
     if tokens is not None and groups is not None:
-        contrast = _contrast(ctx, m, tokens, groups, where)
+        parsed = _Parsed(ctx, m, tokens, groups, where)
+        contrast = _contrast(parsed)
         ok = ok and contrast is not None
-        ok = _check_slots(ctx, m, tokens, groups, pairing or "zip", where) and ok
-        attribute = _attribute(ctx, m, tokens, where)
+        ok = _check_slots(parsed, pairing or "zip") and ok
+        attribute = _attribute(parsed)
         ok = ok and (attribute is not None or "attribute" not in m)
         if attribute is not None and chosen_targets is not None:
-            ok = _check_attribute_targets(ctx, m, chosen_targets, groups, where) and ok
+            ok = _check_attribute_targets(parsed, chosen_targets) and ok
         elif contrast is not None and ok and "attribute" not in m:
-            ok = _check_contrast_exists(ctx, m, tokens, contrast, groups, where)
+            ok = _check_contrast_exists(parsed, contrast)
     if not ok:
         return None
     assert pair_id is not None and template is not None and groups is not None
@@ -261,14 +278,9 @@ def _contrast_numbers(ctx: Context, node: yaml.Node, n: int, where: str) -> tupl
     return tuple(sorted(values)) if ok else None
 
 
-def _contrast(
-    ctx: Context,
-    m: dict[str, Entry],
-    tokens: list[Token],
-    groups: tuple[str, str],
-    where: str,
-) -> tuple[int, ...] | None:
-    alternations = [t for t in tokens if t.kind == "alt"]
+def _contrast(e: _Parsed) -> tuple[int, ...] | None:
+    ctx, m, groups, where = e.ctx, e.m, e.groups, e.where
+    alternations = [t for t in e.tokens if t.kind == "alt"]
     if "contrast" in m:
         contrast = _contrast_numbers(ctx, m["contrast"][1], len(alternations), where)
         if contrast is None:
@@ -294,15 +306,9 @@ def _contrast(
     return contrast if ok else None
 
 
-def _check_slots(
-    ctx: Context,
-    m: dict[str, Entry],
-    tokens: list[Token],
-    groups: tuple[str, str],
-    pairing: str,
-    where: str,
-) -> bool:
-    template_node = m["template"][1]
+def _check_slots(e: _Parsed, pairing: str) -> bool:
+    ctx, m, tokens, groups, where = e.ctx, e.m, e.tokens, e.groups, e.where
+    template_node = e.template_node
     ok = True
     grouped = False
     for name in dict.fromkeys(t.text for t in tokens if t.kind == "slot"):
@@ -346,14 +352,8 @@ def _check_slots(
     return ok
 
 
-def _check_contrast_exists(
-    ctx: Context,
-    m: dict[str, Entry],
-    tokens: list[Token],
-    contrast: tuple[int, ...],
-    groups: tuple[str, str],
-    where: str,
-) -> bool:
+def _check_contrast_exists(e: _Parsed, contrast: tuple[int, ...]) -> bool:
+    ctx, m, tokens, groups, where = e.ctx, e.m, e.tokens, e.groups, e.where
     alternations = [t for t in tokens if t.kind == "alt"]
     if any(alternations[k - 1].options[0] != alternations[k - 1].options[1] for k in contrast):
         return True
@@ -368,8 +368,9 @@ def _check_contrast_exists(
     return False
 
 
-def _attribute(ctx: Context, m: dict[str, Entry], tokens: list[Token], where: str) -> str | None:
+def _attribute(e: _Parsed) -> str | None:
     """The ``attribute:`` slot name (prior-normalised scoring), checked; None if absent/invalid."""
+    ctx, m, tokens, where = e.ctx, e.m, e.tokens, e.where
     if "attribute" not in m:
         return None
     node = m["attribute"][1]
@@ -403,14 +404,9 @@ def _attribute(ctx: Context, m: dict[str, Entry], tokens: list[Token], where: st
     return name
 
 
-def _check_attribute_targets(
-    ctx: Context,
-    m: dict[str, Entry],
-    chosen: tuple[str, ...],
-    groups: tuple[str, str],
-    where: str,
-) -> bool:
+def _check_attribute_targets(e: _Parsed, chosen: tuple[str, ...]) -> bool:
     """An attribute entry scores one target word per side: exactly two, in group order."""
+    ctx, m, groups, where = e.ctx, e.m, e.groups, e.where
     if len(chosen) == 2:
         return True
     at = m["targets"][1] if "targets" in m else m["attribute"][1]
