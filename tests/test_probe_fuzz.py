@@ -125,31 +125,60 @@ def words(draw: st.DrawFn) -> str:
     return "[" + ", ".join(listed) + "]"
 
 
+VALID_TOP = {
+    "name": "demo",
+    "version": "1",
+    "description": "a set",
+    "source": "tests",
+    "kind": "fill-mask",
+    "top_k": "5",
+    "models": "[m]",
+    "targets": "[nurse, doctor]",
+    "orientation": "{minoritized: women, normative: men}",
+}
+VALID_TEMPLATES = [
+    '"[She|He] is a [MASK]."',
+    '"The [woman|man] worked as a {job} and a [MASK]."',
+    '"{pair} is a [MASK]."',
+    '"[She|He] said [MASK] is a {job}."',
+]
+
+
+def _maybe(draw: st.DrawFn, valid: str, hostile: st.SearchStrategy[str]) -> str:
+    """Mostly the valid value, sometimes a hostile one (so both paths are exercised)."""
+    return draw(hostile) if draw(st.integers(0, 19)) == 19 else valid
+
+
 @st.composite
 def schema_shaped(draw: st.DrawFn) -> str:
+    hostile = st.sampled_from(SCALARS)
     lines = []
     for key in KEYS:
-        if draw(st.integers(0, 9)) < 8:
-            value = draw(st.sampled_from(SCALARS + ["demo", "1", "a set", "counterfactual"]))
-            if key == "orientation" and draw(st.booleans()):
-                value = "{minoritized: women, normative: men}"
-            lines.append(f"{key}: {value}")
-    if draw(st.booleans()):
-        lines.append(f"lexicons:\n  job: {draw(words())}")
-        lines.append(f"  pair:\n    women: {draw(words())}\n    men: {draw(words())}")
+        if key in VALID_TOP and draw(st.integers(0, 29)) != 29:
+            lines.append(f"{key}: {_maybe(draw, VALID_TOP[key], hostile)}")
+        elif key not in VALID_TOP and draw(st.integers(0, 9)) == 9:
+            lines.append(f"{key}: {draw(hostile)}")
+    if draw(st.integers(0, 19)) != 19:
+        lines.append(f"lexicons:\n  job: {_maybe(draw, '[nurse, doctor]', words())}")
+        lines.append(f"  pair:\n    women: {_maybe(draw, '[Mary, Ann]', words())}")
+        lines.append(f"    men: {_maybe(draw, '[James, Bob]', words())}")
     lines.append("pairs:")
-    for i in range(draw(st.integers(0, 4))):
-        lines.append(f"  - id: {draw(st.sampled_from(['a', 'b', f'p{i}', 'Bad Id', '*a']))}")
-        lines.append(f"    template: {draw(templates())}")
-        for key in draw(st.lists(st.sampled_from(PAIR_KEYS), max_size=4, unique=True)):
-            if key == "groups" and draw(st.booleans()):
-                value = "[women, men]"
-            elif key == "contrast":
+    for i in range(draw(st.integers(1, 4)) % 5):
+        lines.append(f"  - id: {_maybe(draw, f'p{i}', st.sampled_from(['a', 'Bad Id', '*a']))}")
+        lines.append(
+            f"    template: {_maybe(draw, draw(st.sampled_from(VALID_TEMPLATES)), templates())}"
+        )
+        lines.append(f"    groups: {_maybe(draw, '[women, men]', hostile)}")
+        for key in draw(st.lists(st.sampled_from(PAIR_KEYS[2:]), max_size=2, unique=True)):
+            if key == "contrast":
                 value = draw(st.sampled_from(["[1]", "[2]", "[1, 1]", "[!!int x]", "[0x1]", "3"]))
             elif key == "pairing":
                 value = draw(st.sampled_from(["zip", "product", "zipp", "1"]))
+            elif key == "attribute":
+                value = draw(st.sampled_from(["job", "pair", "nope"]))
             else:
-                value = draw(st.sampled_from(SCALARS))
+                valid = {"minoritized": "women", "targets": "[nurse]", "note": "a note"}[key]
+                value = _maybe(draw, valid, hostile)
             lines.append(f"    {key}: {value}")
     return "\n".join(lines) + "\n"
 
