@@ -95,45 +95,12 @@ DESCRIPTOR_TEMPLATES = [
 
 # Bertrand & Mullainathan (2004), "Are Emily and Greg More Employable than Lakisha and Jamal?",
 # American Economic Review 94(4): names that signal Black or white applicants, paired in order.
-BM_BLACK = [
-    "Lakisha",
-    "Tamika",
-    "Aisha",
-    "Ebony",
-    "Keisha",
-    "Jamal",
-    "Darnell",
-    "Tyrone",
-    "Rasheed",
-    "Kareem",
-]
-BM_WHITE = ["Emily", "Anne", "Allison", "Jill", "Sarah", "Greg", "Brad", "Todd", "Brett", "Neil"]
+BM_BLACK = "Lakisha Tamika Aisha Ebony Keisha Jamal Darnell Tyrone Rasheed Kareem".split()
+BM_WHITE = "Emily Anne Allison Jill Sarah Greg Brad Todd Brett Neil".split()
 # US Social Security Administration, most popular given names of the last 100 years (public
 # domain), the top ten of each sex paired by rank (as in probes/gender.yaml).
-SSA_WOMEN = [
-    "Mary",
-    "Patricia",
-    "Jennifer",
-    "Linda",
-    "Elizabeth",
-    "Barbara",
-    "Susan",
-    "Jessica",
-    "Sarah",
-    "Karen",
-]
-SSA_MEN = [
-    "James",
-    "Robert",
-    "John",
-    "Michael",
-    "David",
-    "William",
-    "Richard",
-    "Joseph",
-    "Thomas",
-    "Christopher",
-]
+SSA_WOMEN = "Mary Patricia Jennifer Linda Elizabeth Barbara Susan Jessica Sarah Karen".split()
+SSA_MEN = "James Robert John Michael David William Richard Joseph Thomas Christopher".split()
 
 NAME_TEMPLATES = [
     ("name-feels", "{name} feels {feeling} today.", "emotional"),

@@ -6,20 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_probes import HEADER  # the same demo header as the main probe tests
 
 from biasprobe.errors import ProbeSetError
 from biasprobe.probes import MAX_ITEMS_PER_FILE, MAX_ITEMS_PER_PAIR, load_probe_set
 from biasprobe.yamlschema import MAX_PROBLEMS
 
-HEADER = """\
-name: demo
-version: 1
-description: A test set.
-source: Written for the tests.
-orientation:
-  minoritized: women
-  normative: men
-"""
 PAIR = """\
 pairs:
   - id: a

@@ -7,22 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_probes import HEADER  # the same demo header as the main probe tests
 
 from biasprobe.errors import ProbeSetError
 from biasprobe.probes import COUNTERFACTUAL, FILL_MASK, MASK, load_probe_set
 
 REPO = Path(__file__).resolve().parents[1]
 SENTIMENT = sorted((REPO / "probes").glob("sentiment-*.yaml"))
-
-HEADER = """\
-name: demo
-version: 1
-description: A test set.
-source: Written for the tests.
-orientation:
-  minoritized: women
-  normative: men
-"""
 
 
 def _load(tmp_path: Path, text: str):
