@@ -180,3 +180,12 @@ def test_one_bad_file_does_not_stop_the_next(tmp_path: Path) -> None:
         except ProbeSetError:
             results.append("error")
     assert results == ["error", 1, "error"]
+
+
+def test_endless_or_huge_input_is_cut_off(tmp_path: Path) -> None:
+    # /dev/zero never ends: the loader reads a bounded prefix and refuses it.
+    with pytest.raises(ProbeSetError) as info:
+        load_probe_set("/dev/zero")
+    assert info.value.problems[0].message == (
+        "the file is larger than 10 MB, the limit for a probe file"
+    )

@@ -57,6 +57,8 @@ TOP_KEYS = (
 )
 TOP_REQUIRED = ("name", "version", "description", "source", "pairs")
 ORIENTATION_KEYS = ("minoritized", "normative")
+MAX_FILE_BYTES = 10_000_000
+"""Largest probe file read (a device or pipe that never ends is cut off here)."""
 _HOLDS = "probe files hold only plain strings, numbers, lists and mappings"
 _TITLE = "invalid probe set"
 
@@ -83,9 +85,15 @@ def load_probe_set(path: str | Path) -> ProbeSet:
             raise ProbeSetError([Problem(file, None, "file does not exist")])
         if p.is_dir():
             raise ProbeSetError([Problem(file, None, "is a directory, expected a YAML file")])
-        data = p.read_bytes()
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError) as exc:
         raise ProbeSetError([Problem(file, None, f"cannot read the file: {exc}")]) from exc
+    if len(data) > MAX_FILE_BYTES:
+        message = (
+            f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB, the limit for a probe file"
+        )
+        raise ProbeSetError([Problem(file, None, message)])
     try:
         source_text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
