@@ -1,0 +1,319 @@
+"""Reading a probe file: safe YAML, the top-level schema, size limits and expansion.
+
+Every problem found is collected with its ``file:line`` and raised together as one
+:class:`~biasprobe.errors.ProbeSetError` (listing at most
+:data:`~biasprobe.yamlschema.MAX_PROBLEMS`); no other exception escapes
+:func:`load_probe_set`. Sizes are computed arithmetically and capped for the whole file before
+any item is built.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from biasprobe.errors import ProbeSetError, Problem
+from biasprobe.probes.fields import Context, Entry, targets, text, text_at, text_list
+from biasprobe.probes.lexicons import load_lexicons
+from biasprobe.probes.model import (
+    COUNTERFACTUAL,
+    FILL_MASK,
+    KINDS,
+    MAX_ITEMS_PER_FILE,
+    MAX_ITEMS_PER_PAIR,
+    PairSpec,
+    ProbeItem,
+    ProbeSet,
+)
+from biasprobe.probes.pairs import NAME_RE, load_pair
+from biasprobe.probes.templates import ExpansionError, Token, expand_pair, expansion_size
+from biasprobe.yamlschema import (
+    YAML_TAG,
+    Problems,
+    check_nodes,
+    compose,
+    describe,
+    int_value,
+    line,
+    mapping,
+    shown,
+    suggest,
+)
+
+TOP_KEYS = (
+    "name",
+    "version",
+    "description",
+    "source",
+    "kind",
+    "orientation",
+    "top_k",
+    "models",
+    "targets",
+    "lexicons",
+    "pairs",
+)
+TOP_REQUIRED = ("name", "version", "description", "source", "pairs")
+ORIENTATION_KEYS = ("minoritized", "normative")
+MAX_FILE_BYTES = 10_000_000
+"""Largest probe file read (a device or pipe that never ends is cut off here)."""
+_HOLDS = "probe files hold only plain strings, numbers, lists and mappings"
+_TITLE = "invalid probe set"
+
+
+def load_probe_set(path: str | Path) -> ProbeSet:
+    """Load, validate and expand a probe-set YAML file.
+
+    Args:
+        path: the YAML file. The path is kept as given (``str(path)``) in error messages,
+            :attr:`ProbeSet.path` and every :attr:`ProbeItem.source`.
+
+    Returns:
+        The validated probe set with its pairs expanded into :attr:`ProbeSet.items`.
+
+    Raises:
+        ProbeSetError: the file is missing, unreadable, not valid YAML or does not follow the
+            schema. It lists every problem found (the first 50, then how many more), each with
+            ``file:line``. No other exception is raised for any file content.
+    """
+    file = str(path)
+    p = Path(path)
+    try:
+        if not p.exists():
+            raise ProbeSetError([Problem(file, None, "file does not exist")])
+        if p.is_dir():
+            raise ProbeSetError([Problem(file, None, "is a directory, expected a YAML file")])
+        with p.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:
+        raise ProbeSetError([Problem(file, None, f"cannot read the file: {exc}")]) from exc
+    if len(data) > MAX_FILE_BYTES:
+        message = (
+            f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB, the limit for a probe file"
+        )
+        raise ProbeSetError([Problem(file, None, message)])
+    try:
+        source_text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        message = f"expected UTF-8 text, found an invalid byte at offset {exc.start}"
+        raise ProbeSetError([Problem(file, None, message)]) from exc
+    problems = Problems(file)
+    probe_set = _load(Context(problems), source_text, hashlib.sha256(data).hexdigest())
+    if probe_set is None or problems:
+        raise problems.error(ProbeSetError, _TITLE)
+    return probe_set
+
+
+def _load(ctx: Context, source_text: str, sha256: str) -> ProbeSet | None:
+    root = compose(source_text, ctx.problems)
+    if root is None:
+        if not ctx.problems:
+            ctx.error(
+                None,
+                "the file is empty: expected a mapping with keys " + ", ".join(TOP_REQUIRED),
+            )
+        return None
+    check_nodes(root, ctx.problems, _HOLDS)
+    top = mapping(root, ctx.problems, TOP_KEYS, TOP_REQUIRED, "the probe file")
+    if top is None:
+        return None
+    name = text_at(ctx, top, "name")
+    if name is not None and not NAME_RE.fullmatch(name):
+        ctx.error(
+            top["name"][1],
+            f"name: expected lower-case letters, digits, '-' or '_', found {shown(name)}",
+        )
+    ctx.kind = _kind(ctx, top.get("kind"))
+    version = _version(ctx, top.get("version"))
+    description = text_at(ctx, top, "description")
+    source = text_at(ctx, top, "source")
+    orientation = _orientation(ctx, top.get("orientation"))
+    top_k = _top_k(ctx, top.get("top_k"))
+    models = _models(ctx, top.get("models"))
+    load_lexicons(ctx, top.get("lexicons"))
+    default_targets = _default_targets(ctx, top.get("targets"))
+    specs, items = _pairs(ctx, top.get("pairs"), orientation, default_targets)
+    if ctx.problems:
+        return None
+    assert name is not None and description is not None and source is not None
+    assert version is not None
+    return ProbeSet(
+        name=name,
+        description=description,
+        version=version,
+        source=source,
+        path=ctx.problems.file,
+        sha256=sha256,
+        top_k=top_k,
+        models=models,
+        pairs=tuple(specs),
+        items=tuple(items),
+        orientation=orientation,
+        kind=ctx.kind,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Top-level fields
+
+
+def _kind(ctx: Context, entry: Entry | None) -> str:
+    if entry is None:
+        return FILL_MASK
+    value = text(ctx, entry[1], "kind")
+    if value is not None and value not in KINDS:
+        ctx.error(
+            entry[1],
+            f"kind: expected {' or '.join(repr(k) for k in KINDS)}, found {shown(value)}"
+            f"{suggest(value, KINDS)}",
+        )
+    return value if value in KINDS else FILL_MASK
+
+
+def _version(ctx: Context, entry: Entry | None) -> int | str | None:
+    if entry is None:
+        return None
+    node = entry[1]
+    if isinstance(node, yaml.ScalarNode) and node.tag == YAML_TAG + "int":
+        return int_value(node, ctx.problems, "version")
+    if isinstance(node, yaml.ScalarNode) and node.tag == YAML_TAG + "bool":
+        ctx.error(node, f"version: expected an integer or a string, found {describe(node)}")
+        return None
+    return text(ctx, node, "version")
+
+
+def _top_k(ctx: Context, entry: Entry | None) -> int | None:
+    if entry is None:
+        return None
+    node = entry[1]
+    if isinstance(node, yaml.ScalarNode) and node.tag == YAML_TAG + "int":
+        value = int_value(node, ctx.problems, "top_k")
+        if value is None or value >= 1:
+            return value
+    ctx.error(node, f"top_k: expected a positive integer, found {describe(node)}")
+    return None
+
+
+def _models(ctx: Context, entry: Entry | None) -> tuple[str, ...]:
+    if entry is None:
+        return ()
+    words = text_list(ctx, entry[1], "models")
+    return tuple(w for w, _ in words) if words else ()
+
+
+def _default_targets(ctx: Context, entry: Entry | None) -> tuple[str, ...]:
+    if entry is None:
+        return ()
+    if ctx.kind == COUNTERFACTUAL:
+        ctx.error(
+            entry[0],
+            "targets: a counterfactual set has no mask, so there is nothing to score targets "
+            "at; remove 'targets'",
+        )
+        return ()
+    return targets(ctx, entry[1], "targets") or ()
+
+
+def _orientation(ctx: Context, entry: Entry | None) -> tuple[str, str] | None:
+    if entry is None:
+        return None
+    node = entry[1]
+    m = mapping(node, ctx.problems, ORIENTATION_KEYS, ORIENTATION_KEYS, "orientation", entry[0])
+    if m is None:
+        return None
+    minoritized = text_at(ctx, m, "minoritized")
+    normative = text_at(ctx, m, "normative")
+    if minoritized is None or normative is None:
+        return None
+    if minoritized == normative:
+        ctx.error(
+            node,
+            f"orientation: minoritized and normative must be different labels, "
+            f"found {shown(minoritized)} for both",
+        )
+        return None
+    return minoritized, normative
+
+
+# --------------------------------------------------------------------------------------------
+# Pairs: validate every entry, size the file, then expand
+
+
+def _pairs(
+    ctx: Context,
+    entry: Entry | None,
+    orientation: tuple[str, str] | None,
+    default_targets: tuple[str, ...],
+) -> tuple[list[PairSpec], list[ProbeItem]]:
+    if entry is None:
+        return [], []
+    node = entry[1]
+    if not isinstance(node, yaml.SequenceNode):
+        ctx.error(node, f"pairs: expected a list of pair entries, found {describe(node)}")
+        return [], []
+    if not node.value:
+        ctx.error(node, "pairs: expected at least one pair entry, found an empty list")
+        return [], []
+    ids: dict[str, int] = {}
+    valid: list[tuple[PairSpec, list[Token], yaml.Node]] = []
+    for index, pair_node in enumerate(node.value, start=1):
+        loaded = load_pair(ctx, pair_node, index, orientation, default_targets, ids)
+        if loaded is not None:
+            valid.append((*loaded, pair_node))
+    if ctx.problems or not _sizes_ok(ctx, valid, entry[0]):
+        return [spec for spec, _, _ in valid], []
+    return [spec for spec, _, _ in valid], _expand_all(ctx, valid)
+
+
+def _sizes_ok(
+    ctx: Context, valid: list[tuple[PairSpec, list[Token], yaml.Node]], pairs_key: yaml.Node
+) -> bool:
+    """Refuses entries and files that would expand into too many items, before building any."""
+    total = 0
+    ok = True
+    for spec, tokens, pair_node in valid:
+        size = expansion_size(spec, tokens, ctx.lexicons)
+        if size > MAX_ITEMS_PER_PAIR:
+            ctx.error(
+                pair_node,
+                f"pair {shown(spec.id)}: expands into {size} pairs, more than the limit of "
+                f"{MAX_ITEMS_PER_PAIR} per entry",
+            )
+            ok = False
+        total += size
+    if ok and total > MAX_ITEMS_PER_FILE:
+        ctx.error(
+            pairs_key,
+            f"pairs: the file expands into {total} pairs, more than the limit of "
+            f"{MAX_ITEMS_PER_FILE} per file",
+        )
+        ok = False
+    return ok
+
+
+def _expand_all(
+    ctx: Context, valid: list[tuple[PairSpec, list[Token], yaml.Node]]
+) -> list[ProbeItem]:
+    items: list[ProbeItem] = []
+    expanded_ids: dict[str, int] = {}
+    for spec, tokens, pair_node in valid:
+        try:
+            expanded = list(expand_pair(spec, tokens, ctx.lexicons))
+        except ExpansionError as exc:
+            template_node = next(v for k, v in pair_node.value if k.value == "template")
+            ctx.error(template_node, f"pair {shown(spec.id)}: {exc}")
+            continue
+        for item in expanded:
+            first = expanded_ids.get(item.pair_id)
+            if first is not None:
+                ctx.error(
+                    pair_node,
+                    f"pair {shown(spec.id)}: expanded pair id {shown(item.pair_id)} is not unique "
+                    f"(also produced by the entry at line {first})",
+                )
+                continue
+            expanded_ids[item.pair_id] = line(pair_node)
+            items.append(item)
+    return items
