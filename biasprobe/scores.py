@@ -17,12 +17,40 @@ import pandas as pd
 
 #: Scores aggregated in ``summary.csv``, in display order.
 SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap_mean")
+#: Persistence of rank-biased overlap used by every run (recorded in results.json).
+RBO_P = 0.9
+
+
+def rank_order(logprobs: np.ndarray) -> np.ndarray:
+    """Token ids from most to least probable; ties go to the lower token id, NaN last.
+
+    The one tie-breaking rule of biasprobe: :func:`topk`, :func:`full_ranks`, the report's
+    figures and ``RunResult.token_table`` all follow it.
+    """
+    v = np.asarray(logprobs, dtype=np.float64)
+    v = np.where(np.isnan(v), -np.inf, v)
+    return np.lexsort((np.arange(v.size), -v))  # lexsort's last key is the primary one
+
+
+def full_ranks(logprobs: np.ndarray) -> np.ndarray:
+    """1-based rank of every token over the whole vocabulary (:func:`rank_order`'s rule).
+
+    Args:
+        logprobs: (V,) log-probabilities.
+
+    Returns:
+        (V,) int64 ranks, 1 = most probable.
+    """
+    order = rank_order(logprobs)
+    ranks = np.empty(order.size, dtype=np.int64)
+    ranks[order] = np.arange(1, order.size + 1)
+    return ranks
 
 
 def topk(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most probable token ids and their log-probs, most probable first.
 
-    Ties are broken by the lower token id, so results are deterministic.
+    Ties are broken by the lower token id (:func:`rank_order`), so results are deterministic.
 
     Args:
         logprobs: (V,) log-probabilities over the vocabulary.
@@ -123,7 +151,7 @@ def pair_scores(
     k: int,
     minoritized: int,
     target_logprobs: np.ndarray | None = None,
-    rbo_p: float = 0.9,
+    rbo_p: float = RBO_P,
 ) -> dict[str, object]:
     """Every skew score of one pair under one model.
 

@@ -10,8 +10,8 @@ Conventions (as in PAIR's "What Have Language Models Learned?"):
 * x = log p(token | side A), y = log p(token | side B): the log-softmax over the whole
   vocabulary at the mask, not raw logits.
 * the difference is ``log p(B) − log p(A)``: positive = more likely after side B.
-* ranks are 1-based over the whole vocabulary; ties go to the lower token id (as
-  :func:`biasprobe.scores.topk`).
+* ranks are 1-based over the whole vocabulary; ties go to the lower token id
+  (:func:`biasprobe.scores.full_ranks`, the one tie-breaking rule).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from biasprobe.scores import full_ranks
 
 #: Each side's top-N (N up to this depth) is embedded with exact float32 values and ranks.
 EXACT_DEPTH = 1000
@@ -33,23 +35,6 @@ COLORSCALE = [[0.0, COLOR_A], [0.5, COLOR_MID], [1.0, COLOR_B]]
 #: Largest code of a 16-bit quantized value; the code 65535 stands for a non-finite value.
 _Q_MAX = 65534
 _Q_NONFINITE = 65535
-
-
-def full_ranks(logprobs: np.ndarray) -> np.ndarray:
-    """1-based rank of every token (most probable = 1; ties → lower id first).
-
-    Args:
-        logprobs: (V,) log-probabilities.
-
-    Returns:
-        (V,) int64 ranks.
-    """
-    v = np.asarray(logprobs, dtype=np.float64)
-    v = np.where(np.isnan(v), -np.inf, v)
-    order = np.lexsort((np.arange(v.size), -v))
-    ranks = np.empty(v.size, dtype=np.int64)
-    ranks[order] = np.arange(1, v.size + 1)
-    return ranks
 
 
 @dataclass(frozen=True)

@@ -25,8 +25,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from biasprobe.errors import OutputError, UsageError
+from biasprobe import fsio
+from biasprobe.errors import UsageError
 from biasprobe.report.figures import (
     COLOR_A,
     COLOR_B,
@@ -102,7 +101,9 @@ def write_report(
 
     Args:
         runs: run results (e.g. from :func:`biasprobe.results.load_run`).
-        out_path: the ``.html`` file to write; replaced atomically if it exists.
+        out_path: the ``.html`` file to write. An existing file is replaced (atomically) only
+            if it is a report biasprobe wrote (its generator marker); anything else, such as a
+            run's ``results.json`` or a user's page, is refused.
         title: page title (default: "biasprobe report: <probe set names>").
         top_n_default: N shown first in the scatter plots (30, 200, 1000 are offered; another
             positive value is added to the choices).
@@ -113,13 +114,15 @@ def write_report(
     Raises:
         UsageError: no runs, no models, or a bad ``top_n_default``.
         OutputError: the file cannot be written.
+        NotOwnedError: the file exists and biasprobe did not write it (exit code 2).
     """
     if not runs:
         raise UsageError("a report needs at least one run")
     if isinstance(top_n_default, bool) or not isinstance(top_n_default, int) or top_n_default < 1:
         raise UsageError(f"top_n_default must be a positive integer, got {top_n_default!r}")
+    out = fsio.check_output_file(out_path, what="report")
     page = render_report(runs, title=title, top_n_default=top_n_default)
-    return _write_atomic(Path(out_path), page)
+    return fsio.atomic_write_text(out, page)
 
 
 def render_report(
@@ -778,23 +781,3 @@ def _page(title: str, body: str, payload: dict[str, Any]) -> str:
 </body>
 </html>
 """
-
-
-def _write_atomic(out: Path, text: str) -> Path:
-    """Write ``text`` to a temporary sibling file, then rename it onto ``out``."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as e:
-        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except OSError as e:
-        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
