@@ -21,10 +21,12 @@ import pytest
 import report_fixtures as rf
 from scipy.stats import rankdata
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from report_browser import find_chromium  # noqa: E402  (a test tool, not in the wheel)
+
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
 from biasprobe.report import StaticExportError, export_figures, write_report
 from biasprobe.report import html as report_html
-from biasprobe.report.browser import find_chromium
 from biasprobe.report.figures import (
     dequantize16,
     full_ranks,
@@ -363,15 +365,18 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     vocab = [f"w{i}" for i in range(30)]
     run = rf.make_tiny_run([("p", ("a", "b"), ("a [MASK].", "b [MASK]."))], vocab)
     out = tmp_path / "r.html"
-    out.write_text("old report", encoding="utf-8")
+    write_report([run], out)
+    old = out.read_text(encoding="utf-8")
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_html.os, "replace", fail)
+    from biasprobe import fsio
+
+    monkeypatch.setattr(fsio.os, "replace", fail)
     with pytest.raises(OutputError, match="No space left"):
-        write_report([run], out)
-    assert out.read_text(encoding="utf-8") == "old report"
+        write_report([run], out, title="new")
+    assert out.read_text(encoding="utf-8") == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     monkeypatch.undo()
     write_report([run], out)
@@ -559,7 +564,7 @@ def test_report_renders_in_headless_chromium(report, run, tmp_path):
 @needs_chromium
 @pytest.mark.browser
 def test_escaped_text_shows_as_text_in_browser(tmp_path):
-    from biasprobe.report.browser import HeadlessChromium
+    from report_browser import HeadlessChromium
 
     vocab = ["<script>alert(1)</script>", *[f"w{i}" for i in range(40)]]
     run = rf.make_tiny_run(
