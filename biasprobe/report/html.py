@@ -278,8 +278,9 @@ def _score_row(run: RunResult, model: str, pair_id: str) -> dict[str, Any] | Non
 
 
 def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, int], dict]:
-    """(pair index, entry index) → score changes from the base and Spearman ρ per side."""
-    from biasprobe.scores import spearman_topn
+    """(pair index, entry index) → score changes from the base and Spearman ρ per side, over
+    the base model's top 300 tokens and over the whole vocabulary (sets fixed by the base)."""
+    from biasprobe.scores import spearman_fixed
 
     base = entries[0]
     out: dict[tuple[int, int], dict] = {}
@@ -293,12 +294,14 @@ def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, i
                 continue
             o_scores = _score_row(entry.run, entry.model, pair.pair_id) or {}
             deltas = {s: _num(o_scores.get(s)) - _num(b_scores.get(s)) for s in SCORE_LABELS}
-            rho: list[float | None] = [None, None]
+            rho: list[float | None] = [None] * 4
             same_vocab = entry.vocab_index == base.vocab_index
             if same_vocab:
                 o_vecs = entry.run.pair_logprobs(entry.model, pair.pair_id)
                 rho = [
-                    spearman_topn(b, o, SPEARMAN_TOP) for b, o in zip(b_vecs, o_vecs, strict=True)
+                    spearman_fixed(b, o, n)
+                    for n in (SPEARMAN_TOP, None)
+                    for b, o in zip(b_vecs, o_vecs, strict=True)
                 ]
             out[(pair.index, entry.index)] = {
                 "delta": deltas,
@@ -306,6 +309,22 @@ def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, i
                 "same_vocab": same_vocab,
             }
     return out
+
+
+#: Column headings of the per-pair comparison tables (after "pair"/"model").
+CMP_HEADS = [
+    *(f"Δ {v}" for v in SCORE_LABELS.values()),
+    f"ρ A (base top {SPEARMAN_TOP})",
+    f"ρ B (base top {SPEARMAN_TOP})",
+    "ρ A (all tokens)",
+    "ρ B (all tokens)",
+]
+
+
+def _cmp_cells(c: dict[str, Any]) -> str:
+    return "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS) + "".join(
+        _td(r) for r in c["rho"]
+    )
 
 
 def _num(x: Any) -> float:
@@ -437,7 +456,13 @@ tokens outside either side's top {depth} are drawn from values stored with 16-bi
 <li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
 compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
 minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
-pairs (template level) and over templates then pairs (set level).</li>
+pairs (template level) and over templates then pairs (set level); n = pairs.</li>
+<li><b>Which direction is less biased.</b> Jaccard distance, RBO distance, JS divergence:
+<b>lower = less skew</b> (0 = both sides get the same completions); a negative Δ vs the base =
+less skew than the base. Target gap (and per word): <b>closer to zero = less skew</b>; its sign
+says which group the targets favour (&gt; 0 minoritized, &lt; 0 normative), so compare |gap|,
+not Δ. Spearman ρ between two models is not a bias score: 1 = the same token ranking,
+0 = unrelated.</li>
 </ul>
 </section>"""
 
@@ -464,44 +489,34 @@ def _summary_html(
     base = entries[0]
     ci = _ci_level(base.run)
 
+    deltas = _paired_deltas(entries)
+
     def summary_rows(level: str) -> list[str]:
         rows = []
-        b_sum = base.run.summary
-        b_sum = b_sum[(b_sum["model"] == base.model) & (b_sum["level"] == level)]
-        b_mean = {(str(r.key), str(r.score)): r.mean for r in b_sum.itertuples()}
-        base_pairs = {p.index for p in pairs if base.index in p.cells}
         for entry in entries:
-            # a set mean is comparable only over the same pairs
-            same_pairs = {p.index for p in pairs if entry.index in p.cells} == base_pairs
             s = entry.run.summary
             s = s[(s["model"] == entry.model) & (s["level"] == level)]
             for r in s.itertuples():
-                delta = (
-                    _num(r.mean) - _num(b_mean.get((str(r.key), str(r.score))))
-                    if entry.index != base.index and same_pairs
-                    else math.nan
-                )
+                d = deltas.get((entry.index, level, str(r.key), str(r.score)), {})
                 rows.append(
                     "<tr>"
                     + _tdt(entry.label)
                     + _tdt(r.key)
                     + _tdt(SCORE_LABELS.get(str(r.score), str(r.score)))
                     + _td(r.mean)
-                    + f'<td class="num" data-v="{_num(r.ci_low)!r}">'
-                    f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]</td>"
+                    + _ci_td(r.ci_low, r.ci_high)
                     + _td(r.n, 0)
-                    + _td(delta, signed=True)
+                    + _td(d.get("delta"), signed=True)
+                    + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True)
+                    + _td(d.get("n"), 0)
                     + "</tr>"
                 )
         return rows
 
-    heads = ["model", "key", "score", "mean", ci, "n", "Δ mean vs base"]
-    # Δ is shown only for models run on exactly the base model's pairs.
-    set_table = _sortable(heads, summary_rows("set"), "summary-set")
+    heads = ["mean", ci, "n", "Δ vs base", f"Δ {ci} (paired)", "n paired"]
+    set_table = _sortable(["model", "key", "score", *heads], summary_rows("set"), "summary-set")
     tmpl_table = _sortable(
-        ["model", "template", "score", "mean", ci, "n", "Δ mean vs base"],
-        summary_rows("template"),
-        "summary-template",
+        ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
     )
 
     pair_rows = []
@@ -531,7 +546,12 @@ def _summary_html(
     out = [
         '<section id="summary"><h2>Skew scores</h2>',
         f"<h3>Probe set ({_e(ci)})</h3>",
+        "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
+        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
+        "them, resampled together for both models. Distances: a negative Δ = less skew than "
+        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
         set_table,
+        _gap_html(entries, deltas, ci),
         f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
         "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
         "open its figures.</p>",
@@ -549,20 +569,12 @@ def _summary_html(
                     "<tr>"
                     + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
                     + _tdt(entry.label)
-                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
-                    + _td(c["rho"][0])
-                    + _td(c["rho"][1])
+                    + _cmp_cells(c)
                     + "</tr>"
                 )
         table = (
             _sortable(
-                [
-                    "pair",
-                    "model",
-                    *(f"Δ {v}" for v in SCORE_LABELS.values()),
-                    f"ρ A (top {SPEARMAN_TOP})",
-                    f"ρ B (top {SPEARMAN_TOP})",
-                ],
+                ["pair", "model", *CMP_HEADS],
                 cmp_rows,
                 "comparison",
             )
@@ -571,15 +583,108 @@ def _summary_html(
         )
         out += [
             '<section id="comparison"><h2>Model comparison</h2>',
-            f"<p>Change of each skew score from the base model <b>{_e(base.label)}</b> "
-            "(other − base), and the Spearman rank correlation ρ of the two models' "
-            f"log-probs over the union of their top {SPEARMAN_TOP} tokens for side A and "
-            "side B (as PAIR's notebook; — when the vocabularies differ). In the probe-set "
-            "table above, Δ mean is shown only for models run on the same pairs as the base.</p>",
+            f"<p>Per pair: change of each skew score from the base model <b>{_e(base.label)}</b> "
+            "(other − base; for the distances a negative Δ means less skew than the base), and "
+            "the Spearman rank correlation ρ of the two models' log-probs for side A and side "
+            f"B over a token set fixed by the base model alone: <b>the base model's top "
+            f"{SPEARMAN_TOP} tokens</b>, and separately <b>the whole vocabulary</b> (— when the "
+            "vocabularies differ). ρ is not a bias score: 1 = the same ranking, 0 = unrelated. "
+            "(Ranking over the union of both models' top tokens, as PAIR's notebook does, "
+            "builds in a negative correlation: two independent random models would show "
+            "ρ ≈ −0.7.)</p>",
             table,
             "</section>",
         ]
     return "\n".join(out)
+
+
+def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
+    if _isna(low) or _isna(high):
+        return '<td class="num" data-v="">—</td>'
+    return (
+        f'<td class="num" data-v="{_num(low)!r}">'
+        f"[{_fmt(low, signed=signed)}, {_fmt(high, signed=signed)}]</td>"
+    )
+
+
+def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dict[str, float]]:
+    """(entry index, level, key, score) → :func:`biasprobe.scores.paired_delta` of the entry
+    against the base model, over the pairs both ran (same probe file only)."""
+    from biasprobe.scores import SUMMARY_SCORES, compare_to_base
+
+    base = entries[0]
+    settings = base.run.meta.get("settings") or {}
+    kw = {
+        "n_resamples": int(settings.get("bootstrap_resamples", 2000)),
+        "confidence": float(settings.get("confidence", 0.95)),
+        "seed": int(settings.get("seed", 0)),
+    }
+    base_set = base.run.meta.get("probe_set") or {}
+    out: dict[tuple[int, str, str, str], dict[str, float]] = {}
+    for entry in entries[1:]:
+        other_set = entry.run.meta.get("probe_set") or {}
+        if other_set.get("sha256") != base_set.get("sha256"):
+            continue  # other sentences under the same pair ids: no paired comparison
+        table = compare_to_base(
+            base.run.scores,
+            entry.run.scores,
+            base_model=base.model,
+            other_model=entry.model,
+            score_names=SUMMARY_SCORES,
+            set_name=str(other_set.get("name", "set")),
+            **kw,
+        )
+        for r in table.to_dict("records"):
+            out[(entry.index, r["level"], str(r["key"]), r["score"])] = r
+    return out
+
+
+def _gap_words(d: dict[str, float]) -> str:
+    if _isna(d.get("abs_delta")):
+        return "—"
+    flipped = d.get("sign_flipped") == 1.0
+    if d["abs_delta"] < 0:
+        words = "closer to zero: less skew"
+    elif d["abs_delta"] > 0:
+        words = "further from zero: more skew"
+    else:
+        words = "unchanged"
+    if flipped:
+        favoured = "minoritized" if d["other"] > 0 else "normative"
+        words += f"; the sign flipped (now favours the {favoured} group)"
+    return words
+
+
+def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
+    """Signed target gaps against the base: |gap| before and after, and whether it flipped."""
+    rows = []
+    for (index, level, _key, score), d in deltas.items():
+        if score != "target_gap_mean" or level != "set":
+            continue
+        rows.append(
+            "<tr>"
+            + _tdt(entries[index].label)
+            + _td(d["base"], signed=True)
+            + _td(d["other"], signed=True)
+            + _td(abs(d["base"]))
+            + _td(abs(d["other"]))
+            + _td(d["abs_delta"], signed=True)
+            + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True)
+            + _td(d["n"], 0)
+            + _tdt(_gap_words(d))
+            + "</tr>"
+        )
+    if not rows:
+        return ""
+    heads = ["model", "gap base", "gap model", "|gap| base", "|gap| model", "Δ|gap|", ci, "n"]
+    return (
+        "<h4>Signed target gap per word against the base (closer to zero = less skew)</h4>"
+        "<p class='muted'>The gap is signed (&gt; 0: the targets are more likely for the "
+        "minoritized group), so its Δ alone can mean it shrank, grew or flipped sign. "
+        "Δ|gap| = |gap model| − |gap base| over the same pairs, with a paired bootstrap "
+        "interval: negative = closer to zero = less skew.</p>"
+        + _sortable([*heads, "reads as"], rows, "gap-comparison")
+    )
 
 
 def _url_id(pair: _Pair) -> str:
@@ -665,24 +770,12 @@ def _pairs_html(
                 c = comparisons.get((pair.index, e.index))
                 if c is None:
                     continue
-                rows.append(
-                    "<tr>"
-                    + _tdt(e.label)
-                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
-                    + _td(c["rho"][0])
-                    + _td(c["rho"][1])
-                    + "</tr>"
-                )
+                rows.append("<tr>" + _tdt(e.label) + _cmp_cells(c) + "</tr>")
             if rows:
                 cmp_html = (
                     f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>"
                     + _sortable(
-                        [
-                            "model",
-                            *(f"Δ {v}" for v in SCORE_LABELS.values()),
-                            f"ρ A (top {SPEARMAN_TOP})",
-                            f"ρ B (top {SPEARMAN_TOP})",
-                        ],
+                        ["model", *CMP_HEADS],
                         rows,
                         "pair-comparison",
                     )
