@@ -111,6 +111,7 @@ def score_model(
     top_k: int,
     progress: ProgressFn | None = None,
     chunk: int = 128,
+    rbo_p: float = RBO_P,
 ) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
     """Score every item with one backend.
 
@@ -119,17 +120,7 @@ def score_model(
     """
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
     check_items(backend, items, texts)
-
-    # Resolve every target word first: a word the vocabulary lacks fails before any compute.
-    pieces: dict[tuple[int, int, str], list[int]] = {}
-    for i, it in enumerate(items):
-        for s in (0, 1):
-            for word in it.targets:
-                try:
-                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
-                except BiasprobeError as e:
-                    raise _with_source(e, it) from None
-
+    pieces = _target_pieces(backend, items, texts)  # fails before any compute
     unique = list(dict.fromkeys(t for pair in texts for t in pair))
     parts = []
     for start in range(0, len(unique), chunk):
@@ -140,7 +131,37 @@ def score_model(
         np.concatenate(parts, axis=0) if parts else np.empty((0, len(backend.vocab)), np.float32)
     )
     table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
+    target_lp = _target_logprobs(backend, table, texts, pieces)
+    rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+    for i, it in enumerate(items):
+        lp = (table.row(texts[i][0]), table.row(texts[i][1]))
+        tlp = None
+        if it.targets:
+            tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
+        scores = pair_scores(
+            lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
+        )
+        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows)
+    return (table, *rows)
 
+
+def _target_pieces(
+    backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: list[list[str]]
+) -> dict[tuple[int, int, str], list[int]]:
+    pieces: dict[tuple[int, int, str], list[int]] = {}
+    for i, it in enumerate(items):
+        for s in (0, 1):
+            for word in it.targets:
+                try:
+                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
+                except BiasprobeError as e:
+                    raise _with_source(e, it) from None
+    return pieces
+
+
+def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str], float]:
+    """log p(target) per (item, side, word): read off the table for one piece, else the chain
+    rule over consecutive masks."""
     multi = [(key, p) for key, p in pieces.items() if len(p) > 1]
     chained = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in multi]) if multi else []
     target_lp = {key: float(v) for (key, _), v in zip(multi, chained)}
@@ -148,68 +169,59 @@ def score_model(
         if len(p) == 1:
             i, s, _ = key
             target_lp[key] = float(table.row(texts[i][s])[p[0]])
+    return target_lp
 
+
+def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -> None:
+    """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
+    topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
-    topk_rows: list[dict] = []
-    score_rows: list[dict] = []
-    target_rows: list[dict] = []
-    for i, it in enumerate(items):
-        lp = [table.row(texts[i][0]), table.row(texts[i][1])]
-        tlp = None
-        if it.targets:
-            tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
-        row = pair_scores(lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp)
-        ex_a = row.pop("exclusive_a_ids")
-        ex_b = row.pop("exclusive_b_ids")
-        tops = []
-        for s, side in enumerate(SIDES):
-            order = topk(lp[s], top_k)[0]
-            tops.append(order)
-            for rank, tid in enumerate(order, start=1):
-                topk_rows.append(
-                    {
-                        "model": backend.name,
-                        "pair_id": it.pair_id,
-                        "template_id": it.template_id,
-                        "side": side,
-                        "group": it.groups[s],
-                        "role": "minoritized" if s == it.minoritized else "normative",
-                        "sentence": texts[i][s],
-                        "rank": rank,
-                        "token": vocab[tid],
-                        "token_id": int(tid),
-                        "logprob": float(lp[s][tid]),
-                    }
-                )
-            for w in it.targets:
-                target_rows.append(
-                    {
-                        "model": backend.name,
-                        "pair_id": it.pair_id,
-                        "template_id": it.template_id,
-                        "side": side,
-                        "group": it.groups[s],
-                        "target": w,
-                        "n_pieces": len(pieces[(i, s, w)]),
-                        "logprob": target_lp[(i, s, w)],
-                    }
-                )
-        score_rows.append(
-            {
-                "model": backend.name,
-                "pair_id": it.pair_id,
-                "template_id": it.template_id,
-                "group_a": it.groups[0],
-                "group_b": it.groups[1],
-                "minoritized_group": it.groups[it.minoritized],
-                **row,
-                "top_a": " ".join(vocab[t] for t in tops[0]),
-                "top_b": " ".join(vocab[t] for t in tops[1]),
-                "exclusive_a": " ".join(vocab[t] for t in ex_a),
-                "exclusive_b": " ".join(vocab[t] for t in ex_b),
-            }
-        )
-    return table, topk_rows, score_rows, target_rows
+    ex_a = row.pop("exclusive_a_ids")
+    ex_b = row.pop("exclusive_b_ids")
+    common = {"model": backend.name, "pair_id": it.pair_id, "template_id": it.template_id}
+    tops = []
+    for s, side in enumerate(SIDES):
+        order = topk(lp[s], top_k)[0]
+        tops.append(order)
+        role = "minoritized" if s == it.minoritized else "normative"
+        for rank, tid in enumerate(order, start=1):
+            topk_rows.append(
+                {
+                    **common,
+                    "side": side,
+                    "group": it.groups[s],
+                    "role": role,
+                    "sentence": texts[s],
+                    "rank": rank,
+                    "token": vocab[tid],
+                    "token_id": int(tid),
+                    "logprob": float(lp[s][tid]),
+                }
+            )
+        for w in it.targets:
+            target_rows.append(
+                {
+                    **common,
+                    "side": side,
+                    "group": it.groups[s],
+                    "target": w,
+                    "n_pieces": len(pieces[(i, s, w)]),
+                    "logprob": target_lp[(i, s, w)],
+                }
+            )
+    score_rows.append(
+        {
+            **common,
+            "group_a": it.groups[0],
+            "group_b": it.groups[1],
+            "minoritized_group": it.groups[it.minoritized],
+            **row,
+            "top_a": " ".join(vocab[t] for t in tops[0]),
+            "top_b": " ".join(vocab[t] for t in tops[1]),
+            "exclusive_a": " ".join(vocab[t] for t in ex_a),
+            "exclusive_b": " ".join(vocab[t] for t in ex_b),
+        }
+    )
 
 
 #: Upper bounds of the options, checked before anything runs.
@@ -309,7 +321,7 @@ def _score_one(
                 f"--top-k {k} is larger than the vocabulary of model {backend.name} "
                 f"({len(backend.vocab)} tokens)"
             )
-        return backend, score_model(backend, items, top_k=k, progress=progress)
+        return backend, score_model(backend, items, top_k=k, progress=progress, rbo_p=RBO_P)
     finally:
         if owned:
             backend.close()
@@ -340,8 +352,7 @@ def run(
         probe_set: from :func:`biasprobe.load_probe_set`.
         models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends; defaults
             to the probe set's ``models``. The first is the base for comparisons.
-        top_k: depth of the top-k lists (default: the probe set's ``top_k``, else 10); it must
-            not exceed a model's vocabulary.
+        top_k: top-k depth (default: the probe set's ``top_k``, else 10), at most the vocabulary.
         device: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.
         batch_size: sentences per forward pass.
         revision: hub revision for every hub model (``name@rev`` sets one per model).
@@ -365,6 +376,8 @@ def run(
 
         torch.manual_seed(seed)
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
+    settings.update(n_bootstrap=n_bootstrap, confidence=confidence)
     rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
     logprobs: dict[str, VocabLogProbs] = {}
     model_meta: list[dict[str, Any]] = []
@@ -373,34 +386,15 @@ def run(
             spec, items, k=k, load=load, progress=progress
         )
         logprobs[backend.name] = table
-        rows["topk"] += t_rows
-        rows["scores"] += s_rows
-        rows["targets"] += g_rows
-        model_meta.append(
-            {
-                "name": backend.name,
-                "slug": model_slug(backend.name),
-                "mask_token": backend.mask_token,
-                "vocab_size": len(backend.vocab),
-                "info": backend.info,
-            }
-        )
+        for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
+            rows[key] += new
+        model_meta.append(_model_card(backend))
     scores = pd.DataFrame(rows["scores"])
     summary = summarize(
         scores, set_name=probe_set.name, n_resamples=n_bootstrap, confidence=confidence, seed=seed
     )
-    settings = {
-        "top_k": k,
-        "device": device or "auto",
-        "batch_size": batch_size,
-        "seed": seed,
-        "bootstrap_resamples": n_bootstrap,
-        "confidence": confidence,
-        "rbo_p": RBO_P,
-        "multi_piece_targets": "chain rule over consecutive masks, left to right",
-    }
     return RunResult(
-        meta=_meta(probe_set, items, pairs, exclude, model_meta, settings),
+        meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
         items=items_table(items),
         topk=pd.DataFrame(rows["topk"]),
         scores=scores,
@@ -420,6 +414,29 @@ TARGET_COLUMNS = [
     "n_pieces",
     "logprob",
 ]
+
+
+def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[str, Any]:
+    return {
+        "top_k": k,
+        "device": device or "auto",
+        "batch_size": batch_size,
+        "seed": seed,
+        "bootstrap_resamples": n_bootstrap,
+        "confidence": confidence,
+        "rbo_p": RBO_P,  # the value score_model is given (_score_one)
+        "multi_piece_targets": "chain rule over consecutive masks, left to right",
+    }
+
+
+def _model_card(backend: MaskedLMBackend) -> dict[str, Any]:
+    return {
+        "name": backend.name,
+        "slug": model_slug(backend.name),
+        "mask_token": backend.mask_token,
+        "vocab_size": len(backend.vocab),
+        "info": backend.info,
+    }
 
 
 def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, Any]:

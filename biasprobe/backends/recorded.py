@@ -300,22 +300,27 @@ def write_recorded(
         np.savez_compressed(
             tmp / "outputs.npz", sentences=np.array(list(sentences), dtype=np.str_), values=arr
         )
-        lines = [
-            f"# Recorded outputs of `{model}`",
-            "",
-            f"{len(sentences)} sentences, {len(vocab)}-token vocabulary, values: {values} at the "
-            f"mask ({mask_token}).",
-            "",
-            f"Source: {source}",
-            "",
-            f"Licence: {license}",
-            "",
-        ]
-        if card_text:
-            lines += [card_text.strip(), ""]
-        lines += ["## Sentences", ""] + [f"- `{s}`" for s in sentences]
-        (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        (tmp / "README.md").write_text(_readme(card, sentences, card_text), encoding="utf-8")
         files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
         fsio.write_manifest(tmp, "recording", f"{model} ({len(sentences)} sentences)", files)
         fsio.replace_dir(tmp, out)
     return out
+
+
+def _readme(card: dict[str, Any], sentences: Sequence[str], card_text: str) -> str:
+    """The model card of a recording (README.md)."""
+    lines = [
+        f"# Recorded outputs of `{card['model']}`",
+        "",
+        f"{len(sentences)} sentences, {card['vocab_size']}-token vocabulary, values: "
+        f"{card['values']} at the mask ({card['mask_token']}).",
+        "",
+        f"Source: {card['source']}",
+        "",
+        f"Licence: {card['license']}",
+        "",
+    ]
+    if card_text:
+        lines += [card_text.strip(), ""]
+    lines += ["## Sentences", ""] + [f"- `{s}`" for s in sentences]
+    return "\n".join(lines) + "\n"

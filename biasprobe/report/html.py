@@ -519,6 +519,27 @@ def _summary_html(
         ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
     )
 
+    out = [
+        '<section id="summary"><h2>Skew scores</h2>',
+        f"<h3>Probe set ({_e(ci)})</h3>",
+        "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
+        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
+        "them, resampled together for both models. Distances: a negative Δ = less skew than "
+        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
+        set_table,
+        _gap_html(entries, deltas, ci),
+        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
+        "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
+        "open its figures.</p>",
+        _pair_scores_table(entries, pairs),
+        "</section>",
+    ]
+    if len(entries) > 1:
+        out.append(_comparison_html(entries, pairs, comparisons))
+    return "\n".join(out)
+
+
+def _pair_scores_table(entries: list[_Entry], pairs: list[_Pair]) -> str:
     pair_rows = []
     for pair in pairs:
         for entry in entries:
@@ -538,50 +559,41 @@ def _summary_html(
                 + "".join(_td(sc.get(s)) for s in SCORE_LABELS)
                 + "</tr>"
             )
-    pair_table = _sortable(
+    return _sortable(
         ["pair", "model", "A", "B", "top-1 A", "top-1 B", *SCORE_LABELS.values()],
         pair_rows,
         "pair-scores",
     )
-    out = [
-        '<section id="summary"><h2>Skew scores</h2>',
-        f"<h3>Probe set ({_e(ci)})</h3>",
-        "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
-        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
-        "them, resampled together for both models. Distances: a negative Δ = less skew than "
-        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
-        set_table,
-        _gap_html(entries, deltas, ci),
-        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
-        "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
-        "open its figures.</p>",
-        pair_table,
-        "</section>",
-    ]
-    if len(entries) > 1:
-        cmp_rows = []
-        for pair in pairs:
-            for entry in entries[1:]:
-                c = comparisons.get((pair.index, entry.index))
-                if c is None:
-                    continue
-                cmp_rows.append(
-                    "<tr>"
-                    + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
-                    + _tdt(entry.label)
-                    + _cmp_cells(c)
-                    + "</tr>"
-                )
-        table = (
-            _sortable(
-                ["pair", "model", *CMP_HEADS],
-                cmp_rows,
-                "comparison",
+
+
+def _comparison_html(
+    entries: list[_Entry], pairs: list[_Pair], comparisons: dict[tuple[int, int], dict]
+) -> str:
+    base = entries[0]
+    cmp_rows = []
+    for pair in pairs:
+        for entry in entries[1:]:
+            c = comparisons.get((pair.index, entry.index))
+            if c is None:
+                continue
+            cmp_rows.append(
+                "<tr>"
+                + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
+                + _tdt(entry.label)
+                + _cmp_cells(c)
+                + "</tr>"
             )
-            if cmp_rows
-            else "<p class='muted'>No pair was run on both the base model and another model.</p>"
+    table = (
+        _sortable(
+            ["pair", "model", *CMP_HEADS],
+            cmp_rows,
+            "comparison",
         )
-        out += [
+        if cmp_rows
+        else "<p class='muted'>No pair was run on both the base model and another model.</p>"
+    )
+    return "\n".join(
+        [
             '<section id="comparison"><h2>Model comparison</h2>',
             f"<p>Per pair: change of each skew score from the base model <b>{_e(base.label)}</b> "
             "(other − base; for the distances a negative Δ means less skew than the base), and "
@@ -595,7 +607,7 @@ def _summary_html(
             table,
             "</section>",
         ]
-    return "\n".join(out)
+    )
 
 
 def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
@@ -734,68 +746,83 @@ def _pairs_html(
         for o in options
     )
     select = "".join(f'<option value="{p.index}">{_e(p.label)}</option>' for p in pairs)
-    sections = []
-    for pair in pairs:
-        present = [e for e in entries if e.index in pair.cells]
-        sent_rows = "".join(
-            "<tr>"
-            + _tdt(it["side"])
-            + _tdt(it["group"])
-            + _tdt(it["role"])
-            + _tdt(it["template_sentence"], "sent")
-            + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
-            + "</tr>"
-            for it in pair.items
+    sections = [_pair_section(entries, pair, comparisons) for pair in pairs]
+    return f"""<section id="pairs">
+<h2>Pairs</h2>
+<div class="controls" role="toolbar">
+<label>Pair <select id="pair-select">{select}</select></label>
+<button type="button" id="prev-pair" aria-label="previous pair">◀</button>
+<button type="button" id="next-pair" aria-label="next pair">▶</button>
+<span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
+<span id="status" class="muted" aria-live="polite"></span>
+</div>
+{"".join(sections)}
+</section>"""
+
+
+def _pair_comparison(
+    entries: list[_Entry], present: list[_Entry], pair: _Pair, comparisons: dict
+) -> str:
+    rows = []
+    for e in present:
+        c = comparisons.get((pair.index, e.index))
+        if c is not None:
+            rows.append("<tr>" + _tdt(e.label) + _cmp_cells(c) + "</tr>")
+    if rows:
+        return f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>" + _sortable(
+            ["model", *CMP_HEADS], rows, "pair-comparison"
         )
-        saw = "".join(
-            f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
-            f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
-            for e in present
+    if 0 not in pair.cells:
+        return "<p class='muted'>The base model has no result for this pair.</p>"
+    return ""
+
+
+def _pair_section(
+    entries: list[_Entry], pair: _Pair, comparisons: dict[tuple[int, int], dict]
+) -> str:
+    present = [e for e in entries if e.index in pair.cells]
+    sent_rows = "".join(
+        "<tr>"
+        + _tdt(it["side"])
+        + _tdt(it["group"])
+        + _tdt(it["role"])
+        + _tdt(it["template_sentence"], "sent")
+        + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
+        + "</tr>"
+        for it in pair.items
+    )
+    saw = "".join(
+        f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
+        f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
+        for e in present
+    )
+    cols = max(1, len(present))
+    scatter = "".join(
+        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+        f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for e in present
+    )
+    diffs = "".join(
+        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+        f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for e in present
+    )
+    cmp_html = ""
+    if len(entries) > 1:
+        cmp_html = _pair_comparison(entries, present, pair, comparisons)
+    score_rows = "".join(
+        "<tr>"
+        + _tdt(e.label)
+        + "".join(
+            _td((_score_row(e.run, e.model, pair.pair_id) or {}).get(s)) for s in SCORE_LABELS
         )
-        cols = max(1, len(present))
-        scatter = "".join(
-            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-            f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-            for e in present
-        )
-        diffs = "".join(
-            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-            f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-            for e in present
-        )
-        cmp_html = ""
-        if len(entries) > 1:
-            rows = []
-            for e in present:
-                c = comparisons.get((pair.index, e.index))
-                if c is None:
-                    continue
-                rows.append("<tr>" + _tdt(e.label) + _cmp_cells(c) + "</tr>")
-            if rows:
-                cmp_html = (
-                    f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>"
-                    + _sortable(
-                        ["model", *CMP_HEADS],
-                        rows,
-                        "pair-comparison",
-                    )
-                )
-            elif 0 not in pair.cells:
-                cmp_html = "<p class='muted'>The base model has no result for this pair.</p>"
-        score_rows = "".join(
-            "<tr>"
-            + _tdt(e.label)
-            + "".join(
-                _td((_score_row(e.run, e.model, pair.pair_id) or {}).get(s)) for s in SCORE_LABELS
-            )
-            + "</tr>"
-            for e in present
-        )
-        scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
-        topk = "".join(_topk_table(e, pair) for e in present)
-        src = pair.items[0].get("source", "")
-        sections.append(
-            f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
+        + "</tr>"
+        for e in present
+    )
+    scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
+    topk = "".join(_topk_table(e, pair) for e in present)
+    src = pair.items[0].get("source", "")
+    return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
 <h3>{_e(pair.label)} <small>template {_e(str(pair.items[0]["template_id"]))} ·
 {_e("" if _isna(src) else str(src))}</small></h3>
 <table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
@@ -809,18 +836,6 @@ def _pairs_html(
 {cmp_html}
 <h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only.</p>
 <div class="figs topks" style="--cols:{cols}">{topk}</div>
-</section>"""
-        )
-    return f"""<section id="pairs">
-<h2>Pairs</h2>
-<div class="controls" role="toolbar">
-<label>Pair <select id="pair-select">{select}</select></label>
-<button type="button" id="prev-pair" aria-label="previous pair">◀</button>
-<button type="button" id="next-pair" aria-label="next pair">▶</button>
-<span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
-<span id="status" class="muted" aria-live="polite"></span>
-</div>
-{"".join(sections)}
 </section>"""
 
 
