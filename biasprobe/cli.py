@@ -459,17 +459,9 @@ def record(
     """
     from biasprobe.runner import record as record_outputs
 
-    written, name, n = record_outputs(
-        source,
-        out,
-        model=model,
-        pairs=pairs,
-        exclude=exclude,
-        device=device,
-        batch_size=batch_size,
-        revision=revision,
-        trust_remote_code=trust_remote_code,
-    )
+    opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
+    opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
+    written, name, n = record_outputs(source, out, **opts)
     typer.echo(f"wrote {safe_text(written)} ({n} sentences of {safe_text(name)})")
 
 
