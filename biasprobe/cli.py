@@ -7,20 +7,17 @@ libraries are imported inside the commands so that ``biasprobe --help`` stays in
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
-import re
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from biasprobe import __version__
+from biasprobe.cliutil import Terminated, markup, safe_text, user_errors
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
 app = typer.Typer(
     name="biasprobe",
@@ -34,103 +31,6 @@ app = typer.Typer(
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROLS_ALL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def safe_text(text: object, *, keep_newlines: bool = False) -> str:
-    """``text`` with every C0/C1 control character shown as ``\\xNN``.
-
-    Probe files and model vocabularies are untrusted: an escape sequence (``\\x1b]2;…\\x07``)
-    printed raw would retitle or reprogram the user's terminal. ``rich.markup.escape`` does not
-    cover that; every string biasprobe prints goes through here.
-    """
-    pattern = _CONTROLS if keep_newlines else _CONTROLS_ALL
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
-
-
-def _markup(text: object) -> str:
-    from rich.markup import escape
-
-    return escape(safe_text(text))
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {safe_text(message, keep_newlines=True)}", err=True)
-    raise typer.Exit(code)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C (clean up, exit 143)."""
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    # Ignore further signals while the stack unwinds and staging folders are removed, so that a
-    # second Ctrl-C (or SIGTERM) cannot interrupt the cleanup or print a traceback.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
-    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
-
-
-@contextlib.contextmanager
-def _signals() -> Iterator[None]:
-    try:
-        old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread: leave signals alone
-        yield
-        return
-    try:
-        yield
-    finally:
-        # After a signal the process is ending: keep ignoring further ones until it exits.
-        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-            for sig, handler in old.items():
-                signal.signal(sig, handler)
-
-
-def user_errors(fn: F) -> F:
-    """Turn every failure of a command into one ``error: …`` line and an exit code.
-
-    The one mechanism for every biasprobe command (the sentiment commands use it too):
-    :class:`BiasprobeError` → its ``exit_code`` (2 bad input, 1 otherwise); Ctrl-C → 130 and
-    SIGTERM → 143, after the staging folders are removed (further signals are ignored during
-    that cleanup); any other exception → "internal error", exit 1 (``BIASPROBE_DEBUG=1`` shows
-    the traceback). Printed text is stripped of terminal control characters.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from biasprobe.errors import BiasprobeError
-
-        with _signals():
-            try:
-                return fn(*args, **kwargs)
-            except BiasprobeError as e:
-                _fail(e.message, e.exit_code)
-            except KeyboardInterrupt as e:
-                what, code = (
-                    ("terminated (SIGTERM)", 143)
-                    if isinstance(e, Terminated)
-                    else (
-                        "interrupted",
-                        130,
-                    )
-                )
-                _fail(f"{what}; nothing was left half-written", code)
-            except typer.Exit:
-                raise
-            except Exception as e:  # a bug: say so in one line; BIASPROBE_DEBUG=1 shows it all
-                if os.environ.get("BIASPROBE_DEBUG"):
-                    raise
-                _fail(
-                    f"internal error ({type(e).__name__}: {e}); please report it. Set "
-                    "BIASPROBE_DEBUG=1 to see the traceback",
-                    1,
-                )
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -250,7 +150,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
         a = sub[sub.side == "A"].sort_values("rank").head(rows)
         b = sub[sub.side == "B"].sort_values("rank").head(rows)
         table = Table(
-            title=f"{_markup(pair_id)}  [dim]({_markup(model)})[/dim]",
+            title=f"{markup(pair_id)}  [dim]({markup(model)})[/dim]",
             title_justify="left",
         )
         table.add_column("#", justify="right", style="dim")
@@ -258,8 +158,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
             group = part["group"].iloc[0]
             role = part["role"].iloc[0]
             table.add_column(
-                f"{_markup(part['sentence'].iloc[0])}\n"
-                f"[dim]{label}: {_markup(group)} ({role})[/dim]",
+                f"{markup(part['sentence'].iloc[0])}\n[dim]{label}: {markup(group)} ({role})[/dim]",
                 overflow="fold",
             )
         for r in range(max(len(a), len(b))):
@@ -267,7 +166,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
             for part in (a, b):
                 if r < len(part):
                     row = part.iloc[r]
-                    cells.append(f"{_markup(row['token'])}  [dim]{row['logprob']:.2f}[/dim]")
+                    cells.append(f"{markup(row['token'])}  [dim]{row['logprob']:.2f}[/dim]")
                 else:
                     cells.append("")
             table.add_row(*cells)
@@ -289,7 +188,7 @@ def print_summary(result: Any) -> None:
     for name in scores:
         table.add_column(name, justify="right")
     for model, sub in s.groupby("model", sort=False):
-        cells = [_markup(model)]
+        cells = [markup(model)]
         for name in scores:
             r = sub[sub.score == name]
             if r.empty:
