@@ -182,7 +182,11 @@ def print_summary(result: Any) -> None:
     s = s[s.level == "set"]
     if s.empty:
         return
-    table = Table(title="Skew over the probe set (mean [95% CI])", title_justify="left")
+    table = Table(
+        title="Skew over the probe set (mean [95% CI], n pairs; distances: lower = less skew, "
+        "target gap: closer to 0 = less skew)",
+        title_justify="left",
+    )
     table.add_column("model")
     scores = list(dict.fromkeys(s["score"]))
     for name in scores:
@@ -196,7 +200,7 @@ def print_summary(result: Any) -> None:
                 continue
             r = r.iloc[0]
             ci = "" if r.ci_low != r.ci_low else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            cells.append(f"{r['mean']:.3f}{ci}")
+            cells.append(f"{r['mean']:.3f}{ci}\n[dim]n = {int(r.n)}[/dim]")
         table.add_row(*cells)
     Console().print(table)
 
