@@ -414,3 +414,39 @@ def test_one_rank_rule():
     from biasprobe.report import figures
 
     assert figures.full_ranks is scores.full_ranks
+
+
+def test_figure_export_never_replaces_a_users_file(tmp_path, monkeypatch):
+    import report_fixtures as rf
+
+    from biasprobe.report import export_figures
+
+    run = rf.make_tiny_run([("p", ("a", "b"), ("a [MASK].", "b [MASK]."))], ["w"] * 30)
+    figs = tmp_path / "figs"
+    figs.mkdir()
+    mine = figs / f"p__{run.models[0]}.png"
+    mine.write_bytes(b"my figure")
+    with pytest.raises(fsio.NotOwnedError, match="biasprobe did not write them"):
+        export_figures([run], figs, "png")
+    assert mine.read_bytes() == b"my figure"
+    # a run folder is not a figure folder
+    out = tmp_path / "run"
+    assert recorded_run(out).exit_code == 0
+    with pytest.raises(fsio.NotOwnedError, match="it is a biasprobe run folder"):
+        export_figures([run], out, "png")
+    # figures biasprobe wrote are listed in the manifest and replaced next time
+    import biasprobe.report.export as export_mod
+
+    written = []
+    monkeypatch.setattr(export_mod, "_check_exporter", lambda: None)
+    monkeypatch.setattr(
+        export_mod,
+        "_write_images",
+        lambda figs_, paths, fmt, scale: [
+            p.write_bytes(b"png") or written.append(p) for p in paths
+        ],
+    )
+    new = tmp_path / "new"
+    paths = export_figures([run], new, "png")
+    assert fsio.read_manifest(new)["files"] == sorted(p.name for p in paths)
+    assert export_figures([run], new, "png") == paths
