@@ -292,7 +292,7 @@ def load_run(run_dir: str | Path) -> RunResult:
     if not meta_path.is_file():
         raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(_inside(d, RESULTS_JSON).read_text(encoding="utf-8"))
         files = meta["files"]
         tables = {name: _read_table(_inside(d, files[name])) for name in TABLES}
         logprobs = {

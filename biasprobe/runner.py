@@ -282,11 +282,12 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
     ids = backend.token_ids([t for pair in texts for t in pair])
     if ids is None:
         return
+    unk = getattr(backend, "unk_id", None)
     for i, it in enumerate(items):
         for s, side in enumerate(SIDES):
-            unknown = backend.unknown_words(texts[i][s])
-            if unknown:
-                shown = ", ".join(repr(w) for w in unknown)
+            if unk is not None and unk in ids[2 * i + s]:
+                unknown = backend.unknown_words(texts[i][s])
+                shown = ", ".join(repr(w) for w in unknown) or "a part of the sentence"
                 raise VocabularyError(
                     f"{it.source}: pair {it.pair_id!r}, side {side} ({texts[i][s]!r}): {shown} "
                     f"become(s) the unknown token of model {backend.name}; the model cannot "

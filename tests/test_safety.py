@@ -258,6 +258,12 @@ def test_report_refuses_files_outside_the_run_folder(tmp_path):
         (out / "results.json").write_text(json.dumps(meta))
         with pytest.raises(RunFolderError, match="outside the run folder"):
             load_run(out)
+    # results.json itself may not be a link to a file elsewhere
+    elsewhere = tmp_path / "elsewhere.json"
+    (out / "results.json").rename(elsewhere)
+    (out / "results.json").symlink_to(elsewhere)
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        load_run(out)
 
 
 # ----------------------------------------------------------------------------- options

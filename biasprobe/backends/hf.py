@@ -160,6 +160,7 @@ class HFMaskedLM(MaskedLMBackend):
         self.batch_size = batch_size
         self.mask_token = tokenizer.mask_token
         self.mask_id = int(tokenizer.mask_token_id)
+        self.unk_id = tokenizer.unk_token_id  # None when the tokenizer has no unknown token
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.max_length = _max_length(model, tokenizer)
         out = self.model.get_output_embeddings()
