@@ -32,9 +32,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from report_browser import HeadlessChromium, find_chromium  # noqa: E402
 
 from biasprobe.report import write_report  # noqa: E402
-from biasprobe.report.browser import HeadlessChromium, find_chromium  # noqa: E402
 
 READY = "window.biasprobeReport && window.biasprobeReport.ready"
 

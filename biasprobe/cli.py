@@ -7,16 +7,17 @@ libraries are imported inside the commands so that ``biasprobe --help`` stays in
 
 from __future__ import annotations
 
-import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
 from biasprobe import __version__
+from biasprobe.cliutil import Terminated, markup, safe_text, user_errors
 
-F = TypeVar("F", bound=Callable[..., Any])
+__all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
 app = typer.Typer(
     name="biasprobe",
@@ -30,40 +31,6 @@ app = typer.Typer(
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _fail(message: str, code: int) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def user_errors(fn: F) -> F:
-    """Report :class:`BiasprobeError` (and Ctrl-C) as one message and an exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from biasprobe.errors import BiasprobeError
-
-        try:
-            return fn(*args, **kwargs)
-        except BiasprobeError as e:
-            _fail(e.message, e.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted (files are written atomically: nothing is left half-written)", 130)
-        except typer.Exit:
-            raise
-        except Exception as e:  # a bug: say so in one line; BIASPROBE_DEBUG=1 shows it all
-            import os
-
-            if os.environ.get("BIASPROBE_DEBUG"):
-                raise
-            _fail(
-                f"internal error ({type(e).__name__}: {e}); please report it. Set "
-                "BIASPROBE_DEBUG=1 to see the traceback",
-                1,
-            )
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _version(value: bool) -> None:
@@ -100,25 +67,37 @@ def validate(
 
     Example: biasprobe validate probes/*.yaml
     """
-    from biasprobe.errors import ProbeSetError
-    from biasprobe.probes import load_probe_set
-
-    failed = 0
-    for f in files:
-        try:
-            ps = load_probe_set(f)
-        except ProbeSetError as e:
-            failed += 1
-            typer.echo(f"error: {e.message}", err=True)
-            continue
-        templates = len({it.template_id for it in ps.items})
-        pairs = len(ps.items)
-        typer.echo(
-            f"{f}: ok — {ps.name} v{ps.version}, {_plural(templates, 'template')}, "
-            f"{_plural(pairs, 'pair')}"
-        )
+    failed = sum(not _validate_one(f) for f in files)
     if failed:
         raise typer.Exit(2)
+
+
+def _validate_one(path: Path) -> bool:
+    """Check one probe file and print the outcome; any failure is reported, never raised, so
+    that every file given is checked."""
+    from biasprobe.errors import BiasprobeError
+    from biasprobe.probes import load_probe_set
+
+    try:
+        ps = load_probe_set(path)
+    except BiasprobeError as e:
+        typer.echo(f"error: {safe_text(e.message, keep_newlines=True)}", err=True)
+        return False
+    except Exception as e:  # a bug in loading: report it and go on with the next file
+        if os.environ.get("BIASPROBE_DEBUG"):
+            raise
+        typer.echo(
+            f"error: {safe_text(path)}: internal error ({type(e).__name__}: "
+            f"{safe_text(str(e)[:300])}); please report it",
+            err=True,
+        )
+        return False
+    templates = len({it.template_id for it in ps.items})
+    typer.echo(
+        f"{safe_text(path)}: ok — {safe_text(ps.name)} v{safe_text(ps.version)}, "
+        f"{_plural(templates, 'template')}, {_plural(len(ps.items), 'pair')}"
+    )
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,7 +136,6 @@ def _progress_printer(quiet: bool) -> tuple[Any, Callable[..., None] | None]:
 def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> None:
     """Print, per pair and model, both sides' top tokens side by side (like fill-mask output)."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -172,7 +150,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
         a = sub[sub.side == "A"].sort_values("rank").head(rows)
         b = sub[sub.side == "B"].sort_values("rank").head(rows)
         table = Table(
-            title=f"{escape(str(pair_id))}  [dim]({escape(str(model))})[/dim]",
+            title=f"{markup(pair_id)}  [dim]({markup(model)})[/dim]",
             title_justify="left",
         )
         table.add_column("#", justify="right", style="dim")
@@ -180,8 +158,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
             group = part["group"].iloc[0]
             role = part["role"].iloc[0]
             table.add_column(
-                f"{escape(str(part['sentence'].iloc[0]))}\n"
-                f"[dim]{label}: {escape(str(group))} ({role})[/dim]",
+                f"{markup(part['sentence'].iloc[0])}\n[dim]{label}: {markup(group)} ({role})[/dim]",
                 overflow="fold",
             )
         for r in range(max(len(a), len(b))):
@@ -189,7 +166,7 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
             for part in (a, b):
                 if r < len(part):
                     row = part.iloc[r]
-                    cells.append(f"{escape(str(row['token']))}  [dim]{row['logprob']:.2f}[/dim]")
+                    cells.append(f"{markup(row['token'])}  [dim]{row['logprob']:.2f}[/dim]")
                 else:
                     cells.append("")
             table.add_row(*cells)
@@ -199,20 +176,23 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
 def print_summary(result: Any) -> None:
     """Print the set-level skew scores per model with their confidence intervals."""
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     s = result.summary
     s = s[s.level == "set"]
     if s.empty:
         return
-    table = Table(title="Skew over the probe set (mean [95% CI])", title_justify="left")
+    table = Table(
+        title="Skew over the probe set (mean [95% CI], n pairs; distances: lower = less skew, "
+        "target gap: closer to 0 = less skew)",
+        title_justify="left",
+    )
     table.add_column("model")
     scores = list(dict.fromkeys(s["score"]))
     for name in scores:
         table.add_column(name, justify="right")
     for model, sub in s.groupby("model", sort=False):
-        cells = [escape(str(model))]
+        cells = [markup(model)]
         for name in scores:
             r = sub[sub.score == name]
             if r.empty:
@@ -220,7 +200,7 @@ def print_summary(result: Any) -> None:
                 continue
             r = r.iloc[0]
             ci = "" if r.ci_low != r.ci_low else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            cells.append(f"{r['mean']:.3f}{ci}")
+            cells.append(f"{r['mean']:.3f}{ci}\n[dim]n = {int(r.n)}[/dim]")
         table.add_row(*cells)
     Console().print(table)
 
@@ -249,18 +229,20 @@ def run(
     ] = None,
     top_k: Annotated[
         int | None,
-        typer.Option("--top-k", "-k", min=1, help="Top-k depth (default: file, else 10)."),
+        typer.Option(
+            "--top-k", "-k", help="Top-k depth, at most the vocabulary (default: file, else 10)."
+        ),
     ] = None,
     device: Annotated[
         str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
     ] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
     revision: Annotated[
         str | None, typer.Option(help="Hub revision (branch, tag, commit) for hub models.")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for torch and the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for torch and the bootstrap (0…2³²−1).")] = 0,
     bootstrap: Annotated[
-        int, typer.Option(min=100, help="Bootstrap resamples for confidence intervals.")
+        int, typer.Option(help="Bootstrap resamples for confidence intervals (100…100,000).")
     ] = 2000,
     pairs: Annotated[
         list[str] | None,
@@ -275,9 +257,7 @@ def run(
         typer.Option("--html", help="Also write the interactive report.html in the run folder."),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
-    show: Annotated[
-        int, typer.Option(help="How many pairs to print as tables (0: none).", min=0)
-    ] = 20,
+    show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
     ] = False,
@@ -293,58 +273,55 @@ def run(
 
     Example: biasprobe run probes/gender.yaml -m bert-base-uncased -m ./zari-bert-cda --html
     """
+    from biasprobe import fsio
     from biasprobe.probes import load_probe_set
+    from biasprobe.runner import check_options
     from biasprobe.runner import run as run_probes
 
+    check_options(top_k=top_k, batch_size=batch_size, seed=seed, n_bootstrap=bootstrap)
+    if show < 0:
+        raise _usage(f"--show must be 0 or more, got {show}")
     probe_set = load_probe_set(probe_file)
-    if out is not None:
-        from biasprobe.results import check_output_folder
-
-        check_output_folder(out, overwrite)
-    progress, update = _progress_printer(quiet)
-    if progress is not None:
-        progress.start()
-    try:
-        result = run_probes(
-            probe_set,
-            model or None,
-            top_k=top_k,
-            device=device,
-            batch_size=batch_size,
-            revision=revision,
-            seed=seed,
-            n_bootstrap=bootstrap,
-            pairs=pairs,
-            exclude=exclude,
-            trust_remote_code=trust_remote_code,
-            progress=update,
-        )
-    finally:
-        if progress is not None:
-            progress.stop()
+    # Writability (and ownership with --overwrite) is checked before any model runs; the
+    # default folder's name is known only after the run, so its parent is checked.
+    fsio.check_output_folder(out or Path("reports") / f".write-check-{os.getpid()}", overwrite)
+    settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
+    settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
+    settings.update(trust_remote_code=trust_remote_code)
+    result = _with_progress(
+        quiet, lambda update: run_probes(probe_set, model or None, progress=update, **settings)
+    )
     target = out if out is not None else _default_out(probe_set.name, result.meta["run_id"])
-    if html:
-        from biasprobe.report import write_report
-
-        saved = _save_with_report(result, target, overwrite, write_report)
-    else:
-        saved = result.save(target, overwrite=overwrite)
+    saved = result.save(target, overwrite=overwrite, report=_report_writer() if html else None)
     if not quiet and show:
         print_topk_tables(result, limit=show)
         print_summary(result)
-    typer.echo(f"wrote {saved}" + (f" (report: {saved / 'report.html'})" if html else ""))
+    shown = f" (report: {saved / 'report.html'})" if html else ""
+    typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
 
 
-def _save_with_report(result: Any, target: Path, overwrite: bool, write_report: Any) -> Path:
-    """Save the run folder with its report.html inside: both appear together or neither."""
-    from biasprobe.results import check_output_folder, replace_dir, staging_dir
+def _usage(message: str) -> Exception:
+    from biasprobe.errors import UsageError
 
-    check_output_folder(target, overwrite)
-    with staging_dir(target) as tmp:
-        inner = result.save(tmp / "run")
-        write_report([result], inner / "report.html")
-        replace_dir(inner, target)
-    return target
+    return UsageError(message)
+
+
+def _with_progress(quiet: bool, work: Callable[[Any], Any]) -> Any:
+    """Run ``work(progress_callback)`` under a progress bar (none when quiet or not a tty)."""
+    progress, update = _progress_printer(quiet)
+    if progress is None:
+        return work(None)
+    progress.start()
+    try:
+        return work(update)
+    finally:
+        progress.stop()
+
+
+def _report_writer() -> Callable[[Any, Path], Any]:
+    from biasprobe.report import write_report
+
+    return lambda result, path: write_report([result], path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +346,7 @@ def record(
         list[str] | None, typer.Option("--exclude", "-x", help="Skip pairs matching this glob.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[int, typer.Option(min=1, help="Sentences per forward pass.")] = 32,
+    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
     revision: Annotated[str | None, typer.Option(help="Hub revision for a hub model.")] = None,
     trust_remote_code: Annotated[
         bool, typer.Option(help="Allow custom model code from the model repository.")
@@ -383,74 +360,12 @@ def record(
 
     Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
     """
-    from biasprobe.backends.recorded import write_recorded
-    from biasprobe.errors import UsageError
+    from biasprobe.runner import record as record_outputs
 
-    if (source / "results.json").is_file():
-        from biasprobe.results import load_run
-
-        result = load_run(source)
-        names = result.models
-        if model is None and len(names) != 1:
-            raise UsageError(
-                f"{source} holds {len(names)} models; choose one with --model: {names}"
-            )
-        name = model or names[0]
-        if name not in result.logprobs:
-            raise UsageError(f"{source} has no model {name!r}; it has {names}")
-        table = result.logprobs[name]
-        card = next(m for m in result.meta["models"] if m["name"] == name)
-        written = write_recorded(
-            out,
-            model=name,
-            sentences=table.sentences,
-            logprobs=table.logprobs,
-            vocab=table.vocab,
-            mask_token=card["mask_token"],
-            source=f"biasprobe run {result.meta.get('run_id')} ({source})",
-        )
-        typer.echo(f"wrote {written} ({len(table.sentences)} sentences of {name})")
-        return
-
-    from biasprobe.backends import load_backend
-    from biasprobe.probes import MASK, load_probe_set
-    from biasprobe.runner import select_items
-
-    probe_set = load_probe_set(source)
-    models = [model] if model else list(probe_set.models)
-    if len(models) != 1:
-        raise UsageError(
-            f"record needs exactly one model; pass --model (the probe file lists {models})"
-        )
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out} already exists; choose a new folder for the recording")
-    items = select_items(probe_set.items, pairs, exclude)
-    backend = load_backend(
-        models[0],
-        device=device,
-        revision=revision,
-        batch_size=batch_size,
-        trust_remote_code=trust_remote_code,
-    )
-    sentences = list(
-        dict.fromkeys(s.replace(MASK, backend.mask_token) for it in items for s in it.sentences)
-    )
-    logprobs = backend.mask_logprobs(sentences)
-    info = backend.info
-    written = write_recorded(
-        out,
-        model=models[0],
-        sentences=sentences,
-        logprobs=logprobs,
-        vocab=backend.vocab,
-        mask_token=backend.mask_token,
-        source=(
-            f"biasprobe record of {models[0]} (commit {info.get('commit_hash') or 'n/a'}, "
-            f"path {info.get('path')}) on {probe_set.path}"
-        ),
-        hf_tokenizer=getattr(backend, "tokenizer", None),
-    )
-    typer.echo(f"wrote {written} ({len(sentences)} sentences of {models[0]})")
+    opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
+    opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
+    written, name, n = record_outputs(source, out, **opts)
+    typer.echo(f"wrote {safe_text(written)} ({n} sentences of {safe_text(name)})")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -496,10 +411,10 @@ def report(
     first = runs[0].meta
     target = out or Path("reports") / f"{first['probe_set']['name']}-{first['run_id']}.html"
     path = write_report(runs, target, title=title, top_n_default=top_n)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {safe_text(path)}")
     if figures:
         written = export_figures(runs, target.with_name(target.stem + "-figures"), fmt=figures)
-        typer.echo(f"wrote {len(written)} {figures} figures to {target.stem}-figures/")
+        typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(target.stem)}-figures/")
 
 
 def _mount_sentiment() -> None:

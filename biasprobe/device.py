@@ -6,11 +6,26 @@ is imported only when a device is resolved, so importing this module is free.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from biasprobe.errors import DeviceError
 
 _EXPECTED = "expected auto, cpu, cuda, cuda:N or mps"
+
+
+_NAME = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device_name(name: str | None) -> None:
+    """Check the spelling of a device name without importing torch (for recorded outputs,
+    which run on no device).
+
+    Raises:
+        DeviceError: the name is not auto, cpu, cuda, cuda:N or mps.
+    """
+    if name is not None and not _NAME.match(name):
+        raise DeviceError(f"unknown device {name!r}; {_EXPECTED}")
 
 
 def _mps_available(torch: Any) -> bool:
@@ -44,15 +59,16 @@ def resolve_device(name: str | None) -> Any:
                 else "no GPU is visible"
             )
             raise DeviceError(
-                f"device {name!r} was requested but CUDA is not available ({why}); use cpu or auto"
+                f"--device {name} was requested but CUDA is not available ({why}); "
+                "use --device cpu or --device auto"
             )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(
-                f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) are visible"
+                f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible"
             )
     elif dev.type == "mps":
         if not _mps_available(torch):
-            raise DeviceError(f"device {name!r} was requested but MPS is not available; use cpu")
+            raise DeviceError(f"--device {name} was requested but MPS is not available; use cpu")
     elif dev.type != "cpu":
         raise DeviceError(f"unsupported device {name!r}; {_EXPECTED}")
     return dev

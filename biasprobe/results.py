@@ -1,21 +1,19 @@
 """Run results: the in-memory :class:`RunResult` and the run-folder format on disk.
 
 A run folder holds everything needed to redraw every table and figure without the model (see
-``docs/design.md`` for the file list). Writing is atomic: files go to a hidden temporary sibling
-folder that is renamed into place only when complete, so a failure or Ctrl-C never leaves a
-half-written run behind. This module does not import torch.
+``docs/design.md`` for the file list). Writing goes through :mod:`biasprobe.fsio`: files go to a
+hidden staging sibling folder that is renamed into place only when complete, so a failure or
+Ctrl-C never leaves a half-written run behind, and the folder carries biasprobe's manifest so
+that ``--overwrite`` never replaces anything biasprobe did not write. Reading checks that every
+file named in ``results.json`` lies inside the folder. This module does not import torch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +21,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe.errors import OutputError, RunFolderError
+from biasprobe import fsio
+from biasprobe.errors import RunFolderError
+from biasprobe.scores import full_ranks
 
 RESULTS_JSON = "results.json"
 TABLES = ("items", "topk", "scores", "summary", "targets")
 LOGPROBS_DIR = "logprobs"
+REPORT_HTML = "report.html"
 # Read back as text whatever they hold: tokens such as "null", "nan" or "1908" and group labels
 # such as "2018" are words, not missing values or numbers.
 _TEXT_COLUMNS = frozenset(
@@ -175,10 +176,7 @@ class RunResult:
             ``rank_a, rank_b`` (1 = most probable), sorted by ``diff``.
         """
         a, b = self.pair_logprobs(model, pair_id)
-        rank_a = np.empty(a.size, dtype=np.int64)
-        rank_b = np.empty(b.size, dtype=np.int64)
-        rank_a[np.lexsort((np.arange(a.size), -a))] = np.arange(1, a.size + 1)
-        rank_b[np.lexsort((np.arange(b.size), -b))] = np.arange(1, b.size + 1)
+        rank_a, rank_b = full_ranks(a), full_ranks(b)
         ids = np.arange(a.size)
         if top_n is not None:
             ids = ids[(rank_a <= top_n) | (rank_b <= top_n)]
@@ -196,105 +194,60 @@ class RunResult:
         table.insert(4, "diff", table["logprob_b"] - table["logprob_a"])
         return table.sort_values("diff", kind="stable").reset_index(drop=True)
 
-    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
+    def save(
+        self,
+        out_dir: str | Path,
+        overwrite: bool = False,
+        *,
+        report: Callable[[RunResult, Path], Any] | None = None,
+    ) -> Path:
         """Write the run folder atomically and return its path.
+
+        The folder gets biasprobe's manifest (kind ``"run"``) listing every file written, so a
+        later ``overwrite`` can tell it from a user's folder.
 
         Args:
             out_dir: folder to create. It must not exist (or be empty) unless ``overwrite``.
-            overwrite: replace an existing run folder.
+            overwrite: replace an existing run folder that biasprobe wrote and that holds no
+                other file.
+            report: optional ``report(result, path)`` writing ``report.html`` into the folder
+                before it is moved into place (both appear together or neither).
 
         Raises:
             OutputError: the folder exists, or cannot be written.
+            NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
         """
         out = Path(out_dir)
-        check_output_folder(out, overwrite)
-        with staging_dir(out) as tmp:
-            meta = dict(self.meta)
-            meta["files"] = {name: f"{name}.csv" for name in TABLES}
-            meta["files"]["logprobs"] = {}
-            (tmp / LOGPROBS_DIR).mkdir()
-            used: set[str] = set()
-            for name, table in self.logprobs.items():
-                slug, n = model_slug(name), 1
-                while slug.lower() in used:  # distinct names, same slug: keep both files
-                    n += 1
-                    slug = f"{model_slug(name)}-{n}"
-                used.add(slug.lower())
-                rel = f"{LOGPROBS_DIR}/{slug}.npz"
-                table.save(tmp / rel)
-                meta["files"]["logprobs"][name] = rel
-            for name in TABLES:
-                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
-            with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
-                f.write("\n")
-            replace_dir(tmp, out)
+        fsio.check_output_folder(out, overwrite, kinds=("run",))
+        with fsio.staging_dir(out) as tmp:
+            self._write_files(tmp)
+            if report is not None:
+                report(self, tmp / REPORT_HTML)
+            files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
+            fsio.write_manifest(tmp, "run", str(self.meta.get("run_id")), files)
+            fsio.replace_dir(tmp, out)
         return out
 
-
-def check_output_folder(out: Path, overwrite: bool) -> None:
-    """Refuse an output folder that cannot or must not be (re)written.
-
-    An existing non-empty folder is replaced only with ``overwrite`` and only if it is a
-    biasprobe run folder (it holds ``results.json``): ``--overwrite`` never deletes anything
-    else.
-
-    Raises:
-        OutputError: with what is wrong and what to do.
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output path {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputError(
-                f"output folder {out} already exists and is not empty; "
-                "choose another --out or pass --overwrite"
-            )
-        if not (out / RESULTS_JSON).is_file():
-            raise OutputError(
-                f"refusing to overwrite {out}: it is not a biasprobe run folder (no "
-                f"{RESULTS_JSON}); --overwrite only replaces earlier runs"
-            )
-    parent = out.resolve().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write output folder {out}: {parent} is not writable")
-
-
-@contextlib.contextmanager
-def staging_dir(out: Path) -> Iterator[Path]:
-    """A fresh hidden temporary folder next to ``out``; removed again if anything fails."""
-    out = out.resolve()
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    except OSError as e:
-        raise OutputError(f"cannot write output folder {out}: {e.strerror or e}") from None
-    try:
-        yield tmp
-    except OSError as e:
-        raise OutputError(f"cannot write output folder {out}: {e.strerror or e}") from None
-    finally:
-        # On success the folder was renamed away; otherwise (error, KeyboardInterrupt) it goes.
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def replace_dir(tmp: Path, out: Path) -> None:
-    """Move the finished ``tmp`` folder to ``out``, replacing an existing folder last."""
-    out = out.resolve()
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-        try:
-            os.replace(tmp, out)
-        except BaseException:
-            os.replace(old, out)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
+    def _write_files(self, folder: Path) -> None:
+        meta = dict(self.meta)
+        meta["files"] = {name: f"{name}.csv" for name in TABLES}
+        meta["files"]["logprobs"] = {}
+        (folder / LOGPROBS_DIR).mkdir()
+        used: set[str] = set()
+        for name, table in self.logprobs.items():
+            slug, n = model_slug(name), 1
+            while slug.lower() in used:  # distinct names, same slug: keep both files
+                n += 1
+                slug = f"{model_slug(name)}-{n}"
+            used.add(slug.lower())
+            rel = f"{LOGPROBS_DIR}/{slug}.npz"
+            table.save(folder / rel)
+            meta["files"]["logprobs"][name] = rel
+        for name in TABLES:
+            getattr(self, name).to_csv(folder / f"{name}.csv", index=False)
+        with open(folder / RESULTS_JSON, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
+            f.write("\n")
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -306,6 +259,24 @@ def _read_table(path: Path) -> pd.DataFrame:
         na_values={c: [""] for c in columns if c not in _TEXT_COLUMNS},
         dtype={c: str for c in columns if c in _TEXT_COLUMNS},
     )
+
+
+def _inside(folder: Path, rel: Any) -> Path:
+    """``folder / rel``, refusing any path that leads outside ``folder`` (symlinks resolved).
+
+    A run folder's ``results.json`` names its files; a shared or edited folder must not be able
+    to pull another file's contents into a report.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise RunFolderError(f"{folder / RESULTS_JSON}: bad file entry {rel!r}")
+    root = folder.resolve()
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(root):
+        raise RunFolderError(
+            f"{folder / RESULTS_JSON} names {rel!r}, which lies outside the run folder "
+            f"({path}); only files inside {folder} are read"
+        )
+    return path
 
 
 def load_run(run_dir: str | Path) -> RunResult:
@@ -321,10 +292,12 @@ def load_run(run_dir: str | Path) -> RunResult:
     if not meta_path.is_file():
         raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        meta = json.loads(_inside(d, RESULTS_JSON).read_text(encoding="utf-8"))
         files = meta["files"]
-        tables = {name: _read_table(d / files[name]) for name in TABLES}
-        logprobs = {name: VocabLogProbs.load(d / rel) for name, rel in files["logprobs"].items()}
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        tables = {name: _read_table(_inside(d, files[name])) for name in TABLES}
+        logprobs = {
+            name: VocabLogProbs.load(_inside(d, rel)) for name, rel in files["logprobs"].items()
+        }
+    except (OSError, KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
     return RunResult(meta=meta, logprobs=logprobs, **tables)

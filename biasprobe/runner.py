@@ -11,17 +11,18 @@ import fnmatch
 import platform
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from biasprobe import __version__
-from biasprobe.backends import MaskedLMBackend, load_backend
-from biasprobe.errors import BiasprobeError, UsageError
+from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve_spec
+from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import RunResult, VocabLogProbs, model_slug
-from biasprobe.scores import pair_scores, summarize, topk
+from biasprobe.scores import RBO_P, pair_scores, summarize, topk
 
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
@@ -63,11 +64,15 @@ def select_items(
 
 
 def _versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (importing torch just to ask is slow
+    and the ``recorded:`` path must not import it)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"biasprobe": __version__, "python": platform.python_version()}
     for mod in ("torch", "transformers", "numpy", "pandas"):
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - optional
+            out[mod] = version(mod)
+        except PackageNotFoundError:  # pragma: no cover - optional
             out[mod] = "not installed"
     return out
 
@@ -106,6 +111,7 @@ def score_model(
     top_k: int,
     progress: ProgressFn | None = None,
     chunk: int = 128,
+    rbo_p: float = RBO_P,
 ) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
     """Score every item with one backend.
 
@@ -113,17 +119,8 @@ def score_model(
         ``(logprobs, topk_rows, score_rows, target_rows)``.
     """
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
-
-    # Resolve every target word first: a word the vocabulary lacks fails before any compute.
-    pieces: dict[tuple[int, int, str], list[int]] = {}
-    for i, it in enumerate(items):
-        for s in (0, 1):
-            for word in it.targets:
-                try:
-                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
-                except BiasprobeError as e:
-                    raise _with_source(e, it) from None
-
+    check_items(backend, items, texts)
+    pieces = _target_pieces(backend, items, texts)  # fails before any compute
     unique = list(dict.fromkeys(t for pair in texts for t in pair))
     parts = []
     for start in range(0, len(unique), chunk):
@@ -134,7 +131,37 @@ def score_model(
         np.concatenate(parts, axis=0) if parts else np.empty((0, len(backend.vocab)), np.float32)
     )
     table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
+    target_lp = _target_logprobs(backend, table, texts, pieces)
+    rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+    for i, it in enumerate(items):
+        lp = (table.row(texts[i][0]), table.row(texts[i][1]))
+        tlp = None
+        if it.targets:
+            tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
+        scores = pair_scores(
+            lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
+        )
+        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows)
+    return (table, *rows)
 
+
+def _target_pieces(
+    backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: list[list[str]]
+) -> dict[tuple[int, int, str], list[int]]:
+    pieces: dict[tuple[int, int, str], list[int]] = {}
+    for i, it in enumerate(items):
+        for s in (0, 1):
+            for word in it.targets:
+                try:
+                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
+                except BiasprobeError as e:
+                    raise _with_source(e, it) from None
+    return pieces
+
+
+def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str], float]:
+    """log p(target) per (item, side, word): read off the table for one piece, else the chain
+    rule over consecutive masks."""
     multi = [(key, p) for key, p in pieces.items() if len(p) > 1]
     chained = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in multi]) if multi else []
     target_lp = {key: float(v) for (key, _), v in zip(multi, chained)}
@@ -142,68 +169,163 @@ def score_model(
         if len(p) == 1:
             i, s, _ = key
             target_lp[key] = float(table.row(texts[i][s])[p[0]])
+    return target_lp
 
+
+def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -> None:
+    """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
+    topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
-    topk_rows: list[dict] = []
-    score_rows: list[dict] = []
-    target_rows: list[dict] = []
+    ex_a = row.pop("exclusive_a_ids")
+    ex_b = row.pop("exclusive_b_ids")
+    common = {"model": backend.name, "pair_id": it.pair_id, "template_id": it.template_id}
+    tops = []
+    for s, side in enumerate(SIDES):
+        order = topk(lp[s], top_k)[0]
+        tops.append(order)
+        role = "minoritized" if s == it.minoritized else "normative"
+        for rank, tid in enumerate(order, start=1):
+            topk_rows.append(
+                {
+                    **common,
+                    "side": side,
+                    "group": it.groups[s],
+                    "role": role,
+                    "sentence": texts[s],
+                    "rank": rank,
+                    "token": vocab[tid],
+                    "token_id": int(tid),
+                    "logprob": float(lp[s][tid]),
+                }
+            )
+        for w in it.targets:
+            target_rows.append(
+                {
+                    **common,
+                    "side": side,
+                    "group": it.groups[s],
+                    "target": w,
+                    "n_pieces": len(pieces[(i, s, w)]),
+                    "logprob": target_lp[(i, s, w)],
+                }
+            )
+    score_rows.append(
+        {
+            **common,
+            "group_a": it.groups[0],
+            "group_b": it.groups[1],
+            "minoritized_group": it.groups[it.minoritized],
+            **row,
+            "top_a": " ".join(vocab[t] for t in tops[0]),
+            "top_b": " ".join(vocab[t] for t in tops[1]),
+            "exclusive_a": " ".join(vocab[t] for t in ex_a),
+            "exclusive_b": " ".join(vocab[t] for t in ex_b),
+        }
+    )
+
+
+#: Upper bounds of the options, checked before anything runs.
+MAX_BOOTSTRAP = 100_000
+MAX_SEED = 2**32 - 1
+
+
+def check_options(*, top_k: int | None, batch_size: int, seed: int, n_bootstrap: int) -> None:
+    """Refuse option values that cannot work, before any model is loaded.
+
+    Raises:
+        UsageError: naming the option and the accepted range.
+    """
+    checks = [
+        ("--top-k", top_k, 1, None),
+        ("--batch-size", batch_size, 1, None),
+        ("--seed", seed, 0, MAX_SEED),
+        ("--bootstrap", n_bootstrap, 100, MAX_BOOTSTRAP),
+    ]
+    for option, value, low, high in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{option} must be an integer, got {value!r}")
+        if value < low or (high is not None and value > high):
+            accepted = f"at least {low}" if high is None else f"from {low} to {high:,}"
+            raise UsageError(f"{option} must be {accepted}, got {value}")
+
+
+def resolve_models(
+    probe_set: ProbeSet, models: Sequence[str | MaskedLMBackend] | None, revision: str | None
+) -> list[ModelSpec | MaskedLMBackend]:
+    """Find every model of a run (without loading weights) and refuse duplicates.
+
+    Raises:
+        UsageError: no model, or the same model twice (compared on resolved folders).
+        ModelLoadError: a model cannot be found or its folder is incomplete.
+    """
+    specs = list(models) if models else list(probe_set.models)
+    if not specs:
+        raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
+    resolved = [resolve_spec(m, revision=revision) if isinstance(m, str) else m for m in specs]
+    keys = [r.key if isinstance(r, ModelSpec) else f"backend:{r.name}" for r in resolved]
+    names = [r.spec if isinstance(r, ModelSpec) else r.name for r in resolved]
+    dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1 or names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"model given twice: {', '.join(dupes)} (the same model)")
+    return resolved
+
+
+def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: list[list[str]]):
+    """Refuse pairs a model cannot tell apart, before any forward pass.
+
+    Raises:
+        VocabularyError: a word of a sentence becomes the unknown token, or the two sides of a
+            pair tokenize to identical ids (their skew would be 0 by construction).
+    """
+    ids = backend.token_ids([t for pair in texts for t in pair])
+    if ids is None:
+        return
+    unk = getattr(backend, "unk_id", None)
     for i, it in enumerate(items):
-        lp = [table.row(texts[i][0]), table.row(texts[i][1])]
-        tlp = None
-        if it.targets:
-            tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
-        row = pair_scores(lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp)
-        ex_a = row.pop("exclusive_a_ids")
-        ex_b = row.pop("exclusive_b_ids")
-        tops = []
         for s, side in enumerate(SIDES):
-            order = topk(lp[s], top_k)[0]
-            tops.append(order)
-            for rank, tid in enumerate(order, start=1):
-                topk_rows.append(
-                    {
-                        "model": backend.name,
-                        "pair_id": it.pair_id,
-                        "template_id": it.template_id,
-                        "side": side,
-                        "group": it.groups[s],
-                        "role": "minoritized" if s == it.minoritized else "normative",
-                        "sentence": texts[i][s],
-                        "rank": rank,
-                        "token": vocab[tid],
-                        "token_id": int(tid),
-                        "logprob": float(lp[s][tid]),
-                    }
+            if unk is not None and unk in ids[2 * i + s]:
+                unknown = backend.unknown_words(texts[i][s])
+                shown = ", ".join(repr(w) for w in unknown) or "a part of the sentence"
+                raise VocabularyError(
+                    f"{it.source}: pair {it.pair_id!r}, side {side} ({texts[i][s]!r}): {shown} "
+                    f"become(s) the unknown token of model {backend.name}; the model cannot "
+                    "read the word, so the pair would not measure it. Use another word or model"
                 )
-            for w in it.targets:
-                target_rows.append(
-                    {
-                        "model": backend.name,
-                        "pair_id": it.pair_id,
-                        "template_id": it.template_id,
-                        "side": side,
-                        "group": it.groups[s],
-                        "target": w,
-                        "n_pieces": len(pieces[(i, s, w)]),
-                        "logprob": target_lp[(i, s, w)],
-                    }
-                )
-        score_rows.append(
-            {
-                "model": backend.name,
-                "pair_id": it.pair_id,
-                "template_id": it.template_id,
-                "group_a": it.groups[0],
-                "group_b": it.groups[1],
-                "minoritized_group": it.groups[it.minoritized],
-                **row,
-                "top_a": " ".join(vocab[t] for t in tops[0]),
-                "top_b": " ".join(vocab[t] for t in tops[1]),
-                "exclusive_a": " ".join(vocab[t] for t in ex_a),
-                "exclusive_b": " ".join(vocab[t] for t in ex_b),
-            }
-        )
-    return table, topk_rows, score_rows, target_rows
+        if ids[2 * i] == ids[2 * i + 1]:
+            raise VocabularyError(
+                f"{it.source}: pair {it.pair_id!r}: both sides ({texts[i][0]!r} and "
+                f"{texts[i][1]!r}) are the same input for model {backend.name} (identical "
+                "token ids), so every skew score would be 0 by construction"
+            )
+
+
+def _score_one(
+    spec: ModelSpec | MaskedLMBackend,
+    items: Sequence[ProbeItem],
+    *,
+    k: int,
+    load: dict[str, Any],
+    progress: ProgressFn | None,
+) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
+    owned = isinstance(spec, ModelSpec)
+    name = spec.spec if owned else spec.name
+    if progress:
+        progress(name, "load", 0, 1)
+    backend = load_backend(spec, **load) if owned else spec
+    if progress:
+        progress(name, "load", 1, 1)
+    try:
+        if k > len(backend.vocab):
+            raise UsageError(
+                f"--top-k {k} is larger than the vocabulary of model {backend.name} "
+                f"({len(backend.vocab)} tokens)"
+            )
+        return backend, score_model(backend, items, top_k=k, progress=progress, rbo_p=RBO_P)
+    finally:
+        if owned:
+            backend.close()
 
 
 def run(
@@ -224,16 +346,19 @@ def run(
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
+    Every model is found (and a local folder's config, weights and tokenizer files checked)
+    before the first model is loaded, so a typo in the last ``--model`` fails at once.
+
     Args:
         probe_set: from :func:`biasprobe.load_probe_set`.
         models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends; defaults
             to the probe set's ``models``. The first is the base for comparisons.
-        top_k: depth of the top-k lists (default: the probe set's ``top_k``, else 10).
+        top_k: top-k depth (default: the probe set's ``top_k``, else 10), at most the vocabulary.
         device: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.
         batch_size: sentences per forward pass.
         revision: hub revision for every hub model (``name@rev`` sets one per model).
-        seed: seeds torch and the bootstrap.
-        n_bootstrap: bootstrap resamples for confidence intervals.
+        seed: seeds torch and the bootstrap (0 … 2**32 − 1).
+        n_bootstrap: bootstrap resamples for confidence intervals (100 … 100,000).
         confidence: confidence level of the intervals.
         pairs: keep only pairs matching these globs (pair or template id).
         exclude: drop pairs matching these globs.
@@ -243,78 +368,81 @@ def run(
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
     """
-    import torch
-
-    specs = list(models) if models else list(probe_set.models)
-    if not specs:
-        raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
-    names = [m if isinstance(m, str) else m.name for m in specs]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UsageError(f"model given twice: {', '.join(dupes)}")
     k = int(top_k if top_k is not None else (probe_set.top_k or DEFAULT_TOP_K))
-    if k < 1:
-        raise UsageError(f"top-k must be at least 1, got {k}")
+    check_options(top_k=k, batch_size=batch_size, seed=seed, n_bootstrap=n_bootstrap)
     items = select_items(probe_set.items, pairs, exclude)
-    torch.manual_seed(seed)
+    resolved = resolve_models(probe_set, models, revision)
+    if any(isinstance(r, ModelSpec) and r.source is not None for r in resolved):
+        import torch  # only live models need it; recorded outputs never import torch
 
-    all_topk: list[dict] = []
-    all_scores: list[dict] = []
-    all_targets: list[dict] = []
+        torch.manual_seed(seed)
+    load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
+    settings.update(n_bootstrap=n_bootstrap, confidence=confidence)
+    rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
     logprobs: dict[str, VocabLogProbs] = {}
     model_meta: list[dict[str, Any]] = []
-    for spec in specs:
-        name = spec if isinstance(spec, str) else spec.name
-        if progress:
-            progress(name, "load", 0, 1)
-        backend = (
-            load_backend(
-                spec,
-                device=device,
-                revision=revision,
-                batch_size=batch_size,
-                trust_remote_code=trust_remote_code,
-            )
-            if isinstance(spec, str)
-            else spec
+    for spec in resolved:
+        backend, (table, t_rows, s_rows, g_rows) = _score_one(
+            spec, items, k=k, load=load, progress=progress
         )
-        if progress:
-            progress(name, "load", 1, 1)
-        try:
-            table, t_rows, s_rows, g_rows = score_model(backend, items, top_k=k, progress=progress)
-        finally:
-            if isinstance(spec, str):
-                backend.close()
         logprobs[backend.name] = table
-        all_topk += t_rows
-        all_scores += s_rows
-        all_targets += g_rows
-        model_meta.append(
-            {
-                "name": backend.name,
-                "slug": model_slug(backend.name),
-                "mask_token": backend.mask_token,
-                "vocab_size": len(backend.vocab),
-                "info": backend.info,
-            }
-        )
-
-    scores = pd.DataFrame(all_scores)
+        for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
+            rows[key] += new
+        model_meta.append(_model_card(backend))
+    scores = pd.DataFrame(rows["scores"])
     summary = summarize(
         scores, set_name=probe_set.name, n_resamples=n_bootstrap, confidence=confidence, seed=seed
     )
-    target_cols = [
-        "model",
-        "pair_id",
-        "template_id",
-        "side",
-        "group",
-        "target",
-        "n_pieces",
-        "logprob",
-    ]
+    return RunResult(
+        meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
+        items=items_table(items),
+        topk=pd.DataFrame(rows["topk"]),
+        scores=scores,
+        summary=summary,
+        targets=pd.DataFrame(rows["targets"], columns=TARGET_COLUMNS),
+        logprobs=logprobs,
+    )
+
+
+TARGET_COLUMNS = [
+    "model",
+    "pair_id",
+    "template_id",
+    "side",
+    "group",
+    "target",
+    "n_pieces",
+    "logprob",
+]
+
+
+def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[str, Any]:
+    return {
+        "top_k": k,
+        "device": device or "auto",
+        "batch_size": batch_size,
+        "seed": seed,
+        "bootstrap_resamples": n_bootstrap,
+        "confidence": confidence,
+        "rbo_p": RBO_P,  # the value score_model is given (_score_one)
+        "multi_piece_targets": "chain rule over consecutive masks, left to right",
+    }
+
+
+def _model_card(backend: MaskedLMBackend) -> dict[str, Any]:
+    return {
+        "name": backend.name,
+        "slug": model_slug(backend.name),
+        "mask_token": backend.mask_token,
+        "vocab_size": len(backend.vocab),
+        "info": backend.info,
+    }
+
+
+def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, Any]:
     now = _dt.datetime.now(_dt.timezone.utc)
-    meta = {
+    return {
         "run_id": f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
         "created": now.isoformat(timespec="seconds"),
         "probe_set": {
@@ -328,27 +456,100 @@ def run(
             "pairs_selected": {"include": list(pairs or []), "exclude": list(exclude or [])},
         },
         "models": model_meta,
-        "settings": {
-            "top_k": k,
-            "device": device or "auto",
-            "batch_size": batch_size,
-            "seed": seed,
-            "bootstrap_resamples": n_bootstrap,
-            "confidence": confidence,
-            "rbo_p": 0.9,
-            "multi_piece_targets": "chain rule over consecutive masks, left to right",
-        },
+        "settings": settings,
         "versions": _versions(),
     }
-    return RunResult(
-        meta=meta,
-        items=items_table(items),
-        topk=pd.DataFrame(all_topk),
-        scores=scores,
-        summary=summary,
-        targets=pd.DataFrame(all_targets, columns=target_cols),
-        logprobs=logprobs,
+
+
+def record(
+    source: str | Path,
+    out: str | Path,
+    *,
+    model: str | None = None,
+    pairs: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> tuple[Path, str, int]:
+    """Record a model's full-vocabulary outputs at the mask into a recorded-model folder.
+
+    ``source`` is a run folder (its stored log-probs are reused, no model runs) or a probe file
+    (the model scores every distinct sentence of the selected pairs). Replay the folder with
+    ``--model recorded:DIR``.
+
+    Returns:
+        ``(folder, model name, number of sentences)``.
+
+    Raises:
+        UsageError: no or several models to choose from, or the folder exists.
+    """
+    from biasprobe.backends.recorded import write_recorded
+    from biasprobe.probes import load_probe_set
+    from biasprobe.results import RESULTS_JSON, load_run
+
+    check_options(top_k=None, batch_size=batch_size, seed=0, n_bootstrap=100)
+    source = Path(source)
+    if (source / RESULTS_JSON).is_file():
+        result = load_run(source)
+        name = _one_model(result.models, model, str(source))
+        if name not in result.logprobs:
+            raise UsageError(f"{source} has no model {name!r}; it has {result.models}")
+        table = result.logprobs[name]
+        card = next(m for m in result.meta["models"] if m["name"] == name)
+        written = write_recorded(
+            out,
+            model=name,
+            sentences=table.sentences,
+            logprobs=table.logprobs,
+            vocab=table.vocab,
+            mask_token=card["mask_token"],
+            source=f"biasprobe run {result.meta.get('run_id')} ({source})",
+        )
+        return written, name, len(table.sentences)
+    probe_set = load_probe_set(source)
+    name = _one_model(list(probe_set.models), model, str(source))
+    items = select_items(probe_set.items, pairs, exclude)
+    from biasprobe import fsio
+
+    fsio.check_output_folder(Path(out), False, kinds=("recording",), what="recording")
+    spec = resolve_spec(name, revision=revision)
+    backend = load_backend(
+        spec, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
     )
+    try:
+        texts = [[s.replace(MASK, backend.mask_token) for s in it.sentences] for it in items]
+        check_items(backend, items, texts)
+        sentences = list(dict.fromkeys(t for pair in texts for t in pair))
+        info = backend.info
+        written = write_recorded(
+            out,
+            model=name,
+            sentences=sentences,
+            logprobs=backend.mask_logprobs(sentences),
+            vocab=backend.vocab,
+            mask_token=backend.mask_token,
+            source=(
+                f"biasprobe record of {name} (commit {info.get('commit_hash') or 'n/a'}, "
+                f"path {info.get('path')}) on {probe_set.path}"
+            ),
+            hf_tokenizer=getattr(backend, "tokenizer", None),
+        )
+    finally:
+        backend.close()
+    return written, name, len(sentences)
 
 
-__all__ = ["run", "score_model", "select_items", "items_table"]
+def _one_model(names: Sequence[str], chosen: str | None, where: str) -> str:
+    if chosen is not None:
+        return chosen
+    if len(names) != 1:
+        raise UsageError(
+            f"{where} holds {len(names)} models {list(names)}; record needs exactly one: "
+            "choose it with --model"
+        )
+    return names[0]
+
+
+__all__ = ["check_options", "items_table", "record", "run", "score_model", "select_items"]

@@ -17,12 +17,40 @@ import pandas as pd
 
 #: Scores aggregated in ``summary.csv``, in display order.
 SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap_mean")
+#: Persistence of rank-biased overlap used by every run (recorded in results.json).
+RBO_P = 0.9
+
+
+def rank_order(logprobs: np.ndarray) -> np.ndarray:
+    """Token ids from most to least probable; ties go to the lower token id, NaN last.
+
+    The one tie-breaking rule of biasprobe: :func:`topk`, :func:`full_ranks`, the report's
+    figures and ``RunResult.token_table`` all follow it.
+    """
+    v = np.asarray(logprobs, dtype=np.float64)
+    v = np.where(np.isnan(v), -np.inf, v)
+    return np.lexsort((np.arange(v.size), -v))  # lexsort's last key is the primary one
+
+
+def full_ranks(logprobs: np.ndarray) -> np.ndarray:
+    """1-based rank of every token over the whole vocabulary (:func:`rank_order`'s rule).
+
+    Args:
+        logprobs: (V,) log-probabilities.
+
+    Returns:
+        (V,) int64 ranks, 1 = most probable.
+    """
+    order = rank_order(logprobs)
+    ranks = np.empty(order.size, dtype=np.int64)
+    ranks[order] = np.arange(1, order.size + 1)
+    return ranks
 
 
 def topk(logprobs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` most probable token ids and their log-probs, most probable first.
 
-    Ties are broken by the lower token id, so results are deterministic.
+    Ties are broken by the lower token id (:func:`rank_order`), so results are deterministic.
 
     Args:
         logprobs: (V,) log-probabilities over the vocabulary.
@@ -102,18 +130,22 @@ def js_divergence(logp_a: np.ndarray, logp_b: np.ndarray) -> float:
     return float(max(0.0, 0.5 * (kl_a + kl_b) / np.log(2.0)))
 
 
-def spearman_topn(x: np.ndarray, y: np.ndarray, n: int = 300) -> float:
-    """Spearman rank correlation of two log-prob vectors over the union of their top-``n`` tokens.
+def spearman_fixed(base: np.ndarray, other: np.ndarray, n: int | None = 300) -> float:
+    """Spearman rank correlation of two models' log-prob vectors for the same sentence, over a
+    token set fixed by the base model alone.
 
-    Used to compare two models' token rankings for the same sentence, as PAIR's notebook does
-    with the top 300 tokens.
+    ``n`` = 300: the base model's top-300 tokens (:func:`topk`); ``n`` = None: the whole
+    vocabulary. The set never depends on the second model: ranking over the union of both
+    models' top tokens (as PAIR's notebook does) selects tokens *because* one model ranks them
+    high, which builds in a negative correlation (two independent random models then show
+    ρ ≈ −0.7). 1 = the same ranking, 0 = unrelated.
     """
     from scipy.stats import spearmanr
 
-    ids = np.union1d(topk(x, n)[0], topk(y, n)[0])
+    ids = np.arange(base.size) if n is None else topk(base, n)[0]
     if ids.size < 2:
         return float("nan")
-    return float(spearmanr(x[ids], y[ids]).statistic)
+    return float(spearmanr(base[ids], other[ids]).statistic)
 
 
 def pair_scores(
@@ -123,7 +155,7 @@ def pair_scores(
     k: int,
     minoritized: int,
     target_logprobs: np.ndarray | None = None,
-    rbo_p: float = 0.9,
+    rbo_p: float = RBO_P,
 ) -> dict[str, object]:
     """Every skew score of one pair under one model.
 
@@ -192,6 +224,45 @@ def bootstrap_ci(
     return mean, float(lo), float(hi)
 
 
+def _resampled_means(
+    values: np.ndarray, clusters: np.ndarray, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point estimate and bootstrap replicates of the mean of cluster means, per column.
+
+    ``values`` is (n, m): m quantities measured on the same n pairs, resampled together (the
+    same templates, then the same pairs within each, for every column), so differences between
+    columns get a *paired* interval. One cluster: a plain bootstrap of the pairs.
+
+    Returns:
+        ``(point (m,), replicates (n_resamples, m))``.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(dict.fromkeys(clusters.tolist()))
+    groups = [values[clusters == name] for name in names]
+    point = np.mean([g.mean(axis=0) for g in groups], axis=0)
+    if len(groups) < 2:
+        g = groups[0]
+        idx = rng.integers(0, g.shape[0], size=(n_resamples, g.shape[0]))
+        return point, g[idx].mean(axis=1)
+    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
+    slot_means = np.empty((*picks.shape, values.shape[1]))
+    for gi, g in enumerate(groups):
+        chosen = picks == gi
+        count = int(chosen.sum())
+        if count:
+            # A fresh resample of the template's pairs for every time it is picked.
+            slot_means[chosen] = g[rng.integers(0, g.shape[0], size=(count, g.shape[0]))].mean(
+                axis=1
+            )
+    return point, slot_means.mean(axis=1)
+
+
+def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
 def cluster_bootstrap_ci(
     values: np.ndarray | Sequence[float],
     clusters: Sequence[str],
@@ -212,23 +283,94 @@ def cluster_bootstrap_ci(
     v, c = v[keep], c[keep]
     if v.size == 0:
         return float("nan"), float("nan"), float("nan")
-    groups = [v[c == name] for name in dict.fromkeys(c.tolist())]
-    mean = float(np.mean([g.mean() for g in groups]))
-    if len(groups) < 2:
-        return bootstrap_ci(groups[0], n_resamples=n_resamples, confidence=confidence, seed=seed)
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
-    slot_means = np.empty(picks.shape)
-    for gi, g in enumerate(groups):
-        chosen = picks == gi
-        count = int(chosen.sum())
-        if count:
-            # A fresh resample of the template's pairs for every time it is picked.
-            slot_means[chosen] = g[rng.integers(0, g.size, size=(count, g.size))].mean(axis=1)
-    means = slot_means.mean(axis=1)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return mean, float(lo), float(hi)
+    if len(set(c.tolist())) < 2:
+        return bootstrap_ci(v, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    point, reps = _resampled_means(v[:, None], c, n_resamples, seed)
+    return (float(point[0]), *_interval(reps[:, 0], confidence))
+
+
+def paired_delta(
+    base: np.ndarray | Sequence[float],
+    other: np.ndarray | Sequence[float],
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Change of a score from the base model to another, over the same pairs, with a paired
+    two-stage bootstrap interval (templates, then pairs within them; both models resampled
+    together).
+
+    Args:
+        base: the score of each pair under the base model.
+        other: the same pairs under the other model (same order).
+        clusters: template id of each pair.
+
+    Returns:
+        ``base, other`` (means of template means over the pairs both have), ``delta`` (other
+        − base) with ``delta_low, delta_high``, the same for ``abs_delta`` = |other| − |base|
+        (for signed scores: negative = closer to zero = less skew), ``sign_flipped`` (1.0 when
+        the two means have opposite signs) and ``n`` (pairs used). NaN intervals with fewer
+        than two pairs.
+    """
+    b = np.asarray(base, dtype=np.float64)
+    o = np.asarray(other, dtype=np.float64)
+    c = np.asarray(list(clusters))
+    keep = ~(np.isnan(b) | np.isnan(o))
+    b, o, c = b[keep], o[keep], c[keep]
+    nan = float("nan")
+    out = {"n": float(b.size), "base": nan, "other": nan, "delta": nan, "abs_delta": nan}
+    out.update(delta_low=nan, delta_high=nan, abs_delta_low=nan, abs_delta_high=nan)
+    out["sign_flipped"] = nan
+    if b.size == 0:
+        return out
+    point, reps = _resampled_means(np.column_stack([b, o]), c, n_resamples, seed)
+    out.update(base=float(point[0]), other=float(point[1]), delta=float(point[1] - point[0]))
+    out["abs_delta"] = float(abs(point[1]) - abs(point[0]))
+    out["sign_flipped"] = float(np.sign(point[0]) * np.sign(point[1]) < 0)
+    if b.size >= 2:
+        out["delta_low"], out["delta_high"] = _interval(reps[:, 1] - reps[:, 0], confidence)
+        abs_reps = np.abs(reps[:, 1]) - np.abs(reps[:, 0])
+        out["abs_delta_low"], out["abs_delta_high"] = _interval(abs_reps, confidence)
+    return out
+
+
+def compare_to_base(
+    scores: pd.DataFrame,
+    other_scores: pd.DataFrame,
+    *,
+    base_model: str,
+    other_model: str,
+    score_names: Sequence[str] = SUMMARY_SCORES,
+    set_name: str = "set",
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Paired changes from the base model, per template and for the whole set.
+
+    Pairs are matched on ``pair_id``; only pairs both models ran count. Returns one row per
+    (level, key, score) with the columns of :func:`paired_delta`.
+    """
+    b = scores[scores["model"] == base_model]
+    o = other_scores[other_scores["model"] == other_model]
+    both = b.merge(o, on=["pair_id", "template_id"], suffixes=("_base", "_other"))
+    rows = []
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    for score in score_names:
+        if f"{score}_base" not in both or f"{score}_other" not in both:
+            continue
+        for template, sub in both.groupby("template_id", sort=False):
+            d = paired_delta(
+                sub[f"{score}_base"], sub[f"{score}_other"], [template] * len(sub), **kw
+            )
+            if d["n"]:
+                rows.append({"level": "template", "key": template, "score": score, **d})
+        d = paired_delta(both[f"{score}_base"], both[f"{score}_other"], both["template_id"], **kw)
+        if d["n"]:
+            rows.append({"level": "set", "key": set_name, "score": score, **d})
+    return pd.DataFrame(rows)
 
 
 def summarize(

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from biasprobe.report.browser import BrowserError, HeadlessChromium, find_chromium  # noqa: E402
+from report_browser import BrowserError, HeadlessChromium, find_chromium  # noqa: E402
 
 PLOT_STATE = """(() => {
   const sec = document.querySelector('section.pair:not([hidden])');

@@ -162,6 +162,7 @@ def test_run_folder_round_trip(tiny_bert, tiny_bert_b, tmp_path):
             "targets.csv",
             "results.json",
             "logprobs",
+            ".biasprobe-manifest.json",
         ]
     )
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

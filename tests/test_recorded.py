@@ -158,4 +158,4 @@ def test_record_from_run_folder(tiny_bert, tmp_path):
         replay.scores["js_divergence"], result.scores["js_divergence"], atol=1e-9
     )
     res = runner.invoke(app, ["record", str(run_dir), "-o", str(rec)])
-    assert res.exit_code == 2 and "already exists" in res.output
+    assert res.exit_code == 1 and "already exists" in res.output

@@ -21,10 +21,12 @@ import pytest
 import report_fixtures as rf
 from scipy.stats import rankdata
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from report_browser import find_chromium  # noqa: E402  (a test tool, not in the wheel)
+
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
 from biasprobe.report import StaticExportError, export_figures, write_report
 from biasprobe.report import html as report_html
-from biasprobe.report.browser import find_chromium
 from biasprobe.report.figures import (
     dequantize16,
     full_ranks,
@@ -256,13 +258,33 @@ def test_summary_table_shows_means_cis_and_deltas(report, run):
     for r in s.itertuples():
         row = next(x for x in rows if x[0] == r.model and x[2] == label[r.score])
         assert row[3] == fmt(r.mean)
-        assert row[4] == f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]"
+        no_ci = math.isnan(r.ci_low)
+        assert row[4] == ("—" if no_ci else f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]")
         assert row[5] == str(r.n)
         if r.model == rf.BERT:
-            assert row[6] == "—"
-        else:
-            base = s[(s["model"] == rf.BERT) & (s["score"] == r.score)]["mean"].iloc[0]
-            assert row[6] == f"{r.mean - base:+.3f}"
+            assert row[6:9] == ["—", "—", "—"]
+            continue
+        # paired Δ over the same pairs: an independent computation of the two-stage bootstrap
+        # of the per-pair differences (templates, then pairs) with the run's settings
+        sc = run.scores.set_index(["model", "pair_id"])
+        pairs = sc.loc[rf.BERT].index
+        diff = (sc.loc[rf.SYNTHETIC].loc[pairs, r.score] - sc.loc[rf.BERT, r.score]).to_numpy()
+        templates = sc.loc[rf.BERT, "template_id"].tolist()
+        keep = ~np.isnan(diff)
+        assert row[8] == str(int(keep.sum()))
+        groups = {t: diff[keep][np.array(templates)[keep] == t] for t in dict.fromkeys(templates)}
+        mean_d = np.mean([g.mean() for g in groups.values() if g.size])
+        assert row[6] == f"{mean_d:+.3f}"
+        from biasprobe.scores import cluster_bootstrap_ci
+
+        settings = run.meta["settings"]
+        _, lo, hi = cluster_bootstrap_ci(
+            diff[keep],
+            np.array(templates)[keep].tolist(),
+            n_resamples=int(settings.get("bootstrap_resamples", 2000)),
+            seed=int(settings.get("seed", 0)),
+        )
+        assert row[7] == ("—" if keep.sum() < 2 else f"[{lo:+.3f}, {hi:+.3f}]")
 
 
 @needs_data
@@ -294,11 +316,12 @@ def test_comparison_deltas_and_spearman_against_independent_computation(report, 
         other = run.pair_logprobs(rf.SYNTHETIC, pid)
         for side in (0, 1):
             x, y = base[side].astype(np.float64), other[side].astype(np.float64)
-            ids = np.union1d(
-                np.argsort(-x, kind="stable")[:300], np.argsort(-y, kind="stable")[:300]
-            )
+            # over the base model's top 300 only, then over the whole vocabulary
+            ids = np.argsort(-x, kind="stable")[:300]
             rho = np.corrcoef(rankdata(x[ids]), rankdata(y[ids]))[0, 1]
             assert row[2 + n_scores + side] == f"{rho:.3f}"
+            rho_all = np.corrcoef(rankdata(x), rankdata(y))[0, 1]
+            assert row[4 + n_scores + side] == f"{rho_all:.3f}"
 
 
 @needs_data
@@ -363,15 +386,18 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     vocab = [f"w{i}" for i in range(30)]
     run = rf.make_tiny_run([("p", ("a", "b"), ("a [MASK].", "b [MASK]."))], vocab)
     out = tmp_path / "r.html"
-    out.write_text("old report", encoding="utf-8")
+    write_report([run], out)
+    old = out.read_text(encoding="utf-8")
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(report_html.os, "replace", fail)
+    from biasprobe import fsio
+
+    monkeypatch.setattr(fsio.os, "replace", fail)
     with pytest.raises(OutputError, match="No space left"):
-        write_report([run], out)
-    assert out.read_text(encoding="utf-8") == "old report"
+        write_report([run], out, title="new")
+    assert out.read_text(encoding="utf-8") == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     monkeypatch.undo()
     write_report([run], out)
@@ -559,7 +585,7 @@ def test_report_renders_in_headless_chromium(report, run, tmp_path):
 @needs_chromium
 @pytest.mark.browser
 def test_escaped_text_shows_as_text_in_browser(tmp_path):
-    from biasprobe.report.browser import HeadlessChromium
+    from report_browser import HeadlessChromium
 
     vocab = ["<script>alert(1)</script>", *[f"w{i}" for i in range(40)]]
     run = rf.make_tiny_run(

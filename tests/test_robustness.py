@@ -31,8 +31,8 @@ def test_overwrite_only_replaces_run_folders(tiny_bert, tmp_path):
     res = runner.invoke(
         app, ["run", str(RACE), "-m", str(tiny_bert), "-o", str(keep), "--overwrite", "-q"]
     )
-    assert res.exit_code == 1
-    assert "refusing to overwrite" in res.output and "not a biasprobe run folder" in res.output
+    assert res.exit_code == 2
+    assert "refusing to overwrite" in res.output and "not a run folder written by" in res.output
     assert (keep / "notes.txt").read_text() == "mine"
     run = tmp_path / "run"
     for _ in range(2):  # a run folder can be replaced by a new run
@@ -48,7 +48,7 @@ def test_out_dot_is_a_clear_error(tiny_bert, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.txt").write_text("x")
     res = runner.invoke(app, ["run", str(RACE), "-m", str(tiny_bert), "-o", ".", "--overwrite"])
-    assert res.exit_code == 1 and res.output.startswith("error: refusing to overwrite .")
+    assert res.exit_code == 2 and res.output.startswith("error: refusing to overwrite .")
 
 
 def test_topk_ties_broken_by_lower_id():

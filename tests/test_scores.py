@@ -15,8 +15,9 @@ from biasprobe.scores import (
     jaccard_distance,
     js_divergence,
     pair_scores,
+    paired_delta,
     rank_biased_overlap,
-    spearman_topn,
+    spearman_fixed,
     summarize,
     topk,
 )
@@ -73,12 +74,58 @@ def test_js_divergence_matches_scipy():
     assert js_divergence(la, la) == pytest.approx(0, abs=1e-12)
 
 
-def test_spearman_topn():
+def test_spearman_fixed_uses_the_base_models_tokens_only():
     rng = np.random.default_rng(1)
     x = rng.normal(size=1000)
     y = x + rng.normal(size=1000) * 0.5
-    ids = np.union1d(np.argsort(-x)[:300], np.argsort(-y)[:300])
-    assert spearman_topn(x, y, 300) == pytest.approx(spearmanr(x[ids], y[ids]).statistic)
+    ids = np.argsort(-x, kind="stable")[:300]
+    assert spearman_fixed(x, y, 300) == pytest.approx(spearmanr(x[ids], y[ids]).statistic)
+    assert spearman_fixed(x, y, None) == pytest.approx(spearmanr(x, y).statistic)
+    assert spearman_fixed(x, x, 300) == pytest.approx(1.0)
+    # independent vectors: near 0 over a fixed set, while the union of both top-300 lists
+    # (the old way) is strongly negative by construction
+    z = rng.normal(size=1000)
+    union = np.union1d(np.argsort(-x)[:300], np.argsort(-z)[:300])
+    assert spearmanr(x[union], z[union]).statistic < -0.3
+    assert abs(spearman_fixed(x, z, 300)) < 0.15 and abs(spearman_fixed(x, z, None)) < 0.1
+
+
+def test_paired_delta_matches_direct_computation():
+    rng = np.random.default_rng(4)
+    clusters = [f"t{i % 3}" for i in range(30)] + ["t3"] * 5
+    base = rng.normal(0.2, 1, size=35)
+    other = base - 0.5 + rng.normal(0, 0.3, size=35)
+    base[2] = np.nan  # a pair one model lacks is left out of both
+    d = paired_delta(base, other, clusters, seed=7, n_resamples=1000)
+    keep = ~np.isnan(base)
+    b, o, c = base[keep], other[keep], np.array(clusters)[keep]
+    means = {m: [v[c == t].mean() for t in dict.fromkeys(c)] for m, v in (("b", b), ("o", o))}
+    assert d["n"] == 34
+    assert d["base"] == pytest.approx(np.mean(means["b"]))
+    assert d["other"] == pytest.approx(np.mean(means["o"]))
+    assert d["delta"] == pytest.approx(np.mean(means["o"]) - np.mean(means["b"]))
+    assert d["abs_delta"] == pytest.approx(abs(np.mean(means["o"])) - abs(np.mean(means["b"])))
+    assert d["sign_flipped"] == float(np.mean(means["o"]) * np.mean(means["b"]) < 0)
+    # paired = the cluster bootstrap of the per-pair differences (same resampling)
+    ref = cluster_bootstrap_ci(o - b, c.tolist(), seed=7, n_resamples=1000)
+    assert (d["delta"], d["delta_low"], d["delta_high"]) == pytest.approx(ref)
+    assert d["delta_low"] < d["delta"] < d["delta_high"] < 0
+    # one template: the plain bootstrap of the differences
+    one = paired_delta(b, o, ["x"] * b.size, seed=3)
+    assert (one["delta"], one["delta_low"], one["delta_high"]) == pytest.approx(
+        bootstrap_ci(o - b, seed=3)
+    )
+
+
+def test_paired_delta_sign_flip_and_abs_gap():
+    base = np.array([0.30, 0.20, 0.25, 0.35])
+    other = np.array([-0.10, -0.05, -0.12, -0.08])
+    d = paired_delta(base, other, ["t"] * 4, seed=0)
+    assert d["sign_flipped"] == 1.0
+    assert d["abs_delta"] == pytest.approx(0.0875 - 0.275)  # closer to zero: less skew
+    assert d["delta"] == pytest.approx(-0.0875 - 0.275)
+    lone = paired_delta([1.0], [2.0], ["t"])
+    assert lone["delta"] == 1.0 and np.isnan(lone["delta_low"]) and lone["n"] == 1
 
 
 def test_pair_scores_sign_follows_orientation():

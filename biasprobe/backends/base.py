@@ -56,5 +56,15 @@ class MaskedLMBackend(ABC):
             float64 array (len(requests),).
         """
 
+    def token_ids(self, sentences: Sequence[str]) -> list[list[int]] | None:
+        """Model input ids of each sentence (special tokens included), or None when the backend
+        has no tokenizer to tell (recorded outputs): used to refuse pairs whose two sides are
+        the same input."""
+        return None
+
+    def unknown_words(self, sentence: str) -> list[str]:
+        """Words of ``sentence`` that become the tokenizer's unknown token (none if unknown)."""
+        return []
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release memory held by the model (optional)."""

@@ -1,7 +1,8 @@
 """Hugging Face ``transformers`` masked language models: hub ids, the HF cache, local folders.
 
-Loading order for an id that is not a local folder: the local Hugging Face cache first (no
-network), then the hub if it can be reached. Nothing from the model repository is executed
+Where a model comes from is decided by :mod:`biasprobe.hub` (a local folder must hold config,
+weights and tokenizer files; a hub id is looked up in the local Hugging Face cache first, then
+on the hub if it can be reached) and the device by :mod:`biasprobe.device`. Nothing from the model repository is executed
 (``trust_remote_code`` stays off unless the caller asks), and safetensors weights are preferred
 by ``transformers`` when a checkpoint has both formats.
 
@@ -14,92 +15,24 @@ it with a plain full forward pass and falls back to the plain pass if they ever 
 
 from __future__ import annotations
 
-import hashlib
-import os
-import re
-import socket
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
 import torch
 
 from biasprobe.backends.base import MaskedLMBackend
-from biasprobe.errors import DeviceError, ModelLoadError, UsageError, VocabularyError
-
-_WEIGHT_FILES = (
-    "model.safetensors",
-    "pytorch_model.bin",
-    "model.safetensors.index.json",
-    "pytorch_model.bin.index.json",
+from biasprobe.backends.tokens import pieces_in_context
+from biasprobe.device import resolve_device
+from biasprobe.errors import DeviceError, ModelLoadError, UsageError
+from biasprobe.hub import (
+    TOKENIZER_FILES,
+    ModelSource,
+    local_help,
+    record_commit,
+    resolve_model_source,
 )
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """Turn ``None``/``"auto"``/``"cpu"``/``"cuda"``/``"cuda:1"``/``"mps"`` into a device.
-
-    Raises:
-        DeviceError: the device is not available on this machine or the name is unknown.
-    """
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise DeviceError(
-            f"unknown device {device!r}; expected auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            why = (
-                "this torch build has no CUDA"
-                if torch.version.cuda is None
-                else "no GPU is visible"
-            )
-            raise DeviceError(
-                f"--device {device} was requested but CUDA is not available ({why}); "
-                "use --device cpu or --device auto"
-            )
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible"
-            )
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise DeviceError(f"--device {device} was requested but MPS is not available")
-    elif dev.type != "cpu":
-        raise DeviceError(f"unsupported device {device!r}; expected auto, cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hugging Face hub host accepts a TCP connection (fast offline detection)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-        return False
-    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return True  # only the proxy can tell; let huggingface_hub try through it
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    parsed = urlparse(endpoint)
-    host = parsed.hostname or "huggingface.co"
-    port = parsed.port or (443 if parsed.scheme != "http" else 80)
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _looks_like_path(name: str) -> bool:
-    """Hub ids are ``name`` or ``org/name``; anything else is meant as a folder."""
-    return (
-        name.startswith((".", "/", "~"))
-        or name.count("/") > 1
-        or "\\" in name
-        or not _HUB_ID.match(name)
-    )
 
 
 def _first_line(e: BaseException) -> str:
@@ -107,20 +40,32 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+#: Rows an embedding matrix may have beyond the tokenizer (vocabularies padded to a multiple).
+VOCAB_PADDING = 128
 
 
-def _local_help(name: str) -> str:
-    return (
-        f"To use a local copy, pass its folder instead: --model /path/to/{name.split('/')[-1]} "
-        "(a folder with config.json, model.safetensors or pytorch_model.bin, and the tokenizer "
-        "files, as written by save_pretrained), or point HF_HOME / HF_HUB_CACHE at a Hugging "
-        "Face cache that holds it."
+def check_vocab_size(tokenizer: Any, model: Any, src: ModelSource) -> None:
+    """The tokenizer must cover the model's input embedding matrix (up to padding rows).
+
+    A tokenizer built from the wrong or missing files (a 5-token ``BertTokenizer`` when
+    ``vocab.txt`` is absent) turns every word into the unknown token, so that both sides of a
+    pair become the same input and every score is 0. That is an error, never a silent result.
+
+    Raises:
+        ModelLoadError: naming the model, its folder and which tokenizer files are missing.
+    """
+    emb = model.get_input_embeddings()
+    rows = int(emb.weight.shape[0]) if emb is not None else int(model.config.vocab_size)
+    n_tok = len(tokenizer)
+    if rows - VOCAB_PADDING < n_tok <= rows:
+        return
+    where = src.info.get("path") or src.load_from
+    missing = [f for f in TOKENIZER_FILES if not (Path(where) / f).is_file()]
+    raise ModelLoadError(
+        f"{src.describe()}: its tokenizer has {n_tok} tokens but the model's input embedding "
+        f"matrix has {rows} rows, so the tokenizer does not belong to this model (folder "
+        f"{where}; tokenizer files missing there: {', '.join(missing) or 'none'}). Save the "
+        "model's own tokenizer into the folder (tokenizer.save_pretrained(folder))"
     )
 
 
@@ -131,19 +76,23 @@ def load_hf_masked_lm(
     device: str | None = None,
     batch_size: int = 32,
     trust_remote_code: bool = False,
+    source: ModelSource | None = None,
 ) -> HFMaskedLM:
     """Load a masked LM by hub id (cache first, then hub) or from a local folder.
 
     Args:
         name: hub id (``bert-base-uncased``, ``org/model``) or a local checkpoint folder.
         revision: branch, tag or commit of a hub model.
-        device: ``auto`` (CUDA if present), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        device: ``auto`` (CUDA, else MPS, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         batch_size: sentences per forward pass.
         trust_remote_code: allow custom model code from the repository (off by default).
+        source: where to load from, if already resolved by
+            :func:`biasprobe.hub.resolve_model_source` (it checks config, weights and
+            tokenizer files without loading anything).
 
     Raises:
-        ModelLoadError: the model cannot be found or loaded; the message says how to point
-            at a local copy.
+        ModelLoadError: the model cannot be found or loaded, or its tokenizer does not match
+            it; the message says how to point at a local copy.
         DeviceError: the device is not available.
     """
     from transformers import AutoModelForMaskedLM, AutoTokenizer
@@ -151,116 +100,26 @@ def load_hf_masked_lm(
 
     hf_logging.disable_progress_bar()
     dev = resolve_device(device)
-    path = Path(name).expanduser()
-    info: dict[str, Any] = {"requested": name, "revision": revision}
-    if path.exists() or _looks_like_path(name):
-        if not path.exists():
-            raise ModelLoadError(f"model folder {name} does not exist")
-        if not path.is_dir():
-            raise ModelLoadError(
-                f"model path {name} is a file; expected a checkpoint folder "
-                "(config.json, weights and tokenizer files)"
-            )
-        if not (path / "config.json").is_file():
-            raise ModelLoadError(
-                f"{name} is not a model checkpoint folder: config.json is missing (expected "
-                "config.json, model.safetensors or pytorch_model.bin, and tokenizer files)"
-            )
-        weights = [path / f for f in _WEIGHT_FILES if (path / f).is_file()]
-        if not weights:
-            raise ModelLoadError(
-                f"model folder {name} has no weights: expected model.safetensors or "
-                "pytorch_model.bin (or a sharded index)"
-            )
-        source, kwargs = "local", {"local_files_only": True}
-        files = sorted({f for pattern in ("*.safetensors", "*.bin") for f in path.glob(pattern)})
-        info.update(
-            source="local",
-            path=str(path.resolve()),
-            revision=None,  # a local folder has no hub revision
-            files_sha256={f.name: _sha256(f) for f in files},
-        )
-        revision = None
-        load_from: str = str(path)
-    else:
-        load_from = name
-        source, kwargs = "hub-cache", {"local_files_only": True}
-        try:
-            from transformers.utils import cached_file
-
-            cached_file(name, "config.json", revision=revision, local_files_only=True)
-        except Exception:
-            if not hub_reachable():
-                raise ModelLoadError(
-                    f"model {name!r} is not in the local Hugging Face cache and the hub cannot "
-                    f"be reached (offline). {_local_help(name)}"
-                ) from None
-            source, kwargs = "hub", {}
-        info["source"] = source
+    src = source or resolve_model_source(name, revision=revision)
+    kw = {"revision": src.revision, "trust_remote_code": trust_remote_code, **src.kwargs}
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            load_from, revision=revision, trust_remote_code=trust_remote_code, **kwargs
-        )
-        model = AutoModelForMaskedLM.from_pretrained(
-            load_from, revision=revision, trust_remote_code=trust_remote_code, **kwargs
-        )
+        tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
+        model = AutoModelForMaskedLM.from_pretrained(src.load_from, **kw)
         # Score in float32 whatever precision the checkpoint was saved in: half precision
         # would create ties in the top-k and coarse log-probs.
         if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
             model = model.float()
     except Exception as e:
-        where = f"model folder {name}" if source == "local" else f"model {name!r}"
-        hint = "" if source == "local" else f" {_local_help(name)}"
+        hint = "" if src.is_local else f" {local_help(name)}"
         raise ModelLoadError(
-            f"{where} could not be loaded ({_first_line(e)}). Its files may be missing or "
-            f"corrupt, or it is not a masked language model.{hint}"
+            f"{src.describe()} could not be loaded ({_first_line(e)}). Its files may be missing "
+            f"or corrupt, or it is not a masked language model.{hint}"
         ) from None
-    if source != "local":
-        try:
-            from transformers.utils import cached_file
-
-            cfg_path = cached_file(name, "config.json", revision=revision, local_files_only=True)
-            m = re.search(r"snapshots[/\\]([0-9a-f]{40})[/\\]", str(cfg_path))
-            info["commit_hash"] = m.group(1) if m else None
-            info["path"] = str(Path(cfg_path).parent)
-        except Exception:
-            info["commit_hash"] = getattr(model.config, "_commit_hash", None)
+    record_commit(src, model.config)
     if tokenizer.mask_token is None:
         raise ModelLoadError(f"model {name!r} has no mask token: it is not a masked language model")
-    return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=info)
-
-
-def pieces_in_context(
-    tokenizer: Any, mask_token: str, sentence: str, word: str, model_name: str
-) -> list[int]:
-    """Token ids of ``word`` written where the mask of ``sentence`` is.
-
-    The word is tokenized in context (the text before the mask, then the word), so tokenizers
-    that mark word starts (``Ġword``, ``▁word``) see it as a separate word, not the start of
-    a text.
-
-    Raises:
-        VocabularyError: the word becomes (or contains) the unknown token.
-    """
-    cut = sentence.find(mask_token)
-    left = sentence[:cut] if cut >= 0 else ""
-    stem = left.rstrip()
-    space = left[len(stem) :]
-    before = tokenizer(stem, add_special_tokens=False)["input_ids"] if stem else []
-    both = tokenizer(stem + space + word, add_special_tokens=False)["input_ids"]
-    if both[: len(before)] == before and len(both) > len(before):
-        pieces = both[len(before) :]
-    else:
-        pieces = tokenizer(word, add_special_tokens=False)["input_ids"]
-    unk = tokenizer.unk_token_id
-    if not pieces or (unk is not None and unk in pieces):
-        shown = tokenizer.convert_ids_to_tokens(pieces)
-        raise VocabularyError(
-            f"target word {word!r} is not in the vocabulary of model {model_name}: it "
-            f"tokenizes to {shown} (the unknown token); choose another word or a model "
-            "whose vocabulary has it"
-        )
-    return [int(p) for p in pieces]
+    check_vocab_size(tokenizer, model, src)
+    return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=src.info)
 
 
 #: Models whose position ids start after the padding index (positions = pad + 1 + i).
@@ -301,6 +160,7 @@ class HFMaskedLM(MaskedLMBackend):
         self.batch_size = batch_size
         self.mask_token = tokenizer.mask_token
         self.mask_id = int(tokenizer.mask_token_id)
+        self.unk_id = tokenizer.unk_token_id  # None when the tokenizer has no unknown token
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.max_length = _max_length(model, tokenizer)
         out = self.model.get_output_embeddings()
@@ -447,6 +307,19 @@ class HFMaskedLM(MaskedLMBackend):
             return lp
         where = {s: i for i, s in enumerate(unique)}
         return lp[[where[s] for s in sentences]]
+
+    def token_ids(self, sentences: Sequence[str]) -> list[list[int]]:
+        """See :meth:`MaskedLMBackend.token_ids`."""
+        return [list(ids) for ids in self.tokenizer(list(sentences))["input_ids"]]
+
+    def unknown_words(self, sentence: str) -> list[str]:
+        """See :meth:`MaskedLMBackend.unknown_words`."""
+        unk = self.tokenizer.unk_token_id
+        if unk is None:
+            return []
+        words = [w for w in sentence.split() if self.mask_token not in w]
+        enc = self.tokenizer(words, add_special_tokens=False)["input_ids"] if words else []
+        return [w for w, ids in zip(words, enc) if unk in ids]
 
     def target_pieces(self, sentence: str, word: str) -> list[int]:
         """See :meth:`MaskedLMBackend.target_pieces` and :func:`pieces_in_context`."""

@@ -199,7 +199,7 @@ class RecordedMaskedLM(MaskedLMBackend):
         """
         tokenizer = self._load_tokenizer()
         if tokenizer is not None:
-            from biasprobe.backends.hf import pieces_in_context
+            from biasprobe.backends.tokens import pieces_in_context
 
             return pieces_in_context(tokenizer, self.mask_token, sentence, word, self.name)
         ids = self._token_ids.get(word, [])
@@ -252,7 +252,8 @@ def write_recorded(
     """Write a recorded-model folder (atomically) from outputs at the mask.
 
     Args:
-        folder: folder to create (must not exist or be empty).
+        folder: folder to create (must not exist or be empty). It gets biasprobe's manifest
+            (kind ``"recording"``).
         model: the original model id.
         sentences: exact texts (with ``mask_token``).
         logprobs: (N, V) values at the mask.
@@ -267,11 +268,10 @@ def write_recorded(
         hf_tokenizer: a ``transformers`` tokenizer to store in ``tokenizer/`` so that target
             words are split as the model splits them (overrides ``tokenizer``).
     """
-    from biasprobe.results import replace_dir, staging_dir
+    from biasprobe import fsio
 
     out = Path(folder)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UsageError(f"{out} already exists; choose a new folder for the recording")
+    fsio.check_output_folder(out, False, kinds=("recording",), what="recording")
     arr = np.asarray(logprobs, dtype=np.float32)
     if arr.shape != (len(sentences), len(vocab)):
         raise ValueError(
@@ -292,7 +292,7 @@ def write_recorded(
     }
     if hf_tokenizer is not None:
         card["tokenizer"] = {"type": "hf", "path": "tokenizer"}
-    with staging_dir(out) as tmp:
+    with fsio.staging_dir(out) as tmp:
         if hf_tokenizer is not None:
             hf_tokenizer.save_pretrained(str(tmp / "tokenizer"))
         (tmp / "model.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
@@ -300,20 +300,27 @@ def write_recorded(
         np.savez_compressed(
             tmp / "outputs.npz", sentences=np.array(list(sentences), dtype=np.str_), values=arr
         )
-        lines = [
-            f"# Recorded outputs of `{model}`",
-            "",
-            f"{len(sentences)} sentences, {len(vocab)}-token vocabulary, values: {values} at the "
-            f"mask ({mask_token}).",
-            "",
-            f"Source: {source}",
-            "",
-            f"Licence: {license}",
-            "",
-        ]
-        if card_text:
-            lines += [card_text.strip(), ""]
-        lines += ["## Sentences", ""] + [f"- `{s}`" for s in sentences]
-        (tmp / "README.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        replace_dir(tmp, out)
+        (tmp / "README.md").write_text(_readme(card, sentences, card_text), encoding="utf-8")
+        files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
+        fsio.write_manifest(tmp, "recording", f"{model} ({len(sentences)} sentences)", files)
+        fsio.replace_dir(tmp, out)
     return out
+
+
+def _readme(card: dict[str, Any], sentences: Sequence[str], card_text: str) -> str:
+    """The model card of a recording (README.md)."""
+    lines = [
+        f"# Recorded outputs of `{card['model']}`",
+        "",
+        f"{len(sentences)} sentences, {card['vocab_size']}-token vocabulary, values: "
+        f"{card['values']} at the mask ({card['mask_token']}).",
+        "",
+        f"Source: {card['source']}",
+        "",
+        f"Licence: {card['license']}",
+        "",
+    ]
+    if card_text:
+        lines += [card_text.strip(), ""]
+    lines += ["## Sentences", ""] + [f"- `{s}`" for s in sentences]
+    return "\n".join(lines) + "\n"

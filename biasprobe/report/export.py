@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
 from biasprobe.report.figures import differences_figure, pair_points, scatter_figure
 from biasprobe.results import RunResult, model_slug
@@ -43,7 +44,9 @@ def export_figures(
     """Write one static figure per pair and model.
 
     Files are named ``<pair-slug>__<model-slug>.<fmt>`` (``…__differences.<fmt>`` for the
-    differences view) in ``out_dir`` (created if needed); existing files are replaced.
+    differences view) in ``out_dir`` (created if needed), which gets biasprobe's manifest (kind
+    ``"figures"``). Figures biasprobe wrote there before are replaced; any other file of the
+    same name is never overwritten (``NotOwnedError``).
 
     Args:
         runs: run results; every model of every run is drawn.
@@ -60,6 +63,7 @@ def export_figures(
         UsageError: unknown format or view, or a bad ``top_n``.
         StaticExportError: kaleido or a Chrome/Chromium browser is missing.
         OutputError: the folder cannot be written.
+        NotOwnedError: a figure would replace a file biasprobe did not write.
     """
     if fmt not in FORMATS:
         raise UsageError(f"figure format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -67,13 +71,7 @@ def export_figures(
         raise UsageError(f"figure view must be one of {', '.join(VIEWS)}, got {view!r}")
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
-    _check_exporter()
     out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create figure folder {out}: {e.strerror or e}") from None
-
     draw = scatter_figure if view == "scatter" else differences_figure
     names = [m for run in runs for m in run.models]
     figs, paths, seen = [], [], set()
@@ -108,9 +106,44 @@ def export_figures(
                 seen.add(name)
                 figs.append(fig)
                 paths.append(out / f"{name}.{fmt}")
+    listed = _check_figure_folder(out, paths)
+    _check_exporter()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create figure folder {out}: {e.strerror or e}") from None
     if figs:
         _write_images(figs, paths, fmt, scale)
+    fsio.write_manifest(out, "figures", "static figures", sorted(listed | {p.name for p in paths}))
     return paths
+
+
+def _check_figure_folder(out: Path, paths: list[Path]) -> set[str]:
+    """Files biasprobe wrote in ``out`` before; refuse to replace any file it did not write.
+
+    Raises:
+        NotOwnedError: a figure would overwrite a file that is not one of biasprobe's figures,
+            or the folder belongs to something else biasprobe wrote (a run folder).
+    """
+    if not out.exists():
+        return set()
+    if not out.is_dir():
+        raise OutputError(f"figure folder {out} exists and is not a folder")
+    manifest = fsio.read_manifest(out)
+    if manifest is not None and manifest.get("kind") != "figures":
+        raise fsio.NotOwnedError(
+            f"refusing to write figures into {out}: it is a biasprobe {manifest.get('kind')} "
+            "folder; choose another folder"
+        )
+    listed = set(manifest["files"]) if manifest else set()
+    clash = sorted(p.name for p in paths if (p.exists() or p.is_symlink()) and p.name not in listed)
+    if clash:
+        shown = ", ".join(clash[:5]) + (f" and {len(clash) - 5} more" if len(clash) > 5 else "")
+        raise fsio.NotOwnedError(
+            f"refusing to overwrite {shown} in {out}: biasprobe did not write them; move them "
+            "away or choose another folder"
+        )
+    return listed
 
 
 def _check_exporter() -> None:

@@ -10,8 +10,8 @@ Conventions (as in PAIR's "What Have Language Models Learned?"):
 * x = log p(token | side A), y = log p(token | side B): the log-softmax over the whole
   vocabulary at the mask, not raw logits.
 * the difference is ``log p(B) − log p(A)``: positive = more likely after side B.
-* ranks are 1-based over the whole vocabulary; ties go to the lower token id (as
-  :func:`biasprobe.scores.topk`).
+* ranks are 1-based over the whole vocabulary; ties go to the lower token id
+  (:func:`biasprobe.scores.full_ranks`, the one tie-breaking rule).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from biasprobe.scores import full_ranks
 
 #: Each side's top-N (N up to this depth) is embedded with exact float32 values and ranks.
 EXACT_DEPTH = 1000
@@ -33,23 +35,6 @@ COLORSCALE = [[0.0, COLOR_A], [0.5, COLOR_MID], [1.0, COLOR_B]]
 #: Largest code of a 16-bit quantized value; the code 65535 stands for a non-finite value.
 _Q_MAX = 65534
 _Q_NONFINITE = 65535
-
-
-def full_ranks(logprobs: np.ndarray) -> np.ndarray:
-    """1-based rank of every token (most probable = 1; ties → lower id first).
-
-    Args:
-        logprobs: (V,) log-probabilities.
-
-    Returns:
-        (V,) int64 ranks.
-    """
-    v = np.asarray(logprobs, dtype=np.float64)
-    v = np.where(np.isnan(v), -np.inf, v)
-    order = np.lexsort((np.arange(v.size), -v))
-    ranks = np.empty(v.size, dtype=np.int64)
-    ranks[order] = np.arange(1, v.size + 1)
-    return ranks
 
 
 @dataclass(frozen=True)
@@ -181,6 +166,64 @@ def _color_max(diff: np.ndarray) -> float:
     return float(max(0.5, d.max())) if d.size else 1.0
 
 
+def _base_figure(
+    pts: PairPoints,
+    tokens: list[str],
+    x: np.ndarray,
+    y: np.ndarray,
+    title: str,
+    groups: tuple[str, str],
+    label_positions: tuple[str, str],
+) -> Any:
+    """Points coloured by the difference, the most skewed tokens labelled, common layout."""
+    import plotly.graph_objects as go
+
+    diff = pts.diff
+    cmax = _color_max(diff)
+    lab = skewed_labels(diff)
+    marker = {
+        "size": 6,
+        "color": diff,
+        "colorscale": COLORSCALE,
+        "cmin": -cmax,
+        "cmax": cmax,
+        "line": {"width": 0.3, "color": "#555"},
+    }
+    if label_positions[0] == "top left":  # the scatter carries the colour bar
+        marker["colorbar"] = {"title": {"text": "log p(B) − log p(A)", "side": "right"}}
+    fig = go.Figure()
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=y,
+            mode="markers",
+            text=_hover(tokens, pts, *groups),
+            hoverinfo="text",
+            marker=marker,
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=x[lab],
+            y=y[lab],
+            mode="text",
+            text=[_plotly_text(tokens[i]) for i in lab],
+            textposition=[label_positions[0] if diff[i] > 0 else label_positions[1] for i in lab],
+            textfont={"size": 11, "color": "#222"},
+            hoverinfo="skip",
+        )
+    )
+    fig.update_layout(
+        title={"text": _plotly_text(title), "font": {"size": 15}, "x": 0.5, "xanchor": "center"},
+        showlegend=False,
+        width=620,
+        height=560,
+        margin={"l": 60, "r": 20, "t": 50, "b": 55},
+        plot_bgcolor="white",
+    )
+    return fig
+
+
 def scatter_figure(
     pts: PairPoints,
     vocab: tuple[str, ...] | list[str],
@@ -201,54 +244,16 @@ def scatter_figure(
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
-    import plotly.graph_objects as go
-
     tokens = [vocab[i] for i in pts.ids]
-    diff = pts.diff
-    cmax = _color_max(diff)
     finite = np.isfinite(pts.la) & np.isfinite(pts.lb)
     vals = np.concatenate([pts.la[finite], pts.lb[finite]]).astype(np.float64)
     span = float(vals.max() - vals.min()) if vals.size else 10.0
     lo = float(np.floor(vals.min())) - max(0.5, 0.08 * span) if vals.size else -10.0
     hi = min(0.0, float(vals.max())) + 0.5 if vals.size else 0.5
-    lab = skewed_labels(diff)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=pts.la,
-            y=pts.lb,
-            mode="markers",
-            text=_hover(tokens, pts, group_a, group_b),
-            hoverinfo="text",
-            marker={
-                "size": 6,
-                "color": diff,
-                "colorscale": COLORSCALE,
-                "cmin": -cmax,
-                "cmax": cmax,
-                "line": {"width": 0.3, "color": "#555"},
-                "colorbar": {"title": {"text": "log p(B) − log p(A)", "side": "right"}},
-            },
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=pts.la[lab],
-            y=pts.lb[lab],
-            mode="text",
-            text=[_plotly_text(tokens[i]) for i in lab],
-            textposition=["top left" if diff[i] > 0 else "bottom right" for i in lab],
-            textfont={"size": 11, "color": "#222"},
-            hoverinfo="skip",
-        )
+    fig = _base_figure(
+        pts, tokens, pts.la, pts.lb, title, (group_a, group_b), ("top left", "bottom right")
     )
     fig.update_layout(
-        title={"text": _plotly_text(title), "font": {"size": 15}, "x": 0.5, "xanchor": "center"},
-        showlegend=False,
-        width=620,
-        height=560,
-        margin={"l": 60, "r": 20, "t": 50, "b": 55},
-        plot_bgcolor="white",
         shapes=[
             {
                 "type": "line",
@@ -288,48 +293,13 @@ def differences_figure(
 
     Args and return as :func:`scatter_figure`.
     """
-    import plotly.graph_objects as go
-
     tokens = [vocab[i] for i in pts.ids]
     diff, mean = pts.diff, pts.mean
     cmax = _color_max(diff)
-    lab = skewed_labels(diff)
-    fig = go.Figure()
-    fig.add_trace(
-        go.Scatter(
-            x=diff,
-            y=mean,
-            mode="markers",
-            text=_hover(tokens, pts, group_a, group_b),
-            hoverinfo="text",
-            marker={
-                "size": 6,
-                "color": diff,
-                "colorscale": COLORSCALE,
-                "cmin": -cmax,
-                "cmax": cmax,
-                "line": {"width": 0.3, "color": "#555"},
-            },
-        )
-    )
-    fig.add_trace(
-        go.Scatter(
-            x=diff[lab],
-            y=mean[lab],
-            mode="text",
-            text=[_plotly_text(tokens[i]) for i in lab],
-            textposition=["middle right" if diff[i] > 0 else "middle left" for i in lab],
-            textfont={"size": 11, "color": "#222"},
-            hoverinfo="skip",
-        )
+    fig = _base_figure(
+        pts, tokens, diff, mean, title, (group_a, group_b), ("middle right", "middle left")
     )
     fig.update_layout(
-        title={"text": _plotly_text(title), "font": {"size": 15}, "x": 0.5, "xanchor": "center"},
-        showlegend=False,
-        width=620,
-        height=560,
-        margin={"l": 60, "r": 20, "t": 50, "b": 55},
-        plot_bgcolor="white",
         xaxis={
             "title": {
                 "text": f"log p(B: {_plotly_text(group_b)}) − log p(A: {_plotly_text(group_a)})"

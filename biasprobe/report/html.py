@@ -25,8 +25,6 @@ import datetime as _dt
 import html
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from biasprobe.errors import OutputError, UsageError
+from biasprobe import fsio
+from biasprobe.errors import UsageError
 from biasprobe.report.figures import (
     COLOR_A,
     COLOR_B,
@@ -102,7 +101,9 @@ def write_report(
 
     Args:
         runs: run results (e.g. from :func:`biasprobe.results.load_run`).
-        out_path: the ``.html`` file to write; replaced atomically if it exists.
+        out_path: the ``.html`` file to write. An existing file is replaced (atomically) only
+            if it is a report biasprobe wrote (its generator marker); anything else, such as a
+            run's ``results.json`` or a user's page, is refused.
         title: page title (default: "biasprobe report: <probe set names>").
         top_n_default: N shown first in the scatter plots (30, 200, 1000 are offered; another
             positive value is added to the choices).
@@ -113,13 +114,15 @@ def write_report(
     Raises:
         UsageError: no runs, no models, or a bad ``top_n_default``.
         OutputError: the file cannot be written.
+        NotOwnedError: the file exists and biasprobe did not write it (exit code 2).
     """
     if not runs:
         raise UsageError("a report needs at least one run")
     if isinstance(top_n_default, bool) or not isinstance(top_n_default, int) or top_n_default < 1:
         raise UsageError(f"top_n_default must be a positive integer, got {top_n_default!r}")
+    out = fsio.check_output_file(out_path, what="report")
     page = render_report(runs, title=title, top_n_default=top_n_default)
-    return _write_atomic(Path(out_path), page)
+    return fsio.atomic_write_text(out, page)
 
 
 def render_report(
@@ -275,8 +278,9 @@ def _score_row(run: RunResult, model: str, pair_id: str) -> dict[str, Any] | Non
 
 
 def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, int], dict]:
-    """(pair index, entry index) → score changes from the base and Spearman ρ per side."""
-    from biasprobe.scores import spearman_topn
+    """(pair index, entry index) → score changes from the base and Spearman ρ per side, over
+    the base model's top 300 tokens and over the whole vocabulary (sets fixed by the base)."""
+    from biasprobe.scores import spearman_fixed
 
     base = entries[0]
     out: dict[tuple[int, int], dict] = {}
@@ -290,12 +294,14 @@ def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, i
                 continue
             o_scores = _score_row(entry.run, entry.model, pair.pair_id) or {}
             deltas = {s: _num(o_scores.get(s)) - _num(b_scores.get(s)) for s in SCORE_LABELS}
-            rho: list[float | None] = [None, None]
+            rho: list[float | None] = [None] * 4
             same_vocab = entry.vocab_index == base.vocab_index
             if same_vocab:
                 o_vecs = entry.run.pair_logprobs(entry.model, pair.pair_id)
                 rho = [
-                    spearman_topn(b, o, SPEARMAN_TOP) for b, o in zip(b_vecs, o_vecs, strict=True)
+                    spearman_fixed(b, o, n)
+                    for n in (SPEARMAN_TOP, None)
+                    for b, o in zip(b_vecs, o_vecs, strict=True)
                 ]
             out[(pair.index, entry.index)] = {
                 "delta": deltas,
@@ -303,6 +309,22 @@ def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, i
                 "same_vocab": same_vocab,
             }
     return out
+
+
+#: Column headings of the per-pair comparison tables (after "pair"/"model").
+CMP_HEADS = [
+    *(f"Δ {v}" for v in SCORE_LABELS.values()),
+    f"ρ A (base top {SPEARMAN_TOP})",
+    f"ρ B (base top {SPEARMAN_TOP})",
+    "ρ A (all tokens)",
+    "ρ B (all tokens)",
+]
+
+
+def _cmp_cells(c: dict[str, Any]) -> str:
+    return "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS) + "".join(
+        _td(r) for r in c["rho"]
+    )
 
 
 def _num(x: Any) -> float:
@@ -434,7 +456,13 @@ tokens outside either side's top {depth} are drawn from values stored with 16-bi
 <li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
 compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
 minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
-pairs (template level) and over templates then pairs (set level).</li>
+pairs (template level) and over templates then pairs (set level); n = pairs.</li>
+<li><b>Which direction is less biased.</b> Jaccard distance, RBO distance, JS divergence:
+<b>lower = less skew</b> (0 = both sides get the same completions); a negative Δ vs the base =
+less skew than the base. Target gap (and per word): <b>closer to zero = less skew</b>; its sign
+says which group the targets favour (&gt; 0 minoritized, &lt; 0 normative), so compare |gap|,
+not Δ. Spearman ρ between two models is not a bias score: 1 = the same token ranking,
+0 = unrelated.</li>
 </ul>
 </section>"""
 
@@ -461,46 +489,57 @@ def _summary_html(
     base = entries[0]
     ci = _ci_level(base.run)
 
+    deltas = _paired_deltas(entries)
+
     def summary_rows(level: str) -> list[str]:
         rows = []
-        b_sum = base.run.summary
-        b_sum = b_sum[(b_sum["model"] == base.model) & (b_sum["level"] == level)]
-        b_mean = {(str(r.key), str(r.score)): r.mean for r in b_sum.itertuples()}
-        base_pairs = {p.index for p in pairs if base.index in p.cells}
         for entry in entries:
-            # a set mean is comparable only over the same pairs
-            same_pairs = {p.index for p in pairs if entry.index in p.cells} == base_pairs
             s = entry.run.summary
             s = s[(s["model"] == entry.model) & (s["level"] == level)]
             for r in s.itertuples():
-                delta = (
-                    _num(r.mean) - _num(b_mean.get((str(r.key), str(r.score))))
-                    if entry.index != base.index and same_pairs
-                    else math.nan
-                )
+                d = deltas.get((entry.index, level, str(r.key), str(r.score)), {})
                 rows.append(
                     "<tr>"
                     + _tdt(entry.label)
                     + _tdt(r.key)
                     + _tdt(SCORE_LABELS.get(str(r.score), str(r.score)))
                     + _td(r.mean)
-                    + f'<td class="num" data-v="{_num(r.ci_low)!r}">'
-                    f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]</td>"
+                    + _ci_td(r.ci_low, r.ci_high)
                     + _td(r.n, 0)
-                    + _td(delta, signed=True)
+                    + _td(d.get("delta"), signed=True)
+                    + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True)
+                    + _td(d.get("n"), 0)
                     + "</tr>"
                 )
         return rows
 
-    heads = ["model", "key", "score", "mean", ci, "n", "Δ mean vs base"]
-    # Δ is shown only for models run on exactly the base model's pairs.
-    set_table = _sortable(heads, summary_rows("set"), "summary-set")
+    heads = ["mean", ci, "n", "Δ vs base", f"Δ {ci} (paired)", "n paired"]
+    set_table = _sortable(["model", "key", "score", *heads], summary_rows("set"), "summary-set")
     tmpl_table = _sortable(
-        ["model", "template", "score", "mean", ci, "n", "Δ mean vs base"],
-        summary_rows("template"),
-        "summary-template",
+        ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
     )
 
+    out = [
+        '<section id="summary"><h2>Skew scores</h2>',
+        f"<h3>Probe set ({_e(ci)})</h3>",
+        "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
+        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
+        "them, resampled together for both models. Distances: a negative Δ = less skew than "
+        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
+        set_table,
+        _gap_html(entries, deltas, ci),
+        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
+        "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
+        "open its figures.</p>",
+        _pair_scores_table(entries, pairs),
+        "</section>",
+    ]
+    if len(entries) > 1:
+        out.append(_comparison_html(entries, pairs, comparisons))
+    return "\n".join(out)
+
+
+def _pair_scores_table(entries: list[_Entry], pairs: list[_Pair]) -> str:
     pair_rows = []
     for pair in pairs:
         for entry in entries:
@@ -520,63 +559,144 @@ def _summary_html(
                 + "".join(_td(sc.get(s)) for s in SCORE_LABELS)
                 + "</tr>"
             )
-    pair_table = _sortable(
+    return _sortable(
         ["pair", "model", "A", "B", "top-1 A", "top-1 B", *SCORE_LABELS.values()],
         pair_rows,
         "pair-scores",
     )
-    out = [
-        '<section id="summary"><h2>Skew scores</h2>',
-        f"<h3>Probe set ({_e(ci)})</h3>",
-        set_table,
-        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
-        "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
-        "open its figures.</p>",
-        pair_table,
-        "</section>",
-    ]
-    if len(entries) > 1:
-        cmp_rows = []
-        for pair in pairs:
-            for entry in entries[1:]:
-                c = comparisons.get((pair.index, entry.index))
-                if c is None:
-                    continue
-                cmp_rows.append(
-                    "<tr>"
-                    + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
-                    + _tdt(entry.label)
-                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
-                    + _td(c["rho"][0])
-                    + _td(c["rho"][1])
-                    + "</tr>"
-                )
-        table = (
-            _sortable(
-                [
-                    "pair",
-                    "model",
-                    *(f"Δ {v}" for v in SCORE_LABELS.values()),
-                    f"ρ A (top {SPEARMAN_TOP})",
-                    f"ρ B (top {SPEARMAN_TOP})",
-                ],
-                cmp_rows,
-                "comparison",
+
+
+def _comparison_html(
+    entries: list[_Entry], pairs: list[_Pair], comparisons: dict[tuple[int, int], dict]
+) -> str:
+    base = entries[0]
+    cmp_rows = []
+    for pair in pairs:
+        for entry in entries[1:]:
+            c = comparisons.get((pair.index, entry.index))
+            if c is None:
+                continue
+            cmp_rows.append(
+                "<tr>"
+                + f'<td><a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a></td>'
+                + _tdt(entry.label)
+                + _cmp_cells(c)
+                + "</tr>"
             )
-            if cmp_rows
-            else "<p class='muted'>No pair was run on both the base model and another model.</p>"
+    table = (
+        _sortable(
+            ["pair", "model", *CMP_HEADS],
+            cmp_rows,
+            "comparison",
         )
-        out += [
+        if cmp_rows
+        else "<p class='muted'>No pair was run on both the base model and another model.</p>"
+    )
+    return "\n".join(
+        [
             '<section id="comparison"><h2>Model comparison</h2>',
-            f"<p>Change of each skew score from the base model <b>{_e(base.label)}</b> "
-            "(other − base), and the Spearman rank correlation ρ of the two models' "
-            f"log-probs over the union of their top {SPEARMAN_TOP} tokens for side A and "
-            "side B (as PAIR's notebook; — when the vocabularies differ). In the probe-set "
-            "table above, Δ mean is shown only for models run on the same pairs as the base.</p>",
+            f"<p>Per pair: change of each skew score from the base model <b>{_e(base.label)}</b> "
+            "(other − base; for the distances a negative Δ means less skew than the base), and "
+            "the Spearman rank correlation ρ of the two models' log-probs for side A and side "
+            f"B over a token set fixed by the base model alone: <b>the base model's top "
+            f"{SPEARMAN_TOP} tokens</b>, and separately <b>the whole vocabulary</b> (— when the "
+            "vocabularies differ). ρ is not a bias score: 1 = the same ranking, 0 = unrelated. "
+            "(Ranking over the union of both models' top tokens, as PAIR's notebook does, "
+            "builds in a negative correlation: two independent random models would show "
+            "ρ ≈ −0.7.)</p>",
             table,
             "</section>",
         ]
-    return "\n".join(out)
+    )
+
+
+def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
+    if _isna(low) or _isna(high):
+        return '<td class="num" data-v="">—</td>'
+    return (
+        f'<td class="num" data-v="{_num(low)!r}">'
+        f"[{_fmt(low, signed=signed)}, {_fmt(high, signed=signed)}]</td>"
+    )
+
+
+def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dict[str, float]]:
+    """(entry index, level, key, score) → :func:`biasprobe.scores.paired_delta` of the entry
+    against the base model, over the pairs both ran (same probe file only)."""
+    from biasprobe.scores import SUMMARY_SCORES, compare_to_base
+
+    base = entries[0]
+    settings = base.run.meta.get("settings") or {}
+    kw = {
+        "n_resamples": int(settings.get("bootstrap_resamples", 2000)),
+        "confidence": float(settings.get("confidence", 0.95)),
+        "seed": int(settings.get("seed", 0)),
+    }
+    base_set = base.run.meta.get("probe_set") or {}
+    out: dict[tuple[int, str, str, str], dict[str, float]] = {}
+    for entry in entries[1:]:
+        other_set = entry.run.meta.get("probe_set") or {}
+        if other_set.get("sha256") != base_set.get("sha256"):
+            continue  # other sentences under the same pair ids: no paired comparison
+        table = compare_to_base(
+            base.run.scores,
+            entry.run.scores,
+            base_model=base.model,
+            other_model=entry.model,
+            score_names=SUMMARY_SCORES,
+            set_name=str(other_set.get("name", "set")),
+            **kw,
+        )
+        for r in table.to_dict("records"):
+            out[(entry.index, r["level"], str(r["key"]), r["score"])] = r
+    return out
+
+
+def _gap_words(d: dict[str, float]) -> str:
+    if _isna(d.get("abs_delta")):
+        return "—"
+    flipped = d.get("sign_flipped") == 1.0
+    if d["abs_delta"] < 0:
+        words = "closer to zero: less skew"
+    elif d["abs_delta"] > 0:
+        words = "further from zero: more skew"
+    else:
+        words = "unchanged"
+    if flipped:
+        favoured = "minoritized" if d["other"] > 0 else "normative"
+        words += f"; the sign flipped (now favours the {favoured} group)"
+    return words
+
+
+def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
+    """Signed target gaps against the base: |gap| before and after, and whether it flipped."""
+    rows = []
+    for (index, level, _key, score), d in deltas.items():
+        if score != "target_gap_mean" or level != "set":
+            continue
+        rows.append(
+            "<tr>"
+            + _tdt(entries[index].label)
+            + _td(d["base"], signed=True)
+            + _td(d["other"], signed=True)
+            + _td(abs(d["base"]))
+            + _td(abs(d["other"]))
+            + _td(d["abs_delta"], signed=True)
+            + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True)
+            + _td(d["n"], 0)
+            + _tdt(_gap_words(d))
+            + "</tr>"
+        )
+    if not rows:
+        return ""
+    heads = ["model", "gap base", "gap model", "|gap| base", "|gap| model", "Δ|gap|", ci, "n"]
+    return (
+        "<h4>Signed target gap per word against the base (closer to zero = less skew)</h4>"
+        "<p class='muted'>The gap is signed (&gt; 0: the targets are more likely for the "
+        "minoritized group), so its Δ alone can mean it shrank, grew or flipped sign. "
+        "Δ|gap| = |gap model| − |gap base| over the same pairs, with a paired bootstrap "
+        "interval: negative = closer to zero = less skew.</p>"
+        + _sortable([*heads, "reads as"], rows, "gap-comparison")
+    )
 
 
 def _url_id(pair: _Pair) -> str:
@@ -626,80 +746,83 @@ def _pairs_html(
         for o in options
     )
     select = "".join(f'<option value="{p.index}">{_e(p.label)}</option>' for p in pairs)
-    sections = []
-    for pair in pairs:
-        present = [e for e in entries if e.index in pair.cells]
-        sent_rows = "".join(
-            "<tr>"
-            + _tdt(it["side"])
-            + _tdt(it["group"])
-            + _tdt(it["role"])
-            + _tdt(it["template_sentence"], "sent")
-            + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
-            + "</tr>"
-            for it in pair.items
+    sections = [_pair_section(entries, pair, comparisons) for pair in pairs]
+    return f"""<section id="pairs">
+<h2>Pairs</h2>
+<div class="controls" role="toolbar">
+<label>Pair <select id="pair-select">{select}</select></label>
+<button type="button" id="prev-pair" aria-label="previous pair">◀</button>
+<button type="button" id="next-pair" aria-label="next pair">▶</button>
+<span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
+<span id="status" class="muted" aria-live="polite"></span>
+</div>
+{"".join(sections)}
+</section>"""
+
+
+def _pair_comparison(
+    entries: list[_Entry], present: list[_Entry], pair: _Pair, comparisons: dict
+) -> str:
+    rows = []
+    for e in present:
+        c = comparisons.get((pair.index, e.index))
+        if c is not None:
+            rows.append("<tr>" + _tdt(e.label) + _cmp_cells(c) + "</tr>")
+    if rows:
+        return f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>" + _sortable(
+            ["model", *CMP_HEADS], rows, "pair-comparison"
         )
-        saw = "".join(
-            f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
-            f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
-            for e in present
+    if 0 not in pair.cells:
+        return "<p class='muted'>The base model has no result for this pair.</p>"
+    return ""
+
+
+def _pair_section(
+    entries: list[_Entry], pair: _Pair, comparisons: dict[tuple[int, int], dict]
+) -> str:
+    present = [e for e in entries if e.index in pair.cells]
+    sent_rows = "".join(
+        "<tr>"
+        + _tdt(it["side"])
+        + _tdt(it["group"])
+        + _tdt(it["role"])
+        + _tdt(it["template_sentence"], "sent")
+        + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
+        + "</tr>"
+        for it in pair.items
+    )
+    saw = "".join(
+        f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
+        f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
+        for e in present
+    )
+    cols = max(1, len(present))
+    scatter = "".join(
+        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+        f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for e in present
+    )
+    diffs = "".join(
+        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
+        f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for e in present
+    )
+    cmp_html = ""
+    if len(entries) > 1:
+        cmp_html = _pair_comparison(entries, present, pair, comparisons)
+    score_rows = "".join(
+        "<tr>"
+        + _tdt(e.label)
+        + "".join(
+            _td((_score_row(e.run, e.model, pair.pair_id) or {}).get(s)) for s in SCORE_LABELS
         )
-        cols = max(1, len(present))
-        scatter = "".join(
-            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-            f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-            for e in present
-        )
-        diffs = "".join(
-            f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-            f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-            for e in present
-        )
-        cmp_html = ""
-        if len(entries) > 1:
-            rows = []
-            for e in present:
-                c = comparisons.get((pair.index, e.index))
-                if c is None:
-                    continue
-                rows.append(
-                    "<tr>"
-                    + _tdt(e.label)
-                    + "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS)
-                    + _td(c["rho"][0])
-                    + _td(c["rho"][1])
-                    + "</tr>"
-                )
-            if rows:
-                cmp_html = (
-                    f"<h4>Compared with the base model ({_e(entries[0].label)})</h4>"
-                    + _sortable(
-                        [
-                            "model",
-                            *(f"Δ {v}" for v in SCORE_LABELS.values()),
-                            f"ρ A (top {SPEARMAN_TOP})",
-                            f"ρ B (top {SPEARMAN_TOP})",
-                        ],
-                        rows,
-                        "pair-comparison",
-                    )
-                )
-            elif 0 not in pair.cells:
-                cmp_html = "<p class='muted'>The base model has no result for this pair.</p>"
-        score_rows = "".join(
-            "<tr>"
-            + _tdt(e.label)
-            + "".join(
-                _td((_score_row(e.run, e.model, pair.pair_id) or {}).get(s)) for s in SCORE_LABELS
-            )
-            + "</tr>"
-            for e in present
-        )
-        scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
-        topk = "".join(_topk_table(e, pair) for e in present)
-        src = pair.items[0].get("source", "")
-        sections.append(
-            f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
+        + "</tr>"
+        for e in present
+    )
+    scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
+    topk = "".join(_topk_table(e, pair) for e in present)
+    src = pair.items[0].get("source", "")
+    return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
 <h3>{_e(pair.label)} <small>template {_e(str(pair.items[0]["template_id"]))} ·
 {_e("" if _isna(src) else str(src))}</small></h3>
 <table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
@@ -713,18 +836,6 @@ def _pairs_html(
 {cmp_html}
 <h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only.</p>
 <div class="figs topks" style="--cols:{cols}">{topk}</div>
-</section>"""
-        )
-    return f"""<section id="pairs">
-<h2>Pairs</h2>
-<div class="controls" role="toolbar">
-<label>Pair <select id="pair-select">{select}</select></label>
-<button type="button" id="prev-pair" aria-label="previous pair">◀</button>
-<button type="button" id="next-pair" aria-label="next pair">▶</button>
-<span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
-<span id="status" class="muted" aria-live="polite"></span>
-</div>
-{"".join(sections)}
 </section>"""
 
 
@@ -778,23 +889,3 @@ def _page(title: str, body: str, payload: dict[str, Any]) -> str:
 </body>
 </html>
 """
-
-
-def _write_atomic(out: Path, text: str) -> Path:
-    """Write ``text`` to a temporary sibling file, then rename it onto ``out``."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    except OSError as e:
-        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, out)
-    except OSError as e:
-        raise OutputError(f"cannot write report {out}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out

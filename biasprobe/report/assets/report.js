@@ -234,6 +234,16 @@
     return idx.map(function (k) { return arr[k]; });
   }
 
+  // The most skewed tokens, labelled: placed by the sign of their difference.
+  function labelTrace(x, y, lab, vocab, pts, posB, posA) {
+    return {
+      type: 'scatter', mode: 'text', x: pick(x, lab), y: pick(y, lab),
+      text: lab.map(function (k) { return esc(vocab[pts.ids[k]]); }),
+      textposition: lab.map(function (k) { return pts.diff[k] > 0 ? posB : posA; }),
+      textfont: { size: 11, color: '#222' }, hoverinfo: 'skip', name: 'labels',
+    };
+  }
+
   function markerTrace(type, x, y, pts, text, cmax, n, colorbar) {
     var big = pts.x.length > 3000;
     var marker = {
@@ -282,12 +292,7 @@
     var vocab = DATA.vocabs[DATA.entries[e].vocab];
     var data = [
       markerTrace(useGL ? 'scattergl' : 'scatter', pts.x, pts.y, pts, text, cmax, n, true),
-      {
-        type: 'scatter', mode: 'text', x: pick(pts.x, lab), y: pick(pts.y, lab),
-        text: lab.map(function (k) { return esc(vocab[pts.ids[k]]); }),
-        textposition: lab.map(function (k) { return pts.diff[k] > 0 ? 'top left' : 'bottom right'; }),
-        textfont: { size: 11, color: '#222' }, hoverinfo: 'skip', name: 'labels',
-      },
+      labelTrace(pts.x, pts.y, lab, vocab, pts, 'top left', 'bottom right'),
     ];
     var layout = baseLayout();
     layout.xaxis = {
@@ -328,12 +333,7 @@
     }
     var data = [
       markerTrace(useGL ? 'scattergl' : 'scatter', pts.diff, pts.mean, pts, text, cmax, n, false),
-      {
-        type: 'scatter', mode: 'text', x: pick(pts.diff, lab), y: pick(pts.mean, lab),
-        text: lab.map(function (k) { return esc(vocab[pts.ids[k]]); }),
-        textposition: lab.map(function (k) { return pts.diff[k] > 0 ? 'middle right' : 'middle left'; }),
-        textfont: { size: 11, color: '#222' }, hoverinfo: 'skip', name: 'labels',
-      },
+      labelTrace(pts.diff, pts.mean, lab, vocab, pts, 'middle right', 'middle left'),
     ];
     var layout = baseLayout();
     layout.xaxis = {

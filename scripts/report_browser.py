@@ -1,7 +1,8 @@
 """A minimal headless-Chromium driver (DevTools protocol over a pipe), standard library only.
 
 Used to check that a report opens and renders in a real browser (``scripts/check_report.py``,
-the browser tests and ``benchmarks/bench_report.py``). Chromium is started with
+the browser tests and ``benchmarks/bench_report.py``). A development tool: it lives in
+``scripts/``, outside the package, so it is not installed with biasprobe. Chromium is started with
 ``--remote-debugging-pipe``: it reads commands on file descriptor 3 and writes replies and
 events on descriptor 4, as NUL-terminated JSON messages.
 """

@@ -1,0 +1,124 @@
+"""The one way every biasprobe command reports failure: ``error: …`` and an exit code.
+
+:func:`user_errors` wraps a command (``biasprobe run`` and friends, and the ``sentiment``
+commands): a :class:`~biasprobe.errors.BiasprobeError` becomes one ``error: <message>`` line on
+stderr and its ``exit_code`` (2 bad input, 1 otherwise); Ctrl-C exits 130 and SIGTERM 143,
+after the stack has unwound (staging folders removed) with further signals ignored; any other
+exception is an "internal error" (exit 1; ``BIASPROBE_DEBUG=1`` re-raises it). :func:`safe_text`
+neutralises terminal control characters in anything printed. Imports only the standard library
+and typer, so that any CLI module can use it without import cycles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import re
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import typer
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+__all__ = ["Terminated", "markup", "safe_text", "user_errors"]
+
+
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_CONTROLS_ALL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def safe_text(text: object, *, keep_newlines: bool = False) -> str:
+    """``text`` with every C0/C1 control character shown as ``\\xNN``.
+
+    Probe files and model vocabularies are untrusted: an escape sequence (``\\x1b]2;…\\x07``)
+    printed raw would retitle or reprogram the user's terminal. ``rich.markup.escape`` does not
+    cover that; every string biasprobe prints goes through here.
+    """
+    pattern = _CONTROLS if keep_newlines else _CONTROLS_ALL
+    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def markup(text: object) -> str:
+    """``text`` made safe for a rich table cell: control characters and rich markup escaped."""
+    from rich.markup import escape
+
+    return escape(safe_text(text))
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(f"error: {safe_text(message, keep_newlines=True)}", err=True)
+    raise typer.Exit(code)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C (clean up, exit 143)."""
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    # Ignore further signals while the stack unwinds and staging folders are removed, so that a
+    # second Ctrl-C (or SIGTERM) cannot interrupt the cleanup or print a traceback.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+@contextlib.contextmanager
+def _signals() -> Iterator[None]:
+    try:
+        old = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        # After a signal the process is ending: keep ignoring further ones until it exits.
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def user_errors(fn: F) -> F:
+    """Turn every failure of a command into one ``error: …`` line and an exit code.
+
+    The one mechanism for every biasprobe command (the sentiment commands use it too):
+    :class:`BiasprobeError` → its ``exit_code`` (2 bad input, 1 otherwise); Ctrl-C → 130 and
+    SIGTERM → 143, after the staging folders are removed (further signals are ignored during
+    that cleanup); any other exception → "internal error", exit 1 (``BIASPROBE_DEBUG=1`` shows
+    the traceback). Printed text is stripped of terminal control characters.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from biasprobe.errors import BiasprobeError
+
+        with _signals():
+            try:
+                return fn(*args, **kwargs)
+            except BiasprobeError as e:
+                _fail(e.message, e.exit_code)
+            except KeyboardInterrupt as e:
+                what, code = (
+                    ("terminated (SIGTERM)", 143)
+                    if isinstance(e, Terminated)
+                    else (
+                        "interrupted",
+                        130,
+                    )
+                )
+                _fail(f"{what}; nothing was left half-written", code)
+            except typer.Exit:
+                raise
+            except Exception as e:  # a bug: say so in one line; BIASPROBE_DEBUG=1 shows it all
+                if os.environ.get("BIASPROBE_DEBUG"):
+                    raise
+                _fail(
+                    f"internal error ({type(e).__name__}: {e}); please report it. Set "
+                    "BIASPROBE_DEBUG=1 to see the traceback",
+                    1,
+                )
+
+    return wrapper  # type: ignore[return-value]
