@@ -12,7 +12,12 @@ import pytest
 from scipy import stats
 
 from biasprobe.downstream.models import Classifier, load_classifier, positive_index
-from biasprobe.downstream.run import load_downstream_run, print_downstream, run_downstream
+from biasprobe.downstream.run import (
+    is_downstream_run,
+    load_downstream_run,
+    print_downstream,
+    run_downstream,
+)
 from biasprobe.errors import ModelLoadError, OutputError, UsageError
 from biasprobe.fsio import NotOwnedError
 from biasprobe.probes import ProbeItem
@@ -224,6 +229,7 @@ def test_run_folder_roundtrip_and_safety(tmp_path, tiny_sentiment_run):
     out = res.save(tmp_path / "run")
     assert (out / ".biasprobe-manifest.json").is_file()
     back = load_downstream_run(out)
+    assert is_downstream_run(out) and not is_downstream_run(tmp_path)
     assert back.models == ["base", "twin"]
     for name in ("downstream", "scores", "summary", "comparison", "items"):
         a, b = getattr(res, name), getattr(back, name)
@@ -247,3 +253,30 @@ def test_run_folder_roundtrip_and_safety(tmp_path, tiny_sentiment_run):
     text = console.export_text()
     assert "mean Δ P(pos)" in text and "Change from the base model" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_run_command_checks_output_first_and_writes(tmp_path):
+    from rich.console import Console
+
+    from biasprobe.downstream.run import run_command
+    from biasprobe.errors import RunFolderError
+
+    class Exploding(WordClassifier):
+        def _probs(self, texts):
+            raise AssertionError("must not score when the output folder is refused")
+
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "x.txt").write_text("x")
+    with pytest.raises(OutputError):
+        run_command(_items(), [Exploding("e")], taken, quiet=True)
+    console = Console(width=80, record=True)
+    out = run_command(
+        _items(), [WordClassifier("m", 0.15)], tmp_path / "r", html=True, console=console
+    )
+    assert (out / "report.html").is_file() and (out / "scores.csv").is_file()
+    assert "mean Δ P(pos)" in console.export_text()
+    with pytest.raises(RunFolderError, match="not a downstream run"):
+        (tmp_path / "fm").mkdir()
+        (tmp_path / "fm" / "results.json").write_text('{"run_id": "x"}')
+        load_downstream_run(tmp_path / "fm")

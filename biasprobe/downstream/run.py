@@ -43,6 +43,7 @@ from biasprobe.probes import MASK, ProbeItem, ProbeSet
 __all__ = [
     "DownstreamResult",
     "RUN_KIND",
+    "is_downstream_run",
     "load_downstream_run",
     "print_downstream",
     "run_command",
@@ -142,6 +143,18 @@ def _read_table(path: Path) -> pd.DataFrame:
         na_values={c: [""] for c in columns if c not in _TEXT_COLUMNS},
         dtype={c: str for c in columns if c in _TEXT_COLUMNS},
     )
+
+
+def is_downstream_run(path: str | Path) -> bool:
+    """Whether ``path`` is a downstream run folder (``results.json`` with kind downstream).
+
+    For ``biasprobe report``: tells a downstream run from a fill-mask run without loading it.
+    """
+    try:
+        meta = json.loads((Path(path) / RESULTS_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("kind") == "downstream"
 
 
 def load_downstream_run(run_dir: str | Path) -> DownstreamResult:
