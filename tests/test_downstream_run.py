@@ -252,6 +252,7 @@ def test_run_folder_roundtrip_and_safety(tmp_path, tiny_sentiment_run):
     print_downstream(res, console)
     text = console.export_text()
     assert "mean Δ P(pos)" in text and "Change from the base model" in text
+    assert "mean P(pos) (men)" in text and "mean P(pos) (women)" in text
     assert max(len(line) for line in text.splitlines()) <= 80
 
 

@@ -421,11 +421,12 @@ def run_downstream(
 # --------------------------------------------------------------------------- terminal
 
 
-def _ci(row: Any, digits: int = 3) -> str:
+def _ci(row: Any, digits: int = 3, signed: bool = True) -> str:
     lo, hi = row["ci_low"], row["ci_high"]
     if lo != lo or hi != hi:
         return "—"
-    return f"{lo:+.{digits}f} … {hi:+.{digits}f}"
+    f = f"+.{digits}f" if signed else f".{digits}f"
+    return f"{lo:{f}} … {hi:{f}}"
 
 
 def _p(x: Any) -> str:
@@ -460,9 +461,11 @@ def print_downstream(result: DownstreamResult, console: Any = None) -> None:
         for _, r in sub.iterrows():
             label = SCORE_LABELS.get(r["score"], r["score"])
             if r["score"] == "mean_p_positive":
-                label = f"{label} [{escape(str(r['group']))}]"
-            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if r["score"] == "delta" else ""
-            table.add_row(label, f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
+                label = f"{label} ({r['group']})"
+            signed = r["score"] == "delta"
+            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
+            mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
+            table.add_row(escape(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
         console.print(table)
     c = result.comparison
     if c is not None and not c.empty:

@@ -25,11 +25,12 @@ import pandas as pd
 
 from biasprobe.downstream.scores import LESS_BIASED, SCORE_LABELS
 from biasprobe.errors import UsageError
-from biasprobe.report.figures import COLOR_A, COLOR_B, _plotly_text
+from biasprobe.report.figures import _plotly_text
 from biasprobe.report.html import _asset, _e, _fmt, _kv_html, _td, _tdt, _version
 
 __all__ = ["render_downstream_report", "write_downstream_report"]
 
+_FLIP_COLOR = "#111111"
 _PALETTE = ("#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214", "#35978f", "#8c510a")
 _FILL_MASK_SCORES = {
     "jaccard_distance": "Jaccard dist.",
@@ -44,6 +45,12 @@ def _p(x: Any) -> str:
     if math.isnan(v):
         return "—"
     return "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def _p_eq(x: Any) -> str:
+    """``p = 0.234`` or ``p < 0.001``."""
+    text = _p(x)
+    return f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def _num(x: Any) -> float:
@@ -127,8 +134,8 @@ def _finding_html(runs: Sequence[Any]) -> str:
             items.append(
                 f"<li><b>{_e(model)}</b> on <b>{_e(str(set_name))}</b>: mean Δ P(pos) for "
                 f"{_e(mino)} vs {_e(norm)} = <b>{_fmt(d['mean'], 3, True)}</b> (95% CI "
-                f"{_ci(d['ci_low'], d['ci_high'])}, n = {int(d['n'])} pairs, Wilcoxon p = "
-                f"{_p(d['p_wilcoxon'])}, sign-test p = {_p(d['p_sign'])}); {verdict}{flip}</li>"
+                f"{_ci(d['ci_low'], d['ci_high'])}, n = {int(d['n'])} pairs, Wilcoxon "
+                f"{_p_eq(d['p_wilcoxon'])}, sign test {_p_eq(d['p_sign'])}); {verdict}{flip}</li>"
             )
     return f"""<section id="finding">
 <h2>Finding</h2>
@@ -170,8 +177,8 @@ def _accuracy_html(runs: Sequence[Any]) -> str:
             )
     return f"""<section id="accuracy">
 <h2>Classifier accuracy</h2>
-<p class="muted">Held-out accuracy recorded in each sentiment run folder (summary.json), with a
-Wilson 95% CI. A gap measured on a classifier that barely beats the majority class means
+<p class="muted">Held-out accuracy where the classifier records it (a sentiment run folder's
+summary.json), with a Wilson 95% CI. A gap measured on a classifier that barely beats the majority class means
 little.</p>
 <table><thead><tr><th>classifier</th><th>kind</th><th>accuracy</th><th>95% CI</th><th>n</th>
 <th>majority class</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
@@ -294,7 +301,7 @@ def _scatter_html(run: Any, model: str, color: str) -> str:
     fig = go.Figure()
     for mask, name, col, symbol in (
         (~flip, "same label", color, "circle"),
-        (flip, "label flipped", COLOR_A, "x"),
+        (flip, "label flipped", _FLIP_COLOR, "x"),
     ):
         part = sc[mask]
         hover = [
@@ -349,8 +356,8 @@ def _run_figures_html(run: Any) -> str:
 <h3>Every pair: P(pos) on the two sides</h3>
 <p class="muted">One point per pair: x = P(pos) of the {_e(norm)} sentence, y = P(pos) of the
 {_e(mino)} sentence. Points above the dashed diagonal are rated more positive on the
-minoritized side; <span style="color:{COLOR_A}">×</span> marks pairs whose predicted label
-flips (<span style="color:{COLOR_B}">●</span> same label). Hover a point for its sentences.</p>
+minoritized side; a black × marks a pair whose predicted label flips (● same label). Hover a
+point for its sentences.</p>
 <div class="scatters">{scatters}</div>
 </section>"""
 
