@@ -164,3 +164,30 @@ def test_compare_models_paired_change():
         stats.wasserstein_distance(p_a, twin_b) - stats.wasserstein_distance(p_a, base_b)
     )
     assert compare_models(s0, set_name="s").empty
+
+
+def test_template_ci_is_a_plain_percentile_bootstrap():
+    rng = np.random.default_rng(5)
+    n = 25
+    p_a = rng.uniform(0.2, 0.8, size=n)
+    p_b = np.clip(p_a + rng.normal(0.03, 0.05, size=n), 0, 1)
+    sc, ds = _frames(p_a, p_b, [0] * n, ["t"] * n)
+    summ = summarize_downstream(sc, ds, set_name="s", n_resamples=1000, seed=11)
+    row = summ[(summ.level == "template") & (summ.score == "delta")].iloc[0]
+    delta = p_a - p_b
+    draws = np.random.default_rng(11).integers(0, n, size=(1000, n))
+    lo, hi = np.quantile(delta[draws].mean(axis=1), [0.025, 0.975])
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((lo, hi))
+
+
+def test_importing_downstream_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, biasprobe.downstream.run, biasprobe.downstream.scores, "
+        "biasprobe.report.downstream; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
