@@ -188,6 +188,24 @@ def test_hf_classifier_ambiguous_labels(tiny_hf_classifier, tmp_path):
         load_classifier(str(tmp_path / "nope"))
 
 
+def test_masked_lm_or_headless_checkpoint_is_refused(tiny_bert, tiny_hf_classifier, tmp_path):
+    with pytest.raises(ModelLoadError, match="not a sequence classifier"):
+        load_classifier(str(tiny_bert))
+    # same architecture name but no head weights: a random head must not be scored
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "headless"
+    shutil.copytree(tiny_hf_classifier, folder)
+    weights = load_file(folder / "model.safetensors")
+    save_file(
+        {k: v for k, v in weights.items() if not k.startswith("classifier.")},
+        folder / "model.safetensors",
+        metadata={"format": "pt"},
+    )
+    with pytest.raises(ModelLoadError, match="classification head would be random"):
+        load_classifier(str(folder))
+
+
 @pytest.fixture(scope="module")
 def tiny_sentiment_run(tmp_path_factory) -> Path:
     import torch

@@ -284,19 +284,44 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
         raise ModelLoadError(
             f"{src.describe()}: cannot read its config ({_first_line(e)})"
         ) from None
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelLoadError(
+            f"{src.describe()} is not a sequence classifier (architectures: {', '.join(archs)}); "
+            "a classifier checkpoint has a ...ForSequenceClassification head (a masked language "
+            "model belongs to a fill-mask probe set)"
+        )
     id2label = getattr(config, "id2label", None) or {}
     pos = positive_index(id2label, positive_label)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
         )
-        model = AutoModelForSequenceClassification.from_pretrained(
-            src.load_from, revision=revision, trust_remote_code=trust_remote_code, **kw
+        model, loading = AutoModelForSequenceClassification.from_pretrained(
+            src.load_from,
+            revision=revision,
+            trust_remote_code=trust_remote_code,
+            output_loading_info=True,
+            **kw,
         )
     except Exception as e:
         raise ModelLoadError(
             f"{src.describe()} could not be loaded as a sequence classifier ({_first_line(e)})"
         ) from None
+    missing = sorted((loading or {}).get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ModelLoadError(
+            f"{src.describe()} has no trained weights for {shown}: its classification head would "
+            "be random, so its outputs would mean nothing"
+        )
+    if tokenizer.pad_token is None:  # e.g. GPT-2 classifiers: pad with the end-of-text token
+        if tokenizer.eos_token is None:
+            raise ModelLoadError(f"{src.describe()}: its tokenizer has no padding token")
+        tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.eos_token_id
     if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
         model = model.float()
     model.to(dev).eval()
