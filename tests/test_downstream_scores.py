@@ -191,3 +191,27 @@ def test_importing_downstream_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_contrast_rows_for_sets_with_several_group_pairs():
+    rng = np.random.default_rng(6)
+    n = 40
+    templates = [f"t{i % 4}" for i in range(n)]
+    p_a = rng.uniform(0.2, 0.8, size=n)
+    p_b = np.clip(p_a + rng.normal(0.0, 0.05, size=n), 0, 1)
+    sc, ds = _frames(p_a, p_b, [0] * n, templates)
+    sc["minoritized_group"] = ["x" if i < 20 else "y" for i in range(n)]
+    sc["normative_group"] = "z"
+    summ = summarize_downstream(sc, ds, set_name="s", n_resamples=200)
+    c = summ[(summ.level == "contrast") & (summ.score == "delta")].set_index("key")
+    assert sorted(c.index) == ["x vs z", "y vs z"]
+    d = p_a - p_b
+    t = np.array(templates)
+    for key, sel in (("x vs z", slice(0, 20)), ("y vs z", slice(20, 40))):
+        dd, tt = d[sel], t[sel]
+        expected = np.mean([dd[tt == k].mean() for k in dict.fromkeys(tt)])
+        assert c.loc[key, "mean"] == pytest.approx(expected)
+        assert c.loc[key, "n"] == 20
+        assert c.loc[key, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(dd[dd != 0]).pvalue)
+    sc["minoritized_group"] = "x"
+    assert (summarize_downstream(sc, ds, set_name="s", n_resamples=50).level != "contrast").all()

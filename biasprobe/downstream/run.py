@@ -273,8 +273,10 @@ def run_downstream(
     """
     from biasprobe.downstream.models import Classifier, load_classifier
 
-    if isinstance(probe_set, ProbeSet):
-        ps: ProbeSet | None = probe_set
+    if isinstance(probe_set, ProbeSet) or (
+        hasattr(probe_set, "items") and hasattr(probe_set, "name") and hasattr(probe_set, "path")
+    ):
+        ps: ProbeSet | None = probe_set  # type: ignore[assignment]
         items = list(probe_set.items)
         name = set_name or probe_set.name
     else:
@@ -466,6 +468,14 @@ def print_downstream(result: DownstreamResult, console: Any = None) -> None:
             p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
             mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
             table.add_row(escape(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
+        contrasts = result.summary[
+            (result.summary["model"] == model)
+            & (result.summary["level"] == "contrast")
+            & (result.summary["score"] == "delta")
+        ]
+        for _, r in contrasts.iterrows():
+            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
+            table.add_row(escape(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
         console.print(table)
     c = result.comparison
     if c is not None and not c.empty:

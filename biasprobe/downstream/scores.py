@@ -42,6 +42,8 @@ __all__ = [
 ]
 
 DEFAULT_TOLERANCE = 0.1
+#: Summary level of one minoritized-vs-normative group contrast within a set (key "A vs B").
+CONTRAST = "contrast"
 #: Per-pair scores whose mean is aggregated, in display order.
 MEAN_SCORES = ("delta", "abs_delta", "flip", "invariance_failure")
 #: Human-readable names of every summary score.
@@ -236,8 +238,10 @@ def summarize_downstream(
         set_name: key of the set-level rows.
 
     Returns:
-        Columns :data:`SUMMARY_COLUMNS`. ``level`` is ``"template"`` (key = template id) or
-        ``"set"`` (key = set name); ``group`` is set for ``mean_p_positive`` rows only;
+        Columns :data:`SUMMARY_COLUMNS`. ``level`` is ``"template"`` (key = template id),
+        ``"set"`` (key = set name) or, when a set mixes several group contrasts (e.g. Black vs
+        white and Asian vs white), ``"contrast"`` (key = ``"Black vs white"``; the pairs of that
+        contrast, with the set's two-stage bootstrap); ``group`` is set for ``mean_p_positive`` rows only;
         ``p_wilcoxon``/``p_sign`` are given for ``delta`` rows only.
     """
     rows: list[tuple] = []
@@ -248,12 +252,16 @@ def summarize_downstream(
             ("template", str(t), sub) for t, sub in per_model.groupby("template_id", sort=False)
         ]
         units.append(("set", set_name, per_model))
+        if {"minoritized_group", "normative_group"} <= set(per_model.columns):
+            combos = per_model.groupby(["minoritized_group", "normative_group"], sort=False)
+            if combos.ngroups > 1:
+                units += [(CONTRAST, f"{m} vs {n}", sub) for (m, n), sub in combos]
         for level, key, sub in units:
             clusters = sub["template_id"].astype(str).tolist()
             n = len(sub)
             for score in MEAN_SCORES:
                 vals = sub[score].to_numpy(dtype=np.float64)
-                if level == "set":
+                if level != "template":
                     mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
                 else:
                     mean, lo, hi = bootstrap_ci(vals, **kw)
@@ -262,7 +270,8 @@ def summarize_downstream(
             stat = _wasserstein(
                 sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
             )
-            w, lo, hi = two_stage_bootstrap(stat, clusters if level == "set" else ["_"] * n, **kw)
+            single = ["_"] * n
+            w, lo, hi = two_stage_bootstrap(stat, single if level == "template" else clusters, **kw)
             rows.append((model, level, key, "wasserstein", "", w, lo, hi, n, nan, nan))
         sides = downstream[downstream["model"] == model]
         for group, gsub in sides.groupby("group", sort=False):

@@ -75,10 +75,14 @@ def _groups(run: Any) -> tuple[str, str]:
     orient = (run.meta.get("probe_set") or {}).get("orientation")
     if isinstance(orient, list | tuple) and len(orient) == 2:
         return str(orient[0]), str(orient[1])
-    combos = run.scores[["minoritized_group", "normative_group"]].drop_duplicates()
-    if len(combos) == 1:
-        return str(combos.iloc[0, 0]), str(combos.iloc[0, 1])
-    return "the minoritized side", "the normative side"
+    sc = run.scores
+    mino = [str(x) for x in dict.fromkeys(sc["minoritized_group"])]
+    norm = [str(x) for x in dict.fromkeys(sc["normative_group"])]
+
+    def names(groups: list[str]) -> str:
+        return " / ".join(groups[:5]) + (f" / {len(groups) - 5} more" if len(groups) > 5 else "")
+
+    return names(mino), names(norm)
 
 
 def _set_row(run: Any, model: str, score: str) -> pd.Series | None:
@@ -131,11 +135,21 @@ def _finding_html(runs: Sequence[Any]) -> str:
                 f"(95% CI {_ci(f['ci_low'] * 100, f['ci_high'] * 100, 1, False)}); "
                 f"mean |Δ| = {_fmt(a['mean'])}."
             )
+            s = run.summary
+            contrasts = s[(s["model"] == model) & (s["level"] == "contrast")]
+            contrasts = contrasts[contrasts["score"] == "delta"]
+            sub = "".join(
+                f"<li>{_e(str(r['key']))}: {_fmt(r['mean'], 3, True)} (95% CI "
+                f"{_ci(r['ci_low'], r['ci_high'])}, n = {int(r['n'])}, Wilcoxon "
+                f"{_p_eq(r['p_wilcoxon'])})</li>"
+                for _, r in contrasts.iterrows()
+            )
+            sub = f"<ul>{sub}</ul>" if sub else ""
             items.append(
                 f"<li><b>{_e(model)}</b> on <b>{_e(str(set_name))}</b>: mean Δ P(pos) for "
                 f"{_e(mino)} vs {_e(norm)} = <b>{_fmt(d['mean'], 3, True)}</b> (95% CI "
                 f"{_ci(d['ci_low'], d['ci_high'])}, n = {int(d['n'])} pairs, Wilcoxon "
-                f"{_p_eq(d['p_wilcoxon'])}, sign test {_p_eq(d['p_sign'])}); {verdict}{flip}</li>"
+                f"{_p_eq(d['p_wilcoxon'])}, sign test {_p_eq(d['p_sign'])}); {verdict}{flip}{sub}</li>"
             )
     return f"""<section id="finding">
 <h2>Finding</h2>
@@ -367,13 +381,14 @@ def _tables_html(runs: Sequence[Any]) -> str:
     for run in runs:
         set_name = str((run.meta.get("probe_set") or {}).get("name", "?"))
         s = run.summary
-        for _, r in s[s["level"] == "set"].iterrows():
+        for _, r in s[s["level"].isin(["set", "contrast"])].iterrows():
             score = SCORE_LABELS.get(r["score"], r["score"])
             if r["score"] == "mean_p_positive":
                 score = f"{score} [{r['group']}]"
+            where = set_name if r["level"] == "set" else f"{set_name}: {r['key']}"
             rows.append(
                 "<tr>"
-                + _tdt(set_name)
+                + _tdt(where)
                 + _tdt(r["model"])
                 + _tdt(score)
                 + _td(r["mean"], 3, r["score"] == "delta")
@@ -406,7 +421,7 @@ def _tables_html(runs: Sequence[Any]) -> str:
             )
     return f"""<section id="tables">
 <h2>All scores</h2>
-<p class="muted">Set level: mean of template means with a two-stage bootstrap 95% CI; n =
+<p class="muted">Set level (and per group contrast where a set mixes several): mean of template means with a two-stage bootstrap 95% CI; n =
 pairs (sentences for mean P(pos)). Wilcoxon signed-rank and exact sign tests of the paired Δ
 against 0 (pairs with Δ = 0 dropped; both are 1 when every Δ is 0); they treat pairs as
 independent. Wasserstein-1: distance between the two sides' P(pos) distributions.</p>
