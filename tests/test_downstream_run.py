@@ -238,6 +238,24 @@ def test_sentiment_run_folder_matches_load_trained(tiny_sentiment_run):
     np.testing.assert_allclose(res.downstream["p_positive"], expected, atol=1e-6)
     m = res.meta["models"][0]
     assert m["kind"] == "sentiment-run" and m["info"]["accuracy"] == 0.71
+    assert m["info"]["accuracy_split"] == "validation (best)"
+    # labels are the argmax class
+    labels = np.where(expected > 0.5, "positive", "negative")
+    assert res.downstream["label"].tolist() == labels.tolist()
+
+
+def test_sentiment_run_prefers_held_out_test_accuracy(tiny_sentiment_run, tmp_path):
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_sentiment_run, folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    summary.update(test_accuracy=0.74, test_examples=1066, test_majority_accuracy=0.5)
+    (folder / "summary.json").write_text(json.dumps(summary))
+    info = load_classifier(str(folder)).info
+    assert (info["accuracy"], info["accuracy_n"], info["accuracy_split"]) == (
+        0.74,
+        1066,
+        "held-out test",
+    )
 
 
 def test_run_folder_roundtrip_and_safety(tmp_path, tiny_sentiment_run):

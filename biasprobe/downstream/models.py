@@ -141,18 +141,13 @@ class SentimentRunClassifier(Classifier):
     def _probs(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
-        from biasprobe.sentiment.data import Example, batches
-
-        tm = self.trained
-        device = next(tm.model.parameters()).device
-        out = []
-        examples = [Example(t, 0) for t in texts]
+        # The sentiment package's own inference path (it knows every classifier kind it trains).
         with torch.inference_mode():
-            for b in batches(examples, tm.tokenizer, self.batch_size, tm.config.data.max_length):
-                b = b.to(device)
-                _, logits = tm.model(b.input_ids, b.mask)
-                out.append(torch.softmax(logits.float(), dim=-1).double().cpu().numpy())
-        return np.concatenate(out)
+            p = np.asarray(
+                self.trained.predict_proba(list(texts), batch_size=self.batch_size),
+                dtype=np.float64,
+            )
+        return np.stack([1.0 - p, p], axis=1)
 
     def close(self) -> None:
         self.trained = None
@@ -227,11 +222,23 @@ def _sentiment_run(name: str, device: Any, batch_size: int, positive_label: str 
         "model_kind": tm.config.model.kind,
         "experiment": s.get("experiment"),
         "data_source": s.get("data_source"),
-        "accuracy": s.get("best_val_accuracy"),
-        "accuracy_n": s.get("validation_examples"),
-        "majority_accuracy": s.get("val_majority_accuracy"),
         "steps": s.get("steps"),
+        "augment": s.get("augment"),
     }
+    if s.get("test_accuracy") is not None:  # the untouched held-out split
+        info.update(
+            accuracy=s["test_accuracy"],
+            accuracy_n=s.get("test_examples"),
+            majority_accuracy=s.get("test_majority_accuracy"),
+            accuracy_split="held-out test",
+        )
+    elif s.get("best_val_accuracy") is not None:  # older runs: best validation accuracy
+        info.update(
+            accuracy=s["best_val_accuracy"],
+            accuracy_n=s.get("validation_examples"),
+            majority_accuracy=s.get("val_majority_accuracy"),
+            accuracy_split="validation (best)",
+        )
     return SentimentRunClassifier(name, tm, info, batch_size)
 
 

@@ -176,7 +176,7 @@ def _accuracy_html(runs: Sequence[Any]) -> str:
                     "<tr>"
                     + _tdt(m["name"])
                     + _tdt(m.get("kind", ""))
-                    + '<td colspan="3" class="muted">not recorded</td></tr>'
+                    + '<td colspan="5" class="muted">not recorded</td></tr>'
                 )
                 continue
             rows.append(
@@ -187,6 +187,7 @@ def _accuracy_html(runs: Sequence[Any]) -> str:
                 + f'<td class="num">{_ci(acc[1], acc[2], 3, False)}</td>'
                 + f'<td class="num">{acc[3] or "—"}</td>'
                 + _td(info.get("majority_accuracy"))
+                + _tdt(info.get("accuracy_split", ""), "muted")
                 + "</tr>"
             )
     return f"""<section id="accuracy">
@@ -195,7 +196,7 @@ def _accuracy_html(runs: Sequence[Any]) -> str:
 summary.json), with a Wilson 95% CI. A gap measured on a classifier that barely beats the majority class means
 little.</p>
 <table><thead><tr><th>classifier</th><th>kind</th><th>accuracy</th><th>95% CI</th><th>n</th>
-<th>majority class</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
+<th>majority class</th><th>split</th></tr></thead><tbody>{"".join(rows)}</tbody></table>
 </section>"""
 
 
