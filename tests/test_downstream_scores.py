@@ -215,3 +215,18 @@ def test_contrast_rows_for_sets_with_several_group_pairs():
         assert c.loc[key, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(dd[dd != 0]).pvalue)
     sc["minoritized_group"] = "x"
     assert (summarize_downstream(sc, ds, set_name="s", n_resamples=50).level != "contrast").all()
+
+
+def test_batched_and_looped_bootstrap_agree():
+    rng = np.random.default_rng(8)
+    a, b = rng.uniform(size=30), rng.uniform(size=30)
+
+    def w1(idx):
+        d = np.abs(np.sort(a[idx], axis=-1) - np.sort(b[idx], axis=-1)).mean(axis=-1)
+        return float(d) if np.ndim(d) == 0 else d
+
+    one = ["_"] * 30
+    looped = two_stage_bootstrap(lambda i: float(w1(i)), one, n_resamples=300, seed=3)
+    batched = two_stage_bootstrap(w1, one, n_resamples=300, seed=3, batched=True)
+    assert looped == pytest.approx(batched)
+    assert looped[0] == pytest.approx(stats.wasserstein_distance(a, b))
