@@ -1,0 +1,401 @@
+"""Downstream bias scores: how a classifier's P(positive) changes when only the group word does.
+
+Pure functions over numpy arrays and pandas frames: no I/O, no models, no torch.
+
+Per pair (signed by the pair's declared orientation, as the fill-mask scores are)::
+
+    Δ          = P(pos | minoritized side) − P(pos | normative side)
+    |Δ|        = the counterfactual token fairness gap of one pair (Garg et al. 2019)
+    flip       = 1 if the two predicted labels differ, else 0
+    invariance failure (CheckList INV, Ribeiro et al. 2020)
+               = 1 if the labels differ or |Δ| > tolerance (default 0.1), else 0
+
+Per template and per probe set, each with a seeded 95% bootstrap CI and n (pairs): mean Δ, mean
+|Δ|, flip rate, invariance failure rate (template level: bootstrap over the template's pairs;
+set level: the two-stage cluster bootstrap of :mod:`biasprobe.scores` — templates, then pairs —
+and the mean of template means); the Wasserstein-1 distance between the two sides' P(pos)
+distributions (Huang et al. 2020), minoritized side vs normative side, with a CI from the same
+two-stage resampling; the mean P(pos) per group label. Mean Δ also gets two p-values over its
+pairs: the Wilcoxon signed-rank test and the exact sign test (H0: Δ is symmetric about 0 /
+positive and negative Δ are equally likely). Pairs with Δ = 0 carry no sign and are dropped by
+both tests (Wilcoxon's ``zero_method="wilcox"``); when every Δ is 0 both p-values are 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from biasprobe.scores import bootstrap_ci, cluster_bootstrap_ci
+
+__all__ = [
+    "DEFAULT_TOLERANCE",
+    "MEAN_SCORES",
+    "SCORE_LABELS",
+    "compare_models",
+    "paired_tests",
+    "pair_scores",
+    "summarize_downstream",
+    "two_stage_bootstrap",
+]
+
+DEFAULT_TOLERANCE = 0.1
+#: Summary level of one minoritized-vs-normative group contrast within a set (key "A vs B").
+CONTRAST = "contrast"
+#: Per-pair scores whose mean is aggregated, in display order.
+MEAN_SCORES = ("delta", "abs_delta", "flip", "invariance_failure")
+#: Human-readable names of every summary score.
+SCORE_LABELS = {
+    "delta": "mean Δ P(pos)",
+    "abs_delta": "mean |Δ| (CTF gap)",
+    "flip": "flip rate",
+    "invariance_failure": "invariance failure rate",
+    "wasserstein": "Wasserstein-1",
+    "mean_p_positive": "mean P(pos)",
+}
+#: Which direction is "less biased", per score (shown on pages and in docs).
+LESS_BIASED = {
+    "delta": "closer to 0",
+    "abs_delta": "lower (0 = the group word never matters)",
+    "flip": "lower",
+    "invariance_failure": "lower",
+    "wasserstein": "lower",
+    "mean_p_positive": "equal across groups",
+}
+
+SUMMARY_COLUMNS = [
+    "model",
+    "level",
+    "key",
+    "score",
+    "group",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "p_wilcoxon",
+    "p_sign",
+]
+COMPARISON_COLUMNS = [
+    "model",
+    "base",
+    "level",
+    "key",
+    "score",
+    "base_mean",
+    "model_mean",
+    "change",
+    "ci_low",
+    "ci_high",
+    "n",
+    "abs_base",
+    "abs_model",
+    "sign_flipped",
+]
+
+
+def pair_scores(
+    p_a: np.ndarray | Sequence[float],
+    p_b: np.ndarray | Sequence[float],
+    label_a: Sequence[str],
+    label_b: Sequence[str],
+    minoritized: np.ndarray | Sequence[int],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> pd.DataFrame:
+    """Every per-pair score for arrays of pairs.
+
+    Args:
+        p_a: P(positive) of side A of each pair.
+        p_b: P(positive) of side B.
+        label_a: predicted label of side A.
+        label_b: predicted label of side B.
+        minoritized: 0 if side A is the minoritized side, 1 if side B is.
+        tolerance: |Δ| above which a pair fails the invariance test.
+
+    Returns:
+        Columns ``p_minoritized, p_normative, delta, abs_delta, flip, invariance_failure``.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be a number >= 0, got {tolerance}")
+    a = np.asarray(p_a, dtype=np.float64)
+    b = np.asarray(p_b, dtype=np.float64)
+    m = np.asarray(minoritized, dtype=np.int64)
+    if not (a.shape == b.shape == m.shape == (len(label_a),) == (len(label_b),)):
+        raise ValueError("p_a, p_b, label_a, label_b and minoritized must have the same length")
+    if np.any((m != 0) & (m != 1)):
+        raise ValueError("minoritized must be 0 (side A) or 1 (side B)")
+    p_min = np.where(m == 0, a, b)
+    p_norm = np.where(m == 0, b, a)
+    delta = p_min - p_norm
+    flip = np.array([x != y for x, y in zip(label_a, label_b, strict=True)], dtype=np.int64)
+    inv = ((flip == 1) | (np.abs(delta) > tolerance)).astype(np.int64)
+    return pd.DataFrame(
+        {
+            "p_minoritized": p_min,
+            "p_normative": p_norm,
+            "delta": delta,
+            "abs_delta": np.abs(delta),
+            "flip": flip,
+            "invariance_failure": inv,
+        }
+    )
+
+
+def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
+    """Wilcoxon signed-rank and exact sign test p-values (two-sided) of paired differences.
+
+    Zero differences are dropped (they have no sign); with no non-zero difference both
+    p-values are exactly 1.
+    """
+    from scipy.stats import binomtest, wilcoxon
+
+    d = np.asarray(deltas, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    nz = d[d != 0]
+    if nz.size == 0:
+        return 1.0, 1.0
+    n_pos = int((nz > 0).sum())
+    p_sign = float(binomtest(n_pos, int(nz.size), 0.5).pvalue)
+    p_wil = float(wilcoxon(nz, zero_method="wilcox").pvalue)
+    return p_wil, p_sign
+
+
+def two_stage_bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batched: bool = False,
+) -> tuple[float, float, float]:
+    """A statistic of a set of rows, with the two-stage (cluster, then member) bootstrap CI.
+
+    The same resampling scheme as :func:`biasprobe.scores.cluster_bootstrap_ci` (pick clusters
+    with replacement, then rows within each picked cluster), for statistics that are not a mean
+    of cluster means (e.g. a Wasserstein distance of the pooled rows). With a single cluster it
+    is a plain bootstrap over rows.
+
+    Args:
+        statistic: maps an index array into the rows (0..N-1, repeats allowed) to a number.
+        clusters: cluster label of each of the N rows.
+        batched: ``statistic`` also accepts an (R, N) index matrix and returns R values (used
+            for the plain bootstrap of a single cluster, where every resample has N rows).
+
+    Returns:
+        ``(value on all rows, low, high)``; the interval is NaN with fewer than two rows.
+    """
+    c = np.asarray(list(clusters))
+    n = c.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    value = float(statistic(np.arange(n)))
+    if n < 2:
+        return value, float("nan"), float("nan")
+    members = [np.flatnonzero(c == name) for name in dict.fromkeys(c.tolist())]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    if len(members) == 1:
+        draws = rng.integers(0, n, size=(n_resamples, n))
+        if batched:
+            stats[:] = statistic(draws)
+        else:
+            for r in range(n_resamples):
+                stats[r] = statistic(draws[r])
+    else:
+        for r in range(n_resamples):
+            picked = rng.integers(0, len(members), size=len(members))
+            # uniform draws scaled to each picked cluster's size: one RNG call per resample
+            u = rng.random(sum(members[g].size for g in picked))
+            parts, start = [], 0
+            for g in picked:
+                m = members[g]
+                parts.append(m[(u[start : start + m.size] * m.size).astype(np.int64)])
+                start += m.size
+            stats[r] = statistic(np.concatenate(parts))
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
+    return value, float(lo), float(hi)
+
+
+def _wasserstein(p_min: np.ndarray, p_norm: np.ndarray) -> Callable[[np.ndarray], float]:
+    """W1 of the two sides over rows ``idx``.
+
+    Both samples always have the same size (one value per pair and side), and for two
+    equal-size samples W1 is the mean absolute difference of their sorted values — the same
+    number ``scipy.stats.wasserstein_distance`` returns (tested), without its overhead inside
+    the bootstrap loop.
+    """
+
+    def w1(idx: np.ndarray) -> Any:
+        d = np.abs(np.sort(p_min[idx], axis=-1) - np.sort(p_norm[idx], axis=-1)).mean(axis=-1)
+        return float(d) if np.ndim(d) == 0 else d
+
+    return w1
+
+
+def _mean_of_means(values: np.ndarray, clusters: Sequence[str]) -> float:
+    return float(pd.Series(values).groupby(list(clusters), sort=False).mean().mean())
+
+
+def summarize_downstream(
+    scores: pd.DataFrame,
+    downstream: pd.DataFrame,
+    *,
+    set_name: str,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Aggregate per-pair scores per template and per probe set, per model.
+
+    Args:
+        scores: one row per (model, pair_id) with ``template_id``, ``p_minoritized``,
+            ``p_normative`` and the :data:`MEAN_SCORES` columns (from :func:`pair_scores`).
+        downstream: one row per (model, pair_id, side) with ``template_id``, ``group`` and
+            ``p_positive`` (for the per-group means).
+        set_name: key of the set-level rows.
+
+    Returns:
+        Columns :data:`SUMMARY_COLUMNS`. ``level`` is ``"template"`` (key = template id),
+        ``"set"`` (key = set name) or, when a set mixes several group contrasts (e.g. Black vs
+        white and Asian vs white), ``"contrast"`` (key = ``"Black vs white"``; the pairs of that
+        contrast, with the set's two-stage bootstrap); ``group`` is set for ``mean_p_positive`` rows only;
+        ``p_wilcoxon``/``p_sign`` are given for ``delta`` rows only.
+    """
+    rows: list[tuple] = []
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    nan = float("nan")
+    for model, per_model in scores.groupby("model", sort=False):
+        units = [
+            ("template", str(t), sub) for t, sub in per_model.groupby("template_id", sort=False)
+        ]
+        units.append(("set", set_name, per_model))
+        if {"minoritized_group", "normative_group"} <= set(per_model.columns):
+            combos = per_model.groupby(["minoritized_group", "normative_group"], sort=False)
+            if combos.ngroups > 1:
+                units += [(CONTRAST, f"{m} vs {n}", sub) for (m, n), sub in combos]
+        for level, key, sub in units:
+            clusters = sub["template_id"].astype(str).tolist()
+            n = len(sub)
+            for score in MEAN_SCORES:
+                vals = sub[score].to_numpy(dtype=np.float64)
+                if level != "template":
+                    mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
+                else:
+                    mean, lo, hi = bootstrap_ci(vals, **kw)
+                p_w, p_s = paired_tests(vals) if score == "delta" else (nan, nan)
+                rows.append((model, level, key, score, "", mean, lo, hi, n, p_w, p_s))
+            stat = _wasserstein(
+                sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
+            )
+            single = ["_"] * n
+            w, lo, hi = two_stage_bootstrap(
+                stat, single if level == "template" else clusters, batched=True, **kw
+            )
+            rows.append((model, level, key, "wasserstein", "", w, lo, hi, n, nan, nan))
+        sides = downstream[downstream["model"] == model]
+        for group, gsub in sides.groupby("group", sort=False):
+            for t, tsub in gsub.groupby("template_id", sort=False):
+                vals = tsub["p_positive"].to_numpy(np.float64)
+                mean, lo, hi = bootstrap_ci(vals, **kw)
+                rows.append(
+                    (model, "template", str(t), "mean_p_positive", group, mean, lo, hi, len(vals))
+                    + (nan, nan)
+                )
+            vals = gsub["p_positive"].to_numpy(np.float64)
+            mean, lo, hi = cluster_bootstrap_ci(
+                vals, gsub["template_id"].astype(str).tolist(), **kw
+            )
+            rows.append(
+                (
+                    model,
+                    "set",
+                    set_name,
+                    "mean_p_positive",
+                    group,
+                    mean,
+                    lo,
+                    hi,
+                    len(vals),
+                    nan,
+                    nan,
+                )
+            )
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def compare_models(
+    scores: pd.DataFrame,
+    *,
+    set_name: str,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Change of every score from the first (base) model, with a paired bootstrap CI.
+
+    For the mean scores the per-pair change ``score(model) − score(base)`` on the same pairs is
+    aggregated like a score: per template (bootstrap over pairs) and per set (two-stage cluster
+    bootstrap, templates then pairs). For the Wasserstein distance the same pair indices are
+    resampled for both models. Only pairs present for both models count (n).
+
+    Returns:
+        Columns :data:`COMPARISON_COLUMNS`; ``abs_base``/``abs_model`` are |mean| before and
+        after and ``sign_flipped`` says whether a signed mean changed sign (``delta`` only).
+        Empty with fewer than two models.
+    """
+    models = list(dict.fromkeys(scores["model"]))
+    if len(models) < 2:
+        return pd.DataFrame(columns=COMPARISON_COLUMNS)
+    base = models[0]
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    b = scores[scores["model"] == base].set_index("pair_id")
+    rows: list[tuple] = []
+    for model in models[1:]:
+        m = scores[scores["model"] == model].set_index("pair_id")
+        common = [p for p in b.index if p in m.index]
+        bb, mm = b.loc[common], m.loc[common]
+        templates = bb["template_id"].astype(str)
+        units = [
+            ("template", t, np.flatnonzero(templates.to_numpy() == t)) for t in templates.unique()
+        ]
+        units.append(("set", set_name, np.arange(len(common))))
+        for level, key, sel in units:
+            clusters = templates.to_numpy()[sel].tolist()
+            for score in MEAN_SCORES:
+                x0 = bb[score].to_numpy(np.float64)[sel]
+                x1 = mm[score].to_numpy(np.float64)[sel]
+                diff = x1 - x0
+                if level == "set":
+                    change, lo, hi = cluster_bootstrap_ci(diff, clusters, **kw)
+                    m0, m1 = _mean_of_means(x0, clusters), _mean_of_means(x1, clusters)
+                else:
+                    change, lo, hi = bootstrap_ci(diff, **kw)
+                    m0, m1 = float(x0.mean()), float(x1.mean())
+                flipped = bool(np.sign(m0) * np.sign(m1) < 0) if score == "delta" else False
+                rows.append(
+                    (model, base, level, key, score, m0, m1, change, lo, hi, len(sel))
+                    + (abs(m0), abs(m1), flipped)
+                )
+            a0 = bb["p_minoritized"].to_numpy(np.float64)[sel]
+            n0 = bb["p_normative"].to_numpy(np.float64)[sel]
+            a1 = mm["p_minoritized"].to_numpy(np.float64)[sel]
+            n1 = mm["p_normative"].to_numpy(np.float64)[sel]
+            w0, w1 = _wasserstein(a0, n0), _wasserstein(a1, n1)
+            w_base, w_model = w0(np.arange(len(sel))), w1(np.arange(len(sel)))
+            change, lo, hi = two_stage_bootstrap(
+                lambda i, w0=w0, w1=w1: w1(i) - w0(i),
+                clusters if level == "set" else ["_"] * len(sel),
+                batched=True,
+                **kw,
+            )
+            rows.append(
+                (model, base, level, key, "wasserstein", w_base, w_model, change, lo, hi)
+                + (len(sel), w_base, w_model, False)
+            )
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
