@@ -289,7 +289,8 @@ def test_bad_option_values_give_the_error_line(tmp_path, option, value, expected
 def test_top_k_larger_than_the_vocabulary_is_an_error(tmp_path):
     res = recorded_run(tmp_path / "o", "-k", "999999")
     assert res.exit_code == 2
-    assert "--top-k 999999 is larger than the vocabulary" in res.output and "30522" in res.output
+    assert "top-k 999999 (--top-k" in res.output and "30522 tokens" in res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_same_folder_twice_is_a_duplicate(tiny_bert, tmp_path):
