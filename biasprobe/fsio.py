@@ -185,11 +185,22 @@ def check_output_folder(
                 f"refusing to overwrite {out}: it holds files biasprobe did not write ({shown}); "
                 "move them away or choose another --out"
             )
-    parent = out.resolve().parent
+    check_can_create(out, what="output folder")
+
+
+def check_can_create(path: str | Path, *, what: str = "output folder") -> None:
+    """Refuse early when ``path`` could not be created: its nearest existing ancestor must be
+    a writable folder (e.g. the default ``reports/`` before a run starts).
+
+    Raises:
+        OutputError: naming the path and the ancestor that is not a writable folder.
+    """
+    path = Path(path)
+    parent = path.resolve().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write output folder {out}: {parent} is not writable")
+        raise OutputError(f"cannot write {what} {path}: {parent} is not a writable folder")
 
 
 def _pid_alive(pid: int) -> bool:

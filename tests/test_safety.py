@@ -315,7 +315,9 @@ def test_default_output_folder_is_checked_up_front(tmp_path, monkeypatch):
     Path("reports").write_text("not a folder")
     monkeypatch.setattr(runner_mod, "run", lambda *a, **k: pytest.fail("ran the models"))
     res = invoke("run", PAIR_NAMES, "-m", RECORDED, "-q")
-    assert res.exit_code == 1 and "reports is not writable" in res.output
+    assert res.exit_code == 1
+    assert "cannot write the default run folder reports/pair-names" in res.output
+    assert "reports is not a writable folder" in res.output
 
 
 def test_validate_checks_every_file_even_after_an_unexpected_failure(tmp_path, monkeypatch):
