@@ -175,12 +175,11 @@ def check_output_folder(
         if foreign is None:
             raise NotOwnedError(
                 f"refusing to overwrite {out}: it is not a {what} written by biasprobe (no "
-                f"{MANIFEST}); --overwrite only replaces biasprobe's own {what}s"
+                f"{MANIFEST}; it holds {_shown(list_files(out))}); --overwrite only replaces "
+                f"biasprobe's own {what}s"
             )
         if foreign:
-            shown = ", ".join(foreign[:5]) + (
-                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            )
+            shown = _shown(foreign)
             raise NotOwnedError(
                 f"refusing to overwrite {out}: it holds files biasprobe did not write ({shown}); "
                 "move them away or choose another --out"
@@ -201,6 +200,11 @@ def check_can_create(path: str | Path, *, what: str = "output folder") -> None:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {what} {path}: {parent} is not a writable folder")
+
+
+def _shown(files: list[str], most: int = 5) -> str:
+    more = f" and {len(files) - most} more" if len(files) > most else ""
+    return ", ".join(files[:most]) + more
 
 
 def _pid_alive(pid: int) -> bool:

@@ -60,6 +60,7 @@ def test_overwrite_never_deletes_a_users_folder_with_results_json(tmp_path):
     res = recorded_run(home, "--overwrite")
     assert res.exit_code == 2, res.output
     assert "refusing to overwrite" in res.output and str(home) in res.output
+    assert "results.json, thesis.tex" in res.output
     assert (home / "thesis.tex").read_text() == "thesis"
     assert json.loads((home / "results.json").read_text()) == {"accuracy": 0.93}
 
