@@ -256,7 +256,13 @@ def run(
         bool,
         typer.Option("--html", help="Also write the interactive report.html in the run folder."),
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an existing run folder that biasprobe wrote and that holds nothing "
+            "else (never any other folder)."
+        ),
+    ] = False,
     show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
