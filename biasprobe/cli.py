@@ -256,7 +256,13 @@ def run(
         bool,
         typer.Option("--html", help="Also write the interactive report.html in the run folder."),
     ] = False,
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing run folder.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace an existing run folder that biasprobe wrote and that holds nothing "
+            "else (never any other folder)."
+        ),
+    ] = False,
     show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
@@ -283,8 +289,11 @@ def run(
         raise _usage(f"--show must be 0 or more, got {show}")
     probe_set = load_probe_set(probe_file)
     # Writability (and ownership with --overwrite) is checked before any model runs; the
-    # default folder's name is known only after the run, so its parent is checked.
-    fsio.check_output_folder(out or Path("reports") / f".write-check-{os.getpid()}", overwrite)
+    # default folder's name is known only after the run, so where it will go is checked.
+    if out is not None:
+        fsio.check_output_folder(out, overwrite)
+    else:
+        fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code)

@@ -175,21 +175,36 @@ def check_output_folder(
         if foreign is None:
             raise NotOwnedError(
                 f"refusing to overwrite {out}: it is not a {what} written by biasprobe (no "
-                f"{MANIFEST}); --overwrite only replaces biasprobe's own {what}s"
+                f"{MANIFEST}; it holds {_shown(list_files(out))}); --overwrite only replaces "
+                f"biasprobe's own {what}s"
             )
         if foreign:
-            shown = ", ".join(foreign[:5]) + (
-                f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-            )
+            shown = _shown(foreign)
             raise NotOwnedError(
                 f"refusing to overwrite {out}: it holds files biasprobe did not write ({shown}); "
                 "move them away or choose another --out"
             )
-    parent = out.resolve().parent
+    check_can_create(out, what="output folder")
+
+
+def check_can_create(path: str | Path, *, what: str = "output folder") -> None:
+    """Refuse early when ``path`` could not be created: its nearest existing ancestor must be
+    a writable folder (e.g. the default ``reports/`` before a run starts).
+
+    Raises:
+        OutputError: naming the path and the ancestor that is not a writable folder.
+    """
+    path = Path(path)
+    parent = path.resolve().parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write output folder {out}: {parent} is not writable")
+        raise OutputError(f"cannot write {what} {path}: {parent} is not a writable folder")
+
+
+def _shown(files: list[str], most: int = 5) -> str:
+    more = f" and {len(files) - most} more" if len(files) > most else ""
+    return ", ".join(files[:most]) + more
 
 
 def _pid_alive(pid: int) -> bool:

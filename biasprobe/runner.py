@@ -319,8 +319,8 @@ def _score_one(
     try:
         if k > len(backend.vocab):
             raise UsageError(
-                f"--top-k {k} is larger than the vocabulary of model {backend.name} "
-                f"({len(backend.vocab)} tokens)"
+                f"top-k {k} (--top-k, else the probe file's top_k) is larger than the "
+                f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
             )
         return backend, score_model(backend, items, top_k=k, progress=progress, rbo_p=RBO_P)
     finally:

@@ -67,8 +67,21 @@ def test_report_states_directions_and_reads_signed_gaps(two_random_models):
     assert "the base model&#x27;s top 300 tokens" in page or "the base model's top 300" in page
     assert "the whole vocabulary" in page
     rows = _table(page, "gap-comparison")
-    assert rows[0][:6] == ["model", "gap base", "gap model", "|gap| base", "|gap| model", "Δ|gap|"]
-    (row,) = rows[1:]
+    assert rows[0][:8] == [
+        "model",
+        "level",
+        "key",
+        "gap base",
+        "gap model",
+        "|gap| base",
+        "|gap| model",
+        "Δ|gap|",
+    ]
+    templates_with_targets = result.scores.dropna(subset=["target_gap_mean"])["template_id"]
+    assert len(rows) == 2 + templates_with_targets.nunique()  # heading, set, each template
+    row = rows[1]
+    assert row[1:3] == ["set", result.meta["probe_set"]["name"]]
+    row = row[:1] + row[3:]
     base, other = result.models
     sc = result.scores.set_index(["model", "pair_id"])
     d = paired_delta(

@@ -60,6 +60,7 @@ def test_overwrite_never_deletes_a_users_folder_with_results_json(tmp_path):
     res = recorded_run(home, "--overwrite")
     assert res.exit_code == 2, res.output
     assert "refusing to overwrite" in res.output and str(home) in res.output
+    assert "results.json, thesis.tex" in res.output
     assert (home / "thesis.tex").read_text() == "thesis"
     assert json.loads((home / "results.json").read_text()) == {"accuracy": 0.93}
 
@@ -289,7 +290,8 @@ def test_bad_option_values_give_the_error_line(tmp_path, option, value, expected
 def test_top_k_larger_than_the_vocabulary_is_an_error(tmp_path):
     res = recorded_run(tmp_path / "o", "-k", "999999")
     assert res.exit_code == 2
-    assert "--top-k 999999 is larger than the vocabulary" in res.output and "30522" in res.output
+    assert "top-k 999999 (--top-k" in res.output and "30522 tokens" in res.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_same_folder_twice_is_a_duplicate(tiny_bert, tmp_path):
@@ -314,7 +316,9 @@ def test_default_output_folder_is_checked_up_front(tmp_path, monkeypatch):
     Path("reports").write_text("not a folder")
     monkeypatch.setattr(runner_mod, "run", lambda *a, **k: pytest.fail("ran the models"))
     res = invoke("run", PAIR_NAMES, "-m", RECORDED, "-q")
-    assert res.exit_code == 1 and "reports is not writable" in res.output
+    assert res.exit_code == 1
+    assert "cannot write the default run folder reports/pair-names" in res.output
+    assert "reports is not a writable folder" in res.output
 
 
 def test_validate_checks_every_file_even_after_an_unexpected_failure(tmp_path, monkeypatch):

@@ -668,14 +668,18 @@ def _gap_words(d: dict[str, float]) -> str:
 
 
 def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
-    """Signed target gaps against the base: |gap| before and after, and whether it flipped."""
+    """Signed target gaps against the base: |gap| before and after, and whether it flipped
+    (probe set first, then each template)."""
     rows = []
-    for (index, level, _key, score), d in deltas.items():
-        if score != "target_gap_mean" or level != "set":
+    ordered = sorted(deltas.items(), key=lambda kv: (kv[0][0], kv[0][1] != "set"))
+    for (index, level, key, score), d in ordered:
+        if score != "target_gap_mean":
             continue
         rows.append(
             "<tr>"
             + _tdt(entries[index].label)
+            + _tdt(level)
+            + _tdt(key)
             + _td(d["base"], signed=True)
             + _td(d["other"], signed=True)
             + _td(abs(d["base"]))
@@ -688,14 +692,14 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
         )
     if not rows:
         return ""
-    heads = ["model", "gap base", "gap model", "|gap| base", "|gap| model", "Δ|gap|", ci, "n"]
+    heads = ["model", "level", "key", "gap base", "gap model", "|gap| base", "|gap| model"]
     return (
         "<h4>Signed target gap per word against the base (closer to zero = less skew)</h4>"
         "<p class='muted'>The gap is signed (&gt; 0: the targets are more likely for the "
         "minoritized group), so its Δ alone can mean it shrank, grew or flipped sign. "
         "Δ|gap| = |gap model| − |gap base| over the same pairs, with a paired bootstrap "
         "interval: negative = closer to zero = less skew.</p>"
-        + _sortable([*heads, "reads as"], rows, "gap-comparison")
+        + _sortable([*heads, "Δ|gap|", ci, "n", "reads as"], rows, "gap-comparison")
     )
 
 
