@@ -271,11 +271,27 @@ def run(
         bool,
         typer.Option(help="Allow custom model code from model repositories (off by default)."),
     ] = False,
+    tolerance: Annotated[
+        float,
+        typer.Option(
+            help="Counterfactual sets: |Δ P(pos)| above this is an invariance failure (0…1)."
+        ),
+    ] = 0.1,
+    positive_label: Annotated[
+        str | None,
+        typer.Option(
+            help="Counterfactual sets: the classifier label that means positive, when its "
+            "config's id2label does not say."
+        ),
+    ] = None,
 ) -> None:
-    """Run a probe set on masked language models and write a run folder.
+    """Run a probe set and write a run folder.
 
-    Writes topk.csv, scores.csv, summary.csv, targets.csv, items.csv, the full-vocabulary
-    log-probs (logprobs/*.npz) and results.json (provenance) — atomically.
+    A fill-mask set runs on masked language models and writes topk.csv, scores.csv,
+    summary.csv, targets.csv, items.csv, the full-vocabulary log-probs (logprobs/*.npz) and
+    results.json (provenance). A counterfactual set (kind: counterfactual) runs on sentiment
+    classifiers (biasprobe sentiment run folders or Hugging Face sequence classifiers) and
+    writes downstream.csv, scores.csv, summary.csv, items.csv and results.json. Atomically.
 
     Example: biasprobe run probes/gender.yaml -m bert-base-uncased -m ./zari-bert-cda --html
     """
@@ -288,6 +304,14 @@ def run(
     if show < 0:
         raise _usage(f"--show must be 0 or more, got {show}")
     probe_set = load_probe_set(probe_file)
+    if probe_set.kind == "counterfactual":
+        opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
+        opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
+        opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
+        opts.update(exclude=exclude, top_k=top_k, tolerance=tolerance)
+        saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
+        typer.echo(f"wrote {safe_text(saved)}")
+        return
     # Writability (and ownership with --overwrite) is checked before any model runs; the
     # default folder's name is known only after the run, so where it will go is checked.
     if out is not None:
@@ -307,6 +331,38 @@ def run(
         print_summary(result)
     shown = f" (report: {saved / 'report.html'})" if html else ""
     typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
+
+
+def _run_counterfactual(
+    probe_set: Any, models: list[str] | None, *, pairs: Any, exclude: Any, top_k: Any, **opts: Any
+) -> Path:
+    """A counterfactual set on sentiment classifiers (see biasprobe.downstream)."""
+    import dataclasses
+
+    from biasprobe.downstream.run import run_command
+    from biasprobe.runner import select_items
+
+    if not 0 <= opts["tolerance"] <= 1:
+        raise _usage(f"--tolerance must be from 0 to 1, got {opts['tolerance']}")
+    if top_k is not None:
+        raise _usage("--top-k applies to fill-mask sets; this is a counterfactual set")
+    models = list(models or probe_set.models)
+    if not models:
+        raise _usage(f"{probe_set.path}: no classifier given; pass -m/--model")
+    for m in models:
+        if m.startswith("recorded:"):
+            raise _usage(
+                f"{m}: recorded outputs are of masked language models; a counterfactual set "
+                "needs a sentiment classifier"
+            )
+    if pairs or exclude:
+        kept = select_items(probe_set.items, pairs, exclude)
+        probe_set = dataclasses.replace(probe_set, items=tuple(kept))
+    quiet = opts.pop("quiet")
+    return _with_progress(
+        quiet,
+        lambda update: run_command(probe_set, models, quiet=quiet, progress=update, **opts),
+    )
 
 
 def _usage(message: str) -> Exception:
@@ -410,12 +466,16 @@ def report(
 
     Example: biasprobe report reports/pair-names-20261126-101500-ab12cd
     """
+    from biasprobe.downstream.run import is_downstream_run
     from biasprobe.errors import UsageError
     from biasprobe.report import export_figures, write_report
     from biasprobe.results import load_run
 
     if figures not in (None, "png", "svg"):
         raise UsageError(f"--figures must be png or svg, got {figures!r}")
+    if any(is_downstream_run(d) for d in run_dirs):
+        typer.echo(f"wrote {safe_text(_downstream_report(run_dirs, out, title, figures))}")
+        return
     runs = [load_run(d) for d in run_dirs]
     first = runs[0].meta
     target = out or Path("reports") / f"{first['probe_set']['name']}-{first['run_id']}.html"
@@ -426,13 +486,31 @@ def report(
         typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(target.stem)}-figures/")
 
 
-def _mount_sentiment() -> None:
+def _downstream_report(
+    run_dirs: list[Path], out: Path | None, title: str | None, figures: str | None
+) -> Path:
+    """Downstream runs (with fill-mask runs of the same axes shown beside them)."""
+    from biasprobe.downstream.run import is_downstream_run, load_downstream_run
+    from biasprobe.report.downstream import write_downstream_report
+    from biasprobe.results import load_run
+
+    if figures:
+        raise _usage("--figures is not available for downstream runs yet")
+    runs = [load_downstream_run(d) if is_downstream_run(d) else load_run(d) for d in run_dirs]
+    first = next(r for r in runs if hasattr(r, "set_name"))
+    target = out or Path("reports") / f"{first.set_name}-{first.meta['run_id']}.html"
+    return write_downstream_report(runs, target, title=title)
+
+
+def _mount_subcommands() -> None:
+    from biasprobe.crows.cli import app as crows_app
     from biasprobe.sentiment.cli import app as sentiment_app
 
     app.add_typer(sentiment_app, name="sentiment")
+    app.add_typer(crows_app, name="crows")
 
 
-_mount_sentiment()
+_mount_subcommands()
 
 
 def main() -> None:

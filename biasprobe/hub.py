@@ -182,3 +182,12 @@ def record_commit(src: ModelSource, config: Any = None) -> None:
         src.info["path"] = str(Path(cfg_path).parent)
     except Exception:
         src.info["commit_hash"] = getattr(config, "_commit_hash", None)
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and load reports: biasprobe checks what matters
+    (missing weights, tokenizer files) itself and says it in one ``error:`` line."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()

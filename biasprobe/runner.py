@@ -368,6 +368,12 @@ def run(
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
     """
+    if getattr(probe_set, "kind", "fill-mask") != "fill-mask":
+        raise UsageError(
+            f"{probe_set.path}: a {probe_set.kind} probe set has no [MASK] to fill; run it on "
+            "sentiment classifiers (biasprobe.downstream.run_downstream, or `biasprobe run` "
+            "with classifier models)"
+        )
     k = int(top_k if top_k is not None else (probe_set.top_k or DEFAULT_TOP_K))
     check_options(top_k=k, batch_size=batch_size, seed=seed, n_bootstrap=n_bootstrap)
     items = select_items(probe_set.items, pairs, exclude)

@@ -31,6 +31,7 @@ from biasprobe.hub import (
     ModelSource,
     hub_reachable,
     local_help,
+    quiet_transformers,
     record_commit,
     resolve_model_source,
 )
@@ -102,15 +103,16 @@ def load_hf_masked_lm(
         DeviceError: the device is not available.
     """
     from transformers import AutoModelForMaskedLM, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    quiet_transformers()
     dev = resolve_device(device)
     src = source or resolve_model_source(name, revision=revision)
     kw = {"revision": src.revision, "trust_remote_code": trust_remote_code, **src.kwargs}
     try:
         tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
-        model = AutoModelForMaskedLM.from_pretrained(src.load_from, **kw)
+        model, loading = AutoModelForMaskedLM.from_pretrained(
+            src.load_from, output_loading_info=True, **kw
+        )
         # Score in float32 whatever precision the checkpoint was saved in: half precision
         # would create ties in the top-k and coarse log-probs.
         if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
@@ -121,11 +123,37 @@ def load_hf_masked_lm(
             f"{src.describe()} could not be loaded ({_first_line(e)}). Its files may be missing "
             f"or corrupt, or it is not a masked language model.{hint}"
         ) from None
+    check_trained_weights(loading, src)
     record_commit(src, model.config)
     if tokenizer.mask_token is None:
         raise ModelLoadError(f"model {name!r} has no mask token: it is not a masked language model")
     check_vocab_size(tokenizer, model, src)
     return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=src.info)
+
+
+def check_trained_weights(loading: dict[str, Any] | None, src: Any) -> None:
+    """Refuse a checkpoint whose masked-LM weights are not all in its files.
+
+    transformers initialises missing weights at random and only warns: a sequence classifier
+    or a bare encoder loaded as a masked LM would get a random LM head, and every score would
+    describe that noise instead of the model.
+
+    Raises:
+        ModelLoadError: naming the model and the missing weights.
+    """
+    missing = sorted(
+        k for k in (loading or {}).get("missing_keys") or [] if not k.endswith("position_ids")
+    )
+    if missing:
+        shown = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ModelLoadError(
+            f"{src.describe()} is not a complete masked language model: its files have no "
+            f"weights for {shown}, which would be random. Use a checkpoint saved with its "
+            "masked-LM head (e.g. BertForMaskedLM); sequence classifiers are run on "
+            "counterfactual probe sets (kind: counterfactual)"
+        )
 
 
 #: Models whose position ids start after the padding index (positions = pad + 1 + i).

@@ -277,7 +277,9 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
     import torch
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    from biasprobe.hub import record_commit, resolve_model_source
+    from biasprobe.hub import quiet_transformers, record_commit, resolve_model_source
+
+    quiet_transformers()
 
     src = resolve_model_source(name, revision=revision)
     kw = dict(src.kwargs)

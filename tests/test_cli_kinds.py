@@ -1,0 +1,114 @@
+"""`biasprobe run` dispatches on the probe set's kind; each kind refuses the other's models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from biasprobe.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+runner = CliRunner()
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> Path:
+    """A random-weight BertForSequenceClassification with the real vocab and named labels."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-classifier")
+    shutil.copy(real_vocab, folder / "vocab.txt")
+    tok = BertTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        initializer_range=0.5,  # outputs that move with the input words
+    )
+    BertForSequenceClassification(cfg).eval().save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+def test_counterfactual_set_runs_on_a_classifier_and_reports(tiny_classifier, tmp_path):
+    out = tmp_path / "run"
+    res = invoke(
+        "run", REPO / "probes/sentiment-gender.yaml", "-m", tiny_classifier, "-o", out,
+        "-p", "love-being*", "-p", "hate-being*", "--html", "-q",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    down = pd.read_csv(out / "downstream.csv")
+    assert set(down.template_id) == {"love-being", "hate-being"}
+    assert len(down) == 4 and down.p_positive.between(0, 1).all()
+    # P(pos) is what the classifier gives for that exact sentence
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_classifier))
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_classifier)).eval()
+    with torch.no_grad():
+        logits = model(**tok(list(down.sentence), return_tensors="pt", padding=True)).logits
+    expected = torch.softmax(logits.double(), -1)[:, 1].numpy()
+    assert down.p_positive.to_numpy() == pytest.approx(expected, abs=1e-5)
+    meta = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert meta["probe_set"]["name"] == "sentiment-gender"
+    page = tmp_path / "page.html"
+    res = invoke("report", out, "-o", page)
+    assert res.exit_code == 0, res.output
+    assert "P(pos)" in page.read_text(encoding="utf-8")
+
+
+def test_fill_mask_set_refuses_a_classifier_checkpoint(tiny_classifier, tmp_path):
+    res = invoke("run", REPO / "probes/gender.yaml", "-m", tiny_classifier, "-o", tmp_path / "x")
+    assert res.exit_code == 1
+    assert "not a complete masked language model" in res.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_counterfactual_set_refuses_recorded_masked_lm_and_top_k(tmp_path):
+    probe = REPO / "probes/sentiment-gender.yaml"
+    res = invoke("run", probe, "-m", "recorded:bert-large-uncased-whole-word-masking", "-q")
+    assert res.exit_code == 2 and "needs a sentiment classifier" in res.output
+    res = invoke("run", probe, "-m", "x", "-k", "5", "-o", tmp_path / "y")
+    assert res.exit_code == 2 and "--top-k applies to fill-mask sets" in res.output
+    res = invoke("run", probe, "-m", "x", "--tolerance", "2", "-o", tmp_path / "y")
+    assert res.exit_code == 2 and "--tolerance" in res.output
+    assert not (tmp_path / "y").exists()
+
+
+def test_counterfactual_set_on_a_masked_lm_is_refused(tiny_bert, tmp_path):
+    res = invoke(
+        "run", REPO / "probes/sentiment-gender.yaml", "-m", tiny_bert, "-o", tmp_path / "z"
+    )
+    assert res.exit_code != 0
+    assert "error:" in res.output and not (tmp_path / "z").exists()
+
+
+def test_library_runner_refuses_counterfactual_sets():
+    from biasprobe.errors import UsageError
+    from biasprobe.probes import load_probe_set
+    from biasprobe.runner import run
+
+    with pytest.raises(UsageError, match="counterfactual probe set has no"):
+        run(load_probe_set(REPO / "probes/sentiment-age.yaml"), ["unused"])
+
+
+def test_crows_is_mounted():
+    res = invoke("crows", "--help")
+    assert res.exit_code == 0 and "CrowS-Pairs" in res.output
