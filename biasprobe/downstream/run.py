@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from biasprobe import runfolder
+from biasprobe.cliutil import markup
 from biasprobe.downstream.scores import (
     DEFAULT_TOLERANCE,
     SCORE_LABELS,
@@ -35,6 +36,7 @@ from biasprobe.downstream.scores import (
 )
 from biasprobe.errors import RunFolderError, UsageError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
+from biasprobe.results import _TEXT_COLUMNS as _FILL_MASK_TEXT
 
 __all__ = [
     "DownstreamResult",
@@ -49,36 +51,19 @@ __all__ = [
 RUN_KIND = "downstream-run"
 WHAT = "downstream run folder"
 TABLES = ("items", "downstream", "scores", "summary", "comparison")
-SIDES = ("A", "B")
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
-_TEXT_COLUMNS = frozenset(
-    (
-        "model",
-        "base",
-        "pair_id",
-        "template_id",
-        "side",
-        "group",
-        "role",
-        "sentence",
-        "template_sentence",
-        "label",
-        "label_a",
-        "label_b",
-        "group_a",
-        "group_b",
-        "minoritized_group",
-        "normative_group",
-        "sentence_a",
-        "sentence_b",
-        "fills",
-        "source",
-        "level",
-        "key",
-        "score",
-    )
-)
+# Read back as text whatever they hold (a label "1", a group "2018" or a model "bert" stay words):
+# the columns a fill-mask run keeps as text and the downstream ones.
+_TEXT_COLUMNS = _FILL_MASK_TEXT | {
+    "base",
+    "label",
+    "label_a",
+    "label_b",
+    "normative_group",
+    "sentence_a",
+    "sentence_b",
+}
 
 
 @dataclass
@@ -204,27 +189,22 @@ def _check_settings(names: Sequence[str], tolerance: Any, n_boot: int) -> None:
 
 
 def _side_rows(
-    model: str, items: Sequence[ProbeItem], by_sentence: dict[str, tuple[float, str]]
-) -> list[dict[str, Any]]:
-    """The ``downstream`` table of one model: one row per (pair, side)."""
-    rows = []
-    for it in items:
-        for s, side in enumerate(SIDES):
-            p, lab = by_sentence[it.sentences[s]]
-            rows.append(
-                {
-                    "model": model,
-                    "pair_id": it.pair_id,
-                    "template_id": it.template_id,
-                    "side": side,
-                    "group": it.groups[s],
-                    "role": "minoritized" if s == it.minoritized else "normative",
-                    "sentence": it.sentences[s],
-                    "p_positive": p,
-                    "label": lab,
-                }
-            )
-    return rows
+    model: str, sides: pd.DataFrame, by_sentence: dict[str, tuple[float, str]]
+) -> pd.DataFrame:
+    """The ``downstream`` table of one model: ``sides`` (one row per pair and side, from
+    :func:`_sides`) with the model's P(positive) and label of each sentence."""
+    out = sides.copy()
+    out.insert(0, "model", model)
+    scored = [by_sentence[s] for s in out["sentence"]]
+    out["p_positive"] = [x[0] for x in scored]
+    out["label"] = [x[1] for x in scored]
+    return out
+
+
+def _sides(items_frame: pd.DataFrame) -> pd.DataFrame:
+    """pair_id, template_id, side, group, role, sentence of every pair side."""
+    keep = ["pair_id", "template_id", "side", "group", "role", "template_sentence"]
+    return items_frame[keep].rename(columns={"template_sentence": "sentence"})
 
 
 def _pair_rows(
@@ -354,19 +334,20 @@ def run_downstream(
     load = {"device": device, "revision": revision, "positive_label": positive_label}
     load.update(batch_size=batch_size, trust_remote_code=trust_remote_code)
     sentences = list(dict.fromkeys(s for it in items for s in it.sentences))
-    sides: list[dict[str, Any]] = []
-    pairs, model_meta = [], []
+    items_frame = items_table(items)
+    sides, pairs, model_meta = [], [], []
     for spec in models:
         clf, by_sentence = _predict(spec, sentences, progress, load)
         mname = _model_name(spec)
-        sides += _side_rows(mname, items, by_sentence)
+        sides.append(_side_rows(mname, _sides(items_frame), by_sentence))
         pairs.append(_pair_rows(mname, items, by_sentence, float(tolerance)))
         labels = list(clf.labels)
         model_meta.append(
             {"name": mname, "kind": clf.kind, "labels": labels}
             | {"positive_label": labels[clf.positive], "info": clf.info}
         )
-    downstream, scores = pd.DataFrame(sides), pd.concat(pairs, ignore_index=True)
+    downstream = pd.concat(sides, ignore_index=True)
+    scores = pd.concat(pairs, ignore_index=True)
     kw = {"n_resamples": n_boot, "confidence": confidence, "seed": seed}
     summary = summarize_downstream(scores, downstream, set_name=name, **kw)
     comparison = compare_models(scores, set_name=name, **kw)
@@ -374,7 +355,7 @@ def run_downstream(
     settings.update(confidence=confidence, **load, n_sentences=len(sentences))
     meta = {"kind": "downstream", **runfolder.provenance()}
     meta.update(probe_set=_probe_meta(ps, name, len(items)), models=model_meta, settings=settings)
-    return DownstreamResult(meta, items_table(items), downstream, scores, summary, comparison)
+    return DownstreamResult(meta, items_frame, downstream, scores, summary, comparison)
 
 
 # --------------------------------------------------------------------------- terminal
@@ -394,68 +375,59 @@ def _p(x: Any) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def _table(console: Any, title: str, columns: Sequence[str]) -> Any:
+    """An ≤ 80-column rich table: the first columns fold, the rest (numbers) align right."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", width=min(80, console.width))
+    for name in columns:
+        if name in ("score", "model"):
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=name == "95% CI")
+    return table
+
+
+def _model_table(result: DownstreamResult, model: str, console: Any) -> Any:
+    """Set-level scores of one classifier, then its per-contrast Δ rows."""
+    info = next((m.get("info") for m in result.meta.get("models", []) if m["name"] == model), None)
+    a = (info or {}).get("accuracy")
+    extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
+    columns = ("score", "mean", "95% CI", "n", "p (Wilcoxon / sign)")
+    table = _table(console, f"{markup(model)}{extra}", columns)
+    s = result.summary[result.summary["model"] == model]
+    for _, r in s[s["level"] == "set"].iterrows():
+        label = SCORE_LABELS.get(r["score"], r["score"])
+        if r["score"] == "mean_p_positive":
+            label = f"{label} ({r['group']})"
+        signed = r["score"] == "delta"
+        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
+        mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
+        table.add_row(markup(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
+    for _, r in s[(s["level"] == "contrast") & (s["score"] == "delta")].iterrows():
+        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
+        table.add_row(markup(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
+    return table
+
+
 def print_downstream(result: DownstreamResult, console: Any = None) -> None:
     """Print the set-level scores per classifier (and the change vs the base), ≤ 80 columns."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     console = console or Console()
-    s = result.summary
-    s = s[s["level"] == "set"]
-    acc = {m["name"]: (m.get("info") or {}).get("accuracy") for m in result.meta.get("models", [])}
-    for model, sub in s.groupby("model", sort=False):
-        a = acc.get(model)
-        extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
-        table = Table(
-            title=f"{escape(str(model))}{extra}",
-            title_justify="left",
-            width=min(80, console.width),
-        )
-        table.add_column("score", overflow="fold")
-        table.add_column("mean", justify="right")
-        table.add_column("95% CI", justify="right", no_wrap=True)
-        table.add_column("n", justify="right")
-        table.add_column("p (Wilcoxon / sign)", justify="right")
-        for _, r in sub.iterrows():
-            label = SCORE_LABELS.get(r["score"], r["score"])
-            if r["score"] == "mean_p_positive":
-                label = f"{label} ({r['group']})"
-            signed = r["score"] == "delta"
-            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
-            mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
-            table.add_row(escape(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
-        contrasts = result.summary[
-            (result.summary["model"] == model)
-            & (result.summary["level"] == "contrast")
-            & (result.summary["score"] == "delta")
-        ]
-        for _, r in contrasts.iterrows():
-            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
-            table.add_row(escape(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
-        console.print(table)
+    for model in dict.fromkeys(result.summary[result.summary["level"] == "set"]["model"]):
+        console.print(_model_table(result, model, console))
     c = result.comparison
-    if c is not None and not c.empty:
-        c = c[c["level"] == "set"]
-        table = Table(
-            title=f"Change from the base model ({escape(str(c['base'].iloc[0]))})",
-            title_justify="left",
-            width=min(80, console.width),
-        )
-        table.add_column("model", overflow="fold")
-        table.add_column("score", overflow="fold")
-        table.add_column("change", justify="right")
-        table.add_column("95% CI", justify="right", no_wrap=True)
-        table.add_column("n", justify="right")
-        for _, r in c.iterrows():
-            table.add_row(
-                escape(str(r["model"])),
-                SCORE_LABELS.get(r["score"], r["score"]),
-                f"{r['change']:+.3f}",
-                _ci(r),
-                str(int(r["n"])),
-            )
-        console.print(table)
+    if c is None or c.empty:
+        return
+    c = c[c["level"] == "set"]
+    title = f"Change from the base model ({markup(c['base'].iloc[0])})"
+    table = _table(console, title, ("model", "score", "change", "95% CI", "n"))
+    for _, r in c.iterrows():
+        score = SCORE_LABELS.get(r["score"], r["score"])
+        n = str(int(r["n"]))
+        table.add_row(markup(r["model"]), markup(score), f"{r['change']:+.3f}", _ci(r), n)
+    console.print(table)
 
 
 def run_command(
