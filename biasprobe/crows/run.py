@@ -86,6 +86,23 @@ def load_crows_run(run_dir: str | Path) -> CrowsResult:
     return CrowsResult(pairs, summary, meta)
 
 
+def _load(model: str, progress: Callable[[str, int, int], None] | None, load: dict) -> tuple:
+    """``(backend, True)``: the masked LM ``model`` names, loaded (it is closed after the run)."""
+    if model.startswith("recorded:"):
+        raise UsageError(
+            f"model {model}: recorded outputs only hold the sentences they were recorded "
+            "on; CrowS-Pairs needs a Hugging Face masked LM (hub id or checkpoint folder)"
+        )
+    from biasprobe.backends import load_backend
+
+    if progress is not None:
+        progress("load", 0, 1)
+    backend = load_backend(model, **load)
+    if progress is not None:
+        progress("load", 1, 1)
+    return backend, True
+
+
 def run_crows(
     model: str | Any,
     *,
@@ -120,28 +137,9 @@ def run_crows(
     wanted = normalize_bias_types(bias_types)
     pairs = load_pairs(data, bias_types=wanted, limit=limit)
     data_path = Path(data) if data is not None else shipped_path()
-    if isinstance(model, str):
-        if model.startswith("recorded:"):
-            raise UsageError(
-                f"model {model}: recorded outputs only hold the sentences they were recorded "
-                "on; CrowS-Pairs needs a Hugging Face masked LM (hub id or checkpoint folder)"
-            )
-        from biasprobe.backends import load_backend
-
-        if progress is not None:
-            progress("load", 0, 1)
-        backend = load_backend(
-            model,
-            device=device,
-            revision=revision,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
-        if progress is not None:
-            progress("load", 1, 1)
-        owned = True
-    else:
-        backend, owned = model, False
+    load = {"device": device, "revision": revision, "batch_size": batch_size}
+    load["trust_remote_code"] = trust_remote_code
+    backend, owned = _load(model, progress, load) if isinstance(model, str) else (model, False)
     try:
         rows = score_pairs(
             backend,
