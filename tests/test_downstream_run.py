@@ -343,3 +343,22 @@ def test_run_folder_shares_fill_mask_columns_and_reads_only_inside(tmp_path):
     (out / "results.json").write_text(json.dumps(meta))
     with pytest.raises(RunFolderError, match="outside the run folder"):
         load_downstream_run(out)
+
+
+def test_run_tables_keep_text_columns_as_text(tmp_path):
+    import pandas as pd
+
+    from biasprobe.downstream.run import _TEXT_COLUMNS
+    from biasprobe.runfolder import read_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("label_a,normative_group,base,p_a\n007,2018,null,\nnull,,1,0.5\n")
+    back = read_table(path, _TEXT_COLUMNS)
+    assert back["label_a"].tolist() == ["007", "null"]
+    assert back["normative_group"].tolist() == ["2018", ""]
+    assert back["base"].tolist() == ["null", "1"]
+    assert back["p_a"].isna().tolist() == [True, False] and back["p_a"].iloc[1] == 0.5
+    direct = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert back[["label_a", "normative_group", "base"]].equals(
+        direct[["label_a", "normative_group", "base"]]
+    )
