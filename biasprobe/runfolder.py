@@ -78,8 +78,9 @@ def save_run_folder(
     return out
 
 
-def read_meta(run_dir: str | Path, kind: str, what: str) -> dict[str, Any]:
-    """The ``results.json`` of a run folder whose ``kind`` is ``kind`` (``what`` names it).
+def read_meta(run_dir: str | Path, kind: str | None, what: str) -> dict[str, Any]:
+    """The ``results.json`` of a run folder whose ``kind`` is ``kind`` (``what`` names it;
+    ``kind=None``: any JSON object, as for fill-mask run folders, whose results.json has none).
 
     Raises:
         RunFolderError: the folder or its ``results.json`` is missing, unreadable or of another
@@ -95,7 +96,9 @@ def read_meta(run_dir: str | Path, kind: str, what: str) -> dict[str, Any]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise RunFolderError(f"cannot read {meta_path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != kind:
+    if not isinstance(meta, dict):
+        raise RunFolderError(f"{meta_path} is not a JSON object")
+    if kind is not None and meta.get("kind") != kind:
         raise RunFolderError(f"{d} is not a {what} ({RESULTS_JSON} has no kind: {kind})")
     return meta
 

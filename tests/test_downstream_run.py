@@ -362,3 +362,19 @@ def test_run_tables_keep_text_columns_as_text(tmp_path):
     assert back[["label_a", "normative_group", "base"]].equals(
         direct[["label_a", "normative_group", "base"]]
     )
+
+
+def test_read_meta_kinds(tmp_path):
+    from biasprobe.errors import RunFolderError
+    from biasprobe.runfolder import read_meta
+
+    (tmp_path / "results.json").write_text('{"run_id": "r1"}')
+    assert read_meta(tmp_path, None, "run folder") == {"run_id": "r1"}
+    with pytest.raises(RunFolderError, match="not a downstream run folder"):
+        read_meta(tmp_path, "downstream", "downstream run folder")
+    (tmp_path / "results.json").write_text("[1, 2]")
+    with pytest.raises(RunFolderError, match="not a JSON object"):
+        read_meta(tmp_path, None, "run folder")
+    (tmp_path / "results.json").write_text("{")
+    with pytest.raises(RunFolderError, match="cannot read"):
+        read_meta(tmp_path, None, "run folder")
