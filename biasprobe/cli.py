@@ -105,32 +105,12 @@ def _validate_one(path: Path) -> bool:
 
 
 def _progress_printer(quiet: bool) -> tuple[Any, Callable[..., None] | None]:
-    if quiet:
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from biasprobe.cliutil import progress_printer
 
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return None, None
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
+    def label(model: str, stage: str) -> str:
+        return f"loading {model}" if stage == "load" else f"scoring {model}"
 
-    def update(model: str, stage: str, done: int, total: int) -> None:
-        key = f"{model}:{stage}"
-        label = f"loading {model}" if stage == "load" else f"scoring {model}"
-        if key not in tasks:
-            tasks[key] = progress.add_task(label, total=total)
-        progress.update(tasks[key], completed=done, total=total)
-
-    return progress, update
+    return progress_printer(quiet, label)
 
 
 def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> None:

@@ -5,7 +5,8 @@ commands): a :class:`~biasprobe.errors.BiasprobeError` becomes one ``error: <mes
 stderr and its ``exit_code`` (2 bad input, 1 otherwise); Ctrl-C exits 130 and SIGTERM 143,
 after the stack has unwound (staging folders removed) with further signals ignored; any other
 exception is an "internal error" (exit 1; ``BIASPROBE_DEBUG=1`` re-raises it). :func:`safe_text`
-neutralises terminal control characters in anything printed. Imports only the standard library
+neutralises terminal control characters in anything printed; :func:`progress_printer` is the
+one progress bar of the long-running commands. Imports only the standard library
 and typer, so that any CLI module can use it without import cycles.
 """
 
@@ -23,7 +24,7 @@ import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Terminated", "markup", "safe_text", "user_errors"]
+__all__ = ["Terminated", "markup", "progress_printer", "safe_text", "user_errors"]
 
 
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -46,6 +47,43 @@ def markup(text: object) -> str:
     from rich.markup import escape
 
     return escape(safe_text(text))
+
+
+def progress_printer(
+    quiet: bool, label: Callable[..., str]
+) -> tuple[Any, Callable[..., None] | None]:
+    """A transient progress bar on stderr and its callback, or ``(None, None)`` when ``quiet``
+    or stderr is not a terminal.
+
+    The callback is ``update(*key, done, total)``: one bar per distinct ``key`` (e.g. model and
+    stage), labelled ``label(*key)``. The bar is a rich ``Progress``: start and stop it (or use
+    it as a context manager) around the work.
+    """
+    if quiet:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None, None
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+    tasks: dict[tuple[Any, ...], Any] = {}
+
+    def update(*args: Any) -> None:
+        *key, done, total = args
+        if tuple(key) not in tasks:
+            tasks[tuple(key)] = bar.add_task(markup(label(*key)), total=total)
+        bar.update(tasks[tuple(key)], completed=done, total=total)
+
+    return bar, update
 
 
 def _fail(message: str, code: int) -> None:

@@ -66,6 +66,7 @@ def looks_like_path(name: str) -> bool:
 
 
 def sha256_file(path: Path) -> str:
+    """sha256 (hex) of a file, read in 1 MiB blocks, for provenance."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

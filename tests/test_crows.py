@@ -461,3 +461,48 @@ def test_cli_help_does_not_import_heavy_modules():
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_run_folder_manifest_and_provenance(bert_backend, tmp_path):
+    from importlib.metadata import version
+
+    from biasprobe.errors import RunFolderError
+    from biasprobe.hub import sha256_file
+
+    res = run_crows(bert_backend, scoring="meade", bias_types=["age"], limit=3)
+    assert res.meta["versions"]["transformers"] == version("transformers")
+    assert res.meta["data"]["sha256"] == sha256_file(shipped_path())
+    import hashlib
+
+    assert sha256_file(shipped_path()) == hashlib.sha256(shipped_path().read_bytes()).hexdigest()
+    out = res.save(tmp_path / "run")
+    manifest = json.loads((out / ".biasprobe-manifest.json").read_text(encoding="utf-8"))
+    assert manifest["kind"] == "crows-pairs" and manifest["id"] == res.meta["run_id"]
+    assert manifest["files"] == ["pairs.csv", "report.html", "results.json", "summary.csv"]
+    assert json.loads((out / "results.json").read_text(encoding="utf-8"))["files"] == {
+        "pairs": "pairs.csv",
+        "summary": "summary.csv",
+        "report": "report.html",
+    }
+    (out / "results.json").write_text('{"kind": "downstream"}', encoding="utf-8")
+    with pytest.raises(RunFolderError, match="not a CrowS-Pairs run folder"):
+        load_crows_run(out)
+    with pytest.raises(RunFolderError, match="does not exist"):
+        load_crows_run(tmp_path / "missing")
+
+
+def test_progress_printer_one_bar_per_key(monkeypatch):
+    from biasprobe.cliutil import progress_printer
+
+    assert progress_printer(True, str) == (None, None)
+    monkeypatch.setenv("FORCE_COLOR", "1")  # rich then treats stderr as a terminal
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
+    bar, update = progress_printer(False, lambda model, stage: f"{stage} [b]{model}\x1b")
+    assert bar is not None
+    with bar:
+        update("m", "load", 0, 1)
+        update("m", "load", 1, 1)
+        update("m", "score", 2, 5)
+    tasks = [(t.description, t.completed, t.total) for t in bar.tasks]
+    assert tasks == [("load \\[b]m\\x1b", 1, 1), ("score \\[b]m\\x1b", 2, 5)]

@@ -317,3 +317,64 @@ def test_run_command_checks_output_first_and_writes(tmp_path):
         (tmp_path / "fm").mkdir()
         (tmp_path / "fm" / "results.json").write_text('{"run_id": "x"}')
         load_downstream_run(tmp_path / "fm")
+
+
+def test_run_folder_shares_fill_mask_columns_and_reads_only_inside(tmp_path):
+    from importlib.metadata import version
+
+    from biasprobe.errors import RunFolderError
+    from biasprobe.runner import items_table
+
+    items = _items()
+    res = run_downstream(items, [WordClassifier("m", 0.1)], set_name="t")
+    # items.csv has exactly the columns of a fill-mask run's items.csv
+    assert list(res.items.columns) == list(items_table(items).columns)
+    assert res.items["template_sentence"].tolist() == [s for it in items for s in it.sentences]
+    assert res.meta["versions"]["pandas"] == version("pandas")
+    assert res.meta["run_id"].startswith(res.meta["created"][:10].replace("-", ""))
+    out = res.save(tmp_path / "run")
+    manifest = json.loads((out / ".biasprobe-manifest.json").read_text())
+    assert manifest["kind"] == "downstream-run" and manifest["id"] == res.meta["run_id"]
+    assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name[0] != ".")
+    secret = tmp_path / "secret.csv"
+    secret.write_text("pair_id\nleaked\n")
+    meta = json.loads((out / "results.json").read_text())
+    meta["files"]["items"] = str(secret)
+    (out / "results.json").write_text(json.dumps(meta))
+    with pytest.raises(RunFolderError, match="outside the run folder"):
+        load_downstream_run(out)
+
+
+def test_run_tables_keep_text_columns_as_text(tmp_path):
+    import pandas as pd
+
+    from biasprobe.downstream.run import _TEXT_COLUMNS
+    from biasprobe.runfolder import read_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("label_a,normative_group,base,p_a\n007,2018,null,\nnull,,1,0.5\n")
+    back = read_table(path, _TEXT_COLUMNS)
+    assert back["label_a"].tolist() == ["007", "null"]
+    assert back["normative_group"].tolist() == ["2018", ""]
+    assert back["base"].tolist() == ["null", "1"]
+    assert back["p_a"].isna().tolist() == [True, False] and back["p_a"].iloc[1] == 0.5
+    direct = pd.read_csv(path, dtype=str, keep_default_na=False)
+    assert back[["label_a", "normative_group", "base"]].equals(
+        direct[["label_a", "normative_group", "base"]]
+    )
+
+
+def test_read_meta_kinds(tmp_path):
+    from biasprobe.errors import RunFolderError
+    from biasprobe.runfolder import read_meta
+
+    (tmp_path / "results.json").write_text('{"run_id": "r1"}')
+    assert read_meta(tmp_path, None, "run folder") == {"run_id": "r1"}
+    with pytest.raises(RunFolderError, match="not a downstream run folder"):
+        read_meta(tmp_path, "downstream", "downstream run folder")
+    (tmp_path / "results.json").write_text("[1, 2]")
+    with pytest.raises(RunFolderError, match="not a JSON object"):
+        read_meta(tmp_path, None, "run folder")
+    (tmp_path / "results.json").write_text("{")
+    with pytest.raises(RunFolderError, match="cannot read"):
+        read_meta(tmp_path, None, "run folder")

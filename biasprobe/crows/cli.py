@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from biasprobe.cliutil import markup, progress_printer, safe_text, user_errors
+
 app = typer.Typer(
     name="crows",
     help="Score CrowS-Pairs (Nangia et al. 2020) with a masked LM.",
@@ -21,24 +23,18 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def print_summary(result: Any) -> None:
     """The summary table on the terminal, with the meaning of 50%."""
     import math
 
     from rich.console import Console
-    from rich.markup import escape
     from rich.table import Table
 
     from biasprobe.crows.aggregate import MEANING
 
     model = str(result.meta.get("model", {}).get("name", "?"))
     table = Table(
-        title=f"CrowS-Pairs, {escape(model)}, scoring {result.meta.get('scoring')}",
+        title=f"CrowS-Pairs, {markup(model)}, scoring {result.meta.get('scoring')}",
         title_justify="left",
         caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
         caption_justify="left",
@@ -56,7 +52,7 @@ def print_summary(result: Any) -> None:
 
     for r in result.summary.itertuples(index=False):
         table.add_row(
-            escape(str(r.key)),
+            markup(str(r.key)),
             f(r.metric),
             f"[{f(r.ci_low)}, {f(r.ci_high)}]",
             str(int(r.n)),
@@ -69,35 +65,8 @@ def print_summary(result: Any) -> None:
     Console().print(table)
 
 
-def _progress(quiet: bool) -> tuple[Any, Any]:
-    if quiet:
-        return None, None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        return None, None
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    tasks: dict[str, Any] = {}
-
-    def update(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            label = "loading the model" if stage == "load" else "scoring masked tokens"
-            tasks[stage] = bar.add_task(label, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
-
-    return bar, update
-
-
 @app.callback(invoke_without_command=True)
+@user_errors
 def crows(
     model: Annotated[
         str,
@@ -156,31 +125,10 @@ def crows(
 
     Example: biasprobe crows -m bert-base-uncased --bias-type gender
     """
-    args = dict(locals())
-    from biasprobe.errors import BiasprobeError
-
-    try:
-        _run(**args)
-    except BiasprobeError as e:
-        raise _fail(e.message, e.exit_code) from None
-    except KeyboardInterrupt:
-        raise _fail("interrupted (nothing was written)", 130) from None
+    _run(**locals())
 
 
-def _run(
-    model: str,
-    scoring: str,
-    bias_type: list[str] | None,
-    out: Path | None,
-    data: Path | None,
-    limit: int | None,
-    device: str,
-    batch_size: int,
-    revision: str | None,
-    overwrite: bool,
-    quiet: bool,
-    trust_remote_code: bool,
-) -> None:
+def _check_options(scoring: str, batch_size: int, limit: int | None) -> None:
     from biasprobe.errors import UsageError
 
     if scoring not in ("meade", "nangia"):
@@ -189,36 +137,29 @@ def _run(
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     if limit is not None and limit < 1:
         raise UsageError(f"--limit must be at least 1, got {limit}")
-    from biasprobe.crows.run import KIND, run_crows
+
+
+def _label(stage: str) -> str:
+    return "loading the model" if stage == "load" else "scoring masked tokens"
+
+
+def _run(model: str, out: Path | None, overwrite: bool, quiet: bool, **options: Any) -> None:
+    """The ``crows`` command: check the options and the output folder, score, save, print."""
+    import contextlib
+
+    from biasprobe.crows.run import KIND, WHAT, run_crows
     from biasprobe.fsio import check_output_folder
     from biasprobe.results import model_slug
 
-    what = "CrowS-Pairs run folder"
-    if out is not None:
-        check_output_folder(out, overwrite, kinds=(KIND,), what=what)
-    else:
-        check_output_folder(Path("reports") / ".crows-check", False, kinds=(KIND,), what=what)
-    bar, update = _progress(quiet)
-    if bar is not None:
-        bar.start()
-    try:
-        result = run_crows(
-            model,
-            scoring=scoring,
-            bias_types=bias_type,
-            data=data,
-            limit=limit,
-            device=device,
-            batch_size=batch_size,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            progress=update,
-        )
-    finally:
-        if bar is not None:
-            bar.stop()
+    _check_options(options["scoring"], options["batch_size"], options["limit"])
+    # The default folder's name is known only after the run: check that reports/ can take it.
+    default = Path("reports") / ".crows-check"
+    check_output_folder(out or default, overwrite and out is not None, kinds=(KIND,), what=WHAT)
+    bar, update = progress_printer(quiet, _label)
+    with bar or contextlib.nullcontext():
+        result = run_crows(model, bias_types=options.pop("bias_type"), progress=update, **options)
     target = out or Path("reports") / f"crows-{model_slug(model)}-{result.meta['run_id']}"
     saved = result.save(target, overwrite=overwrite)
     if not quiet:
         print_summary(result)
-    typer.echo(f"wrote {saved} (report: {saved / 'report.html'})")
+    typer.echo(f"wrote {safe_text(saved)} (report: {safe_text(saved / 'report.html')})")

@@ -10,7 +10,6 @@ the more stereotypical sentence in both cases) and a bias type. See
 from __future__ import annotations
 
 import csv
-import hashlib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -77,15 +76,6 @@ def normalize_bias_types(names: list[str] | tuple[str, ...] | None) -> tuple[str
         if name not in out:
             out.append(name)
     return tuple(out)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, for provenance."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_pairs(

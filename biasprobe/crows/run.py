@@ -13,10 +13,6 @@ place, never half-written):
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import platform
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,28 +20,27 @@ from typing import Any
 
 import pandas as pd
 
-from biasprobe import __version__
 from biasprobe.crows.aggregate import MEANING, summarize
-from biasprobe.crows.data import file_sha256, load_pairs, normalize_bias_types, shipped_path
+from biasprobe.crows.data import load_pairs, normalize_bias_types, shipped_path
 from biasprobe.crows.scoring import SCORINGS, score_pairs
 from biasprobe.errors import RunFolderError, UsageError
-from biasprobe.fsio import check_output_folder, replace_dir, staging_dir, write_manifest
-
-RESULTS_JSON = "results.json"
+from biasprobe.hub import sha256_file
+from biasprobe.runfolder import provenance, read_meta, read_table, save_run_folder
 
 KIND = "crows-pairs"
+WHAT = "CrowS-Pairs run folder"
 FILES = {"pairs": "pairs.csv", "summary": "summary.csv", "report": "report.html"}
-_TEXT = {
-    "pair_id": str,
-    "bias_type": str,
-    "direction": str,
-    "sent_more": str,
-    "sent_less": str,
-    "outcome": str,
-    "skipped": str,
-    "level": str,
-    "key": str,
-}
+_TEXT = (
+    "pair_id",
+    "bias_type",
+    "direction",
+    "sent_more",
+    "sent_less",
+    "outcome",
+    "skipped",
+    "level",
+    "key",
+)
 
 
 @dataclass
@@ -65,19 +60,13 @@ class CrowsResult:
         """
         from biasprobe.crows.report import render_html
 
-        out = Path(out_dir)
-        check_output_folder(out, overwrite, kinds=(KIND,), what="CrowS-Pairs run folder")
-        with staging_dir(out) as tmp:
-            meta = dict(self.meta, files=dict(FILES))
+        def write(tmp: Path) -> None:
             self.pairs.to_csv(tmp / FILES["pairs"], index=False)
             self.summary.to_csv(tmp / FILES["summary"], index=False)
             (tmp / FILES["report"]).write_text(render_html(self), encoding="utf-8")
-            with open(tmp / RESULTS_JSON, "w", encoding="utf-8") as f:
-                json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
-                f.write("\n")
-            write_manifest(tmp, KIND, str(meta.get("run_id", "")))
-            replace_dir(tmp, out)
-        return out
+
+        meta = dict(self.meta, files=dict(FILES))
+        return save_run_folder(out_dir, meta, write, kind=KIND, what=WHAT, overwrite=overwrite)
 
 
 def load_crows_run(run_dir: str | Path) -> CrowsResult:
@@ -87,29 +76,31 @@ def load_crows_run(run_dir: str | Path) -> CrowsResult:
         RunFolderError: not a CrowS run folder, or a file is missing or unreadable.
     """
     d = Path(run_dir)
+    meta = read_meta(d, KIND, WHAT)
     try:
-        meta = json.loads((d / RESULTS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"{d} is not a readable run folder ({e})") from None
-    if not isinstance(meta, dict) or meta.get("kind") != KIND:
-        raise RunFolderError(f"{d} is not a CrowS-Pairs run folder (results.json kind)")
-    try:
-        pairs = pd.read_csv(d / FILES["pairs"], dtype=_TEXT, keep_default_na=False, na_values=[""])
-        summary = pd.read_csv(d / FILES["summary"], dtype=_TEXT)
+        pairs = read_table(d / FILES["pairs"], _TEXT)
+        summary = read_table(d / FILES["summary"], _TEXT)
     except (OSError, ValueError, pd.errors.ParserError) as e:
         raise RunFolderError(f"cannot read the tables of {d} ({e})") from None
     pairs["skipped"] = pairs["skipped"].fillna("")
     return CrowsResult(pairs, summary, meta)
 
 
-def _versions() -> dict[str, str]:
-    out = {"biasprobe": __version__, "python": platform.python_version()}
-    for mod in ("torch", "transformers", "numpy", "pandas", "scipy"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - optional
-            out[mod] = "not installed"
-    return out
+def _load(model: str, progress: Callable[[str, int, int], None] | None, load: dict) -> tuple:
+    """``(backend, True)``: the masked LM ``model`` names, loaded (it is closed after the run)."""
+    if model.startswith("recorded:"):
+        raise UsageError(
+            f"model {model}: recorded outputs only hold the sentences they were recorded "
+            "on; CrowS-Pairs needs a Hugging Face masked LM (hub id or checkpoint folder)"
+        )
+    from biasprobe.backends import load_backend
+
+    if progress is not None:
+        progress("load", 0, 1)
+    backend = load_backend(model, **load)
+    if progress is not None:
+        progress("load", 1, 1)
+    return backend, True
 
 
 def run_crows(
@@ -146,28 +137,9 @@ def run_crows(
     wanted = normalize_bias_types(bias_types)
     pairs = load_pairs(data, bias_types=wanted, limit=limit)
     data_path = Path(data) if data is not None else shipped_path()
-    if isinstance(model, str):
-        if model.startswith("recorded:"):
-            raise UsageError(
-                f"model {model}: recorded outputs only hold the sentences they were recorded "
-                "on; CrowS-Pairs needs a Hugging Face masked LM (hub id or checkpoint folder)"
-            )
-        from biasprobe.backends import load_backend
-
-        if progress is not None:
-            progress("load", 0, 1)
-        backend = load_backend(
-            model,
-            device=device,
-            revision=revision,
-            batch_size=batch_size,
-            trust_remote_code=trust_remote_code,
-        )
-        if progress is not None:
-            progress("load", 1, 1)
-        owned = True
-    else:
-        backend, owned = model, False
+    load = {"device": device, "revision": revision, "batch_size": batch_size}
+    load["trust_remote_code"] = trust_remote_code
+    backend, owned = _load(model, progress, load) if isinstance(model, str) else (model, False)
     try:
         rows = score_pairs(
             backend,
@@ -181,11 +153,9 @@ def run_crows(
             backend.close()
     table = pd.DataFrame(rows)
     summary = summarize(table)
-    now = _dt.datetime.now(_dt.timezone.utc)
     meta = {
         "kind": KIND,
-        "run_id": f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "created": now.isoformat(timespec="seconds"),
+        **provenance(),
         "model": info,
         "scoring": scoring,
         "metric": MEANING,
@@ -194,12 +164,11 @@ def run_crows(
         "data": {
             "path": str(data_path.resolve()),
             "shipped": data is None,
-            "sha256": file_sha256(data_path),
+            "sha256": sha256_file(data_path),
             "bias_types": list(wanted) if wanted else "all",
             "limit": limit,
             "n_pairs": len(pairs),
         },
         "settings": {"device": device or "auto", "batch_size": batch_size},
-        "versions": _versions(),
     }
     return CrowsResult(table, summary, meta)

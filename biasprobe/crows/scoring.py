@@ -136,15 +136,36 @@ def score_pairs(
     """
     if scoring not in SCORINGS:
         raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
-    tokenizer = backend.tokenizer
-    mask_id = int(backend.mask_id)
-    plans = [plan_pair(tokenizer, p, scoring) for p in pairs]
-    index: dict[tuple[tuple[int, ...], int], int] = {}
-    seqs: list[list[int]] = []
-    positions: list[int] = []
-    targets: list[int] = []
-    refs: list[tuple[list[int], list[int]]] = []  # per pair: variant indices (more, less)
-    for pair, plan in zip(pairs, plans):
+    plans = [plan_pair(backend.tokenizer, p, scoring) for p in pairs]
+    variants = _Variants(int(backend.mask_id))
+    refs = [variants.add_pair(backend, pair, plan) for pair, plan in zip(pairs, plans)]
+    logprobs = _score_variants(
+        backend, variants.seqs, variants.positions, variants.targets, progress
+    )
+    return [
+        _pair_row(pair, plan, logprobs[v_more], logprobs[v_less], scoring)
+        for pair, plan, (v_more, v_less) in zip(pairs, plans, refs)
+    ]
+
+
+class _Variants:
+    """The distinct masked sequences to score: one per (token ids, masked position)."""
+
+    def __init__(self, mask_id: int) -> None:
+        self.mask_id = mask_id
+        self.index: dict[tuple[tuple[int, ...], int], int] = {}
+        self.seqs: list[list[int]] = []
+        self.positions: list[int] = []
+        self.targets: list[int] = []
+
+    def add_pair(
+        self, backend: Any, pair: CrowsPair, plan: PairPlan
+    ) -> tuple[list[int], list[int]]:
+        """Variant indices of the pair's two sentences (more, less); none for a skipped pair.
+
+        Raises:
+            UsageError: a sentence is longer than the model accepts.
+        """
         sides: list[list[int]] = []
         for ids, pos in (
             (plan.ids_more, plan.positions_more),
@@ -156,55 +177,45 @@ def score_pairs(
                     f"{len(ids)} tokens long; model {backend.name} takes at most "
                     f"{backend.max_length}"
                 )
-            mine: list[int] = []
-            if not plan.skipped:
-                for p in pos:
-                    key = (ids, p)
-                    if key not in index:
-                        masked = list(ids)
-                        masked[p] = mask_id
-                        index[key] = len(seqs)
-                        seqs.append(masked)
-                        positions.append(p)
-                        targets.append(ids[p])
-                    mine.append(index[key])
-            sides.append(mine)
-        refs.append((sides[0], sides[1]))
-    logprobs = _score_variants(backend, seqs, positions, targets, progress)
-    rows = []
-    for pair, plan, (v_more, v_less) in zip(pairs, plans, refs):
-        row: dict[str, Any] = {
-            "pair_id": pair.pair_id,
-            "bias_type": pair.bias_type,
-            "direction": pair.direction,
-            "sent_more": pair.sent_more,
-            "sent_less": pair.sent_less,
-            "n_scored_more": len(plan.positions_more),
-            "n_scored_less": len(plan.positions_less),
-        }
-        if plan.skipped:
-            row.update(
-                score_more=float("nan"),
-                score_less=float("nan"),
-                diff=float("nan"),
-                outcome="skipped",
-                more_preferred=float("nan"),
-                skipped=plan.skipped,
-            )
-        else:
-            s_more = sentence_score(logprobs[v_more], scoring)
-            s_less = sentence_score(logprobs[v_less], scoring)
-            outcome = pair_outcome(s_more, s_less, scoring)
-            row.update(
-                score_more=s_more,
-                score_less=s_less,
-                diff=s_more - s_less,
-                outcome=outcome,
-                more_preferred=1.0 if outcome == "more" else 0.0,
-                skipped="",
-            )
-        rows.append(row)
-    return rows
+            sides.append([] if plan.skipped else [self._add(ids, p) for p in pos])
+        return sides[0], sides[1]
+
+    def _add(self, ids: tuple[int, ...], p: int) -> int:
+        key = (ids, p)
+        if key not in self.index:
+            masked = list(ids)
+            masked[p] = self.mask_id
+            self.index[key] = len(self.seqs)
+            self.seqs.append(masked)
+            self.positions.append(p)
+            self.targets.append(ids[p])
+        return self.index[key]
+
+
+def _pair_row(
+    pair: CrowsPair, plan: PairPlan, lp_more: np.ndarray, lp_less: np.ndarray, scoring: str
+) -> dict[str, Any]:
+    """One row of :func:`score_pairs` from the log-probs of the pair's scored tokens."""
+    row: dict[str, Any] = {
+        "pair_id": pair.pair_id,
+        "bias_type": pair.bias_type,
+        "direction": pair.direction,
+        "sent_more": pair.sent_more,
+        "sent_less": pair.sent_less,
+        "n_scored_more": len(plan.positions_more),
+        "n_scored_less": len(plan.positions_less),
+    }
+    if plan.skipped:
+        nan = float("nan")
+        row.update(score_more=nan, score_less=nan, diff=nan, outcome="skipped")
+        row.update(more_preferred=nan, skipped=plan.skipped)
+        return row
+    s_more = sentence_score(lp_more, scoring)
+    s_less = sentence_score(lp_less, scoring)
+    outcome = pair_outcome(s_more, s_less, scoring)
+    row.update(score_more=s_more, score_less=s_less, diff=s_more - s_less, outcome=outcome)
+    row.update(more_preferred=1.0 if outcome == "more" else 0.0, skipped="")
+    return row
 
 
 def _score_variants(

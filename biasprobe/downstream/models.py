@@ -275,7 +275,7 @@ def load_classifier(
 
 def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote_code):
     import torch
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from biasprobe.hub import quiet_transformers, record_commit, resolve_model_source
 
@@ -285,21 +285,7 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
     kw = dict(src.kwargs)
     if src.is_local and (Path(src.load_from) / "model.safetensors").is_file():
         kw["use_safetensors"] = True
-    try:
-        config = AutoConfig.from_pretrained(
-            src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
-        )
-    except Exception as e:
-        raise ModelLoadError(
-            f"{src.describe()}: cannot read its config ({_first_line(e)})"
-        ) from None
-    archs = list(getattr(config, "architectures", None) or [])
-    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
-        raise ModelLoadError(
-            f"{src.describe()} is not a sequence classifier (architectures: {', '.join(archs)}); "
-            "a classifier checkpoint has a ...ForSequenceClassification head (a masked language "
-            "model belongs to a fill-mask probe set)"
-        )
+    config = _classifier_config(src, revision, trust_remote_code)
     id2label = getattr(config, "id2label", None) or {}
     pos = positive_index(id2label, positive_label)
     try:
@@ -317,15 +303,7 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
         raise ModelLoadError(
             f"{src.describe()} could not be loaded as a sequence classifier ({_first_line(e)})"
         ) from None
-    missing = sorted((loading or {}).get("missing_keys") or [])
-    if missing:
-        shown = ", ".join(missing[:4]) + (
-            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        )
-        raise ModelLoadError(
-            f"{src.describe()} has no trained weights for {shown}: its classification head would "
-            "be random, so its outputs would mean nothing"
-        )
+    _check_trained(src, loading)
     if tokenizer.pad_token is None:  # e.g. GPT-2 classifiers: pad with the end-of-text token
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"{src.describe()}: its tokenizer has no padding token")
@@ -348,11 +326,52 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
             "dtype": "float32",
         }
     )
+    max_len = _max_length(tokenizer, config)
+    return HFClassifier(name, model, tokenizer, labels, pos, info, batch_size, max_len)
+
+
+def _classifier_config(src: Any, revision: str | None, trust_remote_code: bool) -> Any:
+    """The checkpoint's config, refused unless its architecture is a sequence classifier."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(
+            src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
+        )
+    except Exception as e:
+        raise ModelLoadError(
+            f"{src.describe()}: cannot read its config ({_first_line(e)})"
+        ) from None
+    archs = list(getattr(config, "architectures", None) or [])
+    if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise ModelLoadError(
+            f"{src.describe()} is not a sequence classifier (architectures: {', '.join(archs)}); "
+            "a classifier checkpoint has a ...ForSequenceClassification head (a masked language "
+            "model belongs to a fill-mask probe set)"
+        )
+    return config
+
+
+def _check_trained(src: Any, loading: dict | None) -> None:
+    """Refuse a checkpoint whose weights leave part of the model (the head) untrained."""
+    missing = sorted((loading or {}).get("missing_keys") or [])
+    if missing:
+        shown = ", ".join(missing[:4]) + (
+            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
+        )
+        raise ModelLoadError(
+            f"{src.describe()} has no trained weights for {shown}: its classification head would "
+            "be random, so its outputs would mean nothing"
+        )
+
+
+def _max_length(tokenizer: Any, config: Any) -> int:
+    """Tokens per input: the tokenizer's limit, at most 512 and the position table's size."""
     max_len = min(int(getattr(tokenizer, "model_max_length", 512) or 512), 512)
     max_pos = getattr(config, "max_position_embeddings", None)
     if isinstance(max_pos, int) and max_pos > 2:
         max_len = min(max_len, max_pos - 2 if config.model_type in ("roberta",) else max_pos)
-    return HFClassifier(name, model, tokenizer, labels, pos, info, batch_size, max_len)
+    return max_len
 
 
 def _first_line(e: BaseException) -> str:

@@ -18,10 +18,6 @@ run folder, atomically and with a biasprobe manifest of kind ``downstream-run``;
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import platform
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +25,8 @@ from typing import Any
 
 import pandas as pd
 
-from biasprobe import __version__
+from biasprobe import runfolder
+from biasprobe.cliutil import markup
 from biasprobe.downstream.scores import (
     DEFAULT_TOLERANCE,
     SCORE_LABELS,
@@ -39,6 +36,7 @@ from biasprobe.downstream.scores import (
 )
 from biasprobe.errors import RunFolderError, UsageError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
+from biasprobe.results import _TEXT_COLUMNS as _FILL_MASK_TEXT
 
 __all__ = [
     "DownstreamResult",
@@ -51,37 +49,21 @@ __all__ = [
 ]
 
 RUN_KIND = "downstream-run"
-RESULTS_JSON = "results.json"
+WHAT = "downstream run folder"
 TABLES = ("items", "downstream", "scores", "summary", "comparison")
-SIDES = ("A", "B")
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
-_TEXT_COLUMNS = frozenset(
-    (
-        "model",
-        "base",
-        "pair_id",
-        "template_id",
-        "side",
-        "group",
-        "role",
-        "sentence",
-        "label",
-        "label_a",
-        "label_b",
-        "group_a",
-        "group_b",
-        "minoritized_group",
-        "normative_group",
-        "sentence_a",
-        "sentence_b",
-        "fills",
-        "source",
-        "level",
-        "key",
-        "score",
-    )
-)
+# Read back as text whatever they hold (a label "1", a group "2018" or a model "bert" stay words):
+# the columns a fill-mask run keeps as text and the downstream ones.
+_TEXT_COLUMNS = _FILL_MASK_TEXT | {
+    "base",
+    "label",
+    "label_a",
+    "label_b",
+    "normative_group",
+    "sentence_a",
+    "sentence_b",
+}
 
 
 @dataclass
@@ -111,38 +93,19 @@ class DownstreamResult:
             OutputError: the folder exists without ``overwrite`` or cannot be written.
             NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
         """
-        from biasprobe import fsio
 
-        out = Path(out_dir)
-        fsio.check_output_folder(out, overwrite, kinds=(RUN_KIND,), what="downstream run folder")
-        with fsio.staging_dir(out) as tmp:
-            meta = dict(self.meta)
-            meta["files"] = {name: f"{name}.csv" for name in TABLES}
+        def write(tmp: Path) -> None:
             for name in TABLES:
                 getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
-            (tmp / RESULTS_JSON).write_text(
-                json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n",
-                encoding="utf-8",
-            )
-            files = [RESULTS_JSON] + [f"{name}.csv" for name in TABLES]
             if html:
                 from biasprobe.report.downstream import render_downstream_report
 
                 (tmp / "report.html").write_text(render_downstream_report([self]), encoding="utf-8")
-                files.append("report.html")
-            fsio.write_manifest(tmp, RUN_KIND, str(meta.get("run_id", "")), files)
-            fsio.replace_dir(tmp, out)
-        return out
 
-
-def _read_table(path: Path) -> pd.DataFrame:
-    columns = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(
-        path,
-        keep_default_na=False,
-        na_values={c: [""] for c in columns if c not in _TEXT_COLUMNS},
-        dtype={c: str for c in columns if c in _TEXT_COLUMNS},
-    )
+        meta = dict(self.meta, files={name: f"{name}.csv" for name in TABLES})
+        return runfolder.save_run_folder(
+            out_dir, meta, write, kind=RUN_KIND, what=WHAT, overwrite=overwrite
+        )
 
 
 def is_downstream_run(path: str | Path) -> bool:
@@ -151,50 +114,35 @@ def is_downstream_run(path: str | Path) -> bool:
     For ``biasprobe report``: tells a downstream run from a fill-mask run without loading it.
     """
     try:
-        meta = json.loads((Path(path) / RESULTS_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        runfolder.read_meta(path, "downstream", "downstream run folder")
+    except RunFolderError:
         return False
-    return isinstance(meta, dict) and meta.get("kind") == "downstream"
+    return True
 
 
 def load_downstream_run(run_dir: str | Path) -> DownstreamResult:
     """Read a downstream run folder written by :meth:`DownstreamResult.save` (no model needed).
 
+    Only files inside the folder are read, whatever its ``results.json`` names.
+
     Raises:
         RunFolderError: the folder is missing, not a downstream run, or a file is unreadable.
     """
+    from biasprobe.results import _inside
+
     d = Path(run_dir)
-    if not d.is_dir():
-        raise RunFolderError(f"run folder {d} does not exist")
-    meta_path = d / RESULTS_JSON
-    if not meta_path.is_file():
-        raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
+    meta = runfolder.read_meta(d, "downstream", "downstream run folder")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"cannot read {meta_path}: {e}") from None
-    if not isinstance(meta, dict) or meta.get("kind") != "downstream":
-        raise RunFolderError(
-            f"{d} is not a downstream run folder (results.json has no kind: downstream)"
-        )
-    try:
-        tables = {name: _read_table(d / meta["files"][name]) for name in TABLES}
+        tables = {
+            name: runfolder.read_table(_inside(d, meta["files"][name]), _TEXT_COLUMNS)
+            for name in TABLES
+        }
     except (OSError, KeyError, ValueError, TypeError) as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
     return DownstreamResult(meta=meta, **tables)
 
 
 # --------------------------------------------------------------------------- running
-
-
-def _versions() -> dict[str, str]:
-    out = {"biasprobe": __version__, "python": platform.python_version()}
-    for mod in ("torch", "transformers", "numpy", "pandas", "scipy"):
-        try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # pragma: no cover - optional
-            out[mod] = "not installed"
-    return out
 
 
 def _check_counterfactual(probe_set: ProbeSet | None, items: Sequence[ProbeItem]) -> None:
@@ -216,25 +164,132 @@ def _check_counterfactual(probe_set: ProbeSet | None, items: Sequence[ProbeItem]
         raise UsageError(f"{where}: no pair to run")
 
 
-def items_table(items: Sequence[ProbeItem]) -> pd.DataFrame:
-    """One row per (pair, side) describing the expanded pairs."""
-    rows = []
-    for it in items:
-        fills = "; ".join(f"{slot}={words}" for slot, words in it.fills)
-        for s, side in enumerate(SIDES):
-            rows.append(
-                {
-                    "pair_id": it.pair_id,
-                    "template_id": it.template_id,
-                    "side": side,
-                    "group": it.groups[s],
-                    "role": "minoritized" if s == it.minoritized else "normative",
-                    "sentence": it.sentences[s],
-                    "fills": fills,
-                    "source": it.source,
-                }
-            )
-    return pd.DataFrame(rows)
+def _as_items(
+    probe_set: ProbeSet | Sequence[ProbeItem], set_name: str | None
+) -> tuple[ProbeSet | None, list[ProbeItem], str]:
+    """``(probe set or None, its items, the set's name)`` of what :func:`run_downstream` got."""
+    if isinstance(probe_set, ProbeSet) or (
+        hasattr(probe_set, "items") and hasattr(probe_set, "name") and hasattr(probe_set, "path")
+    ):
+        ps: ProbeSet = probe_set  # type: ignore[assignment]
+        return ps, list(ps.items), set_name or ps.name
+    return None, list(probe_set), set_name or "probes"
+
+
+def _check_settings(names: Sequence[str], tolerance: Any, n_boot: int) -> None:
+    if not names:
+        raise UsageError("no classifier to run: pass --model (a sentiment run folder or a model)")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise UsageError(f"model given twice: {', '.join(dupes)}")
+    if not (isinstance(tolerance, int | float) and tolerance >= 0):
+        raise UsageError(f"tolerance must be a number >= 0, got {tolerance!r}")
+    if n_boot < 1:
+        raise UsageError(f"bootstrap resamples must be at least 1, got {n_boot}")
+
+
+def _side_rows(
+    model: str, sides: pd.DataFrame, by_sentence: dict[str, tuple[float, str]]
+) -> pd.DataFrame:
+    """The ``downstream`` table of one model: ``sides`` (one row per pair and side, from
+    :func:`_sides`) with the model's P(positive) and label of each sentence."""
+    out = sides.copy()
+    out.insert(0, "model", model)
+    scored = [by_sentence[s] for s in out["sentence"]]
+    out["p_positive"] = [x[0] for x in scored]
+    out["label"] = [x[1] for x in scored]
+    return out
+
+
+def _sides(items_frame: pd.DataFrame) -> pd.DataFrame:
+    """pair_id, template_id, side, group, role, sentence of every pair side."""
+    keep = ["pair_id", "template_id", "side", "group", "role", "template_sentence"]
+    return items_frame[keep].rename(columns={"template_sentence": "sentence"})
+
+
+def _pair_rows(
+    model: str,
+    items: Sequence[ProbeItem],
+    by_sentence: dict[str, tuple[float, str]],
+    tolerance: float,
+) -> pd.DataFrame:
+    """The ``scores`` table of one model: one row per pair with both sides and its scores."""
+    pa = [by_sentence[it.sentences[0]] for it in items]
+    pb = [by_sentence[it.sentences[1]] for it in items]
+    head = pd.DataFrame(
+        {
+            "model": model,
+            "pair_id": [it.pair_id for it in items],
+            "template_id": [it.template_id for it in items],
+            "group_a": [it.groups[0] for it in items],
+            "group_b": [it.groups[1] for it in items],
+            "minoritized_group": [it.minoritized_group for it in items],
+            "normative_group": [it.normative_group for it in items],
+            "sentence_a": [it.sentences[0] for it in items],
+            "sentence_b": [it.sentences[1] for it in items],
+            "p_a": [x[0] for x in pa],
+            "p_b": [x[0] for x in pb],
+            "label_a": [x[1] for x in pa],
+            "label_b": [x[1] for x in pb],
+        }
+    )
+    sc = pair_scores(
+        head["p_a"].tolist(),
+        head["p_b"].tolist(),
+        head["label_a"].tolist(),
+        head["label_b"].tolist(),
+        [it.minoritized for it in items],
+        tolerance=tolerance,
+    )
+    return pd.concat([head, sc], axis=1)
+
+
+def _model_name(spec: Any) -> str:
+    from biasprobe.downstream.models import Classifier
+
+    return spec.name if isinstance(spec, Classifier) else str(spec)
+
+
+def _predict(
+    spec: Any, sentences: list[str], progress: ProgressFn | None, load: dict[str, Any]
+) -> tuple[Any, dict[str, tuple[float, str]]]:
+    """Load one classifier (unless given loaded) and score every distinct sentence once.
+
+    Returns ``(classifier, sentence → (P(positive), label))``; a classifier loaded here is
+    closed again.
+    """
+    from biasprobe.downstream.models import Classifier, load_classifier
+
+    given, name = isinstance(spec, Classifier), _model_name(spec)
+    if progress:
+        progress(name, "load", 0, 1)
+    clf = spec if given else load_classifier(str(spec), **load)
+    if progress:
+        progress(name, "load", 1, 1)
+        progress(name, "score", 0, len(sentences))
+    try:
+        p_pos, labels = clf.predict(sentences)
+    finally:
+        if not given:
+            clf.close()
+    if progress:
+        progress(name, "score", len(sentences), len(sentences))
+    scored = zip(sentences, p_pos, labels, strict=True)
+    return clf, {s: (float(p), lab) for s, p, lab in scored}
+
+
+def _probe_meta(ps: ProbeSet | None, name: str, n_pairs: int) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "n_pairs": n_pairs}
+    if ps is not None:
+        meta.update(
+            version=ps.version,
+            description=ps.description,
+            source=ps.source,
+            path=ps.path,
+            sha256=ps.sha256,
+            orientation=list(ps.orientation) if ps.orientation else None,
+        )
+    return meta
 
 
 def run_downstream(
@@ -271,153 +326,36 @@ def run_downstream(
         UsageError: a fill-mask set or item, no model, a model given twice, a bad tolerance.
         ModelLoadError: a model cannot be loaded.
     """
-    from biasprobe.downstream.models import Classifier, load_classifier
+    from biasprobe.runner import items_table
 
-    if isinstance(probe_set, ProbeSet) or (
-        hasattr(probe_set, "items") and hasattr(probe_set, "name") and hasattr(probe_set, "path")
-    ):
-        ps: ProbeSet | None = probe_set  # type: ignore[assignment]
-        items = list(probe_set.items)
-        name = set_name or probe_set.name
-    else:
-        ps, items, name = None, list(probe_set), set_name or "probes"
+    ps, items, name = _as_items(probe_set, set_name)
     _check_counterfactual(ps, items)
-    if not models:
-        raise UsageError("no classifier to run: pass --model (a sentiment run folder or a model)")
-    names = [m.name if isinstance(m, Classifier) else str(m) for m in models]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise UsageError(f"model given twice: {', '.join(dupes)}")
-    if not (isinstance(tolerance, int | float) and tolerance >= 0):
-        raise UsageError(f"tolerance must be a number >= 0, got {tolerance!r}")
-    if n_boot < 1:
-        raise UsageError(f"bootstrap resamples must be at least 1, got {n_boot}")
-
+    _check_settings([_model_name(m) for m in models], tolerance, n_boot)
+    load = {"device": device, "revision": revision, "positive_label": positive_label}
+    load.update(batch_size=batch_size, trust_remote_code=trust_remote_code)
     sentences = list(dict.fromkeys(s for it in items for s in it.sentences))
-    ds_rows: list[dict[str, Any]] = []
-    score_frames: list[pd.DataFrame] = []
-    model_meta: list[dict[str, Any]] = []
+    items_frame = items_table(items)
+    sides, pairs, model_meta = [], [], []
     for spec in models:
-        mname = spec.name if isinstance(spec, Classifier) else str(spec)
-        if progress:
-            progress(mname, "load", 0, 1)
-        clf = (
-            spec
-            if isinstance(spec, Classifier)
-            else load_classifier(
-                str(spec),
-                device=device,
-                revision=revision,
-                positive_label=positive_label,
-                batch_size=batch_size,
-                trust_remote_code=trust_remote_code,
-            )
-        )
-        if progress:
-            progress(mname, "load", 1, 1)
-            progress(mname, "score", 0, len(sentences))
-        try:
-            p_pos, labels = clf.predict(sentences)
-        finally:
-            if not isinstance(spec, Classifier):
-                clf.close()
-        if progress:
-            progress(mname, "score", len(sentences), len(sentences))
-        by_sentence = {
-            s: (float(p), lab) for s, p, lab in zip(sentences, p_pos, labels, strict=True)
-        }
-        for it in items:
-            for s, side in enumerate(SIDES):
-                p, lab = by_sentence[it.sentences[s]]
-                ds_rows.append(
-                    {
-                        "model": mname,
-                        "pair_id": it.pair_id,
-                        "template_id": it.template_id,
-                        "side": side,
-                        "group": it.groups[s],
-                        "role": "minoritized" if s == it.minoritized else "normative",
-                        "sentence": it.sentences[s],
-                        "p_positive": p,
-                        "label": lab,
-                    }
-                )
-        pa = [by_sentence[it.sentences[0]] for it in items]
-        pb = [by_sentence[it.sentences[1]] for it in items]
-        sc = pair_scores(
-            [x[0] for x in pa],
-            [x[0] for x in pb],
-            [x[1] for x in pa],
-            [x[1] for x in pb],
-            [it.minoritized for it in items],
-            tolerance=float(tolerance),
-        )
-        head = pd.DataFrame(
-            {
-                "model": mname,
-                "pair_id": [it.pair_id for it in items],
-                "template_id": [it.template_id for it in items],
-                "group_a": [it.groups[0] for it in items],
-                "group_b": [it.groups[1] for it in items],
-                "minoritized_group": [it.minoritized_group for it in items],
-                "normative_group": [it.normative_group for it in items],
-                "sentence_a": [it.sentences[0] for it in items],
-                "sentence_b": [it.sentences[1] for it in items],
-                "p_a": [x[0] for x in pa],
-                "p_b": [x[0] for x in pb],
-                "label_a": [x[1] for x in pa],
-                "label_b": [x[1] for x in pb],
-            }
-        )
-        score_frames.append(pd.concat([head, sc], axis=1))
+        clf, by_sentence = _predict(spec, sentences, progress, load)
+        mname = _model_name(spec)
+        sides.append(_side_rows(mname, _sides(items_frame), by_sentence))
+        pairs.append(_pair_rows(mname, items, by_sentence, float(tolerance)))
+        labels = list(clf.labels)
         model_meta.append(
-            {
-                "name": mname,
-                "kind": clf.kind,
-                "labels": list(clf.labels),
-                "positive_label": clf.labels[clf.positive],
-                "info": clf.info,
-            }
+            {"name": mname, "kind": clf.kind, "labels": labels}
+            | {"positive_label": labels[clf.positive], "info": clf.info}
         )
-    downstream = pd.DataFrame(ds_rows)
-    scores = pd.concat(score_frames, ignore_index=True)
+    downstream = pd.concat(sides, ignore_index=True)
+    scores = pd.concat(pairs, ignore_index=True)
     kw = {"n_resamples": n_boot, "confidence": confidence, "seed": seed}
     summary = summarize_downstream(scores, downstream, set_name=name, **kw)
     comparison = compare_models(scores, set_name=name, **kw)
-    now = _dt.datetime.now(_dt.timezone.utc)
-    probe_meta: dict[str, Any] = {"name": name, "n_pairs": len(items)}
-    if ps is not None:
-        probe_meta.update(
-            {
-                "version": ps.version,
-                "description": ps.description,
-                "source": ps.source,
-                "path": ps.path,
-                "sha256": ps.sha256,
-                "orientation": list(ps.orientation) if ps.orientation else None,
-            }
-        )
-    meta = {
-        "kind": "downstream",
-        "run_id": f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "created": now.isoformat(timespec="seconds"),
-        "probe_set": probe_meta,
-        "models": model_meta,
-        "settings": {
-            "tolerance": float(tolerance),
-            "seed": seed,
-            "n_bootstrap": n_boot,
-            "confidence": confidence,
-            "positive_label": positive_label,
-            "device": device,
-            "batch_size": batch_size,
-            "revision": revision,
-            "trust_remote_code": trust_remote_code,
-            "n_sentences": len(sentences),
-        },
-        "versions": _versions(),
-    }
-    return DownstreamResult(meta, items_table(items), downstream, scores, summary, comparison)
+    settings = {"tolerance": float(tolerance), "seed": seed, "n_bootstrap": n_boot}
+    settings.update(confidence=confidence, **load, n_sentences=len(sentences))
+    meta = {"kind": "downstream", **runfolder.provenance()}
+    meta.update(probe_set=_probe_meta(ps, name, len(items)), models=model_meta, settings=settings)
+    return DownstreamResult(meta, items_frame, downstream, scores, summary, comparison)
 
 
 # --------------------------------------------------------------------------- terminal
@@ -437,68 +375,59 @@ def _p(x: Any) -> str:
     return "<0.001" if x < 0.001 else f"{x:.3f}"
 
 
+def _table(console: Any, title: str, columns: Sequence[str]) -> Any:
+    """An ≤ 80-column rich table: the first columns fold, the rest (numbers) align right."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", width=min(80, console.width))
+    for name in columns:
+        if name in ("score", "model"):
+            table.add_column(name, overflow="fold")
+        else:
+            table.add_column(name, justify="right", no_wrap=name == "95% CI")
+    return table
+
+
+def _model_table(result: DownstreamResult, model: str, console: Any) -> Any:
+    """Set-level scores of one classifier, then its per-contrast Δ rows."""
+    info = next((m.get("info") for m in result.meta.get("models", []) if m["name"] == model), None)
+    a = (info or {}).get("accuracy")
+    extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
+    columns = ("score", "mean", "95% CI", "n", "p (Wilcoxon / sign)")
+    table = _table(console, f"{markup(model)}{extra}", columns)
+    s = result.summary[result.summary["model"] == model]
+    for _, r in s[s["level"] == "set"].iterrows():
+        label = SCORE_LABELS.get(r["score"], r["score"])
+        if r["score"] == "mean_p_positive":
+            label = f"{label} ({r['group']})"
+        signed = r["score"] == "delta"
+        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
+        mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
+        table.add_row(markup(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
+    for _, r in s[(s["level"] == "contrast") & (s["score"] == "delta")].iterrows():
+        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
+        table.add_row(markup(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
+    return table
+
+
 def print_downstream(result: DownstreamResult, console: Any = None) -> None:
     """Print the set-level scores per classifier (and the change vs the base), ≤ 80 columns."""
     from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
 
     console = console or Console()
-    s = result.summary
-    s = s[s["level"] == "set"]
-    acc = {m["name"]: (m.get("info") or {}).get("accuracy") for m in result.meta.get("models", [])}
-    for model, sub in s.groupby("model", sort=False):
-        a = acc.get(model)
-        extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
-        table = Table(
-            title=f"{escape(str(model))}{extra}",
-            title_justify="left",
-            width=min(80, console.width),
-        )
-        table.add_column("score", overflow="fold")
-        table.add_column("mean", justify="right")
-        table.add_column("95% CI", justify="right", no_wrap=True)
-        table.add_column("n", justify="right")
-        table.add_column("p (Wilcoxon / sign)", justify="right")
-        for _, r in sub.iterrows():
-            label = SCORE_LABELS.get(r["score"], r["score"])
-            if r["score"] == "mean_p_positive":
-                label = f"{label} ({r['group']})"
-            signed = r["score"] == "delta"
-            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
-            mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
-            table.add_row(escape(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
-        contrasts = result.summary[
-            (result.summary["model"] == model)
-            & (result.summary["level"] == "contrast")
-            & (result.summary["score"] == "delta")
-        ]
-        for _, r in contrasts.iterrows():
-            p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
-            table.add_row(escape(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
-        console.print(table)
+    for model in dict.fromkeys(result.summary[result.summary["level"] == "set"]["model"]):
+        console.print(_model_table(result, model, console))
     c = result.comparison
-    if c is not None and not c.empty:
-        c = c[c["level"] == "set"]
-        table = Table(
-            title=f"Change from the base model ({escape(str(c['base'].iloc[0]))})",
-            title_justify="left",
-            width=min(80, console.width),
-        )
-        table.add_column("model", overflow="fold")
-        table.add_column("score", overflow="fold")
-        table.add_column("change", justify="right")
-        table.add_column("95% CI", justify="right", no_wrap=True)
-        table.add_column("n", justify="right")
-        for _, r in c.iterrows():
-            table.add_row(
-                escape(str(r["model"])),
-                SCORE_LABELS.get(r["score"], r["score"]),
-                f"{r['change']:+.3f}",
-                _ci(r),
-                str(int(r["n"])),
-            )
-        console.print(table)
+    if c is None or c.empty:
+        return
+    c = c[c["level"] == "set"]
+    title = f"Change from the base model ({markup(c['base'].iloc[0])})"
+    table = _table(console, title, ("model", "score", "change", "95% CI", "n"))
+    for _, r in c.iterrows():
+        score = SCORE_LABELS.get(r["score"], r["score"])
+        n = str(int(r["n"]))
+        table.add_row(markup(r["model"]), markup(score), f"{r['change']:+.3f}", _ci(r), n)
+    console.print(table)
 
 
 def run_command(
@@ -509,46 +438,25 @@ def run_command(
     html: bool = False,
     quiet: bool = False,
     *,
-    tolerance: float = DEFAULT_TOLERANCE,
-    seed: int = 0,
-    n_boot: int = 2000,
-    positive_label: str | None = None,
-    device: str | None = None,
-    batch_size: int = 64,
-    revision: str | None = None,
-    trust_remote_code: bool = False,
-    progress: ProgressFn | None = None,
     console: Any = None,
+    **options: Any,
 ) -> Path:
     """What ``biasprobe run SET -m CLASSIFIER`` does for a counterfactual set.
 
     Checks the output folder first (so nothing is scored for a folder that cannot be written),
-    runs, writes the run folder (with ``report.html`` when ``html``), prints the tables unless
-    ``quiet`` and returns the folder. Default folder: ``reports/<set>-<run id>``.
+    runs :func:`run_downstream` with ``options`` (its keyword arguments: ``tolerance``,
+    ``seed``, ``n_boot``, ``positive_label``, ``device``, ``batch_size``, ``revision``,
+    ``trust_remote_code``, ``progress``), writes the run folder (with ``report.html`` when
+    ``html``), prints the tables unless ``quiet`` and returns the folder. Default folder:
+    ``reports/<set>-<run id>``.
     """
     from biasprobe import fsio
 
     if out is not None:
-        fsio.check_output_folder(out, overwrite, kinds=(RUN_KIND,), what="downstream run folder")
-    result = run_downstream(
-        probe_set,
-        models,
-        tolerance=tolerance,
-        seed=seed,
-        n_boot=n_boot,
-        positive_label=positive_label,
-        device=device,
-        batch_size=batch_size,
-        revision=revision,
-        trust_remote_code=trust_remote_code,
-        progress=progress,
-    )
-    target = (
-        Path(out)
-        if out is not None
-        else Path("reports") / (f"{result.set_name}-{result.meta['run_id']}")
-    )
-    saved = result.save(target, overwrite=overwrite, html=html)
+        fsio.check_output_folder(out, overwrite, kinds=(RUN_KIND,), what=WHAT)
+    result = run_downstream(probe_set, models, **options)
+    target = Path("reports") / f"{result.set_name}-{result.meta['run_id']}"
+    saved = result.save(target if out is None else out, overwrite=overwrite, html=html)
     if not quiet:
         print_downstream(result, console)
     return saved

@@ -267,66 +267,68 @@ def summarize_downstream(
         contrast, with the set's two-stage bootstrap); ``group`` is set for ``mean_p_positive`` rows only;
         ``p_wilcoxon``/``p_sign`` are given for ``delta`` rows only.
     """
-    rows: list[tuple] = []
     kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    nan = float("nan")
+    rows: list[tuple] = []
     for model, per_model in scores.groupby("model", sort=False):
-        units = [
-            ("template", str(t), sub) for t, sub in per_model.groupby("template_id", sort=False)
-        ]
-        units.append(("set", set_name, per_model))
-        if {"minoritized_group", "normative_group"} <= set(per_model.columns):
-            combos = per_model.groupby(["minoritized_group", "normative_group"], sort=False)
-            if combos.ngroups > 1:
-                units += [(CONTRAST, f"{m} vs {n}", sub) for (m, n), sub in combos]
-        for level, key, sub in units:
-            clusters = sub["template_id"].astype(str).tolist()
-            n = len(sub)
-            for score in MEAN_SCORES:
-                vals = sub[score].to_numpy(dtype=np.float64)
-                if level != "template":
-                    mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
-                else:
-                    mean, lo, hi = bootstrap_ci(vals, **kw)
-                p_w, p_s = paired_tests(vals) if score == "delta" else (nan, nan)
-                rows.append((model, level, key, score, "", mean, lo, hi, n, p_w, p_s))
-            stat = _wasserstein(
-                sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
-            )
-            single = ["_"] * n
-            w, lo, hi = two_stage_bootstrap(
-                stat, single if level == "template" else clusters, batched=True, **kw
-            )
-            rows.append((model, level, key, "wasserstein", "", w, lo, hi, n, nan, nan))
+        for level, key, sub in _units(per_model, set_name):
+            rows += [(model, level, key, *r) for r in _score_rows(level, sub, kw)]
         sides = downstream[downstream["model"] == model]
-        for group, gsub in sides.groupby("group", sort=False):
-            for t, tsub in gsub.groupby("template_id", sort=False):
-                vals = tsub["p_positive"].to_numpy(np.float64)
-                mean, lo, hi = bootstrap_ci(vals, **kw)
-                rows.append(
-                    (model, "template", str(t), "mean_p_positive", group, mean, lo, hi, len(vals))
-                    + (nan, nan)
-                )
-            vals = gsub["p_positive"].to_numpy(np.float64)
-            mean, lo, hi = cluster_bootstrap_ci(
-                vals, gsub["template_id"].astype(str).tolist(), **kw
-            )
-            rows.append(
-                (
-                    model,
-                    "set",
-                    set_name,
-                    "mean_p_positive",
-                    group,
-                    mean,
-                    lo,
-                    hi,
-                    len(vals),
-                    nan,
-                    nan,
-                )
-            )
+        rows += [(model, *r) for r in _group_rows(sides, set_name, kw)]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def _units(per_model: pd.DataFrame, set_name: str) -> list[tuple[str, str, pd.DataFrame]]:
+    """``(level, key, pairs)``: each template, the set, and each contrast when there are
+    several."""
+    units = [("template", str(t), sub) for t, sub in per_model.groupby("template_id", sort=False)]
+    units.append(("set", set_name, per_model))
+    if {"minoritized_group", "normative_group"} <= set(per_model.columns):
+        combos = per_model.groupby(["minoritized_group", "normative_group"], sort=False)
+        if combos.ngroups > 1:
+            units += [(CONTRAST, f"{m} vs {n}", sub) for (m, n), sub in combos]
+    return units
+
+
+def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple]:
+    """``(score, group, mean, lo, hi, n, p_wilcoxon, p_sign)`` of every score of one unit:
+    templates bootstrap over pairs, sets and contrasts over templates then pairs."""
+    nan = float("nan")
+    clusters = sub["template_id"].astype(str).tolist()
+    n, rows = len(sub), []
+    for score in MEAN_SCORES:
+        vals = sub[score].to_numpy(dtype=np.float64)
+        if level != "template":
+            mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
+        else:
+            mean, lo, hi = bootstrap_ci(vals, **kw)
+        p_w, p_s = paired_tests(vals) if score == "delta" else (nan, nan)
+        rows.append((score, "", mean, lo, hi, n, p_w, p_s))
+    stat = _wasserstein(
+        sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
+    )
+    single = ["_"] * n
+    w, lo, hi = two_stage_bootstrap(
+        stat, single if level == "template" else clusters, batched=True, **kw
+    )
+    rows.append(("wasserstein", "", w, lo, hi, n, nan, nan))
+    return rows
+
+
+def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[tuple]:
+    """``(level, key, "mean_p_positive", group, mean, lo, hi, n, nan, nan)`` per group label,
+    per template (bootstrap over sides) and for the set (templates then sides)."""
+    nan, rows = float("nan"), []
+    for group, gsub in sides.groupby("group", sort=False):
+        units = [("template", str(t), tsub) for t, tsub in gsub.groupby("template_id", sort=False)]
+        for level, key, sub in [*units, ("set", set_name, gsub)]:
+            vals = sub["p_positive"].to_numpy(np.float64)
+            if level == "set":
+                clusters = sub["template_id"].astype(str).tolist()
+                mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
+            else:
+                mean, lo, hi = bootstrap_ci(vals, **kw)
+            rows.append((level, key, "mean_p_positive", group, mean, lo, hi, len(vals), nan, nan))
+    return rows
 
 
 def compare_models(
