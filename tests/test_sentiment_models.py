@@ -871,3 +871,105 @@ def test_bert_classifier_real_weights():
     loss, logits = model(batch["input_ids"], batch["attention_mask"], torch.tensor([1, 0]))
     assert logits.shape == (2, 2) and torch.isfinite(loss)
     assert sum(p.numel() for p in model.bert.parameters()) > 100_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# Parity with the reference teaching design (issue 8)
+# --------------------------------------------------------------------------------------------
+
+
+def test_split_heads_infers_the_head_width_like_the_reference():
+    # the reference tests split a (B, T, num_heads * 11) tensor on a module with head_size 13
+    mha = MultiHeadedAttention(head_size=13, num_heads=4, sequence_length=8)
+    x = torch.randn(2, 5, 4 * 11)
+    split = mha.split_heads(x)
+    expected = x.reshape(2, 5, 4, 11).permute(0, 2, 1, 3)  # written plainly
+    assert split.shape == (2, 4, 5, 11)
+    assert torch.equal(split, expected)
+    for head in range(4):
+        assert torch.equal(split[:, head], x[..., 11 * head : 11 * head + 11])
+    merged = mha.merge_heads(split)
+    assert merged.shape == (2, 5, 44) and torch.equal(merged, x)
+    assert mha.merge_heads(torch.randn(3, 4, 7, 2)).shape == (3, 7, 8)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        mha.split_heads(torch.randn(2, 5, 10))
+
+
+@pytest.mark.parametrize("block_class", [PreNormAttentionBlock, PostNormAttentionBlock])
+def test_block_defaults_have_no_dropout_and_are_deterministic_in_train_mode(block_class):
+    torch.manual_seed(0)
+    block = block_class(embed_dim=8, hidden_dim=16, num_heads=2, sequence_length=6)
+    assert block.training
+    assert all(m.p == 0.0 for m in block.modules() if isinstance(m, nn.Dropout))
+    x = torch.randn(3, 6, 8)
+    torch.manual_seed(1)
+    a = block(x)
+    torch.manual_seed(2)
+    b = block(x)
+    assert torch.equal(a, b)
+    eval_out = block.eval()(x)
+    assert torch.equal(a, eval_out)
+
+
+def _copy_nn_gru_into_scratch(ref: nn.GRU, stack) -> None:
+    d = 2 if ref.bidirectional else 1
+    with torch.no_grad():
+        for layer in range(ref.num_layers):
+            for direction in range(d):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                cell = stack.cells[layer * d + direction]
+                w_ir, w_iz, w_in = getattr(ref, "weight_ih" + sfx).chunk(3, 0)
+                w_hr, w_hz, w_hn = getattr(ref, "weight_hh" + sfx).chunk(3, 0)
+                b_ir, b_iz, b_in = getattr(ref, "bias_ih" + sfx).chunk(3, 0)
+                b_hr, b_hz, b_hn = getattr(ref, "bias_hh" + sfx).chunk(3, 0)
+                for name, value in dict(
+                    w_ir=w_ir,
+                    w_iz=w_iz,
+                    w_in=w_in,
+                    w_hr=w_hr,
+                    w_hz=w_hz,
+                    w_hn=w_hn,
+                    b_ir=b_ir,
+                    b_iz=b_iz,
+                    b_in=b_in,
+                    b_hr=b_hr,
+                    b_hz=b_hz,
+                    b_hn=b_hn,
+                ).items():
+                    getattr(cell, name).copy_(value)
+
+
+@pytest.mark.parametrize("encoder_only", [True, False])
+def test_scratch_gru_option_matches_nn_gru_with_padding(encoder_only):
+    torch.manual_seed(0)
+    ref = EncoderDecoder(40, 6, 5, num_layers=2, encoder_only=encoder_only).double().eval()
+    mine = (
+        EncoderDecoder(40, 6, 5, num_layers=2, encoder_only=encoder_only, gru_impl="scratch")
+        .double()
+        .eval()
+    )
+    mine.encoder.embedding.load_state_dict(ref.encoder.embedding.state_dict())
+    _copy_nn_gru_into_scratch(ref.encoder.rnn, mine.encoder.rnn)
+    if not encoder_only:
+        mine.decoder.mlp_attn.load_state_dict(ref.decoder.mlp_attn.state_dict())
+        _copy_nn_gru_into_scratch(ref.decoder.rnn, mine.decoder.rnn)
+    ids = torch.randint(1, 40, (4, 7))
+    mask = right_padded_mask([7, 3, 1, 0], 7).long()
+    ids = ids * mask
+    out_ref, hid_ref = ref(ids, mask)
+    out, hid = mine(ids, mask)
+    assert torch.allclose(out, out_ref, atol=1e-10) and torch.allclose(hid, hid_ref, atol=1e-10)
+    out_ref, hid_ref = ref(ids)
+    out, hid = mine(ids)
+    assert torch.allclose(out, out_ref, atol=1e-10) and torch.allclose(hid, hid_ref, atol=1e-10)
+
+
+def test_classifiers_accept_gru_impl_and_reject_unknown_values():
+    model = build_classifier(
+        "gru_encoder", vocabulary_size=30, embedding_size=4, hidden_size=3, gru_impl="scratch"
+    )
+    assert not any(isinstance(m, nn.GRU) for m in model.modules())
+    loss, logits = model(torch.randint(1, 30, (2, 5)), None, torch.tensor([0, 1]))
+    assert logits.shape == (2, 2) and loss is not None
+    with pytest.raises(ValueError, match="gru_impl"):
+        build_classifier("gru_attention", vocabulary_size=30, gru_impl="cudnn")

@@ -52,6 +52,7 @@ class _GRUClassifier(nn.Module):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.3,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
         self.encoder = EncoderDecoder(
@@ -61,6 +62,7 @@ class _GRUClassifier(nn.Module):
             num_layers,
             dropout,
             encoder_only=self.encoder_only,
+            gru_impl=gru_impl,
         )
         self.classifier = nn.Linear(hidden_size, 2)
 
@@ -91,6 +93,8 @@ class GRUEncoderClassifier(_GRUClassifier):
         hidden_size: GRU state size ``H``.
         num_layers: GRU layers.
         dropout: dropout on the embeddings.
+        gru_impl: ``"torch"`` runs ``nn.GRU`` (default, as the teaching design asks for the
+            encoder); ``"scratch"`` runs biasprobe's from-scratch GRU (same equations).
     """
 
     encoder_only = True
@@ -105,6 +109,7 @@ class GRUAttentionClassifier(_GRUClassifier):
         hidden_size: GRU state size ``H``.
         num_layers: GRU layers (encoder and decoder).
         dropout: dropout on the embeddings and on the decoder inputs.
+        gru_impl: ``"torch"`` (``nn.GRU``, default) or ``"scratch"`` (the from-scratch GRU).
     """
 
     encoder_only = False
