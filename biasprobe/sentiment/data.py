@@ -32,6 +32,7 @@ import csv
 import hashlib
 import importlib.util
 import io
+import itertools
 import json
 import random
 from collections.abc import Callable, Iterable, Iterator
@@ -51,11 +52,13 @@ __all__ = [
     "DataUnavailableError",
     "Example",
     "TEXT_FIELDS",
+    "ValidationSplit",
     "batches",
     "load_tokenizer",
     "open_source",
     "packaged_vocab_dir",
     "shuffled",
+    "split_validation",
 ]
 
 TEXT_FIELDS = ("title", "content", "both")
@@ -451,3 +454,64 @@ def _encode(chunk: list[Example], tokenizer: Any, max_length: int, torch: Any) -
     )
     labels = torch.tensor([ex.label for ex in chunk], dtype=torch.long)
     return Batch(enc["input_ids"].long(), enc["attention_mask"].long(), labels)
+
+
+# --------------------------------------------------------------------------- validation split
+
+_IN_MEMORY_LIMIT = 1_000_000
+"""Training sets up to this size are split by text hash; larger (streamed) ones by position."""
+
+
+@dataclass
+class ValidationSplit:
+    """A validation set carved from the training data, and the training data without it.
+
+    Attributes:
+        train: callable returning a fresh iterator over the remaining training examples.
+        validation: the validation examples (never trained on).
+        train_size: number of remaining training examples when known.
+        method: how the split was made, for logs and reports.
+    """
+
+    train: Callable[[], Iterator[Example]]
+    validation: list[Example]
+    train_size: int | None
+    method: str
+
+
+def split_validation(source: DataSource, fraction: float, max_size: int) -> ValidationSplit:
+    """Carve a validation set out of ``source``'s *training* data (the held-out split is untouched).
+
+    Sources of known size up to 1M examples (``rotten_tomatoes``, user files): every training
+    text whose salted SHA-1 falls below ``min(fraction, max_size / train_size)`` is validation,
+    so the split is the same on every machine and duplicate texts fall on the same side. Streamed
+    sources (Amazon): the first ``max_size`` training examples in file order.
+
+    Raises:
+        DataUnavailableError: the split leaves no training or no validation examples.
+    """
+    size = source.train_size
+    if size is not None and size <= _IN_MEMORY_LIMIT:
+        p = min(fraction, max_size / size)
+        examples = list(source.train())
+        val = [ex for ex in examples if _held_out_by_hash("validation\0" + ex.text, p)]
+        rest = [ex for ex in examples if not _held_out_by_hash("validation\0" + ex.text, p)]
+        if not val or not rest:
+            raise DataUnavailableError(
+                f"{source.name}: {len(examples)} training examples are too few to carve a "
+                f"validation split of {p:.3g} and still train"
+            )
+        method = f"{len(val)} of {len(examples)} training texts by salted text hash (p = {p:.4g})"
+        return ValidationSplit(lambda: iter(rest), val, len(rest), method)
+
+    val = list(itertools.islice(source.train(), max_size))
+    if not val:
+        raise DataUnavailableError(f"{source.name}: the training split is empty")
+    n = len(val)
+    rest_size = None if size is None else max(size - n, 0)
+    return ValidationSplit(
+        lambda: itertools.islice(source.train(), n, None),
+        val,
+        rest_size,
+        f"the first {n} training examples in file order",
+    )
