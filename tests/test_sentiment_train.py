@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import dataclasses
 import importlib.util
 import json
@@ -10,6 +11,7 @@ import random
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -338,10 +340,29 @@ def test_summary_reports_best_over_training_not_last(tmp_path):
     assert summary["best_val_accuracy"] == best["val_accuracy"]
     assert summary["final_val_accuracy"] == evals[-1]["val_accuracy"]
     assert summary["validation_examples"] == evals[0]["val_examples"] > 0
-    held = list(open_source(str(data), held_out_fraction=0.25).held_out())[:64]
-    positive = sum(e.label for e in held) / len(held)
-    assert summary["validation_examples"] == len(held)
+    # validation is carved from the training split by a salted hash; the held-out split is the test
+    source = open_source(str(data), held_out_fraction=0.25)
+    train_texts = list(source.train())
+    p = min(0.25, 64 / len(train_texts))
+    val = [
+        e
+        for e in train_texts
+        if int.from_bytes(hashlib.sha1(("validation\0" + e.text).encode()).digest()[:8], "big")
+        / 2**64
+        < p
+    ]
+    positive = sum(e.label for e in val) / len(val)
+    assert summary["validation_examples"] == len(val)
+    assert summary["train_examples"] == len(train_texts) - len(val)
     assert summary["val_majority_accuracy"] == pytest.approx(max(positive, 1 - positive))
+    held = list(source.held_out())[:64]
+    assert summary["test_examples"] == len(held)
+    assert not {e.text for e in held} & {e.text for e in val}
+    k = summary["test_correct"]
+    ci = scipy.stats.binomtest(k, len(held)).proportion_ci(method="wilson")
+    assert summary["test_accuracy"] == pytest.approx(k / len(held))
+    assert summary["test_accuracy_ci_low"] == pytest.approx(ci.low)
+    assert summary["test_accuracy_ci_high"] == pytest.approx(ci.high)
     assert summary["params_total"] == 30522 * 8 + 8 * 2 + 2
     assert summary["peak_memory_mib"] > 0 and summary["train_time_s"] > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary

@@ -116,10 +116,7 @@ class Swapper:
         return "".join(out)
 
     def contains_term(self, text: str) -> bool:
-        return any(
-            w.lower() in self.pairs or w.lower() in _SPECIAL
-            for w in _WORD.findall(text)
-        )
+        return any(w.lower() in self.pairs or w.lower() in _SPECIAL for w in _WORD.findall(text))
 
 
 def _match_case(original: str, new: str) -> str:

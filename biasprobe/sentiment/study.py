@@ -382,48 +382,61 @@ def learning_curves_png(runs: list[StudyRun], path: str | Path, dpi: int = 120) 
 # --------------------------------------------------------------------------- all outputs
 
 
+STUDY_KIND = "sentiment-study"
+"""Manifest kind of a folder written by :func:`compare`."""
+
+
 def compare(
-    run_dirs: list[str | Path], out_dir: str | Path, *, png: bool = True
+    run_dirs: list[str | Path], out_dir: str | Path, *, png: bool = True, overwrite: bool = False
 ) -> dict[str, Path]:
     """Write the figures and the results table of several runs into ``out_dir``.
 
+    The folder is written to a staging folder beside it and moved into place when complete.
+    An existing non-empty folder is replaced only with ``overwrite`` and only when biasprobe wrote
+    it (manifest kind ``sentiment-study``) and it holds nothing else.
+
     Args:
         run_dirs: run folders written by ``biasprobe sentiment train``.
-        out_dir: output folder (created when missing).
+        out_dir: output folder.
         png: also draw ``learning_curves.png`` (needs matplotlib).
+        overwrite: replace a previous ``compare`` output in ``out_dir``.
 
     Returns:
         The written files by kind (``html``, ``png``, ``markdown``, ``csv``, ``latex``).
 
     Raises:
-        UsageError: no run folders given.
+        UsageError: no run folders given; ``fsio.NotOwnedError`` (exit 2) for a folder biasprobe
+            did not write.
         RunFolderError: a run folder is missing or unfinished.
-        OutputError: the output folder cannot be written.
+        OutputError: the output folder exists (without ``overwrite``) or cannot be written.
     """
+    from biasprobe import fsio
+
     if not run_dirs:
         raise UsageError("compare: give at least one run folder")
+    out = Path(out_dir)
+    fsio.check_output_folder(out, overwrite, kinds=(STUDY_KIND,), what="study folder")
     runs = [load_study_run(d) for d in run_dirs]
     runs.sort(key=lambda r: (r.summary.get("experiment", 0), r.summary.get("name", "")))
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e}") from e
     frame = results_frame(runs)
-    files = {
-        "html": out / "learning_curves.html",
-        "markdown": out / "results.md",
-        "csv": out / "results.csv",
-        "latex": out / "results.tex",
+    names = {
+        "html": "learning_curves.html",
+        "markdown": "results.md",
+        "csv": "results.csv",
+        "latex": "results.tex",
     }
-    try:
-        files["html"].write_text(learning_curves_html(runs), encoding="utf-8")
-        files["markdown"].write_text(results_markdown(frame), encoding="utf-8")
-        frame.to_csv(files["csv"], index=False)
-        files["latex"].write_text(results_latex(frame), encoding="utf-8")
-        if png:
-            files["png"] = out / "learning_curves.png"
-            learning_curves_png(runs, files["png"])
-    except OSError as e:
-        raise OutputError(f"cannot write into {out}: {e}") from e
-    return files
+    if png:
+        names["png"] = "learning_curves.png"
+    with fsio.staging_dir(out) as tmp:
+        try:
+            fsio.atomic_write_text(tmp / names["html"], learning_curves_html(runs))
+            fsio.atomic_write_text(tmp / names["markdown"], results_markdown(frame))
+            fsio.atomic_write_text(tmp / names["csv"], frame.to_csv(index=False))
+            fsio.atomic_write_text(tmp / names["latex"], results_latex(frame))
+            if png:
+                learning_curves_png(runs, tmp / names["png"])
+        except OSError as e:
+            raise OutputError(f"cannot write into {out}: {e}") from e
+        fsio.write_manifest(tmp, STUDY_KIND, out.name, files=list(names.values()))
+        fsio.replace_dir(tmp, out)
+    return {kind: out / name for kind, name in names.items()}
