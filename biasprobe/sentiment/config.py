@@ -42,6 +42,16 @@ from typing import Any
 import yaml
 
 from biasprobe.errors import Problem, UsageError
+from biasprobe.yamlschema import (
+    INVALID,
+    Problems,
+    check_nodes,
+    compose,
+    mapping,
+    plain_value,
+    shown,
+    suggest,
+)
 
 __all__ = [
     "ConfigError",
@@ -172,14 +182,14 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
         return None if optional else "must not be null"
     if "int" in annotation and "float" not in annotation:
         if isinstance(value, bool) or not isinstance(value, int):
-            return f"expected an integer, found {value!r}"
+            return f"expected an integer, found {shown(value)}"
         if name in _POSITIVE_INT or name == "max_steps":
             if value < 1:
                 return f"expected an integer >= 1, found {value}"
         return None
     if "float" in annotation:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return f"expected a number, found {value!r}"
+            return f"expected a number, found {shown(value)}"
         if name == "lr" and not value > 0:
             return f"expected a number > 0, found {value}"
         if name in ("weight_decay",) and value < 0:
@@ -191,27 +201,15 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
         return None
     if "str" in annotation:
         if not isinstance(value, str):
-            return f"expected a string, found {value!r}"
+            return f"expected a string, found {shown(value)}"
         if name == "text" and value not in ("title", "content", "both"):
-            return f"expected one of title, content, both; found {value!r}"
+            return f"expected one of title, content, both; found {shown(value)}"
         return None
     return None
 
 
-def _node_line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _mapping(node: yaml.Node) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-    return {k.value: (k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)}
-
-
-def _construct(node: yaml.Node) -> Any:
-    loader = yaml.SafeLoader("")
-    try:
-        return loader.construct_object(node, deep=True)
-    finally:
-        loader.dispose()
+_HOLDS = "training configs hold only plain strings, numbers, lists and mappings"
+_TITLE = "invalid training config"
 
 
 def parse_config(text: str, path: str = "<config>") -> TrainConfig:
@@ -227,118 +225,137 @@ def parse_config(text: str, path: str = "<config>") -> TrainConfig:
     Raises:
         ConfigError: with every problem found, each as ``file:line: message``.
     """
-    problems: list[Problem] = []
-
-    def bad(node: yaml.Node | None, message: str) -> None:
-        problems.append(Problem(path, _node_line(node) if node is not None else None, message))
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError([Problem(path, line, f"not valid YAML: {e}")]) from e
-    if not isinstance(root, yaml.MappingNode):
-        raise ConfigError(
-            [Problem(path, 1 if root is None else _node_line(root), "expected a mapping")]
-        )
-
-    top = _mapping(root)
-    for key, (knode, _) in top.items():
-        if key not in _TOP_KEYS:
-            bad(knode, f"unknown key {key!r}; expected one of {', '.join(_TOP_KEYS)}")
+    problems = Problems(path)
+    root = compose(text, problems)
+    if root is not None:
+        check_nodes(root, problems, _HOLDS)
+    if root is not None and not isinstance(root, yaml.MappingNode):
+        problems.add(root, "expected a mapping")
+    if root is None and not problems:
+        problems.add(1, "expected a mapping")
+    if problems:
+        raise problems.error(ConfigError, _TITLE)
+    assert root is not None
+    top = mapping(root, problems, _TOP_KEYS) or {}
     values: dict[str, Any] = {}
-
     for key, tp in (("experiment", int), ("name", str), ("description", str)):
         if key not in top:
             if key != "description":
-                bad(root, f"missing required key {key!r} ({_type_name(tp)})")
+                problems.add(root, f"missing required key {key!r} ({_type_name(tp)})")
             continue
-        value = _construct(top[key][1])
+        value = plain_value(top[key][1], problems, key)
+        if value is INVALID:
+            continue
         if isinstance(value, bool) or not isinstance(value, tp):
-            bad(top[key][1], f"{key}: expected {_type_name(tp)}, found {value!r}")
+            problems.add(top[key][1], f"{key}: expected {_type_name(tp)}, found {shown(value)}")
         else:
             values[key] = value
-
-    model: ModelConfig | None = None
-    if "model" not in top:
-        bad(root, f"missing required section 'model' with a 'kind' ({', '.join(MODEL_KINDS)})")
-    else:
-        mnode = top["model"][1]
-        if not isinstance(mnode, yaml.MappingNode):
-            bad(mnode, "model: expected a mapping with 'kind' and the classifier's arguments")
-        else:
-            mkeys = _mapping(mnode)
-            kind = _construct(mkeys["kind"][1]) if "kind" in mkeys else None
-            if kind is None:
-                bad(mnode, f"model: missing 'kind' ({', '.join(MODEL_KINDS)})")
-            elif kind not in MODEL_KINDS:
-                bad(
-                    mkeys["kind"][1],
-                    f"model.kind: unknown kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}",
-                )
-                kind = None
-            params = _classifier_parameters(kind) if kind else None
-            kwargs: dict[str, Any] = {}
-            for key, (knode, vnode) in mkeys.items():
-                if key == "kind":
-                    continue
-                if params is not None and key not in params:
-                    bad(
-                        knode,
-                        f"model: unknown key {key!r} for kind {kind!r}; expected one of "
-                        f"{', '.join(params)}",
-                    )
-                    continue
-                kwargs[key] = _construct(vnode)
-            if kind is not None:
-                model = ModelConfig(kind=kind, kwargs=kwargs)
-
+    model = _model(top, root, problems)
     for section, cls in _SECTIONS.items():
         if section not in top:
             values[section] = cls()
-            continue
-        snode = top[section][1]
-        if not isinstance(snode, yaml.MappingNode):
-            bad(snode, f"{section}: expected a mapping")
-            continue
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, (knode, vnode) in _mapping(snode).items():
-            if key not in fields:
-                bad(knode, f"{section}: unknown key {key!r}; expected one of {', '.join(fields)}")
-                continue
-            value = _construct(vnode)
-            if isinstance(value, str) and "float" in str(fields[key].type):
-                # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it spells.
-                try:
-                    value = float(value)
-                except ValueError:
-                    pass
-            if isinstance(value, int) and not isinstance(value, bool):
-                if "float" in str(fields[key].type) and "int" not in str(fields[key].type):
-                    value = float(value)
-            message = _check_value(key, value, str(fields[key].type))
-            if message:
-                bad(vnode, f"{section}.{key}: {message}")
-                continue
-            kwargs[key] = value
-        values[section] = cls(**kwargs)
-
-    if model is not None and model.kind == "transformer" and "data" in values:
-        positions = model.kwargs.get("sequence_length", 256)
-        max_length = values["data"].max_length
-        if isinstance(positions, int) and positions < max_length:
-            node = _mapping(top["model"][1]).get("sequence_length", (None, top["model"][1]))[1]
-            bad(
-                node,
-                f"model.sequence_length: {positions} positions cannot hold data.max_length "
-                f"{max_length} tokens; expected sequence_length >= max_length",
-            )
+        else:
+            built = _section(section, cls, top[section][1], problems)
+            if built is not None:
+                values[section] = built
+    if model is not None and "data" in values:
+        _check_positions(model, values["data"], top, problems)
     if problems:
-        raise ConfigError(problems)
+        raise problems.error(ConfigError, _TITLE)
     assert model is not None
     return TrainConfig(model=model, path=path, **values)
+
+
+def _model(
+    top: dict[str, tuple[yaml.Node, yaml.Node]], root: yaml.Node, problems: Problems
+) -> ModelConfig | None:
+    """The ``model:`` section: a known kind and the keyword arguments its constructor takes."""
+    if "model" not in top:
+        problems.add(
+            root, f"missing required section 'model' with a 'kind' ({', '.join(MODEL_KINDS)})"
+        )
+        return None
+    mnode = top["model"][1]
+    if not isinstance(mnode, yaml.MappingNode):
+        problems.add(mnode, "model: expected a mapping with 'kind' and the classifier's arguments")
+        return None
+    mkeys = mapping(mnode, problems, None, where="model") or {}
+    kind = plain_value(mkeys["kind"][1], problems, "model.kind") if "kind" in mkeys else None
+    if kind is None:
+        problems.add(mnode, f"model: missing 'kind' ({', '.join(MODEL_KINDS)})")
+    elif kind is INVALID:
+        kind = None
+    elif not isinstance(kind, str) or kind not in MODEL_KINDS:
+        problems.add(
+            mkeys["kind"][1],
+            f"model.kind: unknown kind {shown(kind)}; expected one of {', '.join(MODEL_KINDS)}",
+        )
+        kind = None
+    params = _classifier_parameters(kind) if kind else None
+    kwargs: dict[str, Any] = {}
+    for key, (knode, vnode) in mkeys.items():
+        if key == "kind":
+            continue
+        if params is not None and key not in params:
+            problems.add(
+                knode,
+                f"model: unknown key {shown(key)} for kind {kind!r}{suggest(key, params)}; "
+                f"expected one of {', '.join(params)}",
+            )
+            continue
+        value = plain_value(vnode, problems, f"model.{key}")
+        if value is not INVALID:
+            kwargs[key] = value
+    return ModelConfig(kind=kind, kwargs=kwargs) if kind is not None else None
+
+
+def _section(section: str, cls: type, node: yaml.Node, problems: Problems) -> Any:
+    """A ``data:`` or ``train:`` section built into its dataclass, or None when invalid."""
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(node, f"{section}: expected a mapping")
+        return None
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, (_, vnode) in (mapping(node, problems, fields, where=section) or {}).items():
+        value = plain_value(vnode, problems, f"{section}.{key}")
+        if value is INVALID:
+            continue
+        annotation = str(fields[key].type)
+        if isinstance(value, str) and "float" in annotation:
+            # YAML 1.1 reads "1e-3" (no dot) as a string; accept it as the number it spells.
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        if isinstance(value, int) and not isinstance(value, bool):
+            if "float" in annotation and "int" not in annotation:
+                value = float(value)
+        message = _check_value(key, value, annotation)
+        if message:
+            problems.add(vnode, f"{section}.{key}: {message}")
+            continue
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _check_positions(
+    model: ModelConfig,
+    data: DataConfig,
+    top: dict[str, tuple[yaml.Node, yaml.Node]],
+    problems: Problems,
+) -> None:
+    """A Transformer's position table must hold ``data.max_length`` tokens."""
+    if model.kind != "transformer":
+        return
+    positions = model.kwargs.get("sequence_length", 256)
+    if isinstance(positions, int) and positions < data.max_length:
+        mnode = top["model"][1]
+        node = next((v for k, v in mnode.value if k.value == "sequence_length"), mnode)
+        problems.add(
+            node,
+            f"model.sequence_length: {positions} positions cannot hold data.max_length "
+            f"{data.max_length} tokens; expected sequence_length >= max_length",
+        )
 
 
 def load_config(path: str | Path) -> TrainConfig:
@@ -400,8 +417,8 @@ def apply_overrides(config: TrainConfig, overrides: list[str]) -> TrainConfig:
             )
         try:
             value = yaml.safe_load(raw)
-        except yaml.YAMLError as e:
-            raise UsageError(f"--set {item!r}: value is not valid YAML ({e})") from e
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError, RecursionError) as e:
+            raise UsageError(f"--set {item!r}: value is not valid YAML ({shown(str(e))})") from e
         if len(parts) == 1:
             data[parts[0]] = value
         else:

@@ -1,0 +1,417 @@
+"""Shared machinery for validating user-written YAML files with ``file:line`` problems.
+
+Probe sets (:mod:`biasprobe.probes`) and sentiment training configs
+(:mod:`biasprobe.sentiment.config`) are both checked on the composed YAML node tree, so every
+problem can name the line it is on. This module holds what both need:
+
+- :func:`compose`: safe YAML composition that never raises anything but a reported problem (deep
+  nesting is refused before the recursive composer sees it);
+- :func:`check_nodes`: only the standard YAML tags, and no control characters or lone surrogates
+  in any scalar (they would reach a terminal or a tokenizer later);
+- :class:`Problems`: the problem collector; the error it builds lists at most
+  :data:`MAX_PROBLEMS` problems and says how many more there are;
+- :func:`mapping`: keys checked (unknown keys get a "did you mean" suggestion, duplicates and
+  missing keys are reported);
+- :func:`int_value` / :func:`plain_value`: integers in plain decimal only (no YAML 1.1 octal,
+  hexadecimal, base-60 or ``_`` forms, no tag tricks, bounded length);
+- :func:`describe` / :func:`shown`: short descriptions of a value for messages, truncated.
+
+It imports only PyYAML.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+import yaml
+
+from biasprobe.errors import BiasprobeError, Problem
+
+__all__ = [
+    "ALLOWED_TAGS",
+    "INVALID",
+    "MAX_DEPTH",
+    "MAX_PROBLEMS",
+    "Problems",
+    "YAML_TAG",
+    "bad_characters",
+    "check_nodes",
+    "compose",
+    "describe",
+    "int_value",
+    "line",
+    "mapping",
+    "plain_value",
+    "shown",
+    "suggest",
+    "walk",
+]
+
+YAML_TAG = "tag:yaml.org,2002:"
+"""Prefix of the standard YAML tags (``!!int`` is ``tag:yaml.org,2002:int``)."""
+
+ALLOWED_TAGS = frozenset(
+    YAML_TAG + t for t in ("str", "int", "float", "bool", "null", "timestamp", "seq", "map")
+)
+MAX_DEPTH = 64
+"""Deepest nesting of lists and mappings accepted (far beyond any real file)."""
+MAX_PROBLEMS = 50
+"""Problems listed in one error message; the rest are counted."""
+MAX_SHOWN = 60
+"""Characters of a user's value echoed in a message before it is cut with ``…``."""
+MAX_INT_DIGITS = 18
+
+_DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
+_ALLOWED_CONTROLS = "\t\n"
+
+E = TypeVar("E", bound=BiasprobeError)
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "INVALID"
+
+
+INVALID: Any = _Invalid()
+"""Returned by :func:`plain_value` when the node was reported as a problem."""
+
+
+def line(node: yaml.Node) -> int:
+    """1-based line a node starts on."""
+    return node.start_mark.line + 1
+
+
+def shown(value: object) -> str:
+    """``repr`` of a value, cut to :data:`MAX_SHOWN` characters with ``…``."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
+
+
+def describe(node: yaml.Node) -> str:
+    """What a node holds, in words: ``"a list"``, ``"the number 3"``, ``"the string 'x'"``."""
+    if isinstance(node, yaml.MappingNode):
+        return "a mapping"
+    if isinstance(node, yaml.SequenceNode):
+        return "a list"
+    tag = node.tag.replace(YAML_TAG, "")
+    value = node.value
+    if tag == "null":
+        return "nothing (null)"
+    if tag == "bool":
+        return f"true/false ({value[:MAX_SHOWN]})"
+    if tag in ("int", "float"):
+        text = value if len(value) <= MAX_SHOWN else value[: MAX_SHOWN - 1] + "…"
+        return f"the number {text}"
+    if len(value) > 40:
+        value = value[:37] + "..."
+    return f"the string {value!r}"
+
+
+def suggest(word: str, known: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest known word, or ``""``."""
+    if len(word) > 100:
+        return ""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def bad_characters(text: str) -> str | None:
+    """Describes the first control character or lone surrogate in ``text``, or None.
+
+    Tabs and newlines are allowed; every other C0/C1 control, DEL and any surrogate is not: they
+    could rewrite a terminal (``ESC ] 2 ; …``) or break a tokenizer.
+    """
+    for i, c in enumerate(text):
+        if c in _ALLOWED_CONTROLS:
+            continue
+        cat = unicodedata.category(c)
+        if cat == "Cs":
+            return f"a lone surrogate U+{ord(c):04X} at character {i + 1}"
+        if cat == "Cc":
+            return f"the control character U+{ord(c):04X} at character {i + 1}"
+    return None
+
+
+class Problems:
+    """Collects problems of one file; builds the project error listing them."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.items: list[Problem] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, at: yaml.Node | int | None, message: str) -> None:
+        """Records ``message`` at a node's line, a line number, or the whole file (None)."""
+        where = at if isinstance(at, int) or at is None else line(at)
+        self.items.append(Problem(self.file, where, message))
+
+    def error(self, cls: type[E], title: str) -> E:
+        """``cls(problems)`` in file order, its message listing the first MAX_PROBLEMS."""
+        ordered = sorted(self.items, key=lambda p: p.line or 0)
+        return capped_error(cls, ordered, title)
+
+
+def capped_error(cls: type[E], problems: list[Problem], title: str) -> E:
+    """``cls(problems[:MAX_PROBLEMS])`` whose message counts and mentions all of them."""
+    n = len(problems)
+    err = cls(problems[:MAX_PROBLEMS])  # type: ignore[call-arg]
+    head = "1 problem" if n == 1 else f"{n} problems"
+    body = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS])
+    if n > MAX_PROBLEMS:
+        more = n - MAX_PROBLEMS
+        body += f"\n  … and {more} more problem{'' if more == 1 else 's'}"
+    err.message = f"{title} ({head}):\n{body}"
+    err.args = (err.message,)
+    return err
+
+
+# --------------------------------------------------------------------------------------------
+# Composing and checking the node tree
+
+
+def compose(text: str, problems: Problems) -> yaml.Node | None:
+    """The document's node tree, or None with the reason added to ``problems``.
+
+    Nesting deeper than :data:`MAX_DEPTH` is found by the (iterative) parser first and refused,
+    so the recursive composer never overflows the stack.
+    """
+    try:
+        too_deep = _too_deep(text)
+        if too_deep is not None:
+            problems.add(
+                too_deep,
+                f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
+            )
+            return None
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = " ".join(s for s in (exc.context, exc.problem) if s) or "invalid YAML"
+        if mark is None:
+            problems.add(None, f"invalid YAML: {what}")
+        else:
+            problems.add(mark.line + 1, f"invalid YAML at column {mark.column + 1}: {what}")
+    except (yaml.YAMLError, RecursionError, ValueError) as exc:
+        problems.add(None, f"invalid YAML: {shown(str(exc))}")
+    return None
+
+
+def _too_deep(text: str) -> int | None:
+    """Line of the first collection nested deeper than MAX_DEPTH, or None."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                return event.start_mark.line + 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+    return None
+
+
+def walk(root: yaml.Node) -> Iterator[yaml.Node]:
+    """Every node once (aliases point at shared nodes; visiting each once bounds the walk)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        yield node
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(reversed(node.value))
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in reversed(node.value):
+                stack.extend((v, k))
+
+
+def check_nodes(root: yaml.Node, problems: Problems, holds: str) -> bool:
+    """Reports non-standard tags and scalars with control characters; True when none.
+
+    Args:
+        root: the composed document.
+        problems: where to report.
+        holds: what the file may hold, for the tag message (e.g. "probe files hold only ...").
+    """
+    ok = True
+    for node in walk(root):
+        if node.tag not in ALLOWED_TAGS:
+            tag = node.tag.replace(YAML_TAG, "!!")
+            problems.add(node, f"YAML tag {shown(tag)} is not allowed: {holds}")
+            ok = False
+        if isinstance(node, yaml.ScalarNode):
+            bad = bad_characters(node.value)
+            if bad is not None:
+                problems.add(
+                    node,
+                    f"{shown(node.value)} holds {bad}; remove it (control characters and lone "
+                    "surrogates are not allowed)",
+                )
+                ok = False
+    return ok
+
+
+# --------------------------------------------------------------------------------------------
+# Mappings and values
+
+
+def mapping(
+    node: yaml.Node,
+    problems: Problems,
+    known: Iterable[str] | None,
+    required: Iterable[str] = (),
+    where: str = "",
+    owner: yaml.Node | None = None,
+) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+    """Checks a mapping's keys; returns key -> (key node, value node), or None if no mapping.
+
+    Unknown keys (with a suggestion; ``known=None`` accepts any key), duplicate keys and missing required keys are reported;
+    missing keys at ``owner`` (the key holding the mapping) when given. ``where`` prefixes every
+    message (``"pairs[1]: unknown key ..."``); empty for none.
+    """
+    prefix = f"{where}: " if where else ""
+    if not isinstance(node, yaml.MappingNode):
+        problems.add(node, f"{prefix}expected a mapping, found {describe(node)}")
+        return None
+    known = None if known is None else tuple(known)
+    out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            problems.add(key_node, f"{prefix}expected a plain key, found {describe(key_node)}")
+            continue
+        key = key_node.value
+        if key in out:
+            first = line(out[key][0])
+            problems.add(
+                key_node, f"{prefix}duplicate key {shown(key)} (first written at line {first})"
+            )
+            continue
+        if known is not None and key not in known:
+            problems.add(key_node, f"{prefix}unknown key {shown(key)}{suggest(key, known)}")
+            continue
+        out[key] = (key_node, value_node)
+    for key in required:
+        if key not in out:
+            problems.add(owner or node, f"{prefix}missing required key {key!r}")
+    return out
+
+
+def _int_form(text: str) -> str | None:
+    """Names the YAML 1.1 integer form a non-decimal integer scalar is written in."""
+    body = text.lstrip("+-")
+    if ":" in body:
+        return "a base-60 (hh:mm) number"
+    if body.startswith(("0x", "0X")):
+        return "a hexadecimal number"
+    if body.startswith(("0b", "0B")):
+        return "a binary number"
+    if "_" in body:
+        return "a number with '_' separators"
+    if len(body) > 1 and body.startswith("0"):
+        return "an octal number (leading zero)"
+    return None
+
+
+def int_value(node: yaml.Node, problems: Problems, what: str) -> int | None:
+    """A plain decimal integer scalar's value; anything else is reported and gives None.
+
+    YAML 1.1 reads ``010`` as 8, ``0x1F`` as 31 and ``1:30`` as 90; these forms (and explicit
+    ``!!int`` tags on other text) are refused with a message rather than silently converted.
+    """
+    if not isinstance(node, yaml.ScalarNode) or node.tag != YAML_TAG + "int":
+        problems.add(node, f"{what}: expected an integer, found {describe(node)}")
+        return None
+    text = node.value.strip()
+    if not _DECIMAL.fullmatch(text):
+        form = _int_form(text)
+        hint = (
+            ""
+            if form is None
+            else f" (YAML 1.1 reads it as {form}; write the number in decimal digits, or quote "
+            "it to make it text)"
+        )
+        problems.add(node, f"{what}: expected a plain decimal integer, found {shown(text)}{hint}")
+        return None
+    if len(text.lstrip("+-")) > MAX_INT_DIGITS:
+        problems.add(
+            node, f"{what}: the integer {shown(text)} has more than {MAX_INT_DIGITS} digits"
+        )
+        return None
+    return int(text)
+
+
+def plain_value(node: yaml.Node, problems: Problems, what: str) -> Any:
+    """The plain Python value of a node (str, int, float, bool, None, list, dict).
+
+    Integers go through :func:`int_value`; other scalars through PyYAML's safe constructor.
+    A node reached twice through aliases is built once and shared (as PyYAML does), so alias
+    bombs cost no more than the file; a node containing itself is refused. Any value that
+    cannot be built is reported and gives :data:`INVALID`.
+    """
+    return _Builder(problems, what).build(node)
+
+
+class _Builder:
+    def __init__(self, problems: Problems, what: str) -> None:
+        self.problems = problems
+        self.what = what
+        self.done: dict[int, Any] = {}
+        self.open: set[int] = set()
+
+    def build(self, node: yaml.Node) -> Any:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.open:
+            self.problems.add(node, f"{self.what}: a value may not contain itself (alias loop)")
+            return INVALID
+        self.open.add(key)
+        value = self._build(node)
+        self.open.discard(key)
+        self.done[key] = value
+        return value
+
+    def _build(self, node: yaml.Node) -> Any:
+        if isinstance(node, yaml.SequenceNode):
+            items = [self.build(child) for child in node.value]
+            return INVALID if any(v is INVALID for v in items) else items
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node)
+        if node.tag == YAML_TAG + "int":
+            value = int_value(node, self.problems, self.what)
+            return INVALID if value is None else value
+        loader = yaml.SafeLoader("")
+        try:
+            return loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+            self.problems.add(
+                node, f"{self.what}: cannot read {shown(node.value)} ({shown(str(exc))})"
+            )
+            return INVALID
+        finally:
+            loader.dispose()
+
+    def _mapping(self, node: yaml.MappingNode) -> Any:
+        out = {}
+        for k, v in node.value:
+            key, value = self.build(k), self.build(v)
+            if key is INVALID or value is INVALID:
+                return INVALID
+            try:
+                out[key] = value
+            except TypeError:
+                self.problems.add(
+                    k, f"{self.what}: a key must be a plain value, found {describe(k)}"
+                )
+                return INVALID
+        return out
