@@ -14,6 +14,7 @@ _WHERE = {
     "biasprobe.sentiment.classifiers": (
         "CLASSIFIERS",
         "BertClassifier",
+        "HashedNgramClassifier",
         "GRUAttentionClassifier",
         "GRUEncoderClassifier",
         "TransformerClassifier",
@@ -47,6 +48,7 @@ __all__ = [
     "GRUAttentionClassifier",
     "TransformerClassifier",
     "BertClassifier",
+    "HashedNgramClassifier",
     "CLASSIFIERS",
     "build_classifier",
 ]

@@ -83,7 +83,8 @@ def train(
     from biasprobe.sentiment.train import train as run_training
 
     try:
-        axis = parse_augment(augment)
+        if augment is not None:
+            parse_augment(augment)
         cfg = load_config(config)
         overrides = list(set_)
         if data is not None:
@@ -92,6 +93,10 @@ def train(
             overrides.append(f"train.max_steps={max_steps}")
         if device is not None:
             overrides.append(f"train.device={device}")
+        if patience is not None:
+            overrides.append(f"train.patience={patience}")
+        if augment is not None:
+            overrides.append(f"data.augment={augment}")
         if overrides:
             cfg = apply_overrides(cfg, overrides)
             cfg = dataclasses.replace(cfg, path=str(config))
@@ -101,8 +106,6 @@ def train(
             folder,
             progress=progress and sys.stderr.isatty(),
             overwrite=overwrite,
-            patience=patience,
-            augment=axis,
         )
     except BiasprobeError as e:
         raise _fail(e) from None

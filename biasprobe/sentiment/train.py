@@ -83,7 +83,7 @@ _RUN_FILES = (CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FINAL_WEIGHT
 RUN_KIND = "sentiment-run"
 """Manifest kind of a sentiment run folder (see :mod:`biasprobe.fsio`)."""
 # Keys that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device")}
+_RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device"), ("train", "patience")}
 
 
 class TrainingInterrupted(BiasprobeError):
@@ -383,7 +383,7 @@ class _Data:
 def _prepare_data(config: TrainConfig, tokenizer: Any, augment: str | None) -> _Data:
     d, t = config.data, config.train
     source = open_source(d.source, text_field=d.text, held_out_fraction=d.held_out_fraction)
-    split = split_validation(source, d.held_out_fraction, d.validation_size)
+    split = split_validation(source, d.validation_fraction, d.validation_size)
     validation = list(batches(split.validation, tokenizer, t.eval_batch_size, d.max_length))
     test = _test_batches(source, config, tokenizer)
     train, size, added = split.train, split.train_size, None
@@ -452,10 +452,11 @@ def train(
         progress: show a progress bar on the terminal.
         overwrite: replace the biasprobe run already in ``out_dir`` (never a folder biasprobe
             did not write).
-        patience: stop after this many evaluations in a row without a better validation
-            accuracy (``None``: train all epochs / ``max_steps``).
-        augment: CDA axis (``"gender"``, ...): each training text with a group term is kept
-            and added with the terms swapped (see :mod:`biasprobe.sentiment.cda`).
+        patience: replaces ``train.patience``: stop after this many evaluations in a row
+            without a better validation accuracy (``None``: the config's value).
+        augment: replaces ``data.augment`` (``"cda"``, ``"cda:gender"``): each training text
+            with a group term is kept and added with the terms swapped
+            (see :mod:`biasprobe.sentiment.cda`).
 
     Returns:
         The summary record (also written to ``summary.json`` and as the last log line).
@@ -466,19 +467,26 @@ def train(
     """
     import torch
 
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise UsageError(f"patience must be an integer >= 1, got {patience!r}")
+    if patience is not None or augment is not None:
+        from biasprobe.sentiment.config import apply_overrides
+
+        sets = [] if patience is None else [f"train.patience={patience}"]
+        sets += [] if augment is None else [f"data.augment={augment}"]
+        config = apply_overrides(config, sets)
+    from biasprobe.sentiment.cda import parse_augment
+
+    axis = parse_augment(config.data.augment)
     out = Path(out_dir)
     config_dict = config_to_dict(config)
     # Everything that can fail on bad input is checked before the folder is created.
     resuming = _check_out_dir(out, config_dict, overwrite)
     device = resolve_device(config.train.device)
     tokenizer = load_tokenizer(config.data.tokenizer)
-    data = _prepare_data(config, tokenizer, augment)
+    data = _prepare_data(config, tokenizer, axis)
     torch.manual_seed(config.train.seed)
     if model is None:
         model = build_model(config)
-    run = _Run(config, out, model, device, data, patience, augment)
+    run = _Run(config, out, model, device, data, config.train.patience, axis)
     run.tokenizer = tokenizer
     if resuming:
         run.resume()
