@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import hashlib
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import random
@@ -538,3 +538,23 @@ def test_cli_train_then_compare_writes_every_output(tmp_path):
 def test_cli_compare_unfinished_run(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has not finished" in result.stderr
+
+
+def test_early_stopping_after_patience_evaluations_without_progress(tmp_path):
+    data = _write_csv(tmp_path / "d.csv", _sentiment_rows(200))
+    # a learning rate too small to change any prediction: validation accuracy never improves
+    cfg = _config(data, lr=1e-12, eval_every=2, epochs=5, patience=3)
+    summary = train(cfg, tmp_path / "run", model=_model())
+    evals = [r["step"] for r in _log(tmp_path / "run") if r["kind"] == "eval"]
+    assert evals == [0, 2, 4, 6] and summary["steps"] == 6
+    assert summary["stopped_early_by_patience"] is True and summary["patience"] == 3
+    assert summary["best_step"] == 0
+    # patience from the API replaces the config's value
+    summary = train(cfg, tmp_path / "run2", model=_model(), patience=1)
+    assert summary["steps"] == 2 and summary["patience"] == 1
+
+
+def test_patience_must_be_positive(tmp_path):
+    data = _write_csv(tmp_path / "d.csv", _sentiment_rows(40))
+    with pytest.raises(ConfigError, match="train.patience: expected an integer >= 1"):
+        _config(data, patience=0)
