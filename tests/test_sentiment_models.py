@@ -1075,3 +1075,22 @@ def test_hashed_ngram_baseline_is_a_linear_model_on_counts():
     ids2 = ids.clone()
     ids2[1, 3:] = 13
     assert torch.allclose(model(ids2, mask)[1], logits)
+
+
+def test_frozen_encoder_feature_cache_is_exact(tmp_path):
+    folder = _tiny_encoder_folder(tmp_path)
+    model = BertClassifier(str(folder), freeze=True, pooling="mean").train()
+    ids = torch.tensor([[2, 5, 7, 9, 3], [2, 11, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    _, first = model(ids, mask)
+    assert len(model._feature_cache) == 2
+    # the same texts padded differently and reordered hit the cache and give the same logits
+    ids2 = torch.tensor([[2, 11, 3], [2, 5, 7]])
+    _, again = model(torch.cat([ids[:, :3][[1]], ids2[[0]]]), torch.ones(2, 3, dtype=torch.long))
+    assert len(model._feature_cache) == 2
+    assert torch.allclose(again[0], first[1], atol=1e-6)
+    direct = model.encode(ids, mask) @ model.classifier.weight.T + model.classifier.bias
+    assert torch.allclose(first, direct, atol=1e-6)
+    loss, _ = model(ids, mask, torch.tensor([0, 1]))
+    loss.backward()
+    assert model.classifier.weight.grad is not None

@@ -327,15 +327,42 @@ class BertClassifier(nn.Module):
         """
         if mask is None:
             mask = torch.ones_like(input_ids)
+        if self.freeze:
+            features = self._cached_features(input_ids, mask)  # (B, H)
+        else:
+            features = self.encode(input_ids, mask)  # (B, H)
+        logits = self.classifier(features)  # (B, num_labels)
+        return _loss(logits, labels), logits
+
+    def encode(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        """Pooled encoder features ``(B, H)`` (``cls`` or masked ``mean`` pooling)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             hidden = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
         if self.pooling == "cls":
-            features = hidden[:, 0]  # (B, H) from [CLS]
-        else:
-            m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
-            features = (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
-        logits = self.classifier(features)  # (B, num_labels)
-        return _loss(logits, labels), logits
+            return hidden[:, 0]  # (B, H) from [CLS]
+        m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
+
+    def _cached_features(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        """Features of a frozen encoder, each distinct text encoded once per model object.
+
+        A frozen encoder is a fixed function in eval mode, so its pooled output for a token
+        sequence never changes: the features are kept (on the CPU, keyed by the unpadded ids) and
+        later epochs only run the linear head. Exact: the same numbers as :meth:`encode`.
+        """
+        keys = [
+            ids[m.bool()].cpu().numpy().tobytes() for ids, m in zip(input_ids, mask)
+        ]  # one key per row: its real tokens
+        cache = self.__dict__.setdefault("_feature_cache", {})
+        missing = sorted({i for i, k in enumerate(keys) if k not in cache})
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            with torch.no_grad():
+                feats = self.encode(input_ids[rows], mask[rows]).float().cpu()
+            for i, f in zip(missing, feats):
+                cache[keys[i]] = f
+        dtype = self.classifier.weight.dtype
+        return torch.stack([cache[k] for k in keys]).to(input_ids.device, dtype)  # (B, H)
 
 
 class HashedNgramClassifier(nn.Module):

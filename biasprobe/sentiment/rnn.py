@@ -428,11 +428,7 @@ class Encoder(nn.Module):
         gru_impl: str = "torch",
     ) -> None:
         super().__init__()
-        _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
-        self.vocabulary_size = vocabulary_size
-        self.embedding_size = embedding_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        _store_sizes(self, vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
         self.embedding = nn.Embedding(vocabulary_size, embedding_size, padding_idx=0)
         self.dropout = nn.Dropout(p=dropout)
         self.rnn = _make_gru(gru_impl, embedding_size, hidden_size, num_layers, True)
@@ -554,11 +550,7 @@ class DecoderAttn(nn.Module):
         gru_impl: str = "torch",
     ) -> None:
         super().__init__()
-        _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
-        self.vocabulary_size = vocabulary_size
-        self.embedding_size = embedding_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        _store_sizes(self, vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
         self.dropout = nn.Dropout(p=dropout)
         self.mlp_attn = Attn(hidden_size, dropout)
         self.rnn = _make_gru(gru_impl, hidden_size, hidden_size, num_layers, False)
@@ -646,6 +638,22 @@ def check_positive_ints(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _store_sizes(
+    module: nn.Module,
+    vocabulary_size: int,
+    embedding_size: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+) -> None:
+    """Check the sizes (``ValueError``) and keep them as attributes of ``module``."""
+    _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
+    module.vocabulary_size = vocabulary_size
+    module.embedding_size = embedding_size
+    module.hidden_size = hidden_size
+    module.num_layers = num_layers
 
 
 def _check_sizes(
