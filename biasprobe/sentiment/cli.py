@@ -6,6 +6,7 @@ Heavy imports (torch, pandas, plotly) happen inside the commands so that ``--hel
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 from pathlib import Path
 
@@ -19,6 +20,10 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _fail(e: BiasprobeError) -> typer.Exit:
@@ -82,6 +87,7 @@ def train(
     from biasprobe.sentiment.config import apply_overrides, load_config
     from biasprobe.sentiment.train import train as run_training
 
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM: checkpoint, as Ctrl-C does
     try:
         if augment is not None:
             parse_augment(augment)
@@ -109,6 +115,8 @@ def train(
         )
     except BiasprobeError as e:
         raise _fail(e) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     acc = summary["best_val_accuracy"]
     typer.echo(
         f"{cfg.name}: {summary['steps']} steps, best validation accuracy {acc:.4f} at step "
