@@ -1094,3 +1094,39 @@ def test_frozen_encoder_feature_cache_is_exact(tmp_path):
     loss, _ = model(ids, mask, torch.tensor([0, 1]))
     loss.backward()
     assert model.classifier.weight.grad is not None
+
+
+def test_frozen_encoder_features_survive_an_interrupted_run(tmp_path):
+    import csv as _csv
+
+    from biasprobe.sentiment.config import parse_config
+    from biasprobe.sentiment.train import train
+
+    folder = _tiny_encoder_folder(tmp_path)
+    vocab = [f"[unused{i}]" for i in range(50)]
+    vocab[0], vocab[1], vocab[2], vocab[3], vocab[4] = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+    words = ["good", "bad", "film", "fine", "dull", "great", "awful", "plot"]
+    vocab[5 : 5 + len(words)] = words
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    data = tmp_path / "d.csv"
+    with data.open("w", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(60):
+            w.writerow([f"{words[i % 8]} {words[(i * 3) % 8]} film {i}", i % 2])
+    text = (
+        f"experiment: 6\nname: enc\nmodel:\n  kind: bert\n  model_name_or_path: {folder}\n"
+        f"  pooling: mean\ndata:\n  source: {data}\n  tokenizer: {folder}\n  max_length: 16\n"
+        "train:\n  batch_size: 8\n  lr: 0.01\n  eval_every: 2\n  device: cpu\n"
+    )
+    cfg = parse_config(text, "enc.yaml")
+    first = train(cfg, tmp_path / "whole", overwrite=False)
+    part = train(
+        parse_config(text.replace("device: cpu", "device: cpu\n  max_steps: 3"), "enc.yaml"),
+        tmp_path / "run",
+    )
+    assert part["steps"] == 3 and (tmp_path / "run" / "features.pt").is_file()
+    rest = train(cfg, tmp_path / "run")
+    assert rest["resumed_at"] == [3]
+    assert rest["best_val_accuracy"] == first["best_val_accuracy"]
+    assert rest["test_accuracy"] == first["test_accuracy"]

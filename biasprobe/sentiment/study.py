@@ -106,6 +106,9 @@ _COLUMNS = [
     ("best_step", "at step", "{:,}"),
     ("final_val_accuracy", "Final val acc", "{:.4f}"),
     ("val_majority_accuracy", "Majority acc", "{:.4f}"),
+    ("test_accuracy", "Test acc [95% CI]", "{:.4f}"),
+    ("test_examples", "Test n", "{:,}"),
+    ("augment", "Augment", "{}"),
     ("best_val_loss", "Val loss at best", "{:.4f}"),
     ("train_time_s", "Train time (s)", "{:.1f}"),
     ("eval_time_s", "Eval time (s)", "{:.1f}"),
@@ -131,6 +134,9 @@ def results_frame(runs: list[StudyRun]) -> pd.DataFrame:
         row["stopped_early"] = bool(
             s.get("max_steps") is not None and (s.get("epochs_completed") or 0) < s.get("epochs", 1)
         )
+        row["test_accuracy_ci_low"] = s.get("test_accuracy_ci_low")
+        row["test_accuracy_ci_high"] = s.get("test_accuracy_ci_high")
+        row["test_majority_accuracy"] = s.get("test_majority_accuracy")
         row["memory_kind"] = s.get("memory_kind")
         row["data_source"] = s.get("data_source")
         row["batch_size"] = s.get("batch_size")
@@ -153,12 +159,16 @@ def _fmt(value: Any, spec: str) -> str:
 def _legend(frame: pd.DataFrame) -> list[str]:
     notes = [
         "**bold**: the highest best-validation accuracy among these runs.",
-        "Best val acc: the best held-out accuracy over all evaluations of the run (not the "
+        "Best val acc: the best validation accuracy over all evaluations of the run (not the "
         "last one); *at step*: the optimiser step where it was reached (0 = untrained model).",
-        "Final val acc: held-out accuracy after the last step. Val loss at best: held-out "
-        "cross-entropy at the best step. Val n: held-out examples evaluated (never trained on).",
-        "Majority acc: held-out accuracy of always answering the more frequent class (the "
-        "floor a classifier must beat).",
+        "Final val acc: validation accuracy after the last step. Val loss at best: validation "
+        "cross-entropy at the best step. Val n: validation examples (never trained on).",
+        "Majority acc: validation accuracy of always answering the more frequent class (the "
+        "floor a classifier must beat). The validation set is carved from the training data "
+        "and drives early stopping and the choice of the best weights.",
+        "Test acc: accuracy of the best weights on the held-out split, touched once after "
+        "training, with its 95% Wilson score interval; Test n: its examples.",
+        "Augment: cda:AXIS when trained with two-sided counterfactual data augmentation.",
         "Params / Trainable: all parameters / those updated by AdamW. Examples: training "
         "examples seen. Train ex/s: Examples / Train time.",
         "Train time: wall-clock seconds spent in training steps (data, forward, backward, "
@@ -182,6 +192,11 @@ def _cells(row: pd.Series) -> list[str]:
             text += " †"
         if col == "peak_memory_mib" and row["memory_kind"] == "peak_rss":
             text += " *"
+        if col == "test_accuracy" and text != "–":
+            low, high = row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]
+            text += f" [{_fmt(low, spec)}, {_fmt(high, spec)}]"
+        if col == "augment" and text == "–":
+            text = "none"
         cells.append(text)
     return cells
 

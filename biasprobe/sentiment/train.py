@@ -79,7 +79,16 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FINAL_WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best.safetensors"
-_RUN_FILES = (CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FINAL_WEIGHTS, BEST_WEIGHTS)
+FEATURES_FILE = "features.pt"  # pooled features of a frozen encoder, kept for resumption
+_RUN_FILES = (
+    CONFIG_FILE,
+    LOG_FILE,
+    SUMMARY_FILE,
+    CHECKPOINT_FILE,
+    FINAL_WEIGHTS,
+    BEST_WEIGHTS,
+    FEATURES_FILE,
+)
 RUN_KIND = "sentiment-run"
 """Manifest kind of a sentiment run folder (see :mod:`biasprobe.fsio`)."""
 # Keys that may change between an interrupted run and its resumption.
@@ -538,6 +547,12 @@ class _Run:
             )
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        features = self.out / FEATURES_FILE
+        if getattr(self.model, "freeze", False) and features.is_file():
+            saved = torch.load(features, map_location="cpu", weights_only=True)
+            self.model.__dict__["_feature_cache"] = {
+                bytes.fromhex(k): f for k, f in zip(saved["keys"], saved["features"])
+            }
         self.state = stored
         torch.set_rng_state(ckpt["rng_cpu"])
         if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
@@ -566,6 +581,18 @@ class _Run:
         torch.save(payload, buffer)
         fsio.atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
         _save_weights(self.model, self.out / FINAL_WEIGHTS)
+        cache = getattr(self.model, "_feature_cache", None)
+        if cache:  # a frozen encoder's features: a resumed run need not encode the texts again
+            buffer = io.BytesIO()
+            keys = list(cache)
+            torch.save(
+                {
+                    "keys": [k.hex() for k in keys],
+                    "features": torch.stack([cache[k] for k in keys]),
+                },
+                buffer,
+            )
+            fsio.atomic_write_bytes(self.out / FEATURES_FILE, buffer.getvalue())
 
     # ---------------------------------------------------------------- evaluation
 
