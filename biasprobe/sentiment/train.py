@@ -713,7 +713,7 @@ class _Run:
         try:
             if state.step == 0:
                 self.evaluate()  # the untrained model: the first point of every validation curve
-            while t.max_steps is None or state.step < t.max_steps:
+            while not state.stopped_early and (t.max_steps is None or state.step < t.max_steps):
                 batch = next(stream, None)
                 if batch is None:
                     break
