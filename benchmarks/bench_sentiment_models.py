@@ -6,6 +6,9 @@ runs is reported, and the ratios are ours / reference (lower is better).
 
 * GRU: :class:`biasprobe.sentiment.GRU` (hand-written backward, and the plain autograd loop)
   against ``nn.GRU``; inputs ``(B, T, H)``, loss on all outputs and the final state.
+* Classifier: the GRU encoder classifier with ``gru_impl="scratch"`` (the from-scratch GRU in a
+  bidirectional :class:`~biasprobe.sentiment.rnn.ScratchGRUStack`) against ``gru_impl="torch"``
+  (packed ``nn.GRU``), right-padded batches, cross-entropy loss.
 * Attention core: ``MultiHeadedAttention.apply_attention`` on ``(B, m, T, d)`` queries, keys and
   values with a right-padding mask (lengths uniform in ``[T/2, T]``), against
   ``F.scaled_dot_product_attention`` with the same boolean mask (plus the same head merge).
@@ -69,6 +72,30 @@ def bench_gru(args: argparse.Namespace) -> dict[str, float]:
     fns = {"nn.GRU": run(ref), "GRU (fused backward)": run(ours)}
     if args.plain:
         fns["GRU (plain autograd loop)"] = run(plain)
+    return interleaved(fns, args.repeats, args.warmup)
+
+
+def bench_classifier_gru_impl(args: argparse.Namespace) -> dict[str, float]:
+    """GRU encoder classifier with ``gru_impl="torch"`` vs ``"scratch"``, padded batches."""
+    from biasprobe.sentiment import build_classifier
+
+    torch.manual_seed(0)
+    B, T, H = args.batch, args.seq, args.hidden
+    ids = torch.randint(1, 30522, (B, T))
+    lengths = torch.randint(T // 2, T + 1, (B,))
+    mask = (torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)).long()  # right-padded
+    labels = torch.randint(0, 2, (B,))
+    fns = {}
+    for impl in ("torch", "scratch"):
+        model = build_classifier(
+            "gru_encoder", embedding_size=H, hidden_size=H, dropout=0.0, gru_impl=impl
+        )
+
+        def step(model: nn.Module = model) -> None:
+            loss, _ = model(ids * mask, mask, labels)
+            loss.backward()
+
+        fns[f"gru_encoder, gru_impl={impl}"] = step
     return interleaved(fns, args.repeats, args.warmup)
 
 
@@ -149,6 +176,11 @@ def main() -> None:
     base = gru["nn.GRU"]
     for name, seconds in gru.items():
         print(f"{name:34s} {seconds * 1e3:9.1f} ms   {seconds / base:5.2f}x nn.GRU")
+    print()
+    clf = bench_classifier_gru_impl(args)
+    clf_base = clf["gru_encoder, gru_impl=torch"]
+    for name, seconds in clf.items():
+        print(f"{name:34s} {seconds * 1e3:9.1f} ms   {seconds / clf_base:5.2f}x gru_impl=torch")
     print()
     attn = bench_attention(args)
     for name, seconds in attn.items():

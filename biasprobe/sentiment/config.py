@@ -6,15 +6,17 @@ A config file has four sections; unknown keys are errors and every error names `
     name: gru-encoder            # short label used in figures and tables
     description: GRU encoder only
     model:
-      kind: gru_encoder          # gru_encoder | gru_attention | transformer | bert
+      kind: gru_encoder          # gru_encoder | gru_attention | transformer | bert | bow
       embedding_size: 256        # any other key is passed to the classifier's constructor
     data:
       source: amazon_polarity    # or rotten_tomatoes, a folder, a .csv/.tsv/.jsonl file
       text: content              # title | content | both (Amazon data)
       tokenizer: bert-base-uncased
       max_length: 256
-      validation_size: 10000     # held-out examples evaluated at each evaluation
-      held_out_fraction: 0.1     # single-file sources only
+      validation_size: 10000     # at most this many validation (and held-out test) examples
+      held_out_fraction: 0.1     # single-file sources only: share held out as the test split
+      validation_fraction: 0.1   # share of the training texts carved out for validation
+      augment: null              # cda or cda:AXIS: counterfactual data augmentation
       shuffle_buffer: 100000
     train:
       batch_size: 512
@@ -29,6 +31,7 @@ A config file has four sections; unknown keys are errors and every error names `
       log_every: 1
       seed: 0
       device: auto               # auto | cpu | cuda | cuda:N | mps
+      patience: null             # early stopping after this many evaluations without progress
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from typing import Any
 import yaml
 
 from biasprobe.errors import Problem, UsageError
+from biasprobe.sentiment.kinds import CLASSIFIER_CLASSES, MODEL_KINDS
 from biasprobe.yamlschema import (
     INVALID,
     Problems,
@@ -65,8 +69,6 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
-
-MODEL_KINDS = ("gru_encoder", "gru_attention", "transformer", "bert")
 
 
 class ConfigError(UsageError):
@@ -96,9 +98,11 @@ class DataConfig:
     text: str = "content"  # title | content | both (Amazon data)
     tokenizer: str = "bert-base-uncased"  # packaged vocab, or a folder with vocab.txt
     max_length: int = 256  # tokens per sequence, [CLS]/[SEP] included
-    validation_size: int = 10_000  # held-out examples evaluated each time
-    held_out_fraction: float = 0.1  # single-file sources: share of texts held out
+    validation_size: int = 10_000  # most validation examples (and held-out test examples)
+    held_out_fraction: float = 0.1  # single-file sources: share of texts held out (the test)
+    validation_fraction: float = 0.1  # share of the training texts carved out for validation
     shuffle_buffer: int = 100_000  # training examples shuffled at once
+    augment: str | None = None  # null, or cda / cda:AXIS: counterfactual data augmentation
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,7 @@ class TrainSettings:
     log_every: int = 1  # steps averaged into one train-loss log line
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+    patience: int | None = None  # early stopping: evaluations without a better val accuracy
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,7 @@ _POSITIVE_INT = {
     "eval_batch_size",
     "checkpoint_every",
     "log_every",
+    "patience",
 }
 
 
@@ -153,13 +159,7 @@ def _classifier_parameters(kind: str) -> dict[str, inspect.Parameter] | None:
         from biasprobe.sentiment import classifiers
     except ImportError:
         return None
-    names = {
-        "gru_encoder": "GRUEncoderClassifier",
-        "gru_attention": "GRUAttentionClassifier",
-        "transformer": "TransformerClassifier",
-        "bert": "BertClassifier",
-    }
-    cls = getattr(classifiers, names[kind], None)
+    cls = getattr(classifiers, CLASSIFIER_CLASSES[kind], None)
     if cls is None:
         return None
     params = dict(inspect.signature(cls.__init__).parameters)
@@ -196,7 +196,7 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
             return f"expected a number >= 0, found {value}"
         if name == "grad_clip" and not value > 0:
             return f"expected a number > 0 or null, found {value}"
-        if name == "held_out_fraction" and not 0 < value < 1:
+        if name in ("held_out_fraction", "validation_fraction") and not 0 < value < 1:
             return f"expected a number in (0, 1), found {value}"
         return None
     if "str" in annotation:
@@ -204,6 +204,13 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
             return f"expected a string, found {shown(value)}"
         if name == "text" and value not in ("title", "content", "both"):
             return f"expected one of title, content, both; found {shown(value)}"
+        if name == "augment":
+            from biasprobe.sentiment.cda import parse_augment
+
+            try:
+                parse_augment(value)
+            except UsageError as e:
+                return e.message.replace("--augment ", "")
         return None
     return None
 

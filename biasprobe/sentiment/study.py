@@ -106,6 +106,9 @@ _COLUMNS = [
     ("best_step", "at step", "{:,}"),
     ("final_val_accuracy", "Final val acc", "{:.4f}"),
     ("val_majority_accuracy", "Majority acc", "{:.4f}"),
+    ("test_accuracy", "Test acc [95% CI]", "{:.4f}"),
+    ("test_examples", "Test n", "{:,}"),
+    ("augment", "Augment", "{}"),
     ("best_val_loss", "Val loss at best", "{:.4f}"),
     ("train_time_s", "Train time (s)", "{:.1f}"),
     ("eval_time_s", "Eval time (s)", "{:.1f}"),
@@ -131,6 +134,9 @@ def results_frame(runs: list[StudyRun]) -> pd.DataFrame:
         row["stopped_early"] = bool(
             s.get("max_steps") is not None and (s.get("epochs_completed") or 0) < s.get("epochs", 1)
         )
+        row["test_accuracy_ci_low"] = s.get("test_accuracy_ci_low")
+        row["test_accuracy_ci_high"] = s.get("test_accuracy_ci_high")
+        row["test_majority_accuracy"] = s.get("test_majority_accuracy")
         row["memory_kind"] = s.get("memory_kind")
         row["data_source"] = s.get("data_source")
         row["batch_size"] = s.get("batch_size")
@@ -153,12 +159,16 @@ def _fmt(value: Any, spec: str) -> str:
 def _legend(frame: pd.DataFrame) -> list[str]:
     notes = [
         "**bold**: the highest best-validation accuracy among these runs.",
-        "Best val acc: the best held-out accuracy over all evaluations of the run (not the "
+        "Best val acc: the best validation accuracy over all evaluations of the run (not the "
         "last one); *at step*: the optimiser step where it was reached (0 = untrained model).",
-        "Final val acc: held-out accuracy after the last step. Val loss at best: held-out "
-        "cross-entropy at the best step. Val n: held-out examples evaluated (never trained on).",
-        "Majority acc: held-out accuracy of always answering the more frequent class (the "
-        "floor a classifier must beat).",
+        "Final val acc: validation accuracy after the last step. Val loss at best: validation "
+        "cross-entropy at the best step. Val n: validation examples (never trained on).",
+        "Majority acc: validation accuracy of always answering the more frequent class (the "
+        "floor a classifier must beat). The validation set is carved from the training data "
+        "and drives early stopping and the choice of the best weights.",
+        "Test acc: accuracy of the best weights on the held-out split, touched once after "
+        "training, with its 95% Wilson score interval; Test n: its examples.",
+        "Augment: cda:AXIS when trained with two-sided counterfactual data augmentation.",
         "Params / Trainable: all parameters / those updated by AdamW. Examples: training "
         "examples seen. Train ex/s: Examples / Train time.",
         "Train time: wall-clock seconds spent in training steps (data, forward, backward, "
@@ -182,6 +192,11 @@ def _cells(row: pd.Series) -> list[str]:
             text += " †"
         if col == "peak_memory_mib" and row["memory_kind"] == "peak_rss":
             text += " *"
+        if col == "test_accuracy" and text != "–":
+            low, high = row["test_accuracy_ci_low"], row["test_accuracy_ci_high"]
+            text += f" [{_fmt(low, spec)}, {_fmt(high, spec)}]"
+        if col == "augment" and text == "–":
+            text = "none"
         cells.append(text)
     return cells
 
@@ -382,48 +397,61 @@ def learning_curves_png(runs: list[StudyRun], path: str | Path, dpi: int = 120) 
 # --------------------------------------------------------------------------- all outputs
 
 
+STUDY_KIND = "sentiment-study"
+"""Manifest kind of a folder written by :func:`compare`."""
+
+
 def compare(
-    run_dirs: list[str | Path], out_dir: str | Path, *, png: bool = True
+    run_dirs: list[str | Path], out_dir: str | Path, *, png: bool = True, overwrite: bool = False
 ) -> dict[str, Path]:
     """Write the figures and the results table of several runs into ``out_dir``.
 
+    The folder is written to a staging folder beside it and moved into place when complete.
+    An existing non-empty folder is replaced only with ``overwrite`` and only when biasprobe wrote
+    it (manifest kind ``sentiment-study``) and it holds nothing else.
+
     Args:
         run_dirs: run folders written by ``biasprobe sentiment train``.
-        out_dir: output folder (created when missing).
+        out_dir: output folder.
         png: also draw ``learning_curves.png`` (needs matplotlib).
+        overwrite: replace a previous ``compare`` output in ``out_dir``.
 
     Returns:
         The written files by kind (``html``, ``png``, ``markdown``, ``csv``, ``latex``).
 
     Raises:
-        UsageError: no run folders given.
+        UsageError: no run folders given; ``fsio.NotOwnedError`` (exit 2) for a folder biasprobe
+            did not write.
         RunFolderError: a run folder is missing or unfinished.
-        OutputError: the output folder cannot be written.
+        OutputError: the output folder exists (without ``overwrite``) or cannot be written.
     """
+    from biasprobe import fsio
+
     if not run_dirs:
         raise UsageError("compare: give at least one run folder")
+    out = Path(out_dir)
+    fsio.check_output_folder(out, overwrite, kinds=(STUDY_KIND,), what="study folder")
     runs = [load_study_run(d) for d in run_dirs]
     runs.sort(key=lambda r: (r.summary.get("experiment", 0), r.summary.get("name", "")))
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e}") from e
     frame = results_frame(runs)
-    files = {
-        "html": out / "learning_curves.html",
-        "markdown": out / "results.md",
-        "csv": out / "results.csv",
-        "latex": out / "results.tex",
+    names = {
+        "html": "learning_curves.html",
+        "markdown": "results.md",
+        "csv": "results.csv",
+        "latex": "results.tex",
     }
-    try:
-        files["html"].write_text(learning_curves_html(runs), encoding="utf-8")
-        files["markdown"].write_text(results_markdown(frame), encoding="utf-8")
-        frame.to_csv(files["csv"], index=False)
-        files["latex"].write_text(results_latex(frame), encoding="utf-8")
-        if png:
-            files["png"] = out / "learning_curves.png"
-            learning_curves_png(runs, files["png"])
-    except OSError as e:
-        raise OutputError(f"cannot write into {out}: {e}") from e
-    return files
+    if png:
+        names["png"] = "learning_curves.png"
+    with fsio.staging_dir(out) as tmp:
+        try:
+            fsio.atomic_write_text(tmp / names["html"], learning_curves_html(runs))
+            fsio.atomic_write_text(tmp / names["markdown"], results_markdown(frame))
+            fsio.atomic_write_text(tmp / names["csv"], frame.to_csv(index=False))
+            fsio.atomic_write_text(tmp / names["latex"], results_latex(frame))
+            if png:
+                learning_curves_png(runs, tmp / names["png"])
+        except OSError as e:
+            raise OutputError(f"cannot write into {out}: {e}") from e
+        fsio.write_manifest(tmp, STUDY_KIND, out.name, files=list(names.values()))
+        fsio.replace_dir(tmp, out)
+    return {kind: out / name for kind, name in names.items()}

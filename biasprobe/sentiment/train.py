@@ -4,10 +4,19 @@ One run writes one folder::
 
     config.yaml         the resolved config (overrides and --data applied)
     log.jsonl           one JSON object per line: {"kind": "train"|"eval"|"summary", ...}
-    summary.json        the summary record (best validation accuracy over training, times, ...)
+    summary.json        the summary record (best validation accuracy, held-out test accuracy
+                        with its 95% Wilson interval and n, times, ...)
     checkpoint.pt       model + optimiser + RNG + data position: an interrupted run resumes here
     model.safetensors   weights at the last step
     best.safetensors    weights at the step with the best validation accuracy
+    .biasprobe-manifest.json  marks the folder as a biasprobe sentiment run (kind
+                        "sentiment-run") and lists the files above; ``--overwrite`` replaces only
+                        such a folder, and never one holding other files
+
+Validation and test. The validation set that drives evaluation, early stopping (``patience``) and
+the choice of ``best.safetensors`` is carved from the *training* data
+(:func:`biasprobe.sentiment.data.split_validation`); the source's held-out split is touched once,
+at the end, to measure the best weights' test accuracy.
 
 :func:`load_trained` reads a folder back into a ready-to-use classifier and its tokenizer.
 
@@ -34,15 +43,19 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from biasprobe.errors import BiasprobeError, DeviceError, OutputError, RunFolderError, UsageError
+from biasprobe import fsio
+from biasprobe.device import resolve_device
+from biasprobe.errors import BiasprobeError, OutputError, RunFolderError, UsageError
 from biasprobe.sentiment.config import TrainConfig, config_to_dict, parse_config
 from biasprobe.sentiment.data import (
     Batch,
     DataSource,
+    ValidationSplit,
     batches,
     load_tokenizer,
     open_source,
     shuffled,
+    split_validation,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +70,7 @@ __all__ = [
     "load_trained",
     "resolve_device",
     "train",
+    "wilson_interval",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -65,9 +79,20 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 FINAL_WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best.safetensors"
-_RUN_FILES = (CONFIG_FILE, LOG_FILE, SUMMARY_FILE, CHECKPOINT_FILE, FINAL_WEIGHTS, BEST_WEIGHTS)
+FEATURES_FILE = "features.pt"  # pooled features of a frozen encoder, kept for resumption
+_RUN_FILES = (
+    CONFIG_FILE,
+    LOG_FILE,
+    SUMMARY_FILE,
+    CHECKPOINT_FILE,
+    FINAL_WEIGHTS,
+    BEST_WEIGHTS,
+    FEATURES_FILE,
+)
+RUN_KIND = "sentiment-run"
+"""Manifest kind of a sentiment run folder (see :mod:`biasprobe.fsio`)."""
 # Keys that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device")}
+_RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device"), ("train", "patience")}
 
 
 class TrainingInterrupted(BiasprobeError):
@@ -77,36 +102,6 @@ class TrainingInterrupted(BiasprobeError):
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def resolve_device(name: str) -> torch.device:
-    """Turn ``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` into an available ``torch.device``.
-
-    Raises:
-        DeviceError: the device is unknown or not available on this machine.
-    """
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as e:
-        raise DeviceError(f"device {name!r}: expected auto, cpu, cuda, cuda:N or mps") from e
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError(f"device {name!r}: CUDA is not available on this machine; use cpu")
-    if device.type == "cuda" and device.index is not None:
-        if device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"device {name!r}: only {torch.cuda.device_count()} CUDA device(s) present"
-            )
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise DeviceError(f"device {name!r}: MPS is not available on this machine; use cpu")
-    return device
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -166,19 +161,32 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _state_bytes(model: nn.Module) -> bytes:
+    """The model's weights as safetensors bytes (tied tensors stored once)."""
+    from safetensors.torch import _remove_duplicate_names, save
+
+    state = dict(model.state_dict())
+    metadata: dict[str, str] = {}
+    for kept, removed in _remove_duplicate_names(state).items():
+        for name in removed:  # as safetensors.torch.save_model does, so load_model reads it
+            metadata[name] = kept
+            del state[name]
+    return save({k: v.contiguous() for k, v in state.items()}, metadata=metadata or None)
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_model
+    fsio.atomic_write_bytes(path, _state_bytes(model))
 
-    tmp = path.with_name(path.name + ".tmp")
-    save_model(model, str(tmp))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+
+def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``successes / n`` (``(nan, nan)`` when n = 0)."""
+    if n <= 0:
+        return math.nan, math.nan
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -249,6 +257,9 @@ class _State:
     last_val_loss: float | None = None
     peak_memory_bytes: int = 0
     resumed_at: list[int] = dataclasses.field(default_factory=list)
+    evals_since_best: int = 0  # evaluations without a better validation accuracy
+    stopped_early: bool = False  # early stopping (patience) ended the run
+    augment: str | None = None  # CDA axis of the run, checked on resumption
 
 
 def _config_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -264,25 +275,35 @@ def _config_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def _prepare_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) -> bool:
-    """Create or check the run folder; return True when a checkpoint is to be resumed."""
+def _check_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) -> bool:
+    """Check the run folder without touching it; return True when a checkpoint is to be resumed.
+
+    An existing non-empty folder is used only when biasprobe wrote it (its manifest has kind
+    ``sentiment-run``): with ``overwrite`` it is replaced, provided it holds no other files;
+    without, its checkpoint is resumed.
+
+    Raises:
+        OutputError: not a folder, or a non-empty folder that cannot be resumed (exit 1).
+        fsio.NotOwnedError: ``overwrite`` of a folder biasprobe did not write (exit 2).
+    """
     if out.exists() and not out.is_dir():
         raise OutputError(f"output {out} exists and is not a folder")
-    if overwrite and out.is_dir():
-        for name in _RUN_FILES:
-            (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e}") from e
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if overwrite:
+        fsio.check_output_folder(out, True, kinds=(RUN_KIND,), what="sentiment run folder")
+        return False
+    if fsio.read_manifest(out) is None or fsio.foreign_files(out, (RUN_KIND,)) is None:
+        raise OutputError(
+            f"output folder {out} is not empty and is not a sentiment run written by biasprobe "
+            "(no manifest); choose another --out"
+        )
     ckpt, cfg = out / CHECKPOINT_FILE, out / CONFIG_FILE
     if not ckpt.exists():
-        if any((out / name).exists() for name in (LOG_FILE, SUMMARY_FILE, FINAL_WEIGHTS)):
-            raise OutputError(
-                f"output folder {out} holds files of a run without a checkpoint to resume; "
-                "choose another --out or pass --overwrite"
-            )
-        return False
+        raise OutputError(
+            f"output folder {out} holds a run without a checkpoint to resume; "
+            "choose another --out or pass --overwrite"
+        )
     try:
         stored = yaml.safe_load(cfg.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
@@ -294,6 +315,22 @@ def _prepare_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) ->
             f"({'; '.join(diffs)}); choose another --out or pass --overwrite"
         )
     return True
+
+
+def _create_out_dir(out: Path, name: str, overwrite: bool, resuming: bool) -> None:
+    """Empty a checked biasprobe run folder (``overwrite``) or create it; write its manifest."""
+    manifest = fsio.read_manifest(out) if out.is_dir() else None
+    if overwrite and manifest is not None:
+        for rel in manifest["files"]:
+            (out / rel).unlink(missing_ok=True)
+        (out / fsio.MANIFEST).unlink(missing_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
+    if not resuming:
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        fsio.write_manifest(out, RUN_KIND, f"{name}-{stamp}", files=_RUN_FILES)
 
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
@@ -314,12 +351,12 @@ def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
 
 
 def _train_stream(
-    source: DataSource, config: TrainConfig, tokenizer: Any, state: _State
+    train_examples: Any, config: TrainConfig, tokenizer: Any, state: _State
 ) -> Iterator[Batch]:
     """Training batches from ``state``'s position on: epoch by epoch, each reshuffled."""
     d, t = config.data, config.train
     for epoch in range(state.epoch, t.epochs):
-        examples = shuffled(source.train(), d.shuffle_buffer, seed=t.seed * 1_000_003 + epoch)
+        examples = shuffled(train_examples(), d.shuffle_buffer, seed=t.seed * 1_000_003 + epoch)
         skip = state.batches_in_epoch * t.batch_size if epoch == state.epoch else 0
         if skip:
             examples = itertools.islice(examples, skip, None)
@@ -331,12 +368,47 @@ def _train_stream(
         state.epoch, state.batches_in_epoch = epoch + 1, 0
 
 
-def _held_out_batches(source: DataSource, config: TrainConfig, tokenizer: Any) -> list[Batch]:
+def _test_batches(source: DataSource, config: TrainConfig, tokenizer: Any) -> list[Batch]:
     d = config.data
     examples = list(itertools.islice(source.held_out(), d.validation_size))
     if not examples:
         raise BiasprobeError(f"data source {source.name!r}: the held-out split is empty")
     return list(batches(examples, tokenizer, config.train.eval_batch_size, d.max_length))
+
+
+@dataclass
+class _Data:
+    """Training stream (CDA applied), validation batches carved from it, held-out test batches."""
+
+    train: Any  # callable -> iterator of Example
+    train_size: int | None
+    validation: list[Batch]
+    test: list[Batch]
+    split: ValidationSplit
+    description: str
+    augmented_added: int | None = None  # swapped twins added per epoch (CDA)
+
+
+def _prepare_data(config: TrainConfig, tokenizer: Any, augment: str | None) -> _Data:
+    d, t = config.data, config.train
+    source = open_source(d.source, text_field=d.text, held_out_fraction=d.held_out_fraction)
+    split = split_validation(source, d.validation_fraction, d.validation_size)
+    validation = list(batches(split.validation, tokenizer, t.eval_batch_size, d.max_length))
+    test = _test_batches(source, config, tokenizer)
+    train, size, added = split.train, split.train_size, None
+    if augment is not None:
+        from biasprobe.sentiment.cda import augment as cda
+        from biasprobe.sentiment.cda import load_swapper
+
+        swapper = load_swapper(augment)
+        if size is not None:  # in memory: materialise once, count the twins
+            examples = list(cda(split.train(), swapper))
+            added, size = len(examples) - size, len(examples)
+            train = lambda: iter(examples)  # noqa: E731
+        else:
+            train, size = (lambda: cda(split.train(), swapper)), None
+    description = f"{source.description}; validation carved from training: {split.method}"
+    return _Data(train, size, validation, test, split, description, added)
 
 
 def _progress(enabled: bool, total: int | None) -> Any:
@@ -370,6 +442,8 @@ def train(
     model: nn.Module | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    patience: int | None = None,
+    augment: str | None = None,
 ) -> dict[str, Any]:
     """Train the classifier of ``config``, evaluating, logging and checkpointing as configured.
 
@@ -385,7 +459,13 @@ def train(
             with custom modules; it must have the classifiers' ``forward``). Such a run cannot be
             reloaded with :func:`load_trained`.
         progress: show a progress bar on the terminal.
-        overwrite: delete the run files already in ``out_dir`` first.
+        overwrite: replace the biasprobe run already in ``out_dir`` (never a folder biasprobe
+            did not write).
+        patience: replaces ``train.patience``: stop after this many evaluations in a row
+            without a better validation accuracy (``None``: the config's value).
+        augment: replaces ``data.augment`` (``"cda"``, ``"cda:gender"``): each training text
+            with a group term is kept and added with the terms swapped
+            (see :mod:`biasprobe.sentiment.cda`).
 
     Returns:
         The summary record (also written to ``summary.json`` and as the last log line).
@@ -396,69 +476,132 @@ def train(
     """
     import torch
 
-    out = Path(out_dir)
-    t, d = config.train, config.data
-    config_dict = config_to_dict(config)
-    resuming = _prepare_out_dir(out, config_dict, overwrite)
-    device = resolve_device(t.device)
-    source = open_source(d.source, text_field=d.text, held_out_fraction=d.held_out_fraction)
-    tokenizer = load_tokenizer(d.tokenizer)
+    if patience is not None or augment is not None:
+        from biasprobe.sentiment.config import apply_overrides
 
-    torch.manual_seed(t.seed)
+        sets = [] if patience is None else [f"train.patience={patience}"]
+        sets += [] if augment is None else [f"data.augment={augment}"]
+        config = apply_overrides(config, sets)
+    from biasprobe.sentiment.cda import parse_augment
+
+    axis = parse_augment(config.data.augment)
+    out = Path(out_dir)
+    config_dict = config_to_dict(config)
+    # Everything that can fail on bad input is checked before the folder is created.
+    resuming = _check_out_dir(out, config_dict, overwrite)
+    device = resolve_device(config.train.device)
+    tokenizer = load_tokenizer(config.data.tokenizer)
+    data = _prepare_data(config, tokenizer, axis)
+    torch.manual_seed(config.train.seed)
     if model is None:
         model = build_model(config)
-    model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise UsageError(f"{config.path or 'config'}: model has no trainable parameters")
-    optimizer = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
-    n_total, n_trainable = count_parameters(model)
-
-    state = _State()
+    run = _Run(config, out, model, device, data, config.train.patience, axis)
+    run.tokenizer = tokenizer
     if resuming:
-        ckpt = torch.load(out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = _State(**ckpt["state"])
+        run.resume()
+    _create_out_dir(out, config.name, overwrite, resuming)
+    return run.fit(resuming, progress)
+
+
+class _Run:
+    """One training run: the loop, evaluation, checkpoints and the summary."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out: Path,
+        model: nn.Module,
+        device: Any,
+        data: _Data,
+        patience: int | None,
+        augment: str | None,
+    ) -> None:
+        import torch
+
+        self.config, self.out, self.model, self.device, self.data = config, out, model, device, data
+        self.patience = patience
+        model.to(device)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise UsageError(f"{config.path or 'config'}: model has no trainable parameters")
+        t = config.train
+        self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay)
+        self.state = _State(augment=augment)
+        self.memory: _Memory | None = None
+        self.log_file: Any = None
+        self.tokenizer: Any = None
+        self.grad_norm: float | None = None
+
+    # ---------------------------------------------------------------- checkpoints and logs
+
+    def resume(self) -> None:
+        import torch
+
+        ckpt = torch.load(self.out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        stored = _State(**ckpt["state"])
+        if stored.augment != self.state.augment:
+            raise OutputError(
+                f"output folder {self.out} holds a run with augment {stored.augment!r}, not "
+                f"{self.state.augment!r}, so it cannot be resumed; choose another --out or "
+                "pass --overwrite"
+            )
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        features = self.out / FEATURES_FILE
+        if getattr(self.model, "freeze", False) and features.is_file():
+            saved = torch.load(features, map_location="cpu", weights_only=True)
+            self.model.__dict__["_feature_cache"] = {
+                bytes.fromhex(k): f for k, f in zip(saved["keys"], saved["features"])
+            }
+        self.state = stored
         torch.set_rng_state(ckpt["rng_cpu"])
-        if device.type == "cuda" and ckpt.get("rng_cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng_cuda"], device)
-        state.resumed_at.append(state.step)
-    records = _read_log(out / LOG_FILE, state.step) if resuming else []
-    _atomic_write_text(out / CONFIG_FILE, yaml.safe_dump(config_dict, sort_keys=False))
-    log_file = (out / LOG_FILE).open("w", encoding="utf-8")
-    for rec in records:
-        log_file.write(json.dumps(rec) + "\n")
-    log_file.flush()
+        if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
+        self.state.resumed_at.append(self.state.step)
 
-    def log(rec: dict[str, Any]) -> None:
-        log_file.write(json.dumps(rec) + "\n")
-        log_file.flush()
+    def log(self, rec: dict[str, Any]) -> None:
+        self.log_file.write(json.dumps(rec) + "\n")
+        self.log_file.flush()
 
-    held_out = _held_out_batches(source, config, tokenizer)
-    n_val = sum(len(b) for b in held_out)
-    val_positive = sum(int(b.labels.sum()) for b in held_out) / n_val
-    memory = _Memory(device, state.peak_memory_bytes)
+    def checkpoint(self) -> None:
+        import io
 
-    def checkpoint() -> None:
-        state.peak_memory_bytes = memory.sample()
+        import torch
+
+        self.state.peak_memory_bytes = self.memory.sample()
+        cuda = self.device.type == "cuda"
         payload = {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "state": dataclasses.asdict(state),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "state": dataclasses.asdict(self.state),
             "rng_cpu": torch.get_rng_state(),
-            "rng_cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
         }
-        tmp = out / (CHECKPOINT_FILE + ".tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, out / CHECKPOINT_FILE)
-        _save_weights(model, out / FINAL_WEIGHTS)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        fsio.atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
+        _save_weights(self.model, self.out / FINAL_WEIGHTS)
+        cache = getattr(self.model, "_feature_cache", None)
+        if cache:  # a frozen encoder's features: a resumed run need not encode the texts again
+            buffer = io.BytesIO()
+            keys = list(cache)
+            torch.save(
+                {
+                    "keys": [k.hex() for k in keys],
+                    "features": torch.stack([cache[k] for k in keys]),
+                },
+                buffer,
+            )
+            fsio.atomic_write_bytes(self.out / FEATURES_FILE, buffer.getvalue())
 
-    def run_eval() -> dict[str, float]:
-        _sync(device)
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self) -> dict[str, float]:
+        state = self.state
+        _sync(self.device)
         start = time.perf_counter()
-        metrics = evaluate(model, held_out, device)
-        _sync(device)
+        metrics = evaluate(self.model, self.data.validation, self.device)
+        _sync(self.device)
         state.eval_time_s += time.perf_counter() - start
         state.last_eval_step = state.step
         state.last_val_accuracy, state.last_val_loss = metrics["val_accuracy"], metrics["val_loss"]
@@ -466,8 +609,11 @@ def train(
             state.best_val_accuracy = metrics["val_accuracy"]
             state.best_val_loss = metrics["val_loss"]
             state.best_step = state.step
-            _save_weights(model, out / BEST_WEIGHTS)
-        log(
+            state.evals_since_best = 0
+            _save_weights(self.model, self.out / BEST_WEIGHTS)
+        elif state.step > 0:
+            state.evals_since_best += 1
+        self.log(
             {
                 "kind": "eval",
                 "step": state.step,
@@ -482,144 +628,223 @@ def train(
         )
         return metrics
 
-    steps_per_epoch = math.ceil(source.train_size / t.batch_size) if source.train_size else None
-    total = t.max_steps
-    if steps_per_epoch is not None:
-        total = min(total or 10**18, steps_per_epoch * t.epochs)
-    bar = _progress(progress, total)
-    task = None
-    if bar is not None:
-        bar[0].start()
-        task = bar[0].add_task(config.name, total=total, completed=state.step, loss="-", acc="-")
+    def test(self) -> dict[str, Any]:
+        """Accuracy of the best weights on the untouched held-out split, with a Wilson CI."""
+        from safetensors.torch import load_model
 
-    model.train()
-    window: list[float] = []
-    stream = _train_stream(source, config, tokenizer, state)
-    try:
-        if state.step == 0:
-            run_eval()  # the untrained model: the first point of every validation curve
-        while t.max_steps is None or state.step < t.max_steps:
-            _sync(device)
-            start = time.perf_counter()
-            batch = next(stream, None)
-            if batch is None:
-                break
-            batch = batch.to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss, logits = model(batch.input_ids, batch.mask, batch.labels)
-            if loss is None:
-                loss = torch.nn.functional.cross_entropy(logits, batch.labels)
-            loss.backward()
-            grad_norm = None
-            if t.grad_clip is not None:
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(params, t.grad_clip))
-            optimizer.step()
-            loss_value = float(loss.detach())
-            _sync(device)
-            state.train_time_s += time.perf_counter() - start
-            state.step += 1
-            state.batches_in_epoch += 1
-            state.examples_seen += len(batch)
-            memory.sample()
-            if not math.isfinite(loss_value):
-                raise BiasprobeError(
-                    f"training diverged at step {state.step} (loss {loss_value}); "
-                    "lower train.lr or set train.grad_clip"
-                )
-            window.append(loss_value)
-            if state.step % t.log_every == 0:
-                rec = {
-                    "kind": "train",
-                    "step": state.step,
-                    "examples": state.examples_seen,
-                    "epoch": state.epoch,
-                    "train_loss": sum(window) / len(window),
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "elapsed_s": state.train_time_s + state.eval_time_s,
-                    "train_time_s": state.train_time_s,
-                }
-                if grad_norm is not None:
-                    rec["grad_norm"] = grad_norm
-                log(rec)
-                window = []
-            if state.step % t.eval_every == 0:
-                run_eval()
-            if state.step % t.checkpoint_every == 0:
-                checkpoint()
-            if bar is not None:
-                acc = state.last_val_accuracy
-                bar[0].update(
-                    task,
-                    completed=state.step,
-                    loss=f"{loss_value:.4f}",
-                    acc="-" if acc is None else f"{acc:.4f}",
-                )
-        if state.last_eval_step != state.step:
-            run_eval()
-        checkpoint()
-    except KeyboardInterrupt:
-        checkpoint()
-        log_file.close()
-        raise TrainingInterrupted(
-            f"interrupted at step {state.step}; checkpoint saved in {out}: run the same command "
-            "again to resume"
-        ) from None
-    finally:
+        load_model(self.model, str(self.out / BEST_WEIGHTS), strict=True)
+        metrics = evaluate(self.model, self.data.test, self.device)
+        n = metrics["val_examples"]
+        correct = round(metrics["val_accuracy"] * n)
+        low, high = wilson_interval(correct, n)
+        positive = sum(int(b.labels.sum()) for b in self.data.test) / n
+        return {
+            "test_accuracy": metrics["val_accuracy"],
+            "test_accuracy_ci_low": low,
+            "test_accuracy_ci_high": high,
+            "test_correct": correct,
+            "test_examples": n,
+            "test_loss": metrics["val_loss"],
+            "test_majority_accuracy": max(positive, 1.0 - positive),
+            "test_ci_method": "Wilson score interval, 95%",
+        }
+
+    # ---------------------------------------------------------------- the loop
+
+    def _step(self, batch: Batch) -> float:
+        import torch
+
+        t = self.config.train
+        state = self.state
+        _sync(self.device)
+        start = time.perf_counter()
+        batch = batch.to(self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, logits = self.model(batch.input_ids, batch.mask, batch.labels)
+        if loss is None:
+            loss = torch.nn.functional.cross_entropy(logits, batch.labels)
+        loss.backward()
+        self.grad_norm = None
+        if t.grad_clip is not None:
+            self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip))
+        self.optimizer.step()
+        loss_value = float(loss.detach())
+        _sync(self.device)
+        state.train_time_s += time.perf_counter() - start
+        state.step += 1
+        state.batches_in_epoch += 1
+        state.examples_seen += len(batch)
+        self.memory.sample()
+        if not math.isfinite(loss_value):
+            raise BiasprobeError(
+                f"training diverged at step {state.step} (loss {loss_value}); "
+                "lower train.lr or set train.grad_clip"
+            )
+        return loss_value
+
+    def _log_train(self, window: list[float]) -> None:
+        state = self.state
+        rec = {
+            "kind": "train",
+            "step": state.step,
+            "examples": state.examples_seen,
+            "epoch": state.epoch,
+            "train_loss": sum(window) / len(window),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": state.train_time_s + state.eval_time_s,
+            "train_time_s": state.train_time_s,
+        }
+        if self.grad_norm is not None:
+            rec["grad_norm"] = self.grad_norm
+        self.log(rec)
+
+    def _total_steps(self) -> int | None:
+        t = self.config.train
+        total = t.max_steps
+        if self.data.train_size:
+            steps_per_epoch = math.ceil(self.data.train_size / t.batch_size)
+            total = min(total or 10**18, steps_per_epoch * t.epochs)
+        return total
+
+    def _loop(self, bar: Any, task: Any) -> None:
+        t, state = self.config.train, self.state
+        window: list[float] = []
+        stream = _train_stream(self.data.train, self.config, self.tokenizer, state)
+        try:
+            if state.step == 0:
+                self.evaluate()  # the untrained model: the first point of every validation curve
+            while not state.stopped_early and (t.max_steps is None or state.step < t.max_steps):
+                batch = next(stream, None)
+                if batch is None:
+                    break
+                loss_value = self._step(batch)
+                window.append(loss_value)
+                if state.step % t.log_every == 0:
+                    self._log_train(window)
+                    window = []
+                if state.step % t.eval_every == 0:
+                    self.evaluate()
+                if state.step % t.checkpoint_every == 0:
+                    self.checkpoint()
+                if bar is not None:
+                    acc = state.last_val_accuracy
+                    bar[0].update(
+                        task,
+                        completed=state.step,
+                        loss=f"{loss_value:.4f}",
+                        acc="-" if acc is None else f"{acc:.4f}",
+                    )
+                if self.patience is not None and state.evals_since_best >= self.patience:
+                    state.stopped_early = True
+                    break
+            if state.last_eval_step != state.step:
+                self.evaluate()
+            self.checkpoint()
+        finally:
+            stream.close()
+
+    def fit(self, resuming: bool, progress: bool) -> dict[str, Any]:
+        out = self.out
+        records = _read_log(out / LOG_FILE, self.state.step) if resuming else []
+        fsio.atomic_write_text(
+            out / CONFIG_FILE, yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
+        )
+        self.log_file = (out / LOG_FILE).open("w", encoding="utf-8")
+        for rec in records:
+            self.log_file.write(json.dumps(rec) + "\n")
+        self.log_file.flush()
+        self.memory = _Memory(self.device, self.state.peak_memory_bytes)
+        bar = _progress(progress, self._total_steps())
+        task = None
         if bar is not None:
-            bar[0].stop()
-        stream.close()
+            bar[0].start()
+            task = bar[0].add_task(
+                self.config.name,
+                total=self._total_steps(),
+                completed=self.state.step,
+                loss="-",
+                acc="-",
+            )
+        self.model.train()
+        try:
+            self._loop(bar, task)
+        except KeyboardInterrupt:
+            self.checkpoint()
+            self.log_file.close()
+            raise TrainingInterrupted(
+                f"interrupted at step {self.state.step}; checkpoint saved in {out}: run the "
+                "same command again to resume"
+            ) from None
+        finally:
+            if bar is not None:
+                bar[0].stop()
+        summary = self.summary()
+        self.log(summary)
+        self.log_file.close()
+        fsio.atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+        return summary
 
-    summary = {
-        "kind": "summary",
-        "experiment": config.experiment,
-        "name": config.name,
-        "description": config.description,
-        "model_kind": config.model.kind,
-        "data_source": source.description,
-        "train_examples": source.train_size,
-        "validation_examples": n_val,
-        "val_positive_fraction": val_positive,
-        "val_majority_accuracy": max(val_positive, 1.0 - val_positive),
-        "batch_size": t.batch_size,
-        "max_length": d.max_length,
-        "lr": t.lr,
-        "steps": state.step,
-        "examples_seen": state.examples_seen,
-        "epochs_completed": (
-            state.examples_seen / source.train_size
-            if source.train_size
-            else float(state.epochs_completed)
-        ),
-        "epochs": t.epochs,
-        "max_steps": t.max_steps,
-        "best_val_accuracy": state.best_val_accuracy,
-        "best_val_loss": state.best_val_loss,
-        "best_step": state.best_step,
-        "final_val_accuracy": state.last_val_accuracy,
-        "final_val_loss": state.last_val_loss,
-        "train_time_s": state.train_time_s,
-        "eval_time_s": state.eval_time_s,
-        "train_examples_per_s": (
-            state.examples_seen / state.train_time_s if state.train_time_s else None
-        ),
-        "peak_memory_mib": memory.sample() / 2**20,
-        "memory_kind": memory.kind,
-        "params_total": n_total,
-        "params_trainable": n_trainable,
-        "device": str(device),
-        "device_name": (
-            torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
-        ),
-        "cpu_threads": torch.get_num_threads(),
-        "seed": t.seed,
-        "resumed_at": state.resumed_at,
-        "torch": torch.__version__,
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    log(summary)
-    log_file.close()
-    _atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
-    return summary
+    def summary(self) -> dict[str, Any]:
+        import torch
+
+        config, state, data, device = self.config, self.state, self.data, self.device
+        t, d = config.train, config.data
+        n_total, n_trainable = count_parameters(self.model)
+        n_val = sum(len(b) for b in data.validation)
+        val_positive = sum(int(b.labels.sum()) for b in data.validation) / n_val
+        test = self.test()
+        return {
+            "kind": "summary",
+            "experiment": config.experiment,
+            "name": config.name,
+            "description": config.description,
+            "model_kind": getattr(self.model, "kind", config.model.kind),
+            "data_source": data.description,
+            "train_examples": data.train_size,
+            "augment": None if state.augment is None else f"cda:{state.augment}",
+            "augmented_added": data.augmented_added,
+            "validation_examples": n_val,
+            "val_positive_fraction": val_positive,
+            "val_majority_accuracy": max(val_positive, 1.0 - val_positive),
+            "batch_size": t.batch_size,
+            "max_length": d.max_length,
+            "lr": t.lr,
+            "steps": state.step,
+            "examples_seen": state.examples_seen,
+            "epochs_completed": (
+                state.examples_seen / data.train_size
+                if data.train_size
+                else float(state.epochs_completed)
+            ),
+            "epochs": t.epochs,
+            "max_steps": t.max_steps,
+            "patience": self.patience,
+            "stopped_early_by_patience": state.stopped_early,
+            "best_val_accuracy": state.best_val_accuracy,
+            "best_val_loss": state.best_val_loss,
+            "best_step": state.best_step,
+            "final_val_accuracy": state.last_val_accuracy,
+            "final_val_loss": state.last_val_loss,
+            **test,
+            "train_time_s": state.train_time_s,
+            "eval_time_s": state.eval_time_s,
+            "train_examples_per_s": (
+                state.examples_seen / state.train_time_s if state.train_time_s else None
+            ),
+            "peak_memory_mib": self.memory.sample() / 2**20,
+            "memory_kind": self.memory.kind,
+            "params_total": n_total,
+            "params_trainable": n_trainable,
+            "device": str(device),
+            "device_name": (
+                torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+            ),
+            "cpu_threads": torch.get_num_threads(),
+            "seed": t.seed,
+            "resumed_at": state.resumed_at,
+            "torch": torch.__version__,
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
 
 
 # --------------------------------------------------------------------------- loading

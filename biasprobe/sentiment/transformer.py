@@ -97,14 +97,23 @@ class MultiHeadedAttention(nn.Module):
         self.W_Y = nn.Linear(hidden, hidden)
 
     def split_heads(self, tensor: Tensor) -> Tensor:
-        """Split the last dimension into heads: ``(B, T, m*d) -> (B, m, T, d)``."""
-        B, T, _ = tensor.shape
-        return tensor.view(B, T, self.num_heads, self.head_size).transpose(1, 2)  # (B, m, T, d)
+        """Split the last dimension into ``num_heads`` heads: ``(B, T, m*w) -> (B, m, T, w)``.
+
+        The head width ``w`` is inferred from the input (as in the teaching design), so it need
+        not equal ``head_size``; the last dimension must be divisible by ``num_heads``.
+        """
+        B, T, width = tensor.shape
+        if width % self.num_heads != 0:
+            raise ValueError(
+                f"last dimension ({width}) must be divisible by num_heads ({self.num_heads})"
+            )
+        w = width // self.num_heads
+        return tensor.reshape(B, T, self.num_heads, w).transpose(1, 2)  # (B, m, T, w)
 
     def merge_heads(self, tensor: Tensor) -> Tensor:
-        """Inverse of :meth:`split_heads`: ``(B, m, T, d) -> (B, T, m*d)``."""
-        B, m, T, d = tensor.shape
-        return tensor.transpose(1, 2).reshape(B, T, m * d)  # (B, T, m*d)
+        """Inverse of :meth:`split_heads`: ``(B, m, T, w) -> (B, T, m*w)``, any head width."""
+        B, m, T, w = tensor.shape
+        return tensor.transpose(1, 2).reshape(B, T, m * w)  # (B, T, m*w)
 
     def get_attention_weights(
         self, queries: Tensor, keys: Tensor, mask: Tensor | None = None
@@ -295,13 +304,24 @@ def _feed_forward(embed_dim: int, hidden_dim: int, dropout: float) -> nn.Sequent
 
 
 class _AttentionBlock(nn.Module):
+    """Shared parts of the two residual blocks.
+
+    Args:
+        embed_dim: model width ``H``.
+        hidden_dim: width of the feed-forward layer.
+        num_heads: attention heads (must divide ``embed_dim``).
+        sequence_length: longest sequence the block is meant for.
+        dropout: dropout probability in the feed-forward layer (default 0.0, as in the
+            teaching design: a block built with defaults is deterministic in train mode).
+    """
+
     def __init__(
         self,
         embed_dim: int,
         hidden_dim: int,
         num_heads: int,
         sequence_length: int,
-        dropout: float = 0.3,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(num_heads, int) or num_heads <= 0:
@@ -323,12 +343,7 @@ class PostNormAttentionBlock(_AttentionBlock):
 
     ``a = ln1(x + attn(x)); out = ln2(a + linear(a))``.
 
-    Args:
-        embed_dim: model width ``H``.
-        hidden_dim: width of the feed-forward layer.
-        num_heads: attention heads (must divide ``embed_dim``).
-        sequence_length: longest sequence the block is meant for.
-        dropout: dropout probability in the feed-forward layer.
+    Arguments: as :class:`_AttentionBlock`.
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -342,12 +357,7 @@ class PreNormAttentionBlock(_AttentionBlock):
 
     ``x = x + attn(ln1(x)); x = x + linear(ln2(x))``.
 
-    Args:
-        embed_dim: model width ``H``.
-        hidden_dim: width of the feed-forward layer.
-        num_heads: attention heads (must divide ``embed_dim``).
-        sequence_length: longest sequence the block is meant for.
-        dropout: dropout probability in the feed-forward layer.
+    Arguments: as :class:`_AttentionBlock`.
     """
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
