@@ -22,7 +22,7 @@ from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve
 from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import RunResult, VocabLogProbs, model_slug
-from biasprobe.scores import RBO_P, pair_scores, summarize, topk
+from biasprobe.scores import RBO_P, blank_skew_scores, kurita_bias, pair_scores, summarize, topk
 
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
@@ -120,7 +120,9 @@ def score_model(
     """
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
     check_items(backend, items, texts)
+    _check_priors(backend, items)
     pieces = _target_pieces(backend, items, texts)  # fails before any compute
+    priors = _prior_requests(backend, items)
     unique = list(dict.fromkeys(t for pair in texts for t in pair))
     parts = []
     for start in range(0, len(unique), chunk):
@@ -132,6 +134,7 @@ def score_model(
     )
     table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
     target_lp = _target_logprobs(backend, table, texts, pieces)
+    prior_lp = _prior_logprobs(backend, items, priors)
     rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
     for i, it in enumerate(items):
         lp = (table.row(texts[i][0]), table.row(texts[i][1]))
@@ -141,7 +144,13 @@ def score_model(
         scores = pair_scores(
             lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
         )
-        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows)
+        if it.attribute is not None:
+            side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
+            blank_skew_scores(scores)
+            scores["kurita_bias"] = kurita_bias(side, prior_lp[i], it.minoritized)
+        else:
+            scores["kurita_bias"] = float("nan")
+        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
     return (table, *rows)
 
 
@@ -159,6 +168,56 @@ def _target_pieces(
     return pieces
 
 
+def _check_priors(backend: MaskedLMBackend, items: Sequence[ProbeItem]) -> None:
+    """Attribute pairs need a backend that scores prior sentences (several masks)."""
+    first = next((it for it in items if it.attribute is not None), None)
+    if first is not None and not getattr(backend, "scores_priors", False):
+        raise UsageError(
+            f"{first.source}: pair {first.pair_id!r} declares an attribute (prior-normalised "
+            f"score, Kurita et al. 2019), whose prior sentence {first.prior_sentences[0]!r} "
+            f"has several masks; model {backend.name} cannot score it (recorded outputs hold "
+            "one mask per sentence). Run the live model, or leave these pairs out with "
+            "--exclude"
+        )
+
+
+def _prior_requests(
+    backend: MaskedLMBackend, items: Sequence[ProbeItem]
+) -> dict[int, list[tuple[str, str, int, str]]]:
+    """Per attribute item: (prior sentence, attribute, target mask number, side's target)."""
+    out: dict[int, list[tuple[str, str, int, str]]] = {}
+    for i, it in enumerate(items):
+        if it.attribute is None:
+            continue
+        out[i] = [
+            (
+                it.prior_sentences[s].replace(MASK, backend.mask_token),
+                it.attribute,
+                int(it.prior_mask_index),
+                it.targets[s],
+            )
+            for s in (0, 1)
+        ]
+        prior_request = getattr(backend, "prior_request", None)
+        if prior_request is not None:  # tokenize now: a bad word fails before any compute
+            for r in out[i]:
+                try:
+                    prior_request(*r)
+                except BiasprobeError as e:
+                    raise _with_source(e, it) from None
+    return out
+
+
+def _prior_logprobs(backend, items, priors) -> dict[int, np.ndarray]:
+    """log p(side's target | prior sentence), (2,) per attribute item."""
+    if not priors:
+        return {}
+    keys = list(priors)
+    flat = [r for i in keys for r in priors[i]]
+    values = backend.prior_logprobs(flat)
+    return {i: np.asarray(values[2 * n : 2 * n + 2], dtype=np.float64) for n, i in enumerate(keys)}
+
+
 def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str], float]:
     """log p(target) per (item, side, word): read off the table for one piece, else the chain
     rule over consecutive masks."""
@@ -172,10 +231,11 @@ def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str]
     return target_lp
 
 
-def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -> None:
+def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, prior_lp) -> None:
     """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
     topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
+    nan = float("nan")
     ex_a = row.pop("exclusive_a_ids")
     ex_b = row.pop("exclusive_b_ids")
     common = {"model": backend.name, "pair_id": it.pair_id, "template_id": it.template_id}
@@ -207,6 +267,10 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -
                     "target": w,
                     "n_pieces": len(pieces[(i, s, w)]),
                     "logprob": target_lp[(i, s, w)],
+                    # log p(side's own target | prior sentence); NaN without an attribute
+                    "prior_logprob": (
+                        float(prior_lp[i][s]) if i in prior_lp and w == it.targets[s] else nan
+                    ),
                 }
             )
     score_rows.append(
@@ -293,7 +357,8 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
                     f"become(s) the unknown token of model {backend.name}; the model cannot "
                     "read the word, so the pair would not measure it. Use another word or model"
                 )
-        if ids[2 * i] == ids[2 * i + 1]:
+        # Attribute pairs share one sentence on purpose: the sides differ in the target word.
+        if ids[2 * i] == ids[2 * i + 1] and it.attribute is None:
             raise VocabularyError(
                 f"{it.source}: pair {it.pair_id!r}: both sides ({texts[i][0]!r} and "
                 f"{texts[i][1]!r}) are the same input for model {backend.name} (identical "
@@ -420,6 +485,7 @@ TARGET_COLUMNS = [
     "target",
     "n_pieces",
     "logprob",
+    "prior_logprob",
 ]
 
 

@@ -16,7 +16,27 @@ import numpy as np
 import pandas as pd
 
 #: Scores aggregated in ``summary.csv``, in display order.
-SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap_mean")
+SUMMARY_SCORES = (
+    "jaccard_distance",
+    "rbo_distance",
+    "js_divergence",
+    "target_gap_mean",
+    "kurita_bias",
+)
+#: Signed scores (minoritized − normative, 0 = no skew): their means get a sign-flip p-value.
+SIGNED_SCORES = ("target_gap_mean", "kurita_bias")
+#: Scores of a pair that compare its two sentences; meaningless (NaN) for attribute pairs,
+#: whose two sides share one sentence and differ in the target word only.
+SKEW_SCORES = (
+    "overlap",
+    "jaccard_distance",
+    "rbo",
+    "rbo_distance",
+    "js_divergence",
+    "top1_same",
+    "target_gap",
+    "target_gap_mean",
+)
 #: Persistence of rank-biased overlap used by every run (recorded in results.json).
 RBO_P = 0.9
 
@@ -195,6 +215,40 @@ def pair_scores(
         row["n_targets"] = 0
         row["target_gap"] = float("nan")
         row["target_gap_mean"] = float("nan")
+    return row
+
+
+def kurita_bias(
+    target_logprobs: Sequence[float], prior_logprobs: Sequence[float], minoritized: int
+) -> float:
+    """Prior-normalised log-probability bias (Kurita et al. 2019) of one attribute pair.
+
+    Side i scores ``log p(t_i | s) − log p(t_i | prior)``: how much the attribute raises its
+    target word over the same sentence with the attribute masked too. The score is the
+    minoritized side's value minus the normative side's (> 0: the attribute raises the
+    minoritized group's word more)::
+
+        kurita_bias = [log p(t_min | s) − log p(t_min | prior)]
+                    − [log p(t_norm | s) − log p(t_norm | prior)]
+
+    Args:
+        target_logprobs: ``log p(t_A | s_A), log p(t_B | s_B)``.
+        prior_logprobs: ``log p(t_A | prior_A), log p(t_B | prior_B)``.
+        minoritized: 0 if side A is the minoritized group, 1 if side B is.
+    """
+    if minoritized not in (0, 1):
+        raise ValueError(f"minoritized must be 0 or 1, got {minoritized}")
+    side = [float(target_logprobs[s]) - float(prior_logprobs[s]) for s in (0, 1)]
+    return side[minoritized] - side[1 - minoritized]
+
+
+def blank_skew_scores(row: dict[str, object]) -> dict[str, object]:
+    """Set the sentence-comparing scores (:data:`SKEW_SCORES`) of a :func:`pair_scores` row to
+    NaN, in place: an attribute pair's two sides are one sentence, so they would be 0 (or
+    "identical") by construction and say nothing."""
+    for key in SKEW_SCORES:
+        if key in row:
+            row[key] = float("nan")
     return row
 
 
