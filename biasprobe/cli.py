@@ -174,7 +174,10 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
 
 
 def print_summary(result: Any) -> None:
-    """Print the set-level skew scores per model with their confidence intervals."""
+    """Print the set-level scores per model: mean, confidence interval, n and p-value, one
+    row per (model, score) so that the table fits 80 columns."""
+    import math
+
     from rich.console import Console
     from rich.table import Table
 
@@ -183,25 +186,20 @@ def print_summary(result: Any) -> None:
     if s.empty:
         return
     table = Table(
-        title="Skew over the probe set (mean [95% CI], n pairs; distances: lower = less skew, "
-        "target gap: closer to 0 = less skew)",
+        title="Scores over the probe set. Distances: lower = less skew; signed scores (gap, "
+        "Kurita): closer to 0 = less skew, p = sign-flip test of mean 0 over template means",
         title_justify="left",
     )
-    table.add_column("model")
-    scores = list(dict.fromkeys(s["score"]))
-    for name in scores:
+    for name, justify in (("model", "left"), ("score", "left"), ("mean", "right")):
+        table.add_column(name, justify=justify)
+    conf = (result.meta.get("settings") or {}).get("confidence", 0.95)
+    for name in (f"{float(conf) * 100:g}% CI", "n", "p"):
         table.add_column(name, justify="right")
-    for model, sub in s.groupby("model", sort=False):
-        cells = [markup(model)]
-        for name in scores:
-            r = sub[sub.score == name]
-            if r.empty:
-                cells.append("—")
-                continue
-            r = r.iloc[0]
-            ci = "" if r.ci_low != r.ci_low else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            cells.append(f"{r['mean']:.3f}{ci}\n[dim]n = {int(r.n)}[/dim]")
-        table.add_row(*cells)
+    for r in s.itertuples():
+        ci = "—" if math.isnan(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
+        p = getattr(r, "p_value", float("nan"))
+        shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
+        table.add_row(markup(r.model), markup(str(r.score)), f"{r.mean:.3f}", ci, str(r.n), shown_p)
     Console().print(table)
 
 

@@ -57,6 +57,7 @@ SCORE_LABELS = {
     "js_divergence": "JS div. (bits)",
     "target_gap": "target gap",
     "target_gap_mean": "target gap / word",
+    "kurita_bias": "Kurita bias (prior-norm.)",
 }
 _SCHEMA = 1
 
@@ -509,11 +510,15 @@ def _summary_html(
                     + _td(d.get("delta"), signed=True)
                     + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True)
                     + _td(d.get("n"), 0)
+                    + _p_td(getattr(r, "p_value", None))
+                    + _p_td(getattr(r, "p_holm", None))
+                    + _p_td(d.get("p_value"))
                     + "</tr>"
                 )
         return rows
 
     heads = ["mean", ci, "n", "Δ vs base", f"Δ {ci} (paired)", "n paired"]
+    heads += ["p", "p (Holm)", "Δ p"]
     set_table = _sortable(["model", "key", "score", *heads], summary_rows("set"), "summary-set")
     tmpl_table = _sortable(
         ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
@@ -525,7 +530,14 @@ def _summary_html(
         "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
         "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
         "them, resampled together for both models. Distances: a negative Δ = less skew than "
-        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
+        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>"
+        "<p class='muted'>p = two-sided sign-flip permutation test (seeded; exact up to 16 "
+        "values, else 10,000 flips) of mean 0, for the signed scores (target gap, Kurita "
+        "bias): over the pairs of a template, over the template means for the probe set. "
+        "p (Holm) adjusts the template p-values of one model and score for testing every "
+        "template. Distances (Jaccard, RBO, JS) are never below 0, so “mean 0” is no "
+        "null to test: no p. Δ p tests “no change from the base” the same way, on the "
+        "paired differences.</p>",
         set_table,
         _gap_html(entries, deltas, ci),
         f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
@@ -608,6 +620,15 @@ def _comparison_html(
             "</section>",
         ]
     )
+
+
+def _p_td(p: Any) -> str:
+    """A p-value cell: 3 significant digits, "< 0.001" below that, — when there is none."""
+    v = _num(p)
+    if math.isnan(v):
+        return '<td class="num" data-v="">—</td>'
+    shown = "&lt; 0.001" if v < 0.001 else f"{v:.3f}"
+    return f'<td class="num" data-v="{v!r}">{shown}</td>'
 
 
 def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
