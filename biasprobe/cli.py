@@ -282,6 +282,14 @@ def run(
             "config's id2label does not say."
         ),
     ] = None,
+    valence: Annotated[
+        bool,
+        typer.Option(
+            "--valence",
+            help="Fill-mask sets: also score the valence of the completions (VADER lexicon; "
+            "needs pip install 'biasprobe[valence]').",
+        ),
+    ] = False,
 ) -> None:
     """Run a probe set and write a run folder.
 
@@ -303,6 +311,8 @@ def run(
         raise _usage(f"--show must be 0 or more, got {show}")
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
+        if valence:
+            raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
         opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
         opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
@@ -318,7 +328,11 @@ def run(
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
-    settings.update(trust_remote_code=trust_remote_code)
+    settings.update(trust_remote_code=trust_remote_code, valence=valence)
+    if valence:  # a missing optional package fails before any model is loaded
+        from biasprobe.valence import load_vader_lexicon
+
+        load_vader_lexicon()
     result = _with_progress(
         quiet, lambda update: run_probes(probe_set, model or None, progress=update, **settings)
     )

@@ -10,7 +10,7 @@ import datetime as _dt
 import fnmatch
 import platform
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve
 from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import RunResult, VocabLogProbs, model_slug
-from biasprobe.scores import RBO_P, blank_skew_scores, kurita_bias, pair_scores, summarize, topk
+from biasprobe.scores import (
+    RBO_P,
+    SIGNED_SCORES,
+    SUMMARY_SCORES,
+    blank_skew_scores,
+    kurita_bias,
+    pair_scores,
+    summarize,
+    topk,
+)
 
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
@@ -112,8 +121,12 @@ def score_model(
     progress: ProgressFn | None = None,
     chunk: int = 128,
     rbo_p: float = RBO_P,
+    lexicon: Mapping[str, float] | None = None,
 ) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
     """Score every item with one backend.
+
+    With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
+    measures of :mod:`biasprobe.valence` (``valence_*`` columns, top-k depth ``top_k``).
 
     Returns:
         ``(logprobs, topk_rows, score_rows, target_rows)``.
@@ -136,6 +149,11 @@ def score_model(
     target_lp = _target_logprobs(backend, table, texts, pieces)
     prior_lp = _prior_logprobs(backend, items, priors)
     rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+    polarity = None
+    if lexicon is not None:
+        from biasprobe.valence import vocab_polarity
+
+        polarity = vocab_polarity(backend.vocab, lexicon)
     for i, it in enumerate(items):
         lp = (table.row(texts[i][0]), table.row(texts[i][1]))
         tlp = None
@@ -144,6 +162,10 @@ def score_model(
         scores = pair_scores(
             lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
         )
+        if polarity is not None:
+            from biasprobe.valence import pair_valence, run_columns
+
+            scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
         if it.attribute is not None:
             side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
             blank_skew_scores(scores)
@@ -373,6 +395,7 @@ def _score_one(
     k: int,
     load: dict[str, Any],
     progress: ProgressFn | None,
+    lexicon: Mapping[str, float] | None = None,
 ) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
     owned = isinstance(spec, ModelSpec)
     name = spec.spec if owned else spec.name
@@ -387,7 +410,9 @@ def _score_one(
                 f"top-k {k} (--top-k, else the probe file's top_k) is larger than the "
                 f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
             )
-        return backend, score_model(backend, items, top_k=k, progress=progress, rbo_p=RBO_P)
+        return backend, score_model(
+            backend, items, top_k=k, progress=progress, rbo_p=RBO_P, lexicon=lexicon
+        )
     finally:
         if owned:
             backend.close()
@@ -408,6 +433,7 @@ def run(
     exclude: Sequence[str] | None = None,
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
+    valence: bool = False,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -429,6 +455,9 @@ def run(
         exclude: drop pairs matching these globs.
         trust_remote_code: allow custom model code from model repositories.
         progress: optional callback ``(model, stage, done, total)``.
+        valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
+            lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
+            ``scores`` and their aggregates in ``summary``.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -442,6 +471,11 @@ def run(
     k = int(top_k if top_k is not None else (probe_set.top_k or DEFAULT_TOP_K))
     check_options(top_k=k, batch_size=batch_size, seed=seed, n_bootstrap=n_bootstrap)
     items = select_items(probe_set.items, pairs, exclude)
+    lexicon = None
+    if valence:
+        from biasprobe.valence import load_vader_lexicon
+
+        lexicon = load_vader_lexicon()  # fails before any model is loaded
     resolved = resolve_models(probe_set, models, revision)
     if any(isinstance(r, ModelSpec) and r.source is not None for r in resolved):
         import torch  # only live models need it; recorded outputs never import torch
@@ -449,21 +483,32 @@ def run(
         torch.manual_seed(seed)
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
-    settings.update(n_bootstrap=n_bootstrap, confidence=confidence)
+    settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
     rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
     logprobs: dict[str, VocabLogProbs] = {}
     model_meta: list[dict[str, Any]] = []
     for spec in resolved:
         backend, (table, t_rows, s_rows, g_rows) = _score_one(
-            spec, items, k=k, load=load, progress=progress
+            spec, items, k=k, load=load, progress=progress, lexicon=lexicon
         )
         logprobs[backend.name] = table
         for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
             rows[key] += new
         model_meta.append(_model_card(backend))
     scores = pd.DataFrame(rows["scores"])
+    names, signed = SUMMARY_SCORES, SIGNED_SCORES
+    if valence:
+        from biasprobe.valence import RUN_COLUMNS
+
+        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
     summary = summarize(
-        scores, set_name=probe_set.name, n_resamples=n_bootstrap, confidence=confidence, seed=seed
+        scores,
+        set_name=probe_set.name,
+        score_names=names,
+        signed=signed,
+        n_resamples=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )
     return RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
@@ -489,8 +534,8 @@ TARGET_COLUMNS = [
 ]
 
 
-def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[str, Any]:
-    return {
+def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence, valence) -> dict[str, Any]:
+    out = {
         "top_k": k,
         "device": device or "auto",
         "batch_size": batch_size,
@@ -499,7 +544,17 @@ def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[s
         "confidence": confidence,
         "rbo_p": RBO_P,  # the value score_model is given (_score_one)
         "multi_piece_targets": "chain rule over consecutive masks, left to right",
+        "p_values": "sign-flip test, 10,000 flips (exact up to 16 values); set: template means",
     }
+    if valence:
+        from importlib.metadata import version
+
+        out["valence"] = {
+            "lexicon": f"VADER (vaderSentiment {version('vaderSentiment')}, MIT licence)",
+            "threshold": 0.0,
+            "top_k": k,
+        }
+    return out
 
 
 def _model_card(backend: MaskedLMBackend) -> dict[str, Any]:

@@ -243,11 +243,11 @@ def kurita_bias(
 
 
 def blank_skew_scores(row: dict[str, object]) -> dict[str, object]:
-    """Set the sentence-comparing scores (:data:`SKEW_SCORES`) of a :func:`pair_scores` row to
-    NaN, in place: an attribute pair's two sides are one sentence, so they would be 0 (or
+    """Set the sentence-comparing scores (:data:`SKEW_SCORES` and the ``valence_*`` columns) of
+    a :func:`pair_scores` row to NaN, in place: an attribute pair's two sides are one sentence, so they would be 0 (or
     "identical") by construction and say nothing."""
-    for key in SKEW_SCORES:
-        if key in row:
+    for key in list(row):
+        if key in SKEW_SCORES or key.startswith("valence_"):
             row[key] = float("nan")
     return row
 
