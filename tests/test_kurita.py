@@ -206,3 +206,43 @@ def test_recorded_backend_refuses_attribute_items(tmp_path: Path) -> None:
     probe_set = _probe(tmp_path)
     with pytest.raises(BiasprobeError, match="declares an attribute"):
         run(probe_set, [f"recorded:{names[0]}"], n_bootstrap=200)
+
+
+def test_kurita_on_a_bpe_model_matches_direct_computation(tiny_roberta: Path, tmp_path: Path):
+    """Byte-level BPE: words are split after the text before their mask (``Ġword``)."""
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    from biasprobe.runner import run
+
+    path = tmp_path / "k.yaml"
+    path.write_text(
+        PROBE.replace("[nurse, police officer, stewardess]", "[nurse, police officer]")
+        .replace("businesswoman", "she")
+        .split("  - id: plain")[0],
+        encoding="utf-8",
+    )
+    probe_set = load_probe_set(path)
+    result = run(probe_set, [str(tiny_roberta)], device="cpu", n_bootstrap=200)
+    model = AutoModelForMaskedLM.from_pretrained(str(tiny_roberta)).eval()
+    tok = AutoTokenizer.from_pretrained(str(tiny_roberta))
+    scores = result.scores.set_index("pair_id")
+
+    def words(text_before: str, word: str) -> list[int]:
+        return tok((" " if text_before else "") + word, add_special_tokens=False)["input_ids"]
+
+    for it in probe_set.items:
+        sentence = it.sentences[0].replace("[MASK]", tok.mask_token)
+        ids = tok(sentence)["input_ids"]
+        pos = ids.index(tok.mask_token_id)
+        before = sentence[: sentence.index(tok.mask_token)].strip()
+        attr = words("x", it.attribute)  # the attribute never starts these sentences
+        start = next(j for j in range(len(ids)) if ids[j : j + len(attr)] == attr)
+        prior = ids[:start] + [tok.mask_token_id] * len(attr) + ids[start + len(attr) :]
+        side = []
+        for t in it.targets:
+            pieces = words(before, t)
+            side.append(
+                _direct(model, tok, ids, pos, pieces) - _direct(model, tok, prior, pos, pieces)
+            )
+        want = side[it.minoritized] - side[1 - it.minoritized]
+        assert scores.loc[it.pair_id, "kurita_bias"] == pytest.approx(want, abs=1e-5), it.pair_id

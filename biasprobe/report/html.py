@@ -663,7 +663,10 @@ def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dic
             entry.run.scores,
             base_model=base.model,
             other_model=entry.model,
-            score_names=SUMMARY_SCORES,
+            score_names=[
+                *SUMMARY_SCORES,
+                *(c for c in base.run.scores.columns if str(c).startswith("valence_")),
+            ],
             set_name=str(other_set.get("name", "set")),
             **kw,
         )
