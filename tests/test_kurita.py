@@ -246,3 +246,28 @@ def test_kurita_on_a_bpe_model_matches_direct_computation(tiny_roberta: Path, tm
             )
         want = side[it.minoritized] - side[1 - it.minoritized]
         assert scores.loc[it.pair_id, "kurita_bias"] == pytest.approx(want, abs=1e-5), it.pair_id
+
+
+def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path, tmp_path: Path):
+    from test_report import tables
+
+    from biasprobe.report import html as report_html
+    from biasprobe.report import write_report
+    from biasprobe.runner import run
+
+    probe_set = _probe(tmp_path)
+    result = run(probe_set, [str(tiny_bert), str(tiny_bert_b)], device="cpu", n_bootstrap=200)
+    page = write_report([result], tmp_path / "r.html").read_text("utf-8")
+    rows = tables(page)["summary-set"]
+    heads = rows[0]
+    label = report_html.SCORE_LABELS["kurita_bias"]
+    s = result.summary
+    for model in (str(tiny_bert), str(tiny_bert_b)):
+        want = s[(s.model == model) & (s.level == "set") & (s.score == "kurita_bias")].iloc[0]
+        row = next(r for r in rows[1:] if r[0] == model and r[2] == label)
+        cell = dict(zip(heads, row))
+        assert cell["mean"] == f"{want['mean']:.3f}" and cell["n"] == str(want["n"])
+        assert cell["p"] == f"{want['p_value']:.3f}"
+    # the second model's change from the base has a p-value too
+    row = next(r for r in rows[1:] if r[0] == str(tiny_bert_b) and r[2] == label)
+    assert dict(zip(heads, row))["Δ p"] not in ("", "—")
