@@ -271,3 +271,21 @@ def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path,
     # the second model's change from the base has a p-value too
     row = next(r for r in rows[1:] if r[0] == str(tiny_bert_b) and r[2] == label)
     assert dict(zip(heads, row))["Δ p"] not in ("", "—")
+    # ... and appears among the signed scores compared in words (|Δ|, sign flip, Δ p)
+    from biasprobe.scores import compare_to_base
+
+    gap = tables(page)["gap-comparison"]
+    kurita_rows = [dict(zip(gap[0], r)) for r in gap[1:] if r[gap[0].index("score")] == label]
+    assert {r["level"] for r in kurita_rows} == {"set", "template"}
+    d = compare_to_base(
+        result.scores,
+        result.scores,
+        base_model=str(tiny_bert),
+        other_model=str(tiny_bert_b),
+        score_names=("kurita_bias",),
+        set_name=probe_set.name,
+        n_resamples=200,
+    )
+    want = d[d.level == "set"].iloc[0]
+    got = next(r for r in kurita_rows if r["level"] == "set")
+    assert got["Δ p"] == f"{want['p_value']:.3f}"

@@ -45,6 +45,7 @@ from biasprobe.report.figures import (
     quantize16,
 )
 from biasprobe.results import RunResult
+from biasprobe.scores import SIGNED_SCORES
 
 #: The N choices offered in the page ("all" = the whole vocabulary).
 TOP_N_OPTIONS: tuple[int, ...] = (30, 200, 1000)
@@ -675,7 +676,7 @@ def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dic
     return out
 
 
-def _gap_words(d: dict[str, float]) -> str:
+def _gap_words(d: dict[str, float], score: str = "target_gap_mean") -> str:
     if _isna(d.get("abs_delta")):
         return "—"
     flipped = d.get("sign_flipped") == 1.0
@@ -687,6 +688,8 @@ def _gap_words(d: dict[str, float]) -> str:
         words = "unchanged"
     if flipped:
         favoured = "minoritized" if d["other"] > 0 else "normative"
+        if "_neg_" in score:  # more negative completions for a group do not favour it
+            favoured = "normative" if d["other"] > 0 else "minoritized"
         words += f"; the sign flipped (now favours the {favoured} group)"
     return words
 
@@ -697,7 +700,7 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
     rows = []
     ordered = sorted(deltas.items(), key=lambda kv: (kv[0][0], kv[0][1] != "set"))
     for (index, level, key, score), d in ordered:
-        if score != "target_gap_mean":
+        if score not in SIGNED_SCORES and not score.startswith("valence_"):
             continue
         rows.append(
             "<tr>"
@@ -711,19 +714,23 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
             + _td(d["abs_delta"], signed=True)
             + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True)
             + _td(d["n"], 0)
-            + _tdt(_gap_words(d))
+            + _tdt(_gap_words(d, score))
+            + _tdt(SCORE_LABELS.get(score, score))
+            + _p_td(d.get("p_value"))
             + "</tr>"
         )
     if not rows:
         return ""
     heads = ["model", "level", "key", "gap base", "gap model", "|gap| base", "|gap| model"]
     return (
-        "<h4>Signed target gap per word against the base (closer to zero = less skew)</h4>"
-        "<p class='muted'>The gap is signed (&gt; 0: the targets are more likely for the "
-        "minoritized group), so its Δ alone can mean it shrank, grew or flipped sign. "
-        "Δ|gap| = |gap model| − |gap base| over the same pairs, with a paired bootstrap "
-        "interval: negative = closer to zero = less skew.</p>"
-        + _sortable([*heads, "Δ|gap|", ci, "n", "reads as"], rows, "gap-comparison")
+        "<h4>Signed scores against the base (closer to zero = less skew)</h4>"
+        "<p class='muted'>The target gap per word, the Kurita bias and the valence scores are "
+        "signed (&gt; 0: in favour of the minoritized group's targets / more negative "
+        "completions for it), so their Δ alone can mean the skew shrank, grew or flipped "
+        "sign. Δ|gap| = |model| − |base| over the same pairs, with a paired bootstrap "
+        "interval: negative = closer to zero = less skew. Δ p: sign-flip test of “no "
+        "change” on the paired differences.</p>"
+        + _sortable([*heads, "Δ|gap|", ci, "n", "reads as", "score", "Δ p"], rows, "gap-comparison")
     )
 
 
