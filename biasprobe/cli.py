@@ -174,8 +174,8 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
 
 
 def print_summary(result: Any) -> None:
-    """Print the set-level scores per model: mean, confidence interval, n and p-value, one
-    row per (model, score) so that the table fits 80 columns."""
+    """Print the set-level scores of each model: mean, confidence interval, n and p-value, one
+    table per model (the model in its title) so that it fits 80 columns."""
     import math
 
     from rich.console import Console
@@ -185,22 +185,31 @@ def print_summary(result: Any) -> None:
     s = s[s.level == "set"]
     if s.empty:
         return
-    table = Table(
-        title="Scores over the probe set. Distances: lower = less skew; signed scores (gap, "
-        "Kurita): closer to 0 = less skew, p = sign-flip test of mean 0 over template means",
-        title_justify="left",
-    )
-    for name, justify in (("model", "left"), ("score", "left"), ("mean", "right")):
-        table.add_column(name, justify=justify)
     conf = (result.meta.get("settings") or {}).get("confidence", 0.95)
-    for name in (f"{float(conf) * 100:g}% CI", "n", "p"):
-        table.add_column(name, justify="right")
-    for r in s.itertuples():
-        ci = "—" if math.isnan(r.ci_low) else f"[{r.ci_low:.3f}, {r.ci_high:.3f}]"
-        p = getattr(r, "p_value", float("nan"))
-        shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
-        table.add_row(markup(r.model), markup(str(r.score)), f"{r.mean:.3f}", ci, str(r.n), shown_p)
-    Console().print(table)
+
+    def num(x: float) -> str:  # small valence masses would all read 0.000
+        return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
+
+    console = Console()
+    console.print(
+        "Scores over the probe set. Distances: lower = less skew. Signed scores (target gap, "
+        "Kurita, valence): closer to 0 = less skew; p = sign-flip test of mean 0 over the "
+        "template means (distances have no p).",
+        markup=False,
+    )
+    for model, sub in s.groupby("model", sort=False):
+        table = Table(title=f"model {markup(model)}", title_justify="left")
+        table.add_column("score", overflow="fold")
+        table.add_column("mean", justify="right", no_wrap=True)
+        table.add_column(f"{float(conf) * 100:g}% CI", justify="right", no_wrap=True)
+        table.add_column("n", justify="right", no_wrap=True)
+        table.add_column("p", justify="right", no_wrap=True)
+        for r in sub.itertuples():
+            ci = "—" if math.isnan(r.ci_low) else f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+            p = getattr(r, "p_value", float("nan"))
+            shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
+            table.add_row(markup(str(r.score)), num(r.mean), ci, str(r.n), shown_p)
+        console.print(table)
 
 
 def _default_out(name: str, run_id: str) -> Path:

@@ -153,3 +153,24 @@ def test_null_p_values_are_roughly_uniform() -> None:
         ps.append(clustered_sign_flip(vals, t))
     rate = float(np.mean(np.asarray(ps) <= 0.05))
     assert 0.01 <= rate <= 0.10
+
+
+def test_terminal_summary_shows_p_within_80_columns(capsys, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from biasprobe.cli import print_summary
+
+    monkeypatch.setenv("COLUMNS", "80")
+    scores = _scores()
+    s = summarize(scores, set_name="demo", n_resamples=200)
+    print_summary(SimpleNamespace(summary=s, meta={"settings": {"confidence": 0.95}}))
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    blocks = dict(zip(("m1", "m2"), out.split("model m1")[1].split("model m2")))
+    for r in s[s.level == "set"].itertuples():
+        line = next(x for x in blocks[r.model].splitlines() if f" {r.score} " in x)
+        if r.score == "jaccard_distance":
+            assert line.rstrip(" │").endswith("—")  # no p for a distance
+        else:
+            assert f"{r.p_value:.3f}" in line and f"{r.mean:.3f}" in line
+    assert "model m1" in out and "model m2" in out
