@@ -154,7 +154,10 @@ def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> N
 
 
 def print_summary(result: Any) -> None:
-    """Print the set-level skew scores per model with their confidence intervals."""
+    """Print the set-level scores of each model: mean, confidence interval, n and p-value, one
+    table per model (the model in its title) so that it fits 80 columns."""
+    import math
+
     from rich.console import Console
     from rich.table import Table
 
@@ -162,27 +165,31 @@ def print_summary(result: Any) -> None:
     s = s[s.level == "set"]
     if s.empty:
         return
-    table = Table(
-        title="Skew over the probe set (mean [95% CI], n pairs; distances: lower = less skew, "
-        "target gap: closer to 0 = less skew)",
-        title_justify="left",
+    conf = (result.meta.get("settings") or {}).get("confidence", 0.95)
+
+    def num(x: float) -> str:  # small valence masses would all read 0.000
+        return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
+
+    console = Console()
+    console.print(
+        "Scores over the probe set. Distances: lower = less skew. Signed scores (target gap, "
+        "Kurita, valence): closer to 0 = less skew; p = sign-flip test of mean 0 over the "
+        "template means (distances have no p).",
+        markup=False,
     )
-    table.add_column("model")
-    scores = list(dict.fromkeys(s["score"]))
-    for name in scores:
-        table.add_column(name, justify="right")
     for model, sub in s.groupby("model", sort=False):
-        cells = [markup(model)]
-        for name in scores:
-            r = sub[sub.score == name]
-            if r.empty:
-                cells.append("—")
-                continue
-            r = r.iloc[0]
-            ci = "" if r.ci_low != r.ci_low else f" [{r.ci_low:.3f}, {r.ci_high:.3f}]"
-            cells.append(f"{r['mean']:.3f}{ci}\n[dim]n = {int(r.n)}[/dim]")
-        table.add_row(*cells)
-    Console().print(table)
+        table = Table(title=f"model {markup(model)}", title_justify="left")
+        table.add_column("score", overflow="fold")
+        table.add_column("mean", justify="right", no_wrap=True)
+        table.add_column(f"{float(conf) * 100:g}% CI", justify="right", no_wrap=True)
+        table.add_column("n", justify="right", no_wrap=True)
+        table.add_column("p", justify="right", no_wrap=True)
+        for r in sub.itertuples():
+            ci = "—" if math.isnan(r.ci_low) else f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+            p = getattr(r, "p_value", float("nan"))
+            shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
+            table.add_row(markup(str(r.score)), num(r.mean), ci, str(r.n), shown_p)
+        console.print(table)
 
 
 def _default_out(name: str, run_id: str) -> Path:
@@ -264,6 +271,14 @@ def run(
             "config's id2label does not say."
         ),
     ] = None,
+    valence: Annotated[
+        bool,
+        typer.Option(
+            "--valence",
+            help="Fill-mask sets: also score the valence of the completions (VADER lexicon; "
+            "needs pip install 'biasprobe[valence]').",
+        ),
+    ] = False,
 ) -> None:
     """Run a probe set and write a run folder.
 
@@ -285,6 +300,8 @@ def run(
         raise _usage(f"--show must be 0 or more, got {show}")
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
+        if valence:
+            raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
         opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
         opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
@@ -300,7 +317,11 @@ def run(
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
-    settings.update(trust_remote_code=trust_remote_code)
+    settings.update(trust_remote_code=trust_remote_code, valence=valence)
+    if valence:  # a missing optional package fails before any model is loaded
+        from biasprobe.valence import load_vader_lexicon
+
+        load_vader_lexicon()
     result = _with_progress(
         quiet, lambda update: run_probes(probe_set, model or None, progress=update, **settings)
     )

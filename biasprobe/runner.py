@@ -10,7 +10,7 @@ import datetime as _dt
 import fnmatch
 import platform
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,16 @@ from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve
 from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import RunResult, VocabLogProbs, model_slug
-from biasprobe.scores import RBO_P, pair_scores, summarize, topk
+from biasprobe.scores import (
+    RBO_P,
+    SIGNED_SCORES,
+    SUMMARY_SCORES,
+    blank_skew_scores,
+    kurita_bias,
+    pair_scores,
+    summarize,
+    topk,
+)
 
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
@@ -112,15 +121,21 @@ def score_model(
     progress: ProgressFn | None = None,
     chunk: int = 128,
     rbo_p: float = RBO_P,
+    lexicon: Mapping[str, float] | None = None,
 ) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
     """Score every item with one backend.
+
+    With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
+    measures of :mod:`biasprobe.valence` (``valence_*`` columns, top-k depth ``top_k``).
 
     Returns:
         ``(logprobs, topk_rows, score_rows, target_rows)``.
     """
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
     check_items(backend, items, texts)
+    _check_priors(backend, items)
     pieces = _target_pieces(backend, items, texts)  # fails before any compute
+    priors = _prior_requests(backend, items)
     unique = list(dict.fromkeys(t for pair in texts for t in pair))
     parts = []
     for start in range(0, len(unique), chunk):
@@ -132,7 +147,13 @@ def score_model(
     )
     table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
     target_lp = _target_logprobs(backend, table, texts, pieces)
+    prior_lp = _prior_logprobs(backend, items, priors)
     rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+    polarity = None
+    if lexicon is not None:
+        from biasprobe.valence import vocab_polarity
+
+        polarity = vocab_polarity(backend.vocab, lexicon)
     for i, it in enumerate(items):
         lp = (table.row(texts[i][0]), table.row(texts[i][1]))
         tlp = None
@@ -141,7 +162,17 @@ def score_model(
         scores = pair_scores(
             lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
         )
-        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows)
+        if polarity is not None:
+            from biasprobe.valence import pair_valence, run_columns
+
+            scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
+        if it.attribute is not None:
+            side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
+            blank_skew_scores(scores)
+            scores["kurita_bias"] = kurita_bias(side, prior_lp[i], it.minoritized)
+        else:
+            scores["kurita_bias"] = float("nan")
+        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
     return (table, *rows)
 
 
@@ -159,6 +190,56 @@ def _target_pieces(
     return pieces
 
 
+def _check_priors(backend: MaskedLMBackend, items: Sequence[ProbeItem]) -> None:
+    """Attribute pairs need a backend that scores prior sentences (several masks)."""
+    first = next((it for it in items if it.attribute is not None), None)
+    if first is not None and not getattr(backend, "scores_priors", False):
+        raise UsageError(
+            f"{first.source}: pair {first.pair_id!r} declares an attribute (prior-normalised "
+            f"score, Kurita et al. 2019), whose prior sentence {first.prior_sentences[0]!r} "
+            f"has several masks; model {backend.name} cannot score it (recorded outputs hold "
+            "one mask per sentence). Run the live model, or leave these pairs out with "
+            "--exclude"
+        )
+
+
+def _prior_requests(
+    backend: MaskedLMBackend, items: Sequence[ProbeItem]
+) -> dict[int, list[tuple[str, str, int, str]]]:
+    """Per attribute item: (prior sentence, attribute, target mask number, side's target)."""
+    out: dict[int, list[tuple[str, str, int, str]]] = {}
+    for i, it in enumerate(items):
+        if it.attribute is None:
+            continue
+        out[i] = [
+            (
+                it.prior_sentences[s].replace(MASK, backend.mask_token),
+                it.attribute,
+                int(it.prior_mask_index),
+                it.targets[s],
+            )
+            for s in (0, 1)
+        ]
+        prior_request = getattr(backend, "prior_request", None)
+        if prior_request is not None:  # tokenize now: a bad word fails before any compute
+            for r in out[i]:
+                try:
+                    prior_request(*r)
+                except BiasprobeError as e:
+                    raise _with_source(e, it) from None
+    return out
+
+
+def _prior_logprobs(backend, items, priors) -> dict[int, np.ndarray]:
+    """log p(side's target | prior sentence), (2,) per attribute item."""
+    if not priors:
+        return {}
+    keys = list(priors)
+    flat = [r for i in keys for r in priors[i]]
+    values = backend.prior_logprobs(flat)
+    return {i: np.asarray(values[2 * n : 2 * n + 2], dtype=np.float64) for n, i in enumerate(keys)}
+
+
 def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str], float]:
     """log p(target) per (item, side, word): read off the table for one piece, else the chain
     rule over consecutive masks."""
@@ -172,10 +253,11 @@ def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str]
     return target_lp
 
 
-def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -> None:
+def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, prior_lp) -> None:
     """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
     topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
+    nan = float("nan")
     ex_a = row.pop("exclusive_a_ids")
     ex_b = row.pop("exclusive_b_ids")
     common = {"model": backend.name, "pair_id": it.pair_id, "template_id": it.template_id}
@@ -207,6 +289,10 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows) -
                     "target": w,
                     "n_pieces": len(pieces[(i, s, w)]),
                     "logprob": target_lp[(i, s, w)],
+                    # log p(side's own target | prior sentence); NaN without an attribute
+                    "prior_logprob": (
+                        float(prior_lp[i][s]) if i in prior_lp and w == it.targets[s] else nan
+                    ),
                 }
             )
     score_rows.append(
@@ -293,7 +379,8 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
                     f"become(s) the unknown token of model {backend.name}; the model cannot "
                     "read the word, so the pair would not measure it. Use another word or model"
                 )
-        if ids[2 * i] == ids[2 * i + 1]:
+        # Attribute pairs share one sentence on purpose: the sides differ in the target word.
+        if ids[2 * i] == ids[2 * i + 1] and it.attribute is None:
             raise VocabularyError(
                 f"{it.source}: pair {it.pair_id!r}: both sides ({texts[i][0]!r} and "
                 f"{texts[i][1]!r}) are the same input for model {backend.name} (identical "
@@ -308,6 +395,7 @@ def _score_one(
     k: int,
     load: dict[str, Any],
     progress: ProgressFn | None,
+    lexicon: Mapping[str, float] | None = None,
 ) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
     owned = isinstance(spec, ModelSpec)
     name = spec.spec if owned else spec.name
@@ -322,7 +410,9 @@ def _score_one(
                 f"top-k {k} (--top-k, else the probe file's top_k) is larger than the "
                 f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
             )
-        return backend, score_model(backend, items, top_k=k, progress=progress, rbo_p=RBO_P)
+        return backend, score_model(
+            backend, items, top_k=k, progress=progress, rbo_p=RBO_P, lexicon=lexicon
+        )
     finally:
         if owned:
             backend.close()
@@ -343,6 +433,7 @@ def run(
     exclude: Sequence[str] | None = None,
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
+    valence: bool = False,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -364,6 +455,9 @@ def run(
         exclude: drop pairs matching these globs.
         trust_remote_code: allow custom model code from model repositories.
         progress: optional callback ``(model, stage, done, total)``.
+        valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
+            lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
+            ``scores`` and their aggregates in ``summary``.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -377,6 +471,11 @@ def run(
     k = int(top_k if top_k is not None else (probe_set.top_k or DEFAULT_TOP_K))
     check_options(top_k=k, batch_size=batch_size, seed=seed, n_bootstrap=n_bootstrap)
     items = select_items(probe_set.items, pairs, exclude)
+    lexicon = None
+    if valence:
+        from biasprobe.valence import load_vader_lexicon
+
+        lexicon = load_vader_lexicon()  # fails before any model is loaded
     resolved = resolve_models(probe_set, models, revision)
     if any(isinstance(r, ModelSpec) and r.source is not None for r in resolved):
         import torch  # only live models need it; recorded outputs never import torch
@@ -384,21 +483,32 @@ def run(
         torch.manual_seed(seed)
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
-    settings.update(n_bootstrap=n_bootstrap, confidence=confidence)
+    settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
     rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
     logprobs: dict[str, VocabLogProbs] = {}
     model_meta: list[dict[str, Any]] = []
     for spec in resolved:
         backend, (table, t_rows, s_rows, g_rows) = _score_one(
-            spec, items, k=k, load=load, progress=progress
+            spec, items, k=k, load=load, progress=progress, lexicon=lexicon
         )
         logprobs[backend.name] = table
         for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
             rows[key] += new
         model_meta.append(_model_card(backend))
     scores = pd.DataFrame(rows["scores"])
+    names, signed = SUMMARY_SCORES, SIGNED_SCORES
+    if valence:
+        from biasprobe.valence import RUN_COLUMNS
+
+        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
     summary = summarize(
-        scores, set_name=probe_set.name, n_resamples=n_bootstrap, confidence=confidence, seed=seed
+        scores,
+        set_name=probe_set.name,
+        score_names=names,
+        signed=signed,
+        n_resamples=n_bootstrap,
+        confidence=confidence,
+        seed=seed,
     )
     return RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
@@ -420,11 +530,12 @@ TARGET_COLUMNS = [
     "target",
     "n_pieces",
     "logprob",
+    "prior_logprob",
 ]
 
 
-def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[str, Any]:
-    return {
+def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence, valence) -> dict[str, Any]:
+    out = {
         "top_k": k,
         "device": device or "auto",
         "batch_size": batch_size,
@@ -433,7 +544,17 @@ def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence) -> dict[s
         "confidence": confidence,
         "rbo_p": RBO_P,  # the value score_model is given (_score_one)
         "multi_piece_targets": "chain rule over consecutive masks, left to right",
+        "p_values": "sign-flip test, 10,000 flips (exact up to 16 values); set: template means",
     }
+    if valence:
+        from importlib.metadata import version
+
+        out["valence"] = {
+            "lexicon": f"VADER (vaderSentiment {version('vaderSentiment')}, MIT licence)",
+            "threshold": 0.0,
+            "top_k": k,
+        }
+    return out
 
 
 def _model_card(backend: MaskedLMBackend) -> dict[str, Any]:

@@ -16,7 +16,27 @@ import numpy as np
 import pandas as pd
 
 #: Scores aggregated in ``summary.csv``, in display order.
-SUMMARY_SCORES = ("jaccard_distance", "rbo_distance", "js_divergence", "target_gap_mean")
+SUMMARY_SCORES = (
+    "jaccard_distance",
+    "rbo_distance",
+    "js_divergence",
+    "target_gap_mean",
+    "kurita_bias",
+)
+#: Signed scores (minoritized − normative, 0 = no skew): their means get a sign-flip p-value.
+SIGNED_SCORES = ("target_gap_mean", "kurita_bias")
+#: Scores of a pair that compare its two sentences; meaningless (NaN) for attribute pairs,
+#: whose two sides share one sentence and differ in the target word only.
+SKEW_SCORES = (
+    "overlap",
+    "jaccard_distance",
+    "rbo",
+    "rbo_distance",
+    "js_divergence",
+    "top1_same",
+    "target_gap",
+    "target_gap_mean",
+)
 #: Persistence of rank-biased overlap used by every run (recorded in results.json).
 RBO_P = 0.9
 
@@ -198,6 +218,40 @@ def pair_scores(
     return row
 
 
+def kurita_bias(
+    target_logprobs: Sequence[float], prior_logprobs: Sequence[float], minoritized: int
+) -> float:
+    """Prior-normalised log-probability bias (Kurita et al. 2019) of one attribute pair.
+
+    Side i scores ``log p(t_i | s) − log p(t_i | prior)``: how much the attribute raises its
+    target word over the same sentence with the attribute masked too. The score is the
+    minoritized side's value minus the normative side's (> 0: the attribute raises the
+    minoritized group's word more)::
+
+        kurita_bias = [log p(t_min | s) − log p(t_min | prior)]
+                    − [log p(t_norm | s) − log p(t_norm | prior)]
+
+    Args:
+        target_logprobs: ``log p(t_A | s_A), log p(t_B | s_B)``.
+        prior_logprobs: ``log p(t_A | prior_A), log p(t_B | prior_B)``.
+        minoritized: 0 if side A is the minoritized group, 1 if side B is.
+    """
+    if minoritized not in (0, 1):
+        raise ValueError(f"minoritized must be 0 or 1, got {minoritized}")
+    side = [float(target_logprobs[s]) - float(prior_logprobs[s]) for s in (0, 1)]
+    return side[minoritized] - side[1 - minoritized]
+
+
+def blank_skew_scores(row: dict[str, object]) -> dict[str, object]:
+    """Set the sentence-comparing scores (:data:`SKEW_SCORES` and the ``valence_*`` columns) of
+    a :func:`pair_scores` row to NaN, in place: an attribute pair's two sides are one sentence, so they would be 0 (or
+    "identical") by construction and say nothing."""
+    for key in list(row):
+        if key in SKEW_SCORES or key.startswith("valence_"):
+            row[key] = float("nan")
+    return row
+
+
 def bootstrap_ci(
     values: np.ndarray | Sequence[float],
     *,
@@ -289,6 +343,36 @@ def cluster_bootstrap_ci(
     return (float(point[0]), *_interval(reps[:, 0], confidence))
 
 
+def clustered_sign_flip(
+    values: np.ndarray | Sequence[float],
+    clusters: Sequence[str],
+    *,
+    n_perm: int = 10_000,
+    seed: int = 0,
+) -> float:
+    """Two-sided sign-flip p-value of "mean 0" that respects the template clustering.
+
+    With several templates the test flips the signs of the **template means** (each template
+    one unit, as the set estimate counts each template once; pairs of one template are not
+    independent); with one template, the signs of the per-pair values. Exact enumeration for
+    up to 16 units, else ``n_perm`` seeded flips (:func:`biasprobe.stats.sign_flip_test`).
+    NaN values are dropped; none left → NaN.
+    """
+    from biasprobe.stats import sign_flip_test
+
+    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(list(clusters))
+    keep = ~np.isnan(v)
+    v, c = v[keep], c[keep]
+    if v.size == 0:
+        return float("nan")
+    names = list(dict.fromkeys(c.tolist()))
+    if len(names) < 2:
+        return sign_flip_test(v, n_perm=n_perm, seed=seed)
+    means = np.array([v[c == name].mean() for name in names])
+    return sign_flip_test(means, n_perm=n_perm, seed=seed)
+
+
 def paired_delta(
     base: np.ndarray | Sequence[float],
     other: np.ndarray | Sequence[float],
@@ -297,6 +381,7 @@ def paired_delta(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    n_perm: int = 10_000,
 ) -> dict[str, float]:
     """Change of a score from the base model to another, over the same pairs, with a paired
     two-stage bootstrap interval (templates, then pairs within them; both models resampled
@@ -311,8 +396,10 @@ def paired_delta(
         ``base, other`` (means of template means over the pairs both have), ``delta`` (other
         − base) with ``delta_low, delta_high``, the same for ``abs_delta`` = |other| − |base|
         (for signed scores: negative = closer to zero = less skew), ``sign_flipped`` (1.0 when
-        the two means have opposite signs) and ``n`` (pairs used). NaN intervals with fewer
-        than two pairs.
+        the two means have opposite signs), ``p_value`` (two-sided test of "no change": a
+        sign-flip test of the per-pair differences, of the template means of the differences
+        when there are several templates; :func:`clustered_sign_flip`) and ``n`` (pairs
+        used). NaN intervals with fewer than two pairs.
     """
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
@@ -323,8 +410,10 @@ def paired_delta(
     out = {"n": float(b.size), "base": nan, "other": nan, "delta": nan, "abs_delta": nan}
     out.update(delta_low=nan, delta_high=nan, abs_delta_low=nan, abs_delta_high=nan)
     out["sign_flipped"] = nan
+    out["p_value"] = nan
     if b.size == 0:
         return out
+    out["p_value"] = clustered_sign_flip(o - b, c, n_perm=n_perm, seed=seed)
     point, reps = _resampled_means(np.column_stack([b, o]), c, n_resamples, seed)
     out.update(base=float(point[0]), other=float(point[1]), delta=float(point[1] - point[0]))
     out["abs_delta"] = float(abs(point[1]) - abs(point[0]))
@@ -347,29 +436,39 @@ def compare_to_base(
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    n_perm: int = 10_000,
 ) -> pd.DataFrame:
     """Paired changes from the base model, per template and for the whole set.
 
     Pairs are matched on ``pair_id``; only pairs both models ran count. Returns one row per
-    (level, key, score) with the columns of :func:`paired_delta`.
+    (level, key, score) with the columns of :func:`paired_delta` and ``p_holm`` (Holm across
+    the templates of the set, per score; NaN on the set row).
     """
+    from biasprobe.stats import holm
+
+    nan = float("nan")
     b = scores[scores["model"] == base_model]
     o = other_scores[other_scores["model"] == other_model]
     both = b.merge(o, on=["pair_id", "template_id"], suffixes=("_base", "_other"))
     rows = []
-    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed, "n_perm": n_perm}
     for score in score_names:
         if f"{score}_base" not in both or f"{score}_other" not in both:
             continue
+        per_template = []
         for template, sub in both.groupby("template_id", sort=False):
             d = paired_delta(
                 sub[f"{score}_base"], sub[f"{score}_other"], [template] * len(sub), **kw
             )
             if d["n"]:
-                rows.append({"level": "template", "key": template, "score": score, **d})
+                per_template.append({"level": "template", "key": template, "score": score, **d})
+        adjusted = holm([r["p_value"] for r in per_template])
+        for r, adj in zip(per_template, adjusted):
+            r["p_holm"] = float(adj)
+        rows += per_template
         d = paired_delta(both[f"{score}_base"], both[f"{score}_other"], both["template_id"], **kw)
         if d["n"]:
-            rows.append({"level": "set", "key": set_name, "score": score, **d})
+            rows.append({"level": "set", "key": set_name, "score": score, **d, "p_holm": nan})
     return pd.DataFrame(rows)
 
 
@@ -378,26 +477,38 @@ def summarize(
     *,
     set_name: str,
     score_names: Sequence[str] = SUMMARY_SCORES,
+    signed: Sequence[str] = SIGNED_SCORES,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    n_perm: int = 10_000,
 ) -> pd.DataFrame:
     """Aggregate per-pair scores per template (over lexicon expansions) and per probe set.
 
     Args:
         scores: one row per (model, pair_id) with ``template_id`` and the score columns.
         set_name: key used for the set-level rows.
+        signed: the scores whose mean gets a p-value (signed, null "mean 0" meaningful).
+        n_perm: sign flips of the random mode of the test (exact for up to 16 values).
 
     Returns:
-        Columns ``model, level, key, score, mean, ci_low, ci_high, n`` where level is
-        ``"template"`` (key = template id; plain bootstrap over its pairs) or ``"set"``
-        (key = set name; cluster bootstrap over templates).
+        Columns ``model, level, key, score, mean, ci_low, ci_high, n, p_value, p_holm`` where
+        level is ``"template"`` (key = template id; plain bootstrap over its pairs; p: sign-flip
+        test of its pairs) or ``"set"`` (key = set name; cluster bootstrap over templates; p:
+        sign-flip test of the template means, :func:`clustered_sign_flip`). ``p_holm``: Holm
+        across the templates of the set, per model and score (template rows only). p is NaN
+        for unsigned distances, which have no "0 = no bias" null to test.
     """
+    from biasprobe.stats import holm, sign_flip_test
+
+    nan = float("nan")
     rows = []
     for model, per_model in scores.groupby("model", sort=False):
         for score in score_names:
             if score not in per_model:
                 continue
+            test = score in signed
+            template_rows = []
             for template, sub in per_model.groupby("template_id", sort=False):
                 vals = sub[score].to_numpy(dtype=np.float64)
                 mean, lo, hi = bootstrap_ci(
@@ -405,18 +516,32 @@ def summarize(
                 )
                 n = int(np.count_nonzero(~np.isnan(vals)))
                 if n:
-                    rows.append((model, "template", template, score, mean, lo, hi, n))
+                    p = sign_flip_test(vals, n_perm=n_perm, seed=seed) if test else nan
+                    template_rows.append([model, "template", template, score, mean, lo, hi, n, p])
+            adjusted = holm([r[8] for r in template_rows])
+            rows += [(*r, float(adj)) for r, adj in zip(template_rows, adjusted)]
             vals = per_model[score].to_numpy(dtype=np.float64)
+            templates = per_model["template_id"].tolist()
             mean, lo, hi = cluster_bootstrap_ci(
-                vals,
-                per_model["template_id"].tolist(),
-                n_resamples=n_resamples,
-                confidence=confidence,
-                seed=seed,
+                vals, templates, n_resamples=n_resamples, confidence=confidence, seed=seed
             )
             n = int(np.count_nonzero(~np.isnan(vals)))
             if n:
-                rows.append((model, "set", set_name, score, mean, lo, hi, n))
-    return pd.DataFrame(
-        rows, columns=["model", "level", "key", "score", "mean", "ci_low", "ci_high", "n"]
-    )
+                p = clustered_sign_flip(vals, templates, n_perm=n_perm, seed=seed) if test else nan
+                rows.append((model, "set", set_name, score, mean, lo, hi, n, p, nan))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+#: Columns of ``summary.csv``.
+SUMMARY_COLUMNS = [
+    "model",
+    "level",
+    "key",
+    "score",
+    "mean",
+    "ci_low",
+    "ci_high",
+    "n",
+    "p_value",
+    "p_holm",
+]

@@ -23,7 +23,7 @@ cluster-bootstrap 95% interval (templates, then pairs), n and a sign-flip p-valu
 (:func:`summarize_valence`).
 
 The VADER lexicon (Hutto & Gilbert 2014, MIT licence) comes from the optional PyPI package
-``vaderSentiment`` (``pip install vaderSentiment``); any ``{word: valence}`` mapping works.
+``vaderSentiment`` (``pip install 'biasprobe[valence]'``); any ``{word: valence}`` mapping works.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ def load_vader_lexicon() -> dict[str, float]:
         text = (resources.files("vaderSentiment") / "vader_lexicon.txt").read_text(encoding="utf-8")
     except (ModuleNotFoundError, FileNotFoundError):
         raise UsageError(
-            "the VADER lexicon needs the optional package vaderSentiment (MIT licence): "
-            "pip install vaderSentiment"
+            "valence scores need the VADER lexicon from the optional package vaderSentiment "
+            "(MIT licence), which is not installed: pip install 'biasprobe[valence]' (or pip "
+            "install vaderSentiment)"
         ) from None
     lexicon: dict[str, float] = {}
     for line in text.splitlines():
@@ -140,6 +141,16 @@ def pair_valence(
         row[f"{m}_b"] = b[m]
         row[f"{m}_signed"] = mino[m] - norm[m]
     return row
+
+
+#: Columns a run with ``valence=True`` adds to ``scores.csv`` (signed, minoritized −
+#: normative) and aggregates in ``summary.csv``: ``valence_`` + each of :data:`MEASURES`.
+RUN_COLUMNS = tuple(f"valence_{m}" for m in MEASURES)
+
+
+def run_columns(row: Mapping[str, float]) -> dict[str, float]:
+    """The signed measures of a :func:`pair_valence` row under their ``scores.csv`` names."""
+    return {f"valence_{m}": float(row[f"{m}_signed"]) for m in MEASURES}
 
 
 def summarize_valence(

@@ -56,6 +56,32 @@ class MaskedLMBackend(ABC):
             float64 array (len(requests),).
         """
 
+    #: Whether :meth:`prior_logprobs` works (it needs the model: several masks per input).
+    scores_priors: bool = False
+
+    def prior_logprobs(self, requests: Sequence[tuple[str, str, int, str]]) -> np.ndarray:
+        """log p(word | prior sentence) for prior-normalised scores (Kurita et al. 2019).
+
+        Each request is ``(prior_sentence, attribute, mask_index, word)``: the prior sentence
+        in the backend's mask token, with one mask per whitespace-separated word of
+        ``attribute`` wherever the attribute was, the target's mask being number
+        ``mask_index`` (reading order). Every attribute mask is widened to one mask per piece
+        of its word and the target read by the chain rule at its own mask.
+
+        Returns:
+            float64 array (len(requests),).
+
+        Raises:
+            UsageError: this backend cannot score several masks in one input (recorded
+                outputs hold one mask per sentence).
+        """
+        from biasprobe.errors import UsageError
+
+        raise UsageError(
+            f"model {self.name} cannot score prior sentences (several masks in one input): "
+            "prior-normalised (attribute) pairs need the live model, not recorded outputs"
+        )
+
     def token_ids(self, sentences: Sequence[str]) -> list[list[int]] | None:
         """Model input ids of each sentence (special tokens included), or None when the backend
         has no tokenizer to tell (recorded outputs): used to refuse pairs whose two sides are

@@ -362,21 +362,46 @@ class HFMaskedLM(MaskedLMBackend):
     def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.chain_logprobs`."""
         encoded = self._encode([s for s, _ in requests])
+        return self.chain_logprobs_ids(
+            [(ids, ids.index(self.mask_id), pieces) for (_, pieces), ids in zip(requests, encoded)]
+        )
+
+    def chain_logprobs_ids(
+        self, requests: Sequence[tuple[Sequence[int], int, Sequence[int]]]
+    ) -> np.ndarray:
+        """log p(pieces) at one mask of token-id inputs that may hold other masks too.
+
+        Each request is ``(ids, position, pieces)``: model input ids (special tokens included),
+        the position of the mask to fill and the target's pieces. That mask is widened to
+        ``n = len(pieces)`` masks and ``log p = Σ_i log p(piece_i | ids, piece_1..piece_{i−1})``
+        (piece i read at the i-th mask, earlier pieces filled in, later ones still masked);
+        every other mask of ``ids`` stays a mask throughout (the prior sentence of
+        prior-normalised scores). One pass per piece, batched by length.
+
+        Returns:
+            float64 array (len(requests),).
+
+        Raises:
+            UsageError: a widened input is longer than the model accepts, or ``position`` is
+                not a mask.
+        """
         seqs: list[list[int]] = []
         positions: list[int] = []
         wanted: list[int] = []
         owner: list[int] = []
-        for r, ((_, pieces), ids) in enumerate(zip(requests, encoded)):
-            m = ids.index(self.mask_id)
+        for r, (ids, m, pieces) in enumerate(requests):
+            ids = list(ids)
+            if not 0 <= m < len(ids) or ids[m] != self.mask_id:
+                raise UsageError(f"position {m} of request {r} is not a mask for model {self.name}")
             n = len(pieces)
+            if len(ids) + n - 1 > self.max_length:
+                shown = self.tokenizer.decode(ids, skip_special_tokens=False)
+                raise UsageError(
+                    f"sentence {shown!r} with a {n}-piece target is longer than model "
+                    f"{self.name} accepts ({self.max_length} tokens)"
+                )
             for i in range(n):
-                seq = ids[:m] + list(pieces[:i]) + [self.mask_id] * (n - i) + ids[m + 1 :]
-                if len(seq) > self.max_length:
-                    raise UsageError(
-                        f"sentence {requests[r][0]!r} with a {n}-piece target is longer than "
-                        f"model {self.name} accepts ({self.max_length} tokens)"
-                    )
-                seqs.append(seq)
+                seqs.append(ids[:m] + list(pieces[:i]) + [self.mask_id] * (n - i) + ids[m + 1 :])
                 positions.append(m + i)
                 wanted.append(int(pieces[i]))
                 owner.append(r)
@@ -386,6 +411,68 @@ class HFMaskedLM(MaskedLMBackend):
         picked = self._logprobs_at(seqs, positions, pick=wanted)
         np.add.at(total, np.asarray(owner), picked)
         return total
+
+    scores_priors = True
+
+    def prior_logprobs(self, requests: Sequence[tuple[str, str, int, str]]) -> np.ndarray:
+        """See :meth:`MaskedLMBackend.prior_logprobs` (:meth:`prior_request`, then
+        :meth:`chain_logprobs_ids`)."""
+        return self.chain_logprobs_ids([self.prior_request(*r) for r in requests])
+
+    def prior_request(
+        self, prior_sentence: str, attribute: str, mask_index: int, word: str
+    ) -> tuple[list[int], int, list[int]]:
+        """The request of :meth:`chain_logprobs_ids` for ``log p(word | prior)``.
+
+        ``prior_sentence`` holds the backend's mask token once per whitespace-separated word of
+        ``attribute`` at every place the attribute was, plus the target's mask, number
+        ``mask_index`` in reading order. Each attribute mask is widened to one mask per piece of
+        its word (tokenized in context, as targets are), so the prior hides exactly the
+        attribute's tokens; the target's mask stays single (the chain rule widens it).
+
+        Raises:
+            UsageError: the mask count does not fit the attribute.
+            VocabularyError: an attribute or target word is unknown to the tokenizer.
+        """
+        mt = self.mask_token
+        parts = prior_sentence.split(mt)
+        n_masks = len(parts) - 1
+        words = attribute.split()
+        n_attr = n_masks - 1
+        if not words or n_attr < 1 or n_attr % len(words) or not 0 <= mask_index < n_masks:
+            raise UsageError(
+                f"prior sentence {prior_sentence!r} has {n_masks} masks, which does not fit "
+                f"the attribute {attribute!r} and target mask number {mask_index}"
+            )
+        encoded = self.tokenizer(prior_sentence, add_special_tokens=True)["input_ids"]
+        where = [i for i, t in enumerate(encoded) if t == self.mask_id]
+        if len(where) != n_masks:
+            raise UsageError(
+                f"prior sentence {prior_sentence!r} has {len(where)} mask tokens for model "
+                f"{self.name}, expected {n_masks}"
+            )
+        ids: list[int] = []
+        target_pos = -1
+        target: list[int] = []
+        prev = 0
+        attr_seen = 0
+        for j, at in enumerate(where):
+            ids += encoded[prev:at]
+            prev = at + 1
+            left = mt.join(parts[: j + 1]) + mt  # the text up to this mask, in context
+            if j == mask_index:
+                target_pos = len(ids)
+                ids.append(self.mask_id)
+                target = pieces_in_context(self.tokenizer, mt, left, word, self.name, last=True)
+            else:
+                attr_word = words[attr_seen % len(words)]
+                attr_seen += 1
+                n = len(
+                    pieces_in_context(self.tokenizer, mt, left, attr_word, self.name, last=True)
+                )
+                ids += [self.mask_id] * n
+        ids += encoded[prev:]
+        return ids, target_pos, target
 
     def close(self) -> None:
         """Drop the forward hook and free GPU memory."""

@@ -12,18 +12,25 @@ from biasprobe.errors import VocabularyError
 
 
 def pieces_in_context(
-    tokenizer: Any, mask_token: str, sentence: str, word: str, model_name: str
+    tokenizer: Any,
+    mask_token: str,
+    sentence: str,
+    word: str,
+    model_name: str,
+    *,
+    last: bool = False,
 ) -> list[int]:
     """Token ids of ``word`` written where the mask of ``sentence`` is.
 
     The word is tokenized in context (the text before the mask, then the word), so tokenizers
     that mark word starts (``Ġword``, ``▁word``) see it as a separate word, not the start of
-    a text.
+    a text. ``last``: write it at the last mask of ``sentence`` instead of the first (the
+    text before it may hold other masks).
 
     Raises:
         VocabularyError: the word becomes (or contains) the unknown token.
     """
-    cut = sentence.find(mask_token)
+    cut = sentence.rfind(mask_token) if last else sentence.find(mask_token)
     left = sentence[:cut] if cut >= 0 else ""
     stem = left.rstrip()
     space = left[len(stem) :]

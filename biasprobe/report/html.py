@@ -45,6 +45,7 @@ from biasprobe.report.figures import (
     quantize16,
 )
 from biasprobe.results import RunResult
+from biasprobe.scores import SIGNED_SCORES
 
 #: The N choices offered in the page ("all" = the whole vocabulary).
 TOP_N_OPTIONS: tuple[int, ...] = (30, 200, 1000)
@@ -57,6 +58,7 @@ SCORE_LABELS = {
     "js_divergence": "JS div. (bits)",
     "target_gap": "target gap",
     "target_gap_mean": "target gap / word",
+    "kurita_bias": "Kurita bias (prior-norm.)",
 }
 _SCHEMA = 1
 
@@ -509,11 +511,15 @@ def _summary_html(
                     + _td(d.get("delta"), signed=True)
                     + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True)
                     + _td(d.get("n"), 0)
+                    + _p_td(getattr(r, "p_value", None))
+                    + _p_td(getattr(r, "p_holm", None))
+                    + _p_td(d.get("p_value"))
                     + "</tr>"
                 )
         return rows
 
     heads = ["mean", ci, "n", "Δ vs base", f"Δ {ci} (paired)", "n paired"]
+    heads += ["p", "p (Holm)", "Δ p"]
     set_table = _sortable(["model", "key", "score", *heads], summary_rows("set"), "summary-set")
     tmpl_table = _sortable(
         ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
@@ -525,7 +531,14 @@ def _summary_html(
         "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
         "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
         "them, resampled together for both models. Distances: a negative Δ = less skew than "
-        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>",
+        "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>"
+        "<p class='muted'>p = two-sided sign-flip permutation test (seeded; exact up to 16 "
+        "values, else 10,000 flips) of mean 0, for the signed scores (target gap, Kurita "
+        "bias): over the pairs of a template, over the template means for the probe set. "
+        "p (Holm) adjusts the template p-values of one model and score for testing every "
+        "template. Distances (Jaccard, RBO, JS) are never below 0, so “mean 0” is no "
+        "null to test: no p. Δ p tests “no change from the base” the same way, on the "
+        "paired differences.</p>",
         set_table,
         _gap_html(entries, deltas, ci),
         f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
@@ -610,6 +623,15 @@ def _comparison_html(
     )
 
 
+def _p_td(p: Any) -> str:
+    """A p-value cell: 3 significant digits, "< 0.001" below that, — when there is none."""
+    v = _num(p)
+    if math.isnan(v):
+        return '<td class="num" data-v="">—</td>'
+    shown = "&lt; 0.001" if v < 0.001 else f"{v:.3f}"
+    return f'<td class="num" data-v="{v!r}">{shown}</td>'
+
+
 def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
     if _isna(low) or _isna(high):
         return '<td class="num" data-v="">—</td>'
@@ -642,7 +664,10 @@ def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dic
             entry.run.scores,
             base_model=base.model,
             other_model=entry.model,
-            score_names=SUMMARY_SCORES,
+            score_names=[
+                *SUMMARY_SCORES,
+                *(c for c in base.run.scores.columns if str(c).startswith("valence_")),
+            ],
             set_name=str(other_set.get("name", "set")),
             **kw,
         )
@@ -651,7 +676,7 @@ def _paired_deltas(entries: list[_Entry]) -> dict[tuple[int, str, str, str], dic
     return out
 
 
-def _gap_words(d: dict[str, float]) -> str:
+def _gap_words(d: dict[str, float], score: str = "target_gap_mean") -> str:
     if _isna(d.get("abs_delta")):
         return "—"
     flipped = d.get("sign_flipped") == 1.0
@@ -663,6 +688,8 @@ def _gap_words(d: dict[str, float]) -> str:
         words = "unchanged"
     if flipped:
         favoured = "minoritized" if d["other"] > 0 else "normative"
+        if "_neg_" in score:  # more negative completions for a group do not favour it
+            favoured = "normative" if d["other"] > 0 else "minoritized"
         words += f"; the sign flipped (now favours the {favoured} group)"
     return words
 
@@ -673,7 +700,7 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
     rows = []
     ordered = sorted(deltas.items(), key=lambda kv: (kv[0][0], kv[0][1] != "set"))
     for (index, level, key, score), d in ordered:
-        if score != "target_gap_mean":
+        if score not in SIGNED_SCORES and not score.startswith("valence_"):
             continue
         rows.append(
             "<tr>"
@@ -687,19 +714,23 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
             + _td(d["abs_delta"], signed=True)
             + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True)
             + _td(d["n"], 0)
-            + _tdt(_gap_words(d))
+            + _tdt(_gap_words(d, score))
+            + _tdt(SCORE_LABELS.get(score, score))
+            + _p_td(d.get("p_value"))
             + "</tr>"
         )
     if not rows:
         return ""
     heads = ["model", "level", "key", "gap base", "gap model", "|gap| base", "|gap| model"]
     return (
-        "<h4>Signed target gap per word against the base (closer to zero = less skew)</h4>"
-        "<p class='muted'>The gap is signed (&gt; 0: the targets are more likely for the "
-        "minoritized group), so its Δ alone can mean it shrank, grew or flipped sign. "
-        "Δ|gap| = |gap model| − |gap base| over the same pairs, with a paired bootstrap "
-        "interval: negative = closer to zero = less skew.</p>"
-        + _sortable([*heads, "Δ|gap|", ci, "n", "reads as"], rows, "gap-comparison")
+        "<h4>Signed scores against the base (closer to zero = less skew)</h4>"
+        "<p class='muted'>The target gap per word, the Kurita bias and the valence scores are "
+        "signed (&gt; 0: in favour of the minoritized group's targets / more negative "
+        "completions for it), so their Δ alone can mean the skew shrank, grew or flipped "
+        "sign. Δ|gap| = |model| − |base| over the same pairs, with a paired bootstrap "
+        "interval: negative = closer to zero = less skew. Δ p: sign-flip test of “no "
+        "change” on the paired differences.</p>"
+        + _sortable([*heads, "Δ|gap|", ci, "n", "reads as", "score", "Δ p"], rows, "gap-comparison")
     )
 
 
