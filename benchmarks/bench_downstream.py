@@ -85,17 +85,22 @@ def hf_classifier(folder: Path) -> Path:
 
 
 def measure(name: str, folder: Path, sentences: list[str], n_loop: int) -> None:
+    """Time both methods, each on a freshly loaded classifier (the loop first), so neither
+    profits from the other's work (a frozen encoder caches the features of texts it has seen)."""
     from biasprobe.downstream.models import load_classifier
 
-    clf = load_classifier(str(folder), device="cpu", batch_size=64)
-    clf.predict_positive(sentences[:8])  # warm-up
-    t0 = time.perf_counter()
-    batched = clf.predict_positive(sentences)
-    t_batched = time.perf_counter() - t0
     loop_part = sentences[:n_loop]
+    clf = load_classifier(str(folder), device="cpu", batch_size=64)
+    clf.predict_positive(["a warm-up sentence ."])
     t0 = time.perf_counter()
     looped = np.array([clf.predict_positive([s])[0] for s in loop_part])
     t_loop = time.perf_counter() - t0
+    clf.close()
+    clf = load_classifier(str(folder), device="cpu", batch_size=64)
+    clf.predict_positive(["a warm-up sentence ."])
+    t0 = time.perf_counter()
+    batched = clf.predict_positive(sentences)
+    t_batched = time.perf_counter() - t0
     clf.close()
     rate_b, rate_l = len(sentences) / t_batched, len(loop_part) / t_loop
     diff = float(np.max(np.abs(batched[: len(loop_part)] - looped)))
