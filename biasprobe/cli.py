@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import typer
 
 from biasprobe import __version__
-from biasprobe.cliutil import Terminated, markup, safe_text, user_errors
+from biasprobe.cliutil import (
+    DeviceOption,
+    QuietOption,
+    RevisionOption,
+    Terminated,
+    TrustRemoteCodeOption,
+    markup,
+    out_option,
+    safe_text,
+    user_errors,
+)
 
 __all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
@@ -210,23 +220,16 @@ def run(
             "file's models.",
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Run folder to write. Default: reports/<set>-<run id>."),
-    ] = None,
+    out: Annotated[Path | None, out_option("reports/<set>-<run id>")] = None,
     top_k: Annotated[
         int | None,
         typer.Option(
             "--top-k", "-k", help="Top-k depth, at most the vocabulary (default: file, else 10)."
         ),
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
-    ] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision (branch, tag, commit) for hub models.")
-    ] = None,
+    revision: RevisionOption = None,
     seed: Annotated[int, typer.Option(help="Seed for torch and the bootstrap (0…2³²−1).")] = 0,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for confidence intervals (100…100,000).")
@@ -251,13 +254,8 @@ def run(
         ),
     ] = False,
     show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
-    ] = False,
-    trust_remote_code: Annotated[
-        bool,
-        typer.Option(help="Allow custom model code from model repositories (off by default)."),
-    ] = False,
+    quiet: QuietOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     tolerance: Annotated[
         float,
         typer.Option(
@@ -411,7 +409,7 @@ def record(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-x", help="Skip pairs matching this glob.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
     revision: Annotated[str | None, typer.Option(help="Hub revision for a hub model.")] = None,
     trust_remote_code: Annotated[
