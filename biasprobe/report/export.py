@@ -7,6 +7,7 @@ package (version 1 or later) and a Chrome or Chromium browser on the machine. Wi
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,10 @@ from typing import Literal
 
 from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
-from biasprobe.report.figures import differences_figure, pair_points, scatter_figure
+from biasprobe.report.figures import VIEWS, pair_figure, pair_points
 from biasprobe.results import RunResult, model_slug
 
 FORMATS = ("png", "svg")
-VIEWS = ("scatter", "differences")
 INSTALL_HINT = (
     "install the optional image exporter with `pip install 'kaleido>=1.1'` "
     "and a Chrome or Chromium browser (e.g. `apt-get install chromium`, or run "
@@ -72,7 +72,7 @@ def export_figures(
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
     out = Path(out_dir)
-    draw = scatter_figure if view == "scatter" else differences_figure
+    draw = functools.partial(pair_figure, view=view)
     names = [m for run in runs for m in run.models]
     figs, paths, seen = [], [], set()
     for r_i, run in enumerate(runs):
