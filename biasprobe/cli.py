@@ -288,10 +288,8 @@ def run(
 
     Example: biasprobe run probes/gender.yaml -m bert-base-uncased -m ./zari-bert-cda --html
     """
-    from biasprobe import fsio
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import check_options
-    from biasprobe.runner import run as run_probes
 
     check_options(top_k=top_k, batch_size=batch_size, seed=seed, n_bootstrap=bootstrap)
     if show < 0:
@@ -307,21 +305,41 @@ def run(
         saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
         typer.echo(f"wrote {safe_text(saved)}")
         return
+    settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
+    settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
+    settings.update(trust_remote_code=trust_remote_code, valence=valence)
+    _run_fill_mask(
+        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=show
+    )
+
+
+def _run_fill_mask(
+    probe_set: Any,
+    models: list[str] | None,
+    out: Path | None,
+    settings: dict[str, Any],
+    *,
+    overwrite: bool,
+    html: bool,
+    quiet: bool,
+    show: int,
+) -> None:
+    """A fill-mask set on masked LMs: run, save the run folder, print the tables."""
+    from biasprobe import fsio
+    from biasprobe.runner import run as run_probes
+
     # Writability (and ownership with --overwrite) is checked before any model runs; the
     # default folder's name is known only after the run, so where it will go is checked.
     if out is not None:
         fsio.check_output_folder(out, overwrite)
     else:
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
-    settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
-    settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
-    settings.update(trust_remote_code=trust_remote_code, valence=valence)
-    if valence:  # a missing optional package fails before any model is loaded
+    if settings["valence"]:  # a missing optional package fails before any model is loaded
         from biasprobe.valence import load_vader_lexicon
 
         load_vader_lexicon()
     result = _with_progress(
-        quiet, lambda update: run_probes(probe_set, model or None, progress=update, **settings)
+        quiet, lambda update: run_probes(probe_set, models or None, progress=update, **settings)
     )
     target = out if out is not None else _default_out(probe_set.name, result.meta["run_id"])
     saved = result.save(target, overwrite=overwrite, report=_report_writer() if html else None)
