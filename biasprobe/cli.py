@@ -15,7 +15,17 @@ from typing import Annotated, Any
 import typer
 
 from biasprobe import __version__
-from biasprobe.cliutil import Terminated, markup, safe_text, user_errors
+from biasprobe.cliutil import (
+    DeviceOption,
+    QuietOption,
+    RevisionOption,
+    Terminated,
+    TrustRemoteCodeOption,
+    markup,
+    out_option,
+    safe_text,
+    user_errors,
+)
 
 __all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
@@ -210,23 +220,16 @@ def run(
             "file's models.",
         ),
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Run folder to write. Default: reports/<set>-<run id>."),
-    ] = None,
+    out: Annotated[Path | None, out_option("reports/<set>-<run id>")] = None,
     top_k: Annotated[
         int | None,
         typer.Option(
             "--top-k", "-k", help="Top-k depth, at most the vocabulary (default: file, else 10)."
         ),
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
-    ] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
-    revision: Annotated[
-        str | None, typer.Option(help="Hub revision (branch, tag, commit) for hub models.")
-    ] = None,
+    revision: RevisionOption = None,
     seed: Annotated[int, typer.Option(help="Seed for torch and the bootstrap (0…2³²−1).")] = 0,
     bootstrap: Annotated[
         int, typer.Option(help="Bootstrap resamples for confidence intervals (100…100,000).")
@@ -251,13 +254,8 @@ def run(
         ),
     ] = False,
     show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")
-    ] = False,
-    trust_remote_code: Annotated[
-        bool,
-        typer.Option(help="Allow custom model code from model repositories (off by default)."),
-    ] = False,
+    quiet: QuietOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
     tolerance: Annotated[
         float,
         typer.Option(
@@ -290,10 +288,8 @@ def run(
 
     Example: biasprobe run probes/gender.yaml -m bert-base-uncased -m ./zari-bert-cda --html
     """
-    from biasprobe import fsio
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import check_options
-    from biasprobe.runner import run as run_probes
 
     check_options(top_k=top_k, batch_size=batch_size, seed=seed, n_bootstrap=bootstrap)
     if show < 0:
@@ -309,21 +305,41 @@ def run(
         saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
         typer.echo(f"wrote {safe_text(saved)}")
         return
+    settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
+    settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
+    settings.update(trust_remote_code=trust_remote_code, valence=valence)
+    _run_fill_mask(
+        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=show
+    )
+
+
+def _run_fill_mask(
+    probe_set: Any,
+    models: list[str] | None,
+    out: Path | None,
+    settings: dict[str, Any],
+    *,
+    overwrite: bool,
+    html: bool,
+    quiet: bool,
+    show: int,
+) -> None:
+    """A fill-mask set on masked LMs: run, save the run folder, print the tables."""
+    from biasprobe import fsio
+    from biasprobe.runner import run as run_probes
+
     # Writability (and ownership with --overwrite) is checked before any model runs; the
     # default folder's name is known only after the run, so where it will go is checked.
     if out is not None:
         fsio.check_output_folder(out, overwrite)
     else:
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
-    settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
-    settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
-    settings.update(trust_remote_code=trust_remote_code, valence=valence)
-    if valence:  # a missing optional package fails before any model is loaded
+    if settings["valence"]:  # a missing optional package fails before any model is loaded
         from biasprobe.valence import load_vader_lexicon
 
         load_vader_lexicon()
     result = _with_progress(
-        quiet, lambda update: run_probes(probe_set, model or None, progress=update, **settings)
+        quiet, lambda update: run_probes(probe_set, models or None, progress=update, **settings)
     )
     target = out if out is not None else _default_out(probe_set.name, result.meta["run_id"])
     saved = result.save(target, overwrite=overwrite, report=_report_writer() if html else None)
@@ -411,7 +427,7 @@ def record(
     exclude: Annotated[
         list[str] | None, typer.Option("--exclude", "-x", help="Skip pairs matching this glob.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
     revision: Annotated[str | None, typer.Option(help="Hub revision for a hub model.")] = None,
     trust_remote_code: Annotated[

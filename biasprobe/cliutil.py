@@ -18,13 +18,42 @@ import os
 import re
 import signal
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Terminated", "markup", "progress_printer", "safe_text", "user_errors"]
+__all__ = [
+    "DeviceOption",
+    "QuietOption",
+    "RevisionOption",
+    "Terminated",
+    "TrustRemoteCodeOption",
+    "markup",
+    "out_option",
+    "progress_printer",
+    "safe_text",
+    "user_errors",
+]
+
+# The options several commands share, declared once (give the default with ``= value``).
+DeviceOption = Annotated[
+    str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")]
+RevisionOption = Annotated[
+    str | None, typer.Option(help="Hub revision (branch, tag, commit) for hub models.")
+]
+TrustRemoteCodeOption = Annotated[
+    bool, typer.Option(help="Allow custom model code from model repositories (off by default).")
+]
+
+
+def out_option(default: str) -> Any:
+    """The ``--out``/``-o`` option of a command writing a run folder (``default``: where it goes
+    without one)."""
+    return typer.Option("--out", "-o", help=f"Run folder to write. Default: {default}.")
 
 
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")

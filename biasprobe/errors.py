@@ -46,17 +46,38 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class ProbeSetError(BiasprobeError):
-    """A probe file is missing or invalid. Carries every problem found, not only the first."""
+MAX_PROBLEMS = 50
+"""Problems listed in one error message; the rest are counted."""
+
+
+class ProblemsError(BiasprobeError):
+    """An input file is invalid. Carries the problems found (the first :data:`MAX_PROBLEMS`),
+    and its message lists them and counts the rest.
+
+    Args:
+        problems: every problem found, in the order to show them.
+        title: start of the message (default: the class's ``title``).
+    """
 
     exit_code = 2
+    title = "invalid input"
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        n = len(self.problems)
+    def __init__(self, problems: list[Problem], title: str | None = None) -> None:
+        problems = list(problems)
+        n = len(problems)
+        self.problems = problems[:MAX_PROBLEMS]
         head = "1 problem" if n == 1 else f"{n} problems"
         body = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"invalid probe set ({head}):\n{body}")
+        if n > MAX_PROBLEMS:
+            more = n - MAX_PROBLEMS
+            body += f"\n  … and {more} more problem{'' if more == 1 else 's'}"
+        super().__init__(f"{title or self.title} ({head}):\n{body}")
+
+
+class ProbeSetError(ProblemsError):
+    """A probe file is missing or invalid. Carries every problem found, not only the first."""
+
+    title = "invalid probe set"
 
 
 class ModelLoadError(BiasprobeError):

@@ -10,7 +10,6 @@ file named in ``results.json`` lies inside the folder. This module does not impo
 
 from __future__ import annotations
 
-import json
 import re
 import zipfile
 from collections.abc import Callable
@@ -21,11 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe import fsio
 from biasprobe.errors import RunFolderError
+from biasprobe.runfolder import RESULTS_JSON, read_meta, read_table, save_run_folder
 from biasprobe.scores import full_ranks
 
-RESULTS_JSON = "results.json"
 TABLES = ("items", "topk", "scores", "summary", "targets")
 LOGPROBS_DIR = "logprobs"
 REPORT_HTML = "report.html"
@@ -217,21 +215,21 @@ class RunResult:
             OutputError: the folder exists, or cannot be written.
             NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
         """
-        out = Path(out_dir)
-        fsio.check_output_folder(out, overwrite, kinds=("run",))
-        with fsio.staging_dir(out) as tmp:
-            self._write_files(tmp)
-            if report is not None:
-                report(self, tmp / REPORT_HTML)
-            files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
-            fsio.write_manifest(tmp, "run", str(self.meta.get("run_id")), files)
-            fsio.replace_dir(tmp, out)
-        return out
-
-    def _write_files(self, folder: Path) -> None:
         meta = dict(self.meta)
         meta["files"] = {name: f"{name}.csv" for name in TABLES}
         meta["files"]["logprobs"] = {}
+
+        def write(tmp: Path) -> None:
+            self._write_files(tmp, meta["files"]["logprobs"])
+            if report is not None:
+                report(self, tmp / REPORT_HTML)
+
+        return save_run_folder(
+            out_dir, meta, write, kind="run", what="run folder", overwrite=overwrite
+        )
+
+    def _write_files(self, folder: Path, logprob_files: dict[str, str]) -> None:
+        """The tables and the log-prob files; ``logprob_files`` gets each model's file name."""
         (folder / LOGPROBS_DIR).mkdir()
         used: set[str] = set()
         for name, table in self.logprobs.items():
@@ -242,23 +240,9 @@ class RunResult:
             used.add(slug.lower())
             rel = f"{LOGPROBS_DIR}/{slug}.npz"
             table.save(folder / rel)
-            meta["files"]["logprobs"][name] = rel
+            logprob_files[name] = rel
         for name in TABLES:
             getattr(self, name).to_csv(folder / f"{name}.csv", index=False)
-        with open(folder / RESULTS_JSON, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2, ensure_ascii=False, default=str)
-            f.write("\n")
-
-
-def _read_table(path: Path) -> pd.DataFrame:
-    """Read a run table: empty cells are missing numbers, but empty text stays text."""
-    columns = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(
-        path,
-        keep_default_na=False,
-        na_values={c: [""] for c in columns if c not in _TEXT_COLUMNS},
-        dtype={c: str for c in columns if c in _TEXT_COLUMNS},
-    )
 
 
 def _inside(folder: Path, rel: Any) -> Path:
@@ -286,15 +270,11 @@ def load_run(run_dir: str | Path) -> RunResult:
         RunFolderError: the folder or one of its files is missing or unreadable.
     """
     d = Path(run_dir)
-    meta_path = d / RESULTS_JSON
-    if not d.is_dir():
-        raise RunFolderError(f"run folder {d} does not exist")
-    if not meta_path.is_file():
-        raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
+    meta = read_meta(d, None, "run folder")
     try:
-        meta = json.loads(_inside(d, RESULTS_JSON).read_text(encoding="utf-8"))
+        _inside(d, RESULTS_JSON)
         files = meta["files"]
-        tables = {name: _read_table(_inside(d, files[name])) for name in TABLES}
+        tables = {name: read_table(_inside(d, files[name]), _TEXT_COLUMNS) for name in TABLES}
         logprobs = {
             name: VocabLogProbs.load(_inside(d, rel)) for name, rel in files["logprobs"].items()
         }

@@ -3,7 +3,7 @@
 A run folder is written in one piece (:func:`save_run_folder`: the folder is checked, the files
 go to a hidden staging sibling, ``results.json`` and biasprobe's manifest are added, and the
 folder is renamed into place) and read back with :func:`read_meta` (``results.json`` of the
-expected kind) and :func:`read_table` (CSV tables whose text columns stay text). Provenance
+expected kind; :func:`read_json` for any JSON file of a run folder) and :func:`read_table` (CSV tables whose text columns stay text). Provenance
 comes from :func:`provenance` (run id, date, installed versions read from package metadata, so
 that asking never imports torch). Standard library, pandas and :mod:`biasprobe.fsio` only.
 """
@@ -21,7 +21,15 @@ from typing import Any
 from biasprobe import __version__, fsio
 from biasprobe.errors import RunFolderError
 
-__all__ = ["RESULTS_JSON", "provenance", "read_meta", "read_table", "save_run_folder", "versions"]
+__all__ = [
+    "RESULTS_JSON",
+    "provenance",
+    "read_json",
+    "read_meta",
+    "read_table",
+    "save_run_folder",
+    "versions",
+]
 
 RESULTS_JSON = "results.json"
 VERSIONED = ("torch", "transformers", "numpy", "pandas", "scipy")
@@ -78,6 +86,28 @@ def save_run_folder(
     return out
 
 
+def read_json(run_dir: str | Path, name: str, *, missing: str) -> dict[str, Any]:
+    """The JSON object in the file ``name`` of the folder ``run_dir``.
+
+    Raises:
+        RunFolderError: the folder does not exist; the file is missing (message ``missing``),
+            unreadable or not a JSON object.
+    """
+    d = Path(run_dir)
+    path = d / name
+    if not d.is_dir():
+        raise RunFolderError(f"run folder {d} does not exist")
+    if not path.is_file():
+        raise RunFolderError(missing)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise RunFolderError(f"cannot read {path}: {e}") from None
+    if not isinstance(data, dict):
+        raise RunFolderError(f"{path} is not a JSON object")
+    return data
+
+
 def read_meta(run_dir: str | Path, kind: str | None, what: str) -> dict[str, Any]:
     """The ``results.json`` of a run folder whose ``kind`` is ``kind`` (``what`` names it;
     ``kind=None``: any JSON object, as for fill-mask run folders, whose results.json has none).
@@ -87,17 +117,8 @@ def read_meta(run_dir: str | Path, kind: str | None, what: str) -> dict[str, Any
             kind.
     """
     d = Path(run_dir)
-    meta_path = d / RESULTS_JSON
-    if not d.is_dir():
-        raise RunFolderError(f"run folder {d} does not exist")
-    if not meta_path.is_file():
-        raise RunFolderError(f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise RunFolderError(f"cannot read {meta_path}: {e}") from None
-    if not isinstance(meta, dict):
-        raise RunFolderError(f"{meta_path} is not a JSON object")
+    missing = f"{d} is not a biasprobe run folder: {RESULTS_JSON} is missing"
+    meta = read_json(d, RESULTS_JSON, missing=missing)
     if kind is not None and meta.get("kind") != kind:
         raise RunFolderError(f"{d} is not a {what} ({RESULTS_JSON} has no kind: {kind})")
     return meta

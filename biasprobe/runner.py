@@ -484,32 +484,12 @@ def run(
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
-    rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
-    logprobs: dict[str, VocabLogProbs] = {}
-    model_meta: list[dict[str, Any]] = []
-    for spec in resolved:
-        backend, (table, t_rows, s_rows, g_rows) = _score_one(
-            spec, items, k=k, load=load, progress=progress, lexicon=lexicon
-        )
-        logprobs[backend.name] = table
-        for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
-            rows[key] += new
-        model_meta.append(_model_card(backend))
-    scores = pd.DataFrame(rows["scores"])
-    names, signed = SUMMARY_SCORES, SIGNED_SCORES
-    if valence:
-        from biasprobe.valence import RUN_COLUMNS
-
-        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
-    summary = summarize(
-        scores,
-        set_name=probe_set.name,
-        score_names=names,
-        signed=signed,
-        n_resamples=n_bootstrap,
-        confidence=confidence,
-        seed=seed,
+    rows, logprobs, model_meta = _score_all(
+        resolved, items, k=k, load=load, progress=progress, lexicon=lexicon
     )
+    scores = pd.DataFrame(rows["scores"])
+    boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
+    summary = _summary(scores, probe_set.name, valence=valence, **boot)
     return RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
         items=items_table(items),
@@ -519,6 +499,33 @@ def run(
         targets=pd.DataFrame(rows["targets"], columns=TARGET_COLUMNS),
         logprobs=logprobs,
     )
+
+
+def _score_all(
+    resolved: Sequence[Any], items: Any, **kw: Any
+) -> tuple[dict[str, list[dict]], dict[str, VocabLogProbs], list[dict[str, Any]]]:
+    """Every model in turn (:func:`_score_one`): the rows of the topk, scores and targets
+    tables, each model's log-prob table and its model card."""
+    rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
+    logprobs: dict[str, VocabLogProbs] = {}
+    model_meta: list[dict[str, Any]] = []
+    for spec in resolved:
+        backend, (table, t_rows, s_rows, g_rows) = _score_one(spec, items, **kw)
+        logprobs[backend.name] = table
+        for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
+            rows[key] += new
+        model_meta.append(_model_card(backend))
+    return rows, logprobs, model_meta
+
+
+def _summary(scores: pd.DataFrame, set_name: str, *, valence: bool, **boot: Any) -> pd.DataFrame:
+    """The summary table of every score (and the valence columns when scored)."""
+    names, signed = SUMMARY_SCORES, SIGNED_SCORES
+    if valence:
+        from biasprobe.valence import RUN_COLUMNS
+
+        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
+    return summarize(scores, set_name=set_name, score_names=names, signed=signed, **boot)
 
 
 TARGET_COLUMNS = [

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from biasprobe.errors import BiasprobeError, Problem
+from biasprobe.errors import MAX_PROBLEMS, BiasprobeError, Problem
 
 __all__ = [
     "ALLOWED_TAGS",
@@ -60,8 +60,6 @@ ALLOWED_TAGS = frozenset(
 )
 MAX_DEPTH = 64
 """Deepest nesting of lists and mappings accepted (far beyond any real file)."""
-MAX_PROBLEMS = 50
-"""Problems listed in one error message; the rest are counted."""
 MAX_SHOWN = 60
 """Characters of a user's value echoed in a message before it is cut with ``…``."""
 MAX_INT_DIGITS = 18
@@ -169,16 +167,7 @@ class Problems:
 
 def capped_error(cls: type[E], problems: list[Problem], title: str) -> E:
     """``cls(problems[:MAX_PROBLEMS])`` whose message counts and mentions all of them."""
-    n = len(problems)
-    err = cls(problems[:MAX_PROBLEMS])  # type: ignore[call-arg]
-    head = "1 problem" if n == 1 else f"{n} problems"
-    body = "\n".join(f"  {p}" for p in problems[:MAX_PROBLEMS])
-    if n > MAX_PROBLEMS:
-        more = n - MAX_PROBLEMS
-        body += f"\n  … and {more} more problem{'' if more == 1 else 's'}"
-    err.message = f"{title} ({head}):\n{body}"
-    err.args = (err.message,)
-    return err
+    return cls(problems, title)  # type: ignore[call-arg]
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,7 +12,18 @@ from typing import Annotated, Any
 
 import typer
 
-from biasprobe.cliutil import markup, progress_printer, safe_text, user_errors
+from biasprobe.cliutil import (
+    DeviceOption,
+    QuietOption,
+    RevisionOption,
+    TrustRemoteCodeOption,
+    markup,
+    out_option,
+    progress_printer,
+    safe_text,
+    user_errors,
+)
+from biasprobe.crows.data import BIAS_TYPES
 
 app = typer.Typer(
     name="crows",
@@ -20,6 +31,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_BIAS_TYPE_HELP = (
+    f"Only this bias type (repeatable): {', '.join(BIAS_TYPES)} (race-color may be given as race)."
 )
 
 
@@ -86,19 +101,9 @@ def crows(
         ),
     ] = "meade",
     bias_type: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--bias-type",
-            "-b",
-            help="Only this bias type (repeatable): race-color (or race), gender, "
-            "socioeconomic, nationality, religion, age, sexual-orientation, "
-            "physical-appearance, disability.",
-        ),
+        list[str] | None, typer.Option("--bias-type", "-b", help=_BIAS_TYPE_HELP)
     ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Run folder. Default: reports/crows-<model>-<run id>."),
-    ] = None,
+    out: Annotated[Path | None, out_option("reports/crows-<model>-<run id>")] = None,
     data: Annotated[
         Path | None,
         typer.Option(help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."),
@@ -106,16 +111,12 @@ def crows(
     limit: Annotated[
         int | None, typer.Option(help="Score only the first N pairs (after --bias-type).")
     ] = None,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
-    ] = "auto",
+    device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Masked sentences per forward pass.")] = 64,
-    revision: Annotated[str | None, typer.Option(help="Hub revision of a hub model.")] = None,
+    revision: RevisionOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier run folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or table.")] = False,
-    trust_remote_code: Annotated[
-        bool, typer.Option(help="Allow custom model code from the model repository.")
-    ] = False,
+    quiet: QuietOption = False,
+    trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
 

@@ -26,7 +26,7 @@ import pandas as pd
 from biasprobe.downstream.scores import LESS_BIASED, SCORE_LABELS
 from biasprobe.errors import UsageError
 from biasprobe.report.figures import _plotly_text
-from biasprobe.report.html import _asset, _e, _fmt, _kv_html, _td, _tdt, _version
+from biasprobe.report.html import _e, _fmt, _kv_html, _page, _td, _tdt, _version
 
 __all__ = ["render_downstream_report", "write_downstream_report"]
 
@@ -525,8 +525,6 @@ def render_downstream_report(runs: Sequence[Any], *, title: str | None = None) -
     Raises:
         UsageError: no downstream run among ``runs``.
     """
-    from plotly.offline import get_plotlyjs
-
     down = [r for r in runs if _is_downstream(r)]
     fill_mask = [r for r in runs if not _is_downstream(r)]
     if not down:
@@ -557,22 +555,7 @@ def render_downstream_report(runs: Sequence[Any], *, title: str | None = None) -
             _provenance_html(down),
         ]
     )
-    plotly_js = get_plotlyjs().replace("</script", "<\\/script")
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="generator" content="biasprobe {_e(_version())}">
-<title>{_e(page_title)}</title>
-<style>{_asset("report.css")}{_EXTRA_CSS}</style>
-<script>{plotly_js}</script>
-</head>
-<body>
-{body}
-</body>
-</html>
-"""
+    return _page(page_title, body, css=_EXTRA_CSS, plotly_first=True)
 
 
 def write_downstream_report(

@@ -14,11 +14,10 @@ from typing import Literal
 
 from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
-from biasprobe.report.figures import differences_figure, pair_points, scatter_figure
+from biasprobe.report.figures import VIEWS, pair_figure, pair_points
 from biasprobe.results import RunResult, model_slug
 
 FORMATS = ("png", "svg")
-VIEWS = ("scatter", "differences")
 INSTALL_HINT = (
     "install the optional image exporter with `pip install 'kaleido>=1.1'` "
     "and a Chrome or Chromium browser (e.g. `apt-get install chromium`, or run "
@@ -72,9 +71,24 @@ def export_figures(
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
     out = Path(out_dir)
-    draw = scatter_figure if view == "scatter" else differences_figure
+    figs, names = _pair_figures(runs, view, top_n)
+    paths = [out / f"{name}.{fmt}" for name in names]
+    listed = _check_figure_folder(out, paths)
+    _check_exporter()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create figure folder {out}: {e.strerror or e}") from None
+    if figs:
+        _write_images(figs, paths, fmt, scale)
+    fsio.write_manifest(out, "figures", "static figures", sorted(listed | {p.name for p in paths}))
+    return paths
+
+
+def _pair_figures(runs: Sequence[RunResult], view: str, top_n: int) -> tuple[list, list[str]]:
+    """The figure of every (run, pair, model) and its file name (without extension), unique."""
     names = [m for run in runs for m in run.models]
-    figs, paths, seen = [], [], set()
+    figs, stems, seen = [], [], set()
     for r_i, run in enumerate(runs):
         for pid, rows in run.items.groupby("pair_id", sort=False):
             rows = rows.sort_values("side")
@@ -89,10 +103,10 @@ def export_figures(
                 label = model
                 if names.count(model) > 1:
                     label = f"{model} [{run.meta.get('run_id', f'run {r_i + 1}')}]"
-                pts = pair_points(la, lb, top_n)
-                fig = draw(
-                    pts,
+                fig = pair_figure(
+                    pair_points(la, lb, top_n),
                     run.logprobs[model].vocab,
+                    view=view,
                     group_a=groups[0],
                     group_b=groups[1],
                     title=f"{pid} · {label} · top {top_n} per side",
@@ -105,17 +119,8 @@ def export_figures(
                     name, k = f"{stem}-{k}", k + 1
                 seen.add(name)
                 figs.append(fig)
-                paths.append(out / f"{name}.{fmt}")
-    listed = _check_figure_folder(out, paths)
-    _check_exporter()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create figure folder {out}: {e.strerror or e}") from None
-    if figs:
-        _write_images(figs, paths, fmt, scale)
-    fsio.write_manifest(out, "figures", "static figures", sorted(listed | {p.name for p in paths}))
-    return paths
+                stems.append(name)
+    return figs, stems
 
 
 def _check_figure_folder(out: Path, paths: list[Path]) -> set[str]:

@@ -2,7 +2,7 @@
 
 The functions here are pure (numpy in, numpy or plotly figures out). The HTML report embeds
 the arrays computed by :func:`pair_points` and :func:`quantize16` and draws the same two views
-in the browser; :func:`scatter_figure` and :func:`differences_figure` draw them with plotly in
+in the browser; :func:`pair_figure` (:func:`scatter_figure`, :func:`differences_figure`) draws them with plotly in
 Python for static export.
 
 Conventions (as in PAIR's "What Have Language Models Learned?"):
@@ -16,6 +16,7 @@ Conventions (as in PAIR's "What Have Language Models Learned?"):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -224,35 +225,59 @@ def _base_figure(
     return fig
 
 
-def scatter_figure(
+VIEWS = ("scatter", "differences")
+
+
+def pair_figure(
     pts: PairPoints,
     vocab: tuple[str, ...] | list[str],
     *,
+    view: str = "scatter",
     group_a: str,
     group_b: str,
     title: str = "",
 ) -> Any:
-    """PAIR-style scatter: log p(token | A) against log p(token | B), y = x dashed.
+    """One pair's tokens drawn with plotly.
+
+    ``view="scatter"``: the PAIR-style scatter, log p(token | A) against log p(token | B), with
+    y = x dashed. ``view="differences"``: ``log p(B) − log p(A)`` (x) against the mean log-prob
+    (y).
 
     Args:
         pts: the tokens to draw (e.g. ``pair_points(a, b).top(200)``).
         vocab: display string of every token id.
-        group_a: label of side A (x axis).
-        group_b: label of side B (y axis).
+        view: one of :data:`VIEWS`.
+        group_a: label of side A (x axis of the scatter).
+        group_b: label of side B (y axis of the scatter).
         title: figure title.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
+    if view not in VIEWS:
+        raise ValueError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
     tokens = [vocab[i] for i in pts.ids]
+    groups = (group_a, group_b)
+    if view == "differences":
+        fig = _base_figure(
+            pts, tokens, pts.diff, pts.mean, title, groups, ("middle right", "middle left")
+        )
+        return _differences_axes(fig, pts, group_a, group_b)
+    fig = _base_figure(pts, tokens, pts.la, pts.lb, title, groups, ("top left", "bottom right"))
+    return _scatter_axes(fig, pts, group_a, group_b)
+
+
+scatter_figure = functools.partial(pair_figure, view="scatter")
+differences_figure = functools.partial(pair_figure, view="differences")
+
+
+def _scatter_axes(fig: Any, pts: PairPoints, group_a: str, group_b: str) -> Any:
+    """The y = x line and the equal log-prob axes of the scatter."""
     finite = np.isfinite(pts.la) & np.isfinite(pts.lb)
     vals = np.concatenate([pts.la[finite], pts.lb[finite]]).astype(np.float64)
     span = float(vals.max() - vals.min()) if vals.size else 10.0
     lo = float(np.floor(vals.min())) - max(0.5, 0.08 * span) if vals.size else -10.0
     hi = min(0.0, float(vals.max())) + 0.5 if vals.size else 0.5
-    fig = _base_figure(
-        pts, tokens, pts.la, pts.lb, title, (group_a, group_b), ("top left", "bottom right")
-    )
     fig.update_layout(
         shapes=[
             {
@@ -281,24 +306,9 @@ def scatter_figure(
     return fig
 
 
-def differences_figure(
-    pts: PairPoints,
-    vocab: tuple[str, ...] | list[str],
-    *,
-    group_a: str,
-    group_b: str,
-    title: str = "",
-) -> Any:
-    """Differences view: ``log p(B) − log p(A)`` (x) against the mean log-prob (y).
-
-    Args and return as :func:`scatter_figure`.
-    """
-    tokens = [vocab[i] for i in pts.ids]
-    diff, mean = pts.diff, pts.mean
-    cmax = _color_max(diff)
-    fig = _base_figure(
-        pts, tokens, diff, mean, title, (group_a, group_b), ("middle right", "middle left")
-    )
+def _differences_axes(fig: Any, pts: PairPoints, group_a: str, group_b: str) -> Any:
+    """The symmetric difference axis of the differences view."""
+    cmax = _color_max(pts.diff)
     fig.update_layout(
         xaxis={
             "title": {

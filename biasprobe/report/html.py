@@ -903,10 +903,32 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def _page(title: str, body: str, payload: dict[str, Any]) -> str:
+def _page(
+    title: str,
+    body: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    css: str = "",
+    plotly_first: bool = False,
+) -> str:
+    """The whole HTML page around ``body``.
+
+    With a ``payload`` (the interactive run report) the data, plotly and ``report.js`` follow
+    the body; with ``plotly_first`` (pages whose figures are drawn inline) plotly is loaded in
+    the head and no ``report.js`` is added. ``css`` is appended to the report stylesheet.
+    """
     from plotly.offline import get_plotlyjs
 
     plotly_js = get_plotlyjs().replace("</script", "<\\/script")
+    plotly = f"<script>{plotly_js}</script>\n"
+    head = plotly if plotly_first else ""
+    tail = ""
+    if payload is not None:
+        tail += f'<script type="application/json" id="biasprobe-data">{_script_json(payload)}</script>\n'
+    if not plotly_first:
+        tail += plotly
+    if payload is not None:
+        tail += f"<script>{_asset('report.js')}</script>\n"
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -914,13 +936,10 @@ def _page(title: str, body: str, payload: dict[str, Any]) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="biasprobe {_e(_version())}">
 <title>{_e(title)}</title>
-<style>{_asset("report.css")}</style>
-</head>
+<style>{_asset("report.css")}{css}</style>
+{head}</head>
 <body>
 {body}
-<script type="application/json" id="biasprobe-data">{_script_json(payload)}</script>
-<script>{plotly_js}</script>
-<script>{_asset("report.js")}</script>
-</body>
+{tail}</body>
 </html>
 """

@@ -9,6 +9,7 @@ import dataclasses
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -84,42 +85,41 @@ def train(
     --max-steps 300 --set train.batch_size=32 --out runs/sentiment/1
     """
     from biasprobe.sentiment.cda import parse_augment
-    from biasprobe.sentiment.config import apply_overrides, load_config
     from biasprobe.sentiment.train import train as run_training
 
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM: checkpoint, as Ctrl-C does
     try:
         if augment is not None:
             parse_augment(augment)
-        cfg = load_config(config)
-        overrides = list(set_)
-        if data is not None:
-            overrides.append(f"data.source={data}")
-        if max_steps is not None:
-            overrides.append(f"train.max_steps={max_steps}")
-        if device is not None:
-            overrides.append(f"train.device={device}")
-        if patience is not None:
-            overrides.append(f"train.patience={patience}")
-        if augment is not None:
-            overrides.append(f"data.augment={augment}")
-        if overrides:
-            cfg = apply_overrides(cfg, overrides)
-            cfg = dataclasses.replace(cfg, path=str(config))
+        options = {"data.source": data, "train.max_steps": max_steps, "train.device": device}
+        options.update({"train.patience": patience, "data.augment": augment})
+        cfg = _load_config(config, set_, options)
         folder = out if out is not None else Path("runs") / "sentiment" / cfg.name
-        summary = run_training(
-            cfg,
-            folder,
-            progress=progress and sys.stderr.isatty(),
-            overwrite=overwrite,
-        )
+        tty = progress and sys.stderr.isatty()
+        summary = run_training(cfg, folder, progress=tty, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    typer.echo(_summary_line(cfg.name, summary, folder))
+
+
+def _load_config(config: Path, set_: list[str], options: dict[str, Any]) -> Any:
+    """The config file with the ``--set`` overrides, then the options given (not None)."""
+    from biasprobe.sentiment.config import apply_overrides, load_config
+
+    cfg = load_config(config)
+    overrides = [*set_, *(f"{key}={value}" for key, value in options.items() if value is not None)]
+    if overrides:
+        cfg = apply_overrides(cfg, overrides)
+        cfg = dataclasses.replace(cfg, path=str(config))
+    return cfg
+
+
+def _summary_line(name: str, summary: dict[str, Any], folder: Path) -> str:
     acc = summary["best_val_accuracy"]
-    typer.echo(
-        f"{cfg.name}: {summary['steps']} steps, best validation accuracy {acc:.4f} at step "
+    return (
+        f"{name}: {summary['steps']} steps, best validation accuracy {acc:.4f} at step "
         f"{summary['best_step']} ({summary['validation_examples']} validation examples); "
         f"held-out test accuracy {summary['test_accuracy']:.4f} (95% CI "
         f"{summary['test_accuracy_ci_low']:.4f}-{summary['test_accuracy_ci_high']:.4f}, "

@@ -44,7 +44,7 @@ from typing import Any
 
 import yaml
 
-from biasprobe.errors import Problem, UsageError
+from biasprobe.errors import Problem, ProblemsError, UsageError
 from biasprobe.sentiment.kinds import CLASSIFIER_CLASSES, MODEL_KINDS
 from biasprobe.yamlschema import (
     INVALID,
@@ -71,15 +71,10 @@ __all__ = [
 ]
 
 
-class ConfigError(UsageError):
+class ConfigError(ProblemsError, UsageError):
     """A training config is missing or invalid; carries every problem found."""
 
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = list(problems)
-        n = len(self.problems)
-        head = "1 problem" if n == 1 else f"{n} problems"
-        body = "\n".join(f"  {p}" for p in self.problems)
-        super().__init__(f"invalid training config ({head}):\n{body}")
+    title = "invalid training config"
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from biasprobe.errors import OutputError, RunFolderError, UsageError
+from biasprobe.runfolder import read_json
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,23 +68,18 @@ def load_study_run(path: str | Path) -> StudyRun:
         RunFolderError: the folder, its summary or its log is missing or unreadable.
     """
     folder = Path(path)
-    summary_path, log_path = folder / "summary.json", folder / "log.jsonl"
-    if not folder.is_dir():
-        raise RunFolderError(f"run folder {folder} not found")
-    if not summary_path.is_file():
-        raise RunFolderError(
-            f"{folder}: no summary.json; the run has not finished (run the same "
-            "'biasprobe sentiment train' command again to resume it)"
-        )
+    summary = read_json(
+        folder,
+        "summary.json",
+        missing=f"{folder}: no summary.json; the run has not finished (run the same "
+        "'biasprobe sentiment train' command again to resume it)",
+    )
+    log_path = folder / "log.jsonl"
     try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-        records = [
-            json.loads(line)
-            for line in log_path.read_text(encoding="utf-8").splitlines()
-            if line.strip()
-        ]
+        lines = log_path.read_text(encoding="utf-8").splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
     except (OSError, json.JSONDecodeError) as e:
-        raise RunFolderError(f"{folder}: cannot read the run's summary or log: {e}") from e
+        raise RunFolderError(f"{log_path}: cannot read the run's log: {e}") from e
     return StudyRun(
         path=folder,
         summary=summary,
