@@ -280,6 +280,9 @@ class BertClassifier(nn.Module):
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         from transformers import AutoModel
 
+        from biasprobe.hub import quiet_transformers
+
+        quiet_transformers()
         name = str(model_name_or_path)
         load_from, kwargs, self.source_info = resolve_encoder(name)
         try:
