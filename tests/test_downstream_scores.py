@@ -230,3 +230,39 @@ def test_batched_and_looped_bootstrap_agree():
     batched = two_stage_bootstrap(w1, one, n_resamples=300, seed=3, batched=True)
     assert looped == pytest.approx(batched)
     assert looped[0] == pytest.approx(stats.wasserstein_distance(a, b))
+
+
+def test_compare_models_p_values_by_enumeration():
+    """The change's p-value: sign flips of the template means of the paired changes (set
+    level) and of the pair changes (template level), enumerated here by hand."""
+    import itertools
+
+    rng = np.random.default_rng(7)
+    n = 24
+    templates = [f"t{i % 4}" for i in range(n)]
+    mino = [0] * n
+    p_a = rng.uniform(0.2, 0.8, size=n)
+    base_b = p_a - rng.normal(0.05, 0.05, size=n)
+    twin_b = p_a - rng.normal(0.0, 0.05, size=n)
+    s0, _ = _frames(p_a, base_b, mino, templates, model="base")
+    s1, _ = _frames(p_a, twin_b, mino, templates, model="twin")
+    comp = compare_models(pd.concat([s0, s1]), set_name="s", n_resamples=200)
+
+    def exact(values):
+        v = np.asarray(values, dtype=float)
+        obs = abs(v.sum())
+        hits = sum(
+            abs(sum(s * x for s, x in zip(signs, v))) >= obs - 1e-12
+            for signs in itertools.product((1, -1), repeat=len(v))
+        )
+        return hits / 2 ** len(v)
+
+    diff = (p_a - twin_b) - (p_a - base_b)  # delta(twin) - delta(base), minoritized = side A
+    t = np.asarray(templates)
+    means = [diff[t == k].mean() for k in dict.fromkeys(templates)]
+    row = comp[(comp.level == "set") & (comp.score == "delta")].iloc[0]
+    assert row["p_value"] == pytest.approx(exact(means))
+    row = comp[(comp.level == "template") & (comp.key == "t1") & (comp.score == "delta")].iloc[0]
+    assert row["p_value"] == pytest.approx(exact(diff[t == "t1"]))
+    w = comp[comp.score == "wasserstein"]
+    assert w["p_value"].isna().all()

@@ -422,11 +422,11 @@ def print_downstream(result: DownstreamResult, console: Any = None) -> None:
         return
     c = c[c["level"] == "set"]
     title = f"Change from the base model ({markup(c['base'].iloc[0])})"
-    table = _table(console, title, ("model", "score", "change", "95% CI", "n"))
+    table = _table(console, title, ("model", "score", "change", "95% CI", "n", "p"))
     for _, r in c.iterrows():
         score = SCORE_LABELS.get(r["score"], r["score"])
-        n = str(int(r["n"]))
-        table.add_row(markup(r["model"]), markup(score), f"{r['change']:+.3f}", _ci(r), n)
+        n, p = str(int(r["n"])), _p(r.get("p_value", float("nan")))
+        table.add_row(markup(r["model"]), markup(score), f"{r['change']:+.3f}", _ci(r), n, p)
     console.print(table)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe.scores import bootstrap_ci, cluster_bootstrap_ci
+from biasprobe.scores import bootstrap_ci, cluster_bootstrap_ci, clustered_sign_flip
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -94,6 +94,7 @@ COMPARISON_COLUMNS = [
     "abs_base",
     "abs_model",
     "sign_flipped",
+    "p_value",
 ]
 
 
@@ -380,9 +381,12 @@ def compare_models(
                     change, lo, hi = bootstrap_ci(diff, **kw)
                     m0, m1 = float(x0.mean()), float(x1.mean())
                 flipped = bool(np.sign(m0) * np.sign(m1) < 0) if score == "delta" else False
+                # H0: the paired change is symmetric about 0 (sign flips of template means at
+                # the set level, of pair changes within a template), as for fill-mask deltas
+                p = clustered_sign_flip(diff, clusters if level == "set" else ["_"] * len(sel))
                 rows.append(
                     (model, base, level, key, score, m0, m1, change, lo, hi, len(sel))
-                    + (abs(m0), abs(m1), flipped)
+                    + (abs(m0), abs(m1), flipped, p)
                 )
             a0 = bb["p_minoritized"].to_numpy(np.float64)[sel]
             n0 = bb["p_normative"].to_numpy(np.float64)[sel]
@@ -398,6 +402,6 @@ def compare_models(
             )
             rows.append(
                 (model, base, level, key, "wasserstein", w_base, w_model, change, lo, hi)
-                + (len(sel), w_base, w_model, False)
+                + (len(sel), w_base, w_model, False, float("nan"))  # no paired null for W1
             )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -225,6 +225,7 @@ def _comparison_html(runs: Sequence[Any]) -> str:
                 + _td(r["change"], 3, True)
                 + f'<td class="num">{_ci(r["ci_low"], r["ci_high"])}</td>'
                 + f'<td class="num">{int(r["n"])}</td>'
+                + f'<td class="num">{_p(r.get("p_value", float("nan")))}</td>'
                 + _tdt(direction)
                 + "</tr>"
             )
@@ -235,9 +236,11 @@ def _comparison_html(runs: Sequence[Any]) -> str:
 <p class="muted">change = score(classifier) − score(base) on the same pairs, with a paired
 two-stage bootstrap 95% CI (templates, then pairs) and n pairs. For every score lower is less
 biased, except mean Δ, where closer to 0 is less biased (its |Δ| before and after decide
-"closer to 0").</p>
+"closer to 0"). p: sign-flip test of "no change" over the template means of the paired changes
+(none for Wasserstein-1).</p>
 <table><thead><tr><th>probe set</th><th>classifier</th><th>base</th><th>score</th>
-<th>base</th><th>classifier</th><th>change</th><th>95% CI</th><th>n</th><th>mean Δ</th></tr>
+<th>base</th><th>classifier</th><th>change</th><th>95% CI</th><th>n</th><th>p</th>
+<th>mean Δ</th></tr>
 </thead><tbody>{"".join(rows)}</tbody></table>
 </section>"""
 
