@@ -1,8 +1,9 @@
 """Summarise downstream run folders into one Markdown table (as in the README).
 
 One row per (probe set, classifier): the classifier's held-out accuracy (when its run folder
-records it), mean Δ P(pos) with its 95% CI, Wilcoxon p, mean |Δ|, flip rate and n pairs, all
-read from each run folder's summary.csv and results.json — nothing is recomputed.
+records it), mean Δ P(pos) with its 95% CI, Wilcoxon p, mean |Δ|, the flip rate averaged over
+templates (as every set-level rate) and the pooled count of flipped pairs, and n pairs — read
+from each run folder's summary.csv, scores.csv and results.json.
 
 Usage: python scripts/downstream_table.py RUN_DIR... [--label PATH=NAME]...
 """
@@ -27,6 +28,7 @@ def rows(run: Path, labels: dict[str, str]) -> list[str]:
 
     meta = json.loads((run / "results.json").read_text(encoding="utf-8"))
     summary = pd.read_csv(run / "summary.csv")
+    scores = pd.read_csv(run / "scores.csv")
     s = summary[(summary.level == "set") & summary.group.isna()]
     out = []
     for m in meta["models"]:
@@ -37,10 +39,12 @@ def rows(run: Path, labels: dict[str, str]) -> list[str]:
             k: s[(s.model == name) & (s.score == k)].iloc[0] for k in ("delta", "abs_delta", "flip")
         }
         d = r["delta"]
+        flips = scores[scores.model == name]["flip"].astype(bool)
         out.append(
             f"| {meta['probe_set']['name']} | {labels.get(name, Path(name).name)} | {acc_s} | "
             f"{d['mean']:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}] | {_p(d.p_wilcoxon)} | "
-            f"{r['abs_delta']['mean']:.3f} | {100 * r['flip']['mean']:.1f}% | {int(d.n)} |"
+            f"{r['abs_delta']['mean']:.3f} | {100 * r['flip']['mean']:.1f}% | "
+            f"{int(flips.sum())} ({100 * flips.mean():.1f}%) | {int(d.n)} |"
         )
     return out
 
@@ -53,9 +57,9 @@ def main() -> None:
     labels = dict(item.split("=", 1) for item in args.label)
     print(
         "| probe set | classifier | held-out acc. | mean Δ P(pos) [95% CI] | Wilcoxon p "
-        "| mean \\|Δ\\| | flip rate | n pairs |"
+        "| mean \\|Δ\\| | flip rate (template mean) | flipped pairs | n pairs |"
     )
-    print("|---|---|---:|---|---:|---:|---:|---:|")
+    print("|---|---|---:|---|---:|---:|---:|---:|---:|")
     for run in args.runs:
         print("\n".join(rows(run, labels)))
 

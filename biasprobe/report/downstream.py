@@ -128,10 +128,14 @@ def _finding_html(runs: Sequence[Any]) -> str:
                 )
             else:
                 verdict = "the interval includes 0: no gap is detectable at this sample size."
+            pairs = run.scores[run.scores["model"] == model]
+            k, n_pairs = int(pairs["flip"].astype(bool).sum()), len(pairs)
             flip = (
                 ""
                 if f is None
-                else f" Labels flip in {_fmt(f['mean'] * 100, 1, False)}% of pairs "
+                else f" Labels flip in {k} of {n_pairs} pairs "
+                f"({_fmt(100 * k / max(n_pairs, 1), 1, False)}%); averaged over templates, as "
+                f"every set-level rate here, {_fmt(f['mean'] * 100, 1, False)}% "
                 f"(95% CI {_ci(f['ci_low'] * 100, f['ci_high'] * 100, 1, False)}); "
                 f"mean |Δ| = {_fmt(a['mean'])}."
             )
