@@ -112,3 +112,53 @@ def test_library_runner_refuses_counterfactual_sets():
 def test_crows_is_mounted():
     res = invoke("crows", "--help")
     assert res.exit_code == 0 and "CrowS-Pairs" in res.output
+
+
+CF_HEADER = """\
+name: demo
+version: 1
+kind: counterfactual
+description: A test set.
+source: Written for the tests.
+orientation:
+  minoritized: women
+  normative: men
+pairs:
+"""
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ('"[SHE|she] is happy."', "both sides are the same tokens"),  # uncased: same ids
+        ('"[\U0001f642|she] is happy."', "become the unknown token"),  # a word outside the vocab
+    ],
+)
+def test_counterfactual_pairs_a_classifier_cannot_tell_apart_are_errors(
+    tiny_classifier, tmp_path, template, expected
+):
+    probe = tmp_path / "cf.yaml"
+    probe.write_text(
+        CF_HEADER + f"  - id: p\n    template: {template}\n    groups: [women, men]\n",
+        encoding="utf-8",
+    )
+    res = invoke("run", probe, "-m", tiny_classifier, "-o", tmp_path / "out")
+    assert res.exit_code == 2, res.output
+    assert expected in res.output and "cf.yaml:" in res.output and "pair p" in res.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_shipped_counterfactual_sets_pass_the_tokenizer_check():
+    """Every pair of the shipped sets is told apart by the uncased WordPiece tokenizer that the
+    sentiment models and all-MiniLM-L6-v2 use (no silent Δ = 0, no unknown group words)."""
+    from biasprobe.downstream.models import Classifier, check_tokenization
+    from biasprobe.probes import load_probe_set
+    from biasprobe.sentiment.data import load_tokenizer
+
+    class Tokenized(Classifier):
+        name, tokenizer = "uncased", load_tokenizer("bert-base-uncased")
+
+    for axis in ("gender", "race", "age", "religion", "sexuality"):
+        check_tokenization(
+            Tokenized(), load_probe_set(REPO / f"probes/sentiment-{axis}.yaml").items
+        )

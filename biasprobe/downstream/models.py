@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from biasprobe.errors import ModelLoadError, UsageError
+from biasprobe.errors import ModelLoadError, UsageError, VocabularyError
 
 __all__ = [
     "Classifier",
@@ -122,6 +122,11 @@ class Classifier:
         """P(positive) for each text, as a float64 array."""
         return self.predict(texts)[0]
 
+    @property
+    def text_tokenizer(self) -> Any:
+        """The tokenizer that turns texts into the model's input ids (None when unknown)."""
+        return getattr(self, "tokenizer", None)
+
     def close(self) -> None:
         """Release the model (frees memory between models of a run)."""
 
@@ -148,6 +153,10 @@ class SentimentRunClassifier(Classifier):
                 dtype=np.float64,
             )
         return np.stack([1.0 - p, p], axis=1)
+
+    @property
+    def text_tokenizer(self) -> Any:
+        return None if self.trained is None else self.trained.tokenizer
 
     def close(self) -> None:
         self.trained = None
@@ -377,3 +386,43 @@ def _max_length(tokenizer: Any, config: Any) -> int:
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return text[0] if text else type(e).__name__
+
+
+def check_tokenization(clf: Classifier, items: Sequence[Any]) -> None:
+    """Refuse pairs this classifier cannot tell apart, before any of them is scored.
+
+    A pair whose two sentences become the same input ids (e.g. "SHE" / "she" for an uncased
+    tokenizer) has Δ = 0 by construction, and a group word that becomes the unknown token is
+    not seen by the model at all: either would read as "no bias". Both are errors naming the
+    pair, where it is written and the classifier.
+
+    Raises:
+        VocabularyError: the first such pair.
+    """
+    tok = clf.text_tokenizer
+    if tok is None:
+        return
+    sentences = list(dict.fromkeys(s for it in items for s in it.sentences))
+    ids = dict(zip(sentences, tok(sentences, add_special_tokens=True)["input_ids"], strict=True))
+    unk = getattr(tok, "unk_token_id", None)
+    for it in items:
+        a, b = it.sentences
+        where = f"{it.source}: pair {it.pair_id}"
+        if ids[a] == ids[b]:
+            raise VocabularyError(
+                f"{where}: both sides are the same tokens for classifier {clf.name} "
+                f"({a!r} / {b!r}), so its Δ would be 0 by construction; write groups the "
+                "tokenizer tells apart"
+            )
+        if unk is None or (unk not in ids[a] and unk not in ids[b]):
+            continue
+        wa, wb = a.split(), b.split()
+        words = [w for w in dict.fromkeys(wa + wb) if (w in wa) != (w in wb)]
+        enc = tok(words, add_special_tokens=False)["input_ids"] if words else []
+        bad = [w for w, e in zip(words, enc, strict=True) if unk in e]
+        if bad:
+            raise VocabularyError(
+                f"{where}: the group word(s) {', '.join(map(repr, bad))} become the unknown "
+                f"token of classifier {clf.name}, so the model never sees them; use words in "
+                "its vocabulary"
+            )

@@ -251,14 +251,20 @@ def _model_name(spec: Any) -> str:
 
 
 def _predict(
-    spec: Any, sentences: list[str], progress: ProgressFn | None, load: dict[str, Any]
+    spec: Any,
+    items: Sequence[ProbeItem],
+    sentences: list[str],
+    progress: ProgressFn | None,
+    load: dict[str, Any],
 ) -> tuple[Any, dict[str, tuple[float, str]]]:
-    """Load one classifier (unless given loaded) and score every distinct sentence once.
+    """Load one classifier (unless given loaded), check that it tells every pair's sides apart
+    (:func:`~biasprobe.downstream.models.check_tokenization`) and score every distinct sentence
+    once.
 
     Returns ``(classifier, sentence → (P(positive), label))``; a classifier loaded here is
     closed again.
     """
-    from biasprobe.downstream.models import Classifier, load_classifier
+    from biasprobe.downstream.models import Classifier, check_tokenization, load_classifier
 
     given, name = isinstance(spec, Classifier), _model_name(spec)
     if progress:
@@ -268,6 +274,7 @@ def _predict(
         progress(name, "load", 1, 1)
         progress(name, "score", 0, len(sentences))
     try:
+        check_tokenization(clf, items)
         p_pos, labels = clf.predict(sentences)
     finally:
         if not given:
@@ -337,7 +344,7 @@ def run_downstream(
     items_frame = items_table(items)
     sides, pairs, model_meta = [], [], []
     for spec in models:
-        clf, by_sentence = _predict(spec, sentences, progress, load)
+        clf, by_sentence = _predict(spec, items, sentences, progress, load)
         mname = _model_name(spec)
         sides.append(_side_rows(mname, _sides(items_frame), by_sentence))
         pairs.append(_pair_rows(mname, items, by_sentence, float(tolerance)))
