@@ -257,11 +257,12 @@ def run(
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     tolerance: Annotated[
-        float,
+        float | None,
         typer.Option(
-            help="Counterfactual sets: |Δ P(pos)| above this is an invariance failure (0…1)."
+            help="Counterfactual sets: |Δ P(pos)| above this is an invariance failure (0…1; "
+            "default 0.1)."
         ),
-    ] = 0.1,
+    ] = None,
     positive_label: Annotated[
         str | None,
         typer.Option(
@@ -301,10 +302,13 @@ def run(
         opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
         opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
-        opts.update(exclude=exclude, top_k=top_k, tolerance=tolerance)
+        opts.update(exclude=exclude, top_k=top_k, tolerance=0.1 if tolerance is None else tolerance)
         saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
         typer.echo(f"wrote {safe_text(saved)}")
         return
+    for flag, value in (("--tolerance", tolerance), ("--positive-label", positive_label)):
+        if value is not None:
+            raise _usage(f"{flag} applies to counterfactual sets; this is a fill-mask set")
     settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
@@ -490,6 +494,13 @@ def report(
 
     if figures not in (None, "png", "svg"):
         raise UsageError(f"--figures must be png or svg, got {figures!r}")
+    if top_n < 1:
+        raise UsageError(f"--top-n must be at least 1, got {top_n}")
+    seen: dict[Path, Path] = {}
+    for d in run_dirs:
+        if d.resolve() in seen:
+            raise UsageError(f"run folder {d} is given twice (as {seen[d.resolve()]})")
+        seen[d.resolve()] = d
     if any(is_downstream_run(d) for d in run_dirs):
         typer.echo(f"wrote {safe_text(_downstream_report(run_dirs, out, title, figures))}")
         return

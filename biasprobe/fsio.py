@@ -93,8 +93,8 @@ def check_output_file(path: str | Path, *, what: str = "report") -> Path:
     if out.exists() or out.is_symlink():
         if out.is_symlink() or not out.is_file() or not is_biasprobe_report(out):
             raise NotOwnedError(
-                f"refusing to overwrite {out}: it exists and was not written by biasprobe "
-                f"(only biasprobe's own {what}s are replaced); choose another output path"
+                f"refusing to overwrite {out}: it exists and is not an HTML {what} that "
+                f"biasprobe wrote (only those are replaced); choose another output path"
             )
     return out
 
@@ -173,10 +173,15 @@ def check_output_folder(
             )
         foreign = foreign_files(out, kinds)
         if foreign is None:
+            other = read_manifest(out)
+            why = (
+                f"it is a biasprobe {other.get('kind')} folder, not a {what}"
+                if other is not None
+                else f"no {MANIFEST}; it holds {_shown(list_files(out))}"
+            )
             raise NotOwnedError(
-                f"refusing to overwrite {out}: it is not a {what} written by biasprobe (no "
-                f"{MANIFEST}; it holds {_shown(list_files(out))}); --overwrite only replaces "
-                f"biasprobe's own {what}s"
+                f"refusing to overwrite {out}: it is not a {what} written by biasprobe ({why}); "
+                f"--overwrite only replaces biasprobe's own {what}s"
             )
         if foreign:
             shown = _shown(foreign)

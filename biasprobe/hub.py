@@ -111,6 +111,12 @@ def _check_folder(name: str, path: Path, *, need_tokenizer: bool) -> list[Path]:
             "(config.json, weights and tokenizer files)"
         )
     if not (path / "config.json").is_file():
+        if (path / "config.yaml").is_file() and (path / "best.safetensors").is_file():
+            raise ModelLoadError(
+                f"{name} is a biasprobe sentiment classifier (a `biasprobe sentiment train` run "
+                "folder), not a masked language model: run it on a counterfactual probe set "
+                "(kind: counterfactual); fill-mask sets need a masked LM"
+            )
         raise ModelLoadError(
             f"{name} is not a model checkpoint folder: config.json is missing (expected "
             "config.json, model.safetensors or pytorch_model.bin, and tokenizer files)"

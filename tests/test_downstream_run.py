@@ -122,6 +122,11 @@ def test_positive_label_rules():
         positive_index({0: "bad", 1: "good"})
     with pytest.raises(UsageError, match="not one of"):
         positive_index({0: "bad", 1: "good"}, "great")
+    # a label the model does not have: classifiers that decide by their label names keep
+    # theirs, so one run can mix classifiers with different label names
+    assert positive_index({0: "NEGATIVE", 1: "POSITIVE"}, "good") == 1
+    with pytest.raises(UsageError, match="labels of model m1"):
+        positive_index({0: "bad", 1: "good"}, model="m1")
 
 
 @pytest.fixture(scope="module")

@@ -117,7 +117,7 @@ def test_report_overwrites_only_biasprobes_reports(tmp_path):
     page = tmp_path / "index.html"
     page.write_text("<html>my page</html>")
     res = invoke("report", out, "-o", page)
-    assert res.exit_code == 2 and "was not written by biasprobe" in res.output
+    assert res.exit_code == 2 and "is not an HTML report that biasprobe wrote" in res.output
     assert page.read_text() == "<html>my page</html>"
     # a biasprobe report is replaced
     target = tmp_path / "r.html"

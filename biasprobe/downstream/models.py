@@ -46,19 +46,24 @@ def _norm(label: str) -> str:
     return re.sub(r"[\s_-]+", "_", str(label).strip().lower())
 
 
-def positive_index(id2label: Mapping[Any, str], positive_label: str | None = None) -> int:
+def positive_index(
+    id2label: Mapping[Any, str], positive_label: str | None = None, *, model: str = ""
+) -> int:
     """The class index that means "positive".
 
-    Rules, in order: an explicit ``positive_label`` (exact name, then case-insensitive, then a
-    class index); a label named ``positive``/``pos`` (any case); with exactly two labels, the
-    other one of a ``negative``/``neg`` label, or ``LABEL_1`` when they are the default
-    ``LABEL_0``/``LABEL_1``.
+    Rules, in order: an explicit ``positive_label`` that is one of the labels (exact name, then
+    case-insensitive, then a class index); a label named ``positive``/``pos`` (any case); with
+    exactly two labels, the other one of a ``negative``/``neg`` label, or ``LABEL_1`` when they
+    are the default ``LABEL_0``/``LABEL_1``. A ``positive_label`` the model does not have is
+    used by the classifiers that have it: the others keep the label these rules find, so one run
+    can hold classifiers with different label names (``results.json`` records each one's).
 
     Raises:
-        UsageError: the positive class cannot be decided, or ``positive_label`` is not a label.
+        UsageError: the positive class cannot be decided (naming ``model``).
     """
     labels = {int(k): str(v) for k, v in id2label.items()}
     names = ", ".join(f"{i}: {labels[i]!r}" for i in sorted(labels))
+    who = f"model {model}" if model else "the model"
     if positive_label is not None:
         for i, name in labels.items():
             if name == positive_label:
@@ -68,9 +73,21 @@ def positive_index(id2label: Mapping[Any, str], positive_label: str | None = Non
             return hits[0]
         if positive_label.isdigit() and int(positive_label) in labels:
             return int(positive_label)
+    found = _positive_by_name(labels)
+    if found is not None:
+        return found
+    if positive_label is not None:
         raise UsageError(
-            f"--positive-label {positive_label!r} is not one of the model's labels ({names})"
+            f"--positive-label {positive_label!r} is not one of the labels of {who} ({names}), "
+            "and its positive label cannot be told from their names"
         )
+    raise UsageError(
+        f"cannot tell which of the labels of {who} means positive ({names}); "
+        "pass --positive-label NAME"
+    )
+
+
+def _positive_by_name(labels: dict[int, str]) -> int | None:
     hits = [i for i, name in labels.items() if _norm(name) in _POSITIVE_NAMES]
     if len(hits) == 1:
         return hits[0]
@@ -80,10 +97,7 @@ def positive_index(id2label: Mapping[Any, str], positive_label: str | None = Non
             return next(i for i in labels if i != neg[0])
         if {_norm(n) for n in labels.values()} == {"label_0", "label_1"}:
             return next(i for i, n in labels.items() if _norm(n) == "label_1")
-    raise UsageError(
-        f"cannot tell which of the model's labels means positive ({names}); "
-        "pass --positive-label NAME"
-    )
+    return None
 
 
 class Classifier:
@@ -217,8 +231,6 @@ def _sentiment_run(name: str, device: Any, batch_size: int, positive_label: str 
     folder = Path(name).expanduser()
     which = "best" if (folder / BEST_WEIGHTS).is_file() else "final"
     tm = load_trained(folder, which=which, device=str(device))
-    if positive_label is not None:
-        positive_index({0: "negative", 1: "positive"}, positive_label)  # validates the name
     weights = folder / (BEST_WEIGHTS if which == "best" else FINAL_WEIGHTS)
     s = tm.summary or {}
     info = {
@@ -296,7 +308,7 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
         kw["use_safetensors"] = True
     config = _classifier_config(src, revision, trust_remote_code)
     id2label = getattr(config, "id2label", None) or {}
-    pos = positive_index(id2label, positive_label)
+    pos = positive_index(id2label, positive_label, model=name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(
             src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
