@@ -7,7 +7,7 @@ besides biasprobe's own HTML reports: a user's folder that merely contains a fil
 ``results.json`` is never deleted. A file is overwritten only when biasprobe wrote it (HTML
 reports carry a generator marker).
 
-Folders are written to a hidden staging sibling, ``.NAME.tmp-PID-XXXX``, holding a marker with
+Folders are written to a hidden staging sibling, ``.NAME.tmp-PID-<random>``, holding a marker with
 the writer's PID and host; it is renamed into place when complete. A staging folder left behind
 by a killed process (SIGKILL, power loss) is removed by the next biasprobe write in the same
 parent folder once its owner is no longer running. Nothing here imports torch, pandas or numpy.

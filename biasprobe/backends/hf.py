@@ -29,17 +29,13 @@ from biasprobe.errors import DeviceError, ModelLoadError, UsageError
 from biasprobe.hub import (
     TOKENIZER_FILES,
     ModelSource,
-    hub_reachable,
     local_help,
     quiet_transformers,
     record_commit,
     resolve_model_source,
 )
 
-# ``hub_reachable`` and ``resolve_device`` live in biasprobe.hub / biasprobe.device; they are
-# re-exported here only for code that still imports them from this module.
-__all__ = ["HFMaskedLM", "check_vocab_size", "hub_reachable", "load_hf_masked_lm"]
-__all__ += ["pieces_in_context", "resolve_device"]
+__all__ = ["HFMaskedLM", "check_vocab_size", "load_hf_masked_lm", "pieces_in_context"]
 
 
 def _first_line(e: BaseException) -> str:

@@ -20,6 +20,7 @@ model is loaded.
 from __future__ import annotations
 
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,7 +101,7 @@ def _positive_by_name(labels: dict[int, str]) -> int | None:
     return None
 
 
-class Classifier:
+class Classifier(ABC):
     """The interface every downstream model offers.
 
     Attributes:
@@ -118,8 +119,9 @@ class Classifier:
     info: dict[str, Any]
     batch_size: int = 64
 
-    def _probs(self, texts: Sequence[str]) -> np.ndarray:  # (N, C) float64
-        raise NotImplementedError
+    @abstractmethod
+    def _probs(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, (N, C) float64, for texts given in length order."""
 
     def predict(self, texts: Sequence[str]) -> tuple[np.ndarray, list[str]]:
         """P(positive) (float64, (N,)) and the predicted label (argmax class name) per text."""
@@ -141,8 +143,9 @@ class Classifier:
         """The tokenizer that turns texts into the model's input ids (None when unknown)."""
         return getattr(self, "tokenizer", None)
 
-    def close(self) -> None:
+    def close(self) -> None:  # an optional hook: nothing to release by default
         """Release the model (frees memory between models of a run)."""
+        return None
 
 
 @dataclass(eq=False)

@@ -152,7 +152,9 @@ def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
     Zero differences are dropped (they have no sign); with no non-zero difference both
     p-values are exactly 1.
     """
-    from scipy.stats import binomtest, wilcoxon
+    from scipy.stats import wilcoxon
+
+    from biasprobe.stats import binomial_test
 
     d = np.asarray(deltas, dtype=np.float64)
     d = d[~np.isnan(d)]
@@ -160,7 +162,7 @@ def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
     if nz.size == 0:
         return 1.0, 1.0
     n_pos = int((nz > 0).sum())
-    p_sign = float(binomtest(n_pos, int(nz.size), 0.5).pvalue)
+    p_sign = binomial_test(n_pos, int(nz.size))
     p_wil = float(wilcoxon(nz, zero_method="wilcox").pvalue)
     return p_wil, p_sign
 

@@ -99,10 +99,10 @@ def _accuracy(info: dict[str, Any]) -> tuple[float, float, float, int] | None:
         n = int(n)
     except (TypeError, ValueError):
         return acc, math.nan, math.nan, 0
-    from scipy.stats import binomtest
+    from biasprobe.stats import wilson_ci
 
-    ci = binomtest(int(round(acc * n)), n).proportion_ci(0.95, method="wilson")
-    return acc, float(ci.low), float(ci.high), n
+    low, high = wilson_ci(int(round(acc * n)), n)
+    return acc, low, high, n
 
 
 # --------------------------------------------------------------------------- sections

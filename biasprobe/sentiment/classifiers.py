@@ -11,6 +11,7 @@ when labels are given, else ``None``. :func:`build_classifier` builds one by nam
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,14 @@ def _loss(logits: Tensor, labels: Tensor | None) -> Tensor | None:
     return F.cross_entropy(logits, labels)
 
 
-class _HeadClassifier(nn.Module):
+class _HeadClassifier(nn.Module, metaclass=ABCMeta):
     """An encoder giving one vector per sequence (:meth:`features`) + the linear ``classifier``."""
 
     classifier: nn.Linear
 
+    @abstractmethod
     def features(self, input_ids: Tensor, mask: Tensor | None) -> Tensor:
-        raise NotImplementedError
+        """One ``(B, H)`` vector per sequence, fed to ``classifier``."""
 
     def forward(
         self, input_ids: Tensor, mask: Tensor | None, labels: Tensor | None = None

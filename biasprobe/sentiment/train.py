@@ -57,6 +57,7 @@ from biasprobe.sentiment.data import (
     shuffled,
     split_validation,
 )
+from biasprobe.stats import wilson_ci
 
 if TYPE_CHECKING:
     import torch
@@ -70,7 +71,6 @@ __all__ = [
     "load_trained",
     "resolve_device",
     "train",
-    "wilson_interval",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -176,17 +176,6 @@ def _state_bytes(model: nn.Module) -> bytes:
 
 def _save_weights(model: nn.Module, path: Path) -> None:
     fsio.atomic_write_bytes(path, _state_bytes(model))
-
-
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """95% Wilson score interval of a proportion ``successes / n`` (``(nan, nan)`` when n = 0)."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -636,7 +625,7 @@ class _Run:
         metrics = evaluate(self.model, self.data.test, self.device)
         n = metrics["val_examples"]
         correct = round(metrics["val_accuracy"] * n)
-        low, high = wilson_interval(correct, n)
+        low, high = wilson_ci(correct, n)
         positive = sum(int(b.labels.sum()) for b in self.data.test) / n
         return {
             "test_accuracy": metrics["val_accuracy"],
