@@ -109,6 +109,39 @@ def build_tiny_roberta(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def build_tiny_classifier(folder: Path, vocab: Path, seed: int = 0) -> Path:
+    """A random-weight BertForSequenceClassification (labels NEGATIVE/POSITIVE) with the real
+    vocab, saved with its tokenizer; large initial weights so its outputs move with the words."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(vocab, folder / "vocab.txt")
+    tok = BertTokenizer.from_pretrained(str(folder))
+    torch.manual_seed(seed)
+    cfg = BertConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        initializer_range=0.5,
+        num_labels=2,
+        id2label={0: "NEGATIVE", 1: "POSITIVE"},
+        label2id={"NEGATIVE": 0, "POSITIVE": 1},
+    )
+    BertForSequenceClassification(cfg).eval().save_pretrained(str(folder))
+    tok.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_hf_classifier(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> Path:
+    """Folder of a tiny sequence classifier (copy it before changing anything in it)."""
+    return build_tiny_classifier(tmp_path_factory.mktemp("tiny-classifier"), real_vocab)
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> Path:
     """Folder of a tiny BertForMaskedLM with the real uncased vocab."""

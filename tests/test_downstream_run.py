@@ -129,32 +129,6 @@ def test_positive_label_rules():
         positive_index({0: "bad", 1: "good"}, model="m1")
 
 
-@pytest.fixture(scope="module")
-def tiny_hf_classifier(tmp_path_factory, real_vocab) -> Path:
-    import torch
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("tiny-cls")
-    shutil.copy(real_vocab, folder / "vocab.txt")
-    tok = BertTokenizer.from_pretrained(str(folder))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        initializer_range=0.5,
-        num_labels=2,
-        id2label={0: "NEGATIVE", 1: "POSITIVE"},
-        label2id={"NEGATIVE": 0, "POSITIVE": 1},
-    )
-    BertForSequenceClassification(cfg).eval().save_pretrained(str(folder))
-    tok.save_pretrained(str(folder))
-    return folder
-
-
 def test_hf_classifier_matches_transformers(tiny_hf_classifier):
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
