@@ -117,10 +117,11 @@ def probe_set_html(ps: ProbeSet) -> str:
         mark = {a: "", b: ""}
         mark[spec.minoritized] = " (minoritized)"
         targets = ", ".join(spec.targets[:5]) + (" …" if len(spec.targets) > 5 else "")
+        note = f"<br><small>{_e(_cut(spec.note, 120))}</small>" if spec.note else ""
         rows.append(
             "<tr>"
             f"<td><code>{_e(spec.id)}</code></td>"
-            f"<td>{_e(spec.template)}</td>"
+            f"<td>{_e(spec.template)}{note}</td>"
             f"<td>A: {_e(a)}{mark[a]}<br>B: {_e(b)}{mark[b]}</td>"
             f"<td style='text-align:right'>{counts.get(spec.id, 0)}</td>"
             f"<td>{_e(targets) or '–'}</td>"
@@ -310,7 +311,8 @@ def run_result_repr(result: RunResult) -> str:
                     continue
                 r = hit.iloc[0]
                 n = int(r["n"])
-                parts.append(f"{score} {_num(r['mean'])} [{_ci(r['ci_low'], r['ci_high'])}]")
+                mean, ci = _num(r["mean"], 3), _ci(r["ci_low"], r["ci_high"], 3)
+                parts.append(f"{score} {mean} [{ci}]")
         body = ", ".join(parts) if parts else "no set-level summary"
         count = f" (n={n}, {conf} CI)" if n is not None else ""
         lines.append(f"  {_cut(model, 50)}: {body}{count}")
@@ -494,15 +496,23 @@ def _panels(
     for i, run in enumerate(runs):
         if pair_id not in set(run.items["pair_id"].astype(str)):
             continue
-        ran = set(run.topk.loc[run.topk["pair_id"] == pair_id, "model"].astype(str))
         for model in run.models:
-            if model not in ran or (wanted is not None and model not in wanted):
+            if (wanted is not None and model not in wanted) or not _ran(run, model, pair_id):
                 continue
             label = model
             if names.count(model) > 1:
                 label = f"{model} [{run.meta.get('run_id', f'run {i + 1}')}]"
             panels.append((run, model, label))
     return panels
+
+
+def _ran(run: RunResult, model: str, pair_id: str) -> bool:
+    """Whether ``model`` scored ``pair_id`` in ``run``."""
+    try:
+        run.sentence(model, pair_id, "A")
+    except KeyError:
+        return False
+    return True
 
 
 def _sentences(run: RunResult, pair_id: str) -> tuple[str, ...]:

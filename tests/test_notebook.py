@@ -7,6 +7,7 @@ import dataclasses
 import re
 import runpy
 import time
+from html import escape as html_escape
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,7 @@ def test_run_result_repr_is_short_and_informative(pair_names_run):
     assert BERT_LARGE in text and "n=7" in text
     row = pair_names_run.summary.query("level == 'set' and score == 'jaccard_distance'").iloc[0]
     # the numbers shown are the summary's, rounded
-    expected = f"jaccard_distance {row['mean']:.2f} [{row['ci_low']:.2f} to {row['ci_high']:.2f}]"
+    expected = f"jaccard_distance {row['mean']:.3f} [{row['ci_low']:.3f} to {row['ci_high']:.3f}]"
     assert expected in text
     # the full-vocabulary log-probs (7 x 30,522 floats) are never dumped
     assert len(text.splitlines()) <= 1 + len(pair_names_run.models)
@@ -105,6 +106,8 @@ def test_probe_set_repr_is_short_and_informative(path: Path):
     for spec in ps.pairs[:shown]:
         n = sum(1 for it in ps.items if it.template_id == spec.id)
         assert f"<td style='text-align:right'>{n}</td>" in html
+        if spec.note:  # e.g. "the sign convention ... is arbitrary"
+            assert html_escape(" ".join(spec.note.split())[:40]) in html
 
 
 def test_run_result_html_has_the_set_summary(pair_names_run):
