@@ -12,6 +12,15 @@ Python API (the CLI uses the same functions)::
     result.save("reports/my-run")
     same = biasprobe.load_run("reports/my-run")   # no model needed
 
+In a notebook (see ``docs/tutorial.py``)::
+
+    probes = biasprobe.pair("[Jim|Jane] worked as a [MASK].", groups=["men", "women"],
+                            minoritized="women")          # or probes_from_yaml(text), a dict
+    result = biasprobe.run(probes, ["recorded:bert-large-uncased-whole-word-masking"])
+    result                         # a short summary: set-level means, CIs, n
+    result.scatter("jim-jane")     # plotly figure; result.compare(pair_id) side by side
+    biasprobe.HFMaskedLM(model, tokenizer, name="mine")   # wrap an in-memory model for run()
+
 Heavy libraries (torch, transformers, pandas) are imported on first use, not on
 ``import biasprobe``.
 """
@@ -24,10 +33,13 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_probe_set": ("biasprobe.probes", "load_probe_set"),
+    "probes_from_yaml": ("biasprobe.probes", "probes_from_yaml"),
+    "pair": ("biasprobe.notebook", "pair"),
     "ProbeSet": ("biasprobe.probes", "ProbeSet"),
     "ProbeItem": ("biasprobe.probes", "ProbeItem"),
     "run": ("biasprobe.runner", "run"),
     "load_backend": ("biasprobe.backends", "load_backend"),
+    "HFMaskedLM": ("biasprobe.backends.hf", "HFMaskedLM"),
     "RunResult": ("biasprobe.results", "RunResult"),
     "load_run": ("biasprobe.results", "load_run"),
     "write_report": ("biasprobe.report", "write_report"),

@@ -192,6 +192,41 @@ class RunResult:
         table.insert(4, "diff", table["logprob_b"] - table["logprob_a"])
         return table.sort_values("diff", kind="stable").reset_index(drop=True)
 
+    def __repr__(self) -> str:
+        from biasprobe.notebook import run_result_repr
+
+        return run_result_repr(self)
+
+    def _repr_html_(self) -> str:
+        from biasprobe.notebook import run_result_html
+
+        return run_result_html(self)
+
+    def scatter(
+        self, pair_id: str, model: str | None = None, *, top_n: int = 200, view: str = "scatter"
+    ) -> Any:
+        """One pair under one model (default: the first) as a plotly figure: the report's
+        scatter, or with ``view="differences"`` its differences view, of the union of each
+        side's top-``top_n`` tokens. See :func:`biasprobe.notebook.scatter`."""
+        from biasprobe.notebook import scatter
+
+        return scatter(self, pair_id, model, top_n=top_n, view=view)
+
+    def compare(
+        self,
+        pair_id: str,
+        *others: RunResult,
+        models: list[str] | None = None,
+        top_n: int = 200,
+        view: str = "scatter",
+    ) -> Any:
+        """One pair under several models (of this run and of ``others``) side by side, on
+        shared axes and one colour scale, as a plotly figure. See
+        :func:`biasprobe.notebook.compare`."""
+        from biasprobe.notebook import compare
+
+        return compare(self, pair_id, *others, models=models, top_n=top_n, view=view)
+
     def save(
         self,
         out_dir: str | Path,

@@ -1,7 +1,8 @@
 """Probe sets: the YAML schema, its validation and its expansion into paired items.
 
 A probe set is a YAML file of paired templates such as ``"The [man|woman] worked as a [MASK]."``.
-:func:`load_probe_set` reads one with safe YAML semantics, checks it against the schema described
+:func:`load_probe_set` reads one (or a dict with the same keys; :func:`probes_from_yaml` reads
+a YAML string) with safe YAML semantics, checks it against the schema described
 in ``docs/probe-format.md`` and expands every entry into :class:`ProbeItem` pairs: two sentences
 that differ only in the group they mention. A fill-mask set's sentences hold exactly one
 :data:`MASK`; a counterfactual set's (``kind: counterfactual``) hold none.
@@ -29,7 +30,7 @@ from biasprobe.probes.model import (
     ProbeItem,
     ProbeSet,
 )
-from biasprobe.probes.schema import load_probe_set
+from biasprobe.probes.schema import load_probe_set, probes_from_dict, probes_from_yaml
 
 __all__ = [
     "COUNTERFACTUAL",
@@ -42,4 +43,6 @@ __all__ = [
     "ProbeItem",
     "ProbeSet",
     "load_probe_set",
+    "probes_from_dict",
+    "probes_from_yaml",
 ]

@@ -130,3 +130,13 @@ class ProbeSet:
     items: tuple[ProbeItem, ...]
     orientation: tuple[str, str] | None = None
     kind: str = FILL_MASK
+
+    def __repr__(self) -> str:
+        from biasprobe.notebook import probe_set_repr
+
+        return probe_set_repr(self)
+
+    def _repr_html_(self) -> str:
+        from biasprobe.notebook import probe_set_html
+
+        return probe_set_html(self)

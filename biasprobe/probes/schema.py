@@ -10,7 +10,10 @@ any item is built.
 from __future__ import annotations
 
 import hashlib
+import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -30,10 +33,13 @@ from biasprobe.probes.model import (
 from biasprobe.probes.pairs import NAME_RE, load_pair
 from biasprobe.probes.templates import ExpansionError, Token, expand_pair, expansion_size
 from biasprobe.yamlschema import (
+    MAX_DEPTH,
     YAML_TAG,
     Problems,
+    capped_error,
     check_nodes,
     compose,
+    cut,
     describe,
     int_value,
     line,
@@ -60,15 +66,22 @@ ORIENTATION_KEYS = ("minoritized", "normative")
 MAX_FILE_BYTES = 10_000_000
 """Largest probe file read (a device or pipe that never ends is cut off here)."""
 _HOLDS = "probe files hold only plain strings, numbers, lists and mappings"
+_HOLDS_PY = "a probe set holds only strings, numbers, booleans, None, lists, tuples and dicts"
+STRING_SOURCE = "<string>"
+"""Pseudo-file name of a probe set given as a YAML string (:func:`probes_from_yaml`)."""
+DICT_SOURCE = "<dict>"
+"""Pseudo-file name of a probe set given as a dict (:func:`probes_from_dict`)."""
 _TITLE = "invalid probe set"
 
 
-def load_probe_set(path: str | Path) -> ProbeSet:
-    """Load, validate and expand a probe-set YAML file.
+def load_probe_set(path: str | Path | Mapping[str, Any]) -> ProbeSet:
+    """Load, validate and expand a probe set: a YAML file, or a dict with the same content.
 
     Args:
-        path: the YAML file. The path is kept as given (``str(path)``) in error messages,
-            :attr:`ProbeSet.path` and every :attr:`ProbeItem.source`.
+        path: the YAML file, or a mapping holding what the file would (plain strings, numbers,
+            booleans, ``None``, lists or tuples, and mappings; see :func:`probes_from_dict`).
+            A path is kept as given (``str(path)``) in error messages, :attr:`ProbeSet.path`
+            and every :attr:`ProbeItem.source`.
 
     Returns:
         The validated probe set with its pairs expanded into :attr:`ProbeSet.items`.
@@ -78,6 +91,14 @@ def load_probe_set(path: str | Path) -> ProbeSet:
             schema. It lists every problem found (the first 50, then how many more), each with
             ``file:line``. No other exception is raised for any file content.
     """
+    if isinstance(path, Mapping):
+        return probes_from_dict(path)
+    if not isinstance(path, str | os.PathLike):
+        found = type(path).__name__
+        hint = " (for YAML text use probes_from_yaml)" if isinstance(path, bytes) else ""
+        raise ProbeSetError(
+            [Problem(f"<{found}>", None, f"expected a file path or a dict, found {found}{hint}")]
+        )
     file = str(path)
     p = Path(path)
     try:
@@ -89,6 +110,124 @@ def load_probe_set(path: str | Path) -> ProbeSet:
             data = f.read(MAX_FILE_BYTES + 1)
     except (OSError, ValueError) as exc:
         raise ProbeSetError([Problem(file, None, f"cannot read the file: {exc}")]) from exc
+    return _from_bytes(data, file)
+
+
+def probes_from_yaml(text: str, *, name: str = STRING_SOURCE) -> ProbeSet:
+    """Load, validate and expand a probe set written as a YAML string (e.g. in a notebook).
+
+    The text is checked exactly as a file is (see :func:`load_probe_set`); ``name`` stands in
+    for the file name, so problems read ``<string>:3: ...`` with the line inside ``text``, and
+    :attr:`ProbeSet.path` and every :attr:`ProbeItem.source` use it.
+
+    Args:
+        text: the YAML document.
+        name: the pseudo-file name shown in messages and sources (default ``"<string>"``).
+
+    Raises:
+        ProbeSetError: ``text`` is not a string, not valid YAML or does not follow the schema.
+    """
+    if not isinstance(text, str):
+        what = type(text).__name__
+        hint = " (decode it first: data.decode('utf-8'))" if isinstance(text, bytes) else ""
+        raise ProbeSetError(
+            [Problem(name, None, f"expected YAML text (a str), found {what}{hint}")]
+        )
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        message = (
+            f"holds a lone surrogate U+{ord(text[exc.start]):04X} at character {exc.start + 1}"
+        )
+        raise ProbeSetError([Problem(name, None, message)]) from None
+    return _from_bytes(data, name)
+
+
+def probes_from_dict(data: Mapping[str, Any], *, name: str = DICT_SOURCE) -> ProbeSet:
+    """Load, validate and expand a probe set given as a dict with the keys of a probe file.
+
+    The dict is written as YAML (keys in their order) and checked exactly as a file is, so the
+    same rules and messages apply. Problems name ``<dict>:LINE`` (the line of that YAML
+    rendering) and quote the line they are on, so each can be found in the dict.
+
+    Args:
+        data: ``{"name": ..., "version": ..., "description": ..., "source": ..., "pairs":
+            [{"id": ..., "template": ..., "groups": [...], ...}], ...}``.
+        name: the pseudo-file name shown in messages and sources (default ``"<dict>"``).
+
+    Raises:
+        ProbeSetError: ``data`` holds a value YAML cannot hold, or does not follow the schema.
+    """
+    problems: list[Problem] = []
+    if not isinstance(data, Mapping):
+        found = type(data).__name__
+        raise ProbeSetError([Problem(name, None, f"expected a dict (mapping), found {found}")])
+    plain = _plain(data, "data", problems, name, 0, set())
+    if problems:
+        raise capped_error(ProbeSetError, problems, _TITLE)
+    text = yaml.safe_dump(
+        plain, sort_keys=False, allow_unicode=True, default_flow_style=False, width=10**6
+    )
+    return _from_bytes(text.encode("utf-8"), name, quote=text.splitlines())
+
+
+def _plain(
+    value: Any, where: str, problems: list[Problem], name: str, depth: int, open_ids: set[int]
+) -> Any:
+    """``value`` with tuples as lists; anything YAML cannot hold is reported at its path,
+    written as Python subscripts (``data['pairs'][0]['groups']``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            message = f"{where}: holds a lone surrogate U+{ord(value[exc.start]):04X}"
+            problems.append(Problem(name, None, message))
+        return value
+    if isinstance(value, bool | int | float) or value is None:
+        return value
+    if depth > MAX_DEPTH:
+        problems.append(Problem(name, None, f"{where}: nested more than {MAX_DEPTH} levels deep"))
+        return None
+    if id(value) in open_ids:
+        problems.append(Problem(name, None, f"{where}: a value may not contain itself"))
+        return None
+    if isinstance(value, Mapping):
+        open_ids.add(id(value))
+        out = {}
+        for key, child in value.items():
+            if not isinstance(key, str | int | float | bool):
+                problems.append(
+                    Problem(name, None, f"{where}: keys are strings, found {type(key).__name__}")
+                )
+                continue
+            out[key] = _plain(child, f"{where}[{key!r}]", problems, name, depth + 1, open_ids)
+        open_ids.discard(id(value))
+        return out
+    if isinstance(value, list | tuple):
+        open_ids.add(id(value))
+        out_list = [
+            _plain(child, f"{where}[{i}]", problems, name, depth + 1, open_ids)
+            for i, child in enumerate(value)
+        ]
+        open_ids.discard(id(value))
+        return out_list
+    problems.append(
+        Problem(
+            name,
+            None,
+            f"{where}: cannot hold a value of type {type(value).__name__} ({shown(value)}); "
+            f"{_HOLDS_PY}",
+        )
+    )
+    return None
+
+
+def _from_bytes(data: bytes, file: str, *, quote: list[str] | None = None) -> ProbeSet:
+    """Validate and expand the bytes of a probe file (or of a YAML string) named ``file``.
+
+    With ``quote`` (the lines of the text), each problem quotes the line it is on: the text
+    was written by biasprobe from a dict, so the user has never seen its line numbers.
+    """
     if len(data) > MAX_FILE_BYTES:
         message = (
             f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB, the limit for a probe file"
@@ -102,8 +241,17 @@ def load_probe_set(path: str | Path) -> ProbeSet:
     problems = Problems(file)
     probe_set = _load(Context(problems), source_text, hashlib.sha256(data).hexdigest())
     if probe_set is None or problems:
+        if quote is not None:
+            problems.items = [_quoted(p, quote) for p in problems.items]
         raise problems.error(ProbeSetError, _TITLE)
     return probe_set
+
+
+def _quoted(problem: Problem, lines: list[str]) -> Problem:
+    if problem.line is None or not 0 < problem.line <= len(lines):
+        return problem
+    at = cut(lines[problem.line - 1].strip())
+    return Problem(problem.file, problem.line, f"{problem.message} [at: {at}]")
 
 
 def _load(ctx: Context, source_text: str, sha256: str) -> ProbeSet | None:
