@@ -88,6 +88,12 @@ class VocabLogProbs:
             )
         self._index.update({s: i for i, s in enumerate(self.sentences)})
 
+    def __repr__(self) -> str:
+        return (
+            f"VocabLogProbs({len(self.sentences)} sentences × {len(self.vocab)} tokens, "
+            f"{self.logprobs.dtype})"
+        )
+
     def row(self, sentence: str) -> np.ndarray:
         """The (V,) log-prob vector of one sentence."""
         try:

@@ -414,3 +414,18 @@ def test_tutorial_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     b = set(topk[topk["side"] == "B"]["token"])
     assert len(a) == len(b) == 10
     assert again.scores.set_index("pair_id").loc["jim-jane", "overlap"] == len(a & b)
+
+
+def test_vocab_logprobs_repr_is_short():
+    import numpy as np
+
+    from biasprobe.results import VocabLogProbs
+
+    table = VocabLogProbs(
+        ("a [MASK].", "b [MASK]."),
+        np.zeros((2, 30522), np.float32),
+        tuple(f"t{i}" for i in range(30522)),
+    )
+    text = repr(table)
+    assert len(text) < 100
+    assert "2 sentences" in text and "30522 tokens" in text
