@@ -440,7 +440,8 @@ def resolve_models(
         alias, text = split_alias(m)
         spec = resolve_spec(text, revision=revision)
         if alias is not None:
-            spec = NamedSpec(**dataclasses.asdict(spec), name=alias)
+            fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+            spec = NamedSpec(**fields, name=alias)
         resolved.append(spec)
     keys = [r.key if isinstance(r, ModelSpec) else f"backend:{r.name}" for r in resolved]
     names = [model_name(r) for r in resolved]

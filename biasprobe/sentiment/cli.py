@@ -101,7 +101,21 @@ def train(
         raise _fail(e) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if summary.get("already_finished"):
+        typer.echo(_finished_line(cfg.name, summary, folder))
+        return
     typer.echo(_summary_line(cfg.name, summary, folder))
+
+
+def _finished_line(name: str, summary: dict[str, Any], folder: Path) -> str:
+    """What a re-run of a finished run says: nothing was trained, where the results are."""
+    acc = summary.get("test_accuracy")
+    shown = "" if acc is None else f", held-out test accuracy {acc:.4f}"
+    return (
+        f"{name}: already finished in {folder} ({summary.get('steps')} steps{shown}); nothing "
+        f"was trained. Its summary: {folder / 'summary.json'}. A larger --max-steps continues "
+        "it; --overwrite trains it again"
+    )
 
 
 def _load_config(config: Path, set_: list[str], options: dict[str, Any]) -> Any:
@@ -152,5 +166,46 @@ def compare(
         files = run_compare(list(run_dirs), out, png=png, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
+    import pandas as pd
+
+    print_results(pd.read_csv(files["csv"]))
     for kind, path in files.items():
         typer.echo(f"{kind}: {path}")
+
+
+def print_results(frame: Any, console: Any = None) -> None:
+    """The results table of ``compare`` on the terminal, in 80 columns: the main columns of
+    results.csv (results.md has them all, with the legend)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from biasprobe.cliutil import markup
+
+    console = console or Console(highlight=False)
+
+    def f(x: Any, spec: str = ".3f") -> str:
+        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    table = Table(
+        title="Sentiment runs (* best validation accuracy; † stopped at max_steps)",
+        title_justify="left",
+        caption="All columns and the legend: results.md; every value: results.csv.",
+        caption_justify="left",
+    )
+    table.add_column("exp", justify="right", no_wrap=True)
+    table.add_column("model", overflow="fold")
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("best val (step)", justify="right", no_wrap=True)
+    table.add_column("test acc [95% CI]", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    twice = {n for n in frame["name"] if list(frame["name"]).count(n) > 1}
+    for r in frame.itertuples(index=False):
+        name = markup(r.name) + (f" ({markup(Path(r.run_dir).name)})" if r.name in twice else "")
+        name += " †" if bool(r.stopped_early) else ""
+        best = f"{f(r.best_val_accuracy)} ({int(r.best_step)})" + (" *" if r.is_best else "")
+        test = f"{f(r.test_accuracy)} [{f(r.test_accuracy_ci_low)}, {f(r.test_accuracy_ci_high)}]"
+        n = "–" if r.test_examples != r.test_examples else f"{int(r.test_examples):,}"
+        table.add_row(str(r.experiment), name, f"{int(r.steps):,}", best, test, n)
+    console.print(table)
