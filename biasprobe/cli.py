@@ -76,7 +76,10 @@ def validate(
     list_pairs: Annotated[
         bool,
         typer.Option(
-            "--list", "-l", help="Also print every pair: its groups and its two sentences."
+            "--list",
+            "-l",
+            metavar="",
+            help="Also print every pair: its groups and its two sentences.",
         ),
     ] = False,
 ) -> None:

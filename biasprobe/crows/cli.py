@@ -97,6 +97,7 @@ def crows(
         typer.Option(
             "--model",
             "-m",
+            metavar="MODEL",
             help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder.",
             show_default=False,
         ),
@@ -104,26 +105,35 @@ def crows(
     scoring: Annotated[
         str,
         typer.Option(
+            metavar="NAME",
             help="meade: bias-bench (Meade et al. 2022; mean log-prob of the tokens that "
             "differ); nangia: the original (Nangia et al. 2020; pseudo-log-likelihood of "
-            "the shared tokens)."
+            "the shared tokens).",
         ),
     ] = "meade",
     bias_type: Annotated[
-        list[str] | None, typer.Option("--bias-type", "-b", help=_BIAS_TYPE_HELP)
+        list[str] | None,
+        typer.Option("--bias-type", "-b", metavar="TYPE", help=_BIAS_TYPE_HELP),
     ] = None,
     out: Annotated[Path | None, out_option("reports/crows-<model>-<run id>")] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."),
+        typer.Option(
+            metavar="CSV", help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."
+        ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Score only the first N pairs (after --bias-type).")
+        int | None,
+        typer.Option(metavar="N", help="Score only the first N pairs (after --bias-type)."),
     ] = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int, typer.Option(help="Masked sentences per forward pass.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", help="Masked sentences per forward pass.")
+    ] = 64,
     revision: RevisionOption = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Replace an earlier run folder.")
+    ] = False,
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from biasprobe.cliutil import safe_text
 from biasprobe.errors import BiasprobeError
 
 app = typer.Typer(
@@ -35,32 +36,43 @@ def _fail(e: BiasprobeError) -> typer.Exit:
 @app.command()
 def train(
     config: Path = typer.Argument(
-        ..., help="Training config (YAML), e.g. configs/sentiment/1-gru-encoder.yaml."
+        ...,
+        metavar="CONFIG",
+        help="Training config (YAML), e.g. configs/sentiment/1-gru-encoder.yaml.",
     ),
     data: str | None = typer.Option(
         None,
         "--data",
+        metavar="SOURCE",
         help="Data source replacing data.source: rotten_tomatoes, amazon_polarity, a folder "
         "with train.csv/test.csv (amazon_review_polarity_csv), or a .csv/.tsv/.jsonl file with "
         "text and label.",
     ),
     max_steps: int | None = typer.Option(
-        None, "--max-steps", min=1, help="Stop after this many optimiser steps."
+        None, "--max-steps", min=1, metavar="N", help="Stop after this many optimiser steps."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Run folder (default: runs/sentiment/NAME, NAME from the config)."
+        None,
+        "--out",
+        metavar="DIR",
+        help="Run folder (default: runs/sentiment/NAME, NAME from the config).",
     ),
     device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps (replaces train.device)."
+        None,
+        "--device",
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (replaces train.device).",
     ),
     set_: list[str] = typer.Option(
         [],
         "--set",
+        metavar="KEY=VAL",
         help="Override a config value, SECTION.KEY=VALUE (repeatable), e.g. --set train.batch_size=32.",
     ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
+        metavar="",
         help="Replace a previous run in the folder instead of resuming it (only a folder "
         "biasprobe wrote, holding nothing else).",
     ),
@@ -68,16 +80,20 @@ def train(
         None,
         "--patience",
         min=1,
+        metavar="N",
         help="Early stopping: stop after this many evaluations without a better validation "
         "accuracy (validation is carved from the training data).",
     ),
     augment: str | None = typer.Option(
         None,
         "--augment",
+        metavar="CDA",
         help="cda or cda:AXIS (e.g. cda:gender): two-sided counterfactual data augmentation of "
         "the training texts.",
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", metavar="", help="Show a progress bar."
+    ),
 ) -> None:
     """Train one classifier; an interrupted run in the same --out resumes where it stopped.
 
@@ -145,14 +161,22 @@ def _summary_line(name: str, summary: dict[str, Any], folder: Path) -> str:
 
 @app.command()
 def compare(
-    run_dirs: list[Path] = typer.Argument(..., help="Run folders written by 'sentiment train'."),
-    out: Path = typer.Option(
-        Path("reports/sentiment-study"), "--out", help="Folder for the figures and tables."
+    run_dirs: list[Path] = typer.Argument(
+        ..., metavar="RUN_DIR...", help="Run folders written by 'sentiment train'."
     ),
-    png: bool = typer.Option(True, "--png/--no-png", help="Also draw the PNG (needs matplotlib)."),
+    out: Path = typer.Option(
+        Path("reports/sentiment-study"),
+        "--out",
+        metavar="DIR",
+        help="Folder for the figures and tables.",
+    ),
+    png: bool = typer.Option(
+        True, "--png/--no-png", metavar="", help="Also draw the PNG (needs matplotlib)."
+    ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
+        metavar="",
         help="Replace a previous 'compare' output folder (only one biasprobe wrote).",
     ),
 ) -> None:
@@ -167,10 +191,12 @@ def compare(
     except BiasprobeError as e:
         raise _fail(e) from None
     import pandas as pd
+    from rich.console import Console
 
-    print_results(pd.read_csv(files["csv"]))
-    for kind, path in files.items():
-        typer.echo(f"{kind}: {path}")
+    console = Console(highlight=False)
+    print_results(pd.read_csv(files["csv"]), console)
+    names = ", ".join(f"{path.name} ({kind})" for kind, path in files.items())
+    console.print(f"wrote {safe_text(out)}: {safe_text(names)}", markup=False, overflow="fold")
 
 
 def print_results(frame: Any, console: Any = None) -> None:
