@@ -116,7 +116,6 @@ def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable
     """The bar of :func:`progress_printer` on ``console`` (any rich Console, e.g. a test's)."""
     from rich.progress import (
         BarColumn,
-        MofNCompleteColumn,
         Progress,
         ProgressColumn,
         SpinnerColumn,
@@ -135,15 +134,32 @@ def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable
                 return Text("")
             return Text(f"{speed:,.1f}/s" if speed < 100 else f"{speed:,.0f}/s", style="dim")
 
+    class Count(ProgressColumn):
+        """done/total, blank for a step without counts (loading)."""
+
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+    remaining = TimeRemainingColumn()
+
+    class Eta(ProgressColumn):
+        """Time left, once a rate is known."""
+
+        def render(self, task: Any) -> Text:
+            if task.total is None or task.finished or not task.speed:
+                return Text("")
+            return Text("ETA ", style="dim") + remaining.render(task)
+
     bar = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}", table_column=None),
         BarColumn(bar_width=16),
-        MofNCompleteColumn(),
+        Count(),
         Rate(),
         TimeElapsedColumn(),
-        TextColumn("ETA", style="dim"),
-        TimeRemainingColumn(),
+        Eta(),
         console=console,
         transient=True,
     )
@@ -161,10 +177,10 @@ def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable
     return bar, update
 
 
-def display_names(names: Iterable[str], width: int = 24) -> dict[str, str]:
+def display_names(names: Iterable[str], width: int = 48) -> dict[str, str]:
     """Short, distinct labels for model names on the terminal: the shortest trailing part of
     each path (``/tmp/random-a`` → ``random-a``) that no other name shares, ``recorded:`` kept
-    as a prefix, and at most ``width`` characters (cut at the front with ``…``). Names that
+    as a prefix, and at most ``width`` characters (cut in the middle with ``…``). Names that
     would still collide keep their full text."""
     names = list(dict.fromkeys(names))
 
@@ -189,7 +205,8 @@ def display_names(names: Iterable[str], width: int = 24) -> dict[str, str]:
                 short = cand
                 break
         if len(short) > width:
-            short = "…" + short[-(width - 1) :]
+            head = (width - 1) // 2
+            short = short[:head] + "…" + short[len(short) - (width - 1 - head) :]
         out[name] = short
     shown = list(out.values())
     for name in names:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import stat
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -100,8 +101,11 @@ def test_display_names_are_short_and_distinct():
     assert display_names(["recorded:/data/rec/bert"]) == {
         "recorded:/data/rec/bert": "recorded:bert"
     }
-    long = "/p/" + "x" * 60
-    assert len(display_names([long])[long]) == 24 and display_names([long])[long][0] == "…"
+    long = "/p/" + "a" * 30 + "b" * 30
+    short = display_names([long], width=24)[long]
+    assert short == "a" * 11 + "…" + "b" * 12  # cut in the middle: both ends stay readable
+    name = "recorded:bert-large-uncased-whole-word-masking"
+    assert display_names([name]) == {name: name}  # fits: kept whole
 
 
 def test_run_with_two_models_fits_80_columns(two_model_run, tiny_bert, tiny_bert_b):
@@ -385,6 +389,7 @@ def test_progress_bar_shows_counts_rate_and_eta_in_80_columns():
     update("/tmp/a-very-long-model-path-name", "load", 1, 1)
     assert bar.tasks[0].total == 1 and bar.tasks[0].finished
     update("m", "score", 32, 92)
+    time.sleep(0.05)  # a rate needs two samples apart in time
     update("m", "score", 64, 92)
     task = bar.tasks[1]
     assert (task.completed, task.total) == (64, 92)
