@@ -69,20 +69,52 @@ def _main(
 @app.command()
 @user_errors
 def validate(
-    files: Annotated[list[Path], typer.Argument(help="Probe-set YAML files.", show_default=False)],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Probe-set YAML files.", show_default=False, metavar="FILE..."),
+    ],
+    list_pairs: Annotated[
+        bool,
+        typer.Option(
+            "--list",
+            "-l",
+            metavar="",
+            help="Also print every pair: its groups and its two sentences.",
+        ),
+    ] = False,
 ) -> None:
     """Check probe-set files without loading any model.
 
-    Prints each file's pairs and expansions, or every problem found (file:line: message).
+    Prints one line per file (its name, version, templates and pairs) or every problem found
+    (file:line: message); with --list, also every expanded pair with its groups (the
+    minoritized side marked *) and its two sentences.
 
-    Example: biasprobe validate probes/*.yaml
+    Example: biasprobe validate probes/*.yaml --list
     """
-    failed = sum(not _validate_one(f) for f in files)
+    failed = sum(not _validate_one(f, list_pairs) for f in files)
     if failed:
         raise typer.Exit(2)
 
 
-def _validate_one(path: Path) -> bool:
+def print_pairs(probe_set: Any, console: Any = None) -> None:
+    """Every expanded pair of a probe set: id, groups (minoritized marked ``*``), where it is
+    written, and its two sentences (or the sides' target words when they share a sentence)."""
+    console = _console(console)
+    arbitrary = arbitrary_templates(probe_set)
+    for it in probe_set.items:
+        groups = [g + ("*" if s == it.minoritized else "") for s, g in enumerate(it.groups)]
+        note = "  (orientation arbitrary)" if it.template_id in arbitrary else ""
+        line = f"  {it.pair_id}: {groups[0]} | {groups[1]}{note}"
+        console.print(safe_text(line), markup=False)
+        for side, sentence in zip("AB", it.sentences):
+            console.print(f"      {side}  {safe_text(sentence)}", markup=False)
+        if it.targets:
+            console.print(safe_text(f"      targets: {', '.join(it.targets)}"), markup=False)
+    if probe_set.items:
+        console.print("  (* minoritized side)", markup=False)
+
+
+def _validate_one(path: Path, list_pairs: bool = False) -> bool:
     """Check one probe file and print the outcome; any failure is reported, never raised, so
     that every file given is checked."""
     from biasprobe.errors import BiasprobeError
@@ -107,6 +139,8 @@ def _validate_one(path: Path) -> bool:
         f"{safe_text(path)}: ok — {safe_text(ps.name)} v{safe_text(ps.version)}, "
         f"{_plural(templates, 'template')}, {_plural(len(ps.items), 'pair')}"
     )
+    if list_pairs:
+        print_pairs(ps)
     return True
 
 
@@ -114,92 +148,196 @@ def _validate_one(path: Path) -> bool:
 # run
 
 
-def _progress_printer(quiet: bool) -> tuple[Any, Callable[..., None] | None]:
-    from biasprobe.cliutil import progress_printer
+def _progress_printer(
+    quiet: bool, known: list[str] | None = None
+) -> tuple[Any, Callable[..., None] | None]:
+    """The progress bar of ``run``: one line per model and stage, the model by its short name
+    (``known``: every model name of the run, so that short names stay distinct)."""
+    from biasprobe.cliutil import display_names, progress_printer
+
+    stages = {"load": "load", "score": "masked", "targets": "targets", "priors": "priors"}
 
     def label(model: str, stage: str) -> str:
-        return f"loading {model}" if stage == "load" else f"scoring {model}"
+        short = display_names([*(known or []), model], width=14)[model]
+        return f"{stages.get(stage, stage)} {short}"
 
     return progress_printer(quiet, label)
 
 
-def print_topk_tables(result: Any, limit: int | None = None, rows: int = 5) -> None:
-    """Print, per pair and model, both sides' top tokens side by side (like fill-mask output)."""
+#: Ranks shown per side in a per-pair table at most (the rest are in topk.csv).
+MAX_RANKS = 20
+#: What ``run --show`` accepts.
+SHOW_CHOICES = ("all", "summary", "pairs", "none")
+
+
+def _console(console: Any = None) -> Any:
     from rich.console import Console
+
+    return console if console is not None else Console(highlight=False)
+
+
+def model_labels(result: Any) -> dict[str, str]:
+    """Short, distinct terminal names of the run's models (see
+    :func:`~biasprobe.cliutil.display_names`)."""
+    from biasprobe.cliutil import display_names
+
+    models = getattr(result, "models", None)
+    if models is None:  # a bare table holder: the models its tables name
+        frame = getattr(result, "summary", None)
+        frame = frame if frame is not None else result.topk
+        models = list(dict.fromkeys(frame["model"]))
+    return display_names(list(models))
+
+
+def print_models(result: Any, console: Any = None) -> None:
+    """Say which model each short terminal name stands for, where it is not the full name
+    (an alias, or a path shortened)."""
+    console = _console(console)
+    short = model_labels(result)
+    cards = {m.get("name"): m for m in getattr(result, "meta", {}).get("models", [])}
+    legend = []
+    for name in short:
+        full = cards.get(name, {}).get("alias_of") or name
+        if short[name] != full:
+            legend.append(f"{short[name]} = {full}")
+    if legend:
+        console.print("models: " + "; ".join(legend), markup=False)
+
+
+def arbitrary_templates(probe_set: Any) -> set[str]:
+    """Ids of the pair entries whose orientation is only a sign convention
+    (``orientation: arbitrary`` in the probe file)."""
+    return {p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)}
+
+
+def print_topk_tables(
+    result: Any,
+    limit: int | None = None,
+    rows: int | None = None,
+    console: Any = None,
+    arbitrary: set[str] | None = None,
+) -> None:
+    """Print, per pair and model, both sides' top tokens and their log p side by side (like
+    fill-mask output): ``rows`` ranks (default: the run's top-k, at most :data:`MAX_RANKS`;
+    the number hidden is said), at most ``limit`` pairs. ``arbitrary``: template ids whose
+    orientation is only a sign convention (their role labels say so)."""
     from rich.table import Table
 
-    console = Console()
+    console = _console(console)
+    short = model_labels(result)
     topk = result.topk
+    depth = int(topk["rank"].max()) if len(topk) else 0
+    rows = min(depth, MAX_RANKS) if rows is None else rows
+    arbitrary = arbitrary or set()
+    groups = topk.groupby(["model", "pair_id"], sort=False)
     shown = 0
-    for (model, pair_id), sub in topk.groupby(["model", "pair_id"], sort=False):
+    for (model, pair_id), sub in groups:
         if limit is not None and shown >= limit:
-            remaining = topk.groupby(["model", "pair_id"]).ngroups - shown
-            console.print(f"… {remaining} more pairs in topk.csv")
+            console.print(
+                f"… {groups.ngroups - shown} more pair tables in topk.csv (--pair-tables N "
+                "shows more)",
+                markup=False,
+            )
             break
         shown += 1
-        a = sub[sub.side == "A"].sort_values("rank").head(rows)
-        b = sub[sub.side == "B"].sort_values("rank").head(rows)
+        sides = [sub[sub.side == side].sort_values("rank") for side in ("A", "B")]
+        template = sub["template_id"].iloc[0] if "template_id" in sub else pair_id
         table = Table(
-            title=f"{markup(pair_id)}  [dim]({markup(model)})[/dim]",
+            title=f"{markup(pair_id)}  [dim]({markup(short.get(model, model))})[/dim]",
             title_justify="left",
+            caption_justify="left",
         )
-        table.add_column("#", justify="right", style="dim")
-        for part, label in ((a, "A"), (b, "B")):
-            group = part["group"].iloc[0]
-            role = part["role"].iloc[0]
+        notes = []
+        table.add_column("#", justify="right", style="dim", no_wrap=True)
+        for part, label in zip(sides, ("A", "B")):
+            group, role = part["group"].iloc[0], part["role"].iloc[0]
+            mark = "*" if template in arbitrary else ""
             table.add_column(
-                f"{markup(part['sentence'].iloc[0])}\n[dim]{label}: {markup(group)} ({role})[/dim]",
-                overflow="fold",
+                f"{label}: {markup(group)}\n[dim]({role}{mark})[/dim]", overflow="fold"
             )
-        for r in range(max(len(a), len(b))):
+            table.add_column("log p", justify="right", no_wrap=True)
+            notes.append(f"{label}: {markup(part['sentence'].iloc[0])}")
+        hidden = depth - rows
+        if hidden > 0:
+            notes.append(f"[dim]{hidden} more ranks per side in topk.csv[/dim]")
+        if template in arbitrary:
+            notes.append(
+                "[dim]* the orientation of this pair is arbitrary (a sign convention, not a "
+                "social group)[/dim]"
+            )
+        table.caption = "\n".join(notes)
+        for r in range(rows):
             cells = [str(r + 1)]
-            for part in (a, b):
+            for part in sides:
                 if r < len(part):
                     row = part.iloc[r]
-                    cells.append(f"{markup(row['token'])}  [dim]{row['logprob']:.2f}[/dim]")
+                    cells += [markup(row["token"]), f"{row['logprob']:.2f}"]
                 else:
-                    cells.append("")
+                    cells += ["", ""]
             table.add_row(*cells)
         console.print(table)
 
 
-def print_summary(result: Any) -> None:
-    """Print the set-level scores of each model: mean, confidence interval, n and p-value, one
-    table per model (the model in its title) so that it fits 80 columns."""
+def _num(x: float) -> str:
+    """A score for the terminal (small valence masses would all read 0.000)."""
+    return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
+
+
+def print_summary(result: Any, console: Any = None) -> None:
+    """Print the set-level scores of each model: mean with its confidence interval on one
+    line, n, p-value and, for every model after the first, the change from the first (base)
+    model; one table per model (its short name in the title) so that it fits 80 columns."""
     import math
 
-    from rich.console import Console
     from rich.table import Table
 
     s = result.summary
     s = s[s.level == "set"]
     if s.empty:
         return
-    conf = (result.meta.get("settings") or {}).get("confidence", 0.95)
-
-    def num(x: float) -> str:  # small valence masses would all read 0.000
-        return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
-
-    console = Console()
+    conf = float((result.meta.get("settings") or {}).get("confidence", 0.95))
+    console = _console(console)
+    short = model_labels(result)
     console.print(
         "Scores over the probe set. Distances: lower = less skew. Signed scores (target gap, "
         "Kurita, valence): closer to 0 = less skew; p = sign-flip test of mean 0 over the "
-        "template means (distances have no p).",
+        "template means (distances have no p). Δ base: mean minus the first model's mean.",
         markup=False,
     )
-    for model, sub in s.groupby("model", sort=False):
-        table = Table(title=f"model {markup(model)}", title_justify="left")
-        table.add_column("score", overflow="fold")
-        table.add_column("mean", justify="right", no_wrap=True)
-        table.add_column(f"{float(conf) * 100:g}% CI", justify="right", no_wrap=True)
+    models = list(dict.fromkeys(s["model"]))
+    base = s[s.model == models[0]].set_index("score")["mean"]
+    for model in models:
+        sub = s[s.model == model]
+        table = Table(title=f"model {markup(short.get(model, model))}", title_justify="left")
+        table.add_column("score", no_wrap=True)
+        table.add_column(f"mean [{conf * 100:g}% CI]", justify="right", no_wrap=True)
+        if model != models[0]:
+            table.add_column("Δ base", justify="right", no_wrap=True)
         table.add_column("n", justify="right", no_wrap=True)
         table.add_column("p", justify="right", no_wrap=True)
         for r in sub.itertuples():
-            ci = "—" if math.isnan(r.ci_low) else f"[{num(r.ci_low)}, {num(r.ci_high)}]"
+            ci = "" if math.isnan(r.ci_low) else f" [{_num(r.ci_low)}, {_num(r.ci_high)}]"
             p = getattr(r, "p_value", float("nan"))
             shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
-            table.add_row(markup(str(r.score)), num(r.mean), ci, str(r.n), shown_p)
+            cells = [markup(str(r.score)), f"{_num(r.mean)}{ci}"]
+            if model != models[0]:
+                b = base.get(r.score, float("nan"))
+                cells.append("—" if math.isnan(b) or math.isnan(r.mean) else f"{r.mean - b:+.3f}")
+            table.add_row(*cells, str(r.n), shown_p)
         console.print(table)
+
+
+def parse_show(value: str) -> tuple[str, int | None]:
+    """``--show``: ``all``, ``summary``, ``pairs`` or ``none``; a number N (the former form)
+    means ``all`` with N pair tables (0: the summary only). Returns (what, pair tables or
+    None for the default)."""
+    text = value.strip().lower()
+    if text in SHOW_CHOICES:
+        return text, None
+    if text.isdigit():
+        n = int(text)
+        return ("all", n) if n else ("summary", None)
+    raise _usage(f"--show must be one of {', '.join(SHOW_CHOICES)} (or a number), got {value!r}")
 
 
 def _default_out(name: str, run_id: str) -> Path:
@@ -209,92 +347,137 @@ def _default_out(name: str, run_id: str) -> Path:
 @app.command()
 @user_errors
 def run(
-    probe_file: Annotated[Path, typer.Argument(help="Probe-set YAML file.", show_default=False)],
+    probe_file: Annotated[
+        Path, typer.Argument(metavar="PROBE_FILE", help="Probe-set YAML file.", show_default=False)
+    ],
     model: Annotated[
         list[str] | None,
         typer.Option(
             "--model",
             "-m",
+            metavar="MODEL",
             help="Model: hub id (NAME or NAME@REVISION), local checkpoint folder, or "
-            "recorded:DIR. Repeat for several (the first is the base). Default: the probe "
-            "file's models.",
+            "recorded:DIR; ALIAS=MODEL names it ALIAS in tables and files. Repeat for several "
+            "(the first is the base). Default: the probe file's models.",
         ),
     ] = None,
     out: Annotated[Path | None, out_option("reports/<set>-<run id>")] = None,
     top_k: Annotated[
         int | None,
         typer.Option(
-            "--top-k", "-k", help="Top-k depth, at most the vocabulary (default: file, else 10)."
+            "--top-k",
+            "-k",
+            metavar="K",
+            help="Top-k depth, at most the vocabulary (default: file, else 10).",
         ),
     ] = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", help="Sentences per forward pass (≥ 1).")
+    ] = 32,
     revision: RevisionOption = None,
-    seed: Annotated[int, typer.Option(help="Seed for torch and the bootstrap (0…2³²−1).")] = 0,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed for torch and the bootstrap (0…2³²−1).")
+    ] = 0,
     bootstrap: Annotated[
-        int, typer.Option(help="Bootstrap resamples for confidence intervals (100…100,000).")
+        int,
+        typer.Option(
+            metavar="N", help="Bootstrap resamples for confidence intervals (100…100,000)."
+        ),
     ] = 2000,
     pairs: Annotated[
         list[str] | None,
-        typer.Option("--pairs", "-p", help="Only pairs whose id matches this glob (repeatable)."),
+        typer.Option(
+            "--pairs",
+            "-p",
+            metavar="GLOB",
+            help="Only pairs whose id matches this glob (repeatable).",
+        ),
     ] = None,
     exclude: Annotated[
         list[str] | None,
-        typer.Option("--exclude", "-x", help="Skip pairs whose id matches this glob (repeatable)."),
+        typer.Option(
+            "--exclude",
+            "-x",
+            metavar="GLOB",
+            help="Skip pairs whose id matches this glob (repeatable).",
+        ),
     ] = None,
     html: Annotated[
         bool,
-        typer.Option("--html", help="Also write the interactive report.html in the run folder."),
+        typer.Option(
+            "--html", metavar="", help="Also write the interactive report.html in the run folder."
+        ),
     ] = False,
     overwrite: Annotated[
         bool,
         typer.Option(
+            "--overwrite",
+            metavar="",
             help="Replace an existing run folder that biasprobe wrote and that holds nothing "
-            "else (never any other folder)."
+            "else (never any other folder).",
         ),
     ] = False,
-    show: Annotated[int, typer.Option(help="How many pairs to print as tables (0: none).")] = 20,
+    show: Annotated[
+        str,
+        typer.Option(
+            metavar="WHAT",
+            help="What to print: all (pair tables and summary), summary, pairs or none.",
+        ),
+    ] = "all",
+    pair_tables: Annotated[
+        int,
+        typer.Option(metavar="N", help="At most N per-pair top-k tables (--show all or pairs)."),
+    ] = 20,
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
     tolerance: Annotated[
         float | None,
         typer.Option(
+            metavar="T",
             help="Counterfactual sets: |Δ P(pos)| above this is an invariance failure (0…1; "
-            "default 0.1)."
+            "default 0.1).",
         ),
     ] = None,
     positive_label: Annotated[
         str | None,
         typer.Option(
+            metavar="LABEL",
             help="Counterfactual sets: the classifier label that means positive, when its "
-            "config's id2label does not say."
+            "config's id2label does not say.",
         ),
     ] = None,
     valence: Annotated[
         bool,
         typer.Option(
             "--valence",
+            metavar="",
             help="Fill-mask sets: also score the valence of the completions (VADER lexicon; "
-            "needs pip install 'biasprobe[valence]').",
+            "needs pip install 'biasprobe\\[valence]').",
         ),
     ] = False,
 ) -> None:
     """Run a probe set and write a run folder.
 
-    A fill-mask set runs on masked language models and writes topk.csv, scores.csv,
-    summary.csv, targets.csv, items.csv, the full-vocabulary log-probs (logprobs/*.npz) and
-    results.json (provenance). A counterfactual set (kind: counterfactual) runs on sentiment
-    classifiers (biasprobe sentiment run folders or Hugging Face sequence classifiers) and
-    writes downstream.csv, scores.csv, summary.csv, items.csv and results.json. Atomically.
+    A fill-mask set runs on masked language models and writes topk.csv,
+    scores.csv, summary.csv, targets.csv, items.csv, the full-vocabulary
+    log-probs (logprobs/*.npz) and results.json (provenance). A counterfactual
+    set (kind: counterfactual) runs on sentiment classifiers (biasprobe
+    sentiment run folders or Hugging Face sequence classifiers) and writes
+    downstream.csv, scores.csv, summary.csv, items.csv and results.json.
+    Atomically.
 
-    Example: biasprobe run probes/gender.yaml -m bert-base-uncased -m ./zari-bert-cda --html
+    Example: biasprobe run probes/gender.yaml -m base=bert-base-uncased
+    -m cda=./zari-bert-cda --html
     """
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import check_options
 
     check_options(top_k=top_k, batch_size=batch_size, seed=seed, n_bootstrap=bootstrap)
-    if show < 0:
-        raise _usage(f"--show must be 0 or more, got {show}")
+    what, tables = parse_show(show)
+    if pair_tables < 0:
+        raise _usage(f"--pair-tables must be 0 or more, got {pair_tables}")
+    shown = (what, pair_tables if tables is None else tables)
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
         if valence:
@@ -313,7 +496,7 @@ def run(
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     _run_fill_mask(
-        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=show
+        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
     )
 
 
@@ -326,7 +509,7 @@ def _run_fill_mask(
     overwrite: bool,
     html: bool,
     quiet: bool,
-    show: int,
+    show: tuple[str, int],
 ) -> None:
     """A fill-mask set on masked LMs: run, save the run folder, print the tables."""
     from biasprobe import fsio
@@ -342,13 +525,22 @@ def _run_fill_mask(
         from biasprobe.valence import load_vader_lexicon
 
         load_vader_lexicon()
+    from biasprobe.runner import split_alias
+
+    known = [(a or m) for a, m in map(split_alias, models or probe_set.models)]
     result = _with_progress(
-        quiet, lambda update: run_probes(probe_set, models or None, progress=update, **settings)
+        quiet,
+        lambda update: run_probes(probe_set, models or None, progress=update, **settings),
+        known,
     )
     target = out if out is not None else _default_out(probe_set.name, result.meta["run_id"])
     saved = result.save(target, overwrite=overwrite, report=_report_writer() if html else None)
-    if not quiet and show:
-        print_topk_tables(result, limit=show)
+    what, tables = show
+    if not quiet and what != "none":
+        print_models(result)
+    if not quiet and what in ("all", "pairs") and tables:
+        print_topk_tables(result, limit=tables, arbitrary=arbitrary_templates(probe_set))
+    if not quiet and what in ("all", "summary"):
         print_summary(result)
     shown = f" (report: {saved / 'report.html'})" if html else ""
     typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
@@ -370,7 +562,14 @@ def _run_counterfactual(
     models = list(models or probe_set.models)
     if not models:
         raise _usage(f"{probe_set.path}: no classifier given; pass -m/--model")
+    from biasprobe.runner import split_alias
+
     for m in models:
+        if split_alias(m)[0] is not None:
+            raise _usage(
+                f"--model {m!r}: aliases (NAME=MODEL) name masked language models of fill-mask "
+                "sets; give a classifier by its folder or hub id"
+            )
         if m.startswith("recorded:"):
             raise _usage(
                 f"{m}: recorded outputs are of masked language models; a counterfactual set "
@@ -392,9 +591,9 @@ def _usage(message: str) -> Exception:
     return UsageError(message)
 
 
-def _with_progress(quiet: bool, work: Callable[[Any], Any]) -> Any:
+def _with_progress(quiet: bool, work: Callable[[Any], Any], known: list[str] | None = None) -> Any:
     """Run ``work(progress_callback)`` under a progress bar (none when quiet or not a tty)."""
-    progress, update = _progress_printer(quiet)
+    progress, update = _progress_printer(quiet, known)
     if progress is None:
         return work(None)
     progress.start()
@@ -462,21 +661,33 @@ def record(
 @user_errors
 def report(
     run_dirs: Annotated[
-        list[Path], typer.Argument(help="Run folders (the first model of the first is the base).")
+        list[Path],
+        typer.Argument(
+            metavar="RUN_DIR...", help="Run folders (the first model of the first is the base)."
+        ),
     ],
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", "-o", help="HTML file to write. Default: reports/<set>-<run id>.html."
+            "--out",
+            "-o",
+            metavar="FILE",
+            help="HTML file to write. Default: reports/<set>-<run id>.html.",
         ),
     ] = None,
-    title: Annotated[str | None, typer.Option(help="Title of the report.")] = None,
+    title: Annotated[str | None, typer.Option(metavar="TEXT", help="Title of the report.")] = None,
     top_n: Annotated[
-        int, typer.Option(help="Tokens per side shown in the scatters at first (30, 200, 1000).")
+        int,
+        typer.Option(
+            metavar="N", help="Tokens per side shown in the scatters at first (30, 200, 1000)."
+        ),
     ] = 200,
     figures: Annotated[
         str | None,
-        typer.Option(help="Also export every figure as static png or svg, beside the HTML."),
+        typer.Option(
+            metavar="FORMAT",
+            help="Also export every figure as static png or svg, beside the HTML.",
+        ),
     ] = None,
 ) -> None:
     """Write the interactive HTML report of one or more run folders.

@@ -17,7 +17,7 @@ import functools
 import os
 import re
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -30,8 +30,10 @@ __all__ = [
     "RevisionOption",
     "Terminated",
     "TrustRemoteCodeOption",
+    "display_names",
     "markup",
     "out_option",
+    "progress_bar",
     "progress_printer",
     "safe_text",
     "user_errors",
@@ -39,21 +41,31 @@ __all__ = [
 
 # The options several commands share, declared once (give the default with ``= value``).
 DeviceOption = Annotated[
-    str, typer.Option(help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
+    str, typer.Option(metavar="DEVICE", help="auto (CUDA if present), cpu, cuda, cuda:N or mps.")
 ]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or tables.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", metavar="", help="No progress bar or tables.")
+]
 RevisionOption = Annotated[
-    str | None, typer.Option(help="Hub revision (branch, tag, commit) for hub models.")
+    str | None,
+    typer.Option(metavar="REV", help="Hub revision (branch, tag, commit) for hub models."),
 ]
 TrustRemoteCodeOption = Annotated[
-    bool, typer.Option(help="Allow custom model code from model repositories (off by default).")
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        metavar="",
+        help="Allow custom model code from model repositories (off by default).",
+    ),
 ]
 
 
 def out_option(default: str) -> Any:
     """The ``--out``/``-o`` option of a command writing a run folder (``default``: where it goes
     without one)."""
-    return typer.Option("--out", "-o", help=f"Run folder to write. Default: {default}.")
+    return typer.Option(
+        "--out", "-o", metavar="DIR", help=f"Run folder to write. Default: {default}."
+    )
 
 
 _CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -85,22 +97,69 @@ def progress_printer(
     or stderr is not a terminal.
 
     The callback is ``update(*key, done, total)``: one bar per distinct ``key`` (e.g. model and
-    stage), labelled ``label(*key)``. The bar is a rich ``Progress``: start and stop it (or use
-    it as a context manager) around the work.
+    stage), labelled ``label(*key)``, with count, rate, elapsed time and ETA. A key whose last
+    part is ``"load"`` is a step without counts (loading a model): its bar pulses and its clock
+    runs until it reports ``done == total``. The bar is a rich ``Progress``: start and stop it
+    (or use it as a context manager) around the work.
     """
     if quiet:
         return None, None
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
     if not console.is_terminal:
         return None, None
+    return progress_bar(console, label)
+
+
+def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable[..., None]]:
+    """The bar of :func:`progress_printer` on ``console`` (any rich Console, e.g. a test's)."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        ProgressColumn,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        """Items per second (blank while unknown)."""
+
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            if speed is None or task.total is None:
+                return Text("")
+            return Text(f"{speed:,.1f}/s" if speed < 100 else f"{speed:,.0f}/s", style="dim")
+
+    class Count(ProgressColumn):
+        """done/total, blank for a step without counts (loading)."""
+
+        def render(self, task: Any) -> Text:
+            if task.total is None:
+                return Text("")
+            return Text(f"{int(task.completed)}/{int(task.total)}", style="progress.download")
+
+    remaining = TimeRemainingColumn()
+
+    class Eta(ProgressColumn):
+        """Time left, once a rate is known."""
+
+        def render(self, task: Any) -> Text:
+            if task.total is None or task.finished or not task.speed:
+                return Text("")
+            return Text("ETA ", style="dim") + remaining.render(task)
+
     bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
+        SpinnerColumn(),
+        TextColumn("{task.description}", table_column=None),
+        BarColumn(bar_width=16),
+        Count(),
+        Rate(),
         TimeElapsedColumn(),
+        Eta(),
         console=console,
         transient=True,
     )
@@ -108,11 +167,52 @@ def progress_printer(
 
     def update(*args: Any) -> None:
         *key, done, total = args
+        pulse = bool(key) and key[-1] == "load" and done < total
         if tuple(key) not in tasks:
-            tasks[tuple(key)] = bar.add_task(markup(label(*key)), total=total)
-        bar.update(tasks[tuple(key)], completed=done, total=total)
+            text = safe_text(label(*key))
+            text = text if len(text) <= 24 else text[:23] + "…"
+            tasks[tuple(key)] = bar.add_task(markup(text), total=None if pulse else total)
+        bar.update(tasks[tuple(key)], completed=done, total=None if pulse else total)
 
     return bar, update
+
+
+def display_names(names: Iterable[str], width: int = 48) -> dict[str, str]:
+    """Short, distinct labels for model names on the terminal: the shortest trailing part of
+    each path (``/tmp/random-a`` → ``random-a``) that no other name shares, ``recorded:`` kept
+    as a prefix, and at most ``width`` characters (cut in the middle with ``…``). Names that
+    would still collide keep their full text."""
+    names = list(dict.fromkeys(names))
+
+    def parts(name: str) -> tuple[str, list[str]]:
+        prefix = "recorded:" if name.startswith("recorded:") else ""
+        body = name[len(prefix) :].replace("\\", "/").rstrip("/")
+        return prefix, [p for p in body.split("/") if p not in ("", ".")] or [body or name]
+
+    split = {n: parts(n) for n in names}
+
+    def tail(name: str, k: int) -> str:
+        prefix, p = split[name]
+        return prefix + "/".join(p[-k:])
+
+    out: dict[str, str] = {}
+    for name in names:
+        _, p = split[name]
+        short = name
+        for k in range(1, len(p) + 1):
+            cand = tail(name, k)
+            if all(tail(other, k) != cand for other in names if other != name):
+                short = cand
+                break
+        if len(short) > width:
+            head = (width - 1) // 2
+            short = short[:head] + "…" + short[len(short) - (width - 1 - head) :]
+        out[name] = short
+    shown = list(out.values())
+    for name in names:
+        if shown.count(out[name]) > 1:
+            out[name] = name
+    return out
 
 
 def _fail(message: str, code: int) -> None:

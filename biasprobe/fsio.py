@@ -41,8 +41,23 @@ class NotOwnedError(UsageError):
 # --------------------------------------------------------------------------- files
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> Path:
-    """Write ``data`` to a temporary sibling file, then rename it onto ``path``."""
+def current_umask() -> int:
+    """The process umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def shared_mode(folder: bool = False) -> int:
+    """The permissions a plain ``open()`` or ``mkdir`` would give under the current umask
+    (0644 files and 0755 folders with umask 022): mkstemp and mkdtemp make theirs private,
+    and biasprobe's outputs follow the umask like any other file."""
+    return (0o777 if folder else 0o666) & ~current_umask()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to a temporary sibling file, then rename it onto ``path`` (permissions:
+    ``mode``, default those of a new file under the umask, :func:`shared_mode`)."""
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +67,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> P
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, mode)  # mkstemp makes files private; outputs are meant to be shared
+        os.chmod(tmp, shared_mode() if mode is None else mode)  # mkstemp's are private
         os.replace(tmp, out)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
@@ -62,7 +77,7 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> P
     return out
 
 
-def atomic_write_text(path: str | Path, text: str, *, mode: int = 0o644) -> Path:
+def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
 
 
@@ -283,7 +298,7 @@ def staging_dir(out: str | Path) -> Iterator[Path]:
         parent.mkdir(parents=True, exist_ok=True)
         clean_stale_staging(parent)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes folders private; run folders are meant to be shared
+        os.chmod(tmp, shared_mode(folder=True))  # mkdtemp's are private; follow the umask
         _mark_staging(tmp)
     except OSError as e:
         raise OutputError(f"cannot write output folder {out}: {e.strerror or e}") from None

@@ -6,11 +6,14 @@ Glue only: expansion comes from :mod:`biasprobe.probes`, numbers from the backen
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import datetime as _dt
 import fnmatch
 import platform
+import re
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +36,9 @@ from biasprobe.scores import (
     topk,
 )
 
-#: progress(model, stage, done, total); stage is "load" or "score".
+#: progress(model, stage, done, total); stage is "load" (0 of 1, then 1 of 1), "score" (masked
+#: sentences), "targets" (forward inputs of multi-piece targets) or "priors" (inputs of the
+#: prior sentences); updated after every forward batch where the backend reports batches.
 ProgressFn = Callable[[str, str, int, int], None]
 
 DEFAULT_TOP_K = 10
@@ -138,16 +143,22 @@ def score_model(
     priors = _prior_requests(backend, items)
     unique = list(dict.fromkeys(t for pair in texts for t in pair))
     parts = []
+    if progress:
+        progress(backend.name, "score", 0, len(unique))
     for start in range(0, len(unique), chunk):
-        parts.append(backend.mask_logprobs(unique[start : start + chunk]))
+        step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
+        with _batches(backend, step):
+            parts.append(backend.mask_logprobs(unique[start : start + chunk]))
         if progress:
             progress(backend.name, "score", min(start + chunk, len(unique)), len(unique))
     matrix = (
         np.concatenate(parts, axis=0) if parts else np.empty((0, len(backend.vocab)), np.float32)
     )
     table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
-    target_lp = _target_logprobs(backend, table, texts, pieces)
-    prior_lp = _prior_logprobs(backend, items, priors)
+    with _batches(backend, _stage(progress, backend.name, "targets")):
+        target_lp = _target_logprobs(backend, table, texts, pieces)
+    with _batches(backend, _stage(progress, backend.name, "priors")):
+        prior_lp = _prior_logprobs(backend, items, priors)
     rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
     polarity = None
     if lexicon is not None:
@@ -174,6 +185,31 @@ def score_model(
             scores["kurita_bias"] = float("nan")
         _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
     return (table, *rows)
+
+
+def _stage(
+    progress: ProgressFn | None, name: str, stage: str, *, offset: int = 0, total: int | None = None
+) -> Callable[[int, int], None] | None:
+    """The per-batch callback ``(done, total)`` of one stage, reported as ``progress(name,
+    stage, offset + done, total)`` (``total``: the stage's, else the call's)."""
+    if progress is None:
+        return None
+    return lambda done, n: progress(name, stage, offset + done, n if total is None else total)
+
+
+@contextlib.contextmanager
+def _batches(backend: MaskedLMBackend, report: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Have ``backend`` call ``report`` after every forward batch, where it can (a backend
+    with an ``on_batch`` attribute, e.g. :class:`~biasprobe.backends.hf.HFMaskedLM`)."""
+    if report is None or not hasattr(backend, "on_batch"):
+        yield
+        return
+    previous = backend.on_batch
+    backend.on_batch = report
+    try:
+        yield
+    finally:
+        backend.on_batch = previous
 
 
 def _target_pieces(
@@ -337,24 +373,87 @@ def check_options(*, top_k: int | None, batch_size: int, seed: int, n_bootstrap:
             raise UsageError(f"{option} must be {accepted}, got {value}")
 
 
+#: A model alias (``-m NAME=MODEL``): a letter, then letters, digits, ``_``, ``.`` or ``-``.
+ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
+
+
+@dataclasses.dataclass
+class NamedSpec(ModelSpec):
+    """A :class:`ModelSpec` given a short name (``-m base=PATH``): the model's name in every
+    table, file and report of the run; ``spec`` stays what it names."""
+
+    name: str = ""
+
+
+def split_alias(text: str) -> tuple[str | None, str]:
+    """``"base=./ckpt"`` → ``("base", "./ckpt")``; a value without an alias → ``(None, text)``.
+
+    The part before the first ``=`` is an alias only when it looks like a name (no ``/``,
+    ``\\``, ``:`` or ``@``, not starting with ``.`` or ``~``) and the whole value is not an
+    existing path, so a folder whose name holds ``=`` still works.
+
+    Raises:
+        UsageError: an alias that is empty, names no model, or is not a simple name.
+    """
+    if "=" not in text or Path(text).expanduser().exists():
+        return None, text
+    alias, _, spec = text.partition("=")
+    if any(c in alias for c in "/\\:@") or alias.startswith((".", "~")):
+        return None, text  # a path or hub id holding "=": not an alias
+    if not ALIAS_RE.fullmatch(alias):
+        raise UsageError(
+            f"--model {text!r}: {alias!r} is not a usable alias (NAME=MODEL, NAME: a letter "
+            "then up to 39 letters, digits, '_', '.' or '-')"
+        )
+    if not spec:
+        raise UsageError(f"--model {text!r}: the alias {alias!r} names no model (NAME=MODEL)")
+    return alias, spec
+
+
+def model_name(spec: ModelSpec | MaskedLMBackend) -> str:
+    """The name a resolved model gets in the run: its alias, else what the user gave."""
+    if isinstance(spec, NamedSpec):
+        return spec.name
+    return spec.spec if isinstance(spec, ModelSpec) else spec.name
+
+
 def resolve_models(
     probe_set: ProbeSet, models: Sequence[str | MaskedLMBackend] | None, revision: str | None
 ) -> list[ModelSpec | MaskedLMBackend]:
     """Find every model of a run (without loading weights) and refuse duplicates.
 
+    A value ``NAME=MODEL`` gives the model the short name ``NAME`` (see :func:`split_alias`).
+
     Raises:
-        UsageError: no model, or the same model twice (compared on resolved folders).
+        UsageError: no model, the same model or name twice (models compared on resolved
+            folders), or a bad alias.
         ModelLoadError: a model cannot be found or its folder is incomplete.
     """
     specs = list(models) if models else list(probe_set.models)
     if not specs:
         raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
-    resolved = [resolve_spec(m, revision=revision) if isinstance(m, str) else m for m in specs]
+    resolved: list[ModelSpec | MaskedLMBackend] = []
+    for m in specs:
+        if not isinstance(m, str):
+            resolved.append(m)
+            continue
+        alias, text = split_alias(m)
+        spec = resolve_spec(text, revision=revision)
+        if alias is not None:
+            fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+            spec = NamedSpec(**fields, name=alias)
+        resolved.append(spec)
     keys = [r.key if isinstance(r, ModelSpec) else f"backend:{r.name}" for r in resolved]
-    names = [r.spec if isinstance(r, ModelSpec) else r.name for r in resolved]
-    dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1 or names.count(n) > 1})
+    names = [model_name(r) for r in resolved]
+    dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
     if dupes:
         raise UsageError(f"model given twice: {', '.join(dupes)} (the same model)")
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UsageError(
+            f"two models are named {', '.join(map(repr, clashes))}; give each model its own "
+            "alias (-m NAME=MODEL)"
+        )
     return resolved
 
 
@@ -398,10 +497,12 @@ def _score_one(
     lexicon: Mapping[str, float] | None = None,
 ) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
     owned = isinstance(spec, ModelSpec)
-    name = spec.spec if owned else spec.name
+    name = model_name(spec)
     if progress:
         progress(name, "load", 0, 1)
     backend = load_backend(spec, **load) if owned else spec
+    if isinstance(spec, NamedSpec):
+        backend.name = spec.name
     if progress:
         progress(name, "load", 1, 1)
     try:
@@ -514,7 +615,10 @@ def _score_all(
         logprobs[backend.name] = table
         for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
             rows[key] += new
-        model_meta.append(_model_card(backend))
+        card = _model_card(backend)
+        if isinstance(spec, NamedSpec):
+            card["alias_of"] = spec.spec
+        model_meta.append(card)
     return rows, logprobs, model_meta
 
 

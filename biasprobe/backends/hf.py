@@ -169,7 +169,14 @@ def _max_length(model: Any, tokenizer: Any) -> int:
 
 
 class HFMaskedLM(MaskedLMBackend):
-    """A loaded ``AutoModelForMaskedLM`` with its tokenizer (see :func:`load_hf_masked_lm`)."""
+    """A loaded ``AutoModelForMaskedLM`` with its tokenizer (see :func:`load_hf_masked_lm`).
+
+    ``on_batch``: an optional callback ``(done, total)`` called after every forward batch of
+    :meth:`mask_logprobs`, :meth:`chain_logprobs` and :meth:`prior_logprobs` (inputs done out
+    of the call's total), for progress bars.
+    """
+
+    on_batch: Any = None
 
     def __init__(
         self,
@@ -309,6 +316,8 @@ class HFMaskedLM(MaskedLMBackend):
                     cols = torch.as_tensor([pick[i] for i in idx], device=lp.device)
                     rows = torch.arange(len(idx), device=lp.device)
                     out[idx] = lp[rows, cols].double().cpu().numpy()
+                if self.on_batch is not None:
+                    self.on_batch(start + len(idx), len(order))
         return out
 
     def _encode(self, sentences: Sequence[str]) -> list[list[int]]:

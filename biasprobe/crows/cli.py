@@ -38,46 +38,55 @@ _BIAS_TYPE_HELP = (
 )
 
 
-def print_summary(result: Any) -> None:
-    """The summary table on the terminal, with the meaning of 50%."""
+def print_summary(result: Any, console: Any = None) -> None:
+    """The summary on the terminal, with the meaning of 50%, in 80 columns: the metric with
+    its CI on one line, n and p-values; then ties and the stereo/antistereo breakdown."""
     import math
 
     from rich.console import Console
     from rich.table import Table
 
+    from biasprobe.cliutil import display_names
     from biasprobe.crows.aggregate import MEANING
 
+    console = console or Console(highlight=False)
     model = str(result.meta.get("model", {}).get("name", "?"))
+    short = display_names([model], width=30)[model]
     table = Table(
-        title=f"CrowS-Pairs, {markup(model)}, scoring {result.meta.get('scoring')}",
+        title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
         title_justify="left",
         caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
         caption_justify="left",
     )
-    for name in ("bias type", "metric %", "95% CI", "n", "ties", "p", "p Holm"):
-        table.add_column(name, justify="left" if name == "bias type" else "right")
-    table.add_column("stereo % (n)", justify="right")
-    table.add_column("antistereo % (n)", justify="right")
+    table.add_column("bias type", no_wrap=True)
+    table.add_column("metric % [95% CI]", justify="right", no_wrap=True)
+    for name in ("n", "p", "p Holm"):
+        table.add_column(name, justify="right", no_wrap=True)
+    split = Table(title="Ties and the two directions", title_justify="left")
+    split.add_column("bias type", no_wrap=True)
+    for name in ("ties", "stereo % (n)", "antistereo % (n)"):
+        split.add_column(name, justify="right", no_wrap=True)
 
-    def f(x: float, spec: str = ".2f") -> str:
+    def f(x: float, spec: str = ".1f") -> str:
         return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
     def p(x: float) -> str:
         return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
 
     for r in result.summary.itertuples(index=False):
-        table.add_row(
-            markup(str(r.key)),
-            f(r.metric),
-            f"[{f(r.ci_low)}, {f(r.ci_high)}]",
-            str(int(r.n)),
+        key = markup(str(r.key))
+        metric = f"{f(r.metric)} [{f(r.ci_low)}, {f(r.ci_high)}]"
+        table.add_row(key, metric, str(int(r.n)), p(float(r.p_value)), p(float(r.p_holm)))
+        split.add_row(
+            key,
             str(int(r.n_tie)),
-            p(float(r.p_value)),
-            p(float(r.p_holm)),
             f"{f(r.stereo_pct)} ({int(r.stereo_n)})",
             f"{f(r.antistereo_pct)} ({int(r.antistereo_n)})",
         )
-    Console().print(table)
+    if short != model:
+        console.print(f"model: {safe_text(model)}", markup=False)
+    console.print(table)
+    console.print(split)
 
 
 @app.callback(invoke_without_command=True)
@@ -88,6 +97,7 @@ def crows(
         typer.Option(
             "--model",
             "-m",
+            metavar="MODEL",
             help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder.",
             show_default=False,
         ),
@@ -95,26 +105,35 @@ def crows(
     scoring: Annotated[
         str,
         typer.Option(
+            metavar="NAME",
             help="meade: bias-bench (Meade et al. 2022; mean log-prob of the tokens that "
             "differ); nangia: the original (Nangia et al. 2020; pseudo-log-likelihood of "
-            "the shared tokens)."
+            "the shared tokens).",
         ),
     ] = "meade",
     bias_type: Annotated[
-        list[str] | None, typer.Option("--bias-type", "-b", help=_BIAS_TYPE_HELP)
+        list[str] | None,
+        typer.Option("--bias-type", "-b", metavar="TYPE", help=_BIAS_TYPE_HELP),
     ] = None,
     out: Annotated[Path | None, out_option("reports/crows-<model>-<run id>")] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."),
+        typer.Option(
+            metavar="CSV", help="A CrowS-Pairs CSV instead of the copy shipped with biasprobe."
+        ),
     ] = None,
     limit: Annotated[
-        int | None, typer.Option(help="Score only the first N pairs (after --bias-type).")
+        int | None,
+        typer.Option(metavar="N", help="Score only the first N pairs (after --bias-type)."),
     ] = None,
     device: DeviceOption = "auto",
-    batch_size: Annotated[int, typer.Option(help="Masked sentences per forward pass.")] = 64,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", help="Masked sentences per forward pass.")
+    ] = 64,
     revision: RevisionOption = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace an earlier run folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", metavar="", help="Replace an earlier run folder.")
+    ] = False,
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:

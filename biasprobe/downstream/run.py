@@ -418,22 +418,35 @@ def _model_table(result: DownstreamResult, model: str, console: Any) -> Any:
 
 
 def print_downstream(result: DownstreamResult, console: Any = None) -> None:
-    """Print the set-level scores per classifier (and the change vs the base), ≤ 80 columns."""
+    """Print the set-level scores per classifier (and the change vs the base), ≤ 80 columns;
+    classifiers by short distinct names (which model each stands for is printed first)."""
     from rich.console import Console
 
-    console = console or Console()
-    for model in dict.fromkeys(result.summary[result.summary["level"] == "set"]["model"]):
-        console.print(_model_table(result, model, console))
+    from biasprobe.cliutil import display_names
+
+    console = console or Console(highlight=False)
+    models = list(dict.fromkeys(result.summary[result.summary["level"] == "set"]["model"]))
+    short = display_names(models)
+    legend = [f"{short[m]} = {m}" for m in models if short[m] != m]
+    if legend:
+        console.print("models: " + "; ".join(legend), markup=False)
+    for model in models:
+        table = _model_table(result, model, console)
+        title = str(table.title)
+        table.title = markup(short[model]) + title[len(markup(model)) :]
+        console.print(table)
     c = result.comparison
     if c is None or c.empty:
         return
     c = c[c["level"] == "set"]
-    title = f"Change from the base model ({markup(c['base'].iloc[0])})"
+    base = str(c["base"].iloc[0])
+    title = f"Change from the base model ({markup(short.get(base, base))})"
     table = _table(console, title, ("model", "score", "change", "95% CI", "n", "p"))
     for _, r in c.iterrows():
         score = SCORE_LABELS.get(r["score"], r["score"])
         n, p = str(int(r["n"])), _p(r.get("p_value", float("nan")))
-        table.add_row(markup(r["model"]), markup(score), f"{r['change']:+.3f}", _ci(r), n, p)
+        name = markup(short.get(r["model"], r["model"]))
+        table.add_row(name, markup(score), f"{r['change']:+.3f}", _ci(r), n, p)
     console.print(table)
 
 

@@ -6,19 +6,24 @@ import yaml
 
 from biasprobe.probes.fields import Context, Entry, distinct, text, words
 from biasprobe.probes.templates import SLOT_RE, Lexicon
-from biasprobe.yamlschema import describe, line, shown
+from biasprobe.yamlschema import Problems, describe, line, shown
 
 
-def load_lexicons(ctx: Context, entry: Entry | None) -> None:
-    """Checks the section and stores every valid lexicon in ``ctx.lexicons``."""
+def load_lexicons(ctx: Context, entry: Entry | None) -> set[str]:
+    """Checks the section and stores every valid lexicon in ``ctx.lexicons``.
+
+    Returns the names of the lexicons that are written but invalid (their problems already
+    reported), so that :func:`drop_echoes` can remove the "no lexicon" problems they cause.
+    """
+    invalid: set[str] = set()
     if entry is None:
-        return
+        return invalid
     node = entry[1]
     if not isinstance(node, yaml.MappingNode):
         ctx.error(
             node, f"lexicons: expected a mapping of name -> word list, found {describe(node)}"
         )
-        return
+        return invalid
     seen: dict[str, int] = {}
     for key_node, value_node in node.value:
         name = text(ctx, key_node, "lexicons: name")
@@ -41,6 +46,25 @@ def load_lexicons(ctx: Context, entry: Entry | None) -> None:
         lexicon = _lexicon(ctx, name, line(key_node), value_node)
         if lexicon is not None:
             ctx.lexicons[name] = lexicon
+        else:
+            invalid.add(name)
+    return invalid
+
+
+def drop_echoes(problems: Problems, invalid: set[str]) -> None:
+    """Remove from ``problems`` the echoes of problems already reported: "no lexicon" for a
+    lexicon that is written but invalid (its own problem says what is wrong), and any problem
+    listed twice at the same line."""
+    echoes = {f"slot {{{name}}} has no lexicon" for name in invalid}
+    echoes |= {f"no lexicon named {shown(name)}" for name in invalid}
+    kept, seen = [], set()
+    for p in problems.items:
+        key = (p.line, p.message)
+        if key in seen or any(e in p.message for e in echoes):
+            continue
+        seen.add(key)
+        kept.append(p)
+    problems.items[:] = kept
 
 
 def _lexicon(ctx: Context, name: str, at: int, node: yaml.Node) -> Lexicon | None:

@@ -85,6 +85,8 @@ class PairSpec:
         note: free text written with the entry, or ``""``.
         source: ``"file:line"`` of the entry.
         attribute: name of the slot declared as the attribute, or ``None``.
+        arbitrary_orientation: the minoritized/normative orientation only fixes the sign
+            (a contrast that is not between social groups: an era of names, a year).
     """
 
     id: str
@@ -97,6 +99,7 @@ class PairSpec:
     note: str
     source: str
     attribute: str | None = None
+    arbitrary_orientation: bool = False
 
 
 @dataclass(frozen=True)

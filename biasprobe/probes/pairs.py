@@ -25,6 +25,7 @@ PAIR_KEYS = (
     "pairing",
     "note",
     "attribute",
+    "arbitrary_orientation",
 )
 PAIR_REQUIRED = ("id", "template", "groups")
 
@@ -72,7 +73,8 @@ def load_pair(
     if "note" in m:
         note = text(ctx, m["note"][1], f"{where}: note", allow_empty=True) or ""
     pairing = _pairing(ctx, m, where)
-    ok = ok and None not in (groups, tokens, minoritized, chosen_targets, pairing)
+    arbitrary = _flag(ctx, m, "arbitrary_orientation", where)
+    ok = ok and None not in (groups, tokens, minoritized, chosen_targets, pairing, arbitrary)
     contrast: tuple[int, ...] | None = None
     attribute: str | None = None
     if tokens is not None and groups is not None:
@@ -102,8 +104,20 @@ def load_pair(
         note=note,
         source=f"{ctx.problems.file}:{line(node)}",
         attribute=attribute,
+        arbitrary_orientation=bool(arbitrary),
     )
     return spec, tokens
+
+
+def _flag(ctx: Context, m: dict[str, Entry], key: str, where: str) -> bool | None:
+    """An optional ``true``/``false`` key (False when absent; None when invalid, reported)."""
+    if key not in m:
+        return False
+    node = m[key][1]
+    if isinstance(node, yaml.ScalarNode) and node.tag == YAML_TAG + "bool":
+        return node.value.lower() in ("true", "yes", "on")
+    ctx.error(node, f"{where}: {key}: expected true or false, found {describe(node)}")
+    return None
 
 
 def _pair_id(

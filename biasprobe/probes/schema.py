@@ -19,7 +19,7 @@ import yaml
 
 from biasprobe.errors import ProbeSetError, Problem
 from biasprobe.probes.fields import Context, Entry, targets, text, text_at, text_list
-from biasprobe.probes.lexicons import load_lexicons
+from biasprobe.probes.lexicons import drop_echoes, load_lexicons
 from biasprobe.probes.model import (
     COUNTERFACTUAL,
     FILL_MASK,
@@ -280,9 +280,10 @@ def _load(ctx: Context, source_text: str, sha256: str) -> ProbeSet | None:
     orientation = _orientation(ctx, top.get("orientation"))
     top_k = _top_k(ctx, top.get("top_k"))
     models = _models(ctx, top.get("models"))
-    load_lexicons(ctx, top.get("lexicons"))
+    invalid_lexicons = load_lexicons(ctx, top.get("lexicons"))
     default_targets = _default_targets(ctx, top.get("targets"))
     specs, items = _pairs(ctx, top.get("pairs"), orientation, default_targets)
+    drop_echoes(ctx.problems, invalid_lexicons)
     if ctx.problems:
         return None
     assert name is not None and description is not None and source is not None

@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from biasprobe.cliutil import safe_text
 from biasprobe.errors import BiasprobeError
 
 app = typer.Typer(
@@ -35,32 +36,43 @@ def _fail(e: BiasprobeError) -> typer.Exit:
 @app.command()
 def train(
     config: Path = typer.Argument(
-        ..., help="Training config (YAML), e.g. configs/sentiment/1-gru-encoder.yaml."
+        ...,
+        metavar="CONFIG",
+        help="Training config (YAML), e.g. configs/sentiment/1-gru-encoder.yaml.",
     ),
     data: str | None = typer.Option(
         None,
         "--data",
+        metavar="SOURCE",
         help="Data source replacing data.source: rotten_tomatoes, amazon_polarity, a folder "
         "with train.csv/test.csv (amazon_review_polarity_csv), or a .csv/.tsv/.jsonl file with "
         "text and label.",
     ),
     max_steps: int | None = typer.Option(
-        None, "--max-steps", min=1, help="Stop after this many optimiser steps."
+        None, "--max-steps", min=1, metavar="N", help="Stop after this many optimiser steps."
     ),
     out: Path | None = typer.Option(
-        None, "--out", help="Run folder (default: runs/sentiment/NAME, NAME from the config)."
+        None,
+        "--out",
+        metavar="DIR",
+        help="Run folder (default: runs/sentiment/NAME, NAME from the config).",
     ),
     device: str | None = typer.Option(
-        None, "--device", help="auto, cpu, cuda, cuda:N or mps (replaces train.device)."
+        None,
+        "--device",
+        metavar="DEVICE",
+        help="auto, cpu, cuda, cuda:N or mps (replaces train.device).",
     ),
     set_: list[str] = typer.Option(
         [],
         "--set",
+        metavar="KEY=VAL",
         help="Override a config value, SECTION.KEY=VALUE (repeatable), e.g. --set train.batch_size=32.",
     ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
+        metavar="",
         help="Replace a previous run in the folder instead of resuming it (only a folder "
         "biasprobe wrote, holding nothing else).",
     ),
@@ -68,16 +80,20 @@ def train(
         None,
         "--patience",
         min=1,
+        metavar="N",
         help="Early stopping: stop after this many evaluations without a better validation "
         "accuracy (validation is carved from the training data).",
     ),
     augment: str | None = typer.Option(
         None,
         "--augment",
+        metavar="CDA",
         help="cda or cda:AXIS (e.g. cda:gender): two-sided counterfactual data augmentation of "
         "the training texts.",
     ),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    progress: bool = typer.Option(
+        True, "--progress/--no-progress", metavar="", help="Show a progress bar."
+    ),
 ) -> None:
     """Train one classifier; an interrupted run in the same --out resumes where it stopped.
 
@@ -101,7 +117,21 @@ def train(
         raise _fail(e) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
+    if summary.get("already_finished"):
+        typer.echo(_finished_line(cfg.name, summary, folder))
+        return
     typer.echo(_summary_line(cfg.name, summary, folder))
+
+
+def _finished_line(name: str, summary: dict[str, Any], folder: Path) -> str:
+    """What a re-run of a finished run says: nothing was trained, where the results are."""
+    acc = summary.get("test_accuracy")
+    shown = "" if acc is None else f", held-out test accuracy {acc:.4f}"
+    return (
+        f"{name}: already finished in {folder} ({summary.get('steps')} steps{shown}); nothing "
+        f"was trained. Its summary: {folder / 'summary.json'}. A larger --max-steps continues "
+        "it; --overwrite trains it again"
+    )
 
 
 def _load_config(config: Path, set_: list[str], options: dict[str, Any]) -> Any:
@@ -131,14 +161,22 @@ def _summary_line(name: str, summary: dict[str, Any], folder: Path) -> str:
 
 @app.command()
 def compare(
-    run_dirs: list[Path] = typer.Argument(..., help="Run folders written by 'sentiment train'."),
-    out: Path = typer.Option(
-        Path("reports/sentiment-study"), "--out", help="Folder for the figures and tables."
+    run_dirs: list[Path] = typer.Argument(
+        ..., metavar="RUN_DIR...", help="Run folders written by 'sentiment train'."
     ),
-    png: bool = typer.Option(True, "--png/--no-png", help="Also draw the PNG (needs matplotlib)."),
+    out: Path = typer.Option(
+        Path("reports/sentiment-study"),
+        "--out",
+        metavar="DIR",
+        help="Folder for the figures and tables.",
+    ),
+    png: bool = typer.Option(
+        True, "--png/--no-png", metavar="", help="Also draw the PNG (needs matplotlib)."
+    ),
     overwrite: bool = typer.Option(
         False,
         "--overwrite",
+        metavar="",
         help="Replace a previous 'compare' output folder (only one biasprobe wrote).",
     ),
 ) -> None:
@@ -152,5 +190,48 @@ def compare(
         files = run_compare(list(run_dirs), out, png=png, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
-    for kind, path in files.items():
-        typer.echo(f"{kind}: {path}")
+    import pandas as pd
+    from rich.console import Console
+
+    console = Console(highlight=False)
+    print_results(pd.read_csv(files["csv"]), console)
+    names = ", ".join(f"{path.name} ({kind})" for kind, path in files.items())
+    console.print(f"wrote {safe_text(out)}: {safe_text(names)}", markup=False, overflow="fold")
+
+
+def print_results(frame: Any, console: Any = None) -> None:
+    """The results table of ``compare`` on the terminal, in 80 columns: the main columns of
+    results.csv (results.md has them all, with the legend)."""
+    import math
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from biasprobe.cliutil import markup
+
+    console = console or Console(highlight=False)
+
+    def f(x: Any, spec: str = ".3f") -> str:
+        return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+    table = Table(
+        title="Sentiment runs (* best validation accuracy; † stopped at max_steps)",
+        title_justify="left",
+        caption="All columns and the legend: results.md; every value: results.csv.",
+        caption_justify="left",
+    )
+    table.add_column("exp", justify="right", no_wrap=True)
+    table.add_column("model", overflow="fold")
+    table.add_column("steps", justify="right", no_wrap=True)
+    table.add_column("best val (step)", justify="right", no_wrap=True)
+    table.add_column("test acc [95% CI]", justify="right", no_wrap=True)
+    table.add_column("n", justify="right", no_wrap=True)
+    twice = {n for n in frame["name"] if list(frame["name"]).count(n) > 1}
+    for r in frame.itertuples(index=False):
+        name = markup(r.name) + (f" ({markup(Path(r.run_dir).name)})" if r.name in twice else "")
+        name += " †" if bool(r.stopped_early) else ""
+        best = f"{f(r.best_val_accuracy)} ({int(r.best_step)})" + (" *" if r.is_best else "")
+        test = f"{f(r.test_accuracy)} [{f(r.test_accuracy_ci_low)}, {f(r.test_accuracy_ci_high)}]"
+        n = "–" if r.test_examples != r.test_examples else f"{int(r.test_examples):,}"
+        table.add_row(str(r.experiment), name, f"{int(r.steps):,}", best, test, n)
+    console.print(table)

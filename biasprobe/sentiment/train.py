@@ -36,7 +36,7 @@ import os
 import platform
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -196,13 +196,19 @@ def build_model(config: TrainConfig) -> nn.Module:
 # --------------------------------------------------------------------------- evaluation
 
 
-def evaluate(model: nn.Module, held_out: list[Batch], device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: nn.Module,
+    held_out: list[Batch],
+    device: torch.device,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on pre-tokenised held-out batches.
 
     Args:
         model: a classifier with ``forward(input_ids, mask, labels=None) -> (loss, logits)``.
         held_out: the batches (on any device).
         device: where to run.
+        on_batch: called as ``on_batch(batches done, batches)`` after every batch (progress).
 
     Returns:
         ``{"val_loss": ..., "val_accuracy": ..., "val_examples": ...}``.
@@ -214,12 +220,14 @@ def evaluate(model: nn.Module, held_out: list[Batch], device: torch.device) -> d
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     with torch.no_grad():
-        for batch in held_out:
+        for done, batch in enumerate(held_out, start=1):
             b = batch.to(device)
             _, logits = model(b.input_ids, b.mask)
             loss_sum += float(F.cross_entropy(logits.float(), b.labels, reduction="sum"))
             correct += int((logits.argmax(dim=-1) == b.labels).sum())
             n += len(b)
+            if on_batch is not None:
+                on_batch(done, len(held_out))
     model.train(was_training)
     return {"val_loss": loss_sum / n, "val_accuracy": correct / n, "val_examples": n}
 
@@ -407,16 +415,25 @@ def _progress(enabled: bool, total: int | None) -> Any:
         BarColumn,
         MofNCompleteColumn,
         Progress,
+        ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+    from rich.text import Text
+
+    class Metrics(ProgressColumn):
+        """Loss and validation accuracy of the training bar (blank on the evaluation bar)."""
+
+        def render(self, task: Any) -> Text:
+            loss, acc = task.fields.get("loss"), task.fields.get("acc")
+            return Text(f"loss {loss}  val acc {acc}" if loss else "")
 
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]}  val acc {task.fields[acc]}"),
+        Metrics(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         transient=False,
@@ -488,8 +505,33 @@ def train(
     run.tokenizer = tokenizer
     if resuming:
         run.resume()
+        finished = _finished_summary(out, run.state, config)
+        if finished is not None:  # nothing left to train: say so, rewrite nothing
+            return {**finished, "already_finished": True}
     _create_out_dir(out, config.name, overwrite, resuming)
     return run.fit(resuming, progress)
+
+
+def _finished_summary(out: Path, state: _State, config: TrainConfig) -> dict[str, Any] | None:
+    """The stored summary of a run that has nothing left to train (its summary was written
+    at the step it stands at, and its epochs, ``max_steps`` or patience are used up), else
+    None (an interrupted run, or one given a larger ``--max-steps``)."""
+    path = out / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    t = config.train
+    done = (
+        state.stopped_early
+        or state.epochs_completed >= t.epochs
+        or (t.max_steps is not None and state.step >= t.max_steps)
+    )
+    if not isinstance(summary, dict) or summary.get("steps") != state.step or not done:
+        return None
+    return summary
 
 
 class _Run:
@@ -520,6 +562,24 @@ class _Run:
         self.log_file: Any = None
         self.tokenizer: Any = None
         self.grad_norm: float | None = None
+        self.bar: Any = None  # (rich Progress, total) while fit shows progress
+        self.eval_task: Any = None
+
+    def _eval_progress(self) -> Callable[[int, int], None] | None:
+        """The per-batch callback of an evaluation: a second bar, shown while it runs."""
+        if self.bar is None:
+            return None
+        progress = self.bar[0]
+        if self.eval_task is None:
+            self.eval_task = progress.add_task(
+                "validation", total=len(self.data.validation), loss="", acc=""
+            )
+        progress.reset(self.eval_task, total=len(self.data.validation), visible=True)
+
+        def update(done: int, total: int) -> None:
+            progress.update(self.eval_task, completed=done, total=total)
+
+        return update
 
     # ---------------------------------------------------------------- checkpoints and logs
 
@@ -589,7 +649,9 @@ class _Run:
         state = self.state
         _sync(self.device)
         start = time.perf_counter()
-        metrics = evaluate(self.model, self.data.validation, self.device)
+        metrics = evaluate(self.model, self.data.validation, self.device, self._eval_progress())
+        if self.bar is not None and self.eval_task is not None:
+            self.bar[0].update(self.eval_task, visible=False)
         _sync(self.device)
         state.eval_time_s += time.perf_counter() - start
         state.last_eval_step = state.step
@@ -754,6 +816,7 @@ class _Run:
                 loss="-",
                 acc="-",
             )
+        self.bar = bar
         self.model.train()
         try:
             self._loop(bar, task)
