@@ -308,7 +308,9 @@ def print_summary(result: Any, console: Any = None) -> None:
     base = s[s.model == models[0]].set_index("score")["mean"]
     for model in models:
         sub = s[s.model == model]
-        table = Table(title=f"model {markup(short.get(model, model))}", title_justify="left")
+        # the model's name on its own line: a table title wraps at the (narrow) table width
+        console.print(f"model {short.get(model, model)}", markup=False, highlight=False)
+        table = Table()
         table.add_column("score", no_wrap=True)
         table.add_column(f"mean [{conf * 100:g}% CI]", justify="right", no_wrap=True)
         if model != models[0]:
