@@ -440,9 +440,11 @@ def record(
 ) -> None:
     """Record a model's outputs at the mask so runs can be replayed without it.
 
-    From a probe file, the model scores every sentence of the set (e.g. once on a GPU box);
-    from a run folder, its stored full-vocabulary log-probs are reused. Replay with
-    --model recorded:DIR.
+    A recording holds everything the probe set asks of the model: outputs at the mask, target
+    pieces with chain-rule log-probs, prior log-probs of attribute pairs. From a probe file,
+    the model answers them (e.g. once on a GPU box; the same pairs and --batch-size as the run
+    to reproduce it bit for bit); from a run folder, what the run stored is reused. Replay with
+    --model recorded:DIR. Counterfactual (sentiment) sets cannot be recorded.
 
     Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
     """
@@ -450,8 +452,13 @@ def record(
 
     opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
     opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
-    written, name, n = record_outputs(source, out, **opts)
-    typer.echo(f"wrote {safe_text(written)} ({n} sentences of {safe_text(name)})")
+    rec = record_outputs(source, out, **opts)
+    typer.echo(
+        f"wrote {safe_text(rec.folder)} ({rec.n_sentences} sentences, {rec.n_targets} target "
+        f"words ({rec.n_multi_piece} of several pieces), {rec.n_priors} prior log-probs; "
+        f"model {safe_text(rec.model)})"
+    )
+    typer.echo(f"replay it with --model recorded:{safe_text(rec.folder)}")
 
 
 # ---------------------------------------------------------------------------------------------
