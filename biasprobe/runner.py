@@ -718,9 +718,10 @@ def record(
         recorder = Recorder(backend)
         score_model(recorder, items, top_k=min(DEFAULT_TOP_K, len(backend.vocab)))
         info = backend.info
+        original = _original_name(name, info)
         written = recorder.write(
             out,
-            model=name,
+            model=original,
             source=(
                 f"biasprobe record of {name} (commit {info.get('commit_hash') or 'n/a'}, "
                 f"path {info.get('path')}, batch size {batch_size}) on {probe_set.path}"
@@ -733,12 +734,19 @@ def record(
     pieces = recorder.requests.pieces
     return Recording(
         written,
-        name,
+        original,
         len(recorder.masks),
         len(pieces),
         sum(len(p) > 1 for p in pieces.values()),
         len(recorder.requests.priors),
     )
+
+
+def _original_name(name: str, info: Mapping[str, Any]) -> str:
+    """The model's name, or the original model's for a recording recorded again."""
+    if info.get("source") == "recorded" and info.get("model"):
+        return str(info["model"])
+    return name
 
 
 _FROM_PROBE_FILE = (
@@ -775,9 +783,10 @@ def _record_run_folder(source: Path, out: Path, model: str | None) -> Recording:
     entries = _run_targets(source, targets, table, sentence_of)
     priors = _run_priors(source, targets, result.items, card["mask_token"])
     info = card.get("info") or {}
+    original = _original_name(name, info)
     written = write_recorded(
         out,
-        model=name,
+        model=original,
         sentences=table.sentences,
         logprobs=table.logprobs,
         vocab=table.vocab,
@@ -791,7 +800,7 @@ def _record_run_folder(source: Path, out: Path, model: str | None) -> Recording:
         model_info=info,
     )
     n_multi = sum(len(e["pieces"]) > 1 for e in entries)
-    return Recording(written, name, len(table.sentences), len(entries), n_multi, len(priors))
+    return Recording(written, original, len(table.sentences), len(entries), n_multi, len(priors))
 
 
 def _run_targets(

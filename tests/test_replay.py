@@ -246,3 +246,18 @@ def test_a_tampered_recording_is_refused(live_runs, tmp_path):
     path.unlink()
     with pytest.raises(ModelLoadError, match="requests.json .* is missing"):
         RecordedMaskedLM(f"recorded:{rec}")
+
+
+def test_a_replayed_run_records_under_the_original_name(tiny_bert, live_runs, tmp_path):
+    probe = REPO / "probes" / "pair-names.yaml"
+    live, run_dir = live_runs(probe)
+    first = tmp_path / "rec1"
+    assert runner.invoke(app, ["record", str(run_dir), "-o", str(first)]).exit_code == 0
+    replay = biasprobe.run(load_probe_set(probe), [f"recorded:{first}"])
+    replay_dir = replay.save(tmp_path / "replay")
+    second = tmp_path / "rec2"
+    res = runner.invoke(app, ["record", str(replay_dir), "-o", str(second)])
+    assert res.exit_code == 0 and f"model {tiny_bert})" in res.output
+    assert json.loads((second / "model.json").read_text())["model"] == str(tiny_bert)
+    again = biasprobe.run(load_probe_set(probe), [f"recorded:{second}"])
+    assert_same_tables(run_dir, live, again, second)
