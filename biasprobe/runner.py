@@ -774,7 +774,13 @@ def _record_run_folder(source: Path, out: Path, model: str | None) -> Recording:
     if name not in result.logprobs:
         raise UsageError(f"{source} has no model {name!r}; it has {result.models}")
     table = result.logprobs[name]
-    card = next(m for m in result.meta["models"] if m["name"] == name)
+    card = next((m for m in result.meta.get("models", []) if m.get("name") == name), None)
+    if card is None or not isinstance(card.get("mask_token"), str):
+        from biasprobe.errors import RunFolderError
+
+        raise RunFolderError(
+            f"{source}/results.json: models holds no entry with the mask token of {name!r}"
+        )
     topk = result.topk[result.topk["model"] == name]
     sentence_of = {
         (str(p), str(s)): str(t) for p, s, t in zip(topk["pair_id"], topk["side"], topk["sentence"])
@@ -893,16 +899,24 @@ def _run_priors(
     out = []
     for row in rows.itertuples(index=False):
         item = by_side.get((str(row.pair_id), str(row.side)))
-        if item is None or not isinstance(item.prior_sentence, str) or not item.prior_sentence:
+        index = getattr(item, "prior_mask_index", None)
+        if not (
+            item is not None
+            and item.prior_sentence
+            and item.attribute
+            and isinstance(index, (int, float, np.number))
+            and float(index).is_integer()
+        ):
             raise RunFolderError(
                 f"{source}/targets.csv, pair {row.pair_id!r}, side {row.side}: a prior log-prob "
-                "whose pair has no prior sentence in items.csv"
+                "whose pair has no prior sentence, attribute and target mask number in items.csv"
             )
+        mask_index = int(index)
         out.append(
             {
-                "prior_sentence": item.prior_sentence.replace(MASK, mask_token),
+                "prior_sentence": str(item.prior_sentence).replace(MASK, mask_token),
                 "attribute": str(item.attribute),
-                "mask_index": int(item.prior_mask_index),
+                "mask_index": mask_index,
                 "word": str(row.target),
                 "logprob": float(row.prior_logprob),
             }
