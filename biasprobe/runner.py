@@ -825,14 +825,20 @@ def _run_targets(
 
     has_ids = "piece_ids" in targets.columns
     out: dict[tuple[str, str], dict[str, Any]] = {}
+    known = set(table.sentences)
     for row in targets.itertuples(index=False):
         where = (
             f"{source}/targets.csv, pair {row.pair_id!r}, side {row.side}, target {row.target!r}"
         )
         sentence = sentence_of.get((str(row.pair_id), str(row.side)))
-        if sentence is None:
-            raise RunFolderError(f"{where}: topk.csv holds no sentence for this pair and side")
-        word, n, value = str(row.target), int(row.n_pieces), float(row.logprob)
+        if sentence is None or sentence not in known:
+            raise RunFolderError(
+                f"{where}: topk.csv and logprobs/ hold no sentence for this pair and side"
+            )
+        try:
+            word, n, value = str(row.target), int(row.n_pieces), float(row.logprob)
+        except (TypeError, ValueError):
+            raise RunFolderError(f"{where}: n_pieces or logprob is not a number") from None
         ids = str(row.piece_ids).split() if has_ids and isinstance(row.piece_ids, str) else []
         if ids:
             try:
@@ -906,6 +912,7 @@ def _run_priors(
             and item.attribute
             and isinstance(index, (int, float, np.number))
             and float(index).is_integer()
+            and index >= 0
         ):
             raise RunFolderError(
                 f"{source}/targets.csv, pair {row.pair_id!r}, side {row.side}: a prior log-prob "
