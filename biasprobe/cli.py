@@ -469,7 +469,7 @@ def run(
     downstream.csv, scores.csv, summary.csv, items.csv and results.json.
     Atomically.
 
-    Example: biasprobe run probes/gender.yaml -m base=bert-base-uncased
+    Example: biasprobe run probes/gender.yaml -m base=bert-large-uncased
     -m cda=./zari-bert-cda --html
     """
     from biasprobe.probes import load_probe_set
@@ -627,10 +627,12 @@ def record(
         typer.Option("--model", "-m", help="The model (needed when there are several)."),
     ] = None,
     pairs: Annotated[
-        list[str] | None, typer.Option("--pairs", "-p", help="Only pairs matching this glob.")
+        list[str] | None,
+        typer.Option("--pairs", "-p", metavar="GLOB", help="Only pairs matching this glob."),
     ] = None,
     exclude: Annotated[
-        list[str] | None, typer.Option("--exclude", "-x", help="Skip pairs matching this glob.")
+        list[str] | None,
+        typer.Option("--exclude", "-x", metavar="GLOB", help="Skip pairs matching this glob."),
     ] = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[int, typer.Option(help="Sentences per forward pass (≥ 1).")] = 32,
@@ -641,9 +643,13 @@ def record(
 ) -> None:
     """Record a model's outputs at the mask so runs can be replayed without it.
 
-    From a probe file, the model scores every sentence of the set (e.g. once on a GPU box);
-    from a run folder, its stored full-vocabulary log-probs are reused. Replay with
-    --model recorded:DIR.
+    A recording holds everything the probe set asks of the model: outputs at
+    the mask, target pieces with chain-rule log-probs, prior log-probs of
+    attribute pairs. From a probe file, the model answers them (e.g. once on
+    a GPU box; use the same pairs and batch size as the run to reproduce it
+    bit for bit); from a run folder, what the run stored is reused. Replay
+    it with the model recorded:DIR. Counterfactual (sentiment) sets cannot
+    be recorded.
 
     Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
     """
@@ -651,8 +657,13 @@ def record(
 
     opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
     opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
-    written, name, n = record_outputs(source, out, **opts)
-    typer.echo(f"wrote {safe_text(written)} ({n} sentences of {safe_text(name)})")
+    rec = record_outputs(source, out, **opts)
+    typer.echo(
+        f"wrote {safe_text(rec.folder)} ({rec.n_sentences} sentences, {rec.n_targets} target "
+        f"words ({rec.n_multi_piece} of several pieces), {rec.n_priors} prior log-probs; "
+        f"model {safe_text(rec.model)})"
+    )
+    typer.echo(f"replay it with --model recorded:{safe_text(rec.folder)}")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,6 +53,9 @@ _TEXT_COLUMNS = frozenset(
         "top_b",
         "exclusive_a",
         "exclusive_b",
+        "attribute",
+        "prior_sentence",
+        "piece_ids",
     )
 )
 

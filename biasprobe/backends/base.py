@@ -72,14 +72,15 @@ class MaskedLMBackend(ABC):
             float64 array (len(requests),).
 
         Raises:
-            UsageError: this backend cannot score several masks in one input (recorded
-                outputs hold one mask per sentence).
+            UsageError: this backend cannot score several masks in one input (a format-1
+                recording holds one mask per sentence; format 2 stores the prior log-probs).
         """
         from biasprobe.errors import UsageError
 
         raise UsageError(
             f"model {self.name} cannot score prior sentences (several masks in one input): "
-            "prior-normalised (attribute) pairs need the live model, not recorded outputs"
+            "prior-normalised (attribute) pairs need the live model or a recording that holds "
+            "their priors (biasprobe record, format 2)"
         )
 
     def token_ids(self, sentences: Sequence[str]) -> list[list[int]] | None:
