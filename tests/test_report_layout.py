@@ -245,7 +245,10 @@ def _label_boxes(fig) -> tuple[list[tuple[float, ...]], list[str], list[tuple[fl
         areas[suffix] = (x0, y0, x1, y1)
         px = x0 + (ann.x - xa.range[0]) / (xa.range[1] - xa.range[0]) * (x1 - x0)
         py = y0 + (ya.range[1] - ann.y) / (ya.range[1] - ya.range[0]) * (y1 - y0)
-        cx, cy = px + ann.xshift, py - ann.yshift
+        if ann.showarrow:  # a leader line: the text is centred on the line's tail
+            cx, cy = px + ann.ax, py + ann.ay
+        else:
+            cx, cy = px + ann.xshift, py - ann.yshift
         size = ann.font.size
         assert "monospace" in ann.font.family
         w, h = len(ann.text) * 0.6 * size, 1.3 * size

@@ -220,13 +220,15 @@ class PlotArea:
 @dataclass(frozen=True)
 class Label:
     """One placed label: the point it names (``index``), its text, and its box in pixels
-    ``(x0, y0, x1, y1)``; ``dx, dy`` = box centre − point (pixels, y down)."""
+    ``(x0, y0, x1, y1)``; ``dx, dy`` = box centre − point (pixels, y down); ``ring`` > 0 when
+    the label sits away from its point (drawn with a thin leader line)."""
 
     index: int
     text: str
     box: tuple[float, float, float, float]
     dx: float
     dy: float
+    ring: float = 0.0
 
 
 def text_box_size(text: str, font_size: float = LABEL_FONT["size"]) -> tuple[float, float]:
@@ -296,7 +298,7 @@ def place_labels(
                     continue
                 if any(_overlaps(box, m) for m in markers):
                     continue
-                found = Label(int(i), texts[i], box, dx, dy)
+                found = Label(int(i), texts[i], box, dx, dy, ring)
                 break
             if found is not None:
                 placed.append(found)
@@ -516,22 +518,7 @@ def _add_panel(
         px, py, tokens, label_order(pts, target_ids), area.box, obstacles=obstacles
     )
     annotations += [
-        {
-            "xref": xref,
-            "yref": yref,
-            "x": float(x[lab.index]),
-            "y": float(y[lab.index]),
-            "xshift": lab.dx,
-            "yshift": -lab.dy,
-            "xanchor": "center",
-            "yanchor": "middle",
-            "showarrow": False,
-            "borderpad": 0,
-            "borderwidth": 0,
-            "text": _plotly_text(lab.text),
-            "font": dict(LABEL_FONT),
-            "name": "label",
-        }
+        label_annotation(lab, float(x[lab.index]), float(y[lab.index]), xref, yref)
         for lab in labels
     ]
     fig.layout.annotations = annotations
@@ -550,6 +537,39 @@ def _add_panel(
             },
         }
     return labels
+
+
+def label_annotation(lab: Label, x: float, y: float, xref: str, yref: str) -> dict[str, Any]:
+    """A placed label as a plotly annotation: its box centred at the point + (dx, dy) pixels;
+    a label away from its point gets a thin leader line to it."""
+    ann: dict[str, Any] = {
+        "xref": xref,
+        "yref": yref,
+        "x": x,
+        "y": y,
+        "xanchor": "center",
+        "yanchor": "middle",
+        "borderpad": 0,
+        "borderwidth": 0,
+        "text": _plotly_text(lab.text),
+        "font": dict(LABEL_FONT),
+        "name": "label",
+    }
+    if lab.ring > 0:
+        ann.update(
+            showarrow=True,
+            ax=lab.dx,
+            ay=lab.dy,
+            axref="pixel",
+            ayref="pixel",
+            arrowhead=0,
+            arrowwidth=0.7,
+            arrowcolor="#999",
+            standoff=POINT_RADIUS,
+        )
+    else:
+        ann.update(showarrow=False, xshift=lab.dx, yshift=-lab.dy)
+    return ann
 
 
 def _figure(panels: list[dict[str, Any]], view: str, groups: tuple[str, str], title: str) -> Any:

@@ -980,6 +980,15 @@ FINDING_TOKENS = 5
 FINDING_PAIRS = 3
 
 
+def _digits(*values: Any) -> int:
+    """Decimals that show the largest of ``values`` with two significant digits (at least 2,
+    at most 6): 0.85 → 2, 0.00016 → 5."""
+    finite = [abs(_num(v)) for v in values if not math.isnan(_num(v)) and _num(v) != 0]
+    if not finite:
+        return 2
+    return int(min(6, max(2, -math.floor(math.log10(max(finite))) + 1)))
+
+
 def _ci_text(low: Any, high: Any, level: str, digits: int = 2, signed: bool = False) -> str:
     """'95% CI 0.55–0.69' (signed values: '−0.10 to +0.31')."""
     if _isna(low) or _isna(high):
@@ -1068,8 +1077,9 @@ def _findings_html(
         k_text = f"top-{ks[0]}" if len(ks) == 1 else "top-k"
         if jd is not None and not _isna(jd.get("mean")):
             n = int(jd["n"])
+            dg = _digits(jd["mean"], jd["ci_low"], jd["ci_high"])
             ci = (
-                _ci_text(jd["ci_low"], jd["ci_high"], level)
+                _ci_text(jd["ci_low"], jd["ci_high"], level, dg)
                 if n > 1
                 else "one pair, so no interval"
             )
@@ -1077,22 +1087,24 @@ def _findings_html(
             d = deltas.get((entry.index, "set", set_name, "jaccard_distance"))
             vs = ""
             if d is not None and not _isna(d.get("delta")):
+                dd = _digits(d["delta"], d["delta_low"], d["delta_high"])
                 vs = (
-                    f" Against the base model: Δ = {_fmt(d['delta'], 2, True)} "
-                    f"({_ci_text(d['delta_low'], d['delta_high'], level, 2, True)}, "
+                    f" Against the base model: Δ = {_fmt(d['delta'], dd, True)} "
+                    f"({_ci_text(d['delta_low'], d['delta_high'], level, dd, True)}, "
                     f"n = {int(d['n'])} pairs; negative = less skew)."
                 )
             sentences.append(
                 f"{across}, the {_e(k_text)} fills after <b>{_e(mino)}</b> and after "
                 f"<b>{_e(norm)}</b> have a mean Jaccard distance of "
-                f"<b class='num'>{_fmt(jd['mean'], 2)}</b> ({_e(ci)}; 0 = the same fills, "
+                f"<b class='num'>{_fmt(jd['mean'], dg)}</b> ({_e(ci)}; 0 = the same fills, "
                 f"1 = none in common).{_e(vs)}"
             )
         tg = _set_row(entry, "target_gap_mean")
         if tg is not None and not _isna(tg.get("mean")) and int(tg["n"]) > 0:
             n = int(tg["n"])
+            dg = _digits(tg["mean"], tg["ci_low"], tg["ci_high"])
             ci = (
-                _ci_text(tg["ci_low"], tg["ci_high"], level, 2, True)
+                _ci_text(tg["ci_low"], tg["ci_high"], level, dg, True)
                 if n > 1
                 else "one pair, so no interval"
             )
@@ -1100,7 +1112,7 @@ def _findings_html(
             p_text = "" if _isna(p) else f", p = {_fmt(p, 3) if p >= 0.001 else '< 0.001'}"
             sentences.append(
                 f"Target words: log p after {_e(mino)} − after {_e(norm)} = "
-                f"<b class='num'>{_fmt(tg['mean'], 2, True)}</b> nats per word on average "
+                f"<b class='num'>{_fmt(tg['mean'], dg, True)}</b> nats per word on average "
                 f"({_e(ci)}, n = {n} pairs{_e(p_text)}; &gt; 0 = more likely for {_e(mino)})."
             )
         details = []

@@ -290,7 +290,7 @@
           if (!inside(box, area)) continue;
           if (taken.some(function (t) { return overlaps(box, t); })) continue;
           if (markers.some(function (m) { return overlaps(box, m); })) continue;
-          placed.push({ index: i, box: box, dx: dx, dy: dy });
+          placed.push({ index: i, box: box, dx: dx, dy: dy, ring: RINGS[ri] });
           taken.push(box);
           return;
         }
@@ -370,12 +370,18 @@
 
   function labelAnnotations(x, y, lab, vocab, pts) {
     return lab.map(function (l) {
-      return {
-        x: x[l.index], y: y[l.index], xshift: l.dx, yshift: -l.dy, xanchor: 'center',
-        yanchor: 'middle', showarrow: false, borderpad: 0, borderwidth: 0, name: 'label',
-        text: esc(vocab[pts.ids[l.index]]),
+      var a = {
+        x: x[l.index], y: y[l.index], xanchor: 'center', yanchor: 'middle',
+        borderpad: 0, borderwidth: 0, name: 'label', text: esc(vocab[pts.ids[l.index]]),
         font: { size: LABEL.size, family: LABEL.family, color: LABEL.color },
       };
+      if (l.ring > 0) { /* away from its point: a thin leader line */
+        a.showarrow = true; a.ax = l.dx; a.ay = l.dy; a.axref = 'pixel'; a.ayref = 'pixel';
+        a.arrowhead = 0; a.arrowwidth = 0.7; a.arrowcolor = '#999'; a.standoff = LABEL.radius;
+      } else {
+        a.showarrow = false; a.xshift = l.dx; a.yshift = -l.dy;
+      }
+      return a;
     });
   }
 
