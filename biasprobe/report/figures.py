@@ -353,7 +353,7 @@ def _color_max(diff: np.ndarray) -> float:
 VIEWS = ("scatter", "differences")
 #: Pixel geometry of one static panel: the square drawing area and the margins around it.
 PANEL = 520
-MARGIN = {"l": 72, "r": 24, "t": 56, "b": 62}
+MARGIN = {"l": 72, "r": 24, "t": 16, "b": 62}
 #: Room on the right of the last panel for the colour bar.
 COLORBAR_ROOM = 96
 #: Size of the corner notes of the scatter ("more likely after …").
@@ -578,7 +578,7 @@ def _figure(panels: list[dict[str, Any]], view: str, groups: tuple[str, str], ti
 
     n = len(panels)
     cell = MARGIN["l"] + PANEL + MARGIN["r"]
-    top = MARGIN["t"] + (28 if title else 0)
+    top = MARGIN["t"] + (40 if title else 0) + (26 if any(p.get("title") for p in panels) else 0)
     width = n * cell + COLORBAR_ROOM
     height = top + PANEL + MARGIN["b"]
     fig = go.Figure()
