@@ -394,3 +394,37 @@ def test_first_screen_shows_a_headline_and_a_scatter(tmp_path):
             ".layout.annotations).filter(a => a.name === 'label').map(a => a.text)"
         )
         assert {"he", "she", "they"} <= set(labels), labels
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _kaleido() -> bool:
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        return False
+    return find_chromium() is not None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _kaleido(), reason="kaleido or Chromium not installed")
+def test_report_figures_pdf_names_the_full_path(jim_jane, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from biasprobe.cli import app
+
+    jim_jane.save(tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(app, ["report", "run", "-o", "out/r.html", "--figures", "pdf"])
+    assert res.exit_code == 0, res.output
+    folder = (tmp_path / "out" / "r-figures").resolve()
+    assert f"wrote 2 pdf figures to {folder}/" in res.output
+    names = sorted(p.name for p in folder.glob("*.pdf"))
+    from biasprobe.results import model_slug
+
+    slug = model_slug(jim_jane.models[0])
+    assert names == [f"jim-jane__{slug}.pdf", f"jim-jane__{slug}__differences.pdf"]
+    assert all((folder / n).read_bytes()[:5] == b"%PDF-" for n in names)
+    bad = CliRunner().invoke(app, ["report", "run", "-o", "out/r.html", "--figures", "jpg"])
+    assert bad.exit_code == 2 and "png, svg or pdf" in bad.output
