@@ -1,10 +1,13 @@
 """The interactive HTML report: one self-contained file, plotly.js inlined, opens offline.
 
-Layout of the page: a header with the provenance of every run; a note on how to read the
-figures; sortable tables (set and template summaries with confidence intervals, per-pair
-scores, and, with several models, the change of every score from the base model and the
-Spearman correlation of token rankings); then one section per pair, shown one at a time, with
-a PAIR-style scatter and a differences view per model, a comparison table and the top-k lists.
+Layout of the page, reader first: the title and one line of facts; the findings (per probe set
+and model, the headline numbers of ``summary.csv`` with their CI and n, the most skewed pairs,
+the fills most shifted toward each side); one section per pair, shown one at a time, with a
+PAIR-style scatter and a differences view per model (labels placed without overlap), the
+target words' log-probs, the pair's scores, a comparison table and the top-k lists; sortable
+tables (set and template summaries with confidence intervals, per-pair scores, and, with
+several models, the change of every score from the base model and the Spearman correlation of
+token rankings); a note on how to read the figures; the provenance of every run, collapsed.
 
 What the page embeds, so that it stays small and N can change in the browser:
 
