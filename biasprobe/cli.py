@@ -699,7 +699,8 @@ def report(
         str | None,
         typer.Option(
             metavar="FORMAT",
-            help="Also export every figure as static png or svg, beside the HTML.",
+            help="Also export every figure (scatter, differences view, side-by-side "
+            "comparison) as static png, svg or pdf, beside the HTML.",
         ),
     ] = None,
 ) -> None:
@@ -716,8 +717,8 @@ def report(
     from biasprobe.report import export_figures, write_report
     from biasprobe.results import load_run
 
-    if figures not in (None, "png", "svg"):
-        raise UsageError(f"--figures must be png or svg, got {figures!r}")
+    if figures not in (None, "png", "svg", "pdf"):
+        raise UsageError(f"--figures must be png, svg or pdf, got {figures!r}")
     if top_n < 1:
         raise UsageError(f"--top-n must be at least 1, got {top_n}")
     seen: dict[Path, Path] = {}
@@ -734,8 +735,9 @@ def report(
     path = write_report(runs, target, title=title, top_n_default=top_n)
     typer.echo(f"wrote {safe_text(path)}")
     if figures:
-        written = export_figures(runs, target.with_name(target.stem + "-figures"), fmt=figures)
-        typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(target.stem)}-figures/")
+        folder = target.with_name(target.stem + "-figures")
+        written = export_figures(runs, folder, fmt=figures)
+        typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(folder.resolve())}/")
 
 
 def _downstream_report(

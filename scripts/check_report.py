@@ -5,7 +5,8 @@
 
 Waits for the page to draw its first pair, then (unless --quick) shows every pair, and every
 top-N choice on the first pair. Fails (exit 1) when the page does not become ready, when a plot
-is empty or missing, or on any console error or uncaught exception. Writes screenshots to
+is empty or missing, when point labels overlap or leave the plot area (boxes measured in the
+page), or on any console error or uncaught exception. Writes screenshots to
 --out: ``report-full.png`` (the whole page as opened), ``pair-<i>-n<N>.png`` (the pair
 section at the default N and at "all"). Prints a JSON summary, including the open time.
 
@@ -32,11 +33,44 @@ PLOT_STATE = """(() => {
     svg: !!d.querySelector('.main-svg'),
     type: d.data && d.data[0] ? d.data[0].type : null,
     points: d.data && d.data[0] ? d.data[0].x.length : 0,
-    labels: d.data && d.data[1] ? d.data[1].x.length : 0,
+    labels: ((d.layout && d.layout.annotations) || []).filter(a => a.name === 'label').length,
+    labelBoxes: ((d.layout && d.layout.annotations) || []).map((a, i) => [a, i])
+      .filter(([a]) => a.name === 'label').map(([a, i]) => {
+        const t = d.querySelector(`g.annotation[data-index="${i}"] text`);
+        if (!t) return null;
+        const r = t.getBoundingClientRect();
+        return [r.left, r.top, r.right, r.bottom];
+      }),
+    area: (() => {
+      const r = d.querySelector('.nsewdrag').getBoundingClientRect();
+      return [r.left, r.top, r.right, r.bottom];
+    })(),
     drawnMarkers: d.querySelectorAll('.scatterlayer .point').length,
     glCanvas: !!d.querySelector('canvas.gl-canvas'),
   }));
 })()"""
+
+
+def label_problems(boxes: list, area: list, tol: float = 1.0) -> list[str]:
+    """Labels drawn over each other or outside the plot area (boxes as measured in the page:
+    left, top, right, bottom in pixels; ``tol`` pixels of slack)."""
+    out = []
+    if any(b is None for b in boxes):
+        out.append("a label annotation was not drawn")
+        boxes = [b for b in boxes if b is not None]
+    for i, a in enumerate(boxes):
+        if (
+            a[0] < area[0] - tol
+            or a[1] < area[1] - tol
+            or a[2] > area[2] + tol
+            or (a[3] > area[3] + tol)
+        ):
+            out.append(f"label {i} {a} is outside the plot area {area}")
+        for j in range(i):
+            b = boxes[j]
+            if min(a[2], b[2]) - max(a[0], b[0]) > tol and min(a[3], b[3]) - max(a[1], b[1]) > tol:
+                out.append(f"labels {j} and {i} overlap: {b} and {a}")
+    return out
 
 
 def check(
@@ -90,6 +124,10 @@ def check(
                     problems.append(
                         f"{where}: {p['kind']} plot of entry {p['entry']} has no labels"
                     )
+                problems.extend(
+                    f"{where}: {p['kind']} plot of entry {p['entry']}: {issue}"
+                    for issue in label_problems(p["labelBoxes"], p["area"])
+                )
             return plots
 
         summary["first_view"] = check_plots("first view")

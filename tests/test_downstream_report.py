@@ -75,7 +75,7 @@ def test_page_structure_and_finding_first(result):
     p.feed(page)
     assert {"finding", "accuracy", "comparison", "tables", "provenance"} <= p.ids
     assert (
-        page.index('id="finding"') < page.index('id="comparison"') < page.index('class="run-figs"')
+        page.index('id="finding"') < page.index('class="run-figs"') < page.index('id="comparison"')
     )
     d = result.summary[(result.summary.level == "set") & (result.summary.score == "delta")].iloc[0]
     assert f"<b>{d['mean']:+.3f}</b>" in page  # the finding sentence carries the set mean

@@ -30,10 +30,12 @@ from biasprobe.report import html as report_html
 from biasprobe.report.figures import (
     dequantize16,
     full_ranks,
+    pair_figure,
     pair_points,
     quantize16,
     skewed_labels,
 )
+from biasprobe.results import model_slug
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_data = pytest.mark.skipif(
@@ -241,9 +243,12 @@ def test_header_shows_provenance(report, run):
         "recorded-2021",
     ):
         assert text in page, text
-    facts = {r[0]: r[1] for r in tables(page)["facts"]}
-    assert "pair-explorable v1" in facts["Probe set"]
-    assert rf.BERT in facts["Models"] and "base: " + rf.BERT in facts["Models"]
+    facts = re.search(r'<p class="facts">(.*?)</p>', page, re.S).group(1)
+    assert "pair-explorable v1" in facts
+    assert rf.BERT in facts and "(base: " + rf.BERT + ")" in facts
+    # the provenance is collapsed and comes last
+    prov = page[page.index('<section id="provenance">') :]
+    assert meta["probe_set"]["sha256"] in prov and '<details class="run">' in prov
     assert "log-softmax" in page and "not raw logits" in page
     assert "16-bit" in page  # the precision of the "all" view is stated
 
@@ -528,13 +533,20 @@ def _kaleido_available() -> bool:
 @pytest.mark.skipif(not _kaleido_available(), reason="kaleido or Chromium not installed")
 def test_export_figures_png_and_svg(tmp_path):
     run = rf.make_run(rf.PAIRS[:1], (rf.BERT,))
-    pngs = export_figures([run], tmp_path / "png", "png")
+    pngs = export_figures([run], tmp_path / "png", "png", views=("scatter",))
     assert [p.name for p in pngs] == [f"jim-jane__{rf.BERT}.png"]
     head = pngs[0].read_bytes()[:24]
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-    assert (width, height) == (1240, 1120)
-    svgs = export_figures([run], tmp_path / "svg", "svg", top_n=30)
+    fig = pair_figure(
+        pair_points(*run.pair_logprobs(rf.BERT, "jim-jane"), 200),
+        rf.vocab(),
+        group_a="Jim",
+        group_b="Jane",
+        title="t",
+    )
+    assert (width, height) == (2 * fig.layout.width, 2 * fig.layout.height)
+    svgs = export_figures([run], tmp_path / "svg", "svg", top_n=30, views=("scatter",))
     svg = svgs[0].read_text(encoding="utf-8")
     # the labels are the most skewed tokens of the top-30 union, computed here independently
     jim = np.asarray(raw_logprobs("sentence-jim-worked-as-a-mask-embed"))
@@ -545,7 +557,24 @@ def test_export_figures_png_and_svg(tmp_path):
     most_b = vocab[ids[np.argmax(d)]]
     most_a = vocab[ids[np.argmin(d)]]
     assert f">{most_b}<" in svg and f">{most_a}<" in svg
+    # the top-3 fills of each side are labelled too
+    for side in (jim, jane):
+        for i in np.argsort(-side)[:3]:
+            assert f">{vocab[i]}<" in svg, vocab[i]
     assert "log p(token | A: Jim)" in svg
+    # both views and the side-by-side comparison, as PDF
+    two = rf.make_run(rf.PAIRS[:1], (rf.BERT, rf.SYNTHETIC))
+    pdfs = export_figures([two], tmp_path / "pdf", "pdf", top_n=30)
+    slug = model_slug(rf.SYNTHETIC)
+    assert [p.name for p in pdfs] == [
+        f"jim-jane__{rf.BERT}.pdf",
+        f"jim-jane__{rf.BERT}__differences.pdf",
+        f"jim-jane__{slug}.pdf",
+        f"jim-jane__{slug}__differences.pdf",
+        "jim-jane__comparison.pdf",
+        "jim-jane__comparison__differences.pdf",
+    ]
+    assert all(p.read_bytes()[:5] == b"%PDF-" for p in pdfs)
 
 
 def test_export_figures_without_kaleido(tmp_path, monkeypatch):

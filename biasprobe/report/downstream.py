@@ -1,11 +1,12 @@
 """The HTML report of downstream (classifier) runs: one self-contained page, plotly inlined.
 
-Order of the page: the finding first (one sentence per classifier and probe set: mean Δ P(pos)
-with its 95% CI, n and p-values, and the flip rate); the classifiers' held-out accuracies when
-their sentiment run folders record them; the change of every score from the base classifier
-with its paired CI; a forest plot of per-template mean Δ with CIs per classifier; a paired
-scatter of P(pos) on the two sides of every pair, flips highlighted; the full tables; and, when
-fill-mask runs are given too, their set-level skew beside the downstream gaps. Provenance last.
+Order of the page: the title and one line of facts; the finding first (one sentence per
+classifier and probe set: mean Δ P(pos) with its 95% CI, n and p-values, and the flip rate);
+then the figures: a paired scatter of P(pos) on the two sides of every pair, flips
+highlighted, and a forest plot of per-template mean Δ with CIs per classifier; the classifiers'
+held-out accuracies when their sentiment run folders record them; the change of every score
+from the base classifier with its paired CI; when fill-mask runs are given too, their set-level
+skew beside the downstream gaps; the full tables; provenance last, collapsed.
 
 Every piece of user text (probe and group names, sentences, model names) is HTML-escaped, and
 escaped again for plotly's HTML-subset labels. The page carries biasprobe's generator marker
@@ -374,13 +375,12 @@ def _run_figures_html(run: Any) -> str:
     mino, norm = _groups(run)
     return f"""<section class="run-figs">
 <h2>{_e(set_name)}: where the gaps are</h2>
-{_forest_html(run)}
-<h3>Every pair: P(pos) on the two sides</h3>
-<p class="muted">One point per pair: x = P(pos) of the {_e(norm)} sentence, y = P(pos) of the
-{_e(mino)} sentence. Points above the dashed diagonal are rated more positive on the
+<p class="muted">Every pair, one point: x = P(pos) of the {_e(norm)} sentence, y = P(pos) of
+the {_e(mino)} sentence. Points above the dashed diagonal are rated more positive on the
 minoritized side; a black × marks a pair whose predicted label flips (● same label). Hover a
-point for its sentences.</p>
+point for its sentences. Below: the mean per template.</p>
 <div class="scatters">{scatters}</div>
+{_forest_html(run)}
 </section>"""
 
 
@@ -516,6 +516,7 @@ def _provenance_html(runs: Sequence[Any]) -> str:
 
 _EXTRA_CSS = """
 ul.finding li { margin: 0.35em 0; }
+#finding h2 { margin-top: 0.6em; }
 .scatters { display: flex; flex-wrap: wrap; gap: 12px; }
 """
 
@@ -542,21 +543,20 @@ def render_downstream_report(runs: Sequence[Any], *, title: str | None = None) -
     page_title = title or f"biasprobe downstream report: {', '.join(set_names)}"
     models = list(dict.fromkeys(m for r in down for m in r.models))
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    base = f" (base: {models[0]})" if len(models) > 1 else ""
     header = f"""<header><h1>{_e(page_title)}</h1>
-<table class="facts">
-<tr><th>Probe sets</th><td>{_e(", ".join(set_names))}</td></tr>
-<tr><th>Classifiers</th><td>{_e(", ".join(models))}
-<span class="muted">(base: {_e(models[0])})</span></td></tr>
-<tr><th>Run date</th><td>{_e(", ".join(str(r.meta.get("created", "?")) for r in down))}</td></tr>
-<tr><th>biasprobe</th><td>report written with {_e(_version())} on {_e(now)}</td></tr>
-</table></header>"""
+<p class="facts">Probe sets <b>{_e(", ".join(set_names))}</b> · classifiers
+<b>{_e(", ".join(models))}</b>{_e(base)} · run
+{_e(", ".join(str(r.meta.get("created", "?")) for r in down))} · report written with
+biasprobe {_e(_version())} on {_e(now)} · <a href="#provenance">provenance</a></p></header>"""
+    # the finding first, then the figures, then the tables; provenance last
     body = "\n".join(
         [
             header,
             _finding_html(down),
+            *(_run_figures_html(r) for r in down),
             _accuracy_html(down),
             _comparison_html(down),
-            *(_run_figures_html(r) for r in down),
             _upstream_html(fill_mask, down),
             _tables_html(down),
             _provenance_html(down),

@@ -1,7 +1,9 @@
-"""Static figures (PNG or SVG) for papers: one scatter per pair and model.
+"""Static figures (PNG, SVG or PDF) for papers: per pair and model the scatter and the
+differences view, and per pair run on several models the side-by-side comparison of both.
 
 Static export goes through plotly's image export, which needs the optional ``kaleido``
-package (version 1 or later) and a Chrome or Chromium browser on the machine. Without them,
+package (version 1 or later) and a Chrome or Chromium browser on the machine (for every
+format, PDF included; nothing else is needed for PDF). Without them,
 :class:`StaticExportError` says what to install.
 """
 
@@ -14,10 +16,11 @@ from typing import Literal
 
 from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
-from biasprobe.report.figures import VIEWS, pair_figure, pair_points
+from biasprobe.report.figures import VIEWS, comparison_figure, pair_figure, pair_points
+from biasprobe.report.html import target_token_ids
 from biasprobe.results import RunResult, model_slug
 
-FORMATS = ("png", "svg")
+FORMATS = ("png", "svg", "pdf")
 INSTALL_HINT = (
     "install the optional image exporter with `pip install 'kaleido>=1.1'` "
     "and a Chrome or Chromium browser (e.g. `apt-get install chromium`, or run "
@@ -34,29 +37,34 @@ class StaticExportError(BiasprobeError):
 def export_figures(
     runs: Sequence[RunResult],
     out_dir: Path,
-    fmt: Literal["png", "svg"] = "png",
+    fmt: Literal["png", "svg", "pdf"] = "png",
     *,
     top_n: int = 200,
-    view: Literal["scatter", "differences"] = "scatter",
+    views: Sequence[str] = VIEWS,
+    comparison: bool = True,
     scale: float = 2.0,
 ) -> list[Path]:
-    """Write one static figure per pair and model.
+    """Write the static figures of every pair: per model, and side by side across models.
 
-    Files are named ``<pair-slug>__<model-slug>.<fmt>`` (``…__differences.<fmt>`` for the
-    differences view) in ``out_dir`` (created if needed), which gets biasprobe's manifest (kind
-    ``"figures"``). Figures biasprobe wrote there before are replaced; any other file of the
-    same name is never overwritten (``NotOwnedError``).
+    Files, in ``out_dir`` (created if needed, with biasprobe's manifest of kind
+    ``"figures"``): ``<pair-slug>__<model-slug>.<fmt>`` (scatter),
+    ``<pair-slug>__<model-slug>__differences.<fmt>``, and for a pair that several models ran
+    (same pair id and sentences, in one run or several) ``<pair-slug>__comparison.<fmt>`` and
+    ``<pair-slug>__comparison__differences.<fmt>`` (one panel per model, one colour scale).
+    Figures biasprobe wrote there before are replaced; any other file of the same name is
+    never overwritten (``NotOwnedError``).
 
     Args:
         runs: run results; every model of every run is drawn.
         out_dir: folder for the figures.
-        fmt: ``"png"`` or ``"svg"``.
-        top_n: draw the union of each side's top-``top_n`` tokens.
-        view: ``"scatter"`` (log p(A) vs log p(B)) or ``"differences"``.
-        scale: pixel scale of PNG output (2 = 1240 × 1120 pixels).
+        fmt: ``"png"``, ``"svg"`` or ``"pdf"``.
+        top_n: draw the union of each side's top-``top_n`` tokens (and the target words).
+        views: which of ``"scatter"`` and ``"differences"`` to draw.
+        comparison: also draw the side-by-side comparison of pairs run on several models.
+        scale: pixel scale of PNG output (2 = twice the figure's size in points).
 
     Returns:
-        The paths written, in (run, pair, model) order.
+        The paths written, per pair: each model's views, then the comparison.
 
     Raises:
         UsageError: unknown format or view, or a bad ``top_n``.
@@ -66,12 +74,15 @@ def export_figures(
     """
     if fmt not in FORMATS:
         raise UsageError(f"figure format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if view not in VIEWS:
-        raise UsageError(f"figure view must be one of {', '.join(VIEWS)}, got {view!r}")
+    if isinstance(views, str):
+        views = (views,)
+    bad = [v for v in views if v not in VIEWS]
+    if bad or not views:
+        raise UsageError(f"figure views must be among {', '.join(VIEWS)}, got {list(views)!r}")
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
     out = Path(out_dir)
-    figs, names = _pair_figures(runs, view, top_n)
+    figs, names = _pair_figures(runs, tuple(views), top_n, comparison)
     paths = [out / f"{name}.{fmt}" for name in names]
     listed = _check_figure_folder(out, paths)
     _check_exporter()
@@ -85,16 +96,22 @@ def export_figures(
     return paths
 
 
-def _pair_figures(runs: Sequence[RunResult], view: str, top_n: int) -> tuple[list, list[str]]:
-    """The figure of every (run, pair, model) and its file name (without extension), unique."""
+def _pair_figures(
+    runs: Sequence[RunResult], views: tuple[str, ...], top_n: int, comparison: bool = True
+) -> tuple[list, list[str]]:
+    """The figures of every pair (per model, then compared) and their file names
+    (without extension), unique."""
     names = [m for run in runs for m in run.models]
-    figs, stems, seen = [], [], set()
+    # pair key (id, sentence A, sentence B) → groups and its panels (label, points, vocab, targets)
+    pairs: dict[tuple[str, str, str], dict] = {}
     for r_i, run in enumerate(runs):
         for pid, rows in run.items.groupby("pair_id", sort=False):
             rows = rows.sort_values("side")
             groups = [str(g) for g in rows["group"]]
             if len(groups) != 2:
                 continue
+            key = (str(pid), *(str(t) for t in rows["template_sentence"]))
+            entry = pairs.setdefault(key, {"id": str(pid), "groups": groups, "panels": []})
             for model in run.models:
                 try:
                     la, lb = run.pair_logprobs(model, str(pid))
@@ -103,23 +120,53 @@ def _pair_figures(runs: Sequence[RunResult], view: str, top_n: int) -> tuple[lis
                 label = model
                 if names.count(model) > 1:
                     label = f"{model} [{run.meta.get('run_id', f'run {r_i + 1}')}]"
-                fig = pair_figure(
-                    pair_points(la, lb, top_n),
-                    run.logprobs[model].vocab,
-                    view=view,
-                    group_a=groups[0],
-                    group_b=groups[1],
-                    title=f"{pid} · {label} · top {top_n} per side",
+                targets = target_token_ids(run, model, str(pid))
+                entry["panels"].append(
+                    (
+                        pair_points(la, lb, top_n, pinned=targets),
+                        run.logprobs[model].vocab,
+                        label,
+                        targets,
+                    )
                 )
-                stem = f"{model_slug(str(pid))}__{model_slug(label)}"
-                if view != "scatter":
-                    stem += f"__{view}"
-                name, k = stem, 2
-                while name in seen:
-                    name, k = f"{stem}-{k}", k + 1
-                seen.add(name)
-                figs.append(fig)
-                stems.append(name)
+    ids = [p["id"] for p in pairs.values()]
+    figs, stems, seen = [], [], set()
+
+    def add(fig: object, stem: str) -> None:
+        name, k = stem, 2
+        while name in seen:
+            name, k = f"{stem}-{k}", k + 1
+        seen.add(name)
+        figs.append(fig)
+        stems.append(name)
+
+    for (pid, *sentences), entry in pairs.items():
+        ga, gb = entry["groups"]
+        pair_stem = model_slug(pid if ids.count(pid) == 1 else f"{pid}-{sentences[0]}")
+        for pts, vocab, label, targets in entry["panels"]:
+            for view in views:
+                fig = pair_figure(
+                    pts,
+                    vocab,
+                    view=view,
+                    group_a=ga,
+                    group_b=gb,
+                    title=f"{pid} · {label} · top {top_n} per side",
+                    target_ids=targets,
+                )
+                suffix = "" if view == "scatter" else f"__{view}"
+                add(fig, f"{pair_stem}__{model_slug(label)}{suffix}")
+        if comparison and len(entry["panels"]) > 1:
+            for view in views:
+                fig = comparison_figure(
+                    entry["panels"],
+                    view=view,
+                    group_a=ga,
+                    group_b=gb,
+                    title=f"{pid} · top {top_n} per side",
+                )
+                suffix = "" if view == "scatter" else f"__{view}"
+                add(fig, f"{pair_stem}__comparison{suffix}")
     return figs, stems
 
 

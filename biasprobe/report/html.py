@@ -1,10 +1,13 @@
 """The interactive HTML report: one self-contained file, plotly.js inlined, opens offline.
 
-Layout of the page: a header with the provenance of every run; a note on how to read the
-figures; sortable tables (set and template summaries with confidence intervals, per-pair
-scores, and, with several models, the change of every score from the base model and the
-Spearman correlation of token rankings); then one section per pair, shown one at a time, with
-a PAIR-style scatter and a differences view per model, a comparison table and the top-k lists.
+Layout of the page, reader first: the title and one line of facts; the findings (per probe set
+and model, the headline numbers of ``summary.csv`` with their CI and n, the most skewed pairs,
+the fills most shifted toward each side); one section per pair, shown one at a time, with a
+PAIR-style scatter and a differences view per model (labels placed without overlap), the
+target words' log-probs, the pair's scores, a comparison table and the top-k lists; sortable
+tables (set and template summaries with confidence intervals, per-pair scores, and, with
+several models, the change of every score from the base model and the Spearman correlation of
+token rankings); a note on how to read the figures; the provenance of every run, collapsed.
 
 What the page embeds, so that it stays small and N can change in the browser:
 
@@ -36,11 +39,16 @@ import numpy as np
 from biasprobe import fsio
 from biasprobe.errors import UsageError
 from biasprobe.report.figures import (
+    CHAR_WIDTH,
     COLOR_A,
     COLOR_B,
     COLORSCALE,
     EXACT_DEPTH,
+    LABEL_FONT,
     LABELS_PER_SIDE,
+    LINE_HEIGHT,
+    POINT_RADIUS,
+    TOP_FILLS_LABELLED,
     pair_points,
     quantize16,
 )
@@ -152,6 +160,13 @@ def render_report(
         "schema": _SCHEMA,
         "topn": {"options": options, "default": top_n_default, "exact": depth},
         "labels_per_side": LABELS_PER_SIDE,
+        "top_fills_labelled": TOP_FILLS_LABELLED,
+        "label_font": {
+            **LABEL_FONT,
+            "charWidth": CHAR_WIDTH,
+            "lineHeight": LINE_HEIGHT,
+            "radius": POINT_RADIUS,
+        },
         "colorscale": COLORSCALE,
         "vocabs": [list(v) for v in vocabs],
         "entries": [
@@ -167,12 +182,15 @@ def render_report(
             for p in pairs
         ],
     }
+    deltas = _paired_deltas(entries)
     body = "\n".join(
         [
             _header_html(runs, entries, page_title),
-            _notes_html(depth),
-            _summary_html(entries, pairs, comparisons),
+            _findings_html(entries, pairs, deltas),
             _pairs_html(entries, pairs, comparisons, options, top_n_default),
+            _summary_html(entries, pairs, comparisons, deltas),
+            _notes_html(depth),
+            _provenance_html(runs),
         ]
     )
     return _page(page_title, body, payload)
@@ -258,9 +276,12 @@ def _cell(entry: _Entry, pair: _Pair, depth: int) -> dict[str, Any] | None:
     if sents is None:
         return None
     la, lb = run.pair_logprobs(entry.model, pair.pair_id)
-    pts = pair_points(la, lb, depth)
+    targets = target_token_ids(run, entry.model, pair.pair_id)
+    pts = pair_points(la, lb, depth, pinned=targets)
+    pos = {int(t): k for k, t in enumerate(pts.ids.tolist())}
     itype = "<u2" if la.size <= 65535 else "<u4"
     return {
+        "targets": [pos[t] for t in targets if t in pos],
         "a": _sentence_vector(entry, sents[0]),
         "b": _sentence_vector(entry, sents[1]),
         "sentences": list(sents),
@@ -271,6 +292,70 @@ def _cell(entry: _Entry, pair: _Pair, depth: int) -> dict[str, Any] | None:
         "la": _b64(pts.la, "<f4"),
         "lb": _b64(pts.lb, "<f4"),
     }
+
+
+def target_token_ids(run: RunResult, model: str, pair_id: str) -> list[int]:
+    """Vocabulary ids of a pair's one-piece target words under one model (as ``targets.csv``
+    lists them; a word the vocabulary spells only in lower case is found in lower case)."""
+    t = run.targets
+    if t is None or t.empty:
+        return []
+    rows = t[(t["model"] == model) & (t["pair_id"] == pair_id)]
+    if "n_pieces" in rows:
+        rows = rows[rows["n_pieces"] == 1]
+    index = _vocab_index(tuple(run.logprobs[model].vocab))
+    out: list[int] = []
+    for word in dict.fromkeys(str(w) for w in rows["target"]):
+        i = index.get(word, index.get(word.lower()))
+        if i is not None and i not in out:
+            out.append(i)
+    return out
+
+
+_VOCAB_INDEX: dict[int, dict[str, int]] = {}
+
+
+def _vocab_index(vocab: tuple[str, ...]) -> dict[str, int]:
+    key = hash(vocab)
+    if key not in _VOCAB_INDEX:
+        index: dict[str, int] = {}
+        for i, tok in enumerate(vocab):
+            index.setdefault(tok, i)
+        _VOCAB_INDEX.clear()
+        _VOCAB_INDEX[key] = index
+    return _VOCAB_INDEX[key]
+
+
+def _targets_table(entries: list[_Entry], present: list[_Entry], pair: _Pair) -> str:
+    """The target words' log p on both sides, per model (from targets.csv)."""
+    ga, gb = (str(pair.items[k]["group"]) for k in (0, 1))
+    rows = []
+    for e in present:
+        t = e.run.targets
+        if t is None or t.empty:
+            continue
+        sub = t[(t["model"] == e.model) & (t["pair_id"] == pair.pair_id)]
+        for word in dict.fromkeys(str(w) for w in sub["target"]):
+            a = sub[(sub["target"] == word) & (sub["side"] == "A")]
+            b = sub[(sub["target"] == word) & (sub["side"] == "B")]
+            la = float(a["logprob"].iloc[0]) if not a.empty else math.nan
+            lb = float(b["logprob"].iloc[0]) if not b.empty else math.nan
+            pieces = sub[sub["target"] == word]["n_pieces"].iloc[0]
+            rows.append(
+                "<tr>"
+                + (_tdt(e.label) if len(entries) > 1 else "")
+                + _tdt(word, "tok")
+                + _td(pieces, 0)
+                + _td(la)
+                + _td(lb)
+                + _td(lb - la, signed=True)
+                + "</tr>"
+            )
+    if not rows:
+        return ""
+    heads = ["model"] if len(entries) > 1 else []
+    heads += ["target word", "pieces", f"log p (A: {ga})", f"log p (B: {gb})", "B − A"]
+    return "<h4>Target words</h4>" + _sortable(heads, rows, "targets")
 
 
 def _score_row(run: RunResult, model: str, pair_id: str) -> dict[str, Any] | None:
@@ -384,6 +469,24 @@ def _version() -> str:
 
 
 def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -> str:
+    """The title and one line of facts; the full provenance is at the end of the page."""
+    set_line = "; ".join(
+        f"{(r.meta.get('probe_set') or {}).get('name', '?')} "
+        f"v{(r.meta.get('probe_set') or {}).get('version', '?')}"
+        for r in runs
+    )
+    created = ", ".join(str(r.meta.get("created", "?")) for r in runs)
+    model_list = ", ".join(e.label for e in entries)
+    base = f" (base: {entries[0].label})" if len(entries) > 1 else ""
+    return f"""<header>
+<h1>{_e(title)}</h1>
+<p class="facts">Probe set <b>{_e(set_line)}</b> · models <b>{_e(model_list)}</b>{_e(base)} ·
+run {_e(created)} · <a href="#provenance">provenance</a></p>
+</header>"""
+
+
+def _provenance_html(runs: Sequence[RunResult]) -> str:
+    """Everything in each run's results.json, collapsed, at the end of the page."""
     now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     run_blocks = []
     for r_i, run in enumerate(runs):
@@ -402,7 +505,7 @@ def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -
         )
         base = " (the first model is the base)" if r_i == 0 else ""
         run_blocks.append(
-            f"""<details class="run" {"open" if r_i == 0 else ""}>
+            f"""<details class="run">
 <summary>Run <code>{_e(str(meta.get("run_id", "?")))}</code> · probe set
 <b>{_e(str(ps.get("name", "?")))}</b> · created {_e(str(meta.get("created", "?")))}</summary>
 <div class="prov">
@@ -415,28 +518,15 @@ def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -
 <th>vocab size</th><th>info</th></tr></thead><tbody>{models_rows}</tbody></table>
 </details>"""
         )
-    set_line = "; ".join(
-        f"{(r.meta.get('probe_set') or {}).get('name', '?')} "
-        f"v{(r.meta.get('probe_set') or {}).get('version', '?')}"
-        for r in runs
-    )
-    created = ", ".join(str(r.meta.get("created", "?")) for r in runs)
     run_versions = ", ".join(
         str((r.meta.get("versions") or {}).get("biasprobe", "?")) for r in runs
     )
-    model_list = ", ".join(e.label for e in entries)
-    return f"""<header>
-<h1>{_e(title)}</h1>
-<table class="facts">
-<tr><th>Probe set</th><td>{_e(set_line)}</td></tr>
-<tr><th>Models</th><td>{_e(model_list)} <span class="muted">(base: {_e(entries[0].label)})</span></td></tr>
-<tr><th>Run date</th><td>{_e(created)}</td></tr>
-<tr><th>biasprobe</th><td>runs made with {_e(run_versions)}; report written with
-{_e(_version())} on {_e(now)}</td></tr>
-</table>
+    return f"""<section id="provenance">
 <h2>Provenance</h2>
+<p class="muted">Runs made with biasprobe {_e(run_versions)}; report written with
+{_e(_version())} on {_e(now)}. Open a run for its probe set, settings, versions and models.</p>
 {"".join(run_blocks)}
-</header>"""
+</section>"""
 
 
 def _notes_html(depth: int) -> str:
@@ -448,9 +538,11 @@ the mask position, <code>log p(token | sentence)</code>, not raw logits. Values 
 <li>Scatter: x = log p(token | side A), y = log p(token | side B), for the union of each side's
 top-N tokens. Points above the dashed line y = x are more likely after side B
 (<span style="color:{COLOR_B}">blue</span>), below it more likely after side A
-(<span style="color:{COLOR_A}">red</span>); the colour is log p(B) − log p(A). The
-{LABELS_PER_SIDE} most skewed tokens on each side of the diagonal are labelled. Hover a point for
-the token, both log-probs and both ranks (1 = most probable).</li>
+(<span style="color:{COLOR_A}">red</span>); the colour is log p(B) − log p(A). Labelled, in
+this order and only where a label fits without covering another: the probe's target words,
+each side's top-{TOP_FILLS_LABELLED} fills, then up to {LABELS_PER_SIDE} of the most skewed
+tokens on each side of the diagonal. Hover a point for the token, both log-probs and both
+ranks (1 = most probable).</li>
 <li>Differences view: the same tokens, x = log p(B) − log p(A), y = their mean log-prob.</li>
 <li>N = 30, 200 and 1000 use exact float32 values and exact ranks. In the <b>all</b> view,
 tokens outside either side's top {depth} are drawn from values stored with 16-bit precision
@@ -486,12 +578,13 @@ def _ci_level(run: RunResult) -> str:
 
 
 def _summary_html(
-    entries: list[_Entry], pairs: list[_Pair], comparisons: dict[tuple[int, int], dict]
+    entries: list[_Entry],
+    pairs: list[_Pair],
+    comparisons: dict[tuple[int, int], dict],
+    deltas: dict[tuple[int, str, str, str], dict],
 ) -> str:
     base = entries[0]
     ci = _ci_level(base.run)
-
-    deltas = _paired_deltas(entries)
 
     def summary_rows(level: str) -> list[str]:
         rows = []
@@ -543,7 +636,7 @@ def _summary_html(
         _gap_html(entries, deltas, ci),
         f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
         "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
-        "open its figures.</p>",
+        "open its figures (above).</p>",
         _pair_scores_table(entries, pairs),
         "</section>",
     ]
@@ -832,16 +925,6 @@ def _pair_section(
         for e in present
     )
     cols = max(1, len(present))
-    scatter = "".join(
-        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-        f'data-kind="scatter" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-        for e in present
-    )
-    diffs = "".join(
-        f'<figure><figcaption>{_e(e.label)}</figcaption><div class="plot" '
-        f'data-kind="diff" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-        for e in present
-    )
     cmp_html = ""
     if len(entries) > 1:
         cmp_html = _pair_comparison(entries, present, pair, comparisons)
@@ -857,25 +940,235 @@ def _pair_section(
     scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
     topk = "".join(_topk_table(e, pair) for e in present)
     src = pair.items[0].get("source", "")
+    # scatters first (one per model), then the differences views: one or two per row
+    figs = "".join(
+        f'<figure><figcaption>{_e(e.label)} · {kind_text}</figcaption><div class="plot" '
+        f'data-kind="{kind}" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for kind, kind_text in (
+            ("scatter", "scatter"),
+            ("diff", "differences"),
+        )
+        for e in present
+    )
+    ia, ib = pair.items[0], pair.items[1]
     return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
-<h3>{_e(pair.label)} <small>template {_e(str(pair.items[0]["template_id"]))} ·
-{_e("" if _isna(src) else str(src))}</small></h3>
-<table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
-<th>template sentence</th><th>fills</th></tr></thead><tbody>{sent_rows}</tbody></table>
-<details><summary>Exact text each model saw</summary><ul>{saw}</ul></details>
+<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
+({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
+({_e(str(ib["group"]))})</small></h3>
+<div class="figs">{figs}</div>
+{_targets_table(entries, present, pair)}
+<h4>Scores of this pair</h4>
 {scores_html}
-<h4>Scatter: log p(token | A) vs log p(token | B)</h4>
-<div class="figs" style="--cols:{cols}">{scatter}</div>
-<h4>Differences: log p(B) − log p(A) vs mean log p</h4>
-<div class="figs" style="--cols:{cols}">{diffs}</div>
 {cmp_html}
 <h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only.</p>
 <div class="figs topks" style="--cols:{cols}">{topk}</div>
+<h4>Sentences</h4>
+<table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
+<th>template sentence</th><th>fills</th></tr></thead><tbody>{sent_rows}</tbody></table>
+<p class="muted">Template {_e(str(pair.items[0]["template_id"]))} ·
+{_e("" if _isna(src) else str(src))}</p>
+<details><summary>Exact text each model saw</summary><ul>{saw}</ul></details>
 </section>"""
 
 
 def _isna(x: Any) -> bool:
     return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+# --------------------------------------------------------------------------- findings
+
+#: Tokens listed per side in the findings.
+FINDING_TOKENS = 5
+#: Pairs listed as the most skewed in the findings.
+FINDING_PAIRS = 3
+
+
+def _digits(*values: Any) -> int:
+    """Decimals that show the largest of ``values`` with two significant digits (at least 2,
+    at most 6): 0.85 → 2, 0.00016 → 5."""
+    finite = [abs(_num(v)) for v in values if not math.isnan(_num(v)) and _num(v) != 0]
+    if not finite:
+        return 2
+    return int(min(6, max(2, -math.floor(math.log10(max(finite))) + 1)))
+
+
+def _ci_text(low: Any, high: Any, level: str, digits: int = 2, signed: bool = False) -> str:
+    """'95% CI 0.55–0.69' (signed values: '−0.10 to +0.31')."""
+    if _isna(low) or _isna(high):
+        return f"no {level}"
+    a, b = _fmt(low, digits, signed), _fmt(high, digits, signed)
+    return f"{level} {a} to {b}" if signed else f"{level} {a}–{b}"
+
+
+def _side_names(entry: _Entry, pairs: list[_Pair]) -> dict[str, str]:
+    """role → the group's name when every pair of the entry names it alike, else a phrase."""
+    names: dict[str, set[str]] = {"minoritized": set(), "normative": set()}
+    for pair in pairs:
+        if entry.index not in pair.cells:
+            continue
+        for it in pair.items:
+            if str(it.get("role")) in names:
+                names[str(it["role"])].add(str(it["group"]))
+    return {
+        role: next(iter(found)) if len(found) == 1 else f"the {role} side"
+        for role, found in names.items()
+    }
+
+
+def _set_row(entry: _Entry, score: str) -> dict[str, Any] | None:
+    s = entry.run.summary
+    rows = s[(s["model"] == entry.model) & (s["level"] == "set") & (s["score"] == score)]
+    return None if rows.empty else rows.iloc[0].to_dict()
+
+
+def shifted_tokens(
+    entry_run: RunResult, model: str, pair_ids: Sequence[str], top: int = FINDING_TOKENS
+) -> dict[str, list[tuple[str, int, float]]]:
+    """The fills most shifted toward each side, over the pairs of one model.
+
+    Per pair, a token in one side's top-k only (k of that pair's scores row) counts for that
+    side (``"minoritized"`` / ``"normative"``, from the pair's roles), with its shift = log p on
+    that side − log p on the other. Ranked by the number of pairs, then the mean shift.
+
+    Returns:
+        role → ``[(token, pairs, mean shift in nats), …]`` (at most ``top``).
+    """
+    from biasprobe.scores import topk
+
+    vocab = entry_run.logprobs[model].vocab
+    sc = entry_run.scores
+    counts: dict[str, dict[int, list[float]]] = {"minoritized": {}, "normative": {}}
+    for pid in pair_ids:
+        rows = entry_run.items[entry_run.items["pair_id"] == pid].sort_values("side")
+        roles = [str(r) for r in rows["role"]]
+        row = sc[(sc["model"] == model) & (sc["pair_id"] == pid)]
+        if len(roles) != 2 or row.empty or set(roles) != set(counts):
+            continue
+        k = int(row.iloc[0]["k"])
+        la, lb = entry_run.pair_logprobs(model, pid)
+        ids_a, ids_b = (set(topk(v, k)[0].tolist()) for v in (la, lb))
+        for own, other, mine, theirs, role in (
+            (ids_a, ids_b, la, lb, roles[0]),
+            (ids_b, ids_a, lb, la, roles[1]),
+        ):
+            for t in own - other:
+                counts[role].setdefault(t, []).append(float(mine[t]) - float(theirs[t]))
+    out: dict[str, list[tuple[str, int, float]]] = {}
+    for role, per in counts.items():
+        ranked = sorted(per.items(), key=lambda kv: (-len(kv[1]), -float(np.mean(kv[1])), kv[0]))
+        out[role] = [(vocab[t], len(v), float(np.mean(v))) for t, v in ranked[:top]]
+    return out
+
+
+def _findings_html(
+    entries: list[_Entry], pairs: list[_Pair], deltas: dict[tuple[int, str, str, str], dict]
+) -> str:
+    """Per probe set and model: the headline numbers (from summary.csv), the most skewed pairs
+    and the fills most shifted toward each side."""
+    blocks = []
+    for entry in entries:
+        run = entry.run
+        level = _ci_level(run)
+        set_name = str((run.meta.get("probe_set") or {}).get("name", "probe set"))
+        own = [p for p in pairs if entry.index in p.cells and p.run_index == entry.run_index]
+        names = _side_names(entry, own)
+        mino, norm = names["minoritized"], names["normative"]
+        sentences = []
+        jd = _set_row(entry, "jaccard_distance")
+        sc = run.scores[run.scores["model"] == entry.model]
+        ks = sorted({int(k) for k in sc["k"].dropna()}) if "k" in sc else []
+        k_text = f"top-{ks[0]}" if len(ks) == 1 else "top-k"
+        if jd is not None and not _isna(jd.get("mean")):
+            n = int(jd["n"])
+            dg = _digits(jd["mean"], jd["ci_low"], jd["ci_high"])
+            ci = (
+                _ci_text(jd["ci_low"], jd["ci_high"], level, dg)
+                if n > 1
+                else "one pair, so no interval"
+            )
+            across = f"Across {n} pairs" if n > 1 else "In its one pair"
+            d = deltas.get((entry.index, "set", set_name, "jaccard_distance"))
+            vs = ""
+            if d is not None and not _isna(d.get("delta")):
+                dd = _digits(d["delta"], d["delta_low"], d["delta_high"])
+                vs = (
+                    f" Against the base model: Δ = {_fmt(d['delta'], dd, True)} "
+                    f"({_ci_text(d['delta_low'], d['delta_high'], level, dd, True)}, "
+                    f"n = {int(d['n'])} pairs; negative = less skew)."
+                )
+            sentences.append(
+                f"{across}, the {_e(k_text)} fills after <b>{_e(mino)}</b> and after "
+                f"<b>{_e(norm)}</b> have a mean Jaccard distance of "
+                f"<b class='num'>{_fmt(jd['mean'], dg)}</b> ({_e(ci)}; 0 = the same fills, "
+                f"1 = none in common).{_e(vs)}"
+            )
+        tg = _set_row(entry, "target_gap_mean")
+        if tg is not None and not _isna(tg.get("mean")) and int(tg["n"]) > 0:
+            n = int(tg["n"])
+            dg = _digits(tg["mean"], tg["ci_low"], tg["ci_high"])
+            ci = (
+                _ci_text(tg["ci_low"], tg["ci_high"], level, dg, True)
+                if n > 1
+                else "one pair, so no interval"
+            )
+            p = tg.get("p_value")
+            p_text = "" if _isna(p) else f", p = {_fmt(p, 3) if p >= 0.001 else '< 0.001'}"
+            sentences.append(
+                f"Target words: log p after {_e(mino)} − after {_e(norm)} = "
+                f"<b class='num'>{_fmt(tg['mean'], dg, True)}</b> nats per word on average "
+                f"({_e(ci)}, n = {n} pairs{_e(p_text)}; &gt; 0 = more likely for {_e(mino)})."
+            )
+        details = []
+        if len(own) > 1 and "jaccard_distance" in sc:
+            top = sc.assign(_js=sc.get("js_divergence", 0.0)).sort_values(
+                ["jaccard_distance", "_js", "pair_id"],
+                ascending=[False, False, True],
+                kind="stable",
+            )
+            links = {p.pair_id: p for p in own}
+            shown = []
+            for r in top.head(FINDING_PAIRS).to_dict("records"):
+                pair = links.get(str(r["pair_id"]))
+                if pair is None:
+                    continue
+                shown.append(
+                    f'<a href="#pair={_e(_url_id(pair))}">{_e(pair.label)}</a> '
+                    f"({_fmt(r['jaccard_distance'], 2)})"
+                )
+            if shown:
+                details.append("Most skewed pairs (Jaccard distance): " + ", ".join(shown) + ".")
+        shifted = shifted_tokens(run, entry.model, [p.pair_id for p in own])
+        for role in ("minoritized", "normative"):
+            toks = shifted.get(role) or []
+            if not toks:
+                continue
+            many = len(own) > 1
+            listed = ", ".join(
+                f"<span class='tok'>{_e(t)}</span> ("
+                + (f"{c} pair{'s' if c != 1 else ''}, " if many else "")
+                + f"{_fmt(s, 2, True)})"
+                for t, c, s in toks
+            )
+            details.append(f"Fills shifted toward <b>{_e(names[role])}</b>: {listed}.")
+        if details:
+            details.append(
+                "<span class='muted'>(tokens in one side's top-k only; in brackets "
+                + ("the pairs where that happens and " if len(own) > 1 else "")
+                + "the mean log p shift toward that side, in nats)</span>"
+            )
+        if not sentences and not details:
+            continue
+        blocks.append(
+            f"<div class='finding'><h3>{_e(entry.label)} <small>on {_e(set_name)}</small></h3>"
+            + "".join(f"<p class='headline'>{s}</p>" for s in sentences)
+            + (f"<p class='more'>{' '.join(details)}</p>" if details else "")
+            + "</div>"
+        )
+    body = "".join(blocks) or "<p class='muted'>The runs hold no set-level scores.</p>"
+    return f"""<section id="findings">
+<h2>Findings</h2>
+<div class="findings" style="--cols:{min(2, max(1, len(blocks)))}">{body}</div>
+</section>"""
 
 
 # --------------------------------------------------------------------------- page

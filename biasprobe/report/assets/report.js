@@ -33,6 +33,9 @@
   state.timings.dataParsed = performance.now();
   var EXACT = DATA.topn.exact;
   var PER_SIDE = DATA.labels_per_side;
+  var LABEL = DATA.label_font;
+  var TOP_FILLS = DATA.top_fills_labelled;
+  var NOTE_SIZE = 11;
   var Q_NONFINITE = 65535;
 
   state.webgl = (function () {
@@ -85,6 +88,7 @@
         ids: typed(c.ids, c.itype),
         ra: typed(c.ra, c.itype),
         rb: typed(c.rb, c.itype),
+        targets: c.targets || [],
         la: typed(c.la, 'f4'),
         lb: typed(c.lb, 'f4'),
         a: c.a,
@@ -118,8 +122,9 @@
     var pts;
     if (n !== 'all' && n <= EXACT) {
       var sel = [];
+      var pinned = new Set(d.targets);
       for (var i = 0; i < d.ids.length; i++) {
-        if (d.ra[i] <= n || d.rb[i] <= n) sel.push(i);
+        if (d.ra[i] <= n || d.rb[i] <= n || pinned.has(i)) sel.push(i);
       }
       var m = sel.length;
       pts = {
@@ -171,6 +176,13 @@
         }
       });
     }
+    var targetIds = new Set(d.targets.map(function (u) { return d.ids[u]; }));
+    pts.targets = [];
+    if (targetIds.size) {
+      for (var q = 0; q < pts.ids.length; q++) {
+        if (targetIds.has(pts.ids[q])) pts.targets.push(q);
+      }
+    }
     var len = pts.x.length;
     pts.diff = new Float64Array(len);
     pts.mean = new Float64Array(len);
@@ -212,13 +224,79 @@
     return out;
   }
 
-  /* Indices of the most skewed labelled tokens (from the exact pool). */
-  function labels(pts) {
+  /* Indices of the most skewed tokens (from the exact pool): B-favoured, then A-favoured. */
+  function skewed(pts) {
     var pos = pts.pool.filter(function (k) { return pts.diff[k] > 0; });
     var neg = pts.pool.filter(function (k) { return pts.diff[k] < 0; });
     pos.sort(function (i, j) { return pts.diff[j] - pts.diff[i] || pts.ids[i] - pts.ids[j]; });
     neg.sort(function (i, j) { return pts.diff[i] - pts.diff[j] || pts.ids[i] - pts.ids[j]; });
-    return pos.slice(0, PER_SIDE).concat(neg.slice(0, PER_SIDE));
+    return { b: pos.slice(0, PER_SIDE), a: neg.slice(0, PER_SIDE) };
+  }
+
+  /* Which points to label, most important first (as figures.label_order): the target words,
+   * each side's top-3 fills (A1, B1, A2, B2, A3, B3), then the most skewed, B and A in turn. */
+  function labelOrder(pts) {
+    var order = pts.targets.slice();
+    for (var rank = 1; rank <= TOP_FILLS; rank++) {
+      [pts.ra, pts.rb].forEach(function (ranks) {
+        for (var k = 0; k < ranks.length; k++) {
+          if (ranks[k] === rank && pts.exact[k]) { order.push(k); break; }
+        }
+      });
+    }
+    var s = skewed(pts);
+    for (var i = 0; i < Math.max(s.a.length, s.b.length); i++) {
+      if (i < s.b.length) order.push(s.b[i]);
+      if (i < s.a.length) order.push(s.a[i]);
+    }
+    var seen = new Set();
+    return order.filter(function (k) {
+      if (seen.has(k)) return false;
+      seen.add(k);
+      return true;
+    });
+  }
+
+  function overlaps(a, b) {
+    return a[0] < b[2] && b[0] < a[2] && a[1] < b[3] && b[1] < a[3];
+  }
+
+  function inside(a, area) {
+    return a[0] >= area[0] && a[1] >= area[1] && a[2] <= area[2] && a[3] <= area[3];
+  }
+
+  var DIRECTIONS = [[1, 0], [-1, 0], [0, -1], [0, 1], [1, -1], [-1, -1], [1, 1], [-1, 1]];
+  var RINGS = [0, 10, 22];
+
+  /* Greedy, deterministic label placement (as figures.place_labels): each label tries the
+   * candidate positions around its point and takes the first inside the plot area and clear of
+   * the labels placed so far, the obstacles and the labelled points; else it is dropped. */
+  function placeLabels(px, py, texts, order, area, obstacles) {
+    var r = LABEL.radius;
+    var markers = order.map(function (i) { return [px[i] - r, py[i] - r, px[i] + r, py[i] + r]; });
+    var taken = obstacles.slice();
+    var placed = [];
+    order.forEach(function (i) {
+      var x = px[i];
+      var y = py[i];
+      if (!Number.isFinite(x) || !Number.isFinite(y) || !inside([x, y, x, y], area)) return;
+      var w = texts[i].length * LABEL.charWidth * LABEL.size + 4;
+      var h = LABEL.lineHeight * LABEL.size;
+      for (var ri = 0; ri < RINGS.length; ri++) {
+        for (var di = 0; di < DIRECTIONS.length; di++) {
+          var dx = DIRECTIONS[di][0] * (w / 2 + r + 1 + RINGS[ri]);
+          var dy = DIRECTIONS[di][1] * (h / 2 + r + 1 + RINGS[ri]);
+          var box = [x + dx - w / 2, y + dy - h / 2, x + dx + w / 2, y + dy + h / 2];
+          if (!inside(box, area)) continue;
+          if (taken.some(function (t) { return overlaps(box, t); })) continue;
+          if (markers.some(function (m) { return overlaps(box, m); })) continue;
+          placed.push({ index: i, box: box, dx: dx, dy: dy, ring: RINGS[ri] });
+          taken.push(box);
+          return;
+        }
+      }
+    });
+    return placed;
   }
 
   function colorMax(pts) {
@@ -228,20 +306,6 @@
       if (Number.isFinite(a) && a > m) m = a;
     });
     return m;
-  }
-
-  function pick(arr, idx) {
-    return idx.map(function (k) { return arr[k]; });
-  }
-
-  // The most skewed tokens, labelled: placed by the sign of their difference.
-  function labelTrace(x, y, lab, vocab, pts, posB, posA) {
-    return {
-      type: 'scatter', mode: 'text', x: pick(x, lab), y: pick(y, lab),
-      text: lab.map(function (k) { return esc(vocab[pts.ids[k]]); }),
-      textposition: lab.map(function (k) { return pts.diff[k] > 0 ? posB : posA; }),
-      textfont: { size: 11, color: '#222' }, hoverinfo: 'skip', name: 'labels',
-    };
   }
 
   function markerTrace(type, x, y, pts, text, cmax, n, colorbar) {
@@ -255,25 +319,86 @@
       opacity: big ? 0.6 : 0.9,
     };
     if (!big) marker.line = { width: 0.3, color: '#555' };
-    if (colorbar) marker.colorbar = { title: { text: 'log p(B) − log p(A)', side: 'right' }, thickness: 12 };
+    if (colorbar) {
+      marker.colorbar = { title: { text: 'log p(B) − log p(A)', side: 'right' }, thickness: 12,
+        x: 1.02, xanchor: 'left' };
+    }
     return {
       type: type, mode: 'markers', x: x, y: y, text: text, hoverinfo: 'text', marker: marker,
       name: 'tokens',
     };
   }
 
-  function baseLayout() {
+  /* Pixel geometry of a figure drawn in a box `width` px wide: a square drawing area for the
+   * scatter (equal axes), the same height for the differences view. Margins are fixed
+   * (no autoexpand), so data → pixel is known here and labels can be placed exactly. */
+  var MARGIN = { l: 62, r: 92, t: 24, b: 50 };
+  var MARGIN_DIFF_R = 18;
+  function geometry(kind, width) {
+    var side = Math.max(240, Math.min(width, 760) - MARGIN.l - MARGIN.r);
+    var areaW = kind === 'scatter' ? side : Math.max(240, width - MARGIN.l - MARGIN_DIFF_R);
+    return {
+      width: MARGIN.l + areaW + (kind === 'scatter' ? MARGIN.r : MARGIN_DIFF_R),
+      height: MARGIN.t + side + MARGIN.b,
+      area: [MARGIN.l, MARGIN.t, MARGIN.l + areaW, MARGIN.t + side],
+    };
+  }
+
+  function toPx(geo, xr, yr, x, y) {
+    var a = geo.area;
+    var px = new Float64Array(x.length);
+    var py = new Float64Array(x.length);
+    for (var k = 0; k < x.length; k++) {
+      px[k] = a[0] + (x[k] - xr[0]) / (xr[1] - xr[0]) * (a[2] - a[0]);
+      py[k] = a[1] + (yr[1] - y[k]) / (yr[1] - yr[0]) * (a[3] - a[1]);
+    }
+    return [px, py];
+  }
+
+  function noteBoxes(geo, notes) {
+    var a = geo.area;
+    var ww = a[2] - a[0];
+    var hh = a[3] - a[1];
+    return notes.map(function (nt) {
+      var w = nt.text.length * 0.62 * NOTE_SIZE + 8;
+      var h = LABEL.lineHeight * NOTE_SIZE + 4;
+      return nt.corner === 'top left'
+        ? [a[0], a[1], a[0] + w + 0.02 * ww, a[1] + h + 0.02 * hh]
+        : [a[2] - w - 0.02 * ww, a[3] - h - 0.02 * hh, a[2], a[3]];
+    });
+  }
+
+  function labelAnnotations(x, y, lab, vocab, pts) {
+    return lab.map(function (l) {
+      var a = {
+        x: x[l.index], y: y[l.index], xanchor: 'center', yanchor: 'middle',
+        borderpad: 0, borderwidth: 0, name: 'label', text: esc(vocab[pts.ids[l.index]]),
+        font: { size: LABEL.size, family: LABEL.family, color: LABEL.color },
+      };
+      if (l.ring > 0) { /* away from its point: a thin leader line */
+        a.showarrow = true; a.ax = l.dx; a.ay = l.dy; a.axref = 'pixel'; a.ayref = 'pixel';
+        a.arrowhead = 0; a.arrowwidth = 0.7; a.arrowcolor = '#999'; a.standoff = LABEL.radius;
+      } else {
+        a.showarrow = false; a.xshift = l.dx; a.yshift = -l.dy;
+      }
+      return a;
+    });
+  }
+
+  function baseLayout(geo) {
     return {
       showlegend: false,
-      height: 460,
-      margin: { l: 60, r: 10, t: 28, b: 50 },
+      width: geo.width,
+      height: geo.height,
+      margin: { l: MARGIN.l, r: geo.width - geo.area[2], t: MARGIN.t, b: MARGIN.b,
+        autoexpand: false },
       plot_bgcolor: 'white',
       hovermode: 'closest',
       font: { size: 12 },
     };
   }
 
-  function scatterFigure(p, e, n) {
+  function scatterFigure(p, e, n, width) {
     var pts = points(p, e, n);
     var g = DATA.pairs[p].groups;
     var useGL = pts.x.length > 3000 && state.webgl;
@@ -287,21 +412,24 @@
     if (!Number.isFinite(lo)) { lo = -10; hi = 0; }
     lo = Math.floor(lo) - Math.max(0.5, 0.08 * (hi - lo));
     hi = Math.min(0, hi) + 0.5;
-    var lab = labels(pts);
+    var geo = geometry('scatter', width);
     var text = hoverText(p, e, pts);
     var vocab = DATA.vocabs[DATA.entries[e].vocab];
-    var data = [
-      markerTrace(useGL ? 'scattergl' : 'scatter', pts.x, pts.y, pts, text, cmax, n, true),
-      labelTrace(pts.x, pts.y, lab, vocab, pts, 'top left', 'bottom right'),
+    var notes = [
+      { text: 'more likely after B: ' + g[1], corner: 'top left' },
+      { text: 'more likely after A: ' + g[0], corner: 'bottom right' },
     ];
-    var layout = baseLayout();
+    var xy = toPx(geo, [lo, hi], [lo, hi], pts.x, pts.y);
+    var texts = Array.prototype.map.call(pts.ids, function (id) { return vocab[id]; });
+    var lab = placeLabels(xy[0], xy[1], texts, labelOrder(pts), geo.area, noteBoxes(geo, notes));
+    var layout = baseLayout(geo);
     layout.xaxis = {
       title: { text: 'log p(token | A: ' + esc(g[0]) + ')' }, range: [lo, hi],
-      gridcolor: '#eee', zeroline: false, constrain: 'domain',
+      gridcolor: '#eee', zeroline: false, linecolor: '#bbb', mirror: true,
     };
     layout.yaxis = {
       title: { text: 'log p(token | B: ' + esc(g[1]) + ')' }, range: [lo, hi],
-      gridcolor: '#eee', zeroline: false, scaleanchor: 'x', constrain: 'domain',
+      gridcolor: '#eee', zeroline: false, linecolor: '#bbb', mirror: true,
     };
     layout.shapes = [{
       type: 'line', x0: lo, y0: lo, x1: hi, y1: hi, layer: 'below',
@@ -309,45 +437,62 @@
     }];
     layout.annotations = [
       { xref: 'x domain', yref: 'y domain', x: 0.02, y: 0.98, xanchor: 'left', yanchor: 'top',
-        showarrow: false, font: { color: DATA.colorscale[2][1], size: 11 },
-        text: 'more likely after B: ' + esc(g[1]) },
+        showarrow: false, font: { color: DATA.colorscale[2][1], size: NOTE_SIZE },
+        text: esc(notes[0].text), name: 'note' },
       { xref: 'x domain', yref: 'y domain', x: 0.98, y: 0.02, xanchor: 'right', yanchor: 'bottom',
-        showarrow: false, font: { color: DATA.colorscale[0][1], size: 11 },
-        text: 'more likely after A: ' + esc(g[0]) },
+        showarrow: false, font: { color: DATA.colorscale[0][1], size: NOTE_SIZE },
+        text: esc(notes[1].text), name: 'note' },
+    ].concat(labelAnnotations(pts.x, pts.y, lab, vocab, pts));
+    var data = [
+      markerTrace(useGL ? 'scattergl' : 'scatter', pts.x, pts.y, pts, text, cmax, n, true),
     ];
-    return { data: data, layout: layout, count: pts.x.length };
+    return { data: data, layout: layout, count: pts.x.length, labels: lab, geo: geo };
   }
 
-  function diffFigure(p, e, n) {
+  function diffFigure(p, e, n, width) {
     var pts = points(p, e, n);
     var g = DATA.pairs[p].groups;
     var useGL = pts.x.length > 3000 && state.webgl;
     var cmax = colorMax(pts);
-    var lab = labels(pts);
     var text = hoverText(p, e, pts);
     var vocab = DATA.vocabs[DATA.entries[e].vocab];
     var xmax = 0.5;
+    var ylo = Infinity;
+    var yhi = -Infinity;
     for (var k = 0; k < pts.diff.length; k++) {
       var a = Math.abs(pts.diff[k]);
       if (Number.isFinite(a) && a > xmax) xmax = a;
+      if (Number.isFinite(pts.mean[k])) {
+        ylo = Math.min(ylo, pts.mean[k]);
+        yhi = Math.max(yhi, pts.mean[k]);
+      }
     }
-    var data = [
-      markerTrace(useGL ? 'scattergl' : 'scatter', pts.diff, pts.mean, pts, text, cmax, n, false),
-      labelTrace(pts.diff, pts.mean, lab, vocab, pts, 'middle right', 'middle left'),
-    ];
-    var layout = baseLayout();
+    if (!Number.isFinite(ylo)) { ylo = -10; yhi = 0; }
+    var pad = Math.max(0.3, 0.06 * (yhi - ylo));
+    var xr = [-xmax * 1.3, xmax * 1.3];
+    var yr = [ylo - pad, yhi + pad];
+    var geo = geometry('diff', width);
+    var xy = toPx(geo, xr, yr, pts.diff, pts.mean);
+    var texts = Array.prototype.map.call(pts.ids, function (id) { return vocab[id]; });
+    var lab = placeLabels(xy[0], xy[1], texts, labelOrder(pts), geo.area, []);
+    var layout = baseLayout(geo);
     layout.xaxis = {
       title: { text: 'log p(B: ' + esc(g[1]) + ') − log p(A: ' + esc(g[0]) + ')' },
-      range: [-xmax * 1.3, xmax * 1.3], gridcolor: '#eee', zeroline: true,
-      zerolinecolor: '#888',
+      range: xr, gridcolor: '#eee', zeroline: true, zerolinecolor: '#888', linecolor: '#bbb',
+      mirror: true,
     };
-    layout.yaxis = { title: { text: 'mean log p(token)' }, gridcolor: '#eee', zeroline: false };
-    return { data: data, layout: layout, count: pts.x.length };
+    layout.yaxis = { title: { text: 'mean log p(token)' }, range: yr, gridcolor: '#eee',
+      zeroline: false, linecolor: '#bbb', mirror: true };
+    layout.annotations = labelAnnotations(pts.diff, pts.mean, lab, vocab, pts);
+    var data = [
+      markerTrace(useGL ? 'scattergl' : 'scatter', pts.diff, pts.mean, pts, text, cmax, n, false),
+    ];
+    return { data: data, layout: layout, count: pts.x.length, labels: lab, geo: geo };
   }
 
   var CONFIG = {
     displaylogo: false,
-    responsive: true,
+    responsive: false,
     modeBarButtonsToRemove: ['select2d', 'lasso2d'],
   };
 
@@ -370,17 +515,22 @@
     var section = sections[p];
     var divs = Array.prototype.slice.call(section.querySelectorAll('div.plot'));
     var counts = [];
+    var labelBoxes = [];
     var jobs = divs.map(function (div) {
       var e = parseInt(div.dataset.entry, 10);
-      var fig = div.dataset.kind === 'scatter' ? scatterFigure(p, e, n) : diffFigure(p, e, n);
+      var width = Math.max(320, Math.floor(div.clientWidth || 600));
+      var fig = div.dataset.kind === 'scatter'
+        ? scatterFigure(p, e, n, width) : diffFigure(p, e, n, width);
       counts.push(fig.count);
+      labelBoxes.push({ kind: div.dataset.kind, entry: e, area: fig.geo.area,
+        boxes: fig.labels.map(function (l) { return l.box; }) });
       if (drawn.indexOf(div) < 0) drawn.push(div);
       return Plotly.react(div, fig.data, fig.layout, CONFIG);
     });
     return Promise.all(jobs).then(function () {
       state.rendered = divs.length;
       state.lastRender = { pair: p, n: n, plots: divs.length, points: counts,
-        ms: performance.now() - t0 };
+        labels: labelBoxes, ms: performance.now() - t0 };
       statusEl.textContent = (n === 'all' ? 'whole vocabulary' : 'top ' + n + ' per side') +
         ': ' + counts.slice(0, Math.max(1, counts.length / 2)).join(' / ') + ' tokens';
     });
@@ -430,6 +580,11 @@
   });
   nButtons.forEach(function (b) {
     b.addEventListener('click', function () { setTopN(parseN(b.dataset.n)); });
+  });
+  var resizeTimer = null;
+  window.addEventListener('resize', function () {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(function () { if (sections.length) render(); }, 150);
   });
   window.addEventListener('hashchange', function () {
     var p = pairFromHash();
