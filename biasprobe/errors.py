@@ -108,3 +108,9 @@ class RunFolderError(BiasprobeError):
     """A run folder is missing files or cannot be read."""
 
     exit_code = 2
+
+
+class NotStoredError(UsageError):
+    """A run folder does not hold what was asked: it stored each sentence's top-N tokens, and a
+    view needs more (the whole vocabulary, or tokens beyond the stored ones). The message says
+    how to get it (``--store full``)."""

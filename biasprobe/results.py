@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe.errors import RunFolderError
+from biasprobe.errors import NotStoredError, RunFolderError
 from biasprobe.runfolder import RESULTS_JSON, read_meta, read_table, save_run_folder
 from biasprobe.scores import full_ranks
 
@@ -162,12 +162,47 @@ class RunResult:
             raise KeyError(f"no rows for model {model!r}, pair {pair_id!r}, side {side!r}")
         return str(rows["sentence"].iloc[0])
 
+    def vocab(self, model: str) -> tuple[str, ...]:
+        """Display string of every token id of a model's vocabulary."""
+        return tuple(self.logprobs[model].vocab)
+
+    def stored_top_n(self, model: str) -> int | None:
+        """How many tokens per sentence the run stored for a model: ``None`` = the whole
+        vocabulary (every view and score can be redrawn), else N (each pair keeps the union of
+        both sides' top-N tokens)."""
+        self.logprobs[model]  # KeyError for an unknown model
+        return None
+
     def pair_logprobs(self, model: str, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """Full-vocabulary log-probs (V,) of side A and side B of a pair under one model."""
+        """Full-vocabulary log-probs (V,) of side A and side B of a pair under one model.
+
+        Raises:
+            NotStoredError: the run stored only the top-N tokens of each sentence.
+        """
+        if self.stored_top_n(model) is not None:
+            raise NotStoredError(
+                f"model {model!r}: this run stored the top {self.stored_top_n(model)} tokens "
+                "per sentence, not full-vocabulary vectors; run with --store full to keep them"
+            )
         table = self.logprobs[model]
         return (
             table.row(self.sentence(model, pair_id, "A")),
             table.row(self.sentence(model, pair_id, "B")),
+        )
+
+    def pair_tokens(self, model: str, pair_id: str) -> pd.DataFrame:
+        """Every token stored for one pair under one model (the whole vocabulary when
+        :meth:`stored_top_n` is ``None``): columns ``token_id, logprob_a, logprob_b`` (float64)
+        and ``rank_a, rank_b`` (full-vocabulary ranks, 1 = most probable), by token id."""
+        a, b = self.pair_logprobs(model, pair_id)
+        return pd.DataFrame(
+            {
+                "token_id": np.arange(a.size),
+                "logprob_a": a.astype(np.float64),
+                "logprob_b": b.astype(np.float64),
+                "rank_a": full_ranks(a),
+                "rank_b": full_ranks(b),
+            }
         )
 
     def token_table(self, model: str, pair_id: str, top_n: int | None = None) -> pd.DataFrame:
@@ -181,23 +216,23 @@ class RunResult:
         Returns:
             Columns ``token_id, token, logprob_a, logprob_b, diff`` (= logprob_b − logprob_a),
             ``rank_a, rank_b`` (1 = most probable), sorted by ``diff``.
+
+        Raises:
+            NotStoredError: ``top_n`` is None or larger than the stored top-N.
         """
-        a, b = self.pair_logprobs(model, pair_id)
-        rank_a, rank_b = full_ranks(a), full_ranks(b)
-        ids = np.arange(a.size)
+        stored = self.stored_top_n(model)
+        if stored is not None and (top_n is None or top_n > stored):
+            wanted = "the whole vocabulary" if top_n is None else f"the top {top_n} tokens"
+            raise NotStoredError(
+                f"model {model!r}, pair {pair_id!r}: {wanted} asked, but this run stored the "
+                f"top {stored} per sentence; run with --store full (or a larger --store-top-n)"
+            )
+        table = self.pair_tokens(model, pair_id)
         if top_n is not None:
-            ids = ids[(rank_a <= top_n) | (rank_b <= top_n)]
-        vocab = self.logprobs[model].vocab
-        table = pd.DataFrame(
-            {
-                "token_id": ids,
-                "token": [vocab[i] for i in ids],
-                "logprob_a": a[ids].astype(np.float64),
-                "logprob_b": b[ids].astype(np.float64),
-                "rank_a": rank_a[ids],
-                "rank_b": rank_b[ids],
-            }
-        )
+            table = table[(table["rank_a"] <= top_n) | (table["rank_b"] <= top_n)]
+        vocab = self.vocab(model)
+        table = table.reset_index(drop=True)
+        table.insert(1, "token", [vocab[i] for i in table["token_id"]])
         table.insert(4, "diff", table["logprob_b"] - table["logprob_a"])
         return table.sort_values("diff", kind="stable").reset_index(drop=True)
 

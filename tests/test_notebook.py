@@ -129,8 +129,11 @@ def test_html_escapes_user_text(two_model_run):
     fig = two_model_run.scatter("jim-jane")
     hover = " ".join(fig.data[0].text)
     assert "<script>" not in hover and "&lt;script&gt;" in hover
-    assert "<script>" not in fig.layout.title.text
-    assert "<script>" not in fig.layout.xaxis.title.text
+    # the title is drawn as an annotation (the report's layout); every text must be escaped
+    texts = [a.text or "" for a in fig.layout.annotations]
+    texts += [fig.layout.title.text or "", fig.layout.xaxis.title.text or ""]
+    assert any("jim-jane" in t for t in texts)
+    assert not any("<script>" in t for t in texts)
 
 
 # --------------------------------------------------------------------------------------------
