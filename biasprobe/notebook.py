@@ -7,8 +7,10 @@ delegate to :func:`run_result_repr`, :func:`run_result_html`, :func:`probe_set_r
 
 - :func:`pair`: a one-pair probe set from a template, validated by the probe-file schema;
 - :func:`scatter` / :func:`compare`: plotly figures of one pair (``result.scatter(pair_id)``,
-  ``result.compare(pair_id)``), drawn by :func:`biasprobe.report.figures.pair_figure` from the
-  numbers of :meth:`RunResult.token_table <biasprobe.results.RunResult.token_table>`.
+  ``result.compare(pair_id)``), drawn by the report's
+  :func:`~biasprobe.report.figures.pair_figure` / :func:`~biasprobe.report.figures.comparison_figure`
+  from the numbers of :meth:`RunResult.token_table <biasprobe.results.RunResult.token_table>`,
+  with the pair's target words (:func:`target_token_ids`) drawn and labelled as in the report.
 
 Every text a user wrote (names, groups, templates, model names) is HTML-escaped. Importing this
 module imports neither torch nor pandas; the figures import plotly when drawn.
@@ -408,12 +410,37 @@ def _check_model(result: RunResult, model: str | None) -> str:
     return model
 
 
-def pair_points_from_table(table: Any, top_n: int) -> tuple[Any, dict[int, str]]:
-    """The :class:`~biasprobe.report.figures.PairPoints` and token strings of a
-    :meth:`RunResult.token_table <biasprobe.results.RunResult.token_table>` (``top_n`` rows).
+def target_token_ids(result: RunResult, model: str, pair_id: str) -> list[int]:
+    """Vocabulary ids of a pair's one-piece target words under one model, in the order
+    ``result.targets`` lists them, as the report labels them: a word is looked up in
+    :meth:`RunResult.vocab <biasprobe.results.RunResult.vocab>` as written, else in lower case
+    (an uncased vocabulary); a word spelled by several pieces is not a point of the figure."""
+    t = result.targets
+    if t is None or t.empty or "target" not in t:
+        return []
+    rows = t[(t["model"] == model) & (t["pair_id"] == pair_id)]
+    if "n_pieces" in rows:
+        rows = rows[rows["n_pieces"] == 1]
+    words = list(dict.fromkeys(str(w) for w in rows["target"]))
+    if not words:
+        return []
+    index: dict[str, int] = {}
+    for i, tok in enumerate(result.vocab(model)):
+        index.setdefault(tok, i)
+    out: list[int] = []
+    for word in words:
+        i = index.get(word, index.get(word.lower()))
+        if i is not None and i not in out:
+            out.append(i)
+    return out
 
-    The same points :func:`~biasprobe.report.figures.pair_points` computes from the two
-    log-prob vectors (ids ascending, float32 values), so figures match the report's.
+
+def pair_points_from_table(table: Any, top_n: int, pinned: Sequence[int] = ()) -> Any:
+    """The :class:`~biasprobe.report.figures.PairPoints` of token rows (columns ``token_id,
+    logprob_a, logprob_b, rank_a, rank_b``, e.g. a :meth:`RunResult.token_table
+    <biasprobe.results.RunResult.token_table>`), ids ascending, values float32: the points
+    :func:`~biasprobe.report.figures.pair_points` computes from the two log-prob vectors, so
+    figures match the report's. ``pinned``: the target ids, marked as kept whatever ``top_n``.
     """
     import numpy as np
 
@@ -421,32 +448,48 @@ def pair_points_from_table(table: Any, top_n: int) -> tuple[Any, dict[int, str]]
 
     t = table.sort_values("token_id", kind="stable")
     ids = t["token_id"].to_numpy(dtype=np.int64)
-    pts = PairPoints(
+    pin = np.isin(ids, np.asarray(list(pinned), dtype=np.int64))
+    return PairPoints(
         ids=ids,
         la=t["logprob_a"].to_numpy(dtype=np.float32),
         lb=t["logprob_b"].to_numpy(dtype=np.float32),
         ra=t["rank_a"].to_numpy(),
         rb=t["rank_b"].to_numpy(),
         depth=top_n,
+        pinned=pin if pin.any() else None,
     )
-    return pts, {int(i): str(tok) for i, tok in zip(ids, t["token"], strict=True)}
 
 
-def _figure(
-    result: RunResult, pair_id: str, model: str, top_n: int, view: str, title: str
-) -> tuple[Any, Any]:
-    from biasprobe.report.figures import VIEWS, pair_figure
+def _check_view(view: Any) -> str:
+    from biasprobe.report.figures import VIEWS
 
     if view not in VIEWS:
         raise UsageError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
-    group_a, group_b = _groups(result, pair_id)
+    return view
+
+
+def _panel(
+    result: RunResult, pair_id: str, model: str, top_n: int, label: str = ""
+) -> tuple[Any, tuple[str, ...], str, list[int]]:
+    """``(points, vocab, label, target ids)`` of one (pair, model), as
+    :func:`~biasprobe.report.figures.comparison_figure` takes them: the rows of
+    ``result.token_table(model, pair_id, top_n)`` plus the pair's target words (drawn and
+    labelled whatever their rank, as in the report)."""
+    import pandas as pd
+
     try:
         table = result.token_table(model, pair_id, top_n=top_n)
     except KeyError:
         raise UsageError(f"pair {pair_id!r} was not run on model {model!r}") from None
-    pts, vocab = pair_points_from_table(table, top_n)
-    fig = pair_figure(pts, vocab, view=view, group_a=group_a, group_b=group_b, title=title)  # type: ignore[arg-type]
-    return fig, pts
+    targets = target_token_ids(result, model, pair_id)
+    missing = sorted(set(targets) - set(table["token_id"].tolist()))
+    if missing:
+        stored = result.pair_tokens(model, pair_id)
+        extra = stored[stored["token_id"].isin(missing)]
+        table = pd.concat([table, extra], ignore_index=True)
+        targets = [t for t in targets if t in set(table["token_id"].tolist())]
+    pts = pair_points_from_table(table, top_n, targets)
+    return pts, result.vocab(model), label, targets
 
 
 def scatter(
@@ -457,28 +500,45 @@ def scatter(
     top_n: int = DEFAULT_TOP_N,
     view: str = "scatter",
 ) -> Any:
-    """One pair under one model as a plotly figure (the report's scatter).
+    """One pair under one model as a plotly figure (the report's scatter, drawn by
+    :func:`biasprobe.report.figures.pair_figure`).
 
     Args:
         result: the run.
         pair_id: the pair (see ``result.items``).
         model: the model (default: the run's first).
-        top_n: draw the union of each side's top-``top_n`` tokens.
+        top_n: draw the union of each side's top-``top_n`` tokens, and the pair's target
+            words whatever their rank.
         view: ``"scatter"`` (log p(token | A) against log p(token | B), y = x dashed) or
             ``"differences"`` (log p(B) − log p(A) against the mean log-prob).
 
     Returns:
-        A ``plotly.graph_objects.Figure``; its first trace holds one point per row of
-        ``result.token_table(model, pair_id, top_n)``.
+        A ``plotly.graph_objects.Figure``; its only trace holds one point per row of
+        ``result.token_table(model, pair_id, top_n)`` (plus the target words outside it), by
+        token id. The labels are annotations, placed as in the report (target words, each
+        side's top fills, the most skewed tokens; none overlapping): their pixel boxes are in
+        ``fig.layout.meta["biasprobe_labels"]``.
 
     Raises:
         UsageError: unknown pair, model or view, or a bad ``top_n``.
+        NotStoredError: the run stored fewer tokens per sentence than ``top_n``.
     """
+    from biasprobe.report.figures import pair_figure
+
     top_n = _check_top_n(top_n)
     model = _check_model(result, model)
-    title = f"{pair_id} · {model} · top {top_n} per side"
-    fig, _ = _figure(result, pair_id, model, top_n, view, title)
-    return fig
+    view = _check_view(view)
+    group_a, group_b = _groups(result, pair_id)
+    pts, vocab, _, targets = _panel(result, pair_id, model, top_n)
+    return pair_figure(
+        pts,
+        vocab,
+        view=view,
+        group_a=group_a,
+        group_b=group_b,
+        title=f"{pair_id} · {model} · top {top_n} per side",
+        target_ids=targets,
+    )
 
 
 def _panels(
@@ -528,7 +588,8 @@ def compare(
     top_n: int = DEFAULT_TOP_N,
     view: str = "scatter",
 ) -> Any:
-    """One pair under several models, side by side, on shared axes and one colour scale.
+    """One pair under several models, side by side on one colour scale, drawn by
+    :func:`biasprobe.report.figures.comparison_figure` (the report's comparison figure).
 
     Args:
         result: the run (its first model is the leftmost panel).
@@ -536,26 +597,26 @@ def compare(
         others: more runs (e.g. a debiased model run separately) whose models ran the same
             pair on the same sentences.
         models: the models to draw (default: every model of every run that ran the pair).
-        top_n: draw the union of each side's top-``top_n`` tokens (per model).
+        top_n: draw the union of each side's top-``top_n`` tokens (per model), and the
+            target words.
         view: ``"scatter"`` or ``"differences"``, as in :func:`scatter`.
 
     Returns:
-        A ``plotly.graph_objects.Figure`` with one panel per model; panel i's points are
-        trace ``2 * i`` (its labels trace ``2 * i + 1``).
+        A ``plotly.graph_objects.Figure`` with one panel per model: panel i's points are
+        trace ``i`` on axes ``x{i+1}``/``y{i+1}``, titled by an annotation (the model name);
+        ``fig.layout.meta["biasprobe_labels"][i]`` holds the pixel boxes of its labels.
 
     Raises:
         UsageError: fewer than two models ran the pair, the runs hold different sentences
             under this pair id, or an unknown pair, model or view.
+        NotStoredError: a run stored fewer tokens per sentence than ``top_n``.
     """
-    from plotly.subplots import make_subplots
-
-    from biasprobe.report.figures import VIEWS
+    from biasprobe.report.figures import comparison_figure
 
     top_n = _check_top_n(top_n)
-    if view not in VIEWS:
-        raise UsageError(f"view must be one of {', '.join(VIEWS)}, got {view!r}")
+    view = _check_view(view)
     runs = [result, *others]
-    _groups(result, pair_id)  # unknown pair: the message lists the run's pairs
+    group_a, group_b = _groups(result, pair_id)  # unknown pair: the message lists the pairs
     panels = _panels(runs, pair_id, models)
     if len(panels) < 2:
         ran = ", ".join(label for _, _, label in panels) or "no model"
@@ -571,58 +632,10 @@ def compare(
                 f"({' / '.join(_sentences(run, pair_id))} vs {' / '.join(first)}): "
                 "no side-by-side comparison"
             )
-    figs = [_figure(run, pair_id, model, top_n, view, label)[0] for run, model, label in panels]
-    out = make_subplots(
-        rows=1,
-        cols=len(figs),
-        subplot_titles=[f.layout.title.text for f in figs],
-        horizontal_spacing=min(0.08, 0.5 / len(figs)),
+    return comparison_figure(
+        [_panel(run, pair_id, model, top_n, label) for run, model, label in panels],
+        view=view,
+        group_a=group_a,
+        group_b=group_b,
+        title=f"{pair_id} · top {top_n} per side",
     )
-    cmax = max(float(f.data[0].marker.cmax) for f in figs)
-    lo = min(f.layout.xaxis.range[0] for f in figs) if view == "scatter" else None
-    hi = max(f.layout.xaxis.range[1] for f in figs) if view == "scatter" else None
-    for col, fig in enumerate(figs, start=1):
-        points, labels = fig.data[0], fig.data[1]
-        points.marker.cmin, points.marker.cmax = -cmax, cmax
-        if col != len(figs):
-            points.marker.colorbar = None
-            points.marker.showscale = False
-        out.add_trace(points, row=1, col=col)
-        out.add_trace(labels, row=1, col=col)
-        axis_x = {"title": fig.layout.xaxis.title, "gridcolor": "#eee"}
-        axis_y = {"title": fig.layout.yaxis.title, "gridcolor": "#eee"}
-        if view == "scatter":
-            axis_x["range"] = axis_y["range"] = [lo, hi]
-            axis_x["zeroline"] = axis_y["zeroline"] = False
-            out.add_shape(
-                type="line",
-                x0=lo,
-                y0=lo,
-                x1=hi,
-                y1=hi,
-                line={"dash": "dash", "color": "#888", "width": 1},
-                row=1,
-                col=col,
-            )
-        else:
-            axis_x["range"] = [-cmax * 1.3, cmax * 1.3]
-            axis_x["zeroline"] = True
-            axis_x["zerolinecolor"] = "#888"
-        out.update_xaxes(axis_x, row=1, col=col)
-        out.update_yaxes(axis_y, row=1, col=col)
-    for ann in out.layout.annotations:  # subplot titles: model names are user text
-        ann.font = {"size": 13}
-    title = f"{pair_id} · top {top_n} per side"
-    out.update_layout(
-        title={"text": _plotly_escape(title), "x": 0.5, "xanchor": "center"},
-        showlegend=False,
-        width=520 * len(figs) + 120,
-        height=560,
-        plot_bgcolor="white",
-        margin={"l": 60, "r": 20, "t": 80, "b": 55},
-    )
-    return out
-
-
-def _plotly_escape(s: str) -> str:
-    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

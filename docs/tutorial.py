@@ -82,7 +82,9 @@ print("Jane:", scores.loc["jim-jane", "top_b"])
 #
 # `result.scatter(pair_id)` is the report's scatter as a plotly figure: each dot is a vocabulary
 # token, log p(token | side A) across, log p(token | side B) up; above the diagonal = more likely
-# after "Jane". In a notebook, end a cell with `fig` (or call `fig.show()`) to draw it.
+# after "Jane". As in the report, the probe's target words (if any), each side's top fills and
+# the most skewed tokens are labelled, no two labels overlapping. In a notebook, end a cell with
+# `fig` (or call `fig.show()`) to draw it.
 
 # %%
 fig = result.scatter("jim-jane", top_n=200)
@@ -123,13 +125,13 @@ tiny = biasprobe.HFMaskedLM(model, tokenizer, name="tiny-random-bert", device="c
 
 # %% [markdown]
 # Run both models: the first is the base of every comparison. `result.compare(pair_id)` draws
-# the pair under each model side by side, on shared axes and one colour scale.
+# the pair under each model side by side, on one colour scale (the report's comparison figure).
 
 # %%
 both = biasprobe.run(jim_jane, [BERT_LARGE, tiny], top_k=10)
 print(repr(both))
 fig = both.compare("jim-jane")
-assert len(fig.data) == 4  # per model: the points, then their labels
+assert len(fig.data) == 2  # per model its points (the labels are annotations)
 tiny.close()  # detaches biasprobe's hook from the model (it stays usable)
 
 # %% [markdown]
