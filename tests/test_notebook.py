@@ -446,10 +446,6 @@ def test_compare_two_models_side_by_side(two_model_run, tiny_backend):
     assert not any("<script>" in t for t in texts + labels)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="figures.comparison_figure sizes each panel's scatter axes to its own points",
-)
 def test_compare_scatter_panels_share_their_axes(two_model_run):
     fig = two_model_run.compare("jim-jane", top_n=40)
     assert fig.layout.xaxis.range == fig.layout.xaxis2.range

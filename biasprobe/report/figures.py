@@ -593,9 +593,13 @@ def _figure(panels: list[dict[str, Any]], view: str, groups: tuple[str, str], ti
         hovermode="closest",
     )
     cmax = max(_color_max(p["pts"].diff) for p in panels)
+    ranges = [_ranges(p["pts"], view) for p in panels]
+    if view == "scatter":  # one square range for every panel, so that they compare
+        lo, hi = min(r[0][0] for r in ranges), max(r[0][1] for r in ranges)
+        ranges = [((lo, hi), (lo, hi))] * n
     placed = []
     for k, p in enumerate(panels):
-        area = PlotArea(k * cell + MARGIN["l"], top, PANEL, PANEL, *_ranges(p["pts"], view))
+        area = PlotArea(k * cell + MARGIN["l"], top, PANEL, PANEL, *ranges[k])
         placed.append(
             _add_panel(
                 fig,
