@@ -357,3 +357,25 @@ def test_read_meta_kinds(tmp_path):
     (tmp_path / "results.json").write_text("{")
     with pytest.raises(RunFolderError, match="cannot read"):
         read_meta(tmp_path, None, "run folder")
+
+
+def test_progress_moves_per_slice(monkeypatch):
+    """Scoring reports progress after every slice of sentences, not only at the start and end,
+    and slicing does not change a number."""
+    import biasprobe.downstream.run as dr
+
+    calls: list[tuple[str, int, int]] = []
+    whole = run_downstream(_items(), [WordClassifier("w", 0.1)], set_name="t", n_boot=100)
+    monkeypatch.setattr(dr, "PREDICT_SLICE", 5)
+    sliced = run_downstream(
+        _items(),
+        [WordClassifier("w", 0.1)],
+        set_name="t",
+        n_boot=100,
+        progress=lambda model, stage, done, total: calls.append((stage, done, total)),
+    )
+    scored = [(done, total) for stage, done, total in calls if stage == "score"]
+    total = len({s for it in _items() for s in it.sentences})
+    assert scored[0] == (0, total) and scored[-1] == (total, total)
+    assert [d for d, _ in scored[1:]] == list(range(5, total, 5)) + [total]
+    assert whole.scores.equals(sliced.scores)

@@ -250,6 +250,10 @@ def _model_name(spec: Any) -> str:
     return spec.name if isinstance(spec, Classifier) else str(spec)
 
 
+#: Sentences per progress step of a classifier (each slice is scored in length-sorted batches).
+PREDICT_SLICE = 128
+
+
 def _predict(
     spec: Any,
     items: Sequence[ProbeItem],
@@ -273,16 +277,22 @@ def _predict(
     if progress:
         progress(name, "load", 1, 1)
         progress(name, "score", 0, len(sentences))
+    out: dict[str, tuple[float, str]] = {}
+    # Shortest first, in slices, so the progress moves per slice while each slice still
+    # batches sentences of similar length (the classifiers sort within what they are given).
+    ordered = sorted(sentences, key=len)
     try:
         check_tokenization(clf, items)
-        p_pos, labels = clf.predict(sentences)
+        for start in range(0, len(ordered), PREDICT_SLICE):
+            part = ordered[start : start + PREDICT_SLICE]
+            p_pos, labels = clf.predict(part)
+            out.update((s, (float(p), lab)) for s, p, lab in zip(part, p_pos, labels, strict=True))
+            if progress:
+                progress(name, "score", start + len(part), len(sentences))
     finally:
         if not given:
             clf.close()
-    if progress:
-        progress(name, "score", len(sentences), len(sentences))
-    scored = zip(sentences, p_pos, labels, strict=True)
-    return clf, {s: (float(p), lab) for s, p, lab in scored}
+    return clf, out
 
 
 def _probe_meta(ps: ProbeSet | None, name: str, n_pairs: int) -> dict[str, Any]:
