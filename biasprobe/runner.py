@@ -396,12 +396,15 @@ def _score_one(
     load: dict[str, Any],
     progress: ProgressFn | None,
     lexicon: Mapping[str, float] | None = None,
+    cache: Any = "disabled",
 ) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
+    from biasprobe.backends.cached import OBJECT_REASON, wrap
+
     owned = isinstance(spec, ModelSpec)
     name = spec.spec if owned else spec.name
     if progress:
         progress(name, "load", 0, 1)
-    backend = load_backend(spec, **load) if owned else spec
+    backend = wrap(load_backend(spec, **load), cache) if owned else wrap(spec, OBJECT_REASON)
     if progress:
         progress(name, "load", 1, 1)
     try:
@@ -434,6 +437,7 @@ def run(
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
     valence: bool = False,
+    cache: Any = None,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -458,6 +462,8 @@ def run(
         valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
             lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
             ``scores`` and their aggregates in ``summary``.
+        cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
+            for the default folder, a folder, or False for none.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -484,9 +490,15 @@ def run(
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
-    rows, logprobs, model_meta = _score_all(
-        resolved, items, k=k, load=load, progress=progress, lexicon=lexicon
-    )
+    from biasprobe.backends.cached import open_cache
+
+    store = open_cache(cache, any(isinstance(r, ModelSpec) and r.source for r in resolved))
+    try:
+        rows, logprobs, model_meta = _score_all(
+            resolved, items, k=k, load=load, progress=progress, lexicon=lexicon, cache=store
+        )
+    finally:
+        getattr(store, "close", lambda: None)()
     scores = pd.DataFrame(rows["scores"])
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
     summary = _summary(scores, probe_set.name, valence=valence, **boot)
@@ -606,12 +618,15 @@ def record(
     batch_size: int = 32,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    cache: Any = None,
 ) -> tuple[Path, str, int]:
     """Record a model's full-vocabulary outputs at the mask into a recorded-model folder.
 
     ``source`` is a run folder (its stored log-probs are reused, no model runs) or a probe file
     (the model scores every distinct sentence of the selected pairs). Replay the folder with
     ``--model recorded:DIR``.
+
+    ``cache`` is the result cache of a live model, as for :func:`run`.
 
     Returns:
         ``(folder, model name, number of sentences)``.
@@ -649,9 +664,11 @@ def record(
 
     fsio.check_output_folder(Path(out), False, kinds=("recording",), what="recording")
     spec = resolve_spec(name, revision=revision)
-    backend = load_backend(
-        spec, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
-    )
+    from biasprobe.backends.cached import open_cache, wrap
+
+    store = open_cache(cache, spec.source is not None)
+    load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    backend = wrap(load_backend(spec, **load), store)
     try:
         texts = [[s.replace(MASK, backend.mask_token) for s in it.sentences] for it in items]
         check_items(backend, items, texts)
@@ -672,6 +689,7 @@ def record(
         )
     finally:
         backend.close()
+        getattr(store, "close", lambda: None)()
     return written, name, len(sentences)
 
 
