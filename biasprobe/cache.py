@@ -128,17 +128,32 @@ CREATE TABLE IF NOT EXISTS entries (
 
 
 def _is_ours(path: Path) -> bool | None:
-    """True: a biasprobe cache; False: some other file; None: empty (a fresh database)."""
+    """True: a biasprobe cache; False: some other file; None: empty (a fresh database).
+
+    Asked of SQLite itself (read-only): in WAL mode the header on disk may not show the latest
+    commits yet, which are in the ``-wal`` file.
+    """
     try:
         with open(path, "rb") as f:
-            header = f.read(100)
+            magic = f.read(16)
     except OSError as e:
         raise CacheError(f"cache database {path} cannot be read ({e.strerror})") from None
-    if not header:
+    if not magic:
         return None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+    if magic != b"SQLite format 3\x00":
         return False
-    return int.from_bytes(header[68:72], "big") == APPLICATION_ID
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    if app == APPLICATION_ID:
+        return True
+    return None if app == 0 and tables == 0 else False
 
 
 class ResultCache:
