@@ -14,10 +14,11 @@ the killed run, which is ``biasprobe run`` in a subprocess so that it can be SIG
    from its start to the kill, Python start-up and model load included), then the same run
    resumed in process — target: killed + resumed ≤ 1.1 × the uninterrupted run 2.
 
-Every run's scores and top-k lists are compared with run 2's (and run 1's), which must be
+A short untimed warm-up run comes first (imports, first kernel calls), so that run 2 is not
+charged for them. Every run's scores and top-k lists are compared with run 2's (and run 1's), which must be
 identical, bit for bit. Prints the times and the ratios.
 
-Usage: python benchmarks/bench_cache.py [--pairs 500] [--batch-size 32] [--no-cache-run]
+Usage: python benchmarks/bench_cache.py [--pairs 1000] [--batch-size 32] [--no-cache-run]
 [--keep DIR]
 """
 
@@ -55,12 +56,21 @@ CONTEXTS = [
     "dreamed of being a",
     "studied to be a",
 ]
+TEMPLATES = [
+    "{name} {context} [MASK].",
+    "Yesterday {name} {context} [MASK].",
+    "Everyone says that {name} {context} [MASK].",
+    "In the end, {name} {context} [MASK].",
+]
 
 
 def write_probes(path: Path, n_pairs: int) -> int:
-    """A names × contexts suite of at least ``n_pairs`` pairs (returns the pair count)."""
-    n_contexts = min(len(CONTEXTS), max(1, -(-n_pairs // len(NAMES_W))))
-    n_names = min(len(NAMES_W), -(-n_pairs // n_contexts))
+    """A templates × names × contexts suite of about ``n_pairs`` pairs (returns the count)."""
+    per_template = len(NAMES_W) * len(CONTEXTS)
+    n_templates = min(len(TEMPLATES), max(1, -(-n_pairs // per_template)))
+    per = -(-n_pairs // n_templates)
+    n_contexts = min(len(CONTEXTS), max(1, -(-per // len(NAMES_W))))
+    n_names = min(len(NAMES_W), -(-per // n_contexts))
     lines = [
         "name: bench-cache",
         "version: 1",
@@ -73,12 +83,11 @@ def write_probes(path: Path, n_pairs: int) -> int:
         f"    men: [{', '.join(NAMES_M[:n_names])}]",
         f"  context: [{', '.join(repr(c) for c in CONTEXTS[:n_contexts])}]",
         "pairs:",
-        "  - id: names",
-        '    template: "{name} {context} [MASK]."',
-        "    groups: [women, men]",
     ]
+    for t, template in enumerate(TEMPLATES[:n_templates]):
+        lines += [f"  - id: names-{t}", f'    template: "{template}"', "    groups: [women, men]"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return n_names * n_contexts
+    return n_templates * n_names * n_contexts
 
 
 def mask_entries(db: Path) -> int:
@@ -91,7 +100,7 @@ def mask_entries(db: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=500, help="suite size in pairs (default 500)")
+    ap.add_argument("--pairs", type=int, default=1000, help="suite size (default 1000, max 1000)")
     ap.add_argument("--no-cache-run", action="store_true", help="also time a --no-cache run")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--bootstrap", type=int, default=1000)
@@ -127,6 +136,11 @@ def main() -> None:
             f"{os.cpu_count()} CPUs"
         )
         kw = {"device": "cpu", "batch_size": args.batch_size, "n_bootstrap": args.bootstrap}
+        # Warm-up, not timed: imports transformers and runs the kernels once, as any earlier
+        # run of the same process would have.
+        biasprobe.run(
+            probe_set, [str(model)], **{**kw, "pairs": ["names-0/mary-james*"]}, cache=False
+        )
 
         def timed(label: str, **extra):
             t0 = time.perf_counter()
@@ -181,6 +195,13 @@ def main() -> None:
         print(f"second run vs first:   {speed:6.1f}× faster (target ≥ 20×)")
         total = (t_killed + t_resumed) / t_first
         print(f"killed + resumed vs uninterrupted: {total:5.2f}× (target ≤ 1.1×)")
+        computed = resumed.meta["models"][0]["info"]["cache"]["misses"]
+        print(
+            f"  sentences computed: {done} committed before the kill + {computed} on resume = "
+            f"{done + computed} of {n_sent}; restart cost "
+            f"{t_killed + t_resumed - t_first:+.1f} s (a new process: imports, model load, "
+            "weights' sha256, the batch lost in flight)"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)

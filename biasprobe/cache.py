@@ -255,22 +255,34 @@ class ResultCache:
         """The stored values of those keys that are in the cache."""
         out: dict[bytes, Any] = {}
         step = 500  # well below SQLite's limit on bound parameters
-        for start in range(0, len(keys), step):
-            part = list(keys[start : start + step])
-            marks = ",".join("?" * len(part))
-            rows = self._conn.execute(
-                f"SELECT key, format, value FROM entries WHERE model = ? AND kind = ? "
-                f"AND key IN ({marks})",
-                (model_id, kind, *part),
-            )
-            for key, fmt, blob in rows:
-                out[bytes(key)] = decode(fmt, blob)
+        try:
+            for start in range(0, len(keys), step):
+                part = list(keys[start : start + step])
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT key, format, value FROM entries WHERE model = ? AND kind = ? "
+                    f"AND key IN ({marks})",
+                    (model_id, kind, *part),
+                ).fetchall()
+                for key, fmt, blob in rows:
+                    out[bytes(key)] = decode(fmt, blob)
+        except sqlite3.Error as e:
+            raise self._failed("read from", e) from None
         return out
+
+    def _failed(self, what: str, e: sqlite3.Error) -> CacheError:
+        return CacheError(
+            f"cannot {what} the cache database {self.path} ({e}); what was committed is kept. "
+            "Free disk space or wait for the other biasprobe process, or run with --no-cache"
+        )
 
     def put(self, model_id: int, kind: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
         """Store ``(key, format, value)`` rows in one transaction (replacing older values)."""
         c = self._conn
-        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise self._failed("write to", e) from None
         try:
             c.executemany(
                 "INSERT OR REPLACE INTO entries (model, kind, key, format, value) "
@@ -278,8 +290,11 @@ class ResultCache:
                 [(model_id, kind, k, fmt, v) for k, fmt, v in rows],
             )
             c.execute("COMMIT")
-        except BaseException:
-            c.execute("ROLLBACK")
+        except BaseException as e:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise self._failed("write to", e) from None
             raise
 
     # -- inspection ---------------------------------------------------------------------------

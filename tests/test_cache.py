@@ -418,3 +418,29 @@ def test_foreign_database_file_is_left_alone(tiny_bert, tmp_path):
     text.write_text("not sqlite at all, but long enough " * 10)
     with pytest.raises(CacheError, match="not a biasprobe cache"):
         ResultCache(cache)
+
+
+def test_write_waits_then_fails_with_a_clear_message(monkeypatch, tmp_path):
+    """A writer waits for another process's transaction; past the timeout it stops with an
+    error naming the database, and what was committed stays readable."""
+    import biasprobe.cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "BUSY_TIMEOUT_S", 0.3)
+    rc = ResultCache(tmp_path)
+    store = rc.model({"weights_sha256": {"model.safetensors": "0" * 64}}, "m")
+    vec = np.arange(5, dtype=np.float32) - 7.25
+    store.put_vectors("mask", [(b"k1", vec)])
+    other = sqlite3.connect(tmp_path / DB_NAME, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(CacheError, match=f"cannot write to the cache database .*{DB_NAME}"):
+            store.put_scalars("chain", [(b"k2", -1.5)])
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    got = store.get("mask", [b"k1", b"missing"])
+    assert list(got) == [b"k1"] and np.array_equal(got[b"k1"], vec)
+    assert got[b"k1"].dtype == np.float32
+    store.put_scalars("chain", [(b"k2", -1.5)])
+    assert store.get("chain", [b"k2"]) == {b"k2": -1.5}
+    rc.close()
