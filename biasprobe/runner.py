@@ -498,7 +498,8 @@ def run(
             resolved, items, k=k, load=load, progress=progress, lexicon=lexicon, cache=store
         )
     finally:
-        getattr(store, "close", lambda: None)()
+        if store is not cache and not isinstance(store, str):  # opened here
+            store.close()
     scores = pd.DataFrame(rows["scores"])
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
     summary = _summary(scores, probe_set.name, valence=valence, **boot)
@@ -689,7 +690,8 @@ def record(
         )
     finally:
         backend.close()
-        getattr(store, "close", lambda: None)()
+        if store is not cache and not isinstance(store, str):  # opened here
+            store.close()
     return written, name, len(sentences)
 
 

@@ -444,3 +444,12 @@ def test_write_waits_then_fails_with_a_clear_message(monkeypatch, tmp_path):
     store.put_scalars("chain", [(b"k2", -1.5)])
     assert store.get("chain", [b"k2"]) == {b"k2": -1.5}
     rc.close()
+
+
+def test_an_open_cache_passed_in_stays_open(tiny_bert, tmp_path):
+    ps = load_probe_set(small_probe(tmp_path))
+    with ResultCache(tmp_path / "c") as rc:
+        result = biasprobe.run(ps, [str(tiny_bert)], device="cpu", n_bootstrap=100, cache=rc)
+        n = result.meta["models"][0]["info"]["cache"]["misses"]
+        [model] = rc.summary()  # still usable after the run
+        assert sum(model["entries"].values()) == n > 0
