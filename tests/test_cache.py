@@ -453,3 +453,30 @@ def test_an_open_cache_passed_in_stays_open(tiny_bert, tmp_path):
         n = result.meta["models"][0]["info"]["cache"]["misses"]
         [model] = rc.summary()  # still usable after the run
         assert sum(model["entries"].values()) == n > 0
+
+
+def test_hub_model_identity_is_its_resolved_commit(tiny_bert, tmp_path):
+    """A hub id from the Hugging Face cache is identified by the snapshot's commit: a new
+    commit behind the same name is another model."""
+    repo = tmp_path / "hub" / "models--testorg--tiny-bert"
+    (repo / "refs").mkdir(parents=True)
+    code = (
+        "import json, biasprobe.backends as b; from biasprobe.cache import model_identity;"
+        "m = b.load_backend('testorg/tiny-bert', device='cpu');"
+        "print(json.dumps(model_identity(m)[0]))"
+    )
+    env = {**cli_env(), "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    seen = []
+    for commit in ("0123456789abcdef0123456789abcdef01234567", "f" * 40):
+        snap = repo / "snapshots" / commit
+        shutil.copytree(tiny_bert, snap)
+        (repo / "refs" / "main").write_text(commit)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        identity = json.loads(out.stdout.strip().splitlines()[-1])
+        assert identity["commit"] == commit and identity["hub_id"] == "testorg/tiny-bert"
+        assert "weights_sha256" not in identity and identity["tokenizer_sha256"]
+        seen.append(identity)
+    assert seen[0] != seen[1]
