@@ -458,6 +458,18 @@ def run(
             "needs pip install 'biasprobe\\[valence]').",
         ),
     ] = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            help="Result cache folder for live models (default: $BIASPROBE_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/biasprobe or ~/.cache/biasprobe). A killed run resumes from it.",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
+    ] = False,
 ) -> None:
     """Run a probe set and write a run folder.
 
@@ -480,8 +492,12 @@ def run(
     if pair_tables < 0:
         raise _usage(f"--pair-tables must be 0 or more, got {pair_tables}")
     shown = (what, pair_tables if tables is None else tables)
+    if cache is not None and no_cache:
+        raise _usage("--cache and --no-cache exclude each other: give one")
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
+        if cache is not None:
+            raise _usage("--cache applies to fill-mask sets; this is a counterfactual set")
         if valence:
             raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
         opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
@@ -497,6 +513,7 @@ def run(
     settings = {"top_k": top_k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
+    settings["cache"] = False if no_cache else cache
     _run_fill_mask(
         probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
     )
@@ -544,6 +561,16 @@ def _run_fill_mask(
         print_topk_tables(result, limit=tables, arbitrary=arbitrary_templates(probe_set))
     if not quiet and what in ("all", "summary"):
         print_summary(result)
+    from biasprobe.cache import cache_dirs, cache_line
+
+    labels = model_labels(result)
+    cards = result.meta["models"]
+    for card in cards:
+        line = cache_line(card, labels.get(card["name"], card["name"]))
+        if line:
+            typer.echo(safe_text(line), err=True)
+    for folder in cache_dirs(cards):
+        typer.echo(f"cache folder: {safe_text(folder)}", err=True)
     shown = f" (report: {saved / 'report.html'})" if html else ""
     typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
 
@@ -757,11 +784,13 @@ def _downstream_report(
 
 
 def _mount_subcommands() -> None:
+    from biasprobe.cache_cli import app as cache_app
     from biasprobe.crows.cli import app as crows_app
     from biasprobe.sentiment.cli import app as sentiment_app
 
     app.add_typer(sentiment_app, name="sentiment")
     app.add_typer(crows_app, name="crows")
+    app.add_typer(cache_app, name="cache")
 
 
 _mount_subcommands()

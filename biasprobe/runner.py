@@ -503,7 +503,10 @@ def _score_one(
     load: dict[str, Any],
     progress: ProgressFn | None,
     lexicon: Mapping[str, float] | None = None,
+    cache: Any = "disabled",
 ) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
+    from biasprobe.backends.cached import OBJECT_REASON, wrap
+
     owned = isinstance(spec, ModelSpec)
     name = model_name(spec)
     if progress:
@@ -511,6 +514,7 @@ def _score_one(
     backend = load_backend(spec, **load) if owned else spec
     if isinstance(spec, NamedSpec):
         backend.name = spec.name
+    backend = wrap(backend, cache) if owned else wrap(backend, OBJECT_REASON)
     if progress:
         progress(name, "load", 1, 1)
     try:
@@ -543,6 +547,7 @@ def run(
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
     valence: bool = False,
+    cache: Any = None,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -567,6 +572,8 @@ def run(
         valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
             lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
             ``scores`` and their aggregates in ``summary``.
+        cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
+            for the default folder, a folder, or False for none.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -593,9 +600,16 @@ def run(
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
-    rows, logprobs, model_meta = _score_all(
-        resolved, items, k=k, load=load, progress=progress, lexicon=lexicon
-    )
+    from biasprobe.backends.cached import open_cache
+
+    store = open_cache(cache, any(isinstance(r, ModelSpec) and r.source for r in resolved))
+    try:
+        rows, logprobs, model_meta = _score_all(
+            resolved, items, k=k, load=load, progress=progress, lexicon=lexicon, cache=store
+        )
+    finally:
+        if store is not cache and not isinstance(store, str):  # opened here
+            store.close()
     scores = pd.DataFrame(rows["scores"])
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
     summary = _summary(scores, probe_set.name, valence=valence, **boot)
@@ -772,6 +786,7 @@ def record(
     batch_size: int = 32,
     revision: str | None = None,
     trust_remote_code: bool = False,
+    cache: Any = None,
 ) -> Recording:
     """Record everything a probe set asks of a model into a recorded-model folder (format 2):
     the full-vocabulary outputs at the mask, the pieces of every target word with the chain-rule
@@ -781,6 +796,7 @@ def record(
     makes, in the same batches) or a fill-mask run folder (what the run stored is reused, no
     model runs). ``--model recorded:DIR`` replays the folder: the run's ``scores.csv``,
     ``targets.csv`` and ``summary.csv`` come out identical, apart from the model column.
+    ``cache`` is the result cache of a live model, as for :func:`run`.
 
     Raises:
         UsageError: no or several models to choose from, a counterfactual probe set, a run
@@ -815,9 +831,11 @@ def record(
     items = select_items(probe_set.items, pairs, exclude)
     fsio.check_output_folder(Path(out), False, kinds=("recording",), what="recording")
     spec = resolve_spec(name, revision=revision)
-    backend = load_backend(
-        spec, device=device, batch_size=batch_size, trust_remote_code=trust_remote_code
-    )
+    from biasprobe.backends.cached import open_cache, wrap
+
+    store = open_cache(cache, spec.source is not None)
+    load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    backend = wrap(load_backend(spec, **load), store)
     try:
         recorder = Recorder(backend)
         score_model(recorder, items, top_k=min(DEFAULT_TOP_K, len(backend.vocab)))
@@ -835,6 +853,8 @@ def record(
         )
     finally:
         backend.close()
+        if store is not cache and not isinstance(store, str):  # opened here
+            store.close()
     pieces = recorder.requests.pieces
     return Recording(
         written,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,21 @@ REAL_VOCAB = PAIR_DATA / "vocab.txt"
 def _packaged_vocab() -> Path | None:
     p = REPO / "biasprobe" / "data" / "vocab" / "bert-base-uncased" / "vocab.txt"
     return p if p.is_file() else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _result_cache_dir(tmp_path_factory: pytest.TempPathFactory):
+    """Point the result cache (biasprobe.cache) at a folder of the test session, so that no
+    test reads or writes the user's ~/.cache (subprocesses inherit it)."""
+    from biasprobe.cache import ENV_VAR
+
+    old = os.environ.get(ENV_VAR)
+    os.environ[ENV_VAR] = str(tmp_path_factory.mktemp("result-cache"))
+    yield
+    if old is None:
+        os.environ.pop(ENV_VAR, None)
+    else:
+        os.environ[ENV_VAR] = old
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,508 @@
+"""A persistent result cache: what a model computed for a request, kept across runs.
+
+One SQLite database (standard library, WAL journal) in the cache folder: ``--cache DIR``, else
+the ``BIASPROBE_CACHE_DIR`` environment variable, else ``$XDG_CACHE_HOME/biasprobe`` (by
+default ``~/.cache/biasprobe``). Entries are keyed by
+
+* **the model's identity** (:func:`model_identity`): the resolved hub commit or the sha256 of
+  the weight files, the sha256 of ``config.json`` and of the tokenizer files, the model class,
+  dtype and device kind, and the torch / transformers versions — a changed checkpoint never
+  hits an old entry;
+* **the exact request**: its kind (``mask``, ``chain``, ``prior``) and what the model was given
+  (the sentence in the model's mask token, the target's pieces, the prior's arguments), hashed
+  (sha256) into the key.
+
+Values are stored with a format tag, so that later versions can store other records next to
+these: ``f32`` (a full-vocabulary float32 log-prob vector, raw little-endian bytes) and ``f64``
+(one float64 scalar).
+
+Two biasprobe processes may share one cache: every write is one short ``BEGIN IMMEDIATE`` …
+``COMMIT`` transaction, readers never block writers (WAL), and a busy database is waited for
+(:data:`BUSY_TIMEOUT_S`). A process killed at any point (SIGKILL included) leaves every committed
+batch readable and nothing half-written (SQLite's atomic commit).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from biasprobe.errors import UsageError
+
+ENV_VAR = "BIASPROBE_CACHE_DIR"
+#: The database file; SQLite adds ``-wal`` and ``-shm`` next to it while it is open.
+DB_NAME = "biasprobe-cache.sqlite3"
+DB_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
+#: SQLite ``application_id`` stamped into the database header ("BPRC"): a file of that name
+#: without it is not biasprobe's and is never used or removed.
+APPLICATION_ID = 0x42505243
+SCHEMA_VERSION = 1
+#: Seconds a write waits for another process's transaction before giving up.
+BUSY_TIMEOUT_S = 120.0
+
+KINDS = ("mask", "chain", "prior")
+#: Value formats: raw little-endian float32 vector / one little-endian float64.
+F32, F64 = "f32", "f64"
+
+
+class CacheError(UsageError):
+    """The cache folder or database cannot be used (names the path and what to do)."""
+
+
+def default_cache_dir() -> Path:
+    """``$BIASPROBE_CACHE_DIR``, else ``$XDG_CACHE_HOME/biasprobe``, else
+    ``~/.cache/biasprobe``."""
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "biasprobe"
+
+
+def resolve_cache_dir(folder: str | Path | None) -> Path:
+    """The cache folder a run uses: ``folder`` if given, else :func:`default_cache_dir`."""
+    return Path(folder).expanduser() if folder is not None else default_cache_dir()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _digest(obj: Any) -> bytes:
+    text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def request_key(kind: str, request: Any) -> bytes:
+    """sha256 of the request's kind and content (JSON, so that ``["a", [1, 2]]`` and a tuple of
+    the same values give one key)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown request kind {kind!r}")
+    return _digest([kind, request])
+
+
+def encode_vector(values: np.ndarray) -> bytes:
+    return np.ascontiguousarray(values, dtype="<f4").tobytes()
+
+
+def decode(fmt: str, blob: bytes) -> Any:
+    if fmt == F32:
+        return np.frombuffer(blob, dtype="<f4")
+    if fmt == F64:
+        return float(np.frombuffer(blob, dtype="<f8")[0])
+    raise ValueError(f"unknown cache value format {fmt!r}")
+
+
+def encode_scalar(value: float) -> bytes:
+    return np.asarray([value], dtype="<f8").tobytes()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS models (
+    id INTEGER PRIMARY KEY,
+    identity BLOB NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_used TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS entries (
+    model INTEGER NOT NULL REFERENCES models(id),
+    kind TEXT NOT NULL,
+    key BLOB NOT NULL,
+    format TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (model, kind, key)
+) WITHOUT ROWID;
+"""
+
+
+def _is_ours(path: Path) -> bool | None:
+    """True: a biasprobe cache; False: some other file; None: empty (a fresh database).
+
+    Asked of SQLite itself (read-only): in WAL mode the header on disk may not show the latest
+    commits yet, which are in the ``-wal`` file.
+    """
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(16)
+    except OSError as e:
+        raise CacheError(f"cache database {path} cannot be read ({e.strerror})") from None
+    if not magic:
+        return None
+    if magic != b"SQLite format 3\x00":
+        return False
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        try:
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return False
+    if app == APPLICATION_ID:
+        return True
+    return None if app == 0 and tables == 0 else False
+
+
+class ResultCache:
+    """The cache database of one folder (created on first use).
+
+    Raises:
+        CacheError: the folder cannot be created or written, or its database file is not
+            biasprobe's (then it is left alone).
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder).expanduser()
+        self.path = self.folder / DB_NAME
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CacheError(
+                f"cache folder {self.folder} cannot be created ({e.strerror}); choose another "
+                f"with --cache DIR or {ENV_VAR}, or run with --no-cache"
+            ) from None
+        if not self.folder.is_dir():
+            raise CacheError(f"cache folder {self.folder} is not a folder")
+        if self.path.exists() and _is_ours(self.path) is False:
+            raise CacheError(
+                f"{self.path} exists and is not a biasprobe cache database; biasprobe leaves it "
+                "alone. Choose another cache folder with --cache DIR, or run with --no-cache"
+            )
+        try:
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None
+            )
+            self._setup()
+        except sqlite3.Error as e:
+            raise CacheError(
+                f"cache database {self.path} cannot be opened ({e}); choose another cache folder "
+                "with --cache DIR, or run with --no-cache"
+            ) from None
+
+    def _setup(self) -> None:
+        c = self._conn
+        c.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"WAL journal not available (got {mode})")
+        # WAL + NORMAL: a committed transaction survives the process being killed (only a power
+        # loss may drop the last commits, which a cache can afford).
+        c.execute("PRAGMA synchronous = NORMAL")
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            app = c.execute("PRAGMA application_id").fetchone()[0]
+            tables = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if app != APPLICATION_ID and tables:
+                raise CacheError(
+                    f"{self.path} is an SQLite database that biasprobe did not create; biasprobe "
+                    "leaves it alone. Choose another cache folder with --cache DIR"
+                )
+            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            for statement in filter(str.strip, _SCHEMA.split(";")):
+                c.execute(statement)
+            row = c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                c.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif int(row[0]) != SCHEMA_VERSION:
+                raise CacheError(
+                    f"cache database {self.path} has schema version {row[0]}, this biasprobe "
+                    f"reads version {SCHEMA_VERSION}: clear it (biasprobe cache clear --cache "
+                    f"{self.folder}) or choose another folder"
+                )
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+
+    # -- models -------------------------------------------------------------------------------
+    def model(self, identity: Mapping[str, Any], name: str) -> ModelStore:
+        """The entries of one model identity (registered on first use). ``name`` (what the
+        user called the model) is shown by ``biasprobe cache info`` but is not part of the
+        identity: the same files under another path are the same model."""
+        digest = _digest(dict(identity))
+        description = json.dumps({**identity, "name": name}, sort_keys=True, ensure_ascii=False)
+        now = _now()
+        c = self._conn
+        c.execute("BEGIN IMMEDIATE")
+        try:
+            c.execute(
+                "INSERT INTO models (identity, description, created, last_used) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(identity) DO UPDATE SET last_used = ?, "
+                "description = ?",
+                (digest, description, now, now, now, description),
+            )
+            model_id = c.execute("SELECT id FROM models WHERE identity = ?", (digest,)).fetchone()
+            c.execute("COMMIT")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        return ModelStore(self, int(model_id[0]), digest.hex())
+
+    def get(self, model_id: int, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
+        """The stored values of those keys that are in the cache."""
+        out: dict[bytes, Any] = {}
+        step = 500  # well below SQLite's limit on bound parameters
+        try:
+            for start in range(0, len(keys), step):
+                part = list(keys[start : start + step])
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT key, format, value FROM entries WHERE model = ? AND kind = ? "
+                    f"AND key IN ({marks})",
+                    (model_id, kind, *part),
+                ).fetchall()
+                for key, fmt, blob in rows:
+                    out[bytes(key)] = decode(fmt, blob)
+        except sqlite3.Error as e:
+            raise self._failed("read from", e) from None
+        return out
+
+    def _failed(self, what: str, e: sqlite3.Error) -> CacheError:
+        return CacheError(
+            f"cannot {what} the cache database {self.path} ({e}); what was committed is kept. "
+            "Free disk space or wait for the other biasprobe process, or run with --no-cache"
+        )
+
+    def put(self, model_id: int, kind: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
+        """Store ``(key, format, value)`` rows in one transaction (replacing older values)."""
+        c = self._conn
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise self._failed("write to", e) from None
+        try:
+            c.executemany(
+                "INSERT OR REPLACE INTO entries (model, kind, key, format, value) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(model_id, kind, k, fmt, v) for k, fmt, v in rows],
+            )
+            c.execute("COMMIT")
+        except BaseException as e:
+            if c.in_transaction:
+                c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise self._failed("write to", e) from None
+            raise
+
+    # -- inspection ---------------------------------------------------------------------------
+    def summary(self) -> list[dict[str, Any]]:
+        """Per model identity: its description, entries per kind and stored bytes."""
+        models = self._conn.execute(
+            "SELECT id, identity, description, created, last_used FROM models ORDER BY id"
+        ).fetchall()
+        counts: dict[int, dict[str, tuple[int, int]]] = {}
+        for model_id, kind, n, size in self._conn.execute(
+            "SELECT model, kind, count(*), sum(length(value)) FROM entries GROUP BY model, kind"
+        ):
+            counts.setdefault(model_id, {})[kind] = (int(n), int(size or 0))
+        out = []
+        for model_id, identity, description, created, last_used in models:
+            kinds = counts.get(model_id, {})
+            out.append(
+                {
+                    "identity": bytes(identity).hex(),
+                    "model": json.loads(description),
+                    "created": created,
+                    "last_used": last_used,
+                    "entries": {k: kinds[k][0] for k in KINDS if k in kinds},
+                    "value_bytes": sum(v[1] for v in kinds.values()),
+                }
+            )
+        return out
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> ResultCache:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+@dataclass
+class ModelStore:
+    """The entries of one model identity in a :class:`ResultCache`."""
+
+    cache: ResultCache
+    model_id: int
+    identity: str  # sha256 hex of the identity
+
+    def get(self, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
+        return self.cache.get(self.model_id, kind, keys)
+
+    def put_vectors(self, kind: str, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
+        self.cache.put(self.model_id, kind, [(k, F32, encode_vector(v)) for k, v in items])
+
+    def put_scalars(self, kind: str, items: Iterable[tuple[bytes, float]]) -> None:
+        self.cache.put(self.model_id, kind, [(k, F64, encode_scalar(v)) for k, v in items])
+
+
+def database_files(folder: str | Path) -> list[Path]:
+    """The cache database files biasprobe created in ``folder`` (nothing else)."""
+    folder = Path(folder).expanduser()
+    main = folder / DB_NAME
+    if not main.is_file() or _is_ours(main) is False:
+        return []
+    return [folder / name for name in DB_FILES if (folder / name).is_file()]
+
+
+def clear(folder: str | Path) -> list[Path]:
+    """Remove biasprobe's cache database files from ``folder``; every other file stays.
+
+    The removal takes the database's write lock first, so that a run writing to it at that
+    moment finishes its transaction; a run still open on it keeps working on its own copy.
+
+    Raises:
+        CacheError: the database file there is not biasprobe's.
+    """
+    folder = Path(folder).expanduser()
+    main = folder / DB_NAME
+    if main.exists() and _is_ours(main) is False:
+        raise CacheError(f"{main} is not a biasprobe cache database; biasprobe does not remove it")
+    files = database_files(folder)
+    if not files:
+        return []
+    conn = sqlite3.connect(str(main), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        removed = []
+        for f in files:
+            try:
+                f.unlink()
+                removed.append(f)
+            except FileNotFoundError:
+                pass
+        conn.execute("ROLLBACK")
+    finally:
+        conn.close()
+    for name in (f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
+        leftover = folder / name  # a companion file closing the connection left behind
+        if leftover.is_file() and not main.exists():
+            leftover.unlink()
+    return removed
+
+
+# -- model identity ----------------------------------------------------------------------------
+
+#: Files besides the weights that decide a model's numbers or its tokenization.
+CONFIG_FILES = ("config.json",)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def _files_sha256(folder: Path, names: Sequence[str]) -> dict[str, str]:
+    from biasprobe.hub import sha256_file
+
+    return {n: sha256_file(folder / n) for n in names if (folder / n).is_file()}
+
+
+def model_identity(backend: Any) -> tuple[dict[str, Any] | None, str]:
+    """What identifies the numbers a live model computes, or ``(None, why not)``.
+
+    * weights: the resolved hub commit of a model from the Hugging Face cache (a snapshot never
+      changes), else the sha256 of every weight file of the folder;
+    * ``config.json`` and the tokenizer files (sha256 each);
+    * the model class and dtype (they decide the computation);
+    * the device kind (``cpu``, ``cuda`` with the GPU's name, ``mps``): other kernels give other
+      last bits, and a run must give the same numbers with and without the cache;
+    * torch and transformers versions, for the same reason.
+
+    Models with no files (built in memory and passed to :func:`biasprobe.run`) get no identity:
+    nothing would tell a changed model from the old one.
+    """
+    info = getattr(backend, "info", None) or {}
+    folder = info.get("path")
+    if not folder or not Path(folder).is_dir():
+        return None, "in-memory model (no checkpoint files to identify it)"
+    folder = Path(folder)
+    if info.get("source") == "local":
+        weights = dict(info.get("files_sha256") or {})
+        if not weights:
+            return None, f"no weight files found in {folder}"
+        identity: dict[str, Any] = {"weights_sha256": weights}
+    elif info.get("commit_hash"):
+        identity = {"hub_id": info.get("requested"), "commit": info["commit_hash"]}
+    else:
+        from biasprobe.hub import WEIGHT_FILES
+
+        files = sorted(
+            {f.name for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)}
+            | {n for n in WEIGHT_FILES if (folder / n).is_file()}
+        )
+        if not files:
+            return None, f"no weight files found in {folder}"
+        identity = {"weights_sha256": _files_sha256(folder, files)}
+    device = str(info.get("device") or "cpu")
+    kind = device.split(":")[0]
+    if kind == "cuda":
+        import torch
+
+        kind = f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
+    from importlib.metadata import version
+
+    identity.update(
+        config_sha256=_files_sha256(folder, CONFIG_FILES),
+        tokenizer_sha256=_files_sha256(folder, TOKENIZER_FILES),
+        tokenizer_class=info.get("tokenizer"),
+        model_class=info.get("class"),
+        dtype=info.get("dtype"),
+        device_kind=kind,
+        head_at_mask_only=info.get("head_at_mask_only"),
+        torch=version("torch"),
+        transformers=version("transformers"),
+    )
+    return identity, ""
+
+
+def format_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"  # pragma: no cover
+
+
+def cache_line(model: Mapping[str, Any], label: str | None = None) -> str | None:
+    """One terminal line about a model's cache use, from its model card in results.json
+    (None for recorded outputs, which never compute anything). ``label``: the model's short
+    name on the terminal (default its name); the cache folder is named by :func:`cache_dirs`."""
+    stats = (model.get("info") or {}).get("cache")
+    if not stats or str(stats.get("reason", "")).startswith("recorded outputs"):
+        return None
+    name = label or model["name"]
+    if not stats.get("enabled"):
+        return f"cache {name}: not used: {stats.get('reason')}"
+    return (
+        f"cache {name}: {stats['hits']} hit(s), {stats['misses']} computed "
+        f"(batches: {stats['batches_cached']} cached, {stats['batches_computed']} computed)"
+    )
+
+
+def cache_dirs(models: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The cache folders the models of a run used (for one line naming them)."""
+    found = [((m.get("info") or {}).get("cache") or {}).get("dir") for m in models]
+    return list(dict.fromkeys(d for d in found if d))
