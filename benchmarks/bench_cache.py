@@ -4,19 +4,21 @@ The model is BERT-base-shaped (``scripts/make_random_bert.py --size base``: 12 l
 768, the real 30,522-token uncased vocab) with random weights. The suite is lexicon-generated:
 women's × men's names zipped, times contexts (``--pairs`` pairs, 2 sentences each).
 
-Measured, one after the other, in one benchmark process (``biasprobe.run`` in process, except
-the killed run, which is ``biasprobe run`` in a subprocess so that it can be SIGKILLed):
+Measured, one after the other:
 
-1. (with ``--no-cache-run``) a ``--no-cache`` run, the cost without any cache;
-2. first run with an empty cache (computes everything and writes it);
-3. second run of the same suite (served from the cache) — target: ≥ 20× faster than 2;
-4. the CLI run killed with SIGKILL once half of the sentences are in the cache (wall time
-   from its start to the kill, Python start-up and model load included), then the same run
-   resumed in process — target: killed + resumed ≤ 1.1 × the uninterrupted run 2.
+1. (with ``--no-cache-run``) a ``--no-cache`` run in process, the cost without any cache;
+2. first run in process with an empty cache (computes everything and writes it);
+3. second run of the same suite in process (served from the cache) — target: ≥ 20× faster
+   than 2;
+4. resume, measured the way a user meets it, every run a ``biasprobe run`` subprocess (Python
+   start-up, imports and model load included in each): (a) the uninterrupted command with an
+   empty cache; (b) the same command SIGKILLed once half of the sentences are in the cache
+   (wall time from its start to the kill); (c) the same command again, which resumes —
+   target: b + c ≤ 1.1 × a.
 
 A short untimed warm-up run comes first (imports, first kernel calls), so that run 2 is not
-charged for them. Every run's scores and top-k lists are compared with run 2's (and run 1's), which must be
-identical, bit for bit. Prints the times and the ratios.
+charged for them. Every run's scores and top-k lists are compared with run 2's (and run 1's),
+which must be identical, bit for bit. Prints the times and the ratios.
 
 Usage: python benchmarks/bench_cache.py [--pairs 1000] [--batch-size 32] [--no-cache-run]
 [--keep DIR]
@@ -61,6 +63,10 @@ TEMPLATES = [
     "Yesterday {name} {context} [MASK].",
     "Everyone says that {name} {context} [MASK].",
     "In the end, {name} {context} [MASK].",
+    "After college, {name} {context} [MASK].",
+    "Last year {name} {context} [MASK].",
+    "As a child, {name} {context} [MASK].",
+    "Her neighbour said {name} {context} [MASK].",
 ]
 
 
@@ -100,7 +106,7 @@ def mask_entries(db: Path) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=1000, help="suite size (default 1000, max 1000)")
+    ap.add_argument("--pairs", type=int, default=1000, help="suite size (default 1000, max 2000)")
     ap.add_argument("--no-cache-run", action="store_true", help="also time a --no-cache run")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--bootstrap", type=int, default=1000)
@@ -161,13 +167,29 @@ def main() -> None:
         first, t_first = timed("2. first run, empty cache", cache=cache)
         second, t_second = timed("3. second run, same suite", cache=cache)
 
-        clear(cache)
         cmd = [sys.executable, "-m", "biasprobe", "run", str(probe), "-m", str(model)]
         cmd += ["--device", "cpu", "--batch-size", str(args.batch_size), "--cache", str(cache)]
-        cmd += ["-o", str(tmp / "killed-run"), "--quiet", "--bootstrap", str(args.bootstrap)]
+        cmd += ["--quiet", "--bootstrap", str(args.bootstrap)]
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+        def cli(label: str, out: str) -> float:
+            t0 = time.perf_counter()
+            subprocess.run([*cmd, "-o", str(tmp / out)], env=env, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+            dt = time.perf_counter() - t0
+            print(f"{label:<44} {dt:8.2f} s")
+            return dt
+
+        clear(cache)
+        t_cli = cli("4a. CLI run, empty cache (uninterrupted)", "cli-run")
+        clear(cache)
         t0 = time.perf_counter()
-        child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        child = subprocess.Popen(
+            [*cmd, "-o", str(tmp / "killed-run")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         while child.poll() is None and mask_entries(cache / DB_NAME) < n_sent / 2:
             time.sleep(0.05)
         if child.poll() is not None:
@@ -176,15 +198,23 @@ def main() -> None:
         child.wait()
         t_killed = time.perf_counter() - t0
         done = mask_entries(cache / DB_NAME)
-        print(f"{'4a. CLI run SIGKILLed at ' + f'{done}/{n_sent} sentences':<44} {t_killed:8.2f} s")
-        resumed, t_resumed = timed("4b. same run resumed", cache=cache)
+        print(f"{'4b. CLI run SIGKILLed at ' + f'{done}/{n_sent} sentences':<44} {t_killed:8.2f} s")
+        t_resumed = cli("4c. the same CLI run again (resumes)", "resumed-run")
+        import json
 
-        for label, r in (("no-cache", plain), ("second", second), ("resumed", resumed)):
+        card = json.loads((tmp / "resumed-run" / "results.json").read_text())["models"][0]
+        computed = card["info"]["cache"]["misses"]
+        again = {t: pd.read_csv(tmp / "resumed-run" / f"{t}.csv") for t in ("scores", "topk")}
+        whole = {t: pd.read_csv(tmp / "cli-run" / f"{t}.csv") for t in ("scores", "topk")}
+
+        for label, r in (("no-cache", plain), ("second", second)):
             for table in ("scores", "topk"):
                 if r is not None:
                     pd.testing.assert_frame_equal(
                         getattr(r, table), getattr(first, table), check_exact=True, obj=label
                     )
+        for table in ("scores", "topk"):
+            pd.testing.assert_frame_equal(again[table], whole[table], check_exact=True)
         print("scores and top-k identical (bit for bit) in every run: yes")
         size = sum(p.stat().st_size for p in cache.iterdir() if p.name.startswith(DB_NAME))
         print(f"cache size: {size / 1e6:.1f} MB ({size / n_sent / 1e3:.0f} KB per sentence)")
@@ -193,14 +223,11 @@ def main() -> None:
             print(f"first run (writes the cache) vs --no-cache: {t_first / t_plain:5.2f}×")
         speed = t_first / t_second
         print(f"second run vs first:   {speed:6.1f}× faster (target ≥ 20×)")
-        total = (t_killed + t_resumed) / t_first
-        print(f"killed + resumed vs uninterrupted: {total:5.2f}× (target ≤ 1.1×)")
-        computed = resumed.meta["models"][0]["info"]["cache"]["misses"]
+        total = (t_killed + t_resumed) / t_cli
+        print(f"killed + resumed vs uninterrupted (CLI): {total:5.2f}× (target ≤ 1.1×)")
         print(
             f"  sentences computed: {done} committed before the kill + {computed} on resume = "
-            f"{done + computed} of {n_sent}; restart cost "
-            f"{t_killed + t_resumed - t_first:+.1f} s (a new process: imports, model load, "
-            "weights' sha256, the batch lost in flight)"
+            f"{done + computed} of {n_sent}"
         )
     finally:
         if args.keep is None:
