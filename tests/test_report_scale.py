@@ -151,6 +151,10 @@ def test_page_says_what_it_left_out_and_how_to_get_it(scale_runs, tmp_path):
     t.feed(page)
     assert len(t.tables["pair-scores"]) - 1 == 50 * 2
     assert len(t.tables["comparison"]) - 1 == 50
+    # their rows wait in a <template> while the page opens (moved in by the page script)
+    for cls in ("pair-scores", "comparison"):
+        table = re.search(rf'<table class="sortable {cls}">.*?</table>', page, re.S).group(0)
+        assert '<tbody><template class="deferred-rows"><tr>' in table
 
 
 def test_pairs_option_selects_the_large_views(scale_runs, tmp_path):
@@ -290,6 +294,19 @@ def test_light_pair_in_the_browser(scale_runs, tmp_path):
             "'section.pair:not([hidden]) div.topks tbody tr')).map(r => "
             "Array.from(r.cells).map(c => c.textContent))})"
         )
+        # the per-pair tables' rows wait until the tables come near the screen
+        assert browser.evaluate("document.querySelectorAll('template.deferred-rows').length") == 2
+        for cls in ("pair-scores", "comparison"):
+            browser.evaluate(f"document.querySelector('table.{cls}').scrollIntoView()")
+            browser.wait_for(
+                f"!document.querySelector('table.{cls} template.deferred-rows')", timeout=30
+            )
+        rows = browser.evaluate(
+            "[document.querySelectorAll('table.pair-scores tbody tr').length,"
+            " document.querySelectorAll('table.comparison tbody tr').length,"
+            " document.querySelectorAll('template.deferred-rows').length]"
+        )
+        assert rows == [100, 50, 0]
         assert browser.errors() == [] and browser.evaluate("biasprobeReport.errors") == []
     assert state["disabled"] == ["1000", "all"] and state["n"] == 200
     assert f"biasprobe report runs/x --pairs {pid}" in state["note"]

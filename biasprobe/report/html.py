@@ -4,8 +4,9 @@ Layout of the page, reader first: the title and one line of facts; the findings 
 and model, the headline numbers of ``summary.csv`` with their CI and n, the most skewed pairs,
 the fills most shifted toward each side); one section per pair, shown one at a time, with a
 PAIR-style scatter and a differences view per model (labels placed without overlap), the
-target words' log-probs, the pair's scores, a comparison table and the top-k lists; sortable
-tables (set and template summaries with confidence intervals, per-pair scores, and, with
+target words' log-probs, the pair's scores, a comparison table and the top-k lists (pairs
+outside the chosen few: the figures and the top-k lists only, with a note on what is left out
+and the command that brings it back); sortable tables (set and template summaries with confidence intervals, per-pair scores, and, with
 several models, the change of every score from the base model and the Spearman correlation of
 token rankings); a note on how to read the figures; the provenance of every run, collapsed.
 
@@ -413,16 +414,48 @@ def _sentence_vector(entry: _Entry, sentence: str, vector: np.ndarray, cols: _Co
     return entry.sentence_index[sentence]
 
 
+_RUN_INDEX: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _run_index(run: RunResult) -> dict[str, Any]:
+    """Lookups built once per run (a table filter per pair is quadratic in the pairs):
+    (model, pair, side) → the text the model saw, pair → its template sentences, (model, pair)
+    → its target rows."""
+    cached = _RUN_INDEX.get(id(run))
+    if cached is not None and cached[0] is run.topk:
+        return cached[1]
+    t = run.topk
+    seen = t.drop_duplicates(["model", "pair_id", "side"])
+    sentences = {
+        (str(m), str(p), str(sd)): str(x)
+        for m, p, sd, x in zip(
+            seen["model"], seen["pair_id"], seen["side"], seen["sentence"], strict=True
+        )
+    }
+    items = run.items.sort_values("side", kind="stable")
+    templates: dict[str, list[str]] = {}
+    for pid, sent in zip(items["pair_id"], items["template_sentence"], strict=True):
+        templates.setdefault(str(pid), []).append(str(sent))
+    targets: dict[tuple[str, str], Any] = {}
+    tt = run.targets
+    if tt is not None and not tt.empty:
+        for key, rows in tt.groupby(["model", "pair_id"], sort=False):
+            targets[(str(key[0]), str(key[1]))] = rows
+    index = {"sentences": sentences, "templates": templates, "targets": targets}
+    if len(_RUN_INDEX) > 16:
+        _RUN_INDEX.clear()
+    _RUN_INDEX[id(run)] = (run.topk, index)
+    return index
+
+
 def _pair_rows(run: RunResult, model: str, pair_id: str) -> tuple[str, str] | None:
-    try:
-        return run.sentence(model, pair_id, "A"), run.sentence(model, pair_id, "B")
-    except KeyError:
-        return None
+    sents = _run_index(run)["sentences"]
+    a, b = sents.get((model, pair_id, "A")), sents.get((model, pair_id, "B"))
+    return None if a is None or b is None else (a, b)
 
 
 def _same_pair(run: RunResult, pair: _Pair) -> bool:
-    rows = run.items[run.items["pair_id"] == pair.pair_id].sort_values("side")
-    return [str(s) for s in rows["template_sentence"]] == [
+    return _run_index(run)["templates"].get(pair.pair_id) == [
         str(pair.items[0]["template_sentence"]),
         str(pair.items[1]["template_sentence"]),
     ]
@@ -448,6 +481,8 @@ def _pair_pass(
     """Everything the report needs from one pair's stored log-probs, each model's tokens read
     once: the embedded cell, the comparison with the base, the fills shifted toward each side."""
     base_top: list[tuple[np.ndarray, np.ndarray]] | None = None
+    base_full: tuple[np.ndarray, np.ndarray] | None = None
+    base_top_n = SPEARMAN_TOP
     base_scores: dict[str, Any] = {}
     for entry in entries:
         run = entry.run
@@ -480,8 +515,10 @@ def _pair_pass(
         k = _k_of(run, entry.model, pair.pair_id)
         if k is not None:
             cell["k"] = k
+        # with full vectors stored, the frame is the whole vocabulary in id order
+        whole = entry.stored is None and ids.size == len(run.vocab(entry.model))
         if big and entry.stored is None:
-            va, vb = run.pair_logprobs(entry.model, pair.pair_id)
+            va, vb = (la, lb) if whole else run.pair_logprobs(entry.model, pair.pair_id)
             cell["v"] = [
                 _sentence_vector(entry, sents[0], va, cols),
                 _sentence_vector(entry, sents[1], vb, cols),
@@ -498,6 +535,8 @@ def _pair_pass(
             base_top = [
                 (ids[r <= SPEARMAN_TOP], v[r <= SPEARMAN_TOP]) for r, v in ((ra, la), (rb, lb))
             ]
+            base_full = (la, lb) if whole else None
+            base_top_n = min(SPEARMAN_TOP, len(run.vocab(entry.model)))
             continue
         if base_top is None:
             continue
@@ -509,15 +548,17 @@ def _pair_pass(
             for side, ((b_ids, b_vals), o_vals) in enumerate(zip(base_top, (la, lb), strict=True)):
                 at = np.searchsorted(ids, b_ids)
                 found = (at < ids.size) & (ids[np.minimum(at, ids.size - 1)] == b_ids)
-                if found.all():
+                if b_ids.size < base_top_n:
+                    rho[side] = f"n/a (the base stored only {b_ids.size} of its top {SPEARMAN_TOP})"
+                elif found.all():
                     rho[side] = _spearman(b_vals, o_vals[at])
                 else:
                     rho[side] = (
                         f"n/a ({int((~found).sum())} of the base's top {SPEARMAN_TOP} not stored)"
                     )
             if entries[0].stored is None and entry.stored is None:
-                b_vecs = entries[0].run.pair_logprobs(entries[0].model, pair.pair_id)
-                o_vecs = run.pair_logprobs(entry.model, pair.pair_id)
+                b_vecs = base_full or entries[0].run.pair_logprobs(entries[0].model, pair.pair_id)
+                o_vecs = (la, lb) if whole else run.pair_logprobs(entry.model, pair.pair_id)
                 rho[2:] = [spearman_fixed(b, o, None) for b, o in zip(b_vecs, o_vecs, strict=True)]
             else:
                 rho[2:] = ["n/a (needs --store full)"] * 2
@@ -541,10 +582,9 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> float:
 def target_token_ids(run: RunResult, model: str, pair_id: str) -> list[int]:
     """Vocabulary ids of a pair's one-piece target words under one model (as ``targets.csv``
     lists them; a word the vocabulary spells only in lower case is found in lower case)."""
-    t = run.targets
-    if t is None or t.empty:
+    rows = _run_index(run)["targets"].get((model, pair_id))
+    if rows is None:
         return []
-    rows = t[(t["model"] == model) & (t["pair_id"] == pair_id)]
     if "n_pieces" in rows:
         rows = rows[rows["n_pieces"] == 1]
     if rows.empty:
@@ -666,7 +706,7 @@ def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
 
 def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
     v = _num(x)
-    key = "" if math.isnan(v) else repr(v)
+    key = "" if math.isnan(v) else f"{v:.9g}"  # for sorting: 9 significant digits
     return f'<td class="num" data-v="{key}">{_fmt(v, digits, signed)}</td>'
 
 
@@ -792,11 +832,17 @@ not Δ. Spearman ρ between two models is not a bias score: 1 = the same token r
 </section>"""
 
 
-def _sortable(headers: list[str], rows: list[str], cls: str = "") -> str:
+def _sortable(headers: list[str], rows: list[str], cls: str = "", deferred: bool = False) -> str:
+    """A table sorted by clicking its headings. ``deferred``: the rows sit in a ``<template>``
+    inside the body (parsed, but not styled or laid out while the page opens) and the page
+    script moves them into the table once the first pair is drawn — for the per-pair tables,
+    thousands of rows at scale."""
     ths = "".join(f'<th scope="col" title="sort">{_e(h)}</th>' for h in headers)
+    body = "".join(rows)
+    if deferred and rows:
+        body = f'<template class="deferred-rows">{body}</template>'
     return (
-        f'<table class="sortable {cls}"><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<table class="sortable {cls}"><thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table>'
     )
 
 
@@ -900,6 +946,7 @@ def _pair_scores_table(entries: list[_Entry], pairs: list[_Pair]) -> str:
         ["pair", "model", "A", "B", "top-1 A", "top-1 B", *SCORE_LABELS.values()],
         pair_rows,
         "pair-scores",
+        deferred=True,
     )
 
 
@@ -925,6 +972,7 @@ def _comparison_html(
             ["pair", "model", *CMP_HEADS],
             cmp_rows,
             "comparison",
+            deferred=True,
         )
         if cmp_rows
         else "<p class='muted'>No pair was run on both the base model and another model.</p>"

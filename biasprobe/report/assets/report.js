@@ -737,11 +737,48 @@
     }
   });
 
+  /* Rows of the long per-pair tables wait in a <template> (parsed, neither styled nor laid
+   * out) until the table comes near the screen, is sorted, or the page is printed: laying out
+   * thousands of rows would otherwise hold up the first figures. */
+  var deferredTables = Array.prototype.filter.call(
+    document.querySelectorAll('table.sortable'),
+    function (t) { return !!t.querySelector('template.deferred-rows'); });
+
+  function showRows(table) {
+    Array.prototype.forEach.call(table.querySelectorAll('template.deferred-rows'), function (t) {
+      t.parentNode.replaceChild(t.content, t);
+    });
+    if (!document.querySelector('template.deferred-rows')) {
+      if (state.timings.tablesFilled === undefined) state.timings.tablesFilled = performance.now();
+    }
+  }
+
+  function showAllRows() {
+    deferredTables.forEach(showRows);
+    state.timings.tablesFilled = state.timings.tablesFilled || performance.now();
+  }
+  state.showAllRows = showAllRows;
+
+  function watchDeferredRows() {
+    if (!deferredTables.length) return;
+    if (typeof IntersectionObserver === 'undefined') { showAllRows(); return; }
+    var observer = new IntersectionObserver(function (seen) {
+      seen.forEach(function (ent) {
+        if (!ent.isIntersecting) return;
+        showRows(ent.target);
+        observer.unobserve(ent.target);
+      });
+    }, { rootMargin: '1200px 0px' });
+    deferredTables.forEach(function (t) { observer.observe(t); });
+    window.addEventListener('beforeprint', showAllRows);
+  }
+
   /* Sortable tables: click a heading; numbers sort by data-v, text by locale. */
   Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
     var ths = table.querySelectorAll('thead th');
     Array.prototype.forEach.call(ths, function (th, col) {
       th.addEventListener('click', function () {
+        showRows(table);
         var asc = th.getAttribute('aria-sort') !== 'ascending';
         Array.prototype.forEach.call(ths, function (o) { o.removeAttribute('aria-sort'); });
         th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
@@ -783,11 +820,14 @@
       state.renderMs = performance.now();
       state.ready = true;
       document.documentElement.setAttribute('data-report', 'ready');
+      watchDeferredRows();
     }, function (err) {
       state.errors.push(String(err));
       document.documentElement.setAttribute('data-report', 'error');
+      showAllRows();
     });
   } else {
+    showAllRows();
     state.ready = true;
     state.renderMs = performance.now();
     document.documentElement.setAttribute('data-report', 'ready');
