@@ -325,3 +325,36 @@ def test_light_pair_in_the_browser(scale_runs, tmp_path):
     assert [r[2] for r in rows] == [
         f"{v:.3f}" for v in tk[tk["side"] == "A"].sort_values("rank")["logprob"]
     ]
+
+
+@needs_chromium
+@pytest.mark.browser
+def test_run_storing_fewer_tokens_than_the_default_view(scale_runs, tmp_path):
+    from report_browser import HeadlessChromium
+
+    run = _top_n_run(scale_runs[10], extra=True)
+    run.top_n = 100
+    out = write_report([run], tmp_path / "r.html")
+    data = payload(out.read_text("utf-8"))
+    assert {c["d"] for p in data["pairs"] for c in p["cells"]} == {100}
+    with HeadlessChromium() as browser:
+        browser.navigate(out.resolve().as_uri())
+        browser.wait_for("window.biasprobeReport && window.biasprobeReport.ready", timeout=60)
+        state = browser.evaluate(
+            "({n: biasprobeReport.lastRender.n, points: biasprobeReport.lastRender.points,"
+            " disabled: Array.from(document.querySelectorAll('button.topn'))"
+            ".filter(b => b.disabled).map(b => b.dataset.n),"
+            " note: document.getElementById('views-note').textContent})"
+        )
+        assert browser.errors() == [] and browser.evaluate("biasprobeReport.errors") == []
+    # the largest view the run stored for every model is drawn; the others say why not
+    assert state["n"] == 30 and state["disabled"] == ["200", "1000", "all"]
+    assert "not stored by the run" in state["note"] and "--store full" in state["note"]
+    pid = data["pairs"][0]["id"]
+    for e, model in enumerate(run.models):
+        t = run.token_table(model, pid, 30)
+        c = cell_of(data, data["pairs"][0]["cells"][e])
+        pinned = [
+            i for i in c["ids"][data["pairs"][0]["cells"][e]["t"]] if i not in set(t["token_id"])
+        ]
+        assert state["points"][e] == len(t) + len(pinned)

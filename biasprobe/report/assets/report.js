@@ -553,9 +553,18 @@
     return s === 'all' ? 'all' : parseInt(s, 10);
   }
 
-  /* The N drawn for pair p: the chosen one when embedded for it, else the default. */
+  /* The N drawn for pair p: the chosen one when embedded for it, else the default, else the
+   * largest N it embeds (a run that stored fewer tokens than the default view). */
   function effectiveN(p) {
-    return hasView(p, state.n) ? state.n : DATA.topn.default;
+    if (hasView(p, state.n)) return state.n;
+    if (hasView(p, DATA.topn.default)) return DATA.topn.default;
+    var numeric = DATA.topn.options.filter(function (o) { return o !== 'all'; });
+    for (var i = numeric.length - 1; i >= 0; i--) {
+      if (hasView(p, numeric[i])) return numeric[i];
+    }
+    return Math.min.apply(null, DATA.pairs[p].cells.filter(Boolean).map(function (c) {
+      return c.d;
+    }));
   }
 
   function shellQuote(s) {
