@@ -722,6 +722,16 @@ def report(
             metavar="N", help="Tokens per side shown in the scatters at first (30, 200, 1000)."
         ),
     ] = 200,
+    pairs: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--pairs",
+            metavar="GLOB",
+            help="Pairs (glob on the pair id, repeatable) that get the large views (top 1000, "
+            "and 'all' when the run stored full vectors) and their full detail tables. "
+            "Default: the first pair and the 5 most skewed. Every pair gets the top-200 view.",
+        ),
+    ] = None,
     figures: Annotated[
         str | None,
         typer.Option(
@@ -754,12 +764,21 @@ def report(
             raise UsageError(f"run folder {d} is given twice (as {seen[d.resolve()]})")
         seen[d.resolve()] = d
     if any(is_downstream_run(d) for d in run_dirs):
+        if pairs:
+            raise UsageError("--pairs is not available for downstream runs")
         typer.echo(f"wrote {safe_text(_downstream_report(run_dirs, out, title, figures))}")
         return
     runs = [load_run(d) for d in run_dirs]
     first = runs[0].meta
     target = out or Path("reports") / f"{first['probe_set']['name']}-{first['run_id']}.html"
-    path = write_report(runs, target, title=title, top_n_default=top_n)
+    path = write_report(
+        runs,
+        target,
+        title=title,
+        top_n_default=top_n,
+        pairs=pairs or None,
+        sources=[str(d) for d in run_dirs],
+    )
     typer.echo(f"wrote {safe_text(path)}")
     if figures:
         folder = target.with_name(target.stem + "-figures")

@@ -3,10 +3,11 @@
 
     .venv/bin/python scripts/check_report.py report.html --out check/
 
-Waits for the page to draw its first pair, then (unless --quick) shows every pair, and every
-top-N choice on the first pair. Fails (exit 1) when the page does not become ready, when a plot
-is empty or missing, when point labels overlap or leave the plot area (boxes measured in the
-page), or on any console error or uncaught exception. Writes screenshots to
+Waits for the page to draw its first pair, then (unless --quick) shows every pair (the first
+--max-pairs of a large report), and every top-N choice the first pair embeds. Fails (exit 1)
+when the page does not become ready, when a plot is empty or missing, when a pair shows no
+top-k list or no note on its embedded views, when point labels overlap or leave the plot area
+(boxes measured in the page), or on any console error or uncaught exception. Writes screenshots to
 --out: ``report-full.png`` (the whole page as opened), ``pair-<i>-n<N>.png`` (the pair
 section at the default N and at "all"). Prints a JSON summary, including the open time.
 
@@ -51,6 +52,12 @@ PLOT_STATE = """(() => {
 })()"""
 
 
+TOPK_SHOWN = """(() => {
+  const sec = document.querySelector('section.pair:not([hidden])');
+  return sec.querySelectorAll('.topks tbody tr').length > 0;
+})()"""
+
+
 def label_problems(boxes: list, area: list, tol: float = 1.0) -> list[str]:
     """Labels drawn over each other or outside the plot area (boxes as measured in the page:
     left, top, right, bottom in pixels; ``tol`` pixels of slack)."""
@@ -79,6 +86,7 @@ def check(
     *,
     quick: bool = False,
     timeout: float = 60.0,
+    max_pairs: int | None = None,
     width: int = 1400,
 ) -> dict:
     """Run the browser check; return a summary dict with ``ok`` and ``problems``."""
@@ -138,7 +146,12 @@ def check(
             )
         if not quick:
             n_options = browser.evaluate(
-                "Array.from(document.querySelectorAll('button.topn')).map(b => b.dataset.n)"
+                "Array.from(document.querySelectorAll('button.topn'))"
+                ".filter(b => !b.disabled).map(b => b.dataset.n)"
+            )
+            summary["views_not_embedded_first_pair"] = browser.evaluate(
+                "Array.from(document.querySelectorAll('button.topn'))"
+                ".filter(b => b.disabled).map(b => b.dataset.n)"
             )
             timings = {}
             for n in n_options:
@@ -163,11 +176,20 @@ def check(
             default = summary["default_n"]
             browser.evaluate(f"biasprobeReport.setTopN({json.dumps(default)})", await_promise=True)
             pair_ms = []
-            for i in range(state["pairs"]):
+            shown = (
+                range(state["pairs"])
+                if max_pairs is None
+                else range(min(state["pairs"], max_pairs))
+            )
+            for i in shown:
                 t = time.perf_counter()
                 browser.evaluate(f"biasprobeReport.showPair({i})", await_promise=True)
                 pair_ms.append(round((time.perf_counter() - t) * 1000, 1))
                 check_plots(f"pair {i}")
+                if not browser.evaluate(TOPK_SHOWN):
+                    problems.append(f"pair {i}: no top-k list drawn")
+                if not browser.evaluate("document.getElementById('views-note').textContent"):
+                    problems.append(f"pair {i}: the note on the embedded views is empty")
             summary["show_pair_ms"] = pair_ms
             if out_dir is not None and state["pairs"] > 1:
                 browser.screenshot(
@@ -192,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="only check the first view")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the page")
     ap.add_argument("--width", type=int, default=1400, help="viewport width in pixels")
+    ap.add_argument(
+        "--max-pairs", type=int, default=None, help="show only the first N pairs (large reports)"
+    )
     args = ap.parse_args(argv)
     if not args.report.is_file():
         print(f"error: {args.report} does not exist", file=sys.stderr)
@@ -204,7 +229,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = check(
-            args.report, args.out, quick=args.quick, timeout=args.timeout, width=args.width
+            args.report,
+            args.out,
+            quick=args.quick,
+            timeout=args.timeout,
+            width=args.width,
+            max_pairs=args.max_pairs,
         )
     except BrowserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -13,6 +13,7 @@ import math
 import re
 import subprocess
 import sys
+import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -68,9 +69,35 @@ def payload(page: str) -> dict:
     return json.loads(m.group(1))
 
 
-def decode(b64: str, kind: str) -> np.ndarray:
-    dtype = {"f4": "<f4", "u2": "<u2", "u4": "<u4"}[kind]
-    return np.frombuffer(base64.b64decode(b64), dtype=dtype)
+def columns(data: dict) -> dict[str, np.ndarray]:
+    """The embedded columns, decoded here independently of the report module: base64, zlib,
+    then each column's byte planes put back together."""
+    raw = zlib.decompress(base64.b64decode(data["blob"]["zlib"]))
+    out, pos = {}, 0
+    for col in data["blob"]["columns"]:
+        size = {"f4": 4, "u2": 2, "u4": 4}[col["type"]]
+        planes = np.frombuffer(raw, np.uint8, col["n"] * size, pos).reshape(size, col["n"])
+        interleaved = np.ascontiguousarray(planes.T).reshape(-1)
+        out[col["name"]] = interleaved.view("<" + col["type"])
+        pos += col["n"] * size
+    assert pos == len(raw)
+    return out
+
+
+def cell_of(data: dict, cell: dict) -> dict[str, np.ndarray]:
+    """ids, ra, rb, la, lb of one embedded (pair, model) cell (ids stored as gaps)."""
+    cols = columns(data)
+    o, n = cell["o"], cell["n"]
+    out = {k: cols[k][o : o + n] for k in ("ra", "rb", "la", "lb")}
+    out["ids"] = np.cumsum(cols["id"][o : o + n].astype(np.int64))
+    return out
+
+
+def vector_of(data: dict, entry: int, index: int) -> tuple[np.ndarray, float, float]:
+    """The 16-bit codes of one embedded full vector, with its ``lo`` and ``step``."""
+    v = data["entries"][entry]["vectors"][index]
+    size = len(data["vocabs"][data["entries"][entry]["vocab"]])
+    return columns(data)["q"][v["o"] : v["o"] + size], v["lo"], v["step"]
 
 
 class Tables(HTMLParser):
@@ -145,10 +172,8 @@ def test_embedded_jim_jane_top1_matches_raw_logits(report):
     _, page = report
     data = payload(page)
     vocab = data["vocabs"][0]
-    cell = jim_jane_cell(data)
-    ids = decode(cell["ids"], cell["itype"])
-    la, lb = decode(cell["la"], "f4"), decode(cell["lb"], "f4")
-    ra, rb = decode(cell["ra"], cell["itype"]), decode(cell["rb"], cell["itype"])
+    c = cell_of(data, jim_jane_cell(data))
+    ids, la, lb, ra, rb = c["ids"], c["la"], c["lb"], c["ra"], c["rb"]
     jim = raw_logprobs("sentence-jim-worked-as-a-mask-embed")
     jane = raw_logprobs("sentence-jane-worked-as-a-mask-embed")
 
@@ -179,9 +204,8 @@ def test_embedded_jim_jane_top1_matches_raw_logits(report):
 def test_embedded_union_and_ranks_are_exact(report):
     _, page = report
     data = payload(page)
-    cell = jim_jane_cell(data)
-    ids = decode(cell["ids"], cell["itype"])
-    ra, rb = decode(cell["ra"], cell["itype"]), decode(cell["rb"], cell["itype"])
+    c = cell_of(data, jim_jane_cell(data))
+    ids, ra, rb = c["ids"], c["ra"], c["rb"]
     # the run stores float32 log-probs: rank those (ties in float32 go to the lower id)
     jim = np.asarray(raw_logprobs("sentence-jim-worked-as-a-mask-embed"), dtype=np.float32)
     jane = np.asarray(raw_logprobs("sentence-jane-worked-as-a-mask-embed"), dtype=np.float32)
@@ -205,22 +229,25 @@ def test_quantized_full_vector_is_within_half_a_step(report):
     _, page = report
     data = payload(page)
     cell = jim_jane_cell(data)
-    vec = data["entries"][0]["vectors"][cell["a"]]
-    codes = decode(vec["q"], "u2")
-    values = vec["lo"] + codes.astype(np.float64) * vec["step"]
+    codes, lo, step = vector_of(data, 0, cell["v"][0])
+    values = lo + codes.astype(np.float64) * step
     jim = np.asarray(raw_logprobs("sentence-jim-worked-as-a-mask-embed"))
     assert codes.size == jim.size == 30522
-    assert vec["step"] < 0.001
-    assert np.max(np.abs(values - jim)) <= vec["step"] / 2 + 1e-6
+    assert step < 0.001
+    assert np.max(np.abs(values - jim)) <= step / 2 + 1e-6
 
 
 @needs_data
 def test_vectors_are_embedded_once_per_sentence(report, run):
     _, page = report
     data = payload(page)
+    big = [p["id"] for p in data["pairs"] if p["big"]]
+    assert 1 < len(big) < len(data["pairs"])  # full vectors for the chosen pairs only
     for e, model in enumerate(run.models):
-        n_sentences = run.topk[run.topk["model"] == model]["sentence"].nunique()
-        assert len(data["entries"][e]["vectors"]) == n_sentences
+        t = run.topk[(run.topk["model"] == model) & run.topk["pair_id"].isin(big)]
+        assert len(data["entries"][e]["vectors"]) == t["sentence"].nunique()
+        for p in data["pairs"]:
+            assert ("v" in p["cells"][e]) == p["big"]
     assert len(data["vocabs"]) == 1
 
 
@@ -336,7 +363,7 @@ def test_comparison_deltas_and_spearman_against_independent_computation(report, 
 def test_pair_sections_hold_one_plot_per_model_and_view(report, run):
     _, page = report
     n_pairs = len(rf.PAIRS)
-    assert page.count('<section class="pair"') == n_pairs
+    assert page.count('<section class="pair') == n_pairs
     assert len(re.findall(r'data-kind="scatter"', page)) == n_pairs * 2
     assert len(re.findall(r'data-kind="diff"', page)) == n_pairs * 2
     for n in ("30", "200", "1000", "all"):
@@ -430,10 +457,14 @@ def test_custom_top_n_default_is_offered_and_exact(tmp_path):
     run = rf.make_tiny_run([("p", ("a", "b"), ("a [MASK].", "b [MASK]."))], vocab)
     page = write_report([run], tmp_path / "r.html", top_n_default=1500).read_text("utf-8")
     data = payload(page)
-    assert data["topn"] == {"options": [30, 200, 1000, 1500, "all"], "default": 1500, "exact": 1500}
-    cell = data["pairs"][0]["cells"][0]
-    ra = decode(cell["ra"], cell["itype"])
-    rb = decode(cell["rb"], cell["itype"])
+    assert data["topn"] == {
+        "options": [30, 200, 1000, 1500, "all"],
+        "default": 1500,
+        "exact": 1500,
+        "big": 1500,
+    }
+    c = cell_of(data, data["pairs"][0]["cells"][0])
+    ra, rb = c["ra"], c["rb"]
     assert ((ra <= 1500) | (rb <= 1500)).all()
     assert (ra <= 1500).sum() == 1500 and (rb <= 1500).sum() == 1500
 
@@ -667,19 +698,17 @@ def test_report_of_a_saved_recorded_run(tmp_path):
     page = write_report(runs, tmp_path / "r.html").read_text("utf-8")
     data = payload(page)
     assert [p["id"] for p in data["pairs"]] == ["jim-jane", "cpr-doctor-nurse"]
-    cell = data["pairs"][0]["cells"][0]
-    ids = decode(cell["ids"], cell["itype"])
-    ra = decode(cell["ra"], cell["itype"])
-    la = decode(cell["la"], "f4")
+    c = cell_of(data, data["pairs"][0]["cells"][0])
+    ids, ra, la = c["ids"], c["ra"], c["la"]
     jim = raw_logprobs("sentence-jim-worked-as-a-mask-embed")
     assert data["vocabs"][0][int(ids[ra == 1][0])] == "mechanic"
     assert float(la[ra == 1][0]) == pytest.approx(jim[int(ids[ra == 1][0])], abs=1e-5)
-    cpr = data["pairs"][1]["cells"][1]
+    cpr = cell_of(data, data["pairs"][1]["cells"][1])
     doctor = raw_logprobs(
         "sentence-the-doctor-performed-cpr-even-though-mask-knew-it-was-too-late-embed-zari-cda"
     )
-    cids, cra = decode(cpr["ids"], cpr["itype"]), decode(cpr["ra"], cpr["itype"])
+    cids, cra = cpr["ids"], cpr["ra"]
     top = int(cids[cra == 1][0])
     assert top == max(range(len(doctor)), key=doctor.__getitem__)
-    assert float(decode(cpr["la"], "f4")[cra == 1][0]) == pytest.approx(doctor[top], abs=1e-5)
+    assert float(cpr["la"][cra == 1][0]) == pytest.approx(doctor[top], abs=1e-5)
     assert runs[0].meta["run_id"] in page and runs[1].meta["run_id"] in page

@@ -12,11 +12,13 @@ from __future__ import annotations
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+import numpy as np
 
 from biasprobe import fsio
-from biasprobe.errors import BiasprobeError, OutputError, UsageError
-from biasprobe.report.figures import VIEWS, comparison_figure, pair_figure, pair_points
+from biasprobe.errors import BiasprobeError, NotStoredError, OutputError, UsageError
+from biasprobe.report.figures import VIEWS, PairPoints, comparison_figure, pair_figure
 from biasprobe.report.html import target_token_ids
 from biasprobe.results import RunResult, model_slug
 
@@ -114,7 +116,7 @@ def _pair_figures(
             entry = pairs.setdefault(key, {"id": str(pid), "groups": groups, "panels": []})
             for model in run.models:
                 try:
-                    la, lb = run.pair_logprobs(model, str(pid))
+                    frame = run.pair_tokens(model, str(pid))
                 except KeyError:
                     continue
                 label = model
@@ -123,8 +125,8 @@ def _pair_figures(
                 targets = target_token_ids(run, model, str(pid))
                 entry["panels"].append(
                     (
-                        pair_points(la, lb, top_n, pinned=targets),
-                        run.logprobs[model].vocab,
+                        _points(run, model, str(pid), frame, top_n, targets),
+                        run.vocab(model),
                         label,
                         targets,
                     )
@@ -168,6 +170,39 @@ def _pair_figures(
                 suffix = "" if view == "scatter" else f"__{view}"
                 add(fig, f"{pair_stem}__comparison{suffix}")
     return figs, stems
+
+
+def _points(
+    run: RunResult, model: str, pair_id: str, frame: Any, top_n: int, targets: list[int]
+) -> PairPoints:
+    """The union of each side's top-``top_n`` of one pair (with its target words when stored),
+    from the tokens the run stored (:meth:`RunResult.pair_tokens`).
+
+    Raises:
+        NotStoredError: the run stored fewer than ``top_n`` tokens per sentence.
+    """
+    stored = run.stored_top_n(model)
+    if stored is not None and top_n > stored:
+        raise NotStoredError(
+            f"model {model!r}, pair {pair_id!r}: figures of the top {top_n} tokens asked, but "
+            f"this run stored the top {stored} per sentence; use a smaller top_n or run with "
+            "--store full (or a larger --store-top-n)"
+        )
+    frame = frame.sort_values("token_id", kind="stable")
+    ids = frame["token_id"].to_numpy(np.int64)
+    ra, rb = frame["rank_a"].to_numpy(np.int64), frame["rank_b"].to_numpy(np.int64)
+    depth = max(1, min(int(top_n), len(run.vocab(model))))
+    pinned = np.isin(ids, targets)
+    keep = (ra <= depth) | (rb <= depth) | pinned
+    return PairPoints(
+        ids=ids[keep],
+        la=frame["logprob_a"].to_numpy(np.float32)[keep],
+        lb=frame["logprob_b"].to_numpy(np.float32)[keep],
+        ra=ra[keep],
+        rb=rb[keep],
+        depth=depth,
+        pinned=pinned[keep] if pinned[keep].any() else None,
+    )
 
 
 def _check_figure_folder(out: Path, paths: list[Path]) -> set[str]:

@@ -4,30 +4,42 @@ Layout of the page, reader first: the title and one line of facts; the findings 
 and model, the headline numbers of ``summary.csv`` with their CI and n, the most skewed pairs,
 the fills most shifted toward each side); one section per pair, shown one at a time, with a
 PAIR-style scatter and a differences view per model (labels placed without overlap), the
-target words' log-probs, the pair's scores, a comparison table and the top-k lists; sortable
-tables (set and template summaries with confidence intervals, per-pair scores, and, with
+target words' log-probs, the pair's scores, a comparison table and the top-k lists (pairs
+outside the chosen few: the figures and the top-k lists only, with a note on what is left out
+and the command that brings it back); sortable tables (set and template summaries with confidence intervals, per-pair scores, and, with
 several models, the change of every score from the base model and the Spearman correlation of
 token rankings); a note on how to read the figures; the provenance of every run, collapsed.
 
-What the page embeds, so that it stays small and N can change in the browser:
+What the page embeds, so that it stays small at thousands of pairs and N can change in the
+browser:
 
-* every distinct vocabulary once (JSON list of strings);
-* per model and pair, the union of each side's top-1000 tokens (ids, exact float32 log-probs,
-  exact ranks) — enough for every view up to N = 1000;
-* per model and distinct sentence, the full-vocabulary log-prob vector quantized to 16 bits
-  (step about 0.0005 nats) for the "all" view.
+* every distinct vocabulary once (JSON list of strings), not once per pair;
+* per model and pair, the union of each side's top-200 tokens (top-``top_n_default`` if larger)
+  with exact float32 log-probs and exact full-vocabulary ranks — the default view;
+* for a few pairs only (those chosen with ``pairs=``/``--pairs``, else the first pair and the
+  most skewed ones by Jaccard distance): the union of each side's top-1000 tokens, and, when the
+  run stored full vectors, each sentence's full-vocabulary log-probs quantized to 16 bits (a
+  uniform grid of about 0.0005 nats) for the "all" view.
 
-Binary arrays are base64 little-endian typed arrays. All text from probe files and model
-metadata is HTML-escaped here or set with ``textContent`` in the page script.
+The arrays are stored column by column (token ids as gaps from the previous id), each column
+byte-shuffled, the whole deflated once (zlib) and base64-encoded; the page inflates it with the
+browser's ``DecompressionStream``. Log-probs are read only through the
+:class:`~biasprobe.results.RunResult` storage methods (``pair_tokens``, ``pair_logprobs``,
+``vocab``, ``stored_top_n``), so a run that stored only each pair's top-N tokens is reported
+too (without the views it did not store). All text from probe files and model metadata is
+HTML-escaped here or set with ``textContent`` in the page script.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
+import fnmatch
 import html
 import json
 import math
+import shlex
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -49,11 +61,10 @@ from biasprobe.report.figures import (
     LINE_HEIGHT,
     POINT_RADIUS,
     TOP_FILLS_LABELLED,
-    pair_points,
     quantize16,
 )
 from biasprobe.results import RunResult
-from biasprobe.scores import SIGNED_SCORES
+from biasprobe.scores import SIGNED_SCORES, spearman_fixed
 
 #: The N choices offered in the page ("all" = the whole vocabulary).
 TOP_N_OPTIONS: tuple[int, ...] = (30, 200, 1000)
@@ -81,6 +92,7 @@ class _Entry:
     model: str
     label: str
     vocab_index: int
+    stored: int | None = None
     sentence_index: dict[str, int] = field(default_factory=dict)
     vectors: list[dict[str, Any]] = field(default_factory=list)
 
@@ -95,6 +107,7 @@ class _Pair:
     run_index: int
     items: list[dict[str, Any]]
     cells: dict[int, dict[str, Any]] = field(default_factory=dict)
+    sentences: dict[int, tuple[str, str]] = field(default_factory=dict)
 
 
 def write_report(
@@ -103,6 +116,8 @@ def write_report(
     *,
     title: str | None = None,
     top_n_default: int = 200,
+    pairs: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> Path:
     """Write the interactive HTML report of one or more runs as one self-contained file.
 
@@ -117,12 +132,19 @@ def write_report(
         title: page title (default: "biasprobe report: <probe set names>").
         top_n_default: N shown first in the scatter plots (30, 200, 1000 are offered; another
             positive value is added to the choices).
+        pairs: glob patterns (``fnmatch``, on the pair id or its label) of the pairs that get
+            the large views (top 1000 and, when the run stored full vectors, "all") and their
+            full detail tables. Default: the first pair and the :data:`SKEWED_PAIRS` most
+            skewed pairs by Jaccard distance. Every pair gets the default view.
+        sources: how the runs are named in the page's "how to get it" commands (the CLI passes
+            the run folders); default ``RUN``.
 
     Returns:
         ``out_path``.
 
     Raises:
-        UsageError: no runs, no models, or a bad ``top_n_default``.
+        UsageError: no runs, no models, a bad ``top_n_default``, or a pattern of ``pairs``
+            that matches no pair.
         OutputError: the file cannot be written.
         NotOwnedError: the file exists and biasprobe did not write it (exit code 2).
     """
@@ -131,34 +153,58 @@ def write_report(
     if isinstance(top_n_default, bool) or not isinstance(top_n_default, int) or top_n_default < 1:
         raise UsageError(f"top_n_default must be a positive integer, got {top_n_default!r}")
     out = fsio.check_output_file(out_path, what="report")
-    page = render_report(runs, title=title, top_n_default=top_n_default)
+    page = render_report(
+        runs, title=title, top_n_default=top_n_default, pairs=pairs, sources=sources
+    )
     return fsio.atomic_write_text(out, page)
 
 
+#: Pairs given the large views by default, besides the first: the most skewed by Jaccard distance.
+SKEWED_PAIRS = 5
+#: Depth of the default view embedded for every pair (or ``top_n_default`` when larger).
+DEFAULT_DEPTH = 200
+
+
 def render_report(
-    runs: Sequence[RunResult], *, title: str | None = None, top_n_default: int = 200
+    runs: Sequence[RunResult],
+    *,
+    title: str | None = None,
+    top_n_default: int = 200,
+    pairs: Sequence[str] | None = None,
+    sources: Sequence[str] | None = None,
 ) -> str:
     """The report page as a string (see :func:`write_report`)."""
     entries, vocabs = _entries(runs)
     if not entries:
         raise UsageError("the runs hold no models to report on")
-    pairs = _pairs(runs, entries)
-    depth = max(EXACT_DEPTH, top_n_default)
-    for pair in pairs:
-        for entry in entries:
-            cell = _cell(entry, pair, depth)
-            if cell is not None:
-                pair.cells[entry.index] = cell
-    comparisons = _comparisons(entries, pairs)
+    all_pairs = _pairs(runs, entries)
+    base_depth = max(DEFAULT_DEPTH, top_n_default)
+    big_depth = max(EXACT_DEPTH, top_n_default)
+    big = _big_pairs(runs, entries, all_pairs, pairs)
+    vmax = max(len(v) for v in vocabs)
+    cols = _Columns("u2" if vmax <= 65535 else "u4")
+    comparisons: dict[tuple[int, int], dict] = {}
+    shifts: dict[int, dict[str, dict[int, list[float]]]] = {}
+    for pair in all_pairs:
+        _pair_pass(
+            entries, pair, pair.index in big, base_depth, big_depth, cols, comparisons, shifts
+        )
     set_names = list(
         dict.fromkeys(str(r.meta.get("probe_set", {}).get("name", "probe set")) for r in runs)
     )
     page_title = title or f"biasprobe report: {', '.join(set_names)}"
     options: list[int | str] = sorted(set(TOP_N_OPTIONS) | {top_n_default})
     options.append("all")
+    command = "biasprobe report " + " ".join(shlex.quote(str(s)) for s in (sources or ["RUN"]))
+    left_out = _left_out(entries, all_pairs, big, pairs, base_depth, big_depth, command)
     payload = {
         "schema": _SCHEMA,
-        "topn": {"options": options, "default": top_n_default, "exact": depth},
+        "topn": {
+            "options": options,
+            "default": top_n_default,
+            "exact": base_depth,
+            "big": big_depth,
+        },
         "labels_per_side": LABELS_PER_SIDE,
         "top_fills_labelled": TOP_FILLS_LABELLED,
         "label_font": {
@@ -168,7 +214,9 @@ def render_report(
             "radius": POINT_RADIUS,
         },
         "colorscale": COLORSCALE,
+        "command": command,
         "vocabs": [list(v) for v in vocabs],
+        "blob": cols.payload(),
         "entries": [
             {"label": e.label, "vocab": e.vocab_index, "vectors": e.vectors} for e in entries
         ],
@@ -177,19 +225,20 @@ def render_report(
                 "id": p.pair_id,
                 "label": p.label,
                 "groups": [p.items[0]["group"], p.items[1]["group"]],
+                "big": p.index in big,
                 "cells": [p.cells.get(e.index) for e in entries],
             }
-            for p in pairs
+            for p in all_pairs
         ],
     }
     deltas = _paired_deltas(entries)
     body = "\n".join(
         [
             _header_html(runs, entries, page_title),
-            _findings_html(entries, pairs, deltas),
-            _pairs_html(entries, pairs, comparisons, options, top_n_default),
-            _summary_html(entries, pairs, comparisons, deltas),
-            _notes_html(depth),
+            _findings_html(entries, all_pairs, deltas, shifts),
+            _pairs_html(entries, all_pairs, comparisons, options, top_n_default, big, left_out),
+            _summary_html(entries, all_pairs, comparisons, deltas),
+            _notes_html(big_depth, left_out),
             _provenance_html(runs),
         ]
     )
@@ -205,9 +254,10 @@ def _entries(runs: Sequence[RunResult]) -> tuple[list[_Entry], list[tuple[str, .
     vocabs: list[tuple[str, ...]] = []
     for r_i, run in enumerate(runs):
         for model in run.models:
-            if model not in run.logprobs:
+            try:
+                vocab = tuple(run.vocab(model))
+            except KeyError:  # listed in results.json, but nothing stored for it
                 continue
-            vocab = tuple(run.logprobs[model].vocab)
             try:
                 v_i = vocabs.index(vocab)
             except ValueError:
@@ -216,7 +266,9 @@ def _entries(runs: Sequence[RunResult]) -> tuple[list[_Entry], list[tuple[str, .
             label = model
             if names.count(model) > 1:
                 label = f"{model} [{run.meta.get('run_id', f'run {r_i + 1}')}]"
-            entries.append(_Entry(len(entries), r_i, run, model, label, v_i))
+            entry = _Entry(len(entries), r_i, run, model, label, v_i)
+            entry.stored = run.stored_top_n(model)
+            entries.append(entry)
     return entries, vocabs
 
 
@@ -240,70 +292,304 @@ def _pairs(runs: Sequence[RunResult], entries: list[_Entry]) -> list[_Pair]:
     return list(pairs.values())
 
 
-def _b64(a: np.ndarray, dtype: str) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=dtype).tobytes()).decode("ascii")
+def _big_pairs(
+    runs: Sequence[RunResult],
+    entries: list[_Entry],
+    pairs: list[_Pair],
+    patterns: Sequence[str] | None,
+) -> set[int]:
+    """Indices of the pairs that get the large views: those matching ``patterns``, else the
+    first pair and the :data:`SKEWED_PAIRS` with the largest Jaccard distance (under any model).
+
+    Raises:
+        UsageError: a pattern matches no pair.
+    """
+    if patterns:
+        chosen: set[int] = set()
+        for pattern in patterns:
+            hit = {
+                p.index
+                for p in pairs
+                if fnmatch.fnmatchcase(p.pair_id, pattern) or fnmatch.fnmatchcase(p.label, pattern)
+            }
+            if not hit:
+                shown = ", ".join(p.label for p in pairs[:5]) + (", …" if len(pairs) > 5 else "")
+                raise UsageError(
+                    f"--pairs {pattern!r} matches none of the {len(pairs)} pairs of the runs "
+                    f"(for example: {shown})"
+                )
+            chosen |= hit
+        return chosen
+    chosen = {pairs[0].index} if pairs else set()
+    worst: dict[int, float] = {}
+    by_key = {(p.run_index, p.pair_id): p.index for p in pairs}
+    for entry in entries:
+        sc = entry.run.scores
+        if "jaccard_distance" not in sc:
+            continue
+        sc = sc[sc["model"] == entry.model]
+        for pid, jd in zip(sc["pair_id"], sc["jaccard_distance"], strict=True):
+            i = by_key.get((entry.run_index, str(pid)))
+            if i is not None and not _isna(jd) and math.isfinite(float(jd)):
+                worst[i] = max(worst.get(i, -1.0), float(jd))
+    ranked = sorted(worst, key=lambda i: (-worst[i], i))
+    return chosen | set(ranked[:SKEWED_PAIRS])
 
 
-def _sentence_vector(entry: _Entry, sentence: str) -> int:
+class _Columns:
+    """The embedded arrays, column by column; each cell or vector is a slice of its columns."""
+
+    def __init__(self, itype: str) -> None:
+        self.itype = itype
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("id", "ra", "rb", "la", "lb")}
+        self.parts["q"] = []
+        self.n = {k: 0 for k in self.parts}
+
+    def add_cell(self, ids: np.ndarray, ra, rb, la, lb) -> int:
+        it = "<" + self.itype
+        gaps = np.diff(np.asarray(ids, dtype=np.int64), prepend=0)
+        offset = self.n["id"]
+        for name, arr, dtype in (
+            ("id", gaps, it),
+            ("ra", ra, it),
+            ("rb", rb, it),
+            ("la", la, "<f4"),
+            ("lb", lb, "<f4"),
+        ):
+            self.parts[name].append(np.ascontiguousarray(arr, dtype=dtype))
+            self.n[name] += len(arr)
+        return offset
+
+    def add_vector(self, codes: np.ndarray) -> int:
+        offset = self.n["q"]
+        self.parts["q"].append(np.ascontiguousarray(codes, dtype="<u2"))
+        self.n["q"] += len(codes)
+        return offset
+
+    def payload(self) -> dict[str, Any]:
+        types = {"id": self.itype, "ra": self.itype, "rb": self.itype, "la": "f4", "lb": "f4"}
+        types["q"] = "u2"
+        chunks, columns = [], []
+        for name, parts in self.parts.items():
+            dtype = "<" + types[name]
+            arr = np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+            # byte planes: every value's first byte, then every second byte, … (deflates better)
+            chunks.append(arr.view(np.uint8).reshape(-1, arr.itemsize).T.tobytes())
+            columns.append({"name": name, "type": types[name], "n": int(arr.size)})
+        packed = zlib.compress(b"".join(chunks), 6)
+        return {"columns": columns, "zlib": base64.b64encode(packed).decode("ascii")}
+
+
+def decode_blob(blob: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The embedded columns of a report's payload (``payload["blob"]``) as numpy arrays; the
+    ``id`` column holds the token ids themselves only after a per-cell cumulative sum (see
+    :func:`cell_arrays`)."""
+    raw = zlib.decompress(base64.b64decode(blob["zlib"]))
+    out, pos = {}, 0
+    for col in blob["columns"]:
+        dtype = np.dtype({"u2": "<u2", "u4": "<u4", "f4": "<f4"}[col["type"]])
+        size = col["n"] * dtype.itemsize
+        planes = np.frombuffer(raw[pos : pos + size], dtype=np.uint8).reshape(dtype.itemsize, -1)
+        out[col["name"]] = planes.T.copy().view(dtype).reshape(-1)
+        pos += size
+    return out
+
+
+def cell_arrays(
+    columns: Mapping[str, np.ndarray], cell: Mapping[str, Any]
+) -> dict[str, np.ndarray]:
+    """One (pair, model) cell of the payload: ``ids, ra, rb, la, lb`` as embedded."""
+    o, n = cell["o"], cell["n"]
+    out = {k: columns[k][o : o + n] for k in ("ra", "rb", "la", "lb")}
+    out["ids"] = np.cumsum(columns["id"][o : o + n].astype(np.int64))
+    return out
+
+
+def _sentence_vector(entry: _Entry, sentence: str, vector: np.ndarray, cols: _Columns) -> int:
     """Index of the quantized full vector of one sentence in the entry's list (embedded once)."""
     if sentence not in entry.sentence_index:
-        codes, lo, step = quantize16(entry.run.logprobs[entry.model].row(sentence))
+        codes, lo, step = quantize16(vector)
         entry.sentence_index[sentence] = len(entry.vectors)
-        entry.vectors.append({"q": _b64(codes, "<u2"), "lo": lo, "step": step})
+        entry.vectors.append({"o": cols.add_vector(codes), "lo": lo, "step": step})
     return entry.sentence_index[sentence]
 
 
+_RUN_INDEX: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
+def _run_index(run: RunResult) -> dict[str, Any]:
+    """Lookups built once per run (a table filter per pair is quadratic in the pairs):
+    (model, pair, side) → the text the model saw, pair → its template sentences, (model, pair)
+    → its target rows."""
+    cached = _RUN_INDEX.get(id(run))
+    if cached is not None and cached[0] is run.topk:
+        return cached[1]
+    t = run.topk
+    seen = t.drop_duplicates(["model", "pair_id", "side"])
+    sentences = {
+        (str(m), str(p), str(sd)): str(x)
+        for m, p, sd, x in zip(
+            seen["model"], seen["pair_id"], seen["side"], seen["sentence"], strict=True
+        )
+    }
+    items = run.items.sort_values("side", kind="stable")
+    templates: dict[str, list[str]] = {}
+    for pid, sent in zip(items["pair_id"], items["template_sentence"], strict=True):
+        templates.setdefault(str(pid), []).append(str(sent))
+    targets: dict[tuple[str, str], Any] = {}
+    tt = run.targets
+    if tt is not None and not tt.empty:
+        for key, rows in tt.groupby(["model", "pair_id"], sort=False):
+            targets[(str(key[0]), str(key[1]))] = rows
+    index = {"sentences": sentences, "templates": templates, "targets": targets}
+    if len(_RUN_INDEX) > 16:
+        _RUN_INDEX.clear()
+    _RUN_INDEX[id(run)] = (run.topk, index)
+    return index
+
+
 def _pair_rows(run: RunResult, model: str, pair_id: str) -> tuple[str, str] | None:
-    try:
-        return run.sentence(model, pair_id, "A"), run.sentence(model, pair_id, "B")
-    except KeyError:
-        return None
+    sents = _run_index(run)["sentences"]
+    a, b = sents.get((model, pair_id, "A")), sents.get((model, pair_id, "B"))
+    return None if a is None or b is None else (a, b)
 
 
 def _same_pair(run: RunResult, pair: _Pair) -> bool:
-    rows = run.items[run.items["pair_id"] == pair.pair_id].sort_values("side")
-    return [str(s) for s in rows["template_sentence"]] == [
+    return _run_index(run)["templates"].get(pair.pair_id) == [
         str(pair.items[0]["template_sentence"]),
         str(pair.items[1]["template_sentence"]),
     ]
 
 
-def _cell(entry: _Entry, pair: _Pair, depth: int) -> dict[str, Any] | None:
-    run = entry.run
-    if not _same_pair(run, pair):
+def _k_of(run: RunResult, model: str, pair_id: str) -> int | None:
+    row = _score_row(run, model, pair_id)
+    if row is None or _isna(row.get("k")):
         return None
-    sents = _pair_rows(run, entry.model, pair.pair_id)
-    if sents is None:
-        return None
-    la, lb = run.pair_logprobs(entry.model, pair.pair_id)
-    targets = target_token_ids(run, entry.model, pair.pair_id)
-    pts = pair_points(la, lb, depth, pinned=targets)
-    pos = {int(t): k for k, t in enumerate(pts.ids.tolist())}
-    itype = "<u2" if la.size <= 65535 else "<u4"
-    return {
-        "targets": [pos[t] for t in targets if t in pos],
-        "a": _sentence_vector(entry, sents[0]),
-        "b": _sentence_vector(entry, sents[1]),
-        "sentences": list(sents),
-        "itype": "u2" if itype == "<u2" else "u4",
-        "ids": _b64(pts.ids, itype),
-        "ra": _b64(pts.ra, itype),
-        "rb": _b64(pts.rb, itype),
-        "la": _b64(pts.la, "<f4"),
-        "lb": _b64(pts.lb, "<f4"),
-    }
+    return int(row["k"])
+
+
+def _pair_pass(
+    entries: list[_Entry],
+    pair: _Pair,
+    big: bool,
+    base_depth: int,
+    big_depth: int,
+    cols: _Columns,
+    comparisons: dict[tuple[int, int], dict],
+    shifts: dict[int, dict[str, dict[int, list[float]]]],
+) -> None:
+    """Everything the report needs from one pair's stored log-probs, each model's tokens read
+    once: the embedded cell, the comparison with the base, the fills shifted toward each side."""
+    base_top: list[tuple[np.ndarray, np.ndarray]] | None = None
+    base_full: tuple[np.ndarray, np.ndarray] | None = None
+    base_top_n = SPEARMAN_TOP
+    base_scores: dict[str, Any] = {}
+    for entry in entries:
+        run = entry.run
+        if not _same_pair(run, pair):
+            continue
+        sents = _pair_rows(run, entry.model, pair.pair_id)
+        if sents is None:
+            continue
+        frame = run.pair_tokens(entry.model, pair.pair_id)
+        ids = frame["token_id"].to_numpy(np.int64)
+        la = frame["logprob_a"].to_numpy(np.float64)
+        lb = frame["logprob_b"].to_numpy(np.float64)
+        ra = frame["rank_a"].to_numpy(np.int64)
+        rb = frame["rank_b"].to_numpy(np.int64)
+        order = np.argsort(ids, kind="stable")
+        ids, la, lb, ra, rb = ids[order], la[order], lb[order], ra[order], rb[order]
+        targets = target_token_ids(run, entry.model, pair.pair_id)
+        depth = big_depth if big else base_depth
+        if entry.stored is not None:
+            depth = min(depth, entry.stored)
+        pinned = np.isin(ids, targets)
+        keep = (ra <= depth) | (rb <= depth) | pinned
+        pos = {int(t): k for k, t in enumerate(ids[keep].tolist())}
+        cell: dict[str, Any] = {
+            "o": cols.add_cell(ids[keep], ra[keep], rb[keep], la[keep], lb[keep]),
+            "n": int(keep.sum()),
+            "d": int(depth),
+            "t": [pos[t] for t in targets if t in pos],
+        }
+        k = _k_of(run, entry.model, pair.pair_id)
+        if k is not None:
+            cell["k"] = k
+        # with full vectors stored, the frame is the whole vocabulary in id order
+        whole = entry.stored is None and ids.size == len(run.vocab(entry.model))
+        if big and entry.stored is None:
+            va, vb = (la, lb) if whole else run.pair_logprobs(entry.model, pair.pair_id)
+            cell["v"] = [
+                _sentence_vector(entry, sents[0], va, cols),
+                _sentence_vector(entry, sents[1], vb, cols),
+            ]
+        pair.cells[entry.index] = cell
+        pair.sentences[entry.index] = sents
+        # fills shifted toward each side (findings), over the entry's own pairs
+        if pair.run_index == entry.run_index and k is not None:
+            roles = [str(it.get("role")) for it in pair.items]
+            _add_shifts(shifts.setdefault(entry.index, {}), ra, rb, la, lb, ids, k, roles)
+        # comparison with the base model
+        if entry.index == 0:
+            base_scores = _score_row(run, entry.model, pair.pair_id) or {}
+            base_top = [
+                (ids[r <= SPEARMAN_TOP], v[r <= SPEARMAN_TOP]) for r, v in ((ra, la), (rb, lb))
+            ]
+            base_full = (la, lb) if whole else None
+            base_top_n = min(SPEARMAN_TOP, len(run.vocab(entry.model)))
+            continue
+        if base_top is None:
+            continue
+        o_scores = _score_row(run, entry.model, pair.pair_id) or {}
+        deltas = {s: _num(o_scores.get(s)) - _num(base_scores.get(s)) for s in SCORE_LABELS}
+        same_vocab = entry.vocab_index == entries[0].vocab_index
+        rho: list[float | str | None] = [None] * 4
+        if same_vocab:
+            for side, ((b_ids, b_vals), o_vals) in enumerate(zip(base_top, (la, lb), strict=True)):
+                at = np.searchsorted(ids, b_ids)
+                found = (at < ids.size) & (ids[np.minimum(at, ids.size - 1)] == b_ids)
+                if b_ids.size < base_top_n:
+                    rho[side] = f"n/a (the base stored only {b_ids.size} of its top {SPEARMAN_TOP})"
+                elif found.all():
+                    rho[side] = _spearman(b_vals, o_vals[at])
+                else:
+                    rho[side] = (
+                        f"n/a ({int((~found).sum())} of the base's top {SPEARMAN_TOP} not stored)"
+                    )
+            if entries[0].stored is None and entry.stored is None:
+                b_vecs = base_full or entries[0].run.pair_logprobs(entries[0].model, pair.pair_id)
+                o_vecs = (la, lb) if whole else run.pair_logprobs(entry.model, pair.pair_id)
+                rho[2:] = [spearman_fixed(b, o, None) for b, o in zip(b_vecs, o_vecs, strict=True)]
+            else:
+                rho[2:] = ["n/a (needs --store full)"] * 2
+        comparisons[(pair.index, entry.index)] = {
+            "delta": deltas,
+            "rho": rho,
+            "same_vocab": same_vocab,
+        }
+
+
+def _spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman ρ of paired values, as :func:`biasprobe.scores.spearman_fixed` computes it on the
+    base's token set (NaN below two tokens)."""
+    from scipy.stats import spearmanr
+
+    if x.size < 2:
+        return float("nan")
+    return float(spearmanr(x, y).statistic)
 
 
 def target_token_ids(run: RunResult, model: str, pair_id: str) -> list[int]:
     """Vocabulary ids of a pair's one-piece target words under one model (as ``targets.csv``
     lists them; a word the vocabulary spells only in lower case is found in lower case)."""
-    t = run.targets
-    if t is None or t.empty:
+    rows = _run_index(run)["targets"].get((model, pair_id))
+    if rows is None:
         return []
-    rows = t[(t["model"] == model) & (t["pair_id"] == pair_id)]
     if "n_pieces" in rows:
         rows = rows[rows["n_pieces"] == 1]
-    index = _vocab_index(tuple(run.logprobs[model].vocab))
+    if rows.empty:
+        return []
+    index = _vocab_index(tuple(run.vocab(model)))
     out: list[int] = []
     for word in dict.fromkeys(str(w) for w in rows["target"]):
         i = index.get(word, index.get(word.lower()))
@@ -358,44 +644,23 @@ def _targets_table(entries: list[_Entry], present: list[_Entry], pair: _Pair) ->
     return "<h4>Target words</h4>" + _sortable(heads, rows, "targets")
 
 
+_SCORE_ROWS: dict[tuple[int, str], tuple[Any, dict[str, dict[str, Any]]]] = {}
+
+
 def _score_row(run: RunResult, model: str, pair_id: str) -> dict[str, Any] | None:
-    s = run.scores
-    rows = s[(s["model"] == model) & (s["pair_id"] == pair_id)]
-    return None if rows.empty else rows.iloc[0].to_dict()
-
-
-def _comparisons(entries: list[_Entry], pairs: list[_Pair]) -> dict[tuple[int, int], dict]:
-    """(pair index, entry index) → score changes from the base and Spearman ρ per side, over
-    the base model's top 300 tokens and over the whole vocabulary (sets fixed by the base)."""
-    from biasprobe.scores import spearman_fixed
-
-    base = entries[0]
-    out: dict[tuple[int, int], dict] = {}
-    for pair in pairs:
-        if base.index not in pair.cells:
-            continue
-        b_scores = _score_row(base.run, base.model, pair.pair_id) or {}
-        b_vecs = base.run.pair_logprobs(base.model, pair.pair_id)
-        for entry in entries[1:]:
-            if entry.index not in pair.cells:
-                continue
-            o_scores = _score_row(entry.run, entry.model, pair.pair_id) or {}
-            deltas = {s: _num(o_scores.get(s)) - _num(b_scores.get(s)) for s in SCORE_LABELS}
-            rho: list[float | None] = [None] * 4
-            same_vocab = entry.vocab_index == base.vocab_index
-            if same_vocab:
-                o_vecs = entry.run.pair_logprobs(entry.model, pair.pair_id)
-                rho = [
-                    spearman_fixed(b, o, n)
-                    for n in (SPEARMAN_TOP, None)
-                    for b, o in zip(b_vecs, o_vecs, strict=True)
-                ]
-            out[(pair.index, entry.index)] = {
-                "delta": deltas,
-                "rho": rho,
-                "same_vocab": same_vocab,
-            }
-    return out
+    """The scores row of one (model, pair), from an index built once per run and model."""
+    key = (id(run), model)
+    cached = _SCORE_ROWS.get(key)
+    if cached is None or cached[0] is not run.scores:
+        s = run.scores[run.scores["model"] == model]
+        rows: dict[str, dict[str, Any]] = {}
+        for r in s.to_dict("records"):
+            rows.setdefault(str(r["pair_id"]), r)
+        if len(_SCORE_ROWS) > 64:
+            _SCORE_ROWS.clear()
+        cached = _SCORE_ROWS[key] = (run.scores, rows)
+    row = cached[1].get(pair_id)
+    return None if row is None else dict(row)
 
 
 #: Column headings of the per-pair comparison tables (after "pair"/"model").
@@ -410,8 +675,13 @@ CMP_HEADS = [
 
 def _cmp_cells(c: dict[str, Any]) -> str:
     return "".join(_td(c["delta"][s], signed=True) for s in SCORE_LABELS) + "".join(
-        _td(r) for r in c["rho"]
+        _td(r) if r is None or not isinstance(r, str) else _na_td(r) for r in c["rho"]
     )
+
+
+def _na_td(reason: str) -> str:
+    """A value that cannot be computed from what the run stored: "n/a (why)"."""
+    return f'<td class="num na" data-v="">{_e(reason)}</td>'
 
 
 def _num(x: Any) -> float:
@@ -436,7 +706,7 @@ def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
 
 def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
     v = _num(x)
-    key = "" if math.isnan(v) else repr(v)
+    key = "" if math.isnan(v) else f"{v:.9g}"  # for sorting: 9 significant digits
     return f'<td class="num" data-v="{key}">{_fmt(v, digits, signed)}</td>'
 
 
@@ -529,7 +799,7 @@ def _provenance_html(runs: Sequence[RunResult]) -> str:
 </section>"""
 
 
-def _notes_html(depth: int) -> str:
+def _notes_html(depth: int, left_out: dict[str, Any]) -> str:
     return f"""<section id="reading">
 <h2>How to read this report</h2>
 <ul>
@@ -547,6 +817,7 @@ ranks (1 = most probable).</li>
 <li>N = 30, 200 and 1000 use exact float32 values and exact ranks. In the <b>all</b> view,
 tokens outside either side's top {depth} are drawn from values stored with 16-bit precision
 (a uniform grid of about 0.0005 nats) to keep the file small; their ranks are marked ≈.</li>
+<li id="left-out"><b>What this page leaves out.</b> {left_out["long"]}</li>
 <li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
 compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
 minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
@@ -561,11 +832,17 @@ not Δ. Spearman ρ between two models is not a bias score: 1 = the same token r
 </section>"""
 
 
-def _sortable(headers: list[str], rows: list[str], cls: str = "") -> str:
+def _sortable(headers: list[str], rows: list[str], cls: str = "", deferred: bool = False) -> str:
+    """A table sorted by clicking its headings. ``deferred``: the rows sit in a ``<template>``
+    inside the body (parsed, but not styled or laid out while the page opens) and the page
+    script moves them into the table once the first pair is drawn — for the per-pair tables,
+    thousands of rows at scale."""
     ths = "".join(f'<th scope="col" title="sort">{_e(h)}</th>' for h in headers)
+    body = "".join(rows)
+    if deferred and rows:
+        body = f'<template class="deferred-rows">{body}</template>'
     return (
-        f'<table class="sortable {cls}"><thead><tr>{ths}</tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
+        f'<table class="sortable {cls}"><thead><tr>{ths}</tr></thead><tbody>{body}</tbody></table>'
     )
 
 
@@ -669,6 +946,7 @@ def _pair_scores_table(entries: list[_Entry], pairs: list[_Pair]) -> str:
         ["pair", "model", "A", "B", "top-1 A", "top-1 B", *SCORE_LABELS.values()],
         pair_rows,
         "pair-scores",
+        deferred=True,
     )
 
 
@@ -694,6 +972,7 @@ def _comparison_html(
             ["pair", "model", *CMP_HEADS],
             cmp_rows,
             "comparison",
+            deferred=True,
         )
         if cmp_rows
         else "<p class='muted'>No pair was run on both the base model and another model.</p>"
@@ -866,6 +1145,8 @@ def _pairs_html(
     comparisons: dict[tuple[int, int], dict],
     options: list[int | str],
     default: int,
+    big: set[int],
+    left_out: dict[str, Any],
 ) -> str:
     buttons = "".join(
         f'<button type="button" class="topn{" on" if o == default else ""}" '
@@ -874,7 +1155,12 @@ def _pairs_html(
         for o in options
     )
     select = "".join(f'<option value="{p.index}">{_e(p.label)}</option>' for p in pairs)
-    sections = [_pair_section(entries, pair, comparisons) for pair in pairs]
+    sections = [
+        _pair_section(entries, pair, comparisons)
+        if pair.index in big
+        else _light_pair_section(entries, pair)
+        for pair in pairs
+    ]
     return f"""<section id="pairs">
 <h2>Pairs</h2>
 <div class="controls" role="toolbar">
@@ -884,6 +1170,7 @@ def _pairs_html(
 <span class="topn-group" role="group" aria-label="top N">Top N per side: {buttons}</span>
 <span id="status" class="muted" aria-live="polite"></span>
 </div>
+<p id="views-note" class="muted views-note">{left_out["short"]}</p>
 {"".join(sections)}
 </section>"""
 
@@ -920,8 +1207,8 @@ def _pair_section(
         for it in pair.items
     )
     saw = "".join(
-        f"<li>{_e(e.label)}: <q>{_e(pair.cells[e.index]['sentences'][0])}</q> / "
-        f"<q>{_e(pair.cells[e.index]['sentences'][1])}</q></li>"
+        f"<li>{_e(e.label)}: <q>{_e(pair.sentences[e.index][0])}</q> / "
+        f"<q>{_e(pair.sentences[e.index][1])}</q></li>"
         for e in present
     )
     cols = max(1, len(present))
@@ -940,16 +1227,7 @@ def _pair_section(
     scores_html = _sortable(["model", *SCORE_LABELS.values()], [score_rows], "pair-own")
     topk = "".join(_topk_table(e, pair) for e in present)
     src = pair.items[0].get("source", "")
-    # scatters first (one per model), then the differences views: one or two per row
-    figs = "".join(
-        f'<figure><figcaption>{_e(e.label)} · {kind_text}</figcaption><div class="plot" '
-        f'data-kind="{kind}" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
-        for kind, kind_text in (
-            ("scatter", "scatter"),
-            ("diff", "differences"),
-        )
-        for e in present
-    )
+    figs = _figures_html(present, pair)
     ia, ib = pair.items[0], pair.items[1]
     return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
 <h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
@@ -969,6 +1247,89 @@ def _pair_section(
 {_e("" if _isna(src) else str(src))}</p>
 <details><summary>Exact text each model saw</summary><ul>{saw}</ul></details>
 </section>"""
+
+
+def _figures_html(present: list[_Entry], pair: _Pair) -> str:
+    """The plot boxes of a pair: scatters first (one per model), then the differences views."""
+    return "".join(
+        f'<figure><figcaption>{_e(e.label)} · {kind_text}</figcaption><div class="plot" '
+        f'data-kind="{kind}" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+        for kind, kind_text in (
+            ("scatter", "scatter"),
+            ("diff", "differences"),
+        )
+        for e in present
+    )
+
+
+def _light_pair_section(entries: list[_Entry], pair: _Pair) -> str:
+    """A pair outside the chosen few: its figures (default view) and top-k lists, both drawn
+    from the embedded tokens by the page script; its scores are in the per-pair tables."""
+    present = [e for e in entries if e.index in pair.cells]
+    ia, ib = pair.items[0], pair.items[1]
+    cols = max(1, len(present))
+    return f"""<section class="pair light" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
+<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
+({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
+({_e(str(ib["group"]))})</small></h3>
+<div class="figs">{_figures_html(present, pair)}</div>
+<h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only. This pair's
+scores: <a href="#summary">per-pair table</a>. Target words, the exact text each model saw and
+the larger views: see the note above the figures.</p>
+<div class="figs topks" data-topk="{pair.index}" style="--cols:{cols}"></div>
+</section>"""
+
+
+def _left_out(
+    entries: list[_Entry],
+    pairs: list[_Pair],
+    big: set[int],
+    patterns: Sequence[str] | None,
+    base_depth: int,
+    big_depth: int,
+    command: str,
+) -> dict[str, Any]:
+    """What the page leaves out, in words (HTML), with the command that brings it back."""
+    n_big = len(big)
+    chosen = (
+        "the pairs chosen with --pairs"
+        if patterns
+        else f"the first pair and the {SKEWED_PAIRS} most skewed (Jaccard distance)"
+    )
+    example = shlex.quote(pairs[-1].pair_id) if pairs else "'ID'"
+    partial = [e for e in entries if e.stored is not None]
+    store = ""
+    if partial:
+        names = ", ".join(e.label for e in partial)
+        store = (
+            f" The runs of {names} stored only each pair's top "
+            f"{', '.join(sorted({str(e.stored) for e in partial}))} tokens: the "
+            "&quot;all&quot; view and the Spearman ρ over all tokens need a run with "
+            "<code>--store full</code>."
+        )
+    if n_big >= len(pairs):
+        short = f"Every pair has all the views embedded (top {big_depth} and, where stored, all)."
+        long = short + store
+    else:
+        short = (
+            f"Every pair has the top-{base_depth} view embedded; the top-{big_depth} and "
+            f"&quot;all&quot; views, the target words and the exact texts only {n_big} of "
+            f"{len(pairs)} pairs ({_e(chosen)}). To embed them for another pair: "
+            f"<code>{_e(command)} --pairs {_e(example)}</code> (a glob; repeat it for several)."
+        )
+        long = (
+            f"To keep the page small, every pair embeds the union of each side's top "
+            f"{base_depth} tokens (exact float32 log-probs and ranks); {n_big} of {len(pairs)} "
+            f"pairs ({_e(chosen)}) also embed the union of each side's top {big_depth}, the "
+            "full vocabulary (16-bit) for the &quot;all&quot; view when the run stored it, "
+            "the target words' table and the exact text each model saw. For any other pair, "
+            "these are in the run folder (<code>targets.csv</code>, <code>topk.csv</code>, "
+            f"the log-probs); to draw them here, write the report again with <code>"
+            f"{_e(command)} --pairs {_e(example)}</code> (a glob on the pair id, e.g. "
+            "<code>--pairs 'names-*'</code>; repeat it for several; it replaces the default "
+            "choice)." + store
+        )
+    return {"short": short + (store if n_big < len(pairs) else ""), "long": long}
 
 
 def _isna(x: Any) -> bool:
@@ -1033,35 +1394,66 @@ def shifted_tokens(
     Returns:
         role → ``[(token, pairs, mean shift in nats), …]`` (at most ``top``).
     """
-    from biasprobe.scores import topk
-
-    vocab = entry_run.logprobs[model].vocab
-    sc = entry_run.scores
-    counts: dict[str, dict[int, list[float]]] = {"minoritized": {}, "normative": {}}
+    counts: dict[str, dict[int, list[float]]] = {}
     for pid in pair_ids:
         rows = entry_run.items[entry_run.items["pair_id"] == pid].sort_values("side")
         roles = [str(r) for r in rows["role"]]
-        row = sc[(sc["model"] == model) & (sc["pair_id"] == pid)]
-        if len(roles) != 2 or row.empty or set(roles) != set(counts):
+        k = _k_of(entry_run, model, pid)
+        if k is None:
             continue
-        k = int(row.iloc[0]["k"])
-        la, lb = entry_run.pair_logprobs(model, pid)
-        ids_a, ids_b = (set(topk(v, k)[0].tolist()) for v in (la, lb))
-        for own, other, mine, theirs, role in (
-            (ids_a, ids_b, la, lb, roles[0]),
-            (ids_b, ids_a, lb, la, roles[1]),
-        ):
-            for t in own - other:
-                counts[role].setdefault(t, []).append(float(mine[t]) - float(theirs[t]))
+        f = entry_run.pair_tokens(model, pid)
+        _add_shifts(
+            counts,
+            f["rank_a"].to_numpy(),
+            f["rank_b"].to_numpy(),
+            f["logprob_a"].to_numpy(np.float64),
+            f["logprob_b"].to_numpy(np.float64),
+            f["token_id"].to_numpy(),
+            k,
+            roles,
+        )
+    return _rank_shifts(counts, entry_run.vocab(model), top)
+
+
+def _add_shifts(
+    counts: dict[str, dict[int, list[float]]],
+    ra: np.ndarray,
+    rb: np.ndarray,
+    la: np.ndarray,
+    lb: np.ndarray,
+    ids: np.ndarray,
+    k: int,
+    roles: list[str],
+) -> None:
+    """Add one pair's tokens in one side's top-k only to ``counts`` (role → id → shifts)."""
+    if len(roles) != 2 or set(roles) != {"minoritized", "normative"}:
+        return
+    in_a, in_b = ra <= k, rb <= k
+    for own, other, mine, theirs, role in (
+        (in_a, in_b, la, lb, roles[0]),
+        (in_b, in_a, lb, la, roles[1]),
+    ):
+        per = counts.setdefault(role, {})
+        for i in np.flatnonzero(own & ~other):
+            per.setdefault(int(ids[i]), []).append(float(mine[i]) - float(theirs[i]))
+
+
+def _rank_shifts(
+    counts: dict[str, dict[int, list[float]]], vocab: Sequence[str], top: int = FINDING_TOKENS
+) -> dict[str, list[tuple[str, int, float]]]:
     out: dict[str, list[tuple[str, int, float]]] = {}
-    for role, per in counts.items():
+    for role in ("minoritized", "normative"):
+        per = counts.get(role, {})
         ranked = sorted(per.items(), key=lambda kv: (-len(kv[1]), -float(np.mean(kv[1])), kv[0]))
         out[role] = [(vocab[t], len(v), float(np.mean(v))) for t, v in ranked[:top]]
     return out
 
 
 def _findings_html(
-    entries: list[_Entry], pairs: list[_Pair], deltas: dict[tuple[int, str, str, str], dict]
+    entries: list[_Entry],
+    pairs: list[_Pair],
+    deltas: dict[tuple[int, str, str, str], dict],
+    shifts: dict[int, dict[str, dict[int, list[float]]]],
 ) -> str:
     """Per probe set and model: the headline numbers (from summary.csv), the most skewed pairs
     and the fills most shifted toward each side."""
@@ -1137,7 +1529,7 @@ def _findings_html(
                 )
             if shown:
                 details.append("Most skewed pairs (Jaccard distance): " + ", ".join(shown) + ".")
-        shifted = shifted_tokens(run, entry.model, [p.pair_id for p in own])
+        shifted = _rank_shifts(shifts.get(entry.index, {}), run.vocab(entry.model))
         for role in ("minoritized", "normative"):
             toks = shifted.get(role) or []
             if not toks:

@@ -1,9 +1,11 @@
 /* biasprobe report: builds the scatter and differences figures from the embedded arrays.
  *
  * The page embeds, per model and pair, the union of each side's top-`exact` tokens with exact
- * float32 log-probs and ranks, and per model and sentence the full vocabulary log-probs as
- * 16-bit codes. Traces are built here whenever the pair or N changes, so no figure is stored
- * once per N. window.biasprobeReport exposes the state for automated checks.
+ * float32 log-probs and ranks; for a few pairs the union of the top-`big` tokens and, per
+ * sentence, the full vocabulary log-probs as 16-bit codes. The arrays come as one deflated,
+ * byte-shuffled blob of columns (DATA.blob), inflated here with DecompressionStream. Traces are
+ * built whenever the pair or N changes, so no figure is stored once per N.
+ * window.biasprobeReport exposes the state for automated checks.
  */
 (function () {
   'use strict';
@@ -31,7 +33,6 @@
 
   var DATA = JSON.parse(document.getElementById('biasprobe-data').textContent);
   state.timings.dataParsed = performance.now();
-  var EXACT = DATA.topn.exact;
   var PER_SIDE = DATA.labels_per_side;
   var LABEL = DATA.label_font;
   var TOP_FILLS = DATA.top_fills_labelled;
@@ -53,15 +54,38 @@
     var bin = atob(b64);
     var out = new Uint8Array(bin.length);
     for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out.buffer;
+    return out;
   }
 
-  function typed(b64, kind) {
-    var buf = bytes(b64);
-    if (kind === 'f4') return new Float32Array(buf);
-    if (kind === 'u2') return new Uint16Array(buf);
-    if (kind === 'u4') return new Uint32Array(buf);
-    throw new Error('unknown array type ' + kind);
+  var SIZES = { f4: 4, u2: 2, u4: 4 };
+  var COLS = {};
+
+  /* Inflate the blob and undo the byte shuffle: column by column, plane b holds byte b of
+   * every value. */
+  function loadColumns() {
+    var packed = bytes(DATA.blob.zlib);
+    if (typeof DecompressionStream === 'undefined') {
+      return Promise.reject(new Error('this browser cannot inflate the embedded data ' +
+        '(no DecompressionStream): open the report in a current Chrome, Firefox or Safari'));
+    }
+    var stream = new Blob([packed]).stream().pipeThrough(new DecompressionStream('deflate'));
+    return new Response(stream).arrayBuffer().then(function (buf) {
+      var raw = new Uint8Array(buf);
+      var pos = 0;
+      DATA.blob.columns.forEach(function (col) {
+        var size = SIZES[col.type];
+        var n = col.n;
+        var out = new Uint8Array(n * size);
+        for (var b = 0; b < size; b++) {
+          var plane = pos + b * n;
+          for (var i = 0; i < n; i++) out[i * size + b] = raw[plane + i];
+        }
+        pos += n * size;
+        COLS[col.name] = col.type === 'f4' ? new Float32Array(out.buffer)
+          : col.type === 'u2' ? new Uint16Array(out.buffer) : new Uint32Array(out.buffer);
+      });
+      state.timings.dataInflated = performance.now();
+    });
   }
 
   var vectorCache = new Map();
@@ -69,7 +93,8 @@
     var key = entry + ':' + index;
     if (!vectorCache.has(key)) {
       var v = DATA.entries[entry].vectors[index];
-      var q = typed(v.q, 'u2');
+      var size = DATA.vocabs[DATA.entries[entry].vocab].length;
+      var q = COLS.q.subarray(v.o, v.o + size);
       var out = new Float64Array(q.length);
       for (var i = 0; i < q.length; i++) {
         out[i] = q[i] === Q_NONFINITE ? -Infinity : v.lo + q[i] * v.step;
@@ -84,18 +109,37 @@
     var key = p + ':' + e;
     if (!cellCache.has(key)) {
       var c = DATA.pairs[p].cells[e];
+      var ids = new Uint32Array(c.n);
+      var gaps = COLS.id;
+      var id = 0;
+      for (var i = 0; i < c.n; i++) {
+        id += gaps[c.o + i];
+        ids[i] = id;
+      }
       cellCache.set(key, {
-        ids: typed(c.ids, c.itype),
-        ra: typed(c.ra, c.itype),
-        rb: typed(c.rb, c.itype),
-        targets: c.targets || [],
-        la: typed(c.la, 'f4'),
-        lb: typed(c.lb, 'f4'),
-        a: c.a,
-        b: c.b,
+        ids: ids,
+        ra: COLS.ra.subarray(c.o, c.o + c.n),
+        rb: COLS.rb.subarray(c.o, c.o + c.n),
+        la: COLS.la.subarray(c.o, c.o + c.n),
+        lb: COLS.lb.subarray(c.o, c.o + c.n),
+        targets: c.t || [],
+        depth: c.d,
+        k: c.k,
+        v: c.v || null,
+        whole: c.n === DATA.vocabs[DATA.entries[e].vocab].length,
       });
     }
     return cellCache.get(key);
+  }
+
+  /* Whether every model's cell of pair p holds the view n (a number or 'all'). */
+  function hasView(p, n) {
+    return DATA.pairs[p].cells.every(function (c, e) {
+      if (!c) return true;
+      var d = cellData(p, e);
+      if (n === 'all') return !!d.v || d.whole;
+      return n <= d.depth || d.whole;
+    });
   }
 
   /* Ranks over a full vector (1 = largest; ties → lower id), for the "all" view. */
@@ -120,11 +164,12 @@
     if (pointCache.has(key)) return pointCache.get(key);
     var d = cellData(p, e);
     var pts;
-    if (n !== 'all' && n <= EXACT) {
+    if (d.whole || (n !== 'all' && n <= d.depth)) {
+      var nn = n === 'all' ? Infinity : n;
       var sel = [];
       var pinned = new Set(d.targets);
       for (var i = 0; i < d.ids.length; i++) {
-        if (d.ra[i] <= n || d.rb[i] <= n || pinned.has(i)) sel.push(i);
+        if (d.ra[i] <= nn || d.rb[i] <= nn || pinned.has(i)) sel.push(i);
       }
       var m = sel.length;
       pts = {
@@ -141,8 +186,8 @@
         pts.pool.push(k);
       });
     } else {
-      var A = Float64Array.from(fullVector(e, d.a));
-      var B = Float64Array.from(fullVector(e, d.b));
+      var A = Float64Array.from(fullVector(e, d.v[0]));
+      var B = Float64Array.from(fullVector(e, d.v[1]));
       var inUnion = new Int32Array(A.length).fill(-1);
       for (var u = 0; u < d.ids.length; u++) {
         A[d.ids[u]] = d.la[u];
@@ -508,10 +553,114 @@
     return s === 'all' ? 'all' : parseInt(s, 10);
   }
 
+  /* The N drawn for pair p: the chosen one when embedded for it, else the default, else the
+   * largest N it embeds (a run that stored fewer tokens than the default view). */
+  function effectiveN(p) {
+    if (hasView(p, state.n)) return state.n;
+    if (hasView(p, DATA.topn.default)) return DATA.topn.default;
+    var numeric = DATA.topn.options.filter(function (o) { return o !== 'all'; });
+    for (var i = numeric.length - 1; i >= 0; i--) {
+      if (hasView(p, numeric[i])) return numeric[i];
+    }
+    return Math.min.apply(null, DATA.pairs[p].cells.filter(Boolean).map(function (c) {
+      return c.d;
+    }));
+  }
+
+  function shellQuote(s) {
+    return /^[A-Za-z0-9_.,:\/@%+=-]+$/.test(s) ? s : "'" + s.replace(/'/g, "'\\''") + "'";
+  }
+
+  /* The buttons of the views this pair does not embed are disabled; the note says how to get
+   * them. */
+  function updateViews(p) {
+    var missing = [];
+    nButtons.forEach(function (b) {
+      var n = parseN(b.dataset.n);
+      var ok = hasView(p, n);
+      b.disabled = !ok;
+      b.title = ok ? '' : 'not embedded for this pair';
+      if (!ok) missing.push(String(n));
+    });
+    var note = document.getElementById('views-note');
+    if (!note) return;
+    note.textContent = '';
+    if (!missing.length) {
+      note.textContent = 'All views of this pair are embedded.';
+      return;
+    }
+    var pair = DATA.pairs[p];
+    var stored = pair.big;
+    note.appendChild(document.createTextNode(
+      (missing.length > 1 ? 'Views ' : 'View ') + missing.join(', ') + ' of this pair ' +
+      (stored ? 'were not stored by the run (needs a run with --store full or a larger ' +
+        '--store-top-n). ' : 'are not embedded, to keep the page small. To get them: ')));
+    if (!stored) {
+      var code = document.createElement('code');
+      code.textContent = DATA.command + ' --pairs ' + shellQuote(pair.id);
+      note.appendChild(code);
+      note.appendChild(document.createTextNode(' (see “What this page leaves out” below).'));
+    }
+  }
+
+  /* Top-k lists of a pair whose section has no static ones, from the embedded tokens. */
+  function fillTopk(p) {
+    var box = sections[p].querySelector('div.topks[data-topk]');
+    if (!box || box.dataset.filled) return;
+    var g = DATA.pairs[p].groups;
+    DATA.pairs[p].cells.forEach(function (c, e) {
+      if (!c || !c.k) return;
+      var d = cellData(p, e);
+      var vocab = DATA.vocabs[DATA.entries[e].vocab];
+      var sideA = [];
+      var sideB = [];
+      for (var i = 0; i < d.ids.length; i++) {
+        if (d.ra[i] <= c.k) sideA.push(i);
+        if (d.rb[i] <= c.k) sideB.push(i);
+      }
+      sideA.sort(function (i, j) { return d.ra[i] - d.ra[j]; });
+      sideB.sort(function (i, j) { return d.rb[i] - d.rb[j]; });
+      var inA = new Set(sideA.map(function (i) { return d.ids[i]; }));
+      var inB = new Set(sideB.map(function (i) { return d.ids[i]; }));
+      var fig = document.createElement('figure');
+      fig.className = 'topk';
+      var cap = document.createElement('figcaption');
+      cap.textContent = DATA.entries[e].label;
+      fig.appendChild(cap);
+      var table = document.createElement('table');
+      var head = table.createTHead().insertRow();
+      ['rank', 'A: ' + g[0], 'log p', 'B: ' + g[1], 'log p'].forEach(function (h) {
+        var th = document.createElement('th');
+        th.textContent = h;
+        head.appendChild(th);
+      });
+      var body = table.createTBody();
+      for (var r = 0; r < Math.max(sideA.length, sideB.length); r++) {
+        var row = body.insertRow();
+        var rank = row.insertCell();
+        rank.className = 'num';
+        rank.textContent = String(r + 1);
+        [[sideA, d.la, inB], [sideB, d.lb, inA]].forEach(function (s) {
+          var tok = row.insertCell();
+          var val = row.insertCell();
+          if (r >= s[0].length) return;
+          var i = s[0][r];
+          tok.className = s[2].has(d.ids[i]) ? 'tok' : 'tok excl';
+          tok.textContent = vocab[d.ids[i]];
+          val.className = 'num';
+          val.textContent = fmt(s[1][i]);
+        });
+      }
+      fig.appendChild(table);
+      box.appendChild(fig);
+    });
+    box.dataset.filled = '1';
+  }
+
   function render() {
     var t0 = performance.now();
     var p = state.pair;
-    var n = state.n;
+    var n = effectiveN(p);
     var section = sections[p];
     var divs = Array.prototype.slice.call(section.querySelectorAll('div.plot'));
     var counts = [];
@@ -537,6 +686,7 @@
   }
 
   function showPair(p) {
+    if (!COLS.id) return Promise.resolve(); /* the data are still being inflated */
     p = Math.max(0, Math.min(sections.length - 1, p));
     drawn.forEach(function (div) {
       if (!sections[p].contains(div)) Plotly.purge(div);
@@ -545,6 +695,8 @@
     sections.forEach(function (s, i) { s.hidden = i !== p; });
     state.pair = p;
     select.value = String(p);
+    updateViews(p);
+    fillTopk(p);
     return render();
   }
 
@@ -594,11 +746,48 @@
     }
   });
 
+  /* Rows of the long per-pair tables wait in a <template> (parsed, neither styled nor laid
+   * out) until the table comes near the screen, is sorted, or the page is printed: laying out
+   * thousands of rows would otherwise hold up the first figures. */
+  var deferredTables = Array.prototype.filter.call(
+    document.querySelectorAll('table.sortable'),
+    function (t) { return !!t.querySelector('template.deferred-rows'); });
+
+  function showRows(table) {
+    Array.prototype.forEach.call(table.querySelectorAll('template.deferred-rows'), function (t) {
+      t.parentNode.replaceChild(t.content, t);
+    });
+    if (!document.querySelector('template.deferred-rows')) {
+      if (state.timings.tablesFilled === undefined) state.timings.tablesFilled = performance.now();
+    }
+  }
+
+  function showAllRows() {
+    deferredTables.forEach(showRows);
+    state.timings.tablesFilled = state.timings.tablesFilled || performance.now();
+  }
+  state.showAllRows = showAllRows;
+
+  function watchDeferredRows() {
+    if (!deferredTables.length) return;
+    if (typeof IntersectionObserver === 'undefined') { showAllRows(); return; }
+    var observer = new IntersectionObserver(function (seen) {
+      seen.forEach(function (ent) {
+        if (!ent.isIntersecting) return;
+        showRows(ent.target);
+        observer.unobserve(ent.target);
+      });
+    }, { rootMargin: '1200px 0px' });
+    deferredTables.forEach(function (t) { observer.observe(t); });
+    window.addEventListener('beforeprint', showAllRows);
+  }
+
   /* Sortable tables: click a heading; numbers sort by data-v, text by locale. */
   Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (table) {
     var ths = table.querySelectorAll('thead th');
     Array.prototype.forEach.call(ths, function (th, col) {
       th.addEventListener('click', function () {
+        showRows(table);
         var asc = th.getAttribute('aria-sort') !== 'ascending';
         Array.prototype.forEach.call(ths, function (o) { o.removeAttribute('aria-sort'); });
         th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
@@ -634,15 +823,20 @@
     b.classList.toggle('on', parseN(b.dataset.n) === state.n);
   });
   if (sections.length) {
-    showPair(first === null ? 0 : first).then(function () {
+    loadColumns().then(function () {
+      return showPair(first === null ? 0 : first);
+    }).then(function () {
       state.renderMs = performance.now();
       state.ready = true;
       document.documentElement.setAttribute('data-report', 'ready');
+      watchDeferredRows();
     }, function (err) {
       state.errors.push(String(err));
       document.documentElement.setAttribute('data-report', 'error');
+      showAllRows();
     });
   } else {
+    showAllRows();
     state.ready = true;
     state.renderMs = performance.now();
     document.documentElement.setAttribute('data-report', 'ready');
