@@ -714,6 +714,10 @@ def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, A
             "path": probe_set.path,
             "sha256": probe_set.sha256,
             "n_pairs": len(items),
+            # templates whose orientation is only a sign convention (names, years)
+            "arbitrary_orientation": sorted(
+                p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)
+            ),
             "pairs_selected": {"include": list(pairs or []), "exclude": list(exclude or [])},
         },
         "models": model_meta,

@@ -1192,15 +1192,33 @@ def _pair_comparison(
     return ""
 
 
+_ARBITRARY_NOTE = (
+    "<p class='muted'>* The orientation of this pair is arbitrary: its two sides are not a "
+    "minoritized and a normative social group (e.g. two names or two years), and the probe "
+    "file declares which side counts as which only to fix the sign of the signed scores.</p>"
+)
+
+
+def _arbitrary(present: list[_Entry], pair: _Pair) -> bool:
+    """Whether a run declared this pair's orientation a mere sign convention."""
+    template = str(pair.items[0]["template_id"])
+    return any(
+        template in ((e.run.meta.get("probe_set") or {}).get("arbitrary_orientation") or [])
+        for e in present
+    )
+
+
 def _pair_section(
     entries: list[_Entry], pair: _Pair, comparisons: dict[tuple[int, int], dict]
 ) -> str:
     present = [e for e in entries if e.index in pair.cells]
+    arbitrary = _arbitrary(present, pair)
+    mark = "*" if arbitrary else ""
     sent_rows = "".join(
         "<tr>"
         + _tdt(it["side"])
         + _tdt(it["group"])
-        + _tdt(it["role"])
+        + _tdt(f"{it['role']}{mark}")
         + _tdt(it["template_sentence"], "sent")
         + _tdt("" if _isna(it.get("fills")) else it.get("fills"))
         + "</tr>"
@@ -1243,6 +1261,7 @@ def _pair_section(
 <h4>Sentences</h4>
 <table class="sentences"><thead><tr><th>side</th><th>group</th><th>role</th>
 <th>template sentence</th><th>fills</th></tr></thead><tbody>{sent_rows}</tbody></table>
+{_ARBITRARY_NOTE if arbitrary else ""}
 <p class="muted">Template {_e(str(pair.items[0]["template_id"]))} ·
 {_e("" if _isna(src) else str(src))}</p>
 <details><summary>Exact text each model saw</summary><ul>{saw}</ul></details>
@@ -1277,6 +1296,7 @@ def _light_pair_section(entries: list[_Entry], pair: _Pair) -> str:
 scores: <a href="#summary">per-pair table</a>. Target words, the exact text each model saw and
 the larger views: see the note above the figures.</p>
 <div class="figs topks" data-topk="{pair.index}" style="--cols:{cols}"></div>
+{_ARBITRARY_NOTE.replace("* ", "", 1) if _arbitrary(present, pair) else ""}
 </section>"""
 
 
