@@ -272,7 +272,11 @@ def test_changed_checkpoint_misses(tiny_bert, tiny_bert_b, tmp_path):
     fresh = biasprobe.run(ps, [str(tiny_bert_b)], **{**kw, "cache": False})
     vectors = {
         name: run.logprobs[str(m)].to_table().logprobs
-        for name, run, m in [("new", new, model), ("fresh", fresh, tiny_bert_b), ("old", old, model)]
+        for name, run, m in [
+            ("new", new, model),
+            ("fresh", fresh, tiny_bert_b),
+            ("old", old, model),
+        ]
     }
     assert np.array_equal(vectors["new"], vectors["fresh"])
     assert not np.array_equal(vectors["new"], vectors["old"])

@@ -253,7 +253,7 @@ def test_model_aliases_name_the_models_everywhere(tiny_bert, tiny_bert_b, tmp_pa
         ("base", str(tiny_bert)),
         ("cda", str(tiny_bert_b)),
     ]
-    assert (out / "logprobs" / "base.npz").is_file() and (out / "logprobs" / "cda.npz").is_file()
+    assert (out / "logprobs" / "base").is_dir() and (out / "logprobs" / "cda").is_dir()
 
 
 @pytest.mark.parametrize(
@@ -570,5 +570,5 @@ def test_run_folders_and_reports_follow_the_umask(umask, folder, file, tiny_bert
     assert stat.S_IMODE((out / "logprobs").stat().st_mode) == folder
     for name in ("report.html", "scores.csv", "results.json"):
         assert stat.S_IMODE((out / name).stat().st_mode) == file, name
-    for npz in (out / "logprobs").iterdir():
-        assert stat.S_IMODE(npz.stat().st_mode) == file, npz
+    for npz in (out / "logprobs").rglob("*"):
+        assert stat.S_IMODE(npz.stat().st_mode) == (folder if npz.is_dir() else file), npz
