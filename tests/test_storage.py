@@ -313,3 +313,30 @@ def test_bad_store_options(probe, tiny_bert, tmp_path, args, message):
     assert not out.exists()
     with pytest.raises(UsageError, match="--store must be one of"):
         biasprobe.run(load_probe_set(probe), [str(tiny_bert)], store="parquet")
+
+
+def test_resampling_in_blocks_gives_the_numbers_of_one_draw(monkeypatch):
+    """Bootstrap resamples drawn a block at a time (bounded memory for large templates) give
+    exactly the numbers of drawing every resample at once, as earlier versions did."""
+    from biasprobe import scores
+
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal(1500)
+    clusters = np.repeat(["a", "b", "c"], 500)
+
+    def one_draw(values, seed, n=2000):
+        r = np.random.default_rng(seed)
+        means = values[r.integers(0, values.size, size=(n, values.size))].mean(axis=1)
+        alpha = (1.0 - 0.95) / 2.0
+        return float(values.mean()), *(float(q) for q in np.quantile(means, [alpha, 1 - alpha]))
+
+    monkeypatch.setattr(scores, "RESAMPLE_BLOCK", 10**9)
+    assert scores.bootstrap_ci(v, seed=3) == one_draw(v, 3)
+    ref = (scores.cluster_bootstrap_ci(v, clusters, seed=3), scores.paired_delta(v, -v, clusters))
+    for block in (1, 777, 20_000):
+        monkeypatch.setattr(scores, "RESAMPLE_BLOCK", block)
+        assert scores.bootstrap_ci(v, seed=3) == one_draw(v, 3)
+        assert scores.cluster_bootstrap_ci(v, clusters, seed=3) == ref[0]
+        got = scores.paired_delta(v, -v, clusters)
+        assert got.keys() == ref[1].keys()
+        assert all(got[k] == ref[1][k] or np.isnan(got[k]) and np.isnan(ref[1][k]) for k in got)
