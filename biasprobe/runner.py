@@ -264,13 +264,17 @@ def score_model(
                 progress(backend.name, "score", stop, len(unique))
     finally:
         held.close()
-    tables = {
-        name: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-        for name, frames in parts.items()
-    }
+    tables = {name: _concat(frames) for name, frames in parts.items()}
     if tables["targets"].empty:
         tables["targets"] = pd.DataFrame(columns=TARGET_COLUMNS)
     return Scored(writer.close() if writer is not None else None, **tables)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other (one frame as it is: no copy)."""
+    if not frames:
+        return pd.DataFrame()
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
 
 
 class _Held:
@@ -412,16 +416,49 @@ def _batches(backend: MaskedLMBackend, report: Callable[[int, int], None] | None
 
 def _target_pieces(
     backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: list[list[str]]
-) -> dict[tuple[int, int, str], list[int]]:
-    pieces: dict[tuple[int, int, str], list[int]] = {}
+) -> _Pieces:
+    pieces = _Pieces(items)
     for i, it in enumerate(items):
         for s in (0, 1):
             for word in it.targets:
                 try:
-                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
+                    pieces.add(i, s, word, backend.target_pieces(texts[i][s], word))
                 except BiasprobeError as e:
                     raise _with_source(e, it) from None
     return pieces
+
+
+class _Pieces:
+    """The token pieces of every (item, side, target word), in flat integer arrays (a few
+    bytes per target, not a dict entry: suites of 100,000 pairs have 400,000 of them). Read
+    as ``pieces[(i, s, word)]``; :meth:`multi` lists the targets of several pieces."""
+
+    def __init__(self, items: Sequence[ProbeItem]) -> None:
+        from array import array
+
+        self.items = items
+        self.flat = array("q")
+        self.bounds = array("q", [0])  # entry e's pieces: flat[bounds[e]:bounds[e + 1]]
+        self.first = array("q")  # item i's first entry
+        self.several: list[tuple[int, int, str]] = []
+
+    def add(self, i: int, s: int, word: str, ids: Sequence[int]) -> None:
+        while len(self.first) <= i:  # items without targets have no entries
+            self.first.append(len(self.bounds) - 1)
+        self.flat.extend(int(p) for p in ids)
+        self.bounds.append(len(self.flat))
+        if len(ids) > 1:
+            self.several.append((i, s, word))
+
+    def __getitem__(self, key: tuple[int, int, str]) -> list[int]:
+        i, s, word = key
+        targets = self.items[i].targets
+        e = self.first[i] + s * len(targets) + targets.index(word)
+        return self.flat[self.bounds[e] : self.bounds[e + 1]].tolist()
+
+    def multi(self) -> list[tuple[tuple[int, int, str], list[int]]]:
+        """Every target of several pieces with its pieces, in request order."""
+        return [(key, self[key]) for key in self.several]
 
 
 def _check_priors(backend: MaskedLMBackend, items: Sequence[ProbeItem]) -> None:
@@ -478,7 +515,7 @@ def _prior_logprobs(backend, items, priors) -> dict[int, np.ndarray]:
 def _chain_logprobs(backend, texts, pieces) -> dict[tuple[int, int, str], float]:
     """log p(target) per (item, side, word) of the targets of several pieces (the chain rule
     over consecutive masks); one-piece targets are read off the vector at the mask."""
-    multi = [(key, p) for key, p in pieces.items() if len(p) > 1]
+    multi = pieces.multi()
     chained = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in multi]) if multi else []
     return {key: float(v) for (key, _), v in zip(multi, chained)}
 
@@ -659,13 +696,21 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
         VocabularyError: a word of a sentence becomes the unknown token, or the two sides of a
             pair tokenize to identical ids (their skew would be 0 by construction).
     """
-    ids = backend.token_ids([t for pair in texts for t in pair])
-    if ids is None:
-        return
     unk = getattr(backend, "unk_id", None)
-    for i, it in enumerate(items):
+    step = 1024  # pairs tokenized at once: the tokenizer's output stays small at any scale
+    for start in range(0, len(items), step):
+        ids = backend.token_ids([t for pair in texts[start : start + step] for t in pair])
+        if ids is None:
+            return
+        _check_tokenized(backend, items, texts, ids, start, unk)
+
+
+def _check_tokenized(backend, items, texts, ids, start, unk) -> None:
+    """:func:`check_items` for the pairs from ``start`` on whose token ids are ``ids``."""
+    for n in range(len(ids) // 2):
+        i, it = start + n, items[start + n]
         for s, side in enumerate(SIDES):
-            if unk is not None and unk in ids[2 * i + s]:
+            if unk is not None and unk in ids[2 * n + s]:
                 unknown = backend.unknown_words(texts[i][s])
                 shown = ", ".join(repr(w) for w in unknown) or "a part of the sentence"
                 raise VocabularyError(
@@ -674,7 +719,7 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
                     "read the word, so the pair would not measure it. Use another word or model"
                 )
         # Attribute pairs share one sentence on purpose: the sides differ in the target word.
-        if ids[2 * i] == ids[2 * i + 1] and it.attribute is None:
+        if ids[2 * n] == ids[2 * n + 1] and it.attribute is None:
             raise VocabularyError(
                 f"{it.source}: pair {it.pair_id!r}: both sides ({texts[i][0]!r} and "
                 f"{texts[i][1]!r}) are the same input for model {backend.name} (identical "
@@ -857,7 +902,7 @@ def _score_all(
         if isinstance(spec, NamedSpec):
             card["alias_of"] = spec.spec
         model_meta.append(card)
-    tables = {k: pd.concat(v, ignore_index=True) if v else pd.DataFrame() for k, v in parts.items()}
+    tables = {k: _concat(v) for k, v in parts.items()}
     tables["targets"] = tables["targets"].reindex(columns=TARGET_COLUMNS)
     return tables, logprobs, model_meta
 
