@@ -230,7 +230,9 @@ def score_model(
     # pair i can be scored once every sentence up to ready[i] is computed
     ready = np.maximum.accumulate(where.max(axis=1)) if len(items) else where[:, 0]
     held = _Held(len(backend.vocab))
-    parts: dict[str, list[pd.DataFrame]] = {"topk": [], "scores": [], "targets": []}
+    # topk.csv's rows, 2 × top_k per pair, filled in place; the other tables per request
+    top = _TopkColumns(len(items), min(top_k, len(backend.vocab)))
+    parts: dict[str, _Frames] = {"scores": _Frames(), "targets": _Frames()}
     done = 0
     if progress:
         progress(backend.name, "score", 0, len(unique))
@@ -245,7 +247,7 @@ def score_model(
                     held.put(start + j, block[j])
             del block
             upto = int(np.searchsorted(ready, stop, side="left"))
-            rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
+            rows: tuple[_TopkColumns, list[dict], list[dict]] = (top, [], [])
             for i in range(done, upto):
                 lp = (held.get(int(where[i, 0])), held.get(int(where[i, 1])))
                 _score_pair(
@@ -255,7 +257,7 @@ def score_model(
                 if writer is not None:
                     extra = _base_extra(base, items[i].pair_id) if store == "topn" else None
                     writer.add(items[i].pair_id, lp[0], lp[1], texts=tuple(texts[i]), extra=extra)
-            for name, new in zip(("topk", "scores", "targets"), rows):
+            for name, new in zip(("scores", "targets"), rows[1:]):
                 if new:
                     parts[name].append(pd.DataFrame(new))
             held.drop(np.flatnonzero((last_use >= done) & (last_use < upto)))
@@ -264,10 +266,65 @@ def score_model(
                 progress(backend.name, "score", stop, len(unique))
     finally:
         held.close()
-    tables = {name: _concat(frames) for name, frames in parts.items()}
+    tables = {name: frames.frame() for name, frames in parts.items()}
+    tables["topk"] = top.frame(done)
     if tables["targets"].empty:
         tables["targets"] = pd.DataFrame(columns=TARGET_COLUMNS)
     return Scored(writer.close() if writer is not None else None, **tables)
+
+
+class _TopkColumns:
+    """The rows of ``topk.csv`` for ``n`` pairs (``2 × k`` each), as preallocated columns: no
+    per-row dict, no per-request frame, no copy to join them (the largest table: 20 rows per
+    pair at the default top-k)."""
+
+    TEXT = ("model", "pair_id", "template_id", "side", "group", "role", "sentence")
+
+    def __init__(self, n: int, k: int) -> None:
+        self.k = k
+        size = 2 * k * n
+        self.text = {name: np.empty(size, dtype=object) for name in self.TEXT}
+        self.token = np.empty(size, dtype=object)
+        self.token_id = np.empty(size, dtype=np.int64)
+        self.logprob = np.empty(size, dtype=np.float64)
+
+    def put(self, i: int, s: int, values: dict[str, str], order: np.ndarray, lp, vocab) -> None:
+        """Pair ``i``'s rows of side ``s``: ``order`` (token ids, best first) with ``lp``."""
+        at = slice((2 * i + s) * self.k, (2 * i + s) * self.k + len(order))
+        for name, value in values.items():
+            self.text[name][at] = value
+        self.token[at] = [vocab[t] for t in order]
+        self.token_id[at] = order
+        self.logprob[at] = np.asarray(lp)[order].astype(np.float64)
+
+    def frame(self, n: int) -> pd.DataFrame:
+        """The table of the first ``n`` pairs, columns in ``topk.csv``'s order."""
+        size = 2 * self.k * n
+        rank = np.tile(np.arange(1, self.k + 1, dtype=np.int64), 2 * n)
+        cols: dict[str, Any] = {name: self.text[name][:size] for name in self.TEXT}
+        cols.update(rank=rank, token=self.token[:size])
+        cols.update(token_id=self.token_id[:size], logprob=self.logprob[:size])
+        if size == 0:
+            return pd.DataFrame()
+        return pd.DataFrame(cols, copy=False)
+
+
+class _Frames:
+    """Per-request frames of one table, joined 64 at a time (a frame has a fixed cost that
+    100,000 pairs would otherwise pay 1,500 times)."""
+
+    def __init__(self) -> None:
+        self.joined: list[pd.DataFrame] = []
+        self.pending: list[pd.DataFrame] = []
+
+    def append(self, frame: pd.DataFrame) -> None:
+        self.pending.append(frame)
+        if len(self.pending) >= 64:
+            self.joined.append(_concat(self.pending))
+            self.pending = []
+
+    def frame(self) -> pd.DataFrame:
+        return _concat([*self.joined, *self.pending])
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -533,20 +590,8 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, p
         order = topk(lp[s], top_k)[0]
         tops.append(order)
         role = "minoritized" if s == it.minoritized else "normative"
-        for rank, tid in enumerate(order, start=1):
-            topk_rows.append(
-                {
-                    **common,
-                    "side": side,
-                    "group": it.groups[s],
-                    "role": role,
-                    "sentence": texts[s],
-                    "rank": rank,
-                    "token": vocab[tid],
-                    "token_id": int(tid),
-                    "logprob": float(lp[s][tid]),
-                }
-            )
+        values = {**common, "side": side, "group": it.groups[s], "role": role}
+        topk_rows.put(i, s, {**values, "sentence": texts[s]}, order, lp[s], vocab)
         for w in it.targets:
             target_rows.append(
                 {
