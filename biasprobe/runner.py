@@ -149,7 +149,7 @@ def _with_source(err: BiasprobeError, item: ProbeItem) -> BiasprobeError:
 SENTENCE_CHUNK = 128
 #: Sentence vectors held in memory for pairs still to come (sentences shared by distant pairs);
 #: beyond it they wait in a temporary file, so memory never grows with the suite.
-HELD_LIMIT = 2048
+HELD_LIMIT = 512
 
 
 @dataclass
