@@ -372,8 +372,9 @@ def test_progress_of_multi_piece_targets_and_priors(tiny_bert, tmp_path):
 
     calls = []
     kurita = load_probe_set(REPO / "probes" / "kurita-gender.yaml")
+    # no cache: priors computed here, whatever an earlier test stored
     run(kurita, [str(tiny_bert)], pairs=["*/nurse", "*/pilot"], batch_size=2, n_bootstrap=100,
-        progress=lambda *a: calls.append(a))  # fmt: skip
+        progress=lambda *a: calls.append(a), cache=False)  # fmt: skip
     priors = [(d, t) for _, stage, d, t in calls if stage == "priors"]
     assert len(priors) > 2 and priors[-1][0] == priors[-1][1]
     assert any(0 < d < t for d, t in priors)  # intermediate counts, not just the end
