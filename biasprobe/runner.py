@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fnmatch
+import os
 import platform
 import re
 import uuid
@@ -385,10 +386,9 @@ def _writer(backend, store, top_n, depth, workdir) -> PairStoreWriter | None:
     cleanup = None
     if workdir is None:
         import shutil
-        import tempfile
         import weakref
 
-        folder = Path(tempfile.mkdtemp(prefix="biasprobe-store-"))
+        folder = _store_tempdir()
         cleanup = _Cleanup(folder)
         weakref.finalize(cleanup, shutil.rmtree, folder, True)
         workdir = folder
@@ -400,6 +400,35 @@ def _writer(backend, store, top_n, depth, workdir) -> PairStoreWriter | None:
         depth=depth,
         cleanup=cleanup,
     )
+
+
+STORE_TMP_PREFIX = "biasprobe-store-"
+
+
+def _store_tempdir() -> Path:
+    """A new temporary folder for a run's shards (removed with the result, or at exit), marked
+    with this process; folders of earlier processes that were killed (SIGKILL leaves them) are
+    removed first."""
+    import json
+    import shutil
+    import socket
+    import tempfile
+
+    from biasprobe.fsio import _pid_alive
+
+    root, host = Path(tempfile.gettempdir()), socket.gethostname()
+    for old in root.glob(f"{STORE_TMP_PREFIX}*"):
+        try:
+            owner = json.loads((old / "owner.json").read_text(encoding="utf-8"))
+            pid, where = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, or being created: left alone
+        if where == host and not _pid_alive(pid) and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{STORE_TMP_PREFIX}{os.getpid()}-"))
+    owner = {"pid": os.getpid(), "host": host}
+    (folder / "owner.json").write_text(json.dumps(owner), encoding="utf-8")
+    return folder
 
 
 class _Cleanup:

@@ -340,3 +340,31 @@ def test_resampling_in_blocks_gives_the_numbers_of_one_draw(monkeypatch):
         got = scores.paired_delta(v, -v, clusters)
         assert got.keys() == ref[1].keys()
         assert all(got[k] == ref[1][k] or np.isnan(got[k]) and np.isnan(ref[1][k]) for k in got)
+
+
+def test_temporary_shard_folders_of_killed_runs_are_removed(tmp_path, monkeypatch):
+    """A run keeps its shards in a temporary folder until it is saved; a process killed with
+    SIGKILL leaves it behind, and the next run removes it (never a folder it cannot tell is
+    biasprobe's, nor one of a live process)."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    folders = {}
+    for name, pid in (("dead", int(dead)), ("alive", os.getpid())):
+        folders[name] = tmp_path / f"{runner_mod.STORE_TMP_PREFIX}{pid}-x"
+        folders[name].mkdir()
+        (folders[name] / "owner.json").write_text(json.dumps({"pid": pid, "host": host}))
+    folders["foreign"] = tmp_path / f"{runner_mod.STORE_TMP_PREFIX}mine"
+    folders["foreign"].mkdir()
+    new = runner_mod._store_tempdir()
+    assert new.parent == tmp_path and (new / "owner.json").is_file()
+    assert not folders["dead"].exists()
+    assert folders["alive"].is_dir() and folders["foreign"].is_dir()
