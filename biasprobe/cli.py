@@ -470,12 +470,27 @@ def run(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
     ] = False,
+    store: Annotated[
+        str,
+        typer.Option(
+            "--store",
+            metavar="topn|full",
+            help="Fill-mask sets: what the run folder keeps of each sentence's log-probs: "
+            "topn (per pair, the union of both sides' top --store-top-n tokens, a few KB) or "
+            "full (every full-vocabulary vector, 122 KB per sentence at BERT's vocabulary). "
+            "Scores are the same either way.",
+        ),
+    ] = "topn",
+    store_top_n: Annotated[
+        int,
+        typer.Option("--store-top-n", metavar="N", help="N of --store topn."),
+    ] = 1000,
 ) -> None:
     """Run a probe set and write a run folder.
 
     A fill-mask set runs on masked language models and writes topk.csv,
     scores.csv, summary.csv, targets.csv, items.csv, the full-vocabulary
-    log-probs (logprobs/*.npz) and results.json (provenance). A counterfactual
+    log-probs (logprobs/, see --store) and results.json (provenance). A counterfactual
     set (kind: counterfactual) runs on sentiment classifiers (biasprobe
     sentiment run folders or Hugging Face sequence classifiers) and writes
     downstream.csv, scores.csv, summary.csv, items.csv and results.json.
@@ -494,12 +509,19 @@ def run(
     shown = (what, pair_tables if tables is None else tables)
     if cache is not None and no_cache:
         raise _usage("--cache and --no-cache exclude each other: give one")
+    from biasprobe.runner import check_store
+
+    check_store(store, store_top_n)
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
         if cache is not None:
             raise _usage("--cache applies to fill-mask sets; this is a counterfactual set")
         if valence:
             raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
+        if store != "topn" or store_top_n != 1000:
+            raise _usage(
+                "--store and --store-top-n apply to fill-mask sets; this is a counterfactual set"
+            )
         opts = {"out": out, "overwrite": overwrite, "html": html, "quiet": quiet}
         opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
@@ -514,6 +536,7 @@ def run(
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     settings["cache"] = False if no_cache else cache
+    settings.update(store=store, store_top_n=store_top_n)
     _run_fill_mask(
         probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
     )

@@ -22,7 +22,7 @@ import pandas as pd
 
 from biasprobe.errors import NotStoredError, RunFolderError
 from biasprobe.runfolder import RESULTS_JSON, read_meta, read_table, save_run_folder
-from biasprobe.scores import full_ranks
+from biasprobe.scores import full_ranks, topk
 
 TABLES = ("items", "topk", "scores", "summary", "targets")
 LOGPROBS_DIR = "logprobs"
@@ -124,6 +124,307 @@ class VocabLogProbs:
             )
 
 
+#: How a model's log-probs are stored (``--store``): the union of both sides' top-N tokens of
+#: each pair (the default), or every distinct sentence's full-vocabulary vector.
+STORE_MODES = ("topn", "full")
+DEFAULT_STORE_TOP_N = 1000
+#: The base model's top tokens per side that every later model of a run also stores, so the
+#: comparison's Spearman ρ over the base's top 300 stays exact (:func:`spearman_fixed`).
+BASE_EXTRA = 300
+
+
+def _shuffled(values: np.ndarray) -> np.ndarray:
+    """float32 values as 4 byte planes (all first bytes, then all second bytes, …): deflate
+    compresses the slowly varying sign/exponent bytes far better this way."""
+    raw = np.ascontiguousarray(values, dtype="<f4").view(np.uint8)
+    return np.ascontiguousarray(raw.reshape(-1, 4).T)
+
+
+def _unshuffled(planes: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(planes.T).view("<f4").reshape(-1)
+
+
+def _small_uint(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers in the narrowest unsigned type that holds them."""
+    top = int(values.max()) if values.size else 0
+    for dtype in (np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype)
+    return values.astype(np.uint64)
+
+
+def ranks_of(logprobs: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Full-vocabulary ranks (:func:`full_ranks`'s rule: 1 = most probable, ties to the lower
+    id, NaN last) of the tokens ``ids`` only, without ranking the whole vocabulary.
+
+    Args:
+        logprobs: (V,) log-probabilities.
+        ids: token ids.
+
+    Returns:
+        int64 ranks, one per id.
+    """
+    v = np.asarray(logprobs, dtype=np.float32)
+    if np.isnan(v).any():
+        v = np.where(np.isnan(v), -np.inf, v).astype(np.float32)
+    ids = np.asarray(ids, dtype=np.int64)
+    ordered = np.sort(v)  # ascending
+    x = v[ids]
+    right = np.searchsorted(ordered, x, side="right")
+    left = np.searchsorted(ordered, x, side="left")
+    ranks = (v.size - right + 1).astype(np.int64)  # 1 + how many are strictly more probable
+    for j in np.flatnonzero(right - left > 1):  # ties: the lower ids come first
+        ranks[j] += int(np.count_nonzero(np.flatnonzero(v == x[j]) < ids[j]))
+    return ranks
+
+
+class PairStore:
+    """One model's stored log-probs, in ``.npz`` shards of consecutive pairs, read lazily.
+
+    ``top_n`` None: each shard holds the full-vocabulary float32 vector of every distinct
+    sentence of its pairs (``--store full``). Otherwise it holds, per pair, the union of both
+    sides' top-``top_n`` tokens (plus, for models after the first of a run, the base model's
+    top-300 of each side): token ids, both sides' float32 log-probs there, and the
+    full-vocabulary ranks that cannot be told from those values (see ``docs/design.md``).
+    Only the pair index (pair ids per shard) is read when the store is opened; a shard is read
+    when one of its pairs is asked for (the last two are kept).
+    """
+
+    def __init__(
+        self,
+        vocab: tuple[str, ...],
+        top_n: int | None,
+        shards: list[Path],
+        *,
+        cleanup: Any = None,
+    ) -> None:
+        self.vocab = tuple(vocab)
+        self.top_n = top_n
+        self.shards = list(shards)
+        self._cleanup = cleanup  # keeps a temporary folder alive as long as the store
+        self._where: dict[str, tuple[int, int]] = {}
+        for n, path in enumerate(self.shards):
+            with np.load(path, allow_pickle=False) as z:
+                for k, pid in enumerate(z["pair_ids"].tolist()):
+                    self._where.setdefault(str(pid), (n, k))
+        self._loaded: dict[int, dict[str, np.ndarray]] = {}
+
+    def __repr__(self) -> str:
+        what = "full vectors" if self.top_n is None else f"top {self.top_n} per side"
+        return f"PairStore({len(self._where)} pairs, {what}, {len(self.shards)} shards)"
+
+    def __contains__(self, pair_id: object) -> bool:
+        return pair_id in self._where
+
+    @property
+    def pair_ids(self) -> list[str]:
+        return list(self._where)
+
+    def _shard(self, n: int) -> dict[str, np.ndarray]:
+        if n not in self._loaded:
+            with np.load(self.shards[n], allow_pickle=False) as z:
+                data = {key: z[key] for key in z.files}
+            if len(self._loaded) >= 2:
+                self._loaded.pop(next(iter(self._loaded)))
+            self._loaded[n] = data
+        return self._loaded[n]
+
+    def _locate(self, pair_id: str) -> tuple[dict[str, np.ndarray], int]:
+        try:
+            n, k = self._where[pair_id]
+        except KeyError:
+            raise KeyError(f"no log-probs stored for pair {pair_id!r}") from None
+        return self._shard(n), k
+
+    def pair_logprobs(self, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Full vectors of both sides (full stores only)."""
+        if self.top_n is not None:
+            raise NotStoredError(
+                f"pair {pair_id!r}: this run stored the top {self.top_n} tokens per sentence, "
+                "not full-vocabulary vectors; run with --store full to keep them"
+            )
+        shard, k = self._locate(pair_id)
+        a, b = shard["rows"][k]
+        return shard["logprobs"][a], shard["logprobs"][b]
+
+    def row(self, sentence: str) -> np.ndarray:
+        """The full vector of one sentence (full stores only)."""
+        if self.top_n is not None:
+            raise NotStoredError(
+                f"this run stored the top {self.top_n} tokens per sentence, not the "
+                f"full-vocabulary vector of {sentence!r}; run with --store full to keep them"
+            )
+        for n in range(len(self.shards)):
+            shard = self._shard(n)
+            hits = np.flatnonzero(shard["sentences"] == sentence)
+            if hits.size:
+                return shard["logprobs"][hits[0]]
+        raise KeyError(f"no log-probs stored for sentence {sentence!r}")
+
+    def to_table(self) -> VocabLogProbs:
+        """Every stored sentence's full vector in one in-memory table (full stores only; what
+        ``biasprobe record`` from a run folder writes out)."""
+        if self.top_n is not None:
+            raise NotStoredError(
+                f"this run stored the top {self.top_n} tokens per sentence, not full vectors"
+            )
+        sentences: dict[str, np.ndarray] = {}
+        for n in range(len(self.shards)):
+            shard = self._shard(n)
+            for k, text in enumerate(shard["sentences"].tolist()):
+                sentences.setdefault(str(text), shard["logprobs"][k])
+        matrix = (
+            np.stack(list(sentences.values()))
+            if sentences
+            else np.empty((0, len(self.vocab)), np.float32)
+        )
+        return VocabLogProbs(tuple(sentences), matrix, self.vocab)
+
+    def records(self, pair_id: str) -> dict[str, np.ndarray]:
+        """``token_id`` (ascending), ``logprob_a``, ``logprob_b`` (float32), ``rank_a``,
+        ``rank_b`` (int64 full-vocabulary ranks) of every stored token of a pair."""
+        if self.top_n is None:
+            a, b = self.pair_logprobs(pair_id)
+            return {
+                "token_id": np.arange(a.size),
+                "logprob_a": a,
+                "logprob_b": b,
+                "rank_a": full_ranks(a),
+                "rank_b": full_ranks(b),
+            }
+        shard, k = self._locate(pair_id)
+        start, stop = shard["offsets"][k], shard["offsets"][k + 1]
+        ids = np.cumsum(shard["id_steps"][start:stop].astype(np.int64))
+        out = {"token_id": ids}
+        depth = int(shard["depth"])
+        for side in ("a", "b"):
+            lp = _unshuffled(shard[f"logprob_{side}"][:, start:stop])
+            ranks = np.empty(ids.size, dtype=np.int64)
+            key = np.where(np.isnan(lp), -np.inf, lp.astype(np.float64))
+            order = np.lexsort((ids, -key))
+            near = min(depth, len(self.vocab), ids.size)
+            ranks[order[:near]] = np.arange(1, near + 1)
+            far = np.sort(order[near:])  # the rest, in id order
+            f0, f1 = shard[f"far_offsets_{side}"][k], shard[f"far_offsets_{side}"][k + 1]
+            ranks[far] = shard[f"far_rank_{side}"][f0:f1].astype(np.int64)
+            out[f"logprob_{side}"] = lp
+            out[f"rank_{side}"] = ranks
+        return out
+
+
+class PairStoreWriter:
+    """Writes a :class:`PairStore` shard by shard as pairs are scored (never all in memory).
+
+    Args:
+        folder: where the shards go (created).
+        vocab: the model's vocabulary.
+        top_n: tokens per side to keep (None: full vectors).
+        depth: the top-N used for this model's own ranks (≥ ``top_n``; the base model of a run
+            of several models keeps its top 300 at least).
+        shard_pairs: pairs per shard.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        vocab: tuple[str, ...],
+        top_n: int | None,
+        *,
+        depth: int | None = None,
+        shard_pairs: int | None = None,
+        cleanup: Any = None,
+    ) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.vocab = tuple(vocab)
+        self.top_n = top_n
+        self.depth = None if top_n is None else max(int(top_n), int(depth or 0))
+        self.shard_pairs = shard_pairs or (1000 if top_n is not None else 128)
+        self.shards: list[Path] = []
+        self.cleanup = cleanup
+        self._pending: list[tuple[str, Any]] = []
+
+    def add(
+        self,
+        pair_id: str,
+        a: np.ndarray,
+        b: np.ndarray,
+        *,
+        texts: tuple[str, str] = ("", ""),
+        extra: np.ndarray | None = None,
+    ) -> None:
+        """Add one pair: the full vectors of side A and B, the sentences they belong to, and
+        ``extra`` token ids to keep besides both sides' top-N."""
+        if self.top_n is None:
+            self._pending.append((pair_id, (texts, a, b)))
+        else:
+            self._pending.append((pair_id, self._reduce(a, b, extra)))
+        if len(self._pending) >= self.shard_pairs:
+            self.flush()
+
+    def _reduce(self, a: np.ndarray, b: np.ndarray, extra: np.ndarray | None) -> tuple:
+        depth = min(self.depth, a.size)
+        own = [topk(a, depth)[0], topk(b, depth)[0]]
+        keep = np.union1d(own[0], own[1])
+        if extra is not None and extra.size:
+            keep = np.union1d(keep, extra)
+        far = []
+        for s, lp in enumerate((a, b)):
+            outside = np.setdiff1d(keep, own[s], assume_unique=True)
+            far.append(ranks_of(lp, outside))
+        return keep, a[keep], b[keep], far[0], far[1]
+
+    def flush(self) -> None:
+        """Write the pending pairs as one shard."""
+        if not self._pending:
+            return
+        path = self.folder / f"shard-{len(self.shards):05d}.npz"
+        ids = np.array([p for p, _ in self._pending], dtype=np.str_)
+        if self.top_n is None:
+            index: dict[str, int] = {}
+            vectors: list[np.ndarray] = []
+            rows = np.empty((len(self._pending), 2), dtype=np.int32)
+            for k, (_, (texts, *pair)) in enumerate(self._pending):
+                for s, vec in enumerate(pair):
+                    if texts[s] not in index:
+                        index[texts[s]] = len(vectors)
+                        vectors.append(vec)
+                    rows[k, s] = index[texts[s]]
+            np.savez_compressed(
+                path,
+                pair_ids=ids,
+                rows=rows,
+                sentences=np.array(list(index), dtype=np.str_),
+                logprobs=np.stack(vectors).astype(np.float32, copy=False),
+            )
+        else:
+            keeps = [r[0] for r in (p for _, p in self._pending)]
+            steps = [np.diff(k, prepend=0) for k in keeps]
+            offsets = np.cumsum([0, *(k.size for k in keeps)])
+            arrays: dict[str, np.ndarray] = {
+                "pair_ids": ids,
+                "depth": np.array(self.depth),
+                "offsets": offsets.astype(np.int64),
+                "id_steps": _small_uint(np.concatenate(steps)),
+            }
+            for s, side in enumerate(("a", "b")):
+                lp = np.concatenate([p[1 + s] for _, p in self._pending])
+                far = [p[3 + s] for _, p in self._pending]
+                arrays[f"logprob_{side}"] = _shuffled(lp)
+                arrays[f"far_rank_{side}"] = _small_uint(np.concatenate(far))
+                arrays[f"far_offsets_{side}"] = np.cumsum([0, *(f.size for f in far)]).astype(
+                    np.int64
+                )
+            np.savez_compressed(path, **arrays)
+        self.shards.append(path)
+        self._pending = []
+
+    def close(self) -> PairStore:
+        """Write what is pending and return the store."""
+        self.flush()
+        return PairStore(self.vocab, self.depth, self.shards, cleanup=self.cleanup)
+
+
 @dataclass
 class RunResult:
     """Everything one run produced, as tidy pandas tables plus the full-vocabulary log-probs.
@@ -135,7 +436,11 @@ class RunResult:
         scores: one row per (model, pair_id) with every skew score.
         summary: means and bootstrap confidence intervals per (model, level, key, score).
         targets: one row per (model, pair_id, side, target).
-        logprobs: model name → :class:`VocabLogProbs`.
+        logprobs: model name → its stored log-probs: a :class:`PairStore` (a run's default
+            top-N store, or ``--store full``), or a :class:`VocabLogProbs` held in memory
+            (full vectors; run folders written before stores existed load as one). Read them
+            through :meth:`vocab`, :meth:`stored_top_n`, :meth:`pair_tokens`,
+            :meth:`token_table` and :meth:`pair_logprobs`, which work the same for both.
     """
 
     meta: dict[str, Any]
@@ -144,7 +449,7 @@ class RunResult:
     scores: pd.DataFrame
     summary: pd.DataFrame
     targets: pd.DataFrame
-    logprobs: dict[str, VocabLogProbs]
+    logprobs: dict[str, VocabLogProbs | PairStore]
 
     @property
     def models(self) -> list[str]:
@@ -169,9 +474,9 @@ class RunResult:
     def stored_top_n(self, model: str) -> int | None:
         """How many tokens per sentence the run stored for a model: ``None`` = the whole
         vocabulary (every view and score can be redrawn), else N (each pair keeps the union of
-        both sides' top-N tokens)."""
-        self.logprobs[model]  # KeyError for an unknown model
-        return None
+        both sides' top-N tokens; the base model of a run of several models keeps at least its
+        top 300, and later models also the base's top 300 of each side)."""
+        return getattr(self.logprobs[model], "top_n", None)
 
     def pair_logprobs(self, model: str, pair_id: str) -> tuple[np.ndarray, np.ndarray]:
         """Full-vocabulary log-probs (V,) of side A and side B of a pair under one model.
@@ -185,6 +490,8 @@ class RunResult:
                 "per sentence, not full-vocabulary vectors; run with --store full to keep them"
             )
         table = self.logprobs[model]
+        if isinstance(table, PairStore):
+            return table.pair_logprobs(pair_id)
         return (
             table.row(self.sentence(model, pair_id, "A")),
             table.row(self.sentence(model, pair_id, "B")),
@@ -194,6 +501,18 @@ class RunResult:
         """Every token stored for one pair under one model (the whole vocabulary when
         :meth:`stored_top_n` is ``None``): columns ``token_id, logprob_a, logprob_b`` (float64)
         and ``rank_a, rank_b`` (full-vocabulary ranks, 1 = most probable), by token id."""
+        table = self.logprobs[model]
+        if isinstance(table, PairStore) and table.top_n is not None:
+            rec = table.records(pair_id)
+            return pd.DataFrame(
+                {
+                    "token_id": rec["token_id"],
+                    "logprob_a": rec["logprob_a"].astype(np.float64),
+                    "logprob_b": rec["logprob_b"].astype(np.float64),
+                    "rank_a": rec["rank_a"],
+                    "rank_b": rec["rank_b"],
+                }
+            )
         a, b = self.pair_logprobs(model, pair_id)
         return pd.DataFrame(
             {
@@ -296,7 +615,7 @@ class RunResult:
         """
         meta = dict(self.meta)
         meta["files"] = {name: f"{name}.csv" for name in TABLES}
-        meta["files"]["logprobs"] = {}
+        meta["files"]["logprobs"] = {}  # model → file name, or a store's entry
 
         def write(tmp: Path) -> None:
             self._write_files(tmp, meta["files"]["logprobs"])
@@ -307,7 +626,7 @@ class RunResult:
             out_dir, meta, write, kind="run", what="run folder", overwrite=overwrite
         )
 
-    def _write_files(self, folder: Path, logprob_files: dict[str, str]) -> None:
+    def _write_files(self, folder: Path, logprob_files: dict[str, Any]) -> None:
         """The tables and the log-prob files; ``logprob_files`` gets each model's file name."""
         (folder / LOGPROBS_DIR).mkdir()
         used: set[str] = set()
@@ -317,6 +636,9 @@ class RunResult:
                 n += 1
                 slug = f"{model_slug(name)}-{n}"
             used.add(slug.lower())
+            if isinstance(table, PairStore):
+                logprob_files[name] = _save_store(table, folder, f"{LOGPROBS_DIR}/{slug}")
+                continue
             rel = f"{LOGPROBS_DIR}/{slug}.npz"
             table.save(folder / rel)
             logprob_files[name] = rel
@@ -355,8 +677,50 @@ def load_run(run_dir: str | Path) -> RunResult:
         files = meta["files"]
         tables = {name: read_table(_inside(d, files[name]), _TEXT_COLUMNS) for name in TABLES}
         logprobs = {
-            name: VocabLogProbs.load(_inside(d, rel)) for name, rel in files["logprobs"].items()
+            name: _open_store(d, rel)
+            if isinstance(rel, dict)
+            else VocabLogProbs.load(_inside(d, rel))
+            for name, rel in files["logprobs"].items()
         }
     except (OSError, KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
     return RunResult(meta=meta, logprobs=logprobs, **tables)
+
+
+def _save_store(store: PairStore, folder: Path, rel: str) -> dict[str, Any]:
+    """Put a store's shards (hard-linked where possible, else copied) and its vocabulary under
+    ``folder/rel``; returns its ``results.json`` entry."""
+    import os
+    import shutil
+
+    (folder / rel).mkdir(parents=True)
+    np.savez_compressed(folder / rel / "vocab.npz", vocab=np.array(store.vocab, dtype=np.str_))
+    shards = []
+    for path in store.shards:
+        target = folder / rel / path.name
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copyfile(path, target)
+        shards.append(f"{rel}/{path.name}")
+    return {
+        "store": "full" if store.top_n is None else "topn",
+        "top_n": store.top_n,
+        "vocab": f"{rel}/vocab.npz",
+        "shards": shards,
+    }
+
+
+def _open_store(folder: Path, entry: dict[str, Any]) -> PairStore:
+    """The :class:`PairStore` of a ``results.json`` entry written by :func:`_save_store`."""
+    if entry.get("store") not in STORE_MODES:
+        raise ValueError(f"unknown log-prob store {entry.get('store')!r}")
+    top_n = entry.get("top_n")
+    if (entry["store"] == "full") != (top_n is None) or not (
+        top_n is None or (isinstance(top_n, int) and top_n > 0)
+    ):
+        raise ValueError(f"log-prob store {entry['store']!r} with top_n {top_n!r}")
+    with np.load(_inside(folder, entry["vocab"]), allow_pickle=False) as z:
+        vocab = tuple(str(t) for t in z["vocab"])
+    shards = [_inside(folder, rel) for rel in entry["shards"]]
+    return PairStore(vocab, top_n, shards)

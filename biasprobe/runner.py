@@ -10,10 +10,11 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fnmatch
+import os
 import platform
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,16 @@ from biasprobe import __version__
 from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve_spec
 from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
-from biasprobe.results import RunResult, VocabLogProbs, model_slug
+from biasprobe.results import (
+    BASE_EXTRA,
+    DEFAULT_STORE_TOP_N,
+    STORE_MODES,
+    PairStore,
+    PairStoreWriter,
+    RunResult,
+    VocabLogProbs,
+    model_slug,
+)
 from biasprobe.scores import (
     RBO_P,
     SIGNED_SCORES,
@@ -93,28 +103,40 @@ def _versions() -> dict[str, str]:
 
 
 def items_table(items: Sequence[ProbeItem]) -> pd.DataFrame:
-    """One row per (pair, side) describing the expanded probe pairs."""
-    rows = []
+    """One row per (pair, side) describing the expanded probe pairs (built column by column:
+    a suite of 100,000 pairs makes 200,000 rows)."""
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "pair_id",
+            "template_id",
+            "side",
+            "group",
+            "role",
+            "template_sentence",
+            "fills",
+            "source",
+            "attribute",
+            "prior_sentence",
+            "prior_mask_index",
+        )
+    }
     for it in items:
         fills = "; ".join(f"{slot}={words}" for slot, words in it.fills)
         for s, side in enumerate(SIDES):
-            rows.append(
-                {
-                    "pair_id": it.pair_id,
-                    "template_id": it.template_id,
-                    "side": side,
-                    "group": it.groups[s],
-                    "role": "minoritized" if s == it.minoritized else "normative",
-                    "template_sentence": it.sentences[s],
-                    "fills": fills,
-                    "source": it.source,
-                    # the prior sentence of prior-normalised scores (empty without an attribute)
-                    "attribute": it.attribute or "",
-                    "prior_sentence": it.prior_sentences[s] if it.prior_sentences else "",
-                    "prior_mask_index": it.prior_mask_index,
-                }
-            )
-    return pd.DataFrame(rows)
+            cols["pair_id"].append(it.pair_id)
+            cols["template_id"].append(it.template_id)
+            cols["side"].append(side)
+            cols["group"].append(it.groups[s])
+            cols["role"].append("minoritized" if s == it.minoritized else "normative")
+            cols["template_sentence"].append(it.sentences[s])
+            cols["fills"].append(fills)
+            cols["source"].append(it.source)
+            # the prior sentence of prior-normalised scores (empty without an attribute)
+            cols["attribute"].append(it.attribute or "")
+            cols["prior_sentence"].append(it.prior_sentences[s] if it.prior_sentences else "")
+            cols["prior_mask_index"].append(it.prior_mask_index)
+    return pd.DataFrame(cols)
 
 
 def _with_source(err: BiasprobeError, item: ProbeItem) -> BiasprobeError:
@@ -123,23 +145,63 @@ def _with_source(err: BiasprobeError, item: ProbeItem) -> BiasprobeError:
     return err
 
 
+#: Distinct sentences per mask request of :func:`score_model` (the batches of a request decide
+#: the last bits of a float32 result, so this stays what earlier versions used).
+SENTENCE_CHUNK = 128
+#: Sentence vectors held in memory for pairs still to come (sentences shared by distant pairs);
+#: beyond it they wait in a temporary file, so memory never grows with the suite.
+HELD_LIMIT = 512
+
+
+@dataclass
+class Scored:
+    """What :func:`score_model` returns for one model.
+
+    Attributes:
+        store: the stored log-probs (None when ``store=None`` was asked: nothing kept).
+        topk: the model's rows of ``topk.csv``; ``scores``, ``targets``: likewise.
+    """
+
+    store: PairStore | None
+    topk: pd.DataFrame
+    scores: pd.DataFrame
+    targets: pd.DataFrame
+
+
 def score_model(
     backend: MaskedLMBackend,
     items: Sequence[ProbeItem],
     *,
     top_k: int,
     progress: ProgressFn | None = None,
-    chunk: int = 128,
+    chunk: int = SENTENCE_CHUNK,
     rbo_p: float = RBO_P,
     lexicon: Mapping[str, float] | None = None,
-) -> tuple[VocabLogProbs, list[dict], list[dict], list[dict]]:
-    """Score every item with one backend.
+    store: str | None = "topn",
+    store_top_n: int = DEFAULT_STORE_TOP_N,
+    base: PairStore | None = None,
+    depth: int | None = None,
+    workdir: str | Path | None = None,
+) -> Scored:
+    """Score every item with one backend, streaming: never more than one request's vectors
+    (``chunk`` distinct sentences) and those of sentences that later pairs share are held.
+
+    Each pair is scored from its two full-vocabulary vectors as soon as both are computed (the
+    skew scores, Jensen–Shannon, the valence masses, the single-piece targets), then reduced to
+    what ``store`` keeps and dropped; its rows go to compact per-request tables.
 
     With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
     measures of :mod:`biasprobe.valence` (``valence_*`` columns, top-k depth ``top_k``).
 
-    Returns:
-        ``(logprobs, topk_rows, score_rows, target_rows)``.
+    Args:
+        store: ``"topn"`` (each pair's union of both sides' top ``store_top_n`` tokens),
+            ``"full"`` (every distinct sentence's vector) or None (keep nothing).
+        base: the first model's store of the same run: its top-300 tokens of each side are
+            kept too (``"topn"``), so comparisons over them stay exact.
+        depth: top-N of this model's own union, when larger than ``store_top_n`` (the base of
+            a run of several models keeps its top 300).
+        workdir: folder for the store's shards (default: a temporary folder removed when the
+            store is no longer used).
     """
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
     check_items(backend, items, texts)
@@ -147,50 +209,270 @@ def score_model(
     _check_recorded(backend, items, texts)
     pieces = _target_pieces(backend, items, texts)  # fails before any compute
     priors = _prior_requests(backend, items)
-    unique = list(dict.fromkeys(t for pair in texts for t in pair))
-    parts = []
-    if progress:
-        progress(backend.name, "score", 0, len(unique))
-    for start in range(0, len(unique), chunk):
-        step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
-        with _batches(backend, step):
-            parts.append(backend.mask_logprobs(unique[start : start + chunk]))
-        if progress:
-            progress(backend.name, "score", min(start + chunk, len(unique)), len(unique))
-    matrix = (
-        np.concatenate(parts, axis=0) if parts else np.empty((0, len(backend.vocab)), np.float32)
-    )
-    table = VocabLogProbs(tuple(unique), matrix, tuple(backend.vocab))
+    index: dict[str, int] = {}
+    for pair in texts:
+        for t in pair:
+            index.setdefault(t, len(index))
+    unique = list(index)
+    where = np.array([[index[t] for t in pair] for pair in texts], dtype=np.int64).reshape(-1, 2)
+    # One call each, as before streaming (their batches span every request of the run).
     with _batches(backend, _stage(progress, backend.name, "targets")):
-        target_lp = _target_logprobs(backend, table, texts, pieces)
+        chained = _chain_logprobs(backend, texts, pieces)
     with _batches(backend, _stage(progress, backend.name, "priors")):
         prior_lp = _prior_logprobs(backend, items, priors)
-    rows: tuple[list[dict], list[dict], list[dict]] = ([], [], [])
     polarity = None
     if lexicon is not None:
         from biasprobe.valence import vocab_polarity
 
         polarity = vocab_polarity(backend.vocab, lexicon)
-    for i, it in enumerate(items):
-        lp = (table.row(texts[i][0]), table.row(texts[i][1]))
-        tlp = None
-        if it.targets:
-            tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
-        scores = pair_scores(
-            lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
-        )
-        if polarity is not None:
-            from biasprobe.valence import pair_valence, run_columns
+    writer = _writer(backend, store, store_top_n, depth, workdir)
+    last_use = np.full(len(unique), -1, dtype=np.int64)
+    np.maximum.at(last_use, where.reshape(-1), np.repeat(np.arange(len(items)), 2))
+    # pair i can be scored once every sentence up to ready[i] is computed
+    ready = np.maximum.accumulate(where.max(axis=1)) if len(items) else where[:, 0]
+    held = _Held(len(backend.vocab))
+    # topk.csv's rows, 2 × top_k per pair, filled in place; the other tables per request
+    top = _TopkColumns(len(items), min(top_k, len(backend.vocab)))
+    parts: dict[str, _Frames] = {"scores": _Frames(), "targets": _Frames()}
+    done = 0
+    if progress:
+        progress(backend.name, "score", 0, len(unique))
+    try:
+        for start in range(0, len(unique), chunk):
+            step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
+            with _batches(backend, step):
+                block = backend.mask_logprobs(unique[start : start + chunk])
+            stop = start + len(block)
+            for j in range(len(block)):
+                if last_use[start + j] >= 0:
+                    held.put(start + j, block[j])
+            del block
+            upto = int(np.searchsorted(ready, stop, side="left"))
+            rows: tuple[_TopkColumns, list[dict], list[dict]] = (top, [], [])
+            for i in range(done, upto):
+                lp = (held.get(int(where[i, 0])), held.get(int(where[i, 1])))
+                _score_pair(
+                    backend, items[i], i, texts[i], lp, top_k, rbo_p, polarity, pieces,
+                    chained, prior_lp, rows,
+                )  # fmt: skip
+                if writer is not None:
+                    extra = _base_extra(base, items[i].pair_id) if store == "topn" else None
+                    writer.add(items[i].pair_id, lp[0], lp[1], texts=tuple(texts[i]), extra=extra)
+            for name, new in zip(("scores", "targets"), rows[1:]):
+                if new:
+                    parts[name].append(pd.DataFrame(new))
+            held.drop(np.flatnonzero((last_use >= done) & (last_use < upto)))
+            done = upto
+            if progress:
+                progress(backend.name, "score", stop, len(unique))
+    finally:
+        held.close()
+    tables = {name: frames.frame() for name, frames in parts.items()}
+    tables["topk"] = top.frame(done)
+    if tables["targets"].empty:
+        tables["targets"] = pd.DataFrame(columns=TARGET_COLUMNS)
+    return Scored(writer.close() if writer is not None else None, **tables)
 
-            scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
-        if it.attribute is not None:
-            side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
-            blank_skew_scores(scores)
-            scores["kurita_bias"] = kurita_bias(side, prior_lp[i], it.minoritized)
-        else:
-            scores["kurita_bias"] = float("nan")
-        _pair_rows(backend, it, texts[i], lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
-    return (table, *rows)
+
+class _TopkColumns:
+    """The rows of ``topk.csv`` for ``n`` pairs (``2 × k`` each), as preallocated columns: no
+    per-row dict, no per-request frame, no copy to join them (the largest table: 20 rows per
+    pair at the default top-k)."""
+
+    TEXT = ("model", "pair_id", "template_id", "side", "group", "role", "sentence")
+
+    def __init__(self, n: int, k: int) -> None:
+        self.k = k
+        size = 2 * k * n
+        self.text = {name: np.empty(size, dtype=object) for name in self.TEXT}
+        self.token = np.empty(size, dtype=object)
+        self.token_id = np.empty(size, dtype=np.int64)
+        self.logprob = np.empty(size, dtype=np.float64)
+
+    def put(self, i: int, s: int, values: dict[str, str], order: np.ndarray, lp, vocab) -> None:
+        """Pair ``i``'s rows of side ``s``: ``order`` (token ids, best first) with ``lp``."""
+        at = slice((2 * i + s) * self.k, (2 * i + s) * self.k + len(order))
+        for name, value in values.items():
+            self.text[name][at] = value
+        self.token[at] = [vocab[t] for t in order]
+        self.token_id[at] = order
+        self.logprob[at] = np.asarray(lp)[order].astype(np.float64)
+
+    def frame(self, n: int) -> pd.DataFrame:
+        """The table of the first ``n`` pairs, columns in ``topk.csv``'s order."""
+        size = 2 * self.k * n
+        rank = np.tile(np.arange(1, self.k + 1, dtype=np.int64), 2 * n)
+        cols: dict[str, Any] = {name: self.text[name][:size] for name in self.TEXT}
+        cols.update(rank=rank, token=self.token[:size])
+        cols.update(token_id=self.token_id[:size], logprob=self.logprob[:size])
+        if size == 0:
+            return pd.DataFrame()
+        return pd.DataFrame(cols, copy=False)
+
+
+class _Frames:
+    """Per-request frames of one table, joined 64 at a time (a frame has a fixed cost that
+    100,000 pairs would otherwise pay 1,500 times)."""
+
+    def __init__(self) -> None:
+        self.joined: list[pd.DataFrame] = []
+        self.pending: list[pd.DataFrame] = []
+
+    def append(self, frame: pd.DataFrame) -> None:
+        self.pending.append(frame)
+        if len(self.pending) >= 64:
+            self.joined.append(_concat(self.pending))
+            self.pending = []
+
+    def frame(self) -> pd.DataFrame:
+        return _concat([*self.joined, *self.pending])
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other (one frame as it is: no copy)."""
+    if not frames:
+        return pd.DataFrame()
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+class _Held:
+    """Sentence vectors kept for pairs still to come: in memory up to :data:`HELD_LIMIT`,
+    beyond it in a temporary file (one row per vector, reused once dropped)."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.memory: dict[int, np.ndarray] = {}
+        self.disk: dict[int, int] = {}  # sentence → row of the file
+        self.free: list[int] = []
+        self.file: Any = None
+
+    def put(self, key: int, vector: np.ndarray) -> None:
+        vector = np.asarray(vector, dtype=np.float32)
+        if len(self.memory) < HELD_LIMIT:
+            self.memory[key] = vector.copy()  # not a view that keeps the whole request alive
+            return
+        if self.file is None:
+            import tempfile
+
+            self.file = tempfile.TemporaryFile(prefix="biasprobe-held-")
+        row = self.free.pop() if self.free else len(self.disk) + len(self.free)
+        self.file.seek(row * self.width * 4)
+        self.file.write(np.ascontiguousarray(vector, dtype="<f4").tobytes())
+        self.disk[key] = row
+
+    def get(self, key: int) -> np.ndarray:
+        if key in self.memory:
+            return self.memory[key]
+        self.file.seek(self.disk[key] * self.width * 4)
+        return np.frombuffer(self.file.read(self.width * 4), dtype="<f4").copy()
+
+    def drop(self, keys: Iterable[int]) -> None:
+        for key in keys:
+            key = int(key)
+            if self.memory.pop(key, None) is None and key in self.disk:
+                self.free.append(self.disk.pop(key))
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _writer(backend, store, top_n, depth, workdir) -> PairStoreWriter | None:
+    """Where :func:`score_model` puts what it keeps (None: keep nothing)."""
+    if store is None:
+        return None
+    if store not in STORE_MODES:
+        raise UsageError(f"--store must be one of {', '.join(STORE_MODES)}, got {store!r}")
+    cleanup = None
+    if workdir is None:
+        import shutil
+        import weakref
+
+        folder = _store_tempdir()
+        cleanup = _Cleanup(folder)
+        weakref.finalize(cleanup, shutil.rmtree, folder, True)
+        workdir = folder
+    folder = Path(workdir) / f"{model_slug(backend.name)}-{uuid.uuid4().hex[:6]}"
+    return PairStoreWriter(
+        folder,
+        tuple(backend.vocab),
+        None if store == "full" else top_n,
+        depth=depth,
+        cleanup=cleanup,
+    )
+
+
+STORE_TMP_PREFIX = "biasprobe-store-"
+
+
+def _store_tempdir() -> Path:
+    """A new temporary folder for a run's shards (removed with the result, or at exit), marked
+    with this process; folders of earlier processes that were killed (SIGKILL leaves them) are
+    removed first."""
+    import json
+    import shutil
+    import socket
+    import tempfile
+
+    from biasprobe.fsio import _pid_alive
+
+    root, host = Path(tempfile.gettempdir()), socket.gethostname()
+    for old in root.glob(f"{STORE_TMP_PREFIX}*"):
+        try:
+            owner = json.loads((old / "owner.json").read_text(encoding="utf-8"))
+            pid, where = int(owner["pid"]), str(owner["host"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # not ours, or being created: left alone
+        if where == host and not _pid_alive(pid) and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"{STORE_TMP_PREFIX}{os.getpid()}-"))
+    owner = {"pid": os.getpid(), "host": host}
+    (folder / "owner.json").write_text(json.dumps(owner), encoding="utf-8")
+    return folder
+
+
+class _Cleanup:
+    """Owner of a temporary store folder: removed when the last store using it is gone."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+
+def _base_extra(base: PairStore | None, pair_id: str) -> np.ndarray | None:
+    """The base model's top-300 token ids of either side of a pair (from its store)."""
+    if base is None or base.top_n is None or pair_id not in base:
+        return None
+    rec = base.records(pair_id)
+    near = (rec["rank_a"] <= BASE_EXTRA) | (rec["rank_b"] <= BASE_EXTRA)
+    return rec["token_id"][near]
+
+
+def _score_pair(
+    backend, it, i, texts, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp, rows
+) -> None:
+    """Every score of pair ``i`` from its two full vectors; its rows appended to ``rows``."""
+    target_lp = {}
+    for s in (0, 1):
+        for w in it.targets:
+            p = pieces[(i, s, w)]
+            target_lp[(i, s, w)] = chained[(i, s, w)] if len(p) > 1 else float(lp[s][p[0]])
+    tlp = None
+    if it.targets:
+        tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
+    scores = pair_scores(
+        lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
+    )
+    if polarity is not None:
+        from biasprobe.valence import pair_valence, run_columns
+
+        scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
+    if it.attribute is not None:
+        side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
+        blank_skew_scores(scores)
+        scores["kurita_bias"] = kurita_bias(side, prior_lp[i], it.minoritized)
+    else:
+        scores["kurita_bias"] = float("nan")
+    _pair_rows(backend, it, texts, lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
 
 
 def _stage(
@@ -220,16 +502,49 @@ def _batches(backend: MaskedLMBackend, report: Callable[[int, int], None] | None
 
 def _target_pieces(
     backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: list[list[str]]
-) -> dict[tuple[int, int, str], list[int]]:
-    pieces: dict[tuple[int, int, str], list[int]] = {}
+) -> _Pieces:
+    pieces = _Pieces(items)
     for i, it in enumerate(items):
         for s in (0, 1):
             for word in it.targets:
                 try:
-                    pieces[(i, s, word)] = backend.target_pieces(texts[i][s], word)
+                    pieces.add(i, s, word, backend.target_pieces(texts[i][s], word))
                 except BiasprobeError as e:
                     raise _with_source(e, it) from None
     return pieces
+
+
+class _Pieces:
+    """The token pieces of every (item, side, target word), in flat integer arrays (a few
+    bytes per target, not a dict entry: suites of 100,000 pairs have 400,000 of them). Read
+    as ``pieces[(i, s, word)]``; :meth:`multi` lists the targets of several pieces."""
+
+    def __init__(self, items: Sequence[ProbeItem]) -> None:
+        from array import array
+
+        self.items = items
+        self.flat = array("q")
+        self.bounds = array("q", [0])  # entry e's pieces: flat[bounds[e]:bounds[e + 1]]
+        self.first = array("q")  # item i's first entry
+        self.several: list[tuple[int, int, str]] = []
+
+    def add(self, i: int, s: int, word: str, ids: Sequence[int]) -> None:
+        while len(self.first) <= i:  # items without targets have no entries
+            self.first.append(len(self.bounds) - 1)
+        self.flat.extend(int(p) for p in ids)
+        self.bounds.append(len(self.flat))
+        if len(ids) > 1:
+            self.several.append((i, s, word))
+
+    def __getitem__(self, key: tuple[int, int, str]) -> list[int]:
+        i, s, word = key
+        targets = self.items[i].targets
+        e = self.first[i] + s * len(targets) + targets.index(word)
+        return self.flat[self.bounds[e] : self.bounds[e + 1]].tolist()
+
+    def multi(self) -> list[tuple[tuple[int, int, str], list[int]]]:
+        """Every target of several pieces with its pieces, in request order."""
+        return [(key, self[key]) for key in self.several]
 
 
 def _check_priors(backend: MaskedLMBackend, items: Sequence[ProbeItem]) -> None:
@@ -283,17 +598,12 @@ def _prior_logprobs(backend, items, priors) -> dict[int, np.ndarray]:
     return {i: np.asarray(values[2 * n : 2 * n + 2], dtype=np.float64) for n, i in enumerate(keys)}
 
 
-def _target_logprobs(backend, table, texts, pieces) -> dict[tuple[int, int, str], float]:
-    """log p(target) per (item, side, word): read off the table for one piece, else the chain
-    rule over consecutive masks."""
-    multi = [(key, p) for key, p in pieces.items() if len(p) > 1]
+def _chain_logprobs(backend, texts, pieces) -> dict[tuple[int, int, str], float]:
+    """log p(target) per (item, side, word) of the targets of several pieces (the chain rule
+    over consecutive masks); one-piece targets are read off the vector at the mask."""
+    multi = pieces.multi()
     chained = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in multi]) if multi else []
-    target_lp = {key: float(v) for (key, _), v in zip(multi, chained)}
-    for key, p in pieces.items():
-        if len(p) == 1:
-            i, s, _ = key
-            target_lp[key] = float(table.row(texts[i][s])[p[0]])
-    return target_lp
+    return {key: float(v) for (key, _), v in zip(multi, chained)}
 
 
 def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, prior_lp) -> None:
@@ -309,20 +619,8 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, p
         order = topk(lp[s], top_k)[0]
         tops.append(order)
         role = "minoritized" if s == it.minoritized else "normative"
-        for rank, tid in enumerate(order, start=1):
-            topk_rows.append(
-                {
-                    **common,
-                    "side": side,
-                    "group": it.groups[s],
-                    "role": role,
-                    "sentence": texts[s],
-                    "rank": rank,
-                    "token": vocab[tid],
-                    "token_id": int(tid),
-                    "logprob": float(lp[s][tid]),
-                }
-            )
+        values = {**common, "side": side, "group": it.groups[s], "role": role}
+        topk_rows.put(i, s, {**values, "sentence": texts[s]}, order, lp[s], vocab)
         for w in it.targets:
             target_rows.append(
                 {
@@ -472,13 +770,21 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
         VocabularyError: a word of a sentence becomes the unknown token, or the two sides of a
             pair tokenize to identical ids (their skew would be 0 by construction).
     """
-    ids = backend.token_ids([t for pair in texts for t in pair])
-    if ids is None:
-        return
     unk = getattr(backend, "unk_id", None)
-    for i, it in enumerate(items):
+    step = 1024  # pairs tokenized at once: the tokenizer's output stays small at any scale
+    for start in range(0, len(items), step):
+        ids = backend.token_ids([t for pair in texts[start : start + step] for t in pair])
+        if ids is None:
+            return
+        _check_tokenized(backend, items, texts, ids, start, unk)
+
+
+def _check_tokenized(backend, items, texts, ids, start, unk) -> None:
+    """:func:`check_items` for the pairs from ``start`` on whose token ids are ``ids``."""
+    for n in range(len(ids) // 2):
+        i, it = start + n, items[start + n]
         for s, side in enumerate(SIDES):
-            if unk is not None and unk in ids[2 * i + s]:
+            if unk is not None and unk in ids[2 * n + s]:
                 unknown = backend.unknown_words(texts[i][s])
                 shown = ", ".join(repr(w) for w in unknown) or "a part of the sentence"
                 raise VocabularyError(
@@ -487,7 +793,7 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
                     "read the word, so the pair would not measure it. Use another word or model"
                 )
         # Attribute pairs share one sentence on purpose: the sides differ in the target word.
-        if ids[2 * i] == ids[2 * i + 1] and it.attribute is None:
+        if ids[2 * n] == ids[2 * n + 1] and it.attribute is None:
             raise VocabularyError(
                 f"{it.source}: pair {it.pair_id!r}: both sides ({texts[i][0]!r} and "
                 f"{texts[i][1]!r}) are the same input for model {backend.name} (identical "
@@ -504,7 +810,8 @@ def _score_one(
     progress: ProgressFn | None,
     lexicon: Mapping[str, float] | None = None,
     cache: Any = "disabled",
-) -> tuple[MaskedLMBackend, tuple[VocabLogProbs, list[dict], list[dict], list[dict]]]:
+    storage: Mapping[str, Any] | None = None,
+) -> tuple[MaskedLMBackend, Scored]:
     from biasprobe.backends.cached import OBJECT_REASON, wrap
 
     owned = isinstance(spec, ModelSpec)
@@ -524,7 +831,13 @@ def _score_one(
                 f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
             )
         return backend, score_model(
-            backend, items, top_k=k, progress=progress, rbo_p=RBO_P, lexicon=lexicon
+            backend,
+            items,
+            top_k=k,
+            progress=progress,
+            rbo_p=RBO_P,
+            lexicon=lexicon,
+            **(storage or {}),
         )
     finally:
         if owned:
@@ -548,6 +861,8 @@ def run(
     progress: ProgressFn | None = None,
     valence: bool = False,
     cache: Any = None,
+    store: str = "topn",
+    store_top_n: int = DEFAULT_STORE_TOP_N,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -574,6 +889,11 @@ def run(
             ``scores`` and their aggregates in ``summary``.
         cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
             for the default folder, a folder, or False for none.
+        store: what is kept of each sentence's full-vocabulary log-probs once it is scored:
+            ``"topn"`` (per pair, the union of both sides' top ``store_top_n`` tokens; every
+            score is computed from the full vectors first, so it is the same either way) or
+            ``"full"`` (every vector).
+        store_top_n: N of ``store="topn"``.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -586,6 +906,7 @@ def run(
         )
     k = int(top_k if top_k is not None else (probe_set.top_k or DEFAULT_TOP_K))
     check_options(top_k=k, batch_size=batch_size, seed=seed, n_bootstrap=n_bootstrap)
+    check_store(store, store_top_n)
     items = select_items(probe_set.items, pairs, exclude)
     lexicon = None
     if valence:
@@ -600,48 +921,76 @@ def run(
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
     settings = {"k": k, "device": device, "batch_size": batch_size, "seed": seed}
     settings.update(n_bootstrap=n_bootstrap, confidence=confidence, valence=valence)
+    settings.update(store=store, store_top_n=store_top_n)
     from biasprobe.backends.cached import open_cache
 
-    store = open_cache(cache, any(isinstance(r, ModelSpec) and r.source for r in resolved))
+    opened = open_cache(cache, any(isinstance(r, ModelSpec) and r.source for r in resolved))
     try:
         rows, logprobs, model_meta = _score_all(
-            resolved, items, k=k, load=load, progress=progress, lexicon=lexicon, cache=store
+            resolved,
+            items,
+            k=k,
+            load=load,
+            progress=progress,
+            lexicon=lexicon,
+            cache=opened,
+            storage={"store": store, "store_top_n": store_top_n},
         )
     finally:
-        if store is not cache and not isinstance(store, str):  # opened here
-            store.close()
-    scores = pd.DataFrame(rows["scores"])
+        if opened is not cache and not isinstance(opened, str):  # opened here
+            opened.close()
+    scores = rows["scores"]
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
     summary = _summary(scores, probe_set.name, valence=valence, **boot)
     return RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
         items=items_table(items),
-        topk=pd.DataFrame(rows["topk"]),
+        topk=rows["topk"],
         scores=scores,
         summary=summary,
-        targets=pd.DataFrame(rows["targets"], columns=TARGET_COLUMNS),
+        targets=rows["targets"],
         logprobs=logprobs,
     )
 
 
 def _score_all(
-    resolved: Sequence[Any], items: Any, **kw: Any
-) -> tuple[dict[str, list[dict]], dict[str, VocabLogProbs], list[dict[str, Any]]]:
-    """Every model in turn (:func:`_score_one`): the rows of the topk, scores and targets
-    tables, each model's log-prob table and its model card."""
-    rows: dict[str, list[dict]] = {"topk": [], "scores": [], "targets": []}
-    logprobs: dict[str, VocabLogProbs] = {}
+    resolved: Sequence[Any], items: Any, *, storage: Mapping[str, Any], **kw: Any
+) -> tuple[dict[str, pd.DataFrame], dict[str, PairStore], list[dict[str, Any]]]:
+    """Every model in turn (:func:`_score_one`): the topk, scores and targets tables, each
+    model's log-prob store and its model card. Models after the first also keep the first
+    one's top-300 tokens of each side (which the first keeps too), for exact comparisons."""
+    parts: dict[str, list[pd.DataFrame]] = {"topk": [], "scores": [], "targets": []}
+    logprobs: dict[str, PairStore] = {}
     model_meta: list[dict[str, Any]] = []
-    for spec in resolved:
-        backend, (table, t_rows, s_rows, g_rows) = _score_one(spec, items, **kw)
-        logprobs[backend.name] = table
-        for key, new in zip(("topk", "scores", "targets"), (t_rows, s_rows, g_rows)):
-            rows[key] += new
+    base: PairStore | None = None
+    for n, spec in enumerate(resolved):
+        extra = {"base": base} if n else {"depth": BASE_EXTRA if len(resolved) > 1 else None}
+        backend, scored = _score_one(spec, items, storage={**storage, **extra}, **kw)
+        logprobs[backend.name] = scored.store
+        base = scored.store if n == 0 else base
+        for key in parts:
+            frame = getattr(scored, key)
+            if not frame.empty:
+                parts[key].append(frame)
         card = _model_card(backend)
         if isinstance(spec, NamedSpec):
             card["alias_of"] = spec.spec
         model_meta.append(card)
-    return rows, logprobs, model_meta
+    tables = {k: _concat(v) for k, v in parts.items()}
+    tables["targets"] = tables["targets"].reindex(columns=TARGET_COLUMNS)
+    return tables, logprobs, model_meta
+
+
+def check_store(store: str, top_n: int) -> None:
+    """Refuse a ``--store`` / ``--store-top-n`` that cannot work, before any model is loaded.
+
+    Raises:
+        UsageError: naming the option and what it accepts.
+    """
+    if store not in STORE_MODES:
+        raise UsageError(f"--store must be one of {', '.join(STORE_MODES)}, got {store!r}")
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise UsageError(f"--store-top-n must be an integer of at least 1, got {top_n!r}")
 
 
 def _summary(scores: pd.DataFrame, set_name: str, *, valence: bool, **boot: Any) -> pd.DataFrame:
@@ -668,7 +1017,9 @@ TARGET_COLUMNS = [
 ]
 
 
-def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence, valence) -> dict[str, Any]:
+def _settings(
+    *, k, device, batch_size, seed, n_bootstrap, confidence, valence, store, store_top_n
+) -> dict[str, Any]:
     out = {
         "top_k": k,
         "device": device or "auto",
@@ -679,7 +1030,10 @@ def _settings(*, k, device, batch_size, seed, n_bootstrap, confidence, valence) 
         "rbo_p": RBO_P,  # the value score_model is given (_score_one)
         "multi_piece_targets": "chain rule over consecutive masks, left to right",
         "p_values": "sign-flip test, 10,000 flips (exact up to 16 values); set: template means",
+        "store": store,
     }
+    if store == "topn":
+        out["store_top_n"] = store_top_n
     if valence:
         from importlib.metadata import version
 
@@ -842,7 +1196,7 @@ def record(
     backend = wrap(load_backend(spec, **load), store)
     try:
         recorder = Recorder(backend)
-        score_model(recorder, items, top_k=min(DEFAULT_TOP_K, len(backend.vocab)))
+        score_model(recorder, items, top_k=min(DEFAULT_TOP_K, len(backend.vocab)), store=None)
         info = backend.info
         original = _original_name(name, info)
         written = recorder.write(
@@ -901,7 +1255,16 @@ def _record_run_folder(source: Path, out: Path, model: str | None) -> Recording:
     name = _one_model(result.models, model, str(source))
     if name not in result.logprobs:
         raise UsageError(f"{source} has no model {name!r}; it has {result.models}")
+    if result.stored_top_n(name) is not None:
+        raise UsageError(
+            f"{source} stored the top {result.stored_top_n(name)} tokens per sentence of "
+            f"{name!r} (the default --store topn), and a recording needs every sentence's "
+            f"full-vocabulary vector: {_FROM_PROBE_FILE}, or run the set again with "
+            "--store full and record that run folder"
+        )
     table = result.logprobs[name]
+    if isinstance(table, PairStore):
+        table = table.to_table()
     card = next((m for m in result.meta.get("models", []) if m.get("name") == name), None)
     if card is None or not isinstance(card.get("mask_token"), str):
         from biasprobe.errors import RunFolderError

@@ -271,11 +271,30 @@ def bootstrap_ci(
     if v.size < 2:
         return mean, float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, v.size, size=(n_resamples, v.size))
-    means = v[idx].mean(axis=1)
+    means = _resample(rng, v, n_resamples)
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
     return mean, float(lo), float(hi)
+
+
+#: Resampled values drawn at once by :func:`_resample` (memory: 16 bytes each): the numbers are
+#: those of one draw of every resample, as the generator's stream continues across draws.
+RESAMPLE_BLOCK = 2_000_000
+
+
+def _resample(rng: np.random.Generator, g: np.ndarray, count: int) -> np.ndarray:
+    """Means of ``count`` resamples (with replacement, ``len(g)`` each) of the rows of ``g``:
+    ``g[rng.integers(0, n, size=(count, n))].mean(axis=1)``, drawn a block of resamples at a
+    time so that memory stays bounded whatever the number of pairs."""
+    n = g.shape[0]
+    step = max(1, RESAMPLE_BLOCK // max(1, n))
+    parts = []
+    for start in range(0, count, step):
+        rows = min(step, count - start)
+        parts.append(g[rng.integers(0, n, size=(rows, n))].mean(axis=1))
+    if not parts:
+        return np.empty((0, *g.shape[1:]))
+    return np.concatenate(parts)
 
 
 def _resampled_means(
@@ -295,9 +314,7 @@ def _resampled_means(
     groups = [values[clusters == name] for name in names]
     point = np.mean([g.mean(axis=0) for g in groups], axis=0)
     if len(groups) < 2:
-        g = groups[0]
-        idx = rng.integers(0, g.shape[0], size=(n_resamples, g.shape[0]))
-        return point, g[idx].mean(axis=1)
+        return point, _resample(rng, groups[0], n_resamples)
     picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
     slot_means = np.empty((*picks.shape, values.shape[1]))
     for gi, g in enumerate(groups):
@@ -305,9 +322,7 @@ def _resampled_means(
         count = int(chosen.sum())
         if count:
             # A fresh resample of the template's pairs for every time it is picked.
-            slot_means[chosen] = g[rng.integers(0, g.shape[0], size=(count, g.shape[0]))].mean(
-                axis=1
-            )
+            slot_means[chosen] = _resample(rng, g, count)
     return point, slot_means.mean(axis=1)
 
 

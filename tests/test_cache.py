@@ -151,7 +151,7 @@ def mask_entries(cache: Path) -> int:
 def test_scores_identical_with_and_without_cache(tiny_bert, tmp_path):
     probe = small_probe(tmp_path)
     ps = load_probe_set(probe)
-    kw = {"device": "cpu", "batch_size": 3, "n_bootstrap": 100}
+    kw = {"device": "cpu", "batch_size": 3, "n_bootstrap": 100, "store": "full"}
     cache = tmp_path / "cache"
     first = biasprobe.run(ps, [str(tiny_bert)], cache=cache, **kw)
     second = biasprobe.run(ps, [str(tiny_bert)], cache=cache, **kw)
@@ -162,7 +162,9 @@ def test_scores_identical_with_and_without_cache(tiny_bert, tmp_path):
             pd.testing.assert_frame_equal(getattr(other, table), ref, check_exact=True)
     name = str(tiny_bert)
     for other in (first, second):
-        assert np.array_equal(other.logprobs[name].logprobs, plain.logprobs[name].logprobs)
+        assert np.array_equal(
+            other.logprobs[name].to_table().logprobs, plain.logprobs[name].to_table().logprobs
+        )
     # Independent: the backend called directly on every distinct sentence, no cache involved.
     sentences = [s.replace(MASK, "[MASK]") for s in distinct_sentences(probe)]
     direct = load_backend(str(tiny_bert), device="cpu", batch_size=3)
@@ -258,6 +260,7 @@ def test_changed_checkpoint_misses(tiny_bert, tiny_bert_b, tmp_path):
     shutil.copytree(tiny_bert, model)
     ps = load_probe_set(small_probe(tmp_path))
     kw = {"device": "cpu", "batch_size": 4, "n_bootstrap": 100, "cache": tmp_path / "cache"}
+    kw["store"] = "full"
     old = biasprobe.run(ps, [str(model)], **kw)
     n = old.meta["models"][0]["info"]["cache"]["misses"]
     id_old = old.meta["models"][0]["info"]["cache"]["model_identity"]
@@ -267,10 +270,16 @@ def test_changed_checkpoint_misses(tiny_bert, tiny_bert_b, tmp_path):
     assert stats["hits"] == 0 and stats["misses"] == n
     assert stats["model_identity"] != id_old
     fresh = biasprobe.run(ps, [str(tiny_bert_b)], **{**kw, "cache": False})
-    assert np.array_equal(
-        new.logprobs[str(model)].logprobs, fresh.logprobs[str(tiny_bert_b)].logprobs
-    )
-    assert not np.array_equal(new.logprobs[str(model)].logprobs, old.logprobs[str(model)].logprobs)
+    vectors = {
+        name: run.logprobs[str(m)].to_table().logprobs
+        for name, run, m in [
+            ("new", new, model),
+            ("fresh", fresh, tiny_bert_b),
+            ("old", old, model),
+        ]
+    }
+    assert np.array_equal(vectors["new"], vectors["fresh"])
+    assert not np.array_equal(vectors["new"], vectors["old"])
     with ResultCache(tmp_path / "cache") as rc:
         assert len(rc.summary()) == 2
 

@@ -229,7 +229,7 @@ def test_interrupt_leaves_nothing(tiny_bert, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results.VocabLogProbs, "save", boom)
+    monkeypatch.setattr(results, "_save_store", boom)
     res = invoke("run", probe, "-m", tiny_bert, "-o", out)
     assert res.exit_code == 130
     assert "interrupted" in res.output

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def two_random_models(tiny_bert, tiny_bert_b):
     probe_set = load_probe_set(REPO / "probes" / "gender.yaml")
-    return biasprobe.run(probe_set, [str(tiny_bert), str(tiny_bert_b)], device="cpu")
+    return biasprobe.run(probe_set, [str(tiny_bert), str(tiny_bert_b)], device="cpu", store="full")
 
 
 def _vectors(result):

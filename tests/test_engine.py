@@ -150,7 +150,9 @@ def test_target_absent_from_vocab(tiny_bert):
 
 def test_run_folder_round_trip(tiny_bert, tiny_bert_b, tmp_path):
     probe_set = load_probe_set(Path(__file__).parent.parent / "probes" / "gender.yaml")
-    result = biasprobe.run(probe_set, [str(tiny_bert), str(tiny_bert_b)], top_k=5, device="cpu")
+    result = biasprobe.run(
+        probe_set, [str(tiny_bert), str(tiny_bert_b)], top_k=5, device="cpu", store="full"
+    )
     out = result.save(tmp_path / "run")
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(

@@ -36,7 +36,7 @@ def _no_source(items):
 def pair_names_run():
     """The shipped recording on PAIR's sentences (7 pairs, one real model)."""
     probes = load_probe_set(PROBES / "pair-names.yaml")
-    return biasprobe.run(probes, [BERT_LARGE], exclude=["cpr-*"])
+    return biasprobe.run(probes, [BERT_LARGE], exclude=["cpr-*"], store="full")
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def tiny_backend(tiny_bert: Path):
 def two_model_run(tiny_backend):
     """Jim/Jane (groups with markup) under the recorded BERT-Large and the in-memory BERT."""
     probes = biasprobe.pair(JIM_JANE, groups=[EVIL, "women"], minoritized="women")
-    return biasprobe.run(probes, [BERT_LARGE, tiny_backend], top_k=10)
+    return biasprobe.run(probes, [BERT_LARGE, tiny_backend], top_k=10, store="full")
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,7 +364,7 @@ def test_target_words_are_drawn_and_labelled_first(tiny_backend):
 
     words = ["nurse", "engineer", "astronaut", "Nurse"]
     probes = biasprobe.pair(JIM_JANE, groups=["men", "women"], minoritized="women", targets=words)
-    run = biasprobe.run(probes, [BERT_LARGE, tiny_backend], top_k=10)
+    run = biasprobe.run(probes, [BERT_LARGE, tiny_backend], top_k=10, store="full")
     for model in run.models:
         ids = target_token_ids(run, model, "jim-jane")
         assert ids == report_target_ids(run, model, "jim-jane")  # as the report labels them

@@ -41,7 +41,7 @@ def test_shipped_recordings_listed():
 
 def test_pair_names_replay_matches_raw_logits(pair_data):
     probe_set = load_probe_set(REPO / "probes" / "pair-names.yaml")
-    result = biasprobe.run(probe_set, [BERT_LARGE], exclude=["cpr-*"], top_k=5)
+    result = biasprobe.run(probe_set, [BERT_LARGE], exclude=["cpr-*"], top_k=5, store="full")
     top = result.topk[result.topk.pair_id == "jim-jane"]
     jim = top[top.side == "A"].sort_values("rank")
     jane = top[top.side == "B"].sort_values("rank")
@@ -151,7 +151,7 @@ def test_record_from_probe_file_replays_identically(tiny_bert, tmp_path):
 
 def test_record_from_run_folder(tiny_bert, tmp_path):
     probe_set = load_probe_set(REPO / "probes" / "race.yaml")
-    result = biasprobe.run(probe_set, [str(tiny_bert)], top_k=5)
+    result = biasprobe.run(probe_set, [str(tiny_bert)], top_k=5, store="full")
     run_dir = result.save(tmp_path / "run")
     rec = tmp_path / "rec"
     res = runner.invoke(app, ["record", str(run_dir), "-o", str(rec)])

@@ -62,7 +62,8 @@ def live_runs(tiny_bert, tmp_path_factory):
 
     def get(probe: Path) -> tuple[RunResult, Path]:
         if probe not in cache:
-            result = biasprobe.run(load_probe_set(probe), [str(tiny_bert)])
+            # recording a run folder needs its full-vocabulary vectors
+            result = biasprobe.run(load_probe_set(probe), [str(tiny_bert)], store="full")
             cache[probe] = (result, result.save(tmp_path_factory.mktemp("run") / probe.stem))
         return cache[probe]
 
@@ -87,7 +88,7 @@ def test_record_then_replay_reproduces_the_run(probe, tiny_bert, live_runs, tmp_
         rec = tmp_path / f"rec-{how}"
         res = runner.invoke(app, ["record", *args, "-o", str(rec)])
         assert res.exit_code == 0, res.output
-        n_sentences = len(live.logprobs[str(tiny_bert)].sentences)
+        n_sentences = len(live.logprobs[str(tiny_bert)].to_table().sentences)
         assert f"({n_sentences} sentences," in res.output
         assert f"({n_multi} of several pieces), {n_priors} prior log-probs" in res.output
         card = json.loads((rec / "model.json").read_text())
@@ -253,7 +254,7 @@ def test_a_replayed_run_records_under_the_original_name(tiny_bert, live_runs, tm
     live, run_dir = live_runs(probe)
     first = tmp_path / "rec1"
     assert runner.invoke(app, ["record", str(run_dir), "-o", str(first)]).exit_code == 0
-    replay = biasprobe.run(load_probe_set(probe), [f"recorded:{first}"])
+    replay = biasprobe.run(load_probe_set(probe), [f"recorded:{first}"], store="full")
     replay_dir = replay.save(tmp_path / "replay")
     second = tmp_path / "rec2"
     res = runner.invoke(app, ["record", str(replay_dir), "-o", str(second)])

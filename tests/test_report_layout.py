@@ -34,7 +34,6 @@ from biasprobe.report.figures import (
 )
 from biasprobe.report.html import render_report, shifted_tokens, write_report
 from biasprobe.runner import run as run_probes
-from biasprobe.scores import topk
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDED = ROOT / "biasprobe" / "data" / "recorded"
@@ -291,10 +290,12 @@ def test_readme_jim_jane_figure_labels_do_not_overlap(jim_jane):
         fig = figs[f"jim-jane__{model_slug(model)}{view}"]
         texts = _assert_no_overlap_inside(fig)
         # each side's top-3 fills are labelled (computed here from the log-probs)
-        la, lb = jim_jane.pair_logprobs(model, "jim-jane")
-        vocab = jim_jane.logprobs[model].vocab
-        for side in (la, lb):
-            for i in topk(side, 3)[0]:
+        tokens = jim_jane.pair_tokens(model, "jim-jane")  # full-vocabulary ranks
+        vocab = jim_jane.vocab(model)
+        for rank in ("rank_a", "rank_b"):
+            top3 = tokens.sort_values(rank)["token_id"][:3]
+            assert (tokens.sort_values(rank)[rank][:3] == [1, 2, 3]).all()
+            for i in top3:
                 assert vocab[i] in texts, (view, vocab[i])
         # the pairs that collided before are now both labelled, apart
         assert {"miner", "fisherman", "lineman", "boy", "nanny", "maid"} <= set(texts)

@@ -96,7 +96,7 @@ def test_run_folder_with_report_stays_owned_and_foreign_files_block_overwrite(tm
 
 def test_recording_folders_carry_a_manifest(tmp_path):
     out = tmp_path / "run"
-    assert recorded_run(out).exit_code == 0
+    assert recorded_run(out, "--store", "full").exit_code == 0
     rec = tmp_path / "rec"
     res = invoke("record", out, "-o", rec)
     assert res.exit_code == 0, res.output
@@ -180,12 +180,13 @@ _SLOW = textwrap.dedent(
     """
     import sys, time
     import biasprobe.results as r
-    orig = r.VocabLogProbs.save
-    def slow(self, path):
-        orig(self, path)
+    orig = r._save_store
+    def slow(*args):
+        entry = orig(*args)
         print("WRITING", flush=True)
         time.sleep(60)
-    r.VocabLogProbs.save = slow
+        return entry
+    r._save_store = slow
     from biasprobe.cli import main
     sys.argv = ["biasprobe", *sys.argv[1:]]
     main()
