@@ -63,7 +63,11 @@ def scale_runs(tiny_bert, tiny_bert_b, tmp_path_factory):
     folder = tmp_path_factory.mktemp("scale")
     models = [str(tiny_bert), str(tiny_bert_b)]
     return {
-        n: biasprobe.run(_probe_set(folder, WORDS[:n]), models, device="cpu", n_bootstrap=100)
+        # full vectors: the largest page (the chosen pairs' "all" view); _TopNRun below
+        # simulates a top-N run from them
+        n: biasprobe.run(
+            _probe_set(folder, WORDS[:n]), models, device="cpu", n_bootstrap=100, store="full"
+        )
         for n in (10, 50)
     }
 
