@@ -458,14 +458,19 @@ class RunResult:
 
     def sentence(self, model: str, pair_id: str, side: str) -> str:
         """The exact text the model saw for one side ("A" or "B") of a pair."""
-        rows = self.topk[
-            (self.topk["model"] == model)
-            & (self.topk["pair_id"] == pair_id)
-            & (self.topk["side"] == side)
-        ]
-        if rows.empty:
-            raise KeyError(f"no rows for model {model!r}, pair {pair_id!r}, side {side!r}")
-        return str(rows["sentence"].iloc[0])
+        topk = self.topk
+        cached = self.__dict__.get("_sentence_index")
+        if cached is None or cached[0] is not topk:  # built once per topk table: O(1) lookups
+            first = topk.drop_duplicates(["model", "pair_id", "side"])
+            keys = zip(first["model"], first["pair_id"], first["side"], strict=True)
+            cached = (topk, dict(zip(keys, first["sentence"], strict=True)))
+            self.__dict__["_sentence_index"] = cached
+        try:
+            return str(cached[1][(model, pair_id, side)])
+        except KeyError:
+            raise KeyError(
+                f"no rows for model {model!r}, pair {pair_id!r}, side {side!r}"
+            ) from None
 
     def vocab(self, model: str) -> tuple[str, ...]:
         """Display string of every token id of a model's vocabulary."""
