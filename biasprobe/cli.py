@@ -588,11 +588,11 @@ def _run_fill_mask(
 
     labels = model_labels(result)
     cards = result.meta["models"]
-    for card in cards:
+    for card in [] if quiet else cards:  # -q: results.json still says what the cache did
         line = cache_line(card, labels.get(card["name"], card["name"]))
         if line:
             typer.echo(safe_text(line), err=True)
-    for folder in cache_dirs(cards):
+    for folder in [] if quiet else cache_dirs(cards):
         typer.echo(f"cache folder: {safe_text(folder)}", err=True)
     shown = f" (report: {saved / 'report.html'})" if html else ""
     typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")

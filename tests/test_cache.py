@@ -380,13 +380,19 @@ def test_cli_cache_info_clear_and_options(tiny_bert, tmp_path):
     (cache / "notes.txt").write_text("mine", encoding="utf-8")
     res = runner.invoke(
         app,
-        [*run_cmd(probe, tiny_bert, tmp_path / "r", "--cache", str(cache))[3:], "--quiet"],
+        [*run_cmd(probe, tiny_bert, tmp_path / "r", "--cache", str(cache))[3:], "--show", "none"],
     )
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("cache ") and "hit(s)" in x)
     assert " 0 hit(s), " in line and "(batches: 0 cached, " in line, line
     assert Path(tiny_bert).name in line and len(line) <= 80
     assert f"cache folder: {cache}" in res.output
+    quiet = runner.invoke(
+        app,
+        [*run_cmd(probe, tiny_bert, tmp_path / "q", "--cache", str(cache))[3:], "--quiet"],
+    )
+    assert quiet.exit_code == 0, quiet.output
+    assert not [x for x in quiet.output.splitlines() if x.startswith("cache")], quiet.output
     info = runner.invoke(app, ["cache", "info", "--cache", str(cache), "--json"])
     assert info.exit_code == 0, info.output
     data = json.loads(info.output)

@@ -353,7 +353,7 @@ def test_run_storing_fewer_tokens_than_the_default_view(scale_runs, tmp_path):
         assert browser.errors() == [] and browser.evaluate("biasprobeReport.errors") == []
     # the largest view the run stored for every model is drawn; the others say why not
     assert state["n"] == 30 and state["disabled"] == ["200", "1000", "all"]
-    assert "not stored by the run" in state["note"] and "--store full" in state["note"]
+    assert "more than the run stored" in state["note"] and "--store full" in state["note"]
     pid = data["pairs"][0]["id"]
     for e, model in enumerate(run.models):
         t = run.token_table(model, pid, 30)

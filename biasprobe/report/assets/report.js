@@ -591,10 +591,14 @@
     }
     var pair = DATA.pairs[p];
     var stored = pair.big;
+    var views = missing.map(function (m) { return '“' + m + '”'; }).join(' and ');
+    var plural = missing.length > 1;
     note.appendChild(document.createTextNode(
-      (missing.length > 1 ? 'Views ' : 'View ') + missing.join(', ') + ' of this pair ' +
-      (stored ? 'were not stored by the run (needs a run with --store full or a larger ' +
-        '--store-top-n). ' : 'are not embedded, to keep the page small. To get them: ')));
+      'The ' + views + (plural ? ' views' : ' view') + ' of this pair ' +
+      (stored ? (plural ? 'need' : 'needs') + ' more than the run stored (run again with ' +
+        '--store full, or a larger --store-top-n). ' :
+        (plural ? 'are' : 'is') + ' not embedded, to keep the page small. To get ' +
+        (plural ? 'them' : 'it') + ': ')));
     if (!stored) {
       var code = document.createElement('code');
       code.textContent = DATA.command + ' --pairs ' + shellQuote(pair.id);
