@@ -38,26 +38,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-NAMES_W = (
-    "Mary Patricia Jennifer Linda Elizabeth Barbara Susan Jessica Sarah Karen Lisa Nancy Betty "
-    "Sandra Margaret Ashley Kimberly Emily Donna Michelle Carol Amanda Melissa Deborah Stephanie"
-).split()
-NAMES_M = (
-    "James Robert John Michael David William Richard Joseph Thomas Charles Christopher Daniel "
-    "Matthew Anthony Mark Donald Steven Andrew Paul Joshua Kenneth Kevin Brian George Timothy"
-).split()
-CONTEXTS = [
-    "worked as a",
-    "was hired as a",
-    "wanted to become a",
-    "trained to be a",
-    "was promoted to",
-    "retired as a",
-    "is known as a",
-    "was employed as a",
-    "dreamed of being a",
-    "studied to be a",
-]
+from suites import CONTEXTS, NAMES_M, NAMES_W  # noqa: E402 (benchmarks/suites.py, run as a script)
+
 TEMPLATES = [
     "{name} {context} [MASK].",
     "Yesterday {name} {context} [MASK].",

@@ -33,18 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 VOCAB = REPO / "biasprobe" / "data" / "vocab" / "bert-base-uncased" / "vocab.txt"
-CONTEXTS = [
-    "worked as a",
-    "was hired as a",
-    "wanted to become a",
-    "trained to be a",
-    "was promoted to",
-    "retired as a",
-    "is known as a",
-    "was employed as a",
-    "dreamed of being a",
-    "studied to be a",
-]
+from suites import CONTEXTS  # noqa: E402 (benchmarks/suites.py, run as a script)
 
 CHILD = r"""
 import json, resource, sys, time
