@@ -360,6 +360,24 @@ def database_files(folder: str | Path) -> list[Path]:
     return [folder / name for name in DB_FILES if (folder / name).is_file()]
 
 
+def check_cache_folder(folder: str | Path) -> Path:
+    """``folder`` if it can hold biasprobe's cache (it may not exist yet).
+
+    Raises:
+        CacheError: it is a file, or its database file is not biasprobe's.
+    """
+    folder = Path(folder).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise CacheError(f"cache folder {folder} is a file, not a folder; pass a folder")
+    main = folder / DB_NAME
+    if main.exists() and _is_ours(main) is False:
+        raise CacheError(
+            f"{main} is not a biasprobe cache database; biasprobe neither reads nor removes it "
+            "(choose another folder with --cache DIR)"
+        )
+    return folder
+
+
 def clear(folder: str | Path) -> list[Path]:
     """Remove biasprobe's cache database files from ``folder``; every other file stays.
 
@@ -369,10 +387,8 @@ def clear(folder: str | Path) -> list[Path]:
     Raises:
         CacheError: the database file there is not biasprobe's.
     """
-    folder = Path(folder).expanduser()
+    folder = check_cache_folder(folder)
     main = folder / DB_NAME
-    if main.exists() and _is_ours(main) is False:
-        raise CacheError(f"{main} is not a biasprobe cache database; biasprobe does not remove it")
     files = database_files(folder)
     if not files:
         return []

@@ -53,9 +53,15 @@ def info(
     """Where the cache is, its size on disk, and its entries per model identity."""
     import json
 
-    from biasprobe.cache import ResultCache, database_files, format_bytes, resolve_cache_dir
+    from biasprobe.cache import (
+        ResultCache,
+        check_cache_folder,
+        database_files,
+        format_bytes,
+        resolve_cache_dir,
+    )
 
-    folder = resolve_cache_dir(cache)
+    folder = check_cache_folder(resolve_cache_dir(cache))
     files = database_files(folder)
     size = sum(f.stat().st_size for f in files)
     models = []

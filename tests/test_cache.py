@@ -428,8 +428,16 @@ def test_foreign_database_file_is_left_alone(tiny_bert, tmp_path):
     assert res.exit_code == 2 and str(foreign) in res.output
     assert not (tmp_path / "r").exists()
     cleared = runner.invoke(app, ["cache", "clear", "--cache", str(cache)])
-    assert cleared.exit_code == 2 and "does not remove it" in cleared.output
+    assert cleared.exit_code == 2 and "neither reads nor removes it" in cleared.output
+    shown = runner.invoke(app, ["cache", "info", "--cache", str(cache)])
+    assert shown.exit_code == 2 and "is not a biasprobe cache database" in shown.output
     assert foreign.read_bytes() == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for cmd in ("info", "clear"):
+        res = runner.invoke(app, ["cache", cmd, "--cache", str(afile)])
+        assert res.exit_code == 2 and "is a file, not a folder" in res.output
+    assert afile.read_text() == "x"
     (cache / "plain.txt").write_text("x")
     text = cache / DB_NAME
     text.unlink()
