@@ -704,7 +704,16 @@ def record(
     Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
     """
     from biasprobe.runner import record as record_outputs
+    from biasprobe.runner import split_alias
 
+    if model is not None:
+        alias, spec = split_alias(model)
+        if alias is not None:
+            raise _usage(
+                f"--model {model!r}: record takes the model alone, not ALIAS=MODEL (a recording "
+                f"keeps the model's own name; give it as -m {spec} and name it when you replay, "
+                f"e.g. -m {alias}=recorded:DIR)"
+            )
     opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
     opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
     rec = record_outputs(source, out, **opts)

@@ -1,0 +1,35 @@
+"""Option combinations that cannot work are refused before anything is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from biasprobe.cli import app
+
+REPO = Path(__file__).resolve().parent.parent
+RACE = str(REPO / "probes" / "race.yaml")
+
+
+def test_store_top_n_not_below_the_vocabulary_is_refused(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        app, ["run", RACE, "-m", str(tiny_bert), "-o", str(out), "--store-top-n", "30522", "-q"]
+    )
+    assert res.exit_code == 2, res.output
+    assert "--store-top-n 30522 is not smaller than the vocabulary" in res.output
+    assert "--store full" in res.output
+    assert not out.exists()
+    ok = CliRunner().invoke(
+        app, ["run", RACE, "-m", str(tiny_bert), "-o", str(out), "--store-top-n", "30521", "-q"]
+    )
+    assert ok.exit_code == 0, ok.output
+
+
+def test_record_refuses_an_alias_and_says_where_aliases_go(tiny_bert, tmp_path):
+    out = tmp_path / "rec"
+    res = CliRunner().invoke(app, ["record", RACE, "-m", f"a={tiny_bert}", "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "record takes the model alone" in res.output and "a=recorded:DIR" in res.output
+    assert not out.exists()
