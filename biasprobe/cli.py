@@ -482,9 +482,14 @@ def run(
         ),
     ] = "topn",
     store_top_n: Annotated[
-        int,
-        typer.Option("--store-top-n", metavar="N", help="N of --store topn."),
-    ] = 1000,
+        int | None,
+        typer.Option(
+            "--store-top-n",
+            metavar="N",
+            help="N of --store topn (default 1000).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a probe set and write a run folder.
 
@@ -509,8 +514,13 @@ def run(
     shown = (what, pair_tables if tables is None else tables)
     if cache is not None and no_cache:
         raise _usage("--cache and --no-cache exclude each other: give one")
+    from biasprobe.results import DEFAULT_STORE_TOP_N
     from biasprobe.runner import check_store
 
+    if store_top_n is not None and store == "full":
+        raise _usage("--store-top-n applies to --store topn; --store full keeps every token")
+    given_top_n = store_top_n
+    store_top_n = DEFAULT_STORE_TOP_N if store_top_n is None else store_top_n
     check_store(store, store_top_n)
     probe_set = load_probe_set(probe_file)
     if probe_set.kind == "counterfactual":
@@ -518,7 +528,7 @@ def run(
             raise _usage("--cache applies to fill-mask sets; this is a counterfactual set")
         if valence:
             raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
-        if store != "topn" or store_top_n != 1000:
+        if store != "topn" or given_top_n is not None:
             raise _usage(
                 "--store and --store-top-n apply to fill-mask sets; this is a counterfactual set"
             )

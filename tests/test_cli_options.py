@@ -33,3 +33,14 @@ def test_record_refuses_an_alias_and_says_where_aliases_go(tiny_bert, tmp_path):
     assert res.exit_code == 2, res.output
     assert "record takes the model alone" in res.output and "a=recorded:DIR" in res.output
     assert not out.exists()
+
+
+def test_store_top_n_with_store_full_is_refused(tiny_bert, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        app,
+        ["run", RACE, "-m", str(tiny_bert), "-o", str(out), "--store", "full",
+         "--store-top-n", "5", "-q"],
+    )  # fmt: skip
+    assert res.exit_code == 2 and "--store-top-n applies to --store topn" in res.output
+    assert not out.exists()
