@@ -373,6 +373,14 @@ def run_result_html(result: RunResult) -> str:
 # Figures
 
 
+def _default_top_n(top_n: Any, shown: list[tuple[RunResult, str]]) -> Any:
+    """``top_n`` as given; by default 200, or the smallest top-N a shown model stored."""
+    if top_n is not None:
+        return top_n
+    stored = [n for run, model in shown if (n := run.stored_top_n(model)) is not None]
+    return min([DEFAULT_TOP_N, *stored])
+
+
 def _check_top_n(top_n: Any) -> int:
     if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
         raise UsageError(f"top_n must be a positive integer, got {top_n!r}")
@@ -497,7 +505,7 @@ def scatter(
     pair_id: str,
     model: str | None = None,
     *,
-    top_n: int = DEFAULT_TOP_N,
+    top_n: int | None = None,
     view: str = "scatter",
 ) -> Any:
     """One pair under one model as a plotly figure (the report's scatter, drawn by
@@ -525,8 +533,8 @@ def scatter(
     """
     from biasprobe.report.figures import pair_figure
 
-    top_n = _check_top_n(top_n)
     model = _check_model(result, model)
+    top_n = _check_top_n(_default_top_n(top_n, [(result, model)]))
     view = _check_view(view)
     group_a, group_b = _groups(result, pair_id)
     pts, vocab, _, targets = _panel(result, pair_id, model, top_n)
@@ -585,7 +593,7 @@ def compare(
     pair_id: str,
     *others: RunResult,
     models: Sequence[str] | None = None,
-    top_n: int = DEFAULT_TOP_N,
+    top_n: int | None = None,
     view: str = "scatter",
 ) -> Any:
     """One pair under several models, side by side on one colour scale, drawn by
@@ -613,11 +621,11 @@ def compare(
     """
     from biasprobe.report.figures import comparison_figure
 
-    top_n = _check_top_n(top_n)
     view = _check_view(view)
     runs = [result, *others]
     group_a, group_b = _groups(result, pair_id)  # unknown pair: the message lists the pairs
     panels = _panels(runs, pair_id, models)
+    top_n = _check_top_n(_default_top_n(top_n, [(run, model) for run, model, _ in panels]))
     if len(panels) < 2:
         ran = ", ".join(label for _, _, label in panels) or "no model"
         raise UsageError(

@@ -571,7 +571,12 @@ class RunResult:
         return run_result_html(self)
 
     def scatter(
-        self, pair_id: str, model: str | None = None, *, top_n: int = 200, view: str = "scatter"
+        self,
+        pair_id: str,
+        model: str | None = None,
+        *,
+        top_n: int | None = None,
+        view: str = "scatter",
     ) -> Any:
         """One pair under one model (default: the first) as a plotly figure: the report's
         scatter, or with ``view="differences"`` its differences view, of the union of each
@@ -585,7 +590,7 @@ class RunResult:
         pair_id: str,
         *others: RunResult,
         models: list[str] | None = None,
-        top_n: int = 200,
+        top_n: int | None = None,
         view: str = "scatter",
     ) -> Any:
         """One pair under several models (of this run and of ``others``) side by side, on

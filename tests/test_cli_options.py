@@ -44,3 +44,21 @@ def test_store_top_n_with_store_full_is_refused(tiny_bert, tmp_path):
     )  # fmt: skip
     assert res.exit_code == 2 and "--store-top-n applies to --store topn" in res.output
     assert not out.exists()
+
+
+def test_notebook_figures_default_to_what_a_top_n_run_stored(tiny_bert):
+    import pytest
+
+    import biasprobe
+    from biasprobe.errors import NotStoredError
+
+    probes = biasprobe.pair(
+        "[Jim|Jane] worked as a [MASK].", groups=["men", "women"], minoritized="women"
+    )
+    result = biasprobe.run(probes, [str(tiny_bert)], store_top_n=50, n_bootstrap=100)
+    [pair_id] = list(result.scores["pair_id"])
+    fig = result.scatter(pair_id)  # default: min(200, the stored 50)
+    table = result.token_table(str(tiny_bert), pair_id, top_n=50)
+    assert len(fig.data[0].x) == len(table)
+    with pytest.raises(NotStoredError, match="top 200"):
+        result.scatter(pair_id, top_n=200)
