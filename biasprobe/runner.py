@@ -830,13 +830,12 @@ def _score_one(
                 f"top-k {k} (--top-k, else the probe file's top_k) is larger than the "
                 f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
             )
-        top_n = (storage or {}).get("store_top_n")
-        if (storage or {}).get("store") == "topn" and top_n and top_n >= len(backend.vocab):
-            raise UsageError(
-                f"--store-top-n {top_n} is not smaller than the vocabulary of model "
-                f"{backend.name} ({len(backend.vocab)} tokens): to keep every token, run with "
-                "--store full"
-            )
+        storage = dict(storage or {})
+        top_n = storage.get("store_top_n")
+        if storage.get("store") == "topn" and top_n and top_n >= len(backend.vocab):
+            # a top N that covers the vocabulary keeps every token: store it as what it is, so
+            # that every view (the whole vocabulary included) can be redrawn
+            storage["store"] = "full"
         return backend, score_model(
             backend,
             items,

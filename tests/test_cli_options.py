@@ -12,19 +12,30 @@ REPO = Path(__file__).resolve().parent.parent
 RACE = str(REPO / "probes" / "race.yaml")
 
 
-def test_store_top_n_not_below_the_vocabulary_is_refused(tiny_bert, tmp_path):
+def test_store_top_n_covering_the_vocabulary_stores_full_vectors(tiny_bert, tmp_path):
+    import numpy as np
+
+    import biasprobe
+    from biasprobe.results import load_run
+
     out = tmp_path / "run"
     res = CliRunner().invoke(
         app, ["run", RACE, "-m", str(tiny_bert), "-o", str(out), "--store-top-n", "30522", "-q"]
     )
-    assert res.exit_code == 2, res.output
-    assert "--store-top-n 30522 is not smaller than the vocabulary" in res.output
-    assert "--store full" in res.output
-    assert not out.exists()
-    ok = CliRunner().invoke(
-        app, ["run", RACE, "-m", str(tiny_bert), "-o", str(out), "--store-top-n", "30521", "-q"]
-    )
-    assert ok.exit_code == 0, ok.output
+    assert res.exit_code == 0, res.output
+    run = load_run(out)
+    model = run.models[0]
+    assert run.stored_top_n(model) is None  # every token kept: counted as full vectors
+    pid = run.scores["pair_id"].iloc[0]
+    a, b = run.pair_logprobs(model, pid)
+    assert a.shape == (30522,) and len(run.token_table(model, pid, top_n=None)) == 30522
+    full = biasprobe.load_run(out)  # the same numbers as an explicit --store full run
+    out2 = tmp_path / "full"
+    CliRunner().invoke(app, ["run", RACE, "-m", str(tiny_bert), "-o", str(out2),
+                             "--store", "full", "-q"])  # fmt: skip
+    a2, _ = load_run(out2).pair_logprobs(model, pid)
+    np.testing.assert_array_equal(a, a2)
+    assert full.scores.equals(load_run(out2).scores)
 
 
 def test_record_refuses_an_alias_and_says_where_aliases_go(tiny_bert, tmp_path):
