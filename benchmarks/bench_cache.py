@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-from suites import CONTEXTS, NAMES_M, NAMES_W  # noqa: E402 (benchmarks/suites.py, run as a script)
+from suites import CONTEXTS, NAMES_W, names_suite_yaml  # noqa: E402 (benchmarks/suites.py, run as a script)
 
 TEMPLATES = [
     "{name} {context} [MASK].",
@@ -59,22 +59,9 @@ def write_probes(path: Path, n_pairs: int) -> int:
     per = -(-n_pairs // n_templates)
     n_contexts = min(len(CONTEXTS), max(1, -(-per // len(NAMES_W))))
     n_names = min(len(NAMES_W), -(-per // n_contexts))
-    lines = [
-        "name: bench-cache",
-        "version: 1",
-        "description: cache benchmark suite",
-        "source: synthetic",
-        "orientation: {minoritized: women, normative: men}",
-        "lexicons:",
-        "  name:",
-        f"    women: [{', '.join(NAMES_W[:n_names])}]",
-        f"    men: [{', '.join(NAMES_M[:n_names])}]",
-        f"  context: [{', '.join(repr(c) for c in CONTEXTS[:n_contexts])}]",
-        "pairs:",
-    ]
-    for t, template in enumerate(TEMPLATES[:n_templates]):
-        lines += [f"  - id: names-{t}", f'    template: "{template}"', "    groups: [women, men]"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    chosen = [(f"names-{t}", tpl) for t, tpl in enumerate(TEMPLATES[:n_templates])]
+    text = names_suite_yaml("bench-cache", "cache benchmark suite", n_names, n_contexts, chosen)
+    path.write_text(text, encoding="utf-8")
     return n_templates * n_names * n_contexts
 
 

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-from suites import CONTEXTS, NAMES_M, NAMES_W  # noqa: E402 (benchmarks/suites.py, run as a script)
+from suites import CONTEXTS, NAMES_W, names_suite_yaml  # noqa: E402 (benchmarks/suites.py, run as a script)
 
 
 def default_vocab() -> Path:
@@ -56,23 +56,8 @@ def write_probes(path: Path, n_sentences: int) -> None:
     n_contexts = max(1, min(len(CONTEXTS), math.ceil(n_sentences / 2 / len(NAMES_W))))
     n_names = math.ceil(n_sentences / 2 / n_contexts)
     assert n_names <= len(NAMES_W), "at most 500 sentences"
-    lines = [
-        "name: bench",
-        "version: 1",
-        "description: benchmark suite",
-        "source: synthetic",
-        "orientation: {minoritized: women, normative: men}",
-        "lexicons:",
-        "  name:",
-        f"    women: [{', '.join(NAMES_W[:n_names])}]",
-        f"    men: [{', '.join(NAMES_M[:n_names])}]",
-        f"  context: [{', '.join(repr(c) for c in CONTEXTS[:n_contexts])}]",
-        "pairs:",
-        "  - id: names",
-        '    template: "{name} {context} [MASK]."',
-        "    groups: [women, men]",
-    ]
-    path.write_text("\n".join(lines) + "\n")
+    chosen = [("names", "{name} {context} [MASK].")]
+    path.write_text(names_suite_yaml("bench", "benchmark suite", n_names, n_contexts, chosen))
 
 
 def main() -> None:

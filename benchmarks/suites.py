@@ -67,3 +67,24 @@ CONTEXTS = [
     "dreamed of being a",
     "studied to be a",
 ]
+
+
+def names_suite_yaml(name: str, description: str, n_names: int, n_contexts: int, templates) -> str:
+    """A probe file: women's × men's names zipped (the first ``n_names`` of each) times the first
+    ``n_contexts`` contexts, one entry per template (``{name} {context}`` slots)."""
+    lines = [
+        f"name: {name}",
+        "version: 1",
+        f"description: {description}",
+        "source: synthetic",
+        "orientation: {minoritized: women, normative: men}",
+        "lexicons:",
+        "  name:",
+        f"    women: [{', '.join(NAMES_W[:n_names])}]",
+        f"    men: [{', '.join(NAMES_M[:n_names])}]",
+        f"  context: [{', '.join(repr(c) for c in CONTEXTS[:n_contexts])}]",
+        "pairs:",
+    ]
+    for pair_id, template in templates:
+        lines += [f"  - id: {pair_id}", f'    template: "{template}"', "    groups: [women, men]"]
+    return "\n".join(lines) + "\n"
