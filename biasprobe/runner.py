@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import fnmatch
 import os
-import platform
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -22,7 +21,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe import __version__
 from biasprobe.backends import MaskedLMBackend, ModelSpec, load_backend, resolve_spec
 from biasprobe.errors import BiasprobeError, UsageError, VocabularyError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
@@ -36,6 +34,7 @@ from biasprobe.results import (
     VocabLogProbs,
     model_slug,
 )
+from biasprobe.runfolder import versions
 from biasprobe.scores import (
     RBO_P,
     SIGNED_SCORES,
@@ -86,20 +85,6 @@ def select_items(
     if not kept:
         raise UsageError("the --pairs/--exclude patterns leave no pair to run")
     return kept
-
-
-def _versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (importing torch just to ask is slow
-    and the ``recorded:`` path must not import it)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"biasprobe": __version__, "python": platform.python_version()}
-    for mod in ("torch", "transformers", "numpy", "pandas"):
-        try:
-            out[mod] = version(mod)
-        except PackageNotFoundError:  # pragma: no cover - optional
-            out[mod] = "not installed"
-    return out
 
 
 def items_table(items: Sequence[ProbeItem]) -> pd.DataFrame:
@@ -1082,7 +1067,8 @@ def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, A
         },
         "models": model_meta,
         "settings": settings,
-        "versions": _versions(),
+        # read from package metadata: the recorded: path must not import torch to ask
+        "versions": versions(("torch", "transformers", "numpy", "pandas")),
     }
 
 
