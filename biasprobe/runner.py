@@ -275,13 +275,14 @@ class _TopkColumns:
         self.logprob = np.empty(size, dtype=np.float64)
 
     def put(self, i: int, s: int, values: dict[str, str], order: np.ndarray, lp, vocab) -> None:
-        """Pair ``i``'s rows of side ``s``: ``order`` (token ids, best first) with ``lp``."""
+        """Pair ``i``'s rows of side ``s``: ``order`` (token ids, best first) and ``lp``, their
+        log-probs (``lp[r]`` belongs to ``order[r]``)."""
         at = slice((2 * i + s) * self.k, (2 * i + s) * self.k + len(order))
         for name, value in values.items():
             self.text[name][at] = value
         self.token[at] = [vocab[t] for t in order]
         self.token_id[at] = order
-        self.logprob[at] = np.asarray(lp)[order].astype(np.float64)
+        self.logprob[at] = np.asarray(lp, dtype=np.float64)
 
     def frame(self, n: int) -> pd.DataFrame:
         """The table of the first ``n`` pairs, columns in ``topk.csv``'s order."""
@@ -605,7 +606,7 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, p
         tops.append(order)
         role = "minoritized" if s == it.minoritized else "normative"
         values = {**common, "side": side, "group": it.groups[s], "role": role}
-        topk_rows.put(i, s, {**values, "sentence": texts[s]}, order, lp[s], vocab)
+        topk_rows.put(i, s, {**values, "sentence": texts[s]}, order, lp[s][order], vocab)
         for w in it.targets:
             target_rows.append(
                 {
