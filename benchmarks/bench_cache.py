@@ -12,9 +12,9 @@ Measured, one after the other:
    than 2;
 4. resume, measured the way a user meets it, every run a ``biasprobe run`` subprocess (Python
    start-up, imports and model load included in each): (a) the uninterrupted command with an
-   empty cache; (b) the same command SIGKILLed once half of the sentences are in the cache
-   (wall time from its start to the kill); (c) the same command again, which resumes —
-   target: b + c ≤ 1.1 × a.
+   empty cache; (b) the same command SIGKILLed once half of the pairs are in the cache as
+   finished records (wall time from its start to the kill); (c) the same command again, which
+   resumes — target: b + c ≤ 1.1 × a.
 
 A short untimed warm-up run comes first (imports, first kernel calls), so that run 2 is not
 charged for them. Every run's scores and top-k lists are compared with run 2's (and run 1's),
@@ -65,10 +65,11 @@ def write_probes(path: Path, n_pairs: int) -> int:
     return n_templates * n_names * n_contexts
 
 
-def mask_entries(db: Path) -> int:
+def entries(db: Path, kind: str) -> int:
     try:
         with sqlite3.connect(db, timeout=30) as conn:
-            return conn.execute("SELECT count(*) FROM entries WHERE kind = 'mask'").fetchone()[0]
+            sql = "SELECT count(*) FROM entries WHERE kind = ?"
+            return conn.execute(sql, (kind,)).fetchone()[0]
     except sqlite3.Error:
         return 0  # not created yet
 
@@ -159,20 +160,21 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        while child.poll() is None and mask_entries(cache / DB_NAME) < n_sent / 2:
+        while child.poll() is None and entries(cache / DB_NAME, "pair") < n_pairs / 2:
             time.sleep(0.05)
         if child.poll() is not None:
             raise SystemExit(f"the run ended before it could be killed: {child.stderr.read()}")
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         t_killed = time.perf_counter() - t0
-        done = mask_entries(cache / DB_NAME)
-        print(f"{'4b. CLI run SIGKILLed at ' + f'{done}/{n_sent} sentences':<44} {t_killed:8.2f} s")
+        done = entries(cache / DB_NAME, "pair")
+        print(f"{'4b. CLI run SIGKILLed at ' + f'{done}/{n_pairs} pairs':<44} {t_killed:8.2f} s")
         t_resumed = cli("4c. the same CLI run again (resumes)", "resumed-run")
         import json
 
         card = json.loads((tmp / "resumed-run" / "results.json").read_text())["models"][0]
-        computed = card["info"]["cache"]["misses"]
+        stats = card["info"]["cache"]
+        computed, served = stats["by_kind"]["mask"]["misses"], stats["by_kind"]["pair"]["hits"]
         again = {t: pd.read_csv(tmp / "resumed-run" / f"{t}.csv") for t in ("scores", "topk")}
         whole = {t: pd.read_csv(tmp / "cli-run" / f"{t}.csv") for t in ("scores", "topk")}
 
@@ -186,7 +188,19 @@ def main() -> None:
             pd.testing.assert_frame_equal(again[table], whole[table], check_exact=True)
         print("scores and top-k identical (bit for bit) in every run: yes")
         size = sum(p.stat().st_size for p in cache.iterdir() if p.name.startswith(DB_NAME))
-        print(f"cache size: {size / 1e6:.1f} MB ({size / n_sent / 1e3:.0f} KB per sentence)")
+        with sqlite3.connect(cache / DB_NAME) as conn:
+            held = conn.execute(
+                "SELECT kind, count(*), sum(length(value)) FROM entries GROUP BY kind"
+            )
+            kinds = {k: (n, b) for k, n, b in held.fetchall()}
+        print(
+            f"cache files: {size / 1e6:.1f} MB (pages freed by dropped vectors are reused, not "
+            f"returned); entries: "
+            + ", ".join(f"{k} {n} ({b / 1e6:.1f} MB)" for k, (n, b) in sorted(kinds.items()))
+        )
+        records = kinds.get("pair", (0, 0))
+        if records[0]:
+            print(f"  pair records: {records[1] / records[0] / 1e3:.1f} KB per pair")
         print()
         if t_plain is not None:
             print(f"first run (writes the cache) vs --no-cache: {t_first / t_plain:5.2f}×")
@@ -195,8 +209,8 @@ def main() -> None:
         total = (t_killed + t_resumed) / t_cli
         print(f"killed + resumed vs uninterrupted (CLI): {total:5.2f}× (target ≤ 1.1×)")
         print(
-            f"  sentences computed: {done} committed before the kill + {computed} on resume = "
-            f"{done + computed} of {n_sent}"
+            f"  on resume: {served} pairs served from records committed before the kill, "
+            f"{computed} of {n_sent} sentences computed"
         )
     finally:
         if args.keep is None:

@@ -8,13 +8,17 @@ default ``~/.cache/biasprobe``). Entries are keyed by
   the weight files, the sha256 of ``config.json`` and of the tokenizer files, the model class,
   dtype and device kind, and the torch / transformers versions — a changed checkpoint never
   hits an old entry;
-* **the exact request**: its kind (``mask``, ``chain``, ``prior``) and what the model was given
-  (the sentence in the model's mask token, the target's pieces, the prior's arguments), hashed
+* **the exact request**: its kind (``mask``, ``chain``, ``prior``, ``pair``) and what the model
+  was given (the sentence in the model's mask token, the target's pieces, the prior's
+  arguments; for a pair, both sentences and every setting its scores depend on), hashed
   (sha256) into the key.
 
-Values are stored with a format tag, so that later versions can store other records next to
-these: ``f32`` (a full-vocabulary float32 log-prob vector, raw little-endian bytes) and ``f64``
-(one float64 scalar).
+Values are stored with a format tag: ``f32`` (a full-vocabulary float32 log-prob vector, raw
+little-endian bytes), ``f64`` (one float64 scalar) and ``rec1`` (a pair's reduced record: its
+scores, top-k lists, target log-probs and what the run folder stores of it, as a JSON header
+followed by little-endian arrays; never pickle). A finished pair is kept as its record (about
+10 KB); the full vectors of its sentences are kept only until every pair of the run that uses
+them has its record (:meth:`ResultCache.put` drops them in the same transaction).
 
 Two biasprobe processes may share one cache: every write is one short ``BEGIN IMMEDIATE`` …
 ``COMMIT`` transaction, readers never block writers (WAL), and a busy database is waited for
@@ -49,9 +53,12 @@ SCHEMA_VERSION = 1
 #: Seconds a write waits for another process's transaction before giving up.
 BUSY_TIMEOUT_S = 120.0
 
-KINDS = ("mask", "chain", "prior")
-#: Value formats: raw little-endian float32 vector / one little-endian float64.
-F32, F64 = "f32", "f64"
+KINDS = ("mask", "chain", "prior", "pair")
+#: Value formats: raw little-endian float32 vector / one little-endian float64 / a record
+#: (:func:`encode_record`).
+F32, F64, REC = "f32", "f64", "rec1"
+#: dtypes a record's arrays may have (anything else is refused when reading).
+RECORD_DTYPES = ("<f4", "<f8", "<i4", "<i8")
 
 
 class CacheError(UsageError):
@@ -95,11 +102,54 @@ def encode_vector(values: np.ndarray) -> bytes:
     return np.ascontiguousarray(values, dtype="<f4").tobytes()
 
 
+def encode_record(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> bytes:
+    """A record: 4 bytes (little-endian length of the JSON header), the header (``header``
+    plus the arrays' names, dtypes and lengths; floats written as Python's shortest repr, so
+    they read back bit for bit; NaN as ``NaN``), then each 1-d array's raw bytes."""
+    layout, parts = [], []
+    for name, values in arrays.items():
+        values = np.ascontiguousarray(values)
+        dtype = values.dtype.newbyteorder("<").str
+        if dtype not in RECORD_DTYPES or values.ndim != 1:
+            raise ValueError(f"record array {name!r}: 1-d {RECORD_DTYPES} only, got {dtype}")
+        layout.append([name, dtype, int(values.size)])
+        parts.append(values.astype(dtype, copy=False).tobytes())
+    text = json.dumps({"h": header, "a": layout}, ensure_ascii=False, default=_plain)
+    head = text.encode("utf-8")
+    return len(head).to_bytes(4, "little") + head + b"".join(parts)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} in a cache record")
+
+
+def decode_record(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``(header, arrays)`` of :func:`encode_record`."""
+    size = int.from_bytes(blob[:4], "little")
+    meta = json.loads(bytes(blob[4 : 4 + size]).decode("utf-8"))
+    arrays, at = {}, 4 + size
+    for name, dtype, n in meta["a"]:
+        if dtype not in RECORD_DTYPES:
+            raise ValueError(f"record array {name!r} has dtype {dtype!r}")
+        width = np.dtype(dtype).itemsize * int(n)
+        arrays[name] = np.frombuffer(blob, dtype=dtype, count=int(n), offset=at)
+        at += width
+    if at != len(blob):
+        raise ValueError("record length does not match its header")
+    return meta["h"], arrays
+
+
 def decode(fmt: str, blob: bytes) -> Any:
     if fmt == F32:
         return np.frombuffer(blob, dtype="<f4")
     if fmt == F64:
         return float(np.frombuffer(blob, dtype="<f8")[0])
+    if fmt == REC:
+        return decode_record(blob)
     raise ValueError(f"unknown cache value format {fmt!r}")
 
 
@@ -270,14 +320,39 @@ class ResultCache:
             raise self._failed("read from", e) from None
         return out
 
+    def present(self, model_id: int, kind: str, keys: Sequence[bytes]) -> set[bytes]:
+        """Those of ``keys`` that are stored (their values are not read)."""
+        out: set[bytes] = set()
+        step = 500
+        try:
+            for start in range(0, len(keys), step):
+                part = list(keys[start : start + step])
+                marks = ",".join("?" * len(part))
+                rows = self._conn.execute(
+                    f"SELECT key FROM entries WHERE model = ? AND kind = ? AND key IN ({marks})",
+                    (model_id, kind, *part),
+                ).fetchall()
+                out.update(bytes(r[0]) for r in rows)
+        except sqlite3.Error as e:
+            raise self._failed("read from", e) from None
+        return out
+
     def _failed(self, what: str, e: sqlite3.Error) -> CacheError:
         return CacheError(
             f"cannot {what} the cache database {self.path} ({e}); what was committed is kept. "
             "Free disk space or wait for the other biasprobe process, or run with --no-cache"
         )
 
-    def put(self, model_id: int, kind: str, rows: Iterable[tuple[bytes, str, bytes]]) -> None:
-        """Store ``(key, format, value)`` rows in one transaction (replacing older values)."""
+    def put(
+        self,
+        model_id: int,
+        kind: str,
+        rows: Iterable[tuple[bytes, str, bytes]],
+        *,
+        drop: tuple[str, Sequence[bytes]] | None = None,
+    ) -> None:
+        """Store ``(key, format, value)`` rows in one transaction (replacing older values); the
+        entries ``drop = (kind, keys)`` are removed in the same transaction."""
         c = self._conn
         try:
             c.execute("BEGIN IMMEDIATE")
@@ -289,6 +364,11 @@ class ResultCache:
                 "VALUES (?, ?, ?, ?, ?)",
                 [(model_id, kind, k, fmt, v) for k, fmt, v in rows],
             )
+            if drop is not None:
+                c.executemany(
+                    "DELETE FROM entries WHERE model = ? AND kind = ? AND key = ?",
+                    [(model_id, drop[0], k) for k in drop[1]],
+                )
             c.execute("COMMIT")
         except BaseException as e:
             if c.in_transaction:
@@ -344,11 +424,24 @@ class ModelStore:
     def get(self, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
         return self.cache.get(self.model_id, kind, keys)
 
+    def present(self, kind: str, keys: Sequence[bytes]) -> set[bytes]:
+        return self.cache.present(self.model_id, kind, keys)
+
     def put_vectors(self, kind: str, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         self.cache.put(self.model_id, kind, [(k, F32, encode_vector(v)) for k, v in items])
 
     def put_scalars(self, kind: str, items: Iterable[tuple[bytes, float]]) -> None:
         self.cache.put(self.model_id, kind, [(k, F64, encode_scalar(v)) for k, v in items])
+
+    def put_records(
+        self,
+        kind: str,
+        items: Iterable[tuple[bytes, bytes]],
+        drop: tuple[str, Sequence[bytes]] | None = None,
+    ) -> None:
+        """Store encoded records (:func:`encode_record`) and drop ``drop``'s entries, in one
+        transaction."""
+        self.cache.put(self.model_id, kind, [(k, REC, v) for k, v in items], drop=drop)
 
 
 def database_files(folder: str | Path) -> list[Path]:
@@ -512,9 +605,13 @@ def cache_line(model: Mapping[str, Any], label: str | None = None) -> str | None
     name = label or model["name"]
     if not stats.get("enabled"):
         return f"cache {name}: not used: {stats.get('reason')}"
+    pairs = (stats.get("by_kind") or {}).get("pair")
+    served = ""
+    if pairs and pairs["hits"] + pairs["misses"]:
+        served = f"{pairs['hits']}/{pairs['hits'] + pairs['misses']} pairs cached; "
     return (
-        f"cache {name}: {stats['hits']} hit(s), {stats['misses']} computed "
-        f"(batches: {stats['batches_cached']} cached, {stats['batches_computed']} computed)"
+        f"cache {name}: {served}{stats['hits']} hit(s), {stats['misses']} computed in "
+        f"{stats['batches_computed']} batch(es)"
     )
 
 

@@ -84,7 +84,7 @@ def info(
     typer.echo(f"{len(models)} model identit{'y' if len(models) == 1 else 'ies'}:")
     for m in models:
         n = m["entries"]
-        counts = ", ".join(f"{k} {n.get(k, 0)}" for k in ("mask", "chain", "prior"))
+        counts = ", ".join(f"{k} {n.get(k, 0)}" for k in ("pair", "mask", "chain", "prior"))
         typer.echo(
             f"  {safe_text(m['model'].get('name'))}  identity {m['identity'][:12]}  "
             f"entries: {counts}  ({format_bytes(m['value_bytes'])}; last used "

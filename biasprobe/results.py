@@ -352,13 +352,26 @@ class PairStoreWriter:
         *,
         texts: tuple[str, str] = ("", ""),
         extra: np.ndarray | None = None,
-    ) -> None:
+    ) -> tuple | None:
         """Add one pair: the full vectors of side A and B, the sentences they belong to, and
-        ``extra`` token ids to keep besides both sides' top-N."""
+        ``extra`` token ids to keep besides both sides' top-N. Returns what a top-N store keeps
+        of the pair (:meth:`add_reduced` takes it back; None for a full store)."""
+        reduced = None
         if self.top_n is None:
             self._pending.append((pair_id, (texts, a, b)))
         else:
-            self._pending.append((pair_id, self._reduce(a, b, extra)))
+            reduced = self._reduce(a, b, extra)
+            self._pending.append((pair_id, reduced))
+        if len(self._pending) >= self.shard_pairs:
+            self.flush()
+        return reduced
+
+    def add_reduced(self, pair_id: str, reduced: tuple) -> None:
+        """Add one pair of a top-N store as :meth:`add` reduced it (kept ids, both sides'
+        log-probs of them, each side's ranks of the ids outside its own top-N)."""
+        if self.top_n is None:
+            raise ValueError("a full store keeps full vectors, not reduced pairs")
+        self._pending.append((pair_id, reduced))
         if len(self._pending) >= self.shard_pairs:
             self.flush()
 

@@ -159,12 +159,13 @@ def score_model(
     *,
     top_k: int,
     progress: ProgressFn | None = None,
-    chunk: int = SENTENCE_CHUNK,
+    chunk: int | None = None,
     rbo_p: float = RBO_P,
     lexicon: Mapping[str, float] | None = None,
     store: str | None = "topn",
     store_top_n: int = DEFAULT_STORE_TOP_N,
     base: PairStore | None = None,
+    base_identity: str | None = None,
     depth: int | None = None,
     workdir: str | Path | None = None,
 ) -> Scored:
@@ -175,6 +176,15 @@ def score_model(
     skew scores, Jensen–Shannon, the valence masses, the single-piece targets), then reduced to
     what ``store`` keeps and dropped; its rows go to compact per-request tables.
 
+    With a result cache (a :class:`~biasprobe.backends.cached.CachedMaskedLM` with a store)
+    and ``store`` other than ``"full"``, every finished pair is also kept in the cache as a
+    reduced record (its scores, top-k lists, target log-probs and what the store keeps of it),
+    committed once per chunk together with the removal of the full vectors no later pair
+    needs; a pair whose record is there is served from it and needs no vector at all. Chunks
+    of sentences (and of chain-rule and prior requests) are fixed by the whole item list, and
+    one is computed whole whenever any pair still needs it, so that the numbers are those of
+    an uninterrupted run.
+
     With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
     measures of :mod:`biasprobe.valence` (``valence_*`` columns, top-k depth ``top_k``).
 
@@ -183,38 +193,57 @@ def score_model(
             ``"full"`` (every distinct sentence's vector) or None (keep nothing).
         base: the first model's store of the same run: its top-300 tokens of each side are
             kept too (``"topn"``), so comparisons over them stay exact.
+        base_identity: the cache identity of the model of ``base`` (part of a pair record's
+            key, since ``base`` decides which tokens are kept); with a ``base`` and none,
+            no pair records are used.
         depth: top-N of this model's own union, when larger than ``store_top_n`` (the base of
             a run of several models keeps its top 300).
         workdir: folder for the store's shards (default: a temporary folder removed when the
             store is no longer used).
     """
+    chunk = int(chunk or SENTENCE_CHUNK)
     texts = [[it.sentences[s].replace(MASK, backend.mask_token) for s in (0, 1)] for it in items]
     check_items(backend, items, texts)
     _check_priors(backend, items)
     _check_recorded(backend, items, texts)
     pieces = _target_pieces(backend, items, texts)  # fails before any compute
     priors = _prior_requests(backend, items)
+    writer = _writer(backend, store, store_top_n, depth, workdir)
+    cached = _PairCache.open(backend, store, base is not None, base_identity)
+    keys: list[bytes] = []
+    hit = np.zeros(len(items), dtype=bool)
+    if cached is not None:
+        setting = cached.setting(top_k, rbo_p, lexicon, store, writer, base_identity)
+        keys = [cached.key(setting, it, texts[i], pieces, i, priors) for i, it in enumerate(items)]
+        present = cached.backend.pairs_present(keys)
+        hit = np.array([k in present for k in keys], dtype=bool)
     index: dict[str, int] = {}
     for pair in texts:
         for t in pair:
             index.setdefault(t, len(index))
     unique = list(index)
     where = np.array([[index[t] for t in pair] for pair in texts], dtype=np.int64).reshape(-1, 2)
-    # One call each, as before streaming (their batches span every request of the run).
-    with _batches(backend, _stage(progress, backend.name, "targets")):
-        chained = _chain_logprobs(backend, texts, pieces)
+    todo = np.flatnonzero(~hit)
+    chained = _chain_logprobs(
+        backend, texts, pieces, ~hit, _stage(progress, backend.name, "targets")
+    )
     with _batches(backend, _stage(progress, backend.name, "priors")):
-        prior_lp = _prior_logprobs(backend, items, priors)
+        prior_lp = _prior_logprobs(backend, items, priors, ~hit)
     polarity = None
     if lexicon is not None:
         from biasprobe.valence import vocab_polarity
 
         polarity = vocab_polarity(backend.vocab, lexicon)
-    writer = _writer(backend, store, store_top_n, depth, workdir)
-    last_use = np.full(len(unique), -1, dtype=np.int64)
-    np.maximum.at(last_use, where.reshape(-1), np.repeat(np.arange(len(items)), 2))
-    # pair i can be scored once every sentence up to ready[i] is computed
-    ready = np.maximum.accumulate(where.max(axis=1)) if len(items) else where[:, 0]
+    needed = np.zeros(len(unique), dtype=bool)
+    needed[where[todo].reshape(-1)] = True
+    last_use = np.full(len(unique), -1, dtype=np.int64)  # last pair still to compute, per sentence
+    np.maximum.at(last_use, where[todo].reshape(-1), np.repeat(todo, 2))
+    last_any = np.full(len(unique), -1, dtype=np.int64)  # last pair of the run, per sentence
+    np.maximum.at(last_any, where.reshape(-1), np.repeat(np.arange(len(items)), 2))
+    # pair i can be scored once every sentence up to ready[i] is computed (a cached pair: none)
+    need = where.max(axis=1) if len(items) else where[:, 0]
+    need[hit] = -1
+    ready = np.maximum.accumulate(need) if len(items) else need
     held = _Held(len(backend.vocab))
     # topk.csv's rows, 2 × top_k per pair, filled in place; the other tables per request
     top = _TopkColumns(len(items), min(top_k, len(backend.vocab)))
@@ -224,28 +253,47 @@ def score_model(
         progress(backend.name, "score", 0, len(unique))
     try:
         for start in range(0, len(unique), chunk):
-            step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
-            with _batches(backend, step):
-                block = backend.mask_logprobs(unique[start : start + chunk])
-            stop = start + len(block)
-            for j in range(len(block)):
-                if last_use[start + j] >= 0:
-                    held.put(start + j, block[j])
-            del block
+            stop = min(start + chunk, len(unique))
+            if needed[start:stop].any():  # computed whole: the batches of an uninterrupted run
+                step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
+                with _batches(backend, step):
+                    block = backend.mask_logprobs(unique[start:stop])
+                for j in range(len(block)):
+                    if last_use[start + j] >= 0:
+                        held.put(start + j, block[j])
+                del block
             upto = int(np.searchsorted(ready, stop, side="left"))
             rows: tuple[_TopkColumns, list[dict], list[dict]] = (top, [], [])
+            served = {}
+            if cached is not None:
+                served = cached.records([keys[i] for i in range(done, upto) if hit[i]])
+            finished: list[tuple[bytes, bytes]] = []
             for i in range(done, upto):
-                lp = (held.get(int(where[i, 0])), held.get(int(where[i, 1])))
-                _score_pair(
-                    backend, items[i], i, texts[i], lp, top_k, rbo_p, polarity, pieces,
-                    chained, prior_lp, rows,
-                )  # fmt: skip
-                if writer is not None:
-                    extra = _base_extra(base, items[i].pair_id) if store == "topn" else None
-                    writer.add(items[i].pair_id, lp[0], lp[1], texts=tuple(texts[i]), extra=extra)
+                it = items[i]
+                if hit[i]:
+                    numbers, reduced = _PairCache.decode(served[keys[i]])
+                    if writer is not None:
+                        writer.add_reduced(it.pair_id, reduced)
+                else:
+                    lp = (held.get(int(where[i, 0])), held.get(int(where[i, 1])))
+                    numbers = _pair_numbers(
+                        it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp
+                    )
+                    reduced = None
+                    if writer is not None:
+                        extra = _base_extra(base, it.pair_id) if store == "topn" else None
+                        reduced = writer.add(
+                            it.pair_id, lp[0], lp[1], texts=tuple(texts[i]), extra=extra
+                        )
+                    if cached is not None:
+                        finished.append((keys[i], _PairCache.encode(numbers, reduced)))
+                _pair_rows(backend, it, texts[i], numbers, pieces, i, rows)
             for name, new in zip(("scores", "targets"), rows[1:]):
                 if new:
                     parts[name].append(pd.DataFrame(new))
+            if cached is not None and upto > done:
+                gone = np.flatnonzero((last_any >= done) & (last_any < upto))
+                cached.backend.put_pair_records(finished, [unique[j] for j in gone])
             held.drop(np.flatnonzero((last_use >= done) & (last_use < upto)))
             done = upto
             if progress:
@@ -257,6 +305,101 @@ def score_model(
     if tables["targets"].empty:
         tables["targets"] = pd.DataFrame(columns=TARGET_COLUMNS)
     return Scored(writer.close() if writer is not None else None, **tables)
+
+
+@dataclass
+class _PairNumbers:
+    """Everything one pair's rows hold that a model computed (what a pair record keeps)."""
+
+    row: dict[str, Any]  # the scores row (without the exclusive ids)
+    exclusive: tuple[list[int], list[int]]  # each side's top-k ids the other lacks
+    tops: tuple[np.ndarray, np.ndarray]  # each side's top-k ids, best first
+    top_lp: tuple[np.ndarray, np.ndarray]  # their log-probs (float32)
+    target_lp: list[float]  # log p(target), side A's targets then side B's
+    prior: list[float] | None  # log p(side's target | prior sentence), attribute pairs
+
+
+#: Version of the pair record's content: a change to how any pair score is computed changes
+#: it (with biasprobe's version, part of every pair key).
+PAIR_RECORD_VERSION = 1
+
+
+class _PairCache:
+    """Pair records of a :class:`~biasprobe.backends.cached.CachedMaskedLM` (see
+    :func:`score_model`)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+
+    @classmethod
+    def open(
+        cls, backend: MaskedLMBackend, store: str | None, has_base: bool, base_identity: str | None
+    ) -> _PairCache | None:
+        from biasprobe.backends.cached import CachedMaskedLM
+
+        if not isinstance(backend, CachedMaskedLM) or backend.store is None or store == "full":
+            return None  # no cache, or full vectors wanted (a record keeps none)
+        if has_base and base_identity is None:
+            return None  # the kept tokens depend on a base model the cache cannot name
+        return cls(backend)
+
+    def setting(self, top_k, rbo_p, lexicon, store, writer, base_identity) -> list[Any]:
+        """What every pair's numbers depend on besides its own requests."""
+        from biasprobe import __version__
+        from biasprobe.cache import _digest
+
+        lex = None if lexicon is None else _digest(sorted(lexicon.items())).hex()
+        depth = None if writer is None else writer.depth
+        return [PAIR_RECORD_VERSION, __version__, int(top_k), float(rbo_p), lex, store, depth,
+                base_identity]  # fmt: skip
+
+    @staticmethod
+    def key(setting, it: ProbeItem, texts, pieces, i, priors) -> bytes:
+        from biasprobe.cache import request_key
+
+        words = [[w, pieces[(i, 0, w)], pieces[(i, 1, w)]] for w in it.targets]
+        request = [setting, list(texts), words, priors.get(i), int(it.minoritized),
+                   it.attribute is not None]  # fmt: skip
+        return request_key("pair", request)
+
+    def records(self, keys: list[bytes]) -> dict[bytes, Any]:
+        return self.backend.pair_records(keys)
+
+    @staticmethod
+    def encode(numbers: _PairNumbers, reduced: tuple | None) -> bytes:
+        from biasprobe.cache import encode_record
+
+        header = {"row": numbers.row, "exclusive": list(numbers.exclusive)}
+        header.update(target_lp=numbers.target_lp, prior=numbers.prior)
+        arrays = {"top_a": numbers.tops[0].astype("<i4"), "top_b": numbers.tops[1].astype("<i4")}
+        arrays.update(top_lp_a=numbers.top_lp[0], top_lp_b=numbers.top_lp[1])
+        if reduced is not None:
+            keep, lp_a, lp_b, far_a, far_b = reduced
+            arrays.update(keep=keep.astype("<i4"), keep_a=lp_a, keep_b=lp_b)
+            arrays.update(far_a=far_a.astype("<i4"), far_b=far_b.astype("<i4"))
+        return encode_record(header, arrays)
+
+    @staticmethod
+    def decode(record: Any) -> tuple[_PairNumbers, tuple | None]:
+        header, a = record
+        numbers = _PairNumbers(
+            row=dict(header["row"]),
+            exclusive=tuple(header["exclusive"]),
+            tops=(a["top_a"].astype(np.int64), a["top_b"].astype(np.int64)),
+            top_lp=(a["top_lp_a"].astype(np.float32), a["top_lp_b"].astype(np.float32)),
+            target_lp=[float(v) for v in header["target_lp"]],
+            prior=header["prior"],
+        )
+        reduced = None
+        if "keep" in a:
+            reduced = (
+                a["keep"].astype(np.int64),
+                a["keep_a"].astype(np.float32),
+                a["keep_b"].astype(np.float32),
+                a["far_a"].astype(np.int64),
+                a["far_b"].astype(np.int64),
+            )
+        return numbers, reduced
 
 
 class _TopkColumns:
@@ -433,18 +576,17 @@ def _base_extra(base: PairStore | None, pair_id: str) -> np.ndarray | None:
     return rec["token_id"][near]
 
 
-def _score_pair(
-    backend, it, i, texts, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp, rows
-) -> None:
-    """Every score of pair ``i`` from its two full vectors; its rows appended to ``rows``."""
-    target_lp = {}
+def _pair_numbers(it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp) -> _PairNumbers:
+    """Every number of pair ``i`` from its two full vectors."""
+    target_lp = []
     for s in (0, 1):
         for w in it.targets:
             p = pieces[(i, s, w)]
-            target_lp[(i, s, w)] = chained[(i, s, w)] if len(p) > 1 else float(lp[s][p[0]])
+            target_lp.append(chained[(i, s, w)] if len(p) > 1 else float(lp[s][p[0]]))
+    n = len(it.targets)
     tlp = None
     if it.targets:
-        tlp = np.array([[target_lp[(i, s, w)] for w in it.targets] for s in (0, 1)])
+        tlp = np.array([target_lp[s * n : (s + 1) * n] for s in (0, 1)])
     scores = pair_scores(
         lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
     )
@@ -452,13 +594,24 @@ def _score_pair(
         from biasprobe.valence import pair_valence, run_columns
 
         scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
+    prior = None
     if it.attribute is not None:
-        side = [target_lp[(i, s, it.targets[s])] for s in (0, 1)]
+        side = [target_lp[s * n + s] for s in (0, 1)]  # side s's own target: targets[s]
         blank_skew_scores(scores)
-        scores["kurita_bias"] = kurita_bias(side, prior_lp[i], it.minoritized)
+        prior = [float(v) for v in prior_lp[i]]
+        scores["kurita_bias"] = kurita_bias(side, prior, it.minoritized)
     else:
         scores["kurita_bias"] = float("nan")
-    _pair_rows(backend, it, texts, lp, scores, top_k, pieces, target_lp, i, rows, prior_lp)
+    exclusive = (scores.pop("exclusive_a_ids"), scores.pop("exclusive_b_ids"))
+    tops = tuple(topk(lp[s], top_k)[0] for s in (0, 1))
+    return _PairNumbers(
+        row=scores,
+        exclusive=exclusive,
+        tops=tops,
+        top_lp=tuple(np.asarray(lp[s][tops[s]], dtype=np.float32) for s in (0, 1)),
+        target_lp=target_lp,
+        prior=prior,
+    )
 
 
 def _stage(
@@ -574,40 +727,71 @@ def _prior_requests(
     return out
 
 
-def _prior_logprobs(backend, items, priors) -> dict[int, np.ndarray]:
-    """log p(side's target | prior sentence), (2,) per attribute item."""
-    if not priors:
-        return {}
+#: Chain-rule / prior requests per backend call: one unit of the result cache (and of resume).
+REQUEST_CHUNK = 256
+
+
+def _prior_logprobs(backend, items, priors, wanted=None) -> dict[int, np.ndarray]:
+    """log p(side's target | prior sentence), (2,) per attribute item (of the ``wanted``
+    items; in fixed chunks of :data:`REQUEST_CHUNK` requests, a chunk asked whole when any of
+    its items is wanted)."""
     keys = list(priors)
-    flat = [r for i in keys for r in priors[i]]
-    values = backend.prior_logprobs(flat)
-    return {i: np.asarray(values[2 * n : 2 * n + 2], dtype=np.float64) for n, i in enumerate(keys)}
+    out: dict[int, np.ndarray] = {}
+    per = max(1, REQUEST_CHUNK // 2)
+    for start in range(0, len(keys), per):
+        part = keys[start : start + per]
+        if wanted is not None and not any(wanted[i] for i in part):
+            continue
+        values = backend.prior_logprobs([r for i in part for r in priors[i]])
+        for n, i in enumerate(part):
+            out[i] = np.asarray(values[2 * n : 2 * n + 2], dtype=np.float64)
+    return out
 
 
-def _chain_logprobs(backend, texts, pieces) -> dict[tuple[int, int, str], float]:
+def _chain_logprobs(
+    backend, texts, pieces, wanted=None, report=None
+) -> dict[tuple[int, int, str], float]:
     """log p(target) per (item, side, word) of the targets of several pieces (the chain rule
-    over consecutive masks); one-piece targets are read off the vector at the mask."""
+    over consecutive masks); one-piece targets are read off the vector at the mask. Asked in
+    fixed chunks of :data:`REQUEST_CHUNK` requests, a chunk whole when any of its items is
+    ``wanted``; ``report(done, total)`` counts forward inputs (one per piece)."""
     multi = pieces.multi()
-    chained = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in multi]) if multi else []
-    return {key: float(v) for (key, _), v in zip(multi, chained)}
+    out: dict[tuple[int, int, str], float] = {}
+    total = sum(len(p) for _, p in multi)
+    offset = 0
+    for start in range(0, len(multi), REQUEST_CHUNK):
+        part = multi[start : start + REQUEST_CHUNK]
+        size = sum(len(p) for _, p in part)
+        asked = wanted is None or any(wanted[i] for (i, _, _), _ in part)
+        if asked:
+            step = None if report is None else _offset(report, offset, total, size)
+            with _batches(backend, step):
+                values = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in part])
+            out.update({key: float(v) for (key, _), v in zip(part, values)})
+        offset += size
+        if report is not None and (not asked or not hasattr(backend, "on_batch")):
+            report(offset, total)  # a skipped chunk, or a backend that reports no batches
+    return out
 
 
-def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, prior_lp) -> None:
+def _offset(report, offset: int, total: int, size: int) -> Callable[[int, int], None]:
+    """``report`` of one chunk's batches against the whole stage (``size``: the chunk's)."""
+    return lambda done, n: report(offset + min(done, size), total)
+
+
+def _pair_rows(backend, it, texts, numbers: _PairNumbers, pieces, i, rows) -> None:
     """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
     topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
     nan = float("nan")
-    ex_a = row.pop("exclusive_a_ids")
-    ex_b = row.pop("exclusive_b_ids")
+    n = len(it.targets)
     common = {"model": backend.name, "pair_id": it.pair_id, "template_id": it.template_id}
-    tops = []
     for s, side in enumerate(SIDES):
-        order = topk(lp[s], top_k)[0]
-        tops.append(order)
         role = "minoritized" if s == it.minoritized else "normative"
         values = {**common, "side": side, "group": it.groups[s], "role": role}
-        topk_rows.put(i, s, {**values, "sentence": texts[s]}, order, lp[s][order], vocab)
-        for w in it.targets:
+        sentence = {**values, "sentence": texts[s]}
+        topk_rows.put(i, s, sentence, numbers.tops[s], numbers.top_lp[s], vocab)
+        for j, w in enumerate(it.targets):
             target_rows.append(
                 {
                     **common,
@@ -615,23 +799,26 @@ def _pair_rows(backend, it, texts, lp, row, top_k, pieces, target_lp, i, rows, p
                     "group": it.groups[s],
                     "target": w,
                     "n_pieces": len(pieces[(i, s, w)]),
-                    "logprob": target_lp[(i, s, w)],
+                    "logprob": numbers.target_lp[s * n + j],
                     # log p(side's own target | prior sentence); NaN without an attribute
                     "prior_logprob": (
-                        float(prior_lp[i][s]) if i in prior_lp and w == it.targets[s] else nan
+                        float(numbers.prior[s])
+                        if numbers.prior is not None and w == it.targets[s]
+                        else nan
                     ),
                     "piece_ids": " ".join(str(p) for p in pieces[(i, s, w)]),
                 }
             )
+    ex_a, ex_b = numbers.exclusive
     score_rows.append(
         {
             **common,
             "group_a": it.groups[0],
             "group_b": it.groups[1],
             "minoritized_group": it.groups[it.minoritized],
-            **row,
-            "top_a": " ".join(vocab[t] for t in tops[0]),
-            "top_b": " ".join(vocab[t] for t in tops[1]),
+            **numbers.row,
+            "top_a": " ".join(vocab[t] for t in numbers.tops[0]),
+            "top_b": " ".join(vocab[t] for t in numbers.tops[1]),
             "exclusive_a": " ".join(vocab[t] for t in ex_a),
             "exclusive_b": " ".join(vocab[t] for t in ex_b),
         }
@@ -955,11 +1142,18 @@ def _score_all(
     logprobs: dict[str, PairStore] = {}
     model_meta: list[dict[str, Any]] = []
     base: PairStore | None = None
+    base_identity: str | None = None  # its model's cache identity (keys of pair records)
     for n, spec in enumerate(resolved):
-        extra = {"base": base} if n else {"depth": BASE_EXTRA if len(resolved) > 1 else None}
+        extra = {"base": base, "base_identity": base_identity} if n else {}
+        if not n:
+            extra["depth"] = BASE_EXTRA if len(resolved) > 1 else None
         backend, scored = _score_one(spec, items, storage={**storage, **extra}, **kw)
         logprobs[backend.name] = scored.store
-        base = scored.store if n == 0 else base
+        if n == 0:
+            base, base_identity = (
+                scored.store,
+                getattr(getattr(backend, "store", None), "identity", None),
+            )
         for key in parts:
             frame = getattr(scored, key)
             if not frame.empty:

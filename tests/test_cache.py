@@ -141,8 +141,12 @@ def run_cmd(probe: Path, model: Path, out: Path, *extra: str) -> list[str]:
 
 
 def mask_entries(cache: Path) -> int:
+    return entries(cache, "mask")
+
+
+def entries(cache: Path, kind: str) -> int:
     with sqlite3.connect(cache / DB_NAME) as conn:
-        return conn.execute("SELECT count(*) FROM entries WHERE kind = 'mask'").fetchone()[0]
+        return conn.execute("SELECT count(*) FROM entries WHERE kind = ?", (kind,)).fetchone()[0]
 
 
 # -- numbers --------------------------------------------------------------------------------
@@ -248,9 +252,10 @@ def test_sigkill_mid_run_then_resume(tiny_bert, tmp_path):
     assert stats["by_kind"]["mask"] == {"hits": committed, "misses": n - committed}
     assert stats["batches_cached"] == committed // batch
     assert stats["batches_computed"] == -(-(n - committed) // batch)
-    assert f"{committed} hit(s), {n - committed} computed" in again.stderr
+    assert f"0/48 pairs cached; {committed} hit(s), {n - committed} computed" in again.stderr
     assert_same_run(out, ref)
-    assert mask_entries(cache) == n
+    # Every pair is now a reduced record; no full vector is left (no pair needs one).
+    assert mask_entries(cache) == 0 and entries(cache, "pair") == 48
 
 
 def test_changed_checkpoint_misses(tiny_bert, tiny_bert_b, tmp_path):
@@ -323,9 +328,11 @@ def test_two_concurrent_runs_share_one_cache(tiny_bert, tmp_path):
     assert done.returncode == 0, done.stderr
     for out in outs:
         assert_same_run(out, ref)
-        s = cache_stats(out)["by_kind"]["mask"]
-        assert s["hits"] + s["misses"] == n
-    assert mask_entries(cache) == n
+        s = cache_stats(out)["by_kind"]
+        # each run computed or read every sentence, or was served pairs the other finished
+        assert s["mask"]["hits"] + s["mask"]["misses"] in (0, n)
+        assert s["pair"]["hits"] + s["pair"]["misses"] == 48
+    assert mask_entries(cache) == 0 and entries(cache, "pair") == 48
     with sqlite3.connect(cache / DB_NAME) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -384,7 +391,7 @@ def test_cli_cache_info_clear_and_options(tiny_bert, tmp_path):
     )
     assert res.exit_code == 0, res.output
     line = next(x for x in res.output.splitlines() if x.startswith("cache ") and "hit(s)" in x)
-    assert " 0 hit(s), " in line and "(batches: 0 cached, " in line, line
+    assert ": 0/20 pairs cached; 0 hit(s), " in line and " computed in " in line, line
     assert Path(tiny_bert).name in line and len(line) <= 80
     assert f"cache folder: {cache}" in res.output
     quiet = runner.invoke(
@@ -396,12 +403,13 @@ def test_cli_cache_info_clear_and_options(tiny_bert, tmp_path):
     info = runner.invoke(app, ["cache", "info", "--cache", str(cache), "--json"])
     assert info.exit_code == 0, info.output
     data = json.loads(info.output)
-    n = len(distinct_sentences(probe))
-    assert data["dir"] == str(cache) and data["bytes"] > n * 30522 * 4
+    assert data["dir"] == str(cache) and data["bytes"] > 0
     [model] = data["models"]
-    assert model["entries"]["mask"] == n and model["model"]["name"] == str(tiny_bert)
+    # the run's 20 finished pairs are kept as records, the vectors are gone
+    assert "mask" not in model["entries"] and model["entries"]["pair"] == 20
+    assert model["model"]["name"] == str(tiny_bert)
     text = runner.invoke(app, ["cache", "info", "--cache", str(cache)])
-    assert f"entries: mask {n}," in text.output and str(tiny_bert) in text.output
+    assert "pair 20" in text.output and str(tiny_bert) in text.output
 
     both = runner.invoke(app, ["run", str(probe), "--cache", str(cache), "--no-cache"])
     assert both.exit_code == 2 and "exclude each other" in both.output
@@ -476,9 +484,10 @@ def test_an_open_cache_passed_in_stays_open(tiny_bert, tmp_path):
     ps = load_probe_set(small_probe(tmp_path))
     with ResultCache(tmp_path / "c") as rc:
         result = biasprobe.run(ps, [str(tiny_bert)], device="cpu", n_bootstrap=100, cache=rc)
-        n = result.meta["models"][0]["info"]["cache"]["misses"]
+        kinds = result.meta["models"][0]["info"]["cache"]["by_kind"]
         [model] = rc.summary()  # still usable after the run
-        assert sum(model["entries"].values()) == n > 0
+        assert model["entries"]["pair"] == kinds["pair"]["misses"] == len(ps.items)
+        assert model["entries"]["chain"] == kinds["chain"]["misses"] > 0
 
 
 def test_hub_model_identity_is_its_resolved_commit(tiny_bert, tmp_path):
@@ -506,3 +515,112 @@ def test_hub_model_identity_is_its_resolved_commit(tiny_bert, tmp_path):
         assert "weights_sha256" not in identity and identity["tokenizer_sha256"]
         seen.append(identity)
     assert seen[0] != seen[1]
+
+
+# -- finished pairs as reduced records --------------------------------------------------------
+
+
+def assert_same_result(a, b) -> None:
+    """Two in-process results: every table and every stored pair's arrays identical."""
+    for table in ("scores", "topk", "targets", "summary"):
+        pd.testing.assert_frame_equal(getattr(a, table), getattr(b, table), check_exact=True)
+    assert list(a.logprobs) == list(b.logprobs)
+    for name, store in a.logprobs.items():
+        other = b.logprobs[name]
+        assert store.pair_ids == other.pair_ids
+        for pair_id in store.pair_ids:
+            x, y = store.records(pair_id), other.records(pair_id)
+            assert list(x) == list(y)
+            for key in x:
+                assert np.array_equal(x[key], y[key], equal_nan=True), (name, pair_id, key)
+
+
+def test_pair_records_resume_and_serve_a_second_run(tiny_bert, tmp_path, monkeypatch):
+    """Interrupted after some chunks: the next run serves their pairs from records (reading no
+    vector of theirs) and computes the rest; a third run computes nothing at all. Every table
+    and stored array is that of an uncached run."""
+    from biasprobe import runner as runner_module
+    from biasprobe.backends.hf import HFMaskedLM
+
+    monkeypatch.setattr(runner_module, "SENTENCE_CHUNK", 8)  # several chunks on 35 sentences
+    monkeypatch.setattr(runner_module, "REQUEST_CHUNK", 4)
+    ps = load_probe_set(small_probe(tmp_path))
+    n_pairs, n_sent = len(ps.items), len(distinct_sentences(small_probe(tmp_path)))
+    kw = {"device": "cpu", "batch_size": 3, "n_bootstrap": 100}
+    ref = biasprobe.run(ps, [str(tiny_bert)], cache=False, **kw)
+
+    calls = {"n": 0, "stop_at": 6}
+    real = HFMaskedLM.mask_logprobs
+
+    def counted(self, sentences):
+        calls["n"] += 1
+        if calls["n"] == calls["stop_at"]:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the run
+        return real(self, sentences)
+
+    monkeypatch.setattr(HFMaskedLM, "mask_logprobs", counted)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        biasprobe.run(ps, [str(tiny_bert)], cache=cache, **kw)
+    kept = entries(cache, "pair")
+    assert 0 < kept < n_pairs
+
+    calls.update(n=0, stop_at=-1)
+    again = biasprobe.run(ps, [str(tiny_bert)], cache=cache, **kw)
+    assert_same_result(again, ref)
+    stats = again.meta["models"][0]["info"]["cache"]
+    assert stats["by_kind"]["pair"] == {"hits": kept, "misses": n_pairs - kept}
+    mask = stats["by_kind"]["mask"]
+    # the finished chunks' sentences are not even read; the rest is read or computed
+    assert 0 < mask["hits"] + mask["misses"] < n_sent
+    # the sentences computed, and only they, went through forward passes of ≤ 3 sentences
+    assert mask["misses"] > 0 and calls["n"] <= mask["misses"] <= 3 * calls["n"]
+    assert mask_entries(cache) == 0 and entries(cache, "pair") == n_pairs
+
+    calls.update(n=0)
+    third = biasprobe.run(ps, [str(tiny_bert)], cache=cache, **kw)
+    assert_same_result(third, ref)
+    stats = third.meta["models"][0]["info"]["cache"]
+    assert calls["n"] == 0  # no forward pass at all
+    assert stats["by_kind"]["pair"] == {"hits": n_pairs, "misses": 0}
+    assert stats["hits"] == stats["misses"] == 0  # no sentence, chain or prior request either
+
+    # Another setting (top-k) is another record: computed again, the numbers of that setting.
+    calls.update(n=0)
+    k5 = biasprobe.run(ps, [str(tiny_bert)], cache=cache, top_k=5, **kw)
+    assert_same_result(k5, biasprobe.run(ps, [str(tiny_bert)], cache=False, top_k=5, **kw))
+    assert k5.meta["models"][0]["info"]["cache"]["by_kind"]["pair"]["misses"] == n_pairs
+    assert calls["n"] > 0
+
+
+def test_pair_records_of_a_base_and_a_second_model(tiny_bert, tiny_bert_b, tmp_path):
+    """Two models (the second keeps the base's top-300 tokens too): cached twice, identical to
+    an uncached run, the second time every pair of both models from records."""
+    ps = load_probe_set(small_probe(tmp_path))
+    models = [str(tiny_bert), str(tiny_bert_b)]
+    kw = {"device": "cpu", "batch_size": 4, "n_bootstrap": 100}
+    ref = biasprobe.run(ps, models, cache=False, **kw)
+    cache = tmp_path / "cache"
+    first = biasprobe.run(ps, models, cache=cache, **kw)
+    second = biasprobe.run(ps, models, cache=cache, **kw)
+    for result in (first, second):
+        assert_same_result(result, ref)
+    for card in second.meta["models"]:
+        assert card["info"]["cache"]["by_kind"]["pair"] == {"hits": len(ps.items), "misses": 0}
+
+
+def test_record_encoding_round_trip():
+    from biasprobe.cache import decode_record, encode_record
+
+    header = {"row": {"k": 10, "js": 0.1 + 0.2, "nan": float("nan"), "same": True}, "x": None}
+    arrays = {"ids": np.array([3, 1, 2], dtype="<i4"), "lp": np.array([-1.5, np.nan], "<f4")}
+    back, got = decode_record(encode_record(header, arrays))
+    assert back["row"]["js"] == 0.1 + 0.2 and back["row"]["same"] is True
+    assert np.isnan(back["row"]["nan"]) and back["x"] is None
+    assert got["ids"].tolist() == [3, 1, 2] and got["ids"].dtype == np.dtype("<i4")
+    assert np.array_equal(got["lp"], arrays["lp"], equal_nan=True)
+    with pytest.raises(ValueError):
+        encode_record({}, {"obj": np.array(["a"])})
+    blob = encode_record(header, arrays)
+    with pytest.raises(ValueError):
+        decode_record(blob[:-1])

@@ -11,7 +11,11 @@ backend would return for the same call, bit for bit, whatever is in the cache:
   and started again recomputes only the batches that were not committed.
 * **chain-rule and prior requests** (one scalar each) are served when every request of the call
   is stored; otherwise the call is computed whole, as without a cache (the wrapped backend
-  batches its expanded inputs across requests), and stored when it ends.
+  batches its expanded inputs across requests), and stored when it ends. The runner makes
+  these calls in fixed chunks of requests, so a chunk is one unit of resume.
+* **finished pairs**: :func:`biasprobe.runner.score_model` keeps each scored pair as a reduced
+  record (:meth:`put_pair_records`) and serves a later run's identical pair from it without
+  any vector (:meth:`pair_records`).
 
 Recorded outputs are never wrapped with a store (nothing is computed), and neither are models
 with no files to identify them (:func:`biasprobe.cache.model_identity`): they pass through with
@@ -57,7 +61,7 @@ class CachedMaskedLM(MaskedLMBackend):
         self.mask_token = inner.mask_token
         self.vocab = inner.vocab
         self.batch_size = int(getattr(inner, "batch_size", 32))
-        self.stats = {kind: {"hits": 0, "misses": 0} for kind in ("mask", "chain", "prior")}
+        self.stats = {kind: {"hits": 0, "misses": 0} for kind in ("mask", "chain", "prior", "pair")}
         self.batches = {"cached": 0, "computed": 0}
 
     @property
@@ -86,14 +90,15 @@ class CachedMaskedLM(MaskedLMBackend):
         """What the cache did for this model (``results.json`` ``models[i].info.cache``)."""
         if self.store is None:
             return {"enabled": False, "reason": self.reason}
-        hits = sum(s["hits"] for s in self.stats.values())
-        misses = sum(s["misses"] for s in self.stats.values())
+        # hits / misses: requests to the model (sentences, chain-rule and prior requests);
+        # finished pairs served from or added to the cache are by_kind["pair"]
+        asked = [s for kind, s in self.stats.items() if kind != "pair"]
         return {
             "enabled": True,
             "dir": str(self.folder),
             "model_identity": self.store.identity,
-            "hits": hits,
-            "misses": misses,
+            "hits": sum(s["hits"] for s in asked),
+            "misses": sum(s["misses"] for s in asked),
             "batches_cached": self.batches["cached"],
             "batches_computed": self.batches["computed"],
             "by_kind": {k: dict(v) for k, v in self.stats.items()},
@@ -159,6 +164,29 @@ class CachedMaskedLM(MaskedLMBackend):
             self.stats[kind]["misses"] += len(keys)
             self.batches["computed"] += 1
         return values
+
+    # -- finished pairs (see biasprobe.runner.score_model) ---------------------------------------
+    def pairs_present(self, keys: Sequence[bytes]) -> set[bytes]:
+        """Which of these pair keys have a record in the cache."""
+        if self.store is None:
+            return set()
+        return self.store.present("pair", keys)
+
+    def pair_records(self, keys: Sequence[bytes]) -> dict[bytes, Any]:
+        """The records of those pair keys that are stored (each a ``(header, arrays)`` of
+        :func:`biasprobe.cache.decode_record`), counted as hits."""
+        found = self.store.get("pair", keys) if self.store is not None and keys else {}
+        self.stats["pair"]["hits"] += len(found)
+        return found
+
+    def put_pair_records(self, records: Sequence[tuple[bytes, bytes]], sentences: Sequence[str]):
+        """Commit finished pairs' encoded records and, in the same transaction, drop the full
+        vectors of ``sentences`` (every pair of the run that uses them is finished)."""
+        if self.store is None:
+            return
+        drop = ("mask", [request_key("mask", s) for s in sentences])
+        self.store.put_records("pair", records, drop=drop)
+        self.stats["pair"]["misses"] += len(records)
 
     def chain_logprobs(self, requests: Sequence[tuple[str, Sequence[int]]]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.chain_logprobs`; one call is one unit of the cache."""
