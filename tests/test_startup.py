@@ -1,11 +1,15 @@
-"""Model start-up: the display vocabulary without one decode call per id."""
+"""Model start-up: the display vocabulary without one decode call per id, and the weights'
+sha256 memoized in the process (keyed so that a changed file is never served an old digest)."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 
 import pytest
 
+from biasprobe import hub
 from biasprobe.backends.hf import _single_token_rule, decode_each, load_hf_masked_lm
 
 
@@ -174,3 +178,84 @@ def test_display_vocab_timing_is_below_the_slow_path(tiny_bert):
     slow = best(lambda: tok.batch_decode([[i] for i in range(len(raw))]))
     fast = best(lambda: decode_each(tok, raw))
     assert fast * 5 < slow, (fast, slow)
+
+
+# -- sha256 memo ------------------------------------------------------------------------------
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A fresh memo, and the files sha256_file opens."""
+    monkeypatch.setattr(hub, "_SHA256_MEMO", {})
+    seen: list[str] = []
+
+    def counting_open(path, *args, **kwargs):
+        seen.append(str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(hub, "open", counting_open, raising=False)
+    return seen
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _settle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make a file just written count as settled: a 50 ms window instead of 2 s, waited out."""
+    monkeypatch.setattr(hub, "_RACY_NS", 50_000_000)
+    time.sleep(0.1)
+
+
+def test_sha256_memo_serves_a_second_call_without_reading(tmp_path, monkeypatch, opened):
+    f = tmp_path / "model.safetensors"
+    data = os.urandom(3 << 20) + b"tail"  # several 1 MiB blocks and a partial one
+    f.write_bytes(data)
+    _settle(monkeypatch)
+    assert hub.sha256_file(f) == _sha(data)
+    assert len(opened) == 1
+    assert hub.sha256_file(f) == _sha(data)
+    assert hub.sha256_file(str(f)) == _sha(data)
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(f)
+    assert hub.sha256_file(link) == _sha(data)  # the same real path
+    assert len(opened) == 1
+    assert list(hub._SHA256_MEMO) == [hub._file_key(os.path.realpath(f), f.stat())]
+
+
+def test_sha256_memo_rewritten_file_same_size_and_mtime(tmp_path, monkeypatch, opened):
+    f = tmp_path / "weights.bin"
+    old = b"a" * 5000
+    f.write_bytes(old)
+    _settle(monkeypatch)
+    assert hub.sha256_file(f) == _sha(old)
+    st = f.stat()
+    new = b"b" * 5000
+    with open(f, "r+b") as fh:  # in place: same inode
+        fh.write(new)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    st2 = f.stat()
+    assert (st2.st_ino, st2.st_size, st2.st_mtime_ns) == (st.st_ino, st.st_size, st.st_mtime_ns)
+    assert st2.st_ctime_ns != st.st_ctime_ns
+    assert hub.sha256_file(f) == _sha(new)
+    assert len(opened) == 2
+    # Replaced by another file (new inode) with the same size and mtime: read again too.
+    g = tmp_path / "other.bin"
+    g.write_bytes(old)
+    os.utime(g, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(g, f)
+    assert hub.sha256_file(f) == _sha(old)
+    assert len(opened) == 3
+
+
+def test_sha256_of_a_just_written_file_is_not_memoized(tmp_path, opened):
+    assert hub._RACY_NS == 2_000_000_000
+    f = tmp_path / "fresh.bin"
+    f.write_bytes(b"fresh")
+    assert hub.sha256_file(f) == _sha(b"fresh")
+    assert hub.sha256_file(f) == _sha(b"fresh")
+    assert len(opened) == 2 and hub._SHA256_MEMO == {}
+
+
+def test_sha256_of_a_missing_file_raises(tmp_path, opened):
+    with pytest.raises(FileNotFoundError):
+        hub.sha256_file(tmp_path / "missing.bin")
+    assert hub._SHA256_MEMO == {}
