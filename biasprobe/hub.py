@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,13 +66,49 @@ def looks_like_path(name: str) -> bool:
     )
 
 
+#: Digests already computed in this process (never written to disk), keyed by
+#: :func:`_file_key`.
+_SHA256_MEMO: dict[tuple[str, int, int, int, int, int], str] = {}
+#: A file changed less than this long (ns) before it is hashed is not memoized: a later write
+#: within the same tick of a coarse file-system clock could otherwise leave its
+#: (size, mtime, ctime) as they were.
+_RACY_NS = 2_000_000_000
+
+
+def _file_key(path: str, st: os.stat_result) -> tuple[str, int, int, int, int, int]:
+    """What identifies a file's content for :func:`sha256_file`: its real path, device, inode,
+    size, mtime and ctime. Any write changes the ctime, which users cannot set (``os.utime``
+    restores an mtime but stamps a new ctime), so a changed file never matches an old key."""
+    return (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def sha256_file(path: Path) -> str:
-    """sha256 (hex) of a file, read in 1 MiB blocks, for provenance."""
+    """sha256 (hex) of a file, read in 1 MiB blocks, for provenance.
+
+    Memoized in this process: a file whose real path, device, inode, size, mtime and ctime are
+    unchanged since it was hashed is not read again (a cached run would otherwise re-hash a
+    440 MB checkpoint every time). Only files unchanged while they were read, and last changed
+    at least :data:`_RACY_NS` before, are memoized.
+    """
+    real = os.path.realpath(path)
+    try:
+        known = _SHA256_MEMO.get(_file_key(real, os.stat(real)))
+    except OSError:
+        known = None  # open() below reports it
+    if known is not None:
+        return known
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(real, "rb") as f:
+        before = os.fstat(f.fileno())
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+        after = os.fstat(f.fileno())
+    digest = h.hexdigest()
+    key = _file_key(real, before)
+    settled = time.time_ns() - max(before.st_mtime_ns, before.st_ctime_ns) >= _RACY_NS
+    if key == _file_key(real, after) and settled:
+        _SHA256_MEMO[key] = digest
+    return digest
 
 
 def local_help(name: str) -> str:
