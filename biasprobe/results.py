@@ -445,7 +445,8 @@ class RunResult:
     Attributes:
         meta: provenance and settings (the content of ``results.json``).
         items: one row per (pair_id, side): the probe pairs as expanded.
-        topk: one row per (model, pair_id, side, rank).
+        topk: one row per (model, pair_id, side, rank); from :func:`biasprobe.run` its text
+            columns (and ``token``) are categoricals, 1 to 4 bytes a row (the same text).
         scores: one row per (model, pair_id) with every skew score.
         summary: means and bootstrap confidence intervals per (model, level, key, score).
         targets: one row per (model, pair_id, side, target).

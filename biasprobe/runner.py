@@ -405,38 +405,91 @@ class _PairCache:
 class _TopkColumns:
     """The rows of ``topk.csv`` for ``n`` pairs (``2 × k`` each), as preallocated columns: no
     per-row dict, no per-request frame, no copy to join them (the largest table: 20 rows per
-    pair at the default top-k)."""
+    pair at the default top-k).
+
+    Its text columns repeat a few values over many rows (a pair's id and sentence over its
+    ``k`` rows, a side or a role over half the table), so each is held as integer codes into
+    its distinct values and becomes a categorical column (categories sorted, so that sorting
+    the column sorts the text): 1 to 4 bytes a row instead of an 8-byte object pointer, the
+    codes widened only when a column's distinct values outgrow them. The CSV written from it
+    is the same text."""
 
     TEXT = ("model", "pair_id", "template_id", "side", "group", "role", "sentence")
 
     def __init__(self, n: int, k: int) -> None:
         self.k = k
         size = 2 * k * n
-        self.text = {name: np.empty(size, dtype=object) for name in self.TEXT}
-        self.token = np.empty(size, dtype=object)
+        # -1: a row not filled (missing, as an unfilled object cell was)
+        self.codes = {name: np.full(size, -1, dtype=np.int8) for name in self.TEXT}
+        self.seen: dict[str, dict[str, int]] = {name: {} for name in self.TEXT}
         self.token_id = np.empty(size, dtype=np.int64)
         self.logprob = np.empty(size, dtype=np.float64)
+        self.vocab: Sequence[str] = ()
 
     def put(self, i: int, s: int, values: dict[str, str], order: np.ndarray, lp, vocab) -> None:
         """Pair ``i``'s rows of side ``s``: ``order`` (token ids, best first) and ``lp``, their
         log-probs (``lp[r]`` belongs to ``order[r]``)."""
         at = slice((2 * i + s) * self.k, (2 * i + s) * self.k + len(order))
         for name, value in values.items():
-            self.text[name][at] = value
-        self.token[at] = [vocab[t] for t in order]
+            seen = self.seen[name]
+            code = seen.get(value)
+            if code is None:
+                code = seen[value] = len(seen)
+                wide = _code_dtype(len(seen))
+                if wide != self.codes[name].dtype:
+                    self.codes[name] = self.codes[name].astype(wide)
+            self.codes[name][at] = code
+        self.vocab = vocab
         self.token_id[at] = order
         self.logprob[at] = np.asarray(lp, dtype=np.float64)
 
     def frame(self, n: int) -> pd.DataFrame:
-        """The table of the first ``n`` pairs, columns in ``topk.csv``'s order."""
+        """The table of the first ``n`` pairs, columns in ``topk.csv``'s order (its text
+        columns share the codes held here, renumbered in sorted order)."""
         size = 2 * self.k * n
-        rank = np.tile(np.arange(1, self.k + 1, dtype=np.int64), 2 * n)
-        cols: dict[str, Any] = {name: self.text[name][:size] for name in self.TEXT}
-        cols.update(rank=rank, token=self.token[:size])
-        cols.update(token_id=self.token_id[:size], logprob=self.logprob[:size])
         if size == 0:
             return pd.DataFrame()
+        cols: dict[str, Any] = {}
+        for name in self.TEXT:
+            self.codes[name], values = _sorted_codes(self.codes[name], list(self.seen[name]))
+            self.seen[name] = {value: code for code, value in enumerate(values)}
+            categories = pd.Index(values, dtype="str")
+            cols[name] = pd.Categorical.from_codes(self.codes[name][:size], categories=categories)
+        cols["rank"] = np.tile(np.arange(1, self.k + 1, dtype=np.int64), 2 * n)
+        cols["token"] = _token_column(self.token_id[:size], self.vocab)
+        cols.update(token_id=self.token_id[:size], logprob=self.logprob[:size])
         return pd.DataFrame(cols, copy=False)
+
+
+def _code_dtype(n: int) -> np.dtype:
+    """The integer type of the codes of ``n`` categories, as pandas chooses it (so that a
+    categorical built from them keeps them as they are)."""
+    for dtype in (np.int8, np.int16, np.int32):
+        if n < np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    return np.dtype(np.int64)
+
+
+def _sorted_codes(codes: np.ndarray, values: list[str]) -> tuple[np.ndarray, list[str]]:
+    """``codes`` into ``values`` (-1: missing) renumbered into the sorted ``values`` (a
+    categorical column of sorted categories sorts as its text would), and those values."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    recode = np.empty(len(values) + 1, dtype=codes.dtype)
+    recode[np.asarray(order, dtype=np.int64)] = np.arange(len(values))
+    recode[-1] = -1  # codes[...] == -1 reads the last slot
+    return recode[codes], [values[j] for j in order]
+
+
+def _token_column(token_id: np.ndarray, vocab: Sequence[str]) -> pd.Categorical:
+    """The display string of every token id, as a categorical column over the tokens used
+    (two ids may display alike: they share a category)."""
+    used = np.unique(token_id)
+    shown = [vocab[int(t)] for t in used]
+    categories = sorted(set(shown))
+    code_of = {text: c for c, text in enumerate(categories)}
+    lookup = np.zeros(int(used[-1]) + 1 if used.size else 1, dtype=_code_dtype(len(categories)))
+    lookup[used] = [code_of[text] for text in shown]
+    return pd.Categorical.from_codes(lookup[token_id], categories=pd.Index(categories, dtype="str"))
 
 
 class _Frames:
@@ -454,14 +507,46 @@ class _Frames:
             self.pending = []
 
     def frame(self) -> pd.DataFrame:
-        return _concat([*self.joined, *self.pending])
+        """The whole table (the pieces are let go as it is joined)."""
+        if self.pending or len(self.joined) != 1:
+            # shallow copies: a frame appended here keeps its columns
+            frames = [f.copy(deep=False) for f in (*self.joined, *self.pending)]
+            self.joined, self.pending = [], []
+            self.joined = [_join_columns(frames)]
+        return self.joined[0]
+
+
+def _join_columns(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames one after the other, joined column by column, each column taken out of
+    ``frames`` once joined, so that memory nothing else holds is freed as the table grows
+    (joining the whole frames at once holds the table twice). Frames of different columns
+    are joined whole."""
+    if len(frames) < 2 or any(not f.columns.equals(frames[0].columns) for f in frames):
+        return _concat(frames)
+    joined = {
+        name: pd.concat([f.pop(name) for f in frames], ignore_index=True)
+        for name in list(frames[0].columns)
+    }
+    return pd.DataFrame(joined, copy=False)
 
 
 def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    """The frames one after the other (one frame as it is: no copy)."""
+    """The frames one after the other (one frame as it is: no copy). A categorical column
+    stays one over the union of the frames' categories (sorted)."""
     if not frames:
         return pd.DataFrame()
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    if len(frames) == 1:
+        return frames[0]
+    shared: dict[str, pd.Index] = {}
+    for name in frames[0].columns:
+        if all(name in f and isinstance(f[name].dtype, pd.CategoricalDtype) for f in frames):
+            values = set().union(*(f[name].cat.categories for f in frames))
+            shared[name] = pd.Index(sorted(values), dtype="str")
+    if shared:
+        frames = [
+            f.assign(**{n: f[n].cat.set_categories(c) for n, c in shared.items()}) for f in frames
+        ]
+    return pd.concat(frames, ignore_index=True)
 
 
 class _Held:

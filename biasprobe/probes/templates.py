@@ -254,6 +254,8 @@ def expand_pair(
     dims, dim_of = _dimensions(spec, tokens, lexicons)
     minoritized = spec.groups.index(spec.minoritized)
     attr_dim = next((d for d, dim in enumerate(dims) if dim.name == spec.attribute), None)
+    # one (slot, "wordA|wordB") tuple per choice, shared by every item that makes it
+    fill_of: dict[tuple[int, str, str], tuple[str, str]] = {}
     for combo in itertools.product(*(d.choices() for d in dims)):
         sentences = (_side(tokens, spec, combo, dim_of, 0), _side(tokens, spec, combo, dim_of, 1))
         suffix = [
@@ -281,7 +283,10 @@ def expand_pair(
             sentences=sentences,
             minoritized=minoritized,
             targets=spec.targets,
-            fills=tuple((d.name, f"{a}|{b}") for d, (a, b) in zip(dims, combo, strict=True)),
+            fills=tuple(
+                fill_of.setdefault((n, a, b), (d.name, f"{a}|{b}"))
+                for n, (d, (a, b)) in enumerate(zip(dims, combo, strict=True))
+            ),
             source=spec.source,
             attribute=attribute,
             prior_sentences=prior,
