@@ -151,7 +151,7 @@ def main() -> None:
             folder = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
             print(
                 f"{n:>8,} {wall:>7.0f}s {wall / n * 1000:>6.1f} "
-                f"{stats['peak_rss_kb'] / 1024**2:>7.2f} GB {stored / n / 1024:>7.1f} KB"
+                f"{stats['peak_rss_kb'] / 1024**2:>7.2f} GiB {stored / n / 1024:>7.1f} KiB"
                 f"   (run {stats['run_s']:.0f} s, save {stats['save_s']:.1f} s, "
                 f"folder {folder / 1024**2:.0f} MB)",
                 flush=True,
