@@ -303,39 +303,30 @@ class ResultCache:
 
     def get(self, model_id: int, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
         """The stored values of those keys that are in the cache."""
-        out: dict[bytes, Any] = {}
-        step = 500  # well below SQLite's limit on bound parameters
-        try:
-            for start in range(0, len(keys), step):
-                part = list(keys[start : start + step])
-                marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    f"SELECT key, format, value FROM entries WHERE model = ? AND kind = ? "
-                    f"AND key IN ({marks})",
-                    (model_id, kind, *part),
-                ).fetchall()
-                for key, fmt, blob in rows:
-                    out[bytes(key)] = decode(fmt, blob)
-        except sqlite3.Error as e:
-            raise self._failed("read from", e) from None
-        return out
+        rows = self._select("key, format, value", model_id, kind, keys)
+        return {bytes(key): decode(fmt, blob) for key, fmt, blob in rows}
 
     def present(self, model_id: int, kind: str, keys: Sequence[bytes]) -> set[bytes]:
         """Those of ``keys`` that are stored (their values are not read)."""
-        out: set[bytes] = set()
+        return {bytes(row[0]) for row in self._select("key", model_id, kind, keys)}
+
+    def _select(self, columns: str, model_id: int, kind: str, keys: Sequence[bytes]) -> list:
+        """``columns`` of the entries of those keys that are stored, 500 keys a query (well
+        below SQLite's limit on bound parameters)."""
+        rows: list = []
         step = 500
         try:
             for start in range(0, len(keys), step):
                 part = list(keys[start : start + step])
                 marks = ",".join("?" * len(part))
-                rows = self._conn.execute(
-                    f"SELECT key FROM entries WHERE model = ? AND kind = ? AND key IN ({marks})",
+                rows += self._conn.execute(
+                    f"SELECT {columns} FROM entries WHERE model = ? AND kind = ? "
+                    f"AND key IN ({marks})",
                     (model_id, kind, *part),
                 ).fetchall()
-                out.update(bytes(r[0]) for r in rows)
         except sqlite3.Error as e:
             raise self._failed("read from", e) from None
-        return out
+        return rows
 
     def _failed(self, what: str, e: sqlite3.Error) -> CacheError:
         return CacheError(

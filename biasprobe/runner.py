@@ -224,9 +224,7 @@ def score_model(
     unique = list(index)
     where = np.array([[index[t] for t in pair] for pair in texts], dtype=np.int64).reshape(-1, 2)
     todo = np.flatnonzero(~hit)
-    chained = _chain_logprobs(
-        backend, texts, pieces, ~hit, _stage(progress, backend.name, "targets")
-    )
+    chained = _chain_logprobs(backend, texts, pieces, ~hit, progress)
     with _batches(backend, _stage(progress, backend.name, "priors")):
         prior_lp = _prior_logprobs(backend, items, priors, ~hit)
     polarity = None
@@ -266,7 +264,7 @@ def score_model(
             rows: tuple[_TopkColumns, list[dict], list[dict]] = (top, [], [])
             served = {}
             if cached is not None:
-                served = cached.records([keys[i] for i in range(done, upto) if hit[i]])
+                served = cached.backend.pair_records([keys[i] for i in range(done, upto) if hit[i]])
             finished: list[tuple[bytes, bytes]] = []
             for i in range(done, upto):
                 it = items[i]
@@ -361,9 +359,6 @@ class _PairCache:
         request = [setting, list(texts), words, priors.get(i), int(it.minoritized),
                    it.attribute is not None]  # fmt: skip
         return request_key("pair", request)
-
-    def records(self, keys: list[bytes]) -> dict[bytes, Any]:
-        return self.backend.pair_records(keys)
 
     @staticmethod
     def encode(numbers: _PairNumbers, reduced: tuple | None) -> bytes:
@@ -834,12 +829,12 @@ def _prior_logprobs(backend, items, priors, wanted=None) -> dict[int, np.ndarray
 
 
 def _chain_logprobs(
-    backend, texts, pieces, wanted=None, report=None
+    backend, texts, pieces, wanted=None, progress: ProgressFn | None = None
 ) -> dict[tuple[int, int, str], float]:
     """log p(target) per (item, side, word) of the targets of several pieces (the chain rule
     over consecutive masks); one-piece targets are read off the vector at the mask. Asked in
     fixed chunks of :data:`REQUEST_CHUNK` requests, a chunk whole when any of its items is
-    ``wanted``; ``report(done, total)`` counts forward inputs (one per piece)."""
+    ``wanted``; the "targets" stage of ``progress`` counts forward inputs (one per piece)."""
     multi = pieces.multi()
     out: dict[tuple[int, int, str], float] = {}
     total = sum(len(p) for _, p in multi)
@@ -849,19 +844,15 @@ def _chain_logprobs(
         size = sum(len(p) for _, p in part)
         asked = wanted is None or any(wanted[i] for (i, _, _), _ in part)
         if asked:
-            step = None if report is None else _offset(report, offset, total, size)
+            step = _stage(progress, backend.name, "targets", offset=offset, total=total)
             with _batches(backend, step):
                 values = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in part])
             out.update({key: float(v) for (key, _), v in zip(part, values)})
         offset += size
-        if report is not None and (not asked or not hasattr(backend, "on_batch")):
-            report(offset, total)  # a skipped chunk, or a backend that reports no batches
+        if progress is not None and (not asked or not hasattr(backend, "on_batch")):
+            # a skipped chunk, or a backend that reports no batches
+            progress(backend.name, "targets", offset, total)
     return out
-
-
-def _offset(report, offset: int, total: int, size: int) -> Callable[[int, int], None]:
-    """``report`` of one chunk's batches against the whole stage (``size``: the chunk's)."""
-    return lambda done, n: report(offset + min(done, size), total)
 
 
 def _pair_rows(backend, it, texts, numbers: _PairNumbers, pieces, i, rows) -> None:
