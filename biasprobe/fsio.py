@@ -55,6 +55,70 @@ def shared_mode(folder: bool = False) -> int:
     return (0o777 if folder else 0o666) & ~current_umask()
 
 
+class NotRegularFileError(UsageError):
+    """A path that must be a regular file is a FIFO, device, socket or folder."""
+
+
+def read_regular_bytes(path: str | Path, *, limit: int | None = None, what: str = "file") -> bytes:
+    """Read ``path`` only if it is a regular file (never blocks on a FIFO or a device).
+
+    The file is opened with ``O_NONBLOCK`` and checked with ``fstat`` on the open descriptor,
+    so a FIFO put where a file is expected is refused at once instead of waiting for a writer,
+    and a path swapped between a check and the open cannot slip through.
+
+    Args:
+        path: the file to read.
+        limit: refuse files larger than this many bytes (``None``: no limit).
+        what: how the file is named in error messages ("probe file", "config", ...).
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        NotRegularFileError: it exists but is not a regular file, or is over ``limit``.
+        OSError: any other error from the operating system.
+    """
+    import stat
+
+    p = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(p, flags)
+    except IsADirectoryError:
+        raise NotRegularFileError(f"{what} {p} is a folder, not a file") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = (
+                "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode)
+                else ("a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file")
+            )
+            raise NotRegularFileError(f"{what} {p} is {kind}; give a regular file")
+        if limit is not None and st.st_size > limit:
+            raise NotRegularFileError(
+                f"{what} {p} is {st.st_size:,} bytes, over the limit of {limit:,} bytes"
+            )
+        chunks = []
+        size = 0
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise NotRegularFileError(
+                    f"{what} {p} grew past the limit of {limit:,} bytes while it was read"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def read_regular_text(path: str | Path, *, limit: int | None = None, what: str = "file") -> str:
+    """:func:`read_regular_bytes` decoded as UTF-8 (``UnicodeDecodeError`` propagates)."""
+    return read_regular_bytes(path, limit=limit, what=what).decode("utf-8")
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
     """Write ``data`` to a temporary sibling file, then rename it onto ``path`` (permissions:
     ``mode``, default those of a new file under the umask, :func:`shared_mode`)."""
