@@ -192,8 +192,10 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int):
             return f"expected an integer, found {shown(value)}"
         if name in _POSITIVE_INT or name == "max_steps":
-            if not 1 <= value <= MAX_INT:
-                return f"expected an integer from 1 to {MAX_INT:,}, found {value}"
+            if value < 1:
+                return f"expected an integer >= 1, found {value}"
+            if value > MAX_INT:
+                return f"expected an integer <= {MAX_INT:,}, found {value}"
         elif not -MAX_SEED <= value <= MAX_SEED:
             return f"expected an integer from {-MAX_SEED:,} to {MAX_SEED:,}, found {value}"
         return None
@@ -353,8 +355,10 @@ def _check_model_value(name: str, value: Any, param: inspect.Parameter) -> str |
         if name == "num_labels":
             return None if value == 2 else f"expected 2 (negative, positive), found {value}"
         top = MAX_LAYERS if name == "num_layers" else MAX_INT
-        if not 1 <= value <= top:
-            return f"expected an integer from 1 to {top:,}, found {value}"
+        if value < 1:
+            return f"expected an integer >= 1, found {value}"
+        if value > top:
+            return f"expected an integer <= {top:,}, found {value}"
         return None
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
