@@ -308,6 +308,10 @@ _INT_BITS = {"I64": 64, "U64": 64, "I32": 32, "U32": 32, "I16": 16, "U16": 16, "
 _MAX_HEADER = 100 * 2**20
 
 
+class DamagedWeightsError(Exception):
+    """A weights file whose header cannot be right (see :func:`weights_capacity`)."""
+
+
 def describe_error(e: BaseException, most: int = 300) -> str:
     """An exception as one line: its type and message, lines joined, cut to ``most`` characters."""
     text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
@@ -320,15 +324,15 @@ def _safetensors_capacity(path: Path) -> int:
     """Most parameters a safetensors file can hold, read from its header (nothing else is read).
 
     Raises:
-        ModelLoadError: the header is damaged or promises more data than the file has.
+        DamagedWeightsError: the header is damaged or promises more data than the file has.
     """
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(8)
         n = int.from_bytes(head, "little") if len(head) == 8 else -1
         if n < 2 or n > min(_MAX_HEADER, size - 8):
-            raise ModelLoadError(
-                f"{path} is damaged: not a safetensors file (its header length field says "
+            raise DamagedWeightsError(
+                f"{path.name} is corrupt: not a safetensors file (its header length field says "
                 f"{n:,} bytes, the file has {size:,})"
             )
         raw = f.read(n)
@@ -347,11 +351,11 @@ def _safetensors_capacity(path: Path) -> int:
             capacity += numel if dtype in _FLOAT_DTYPES else numel * _INT_BITS.get(dtype, 64)
             end = max(end, int(t["data_offsets"][1]))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
-        raise ModelLoadError(f"{path} is damaged: its safetensors header is not valid") from None
+        raise DamagedWeightsError(f"{path.name} is corrupt: its header is not valid JSON") from None
     if end > size - 8 - n:
-        raise ModelLoadError(
-            f"{path} is damaged or truncated: its header describes {end:,} bytes of tensors but "
-            f"the file holds {size - 8 - n:,}"
+        raise DamagedWeightsError(
+            f"{path.name} is corrupt or truncated: its header describes {end:,} bytes of "
+            f"tensors but the file holds {size - 8 - n:,}"
         )
     return capacity
 
@@ -365,7 +369,7 @@ def weights_capacity(folder: Path, *, prefer_safetensors: bool = True) -> tuple[
     the bound (one bit per parameter).
 
     Raises:
-        ModelLoadError: a safetensors file is damaged or truncated.
+        DamagedWeightsError: a safetensors file is damaged or truncated.
     """
     import json
 
@@ -470,7 +474,12 @@ def check_config_plausible(
     folder = _local_folder(src)
     if folder is None:
         return
-    capacity = weights_capacity(folder, prefer_safetensors=src.kwargs.get("use_safetensors", True))
+    try:
+        capacity = weights_capacity(
+            folder, prefer_safetensors=src.kwargs.get("use_safetensors", True)
+        )
+    except DamagedWeightsError as e:
+        raise ModelLoadError(f"{src.describe()} could not be loaded: {e}") from None
     if capacity is None:
         return
     held, files = capacity
