@@ -224,3 +224,14 @@ def test_sentiment_run_with_nan_weights_is_refused_as_a_classifier(tmp_path):
     with pytest.raises(RunFolderError, match="NaN or infinite") as info:
         load_classifier(str(out), device="cpu")
     assert str(out) in str(info.value)
+
+
+def test_an_unexpected_failure_is_one_error_line(tmp_path, monkeypatch):
+    def broken(self, input_ids, mask, labels=None):
+        raise RuntimeError("something unforeseen")
+
+    monkeypatch.setattr(HashedNgramClassifier, "forward", broken)
+    monkeypatch.delenv("BIASPROBE_DEBUG", raising=False)
+    res = _train(_config(tmp_path), _data(tmp_path), tmp_path / "out")
+    assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
+    assert "error: internal error (RuntimeError: something unforeseen)" in res.output
