@@ -268,3 +268,39 @@ def test_symlink_loop_inside_a_model_folder(tiny_bert, tmp_path):
     (ckpt / "config.json").symlink_to(ckpt / "config.json")
     with pytest.raises(ModelLoadError, match="config.json is a symlink loop"):
         resolve_model_source(str(ckpt))
+
+
+def _small_configs():
+    import transformers as T
+
+    sizes = dict(hidden_size=32, num_hidden_layers=3, num_attention_heads=2, vocab_size=500)
+    sizes.update(intermediate_size=64, max_position_embeddings=64)
+    return {
+        "albert": T.AlbertConfig(embedding_size=16, **sizes),  # layers share their weights
+        "distilbert": T.DistilBertConfig(
+            dim=32, n_layers=3, n_heads=2, hidden_dim=64, vocab_size=500
+        ),
+        "electra": T.ElectraConfig(embedding_size=16, **sizes),
+        "deberta-v2": T.DebertaV2Config(**sizes),
+        "funnel": T.FunnelConfig(
+            block_sizes=[1, 1, 1], d_model=32, n_head=2, d_head=16, d_inner=64
+        ),
+    }
+
+
+@pytest.mark.parametrize("arch", ["albert", "distilbert", "electra", "deberta-v2", "funnel"])
+def test_other_architectures_are_counted_exactly_or_not_judged(arch, tmp_path):
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    from biasprobe.hub import check_config_plausible, implied_parameters
+
+    model = AutoModelForMaskedLM.from_config(_small_configs()[arch])
+    model.save_pretrained(str(tmp_path))
+    config = AutoConfig.from_pretrained(str(tmp_path))
+    implied = implied_parameters(AutoModelForMaskedLM, config)
+    if arch == "funnel":  # its layer count is derived (block_sizes): no verdict, no refusal
+        assert implied is None
+    else:  # counted from one- and two-layer models, extrapolated to three
+        assert implied == sum(p.numel() for p in model.parameters())
+    src = resolve_model_source(str(tmp_path), need_tokenizer=False)
+    check_config_plausible(src, config, AutoModelForMaskedLM)
