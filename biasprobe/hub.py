@@ -520,7 +520,9 @@ def _local_folder(src: ModelSource) -> Path | None:
     return Path(cfg).parent if cfg else None
 
 
-def explain_load_error(e: BaseException) -> str:
+def explain_load_error(
+    e: BaseException, advice: str = "; use a safetensors checkpoint (model.safetensors)"
+) -> str:
     """Why ``from_pretrained`` failed, in words that fit biasprobe's messages.
 
     A pickle checkpoint that holds more than tensors is refused by torch's safe unpickler
@@ -531,8 +533,8 @@ def explain_load_error(e: BaseException) -> str:
     text = str(e)
     if type(e).__name__ == "UnpicklingError" or "weights_only" in text:
         return (
-            "its pickle weights file holds objects other than tensors, which biasprobe refuses "
-            "to load (nothing in it was run); use a safetensors checkpoint (model.safetensors)"
+            "its pickle file holds objects other than tensors, which biasprobe refuses to load "
+            f"(nothing in it was run){advice}"
         )
     if "ignore_mismatched_sizes" in text or "size mismatch" in text:
         return (

@@ -235,3 +235,26 @@ def test_an_unexpected_failure_is_one_error_line(tmp_path, monkeypatch):
     res = _train(_config(tmp_path), _data(tmp_path), tmp_path / "out")
     assert res.exit_code == 1 and isinstance(res.exception, SystemExit), res.exception
     assert "error: internal error (RuntimeError: something unforeseen)" in res.output
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_tampered_checkpoint_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    data, out, cfg = _data(tmp_path), tmp_path / "out", _config(tmp_path)
+    assert _train(cfg, data, out, steps=2).exit_code == 0
+    marker = tmp_path / "PAYLOAD-RAN"
+    with open(out / "checkpoint.pt", "wb") as f:
+        pickle.dump({"state": _Payload(marker)}, f, protocol=4)
+    res = _train(cfg, data, out, steps=4)
+    assert res.exit_code != 0 and isinstance(res.exception, SystemExit), res.exception
+    assert "cannot resume from this checkpoint" in res.output and "refuses to load" in res.output
+    assert "weights_only" not in res.output and "Traceback" not in res.output
+    assert not marker.exists()

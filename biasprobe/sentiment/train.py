@@ -36,6 +36,7 @@ import os
 import platform
 import resource
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,14 +323,16 @@ def _check_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) -> b
             "(no manifest); choose another --out"
         )
     ckpt, cfg = out / CHECKPOINT_FILE, out / CONFIG_FILE
+    if ckpt.exists() and not ckpt.is_file():
+        raise OutputError(f"{ckpt} is not a regular file; choose another --out")
     if not ckpt.exists():
         raise OutputError(
             f"output folder {out} holds a run without a checkpoint to resume; "
             "choose another --out or pass --overwrite"
         )
     try:
-        stored = yaml.safe_load(cfg.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+        stored = yaml.safe_load(fsio.read_regular_text(cfg, what="run config"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, fsio.NotRegularFileError) as e:
         raise RunFolderError(f"{cfg}: cannot read the config of the run to resume: {e}") from e
     diffs = _config_diff(stored or {}, config_dict)
     if diffs:
@@ -358,10 +361,11 @@ def _create_out_dir(out: Path, name: str, overwrite: bool, resuming: bool) -> No
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
     """Log records of an interrupted run up to its checkpoint (later ones are redone)."""
-    if not path.exists():
+    if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = fsio.read_regular_text(path, what="training log")
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
@@ -546,8 +550,8 @@ def _finished_summary(out: Path, state: _State, config: TrainConfig) -> dict[str
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        summary = json.loads(fsio.read_regular_text(path, what="summary"))
+    except (OSError, ValueError, fsio.NotRegularFileError):
         return None
     t = config.train
     done = (
@@ -613,8 +617,19 @@ class _Run:
     def resume(self) -> None:
         import torch
 
-        ckpt = torch.load(self.out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        stored = _State(**ckpt["state"])
+        from biasprobe.hub import explain_load_error
+
+        path = self.out / CHECKPOINT_FILE
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's source-line warnings before an error
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            stored = _State(**ckpt["state"])
+        except Exception as e:
+            raise RunFolderError(
+                f"{path}: cannot resume from this checkpoint ({explain_load_error(e, '')}); "
+                "choose another --out or pass --overwrite"
+            ) from None
         if stored.augment != self.state.augment:
             raise OutputError(
                 f"output folder {self.out} holds a run with augment {stored.augment!r}, not "
@@ -1013,14 +1028,27 @@ def load_trained(path: str | Path, *, which: str = "best", device: str = "cpu") 
                 f"{folder} is not a trained sentiment run: {p.name} is missing "
                 f"(expected the folder written by 'biasprobe sentiment train')"
             )
-    config = parse_config(cfg_path.read_text(encoding="utf-8"), str(cfg_path))
-    summary: dict[str, Any] = {}
-    if (folder / SUMMARY_FILE).is_file():
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    try:
+        text = fsio.read_regular_text(cfg_path, what="run config")
+        summary: dict[str, Any] = {}
+        if (folder / SUMMARY_FILE).is_file():
+            summary = json.loads(fsio.read_regular_text(folder / SUMMARY_FILE, what="summary"))
+    except (OSError, ValueError, fsio.NotRegularFileError) as e:
+        raise RunFolderError(f"{folder}: cannot read the run's files: {e}") from None
+    if not isinstance(summary, dict):
+        raise RunFolderError(f"{folder / SUMMARY_FILE}: expected a JSON object")
+    config = parse_config(text, str(cfg_path))
     model = build_model(config)
     try:
         load_model(model, str(weights), strict=True)
-    except (RuntimeError, OSError) as e:
+    except (RuntimeError, OSError, ValueError) as e:
         raise RunFolderError(f"{weights}: cannot load the weights: {e}") from e
+    bad = _nonfinite(model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise RunFolderError(
+            f"sentiment run {folder}: {weights.name} holds NaN or infinite weights (in "
+            f"{shown}), so every prediction would be NaN; the file is damaged"
+        )
     model.to(resolve_device(device)).eval()
     return TrainedModel(model, load_tokenizer(config.data.tokenizer), config, summary, folder)
