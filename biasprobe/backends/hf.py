@@ -44,11 +44,6 @@ from biasprobe.hub import (
 __all__ = ["HFMaskedLM", "check_vocab_size", "load_hf_masked_lm", "pieces_in_context"]
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
-
-
 #: Rows an embedding matrix may have beyond the tokenizer (vocabularies padded to a multiple).
 VOCAB_PADDING = 128
 
