@@ -4,7 +4,8 @@ One rule for every model biasprobe loads (masked LMs, sequence classifiers, enco
 that looks like a path is a local folder (it must exist and hold ``config.json``, weights and
 tokenizer files); any other name is a hub id (``name``, ``org/name``), looked up in the local
 Hugging Face cache first (``HF_HOME`` / ``HF_HUB_CACHE``, no network), then on the hub if it can
-be reached. Nothing here imports torch.
+be reached. torch and transformers are imported only inside the functions that need them
+(:func:`implied_parameters`).
 """
 
 from __future__ import annotations
@@ -139,14 +140,75 @@ class ModelSource:
         return f"model folder {self.name}" if self.is_local else f"model {self.name!r}"
 
 
+def _link_problem(path: Path) -> str | None:
+    """Why ``path`` (which does not resolve) cannot be followed: a symlink loop or a broken
+    symlink; None when it is simply absent."""
+    import errno
+
+    if not os.path.islink(path):
+        return None
+    try:
+        os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "is a symlink loop (the link leads back to itself)"
+        return f"is a broken symlink (it points to {os.readlink(path)}, which does not exist)"
+    return None
+
+
+def _entry_problem(path: Path) -> str | None:
+    """Why an entry of a model folder cannot be read as a file: not a regular file or folder
+    (a FIFO would block a reader forever), a symlink loop or a broken symlink."""
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return _link_problem(path)
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+        return None
+    if stat.S_ISFIFO(st.st_mode):
+        return "is a FIFO (named pipe), not a regular file"
+    if stat.S_ISSOCK(st.st_mode):
+        return "is a socket, not a regular file"
+    return "is a device or other special file, not a regular file"
+
+
+#: Files of a checkpoint folder that transformers may open (a broken link among them is an error).
+_READ_FILES = (
+    "config.json",
+    *WEIGHT_FILES,
+    *TOKENIZER_FILES,
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "merges.txt",
+)
+
+
 def _check_folder(name: str, path: Path, *, need_tokenizer: bool) -> list[Path]:
     if not path.exists():
+        why = _link_problem(path)
+        if why:
+            raise ModelLoadError(f"model path {name} {why}; expected a checkpoint folder")
         raise ModelLoadError(f"model folder {name} does not exist")
     if not path.is_dir():
+        kind = _entry_problem(path)
         raise ModelLoadError(
-            f"model path {name} is a file; expected a checkpoint folder "
+            f"model path {name} {kind or 'is a file'}; expected a checkpoint folder "
             "(config.json, weights and tokenizer files)"
         )
+    try:
+        entries = sorted(path.iterdir())
+    except OSError as e:
+        raise ModelLoadError(f"model folder {name} cannot be read: {e.strerror or e}") from None
+    for entry in entries:
+        why = _entry_problem(entry)
+        if why and (entry.name in _READ_FILES or "broken symlink" not in why):
+            raise ModelLoadError(
+                f"model folder {name}: {entry.name} {why}; a checkpoint folder holds only "
+                "regular files and folders"
+            )
     if not (path / "config.json").is_file():
         if (path / "config.yaml").is_file() and (path / "best.safetensors").is_file():
             raise ModelLoadError(
@@ -184,7 +246,7 @@ def resolve_model_source(
             nor reachable; the message says how to point at a local copy.
     """
     path = Path(name).expanduser()
-    if path.exists() or looks_like_path(name):
+    if os.path.lexists(path) or looks_like_path(name):
         files = _check_folder(name, path, need_tokenizer=need_tokenizer)
         info = {
             "requested": name,
@@ -235,3 +297,271 @@ def quiet_transformers() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
+
+
+# --------------------------------------------------------------------------- plausibility
+
+#: Bits of a stored value, by safetensors dtype; a float holds one parameter, an integer type
+#: may pack several low-bit parameters (quantised checkpoints), at most one per bit.
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "F6_E2M3", "F4"}
+_INT_BITS = {"I64": 64, "U64": 64, "I32": 32, "U32": 32, "I16": 16, "U16": 16, "I8": 8, "U8": 8}
+_MAX_HEADER = 100 * 2**20
+
+
+class DamagedWeightsError(Exception):
+    """A weights file whose header cannot be right (see :func:`weights_capacity`)."""
+
+
+def describe_error(e: BaseException, most: int = 300) -> str:
+    """An exception as one line: its type and message, lines joined, cut to ``most`` characters."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip())
+    if len(text) > most:
+        text = text[: most - 1] + "…"
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+def _safetensors_capacity(path: Path) -> int:
+    """Most parameters a safetensors file can hold, read from its header (nothing else is read).
+
+    Raises:
+        DamagedWeightsError: the header is damaged or promises more data than the file has.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if n < 2 or n > min(_MAX_HEADER, size - 8):
+            raise DamagedWeightsError(
+                f"{path.name} is corrupt: not a safetensors file (its header length field says "
+                f"{n:,} bytes, the file has {size:,})"
+            )
+        raw = f.read(n)
+    import json
+
+    try:
+        header = json.loads(raw)
+        capacity, end = 0, 0
+        for key, t in header.items():
+            if key == "__metadata__":
+                continue
+            numel = 1
+            for d in t["shape"]:
+                numel *= int(d)
+            dtype = str(t["dtype"])
+            capacity += numel if dtype in _FLOAT_DTYPES else numel * _INT_BITS.get(dtype, 64)
+            end = max(end, int(t["data_offsets"][1]))
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, RecursionError):
+        raise DamagedWeightsError(f"{path.name} is corrupt: its header is not valid JSON") from None
+    if end > size - 8 - n:
+        raise DamagedWeightsError(
+            f"{path.name} is corrupt or truncated: its header describes {end:,} bytes of "
+            f"tensors but the file holds {size - 8 - n:,}"
+        )
+    return capacity
+
+
+def weights_capacity(folder: Path, *, prefer_safetensors: bool = True) -> tuple[int, str] | None:
+    """The most parameters the weight files that ``from_pretrained`` would read from ``folder``
+    can hold, and which files those are; None when it cannot be told (files absent).
+
+    safetensors headers give the exact count (integer tensors counted as one parameter per bit,
+    for packed quantised weights); a pickle checkpoint is not opened: its size in bytes × 8 is
+    the bound (one bit per parameter).
+
+    Raises:
+        DamagedWeightsError: a safetensors file is damaged or truncated.
+    """
+    import json
+
+    def shards(index: Path) -> list[Path] | None:
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+            files = sorted({folder / str(v) for v in weight_map.values()})
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return None
+        return files if files and all(f.is_file() for f in files) else None
+
+    order = ["model.safetensors", "model.safetensors.index.json"]
+    order += ["pytorch_model.bin", "pytorch_model.bin.index.json"]
+    if not prefer_safetensors:
+        order = order[2:] + order[:2]
+    for name in order:
+        path = folder / name
+        if not path.is_file():
+            continue
+        files = shards(path) if name.endswith(".index.json") else [path]
+        if files is None:
+            return None
+        total = 0
+        for f in files:
+            if f.suffix == ".safetensors":
+                total += _safetensors_capacity(f)
+            else:
+                total += 8 * f.stat().st_size
+        return total, ", ".join(f.name for f in files[:3]) + (
+            f" and {len(files) - 3} more" if len(files) > 3 else ""
+        )
+    return None
+
+
+#: Config fields that count something: whole numbers, never negative.
+_COUNT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+    "max_position_embeddings",
+    "type_vocab_size",
+    "embedding_size",
+    "num_labels",
+)
+#: How far the parameters a config implies may exceed what its weight files can hold.
+PLAUSIBLE_FACTOR = 2
+PLAUSIBLE_SLACK = 2**20
+
+
+def implied_parameters(
+    auto_class: Any, config: Any, *, trust_remote_code: bool = False
+) -> int | None:
+    """Parameters of the model ``config`` describes, counted without allocating it (None when
+    it cannot be built that way: ``from_pretrained`` then reports what is wrong).
+
+    The model is built on torch's ``meta`` device (shapes only, no memory) with at most two
+    layers; the count for ``num_hidden_layers`` layers is extrapolated from the one- and
+    two-layer counts, so a config claiming 10,000 layers is counted in milliseconds.
+    """
+    import copy
+
+    import torch
+
+    layers = getattr(config, "num_hidden_layers", None)
+
+    def count(n: int | None) -> int:
+        c = copy.deepcopy(config)
+        if n is not None:
+            c.num_hidden_layers = n
+        with torch.device("meta"):
+            model = auto_class.from_config(c, trust_remote_code=trust_remote_code)
+        return int(sum(p.numel() for p in model.parameters()))
+
+    try:
+        if not isinstance(layers, int) or isinstance(layers, bool) or layers <= 2:
+            return count(None)
+        one, two = count(1), count(2)
+    except Exception:  # an architecture this way of counting does not fit: no verdict
+        return None
+    return one + (layers - 1) * max(two - one, 0)
+
+
+def check_config_plausible(
+    src: ModelSource, config: Any, auto_class: Any, *, trust_remote_code: bool = False
+) -> None:
+    """Refuse a config that its weight files cannot fill, before the model is built.
+
+    Its counts (``vocab_size``, ``num_hidden_layers``, ...) must be whole numbers, and the
+    parameters it implies (:func:`implied_parameters`) at most :data:`PLAUSIBLE_FACTOR` times
+    what the weight files can hold (:func:`weights_capacity`) plus :data:`PLAUSIBLE_SLACK`: a
+    ``config.json`` claiming 10,000 layers or a vocabulary of 10⁹ would otherwise take minutes
+    and gigabytes to build, only to fail when the weights do not fit it.
+
+    Raises:
+        ModelLoadError: naming the model, the config's sizes and the weight files.
+    """
+    for key in _COUNT_FIELDS:
+        value = getattr(config, key, None)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 0
+        ):
+            raise ModelLoadError(
+                f"{src.describe()}: config.json gives {key} = {value!r}; expected a whole "
+                "number >= 0"
+            )
+    folder = _local_folder(src)
+    if folder is None:
+        return
+    try:
+        capacity = weights_capacity(
+            folder, prefer_safetensors=src.kwargs.get("use_safetensors", True)
+        )
+    except DamagedWeightsError as e:
+        raise ModelLoadError(f"{src.describe()} could not be loaded: {e}") from None
+    if capacity is None:
+        return
+    held, files = capacity
+    implied = implied_parameters(auto_class, config, trust_remote_code=trust_remote_code)
+    if implied is None or implied <= PLAUSIBLE_FACTOR * held + PLAUSIBLE_SLACK:
+        return
+    sizes = ", ".join(
+        f"{k} {getattr(config, k):,}"
+        for k in ("num_hidden_layers", "hidden_size", "intermediate_size", "vocab_size")
+        if isinstance(getattr(config, k, None), int)
+    )
+    raise ModelLoadError(
+        f"{src.describe()}: its config.json describes a model of {implied:,} parameters "
+        f"({sizes}), but its weight files ({files}) hold at most {held:,}: the config does not "
+        "belong to these weights or is damaged. Nothing was built; use the config.json saved "
+        "with the weights"
+    )
+
+
+def _local_folder(src: ModelSource) -> Path | None:
+    """The folder a local or cached model is read from (None for a hub model not yet here)."""
+    if src.is_local:
+        return Path(src.load_from)
+    if src.source != "hub-cache":
+        return None
+    try:
+        from transformers.utils import cached_file
+
+        cfg = cached_file(src.name, "config.json", revision=src.revision, local_files_only=True)
+    except Exception:
+        return None
+    return Path(cfg).parent if cfg else None
+
+
+def explain_load_error(
+    e: BaseException, advice: str = "; use a safetensors checkpoint (model.safetensors)"
+) -> str:
+    """Why ``from_pretrained`` failed, in words that fit biasprobe's messages.
+
+    A pickle checkpoint that holds more than tensors is refused by torch's safe unpickler
+    (nothing in it runs); torch's own message then suggests loading it unsafely, which biasprobe
+    never repeats. transformers' "look at the above report" for mismatched shapes refers to a
+    report that is not shown: say what it means instead.
+    """
+    text = str(e)
+    if type(e).__name__ == "UnpicklingError" or "weights_only" in text:
+        return (
+            "its pickle file holds objects other than tensors, which biasprobe refuses to load "
+            f"(nothing in it was run){advice}"
+        )
+    if "ignore_mismatched_sizes" in text or "size mismatch" in text:
+        return (
+            "the shapes of the weights in its files do not match the model its config.json "
+            "describes (e.g. vocab_size or hidden_size differ): the config does not belong to "
+            "these weights"
+        )
+    return describe_error(e)
+
+
+def check_finite_weights(model: Any, what: str) -> None:
+    """Refuse a model whose parameters hold NaN or infinite values (a damaged checkpoint):
+    every score computed from them would be NaN.
+
+    Raises:
+        ModelLoadError: naming ``what`` and the first damaged tensors.
+    """
+    import torch
+
+    bad = [
+        name
+        for name, p in model.named_parameters()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise ModelLoadError(
+            f"{what}: its weights hold NaN or infinite values (in {shown}), so every score "
+            "would be NaN; the checkpoint is damaged"
+        )

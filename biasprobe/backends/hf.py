@@ -16,6 +16,7 @@ it with a plain full forward pass and falls back to the plain pass if they ever 
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ from biasprobe.errors import DeviceError, ModelLoadError, UsageError
 from biasprobe.hub import (
     TOKENIZER_FILES,
     ModelSource,
+    check_config_plausible,
+    check_finite_weights,
+    describe_error,
+    explain_load_error,
     local_help,
     quiet_transformers,
     record_commit,
@@ -37,11 +42,6 @@ from biasprobe.hub import (
 )
 
 __all__ = ["HFMaskedLM", "check_vocab_size", "load_hf_masked_lm", "pieces_in_context"]
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
 
 
 #: Rows an embedding matrix may have beyond the tokenizer (vocabularies padded to a multiple).
@@ -99,28 +99,42 @@ def load_hf_masked_lm(
             it; the message says how to point at a local copy.
         DeviceError: the device is not available.
     """
-    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
 
     quiet_transformers()
     dev = resolve_device(device)
     src = source or resolve_model_source(name, revision=revision)
     kw = {"revision": src.revision, "trust_remote_code": trust_remote_code, **src.kwargs}
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
-        model, loading = AutoModelForMaskedLM.from_pretrained(
-            src.load_from, output_loading_info=True, **kw
+    hint = "" if src.is_local else f" {local_help(name)}"
+    with warnings.catch_warnings():
+        # torch and transformers warn with a source line (pickle protocol, ...) before the
+        # error that matters: biasprobe says what is wrong in its own message.
+        warnings.simplefilter("ignore")
+        try:
+            config = AutoConfig.from_pretrained(src.load_from, **kw)
+        except Exception as e:
+            raise ModelLoadError(
+                f"{src.describe()}: cannot read its config.json ({describe_error(e)}).{hint}"
+            ) from None
+        check_config_plausible(
+            src, config, AutoModelForMaskedLM, trust_remote_code=trust_remote_code
         )
-        # Score in float32 whatever precision the checkpoint was saved in: half precision
-        # would create ties in the top-k and coarse log-probs.
-        if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
-            model = model.float()
-    except Exception as e:
-        hint = "" if src.is_local else f" {local_help(name)}"
-        raise ModelLoadError(
-            f"{src.describe()} could not be loaded ({_first_line(e)}). Its files may be missing "
-            f"or corrupt, or it is not a masked language model.{hint}"
-        ) from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
+            model, loading = AutoModelForMaskedLM.from_pretrained(
+                src.load_from, config=config, output_loading_info=True, **kw
+            )
+            # Score in float32 whatever precision the checkpoint was saved in: half precision
+            # would create ties in the top-k and coarse log-probs.
+            if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
+                model = model.float()
+        except Exception as e:
+            raise ModelLoadError(
+                f"{src.describe()} could not be loaded ({explain_load_error(e)}). Its files may "
+                f"be missing or corrupt, or it is not a masked language model.{hint}"
+            ) from None
     check_trained_weights(loading, src)
+    check_finite_weights(model, src.describe())
     record_commit(src, model.config)
     if tokenizer.mask_token is None:
         raise ModelLoadError(f"model {name!r} has no mask token: it is not a masked language model")

@@ -20,6 +20,7 @@ model is loaded.
 from __future__ import annotations
 
 import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -301,7 +302,14 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from biasprobe.hub import quiet_transformers, record_commit, resolve_model_source
+    from biasprobe.hub import (
+        check_config_plausible,
+        check_finite_weights,
+        explain_load_error,
+        quiet_transformers,
+        record_commit,
+        resolve_model_source,
+    )
 
     quiet_transformers()
 
@@ -312,22 +320,30 @@ def _hf_classifier(name, dev, revision, positive_label, batch_size, trust_remote
     config = _classifier_config(src, revision, trust_remote_code)
     id2label = getattr(config, "id2label", None) or {}
     pos = positive_index(id2label, positive_label, model=name)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's source-line warnings: the error says it all
+        check_config_plausible(
+            src, config, AutoModelForSequenceClassification, trust_remote_code=trust_remote_code
         )
-        model, loading = AutoModelForSequenceClassification.from_pretrained(
-            src.load_from,
-            revision=revision,
-            trust_remote_code=trust_remote_code,
-            output_loading_info=True,
-            **kw,
-        )
-    except Exception as e:
-        raise ModelLoadError(
-            f"{src.describe()} could not be loaded as a sequence classifier ({_first_line(e)})"
-        ) from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(
+                src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
+            )
+            model, loading = AutoModelForSequenceClassification.from_pretrained(
+                src.load_from,
+                config=config,
+                revision=revision,
+                trust_remote_code=trust_remote_code,
+                output_loading_info=True,
+                **kw,
+            )
+        except Exception as e:
+            raise ModelLoadError(
+                f"{src.describe()} could not be loaded as a sequence classifier "
+                f"({explain_load_error(e)})"
+            ) from None
     _check_trained(src, loading)
+    check_finite_weights(model, src.describe())
     if tokenizer.pad_token is None:  # e.g. GPT-2 classifiers: pad with the end-of-text token
         if tokenizer.eos_token is None:
             raise ModelLoadError(f"{src.describe()}: its tokenizer has no padding token")
@@ -358,13 +374,17 @@ def _classifier_config(src: Any, revision: str | None, trust_remote_code: bool) 
     """The checkpoint's config, refused unless its architecture is a sequence classifier."""
     from transformers import AutoConfig
 
+    from biasprobe.hub import describe_error
+
     try:
-        config = AutoConfig.from_pretrained(
-            src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            config = AutoConfig.from_pretrained(
+                src.load_from, revision=revision, trust_remote_code=trust_remote_code, **src.kwargs
+            )
     except Exception as e:
         raise ModelLoadError(
-            f"{src.describe()}: cannot read its config ({_first_line(e)})"
+            f"{src.describe()}: cannot read its config.json ({describe_error(e)})"
         ) from None
     archs = list(getattr(config, "architectures", None) or [])
     if archs and not any(a.endswith("ForSequenceClassification") for a in archs):
@@ -396,11 +416,6 @@ def _max_length(tokenizer: Any, config: Any) -> int:
     if isinstance(max_pos, int) and max_pos > 2:
         max_len = min(max_len, max_pos - 2 if config.model_type in ("roberta",) else max_pos)
     return max_len
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
 
 
 def check_tokenization(clf: Classifier, items: Sequence[Any]) -> None:

@@ -280,25 +280,58 @@ class BertClassifier(nn.Module):
             raise ValueError(f"num_labels must be an integer >= 2, got {num_labels!r}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        from transformers import AutoModel
+        import warnings
 
-        from biasprobe.hub import quiet_transformers
+        from transformers import AutoConfig, AutoModel
+
+        from biasprobe.hub import (
+            ModelSource,
+            check_config_plausible,
+            check_finite_weights,
+            explain_load_error,
+            quiet_transformers,
+        )
 
         quiet_transformers()
         name = str(model_name_or_path)
         load_from, kwargs, self.source_info = resolve_encoder(name)
-        try:
-            self.bert = AutoModel.from_pretrained(load_from, trust_remote_code=False, **kwargs)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(
-                f"cannot load encoder weights from {name!r}: the weights are not "
-                "available here (not in the Hugging Face cache, and the hub could not be "
-                "reached or has no such model). Download them on a machine with network "
-                "access (e.g. `huggingface-cli download bert-base-uncased --local-dir "
-                "./bert-base-uncased`) and pass that local folder, which must hold "
-                "config.json and model.safetensors, as model_name_or_path; or set HF_HOME to "
-                f"a cache that holds them. Underlying error: {exc}"
-            ) from exc
+        local = Path(load_from).is_dir()
+        src = ModelSource(
+            name,
+            load_from,
+            "local" if local else str(self.source_info.get("source", "hub")),
+            None,
+            kwargs,
+            self.source_info,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's source-line warnings before an error
+            try:
+                config = AutoConfig.from_pretrained(load_from, trust_remote_code=False, **kwargs)
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(
+                    f"cannot load encoder weights from {name!r}: the weights are not "
+                    "available here (not in the Hugging Face cache, and the hub could not be "
+                    "reached or has no such model). Download them on a machine with network "
+                    "access (e.g. `huggingface-cli download bert-base-uncased --local-dir "
+                    "./bert-base-uncased`) and pass that local folder, which must hold "
+                    "config.json and model.safetensors, as model_name_or_path; or set HF_HOME "
+                    f"to a cache that holds them. Underlying error: {exc}"
+                ) from exc
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"encoder {name!r}: cannot read its config.json ({explain_load_error(exc)})"
+                ) from None
+            check_config_plausible(src, config, AutoModel)
+            try:
+                self.bert = AutoModel.from_pretrained(
+                    load_from, config=config, trust_remote_code=False, **kwargs
+                )
+            except Exception as exc:
+                raise ModelLoadError(
+                    f"cannot load encoder weights from {name!r} ({explain_load_error(exc)})"
+                ) from None
+        check_finite_weights(self.bert, f"encoder {name!r}")
         self.freeze = freeze
         self.pooling = pooling
         self.model_name_or_path = name

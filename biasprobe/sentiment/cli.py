@@ -6,6 +6,7 @@ Heavy imports (torch, pandas, plotly) happen inside the commands so that ``--hel
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,6 +32,25 @@ def _terminate(signum: int, frame: object) -> None:
 def _fail(e: BiasprobeError) -> typer.Exit:
     typer.echo(f"error: {e.message}", err=True)
     return typer.Exit(e.exit_code)
+
+
+def _internal(e: Exception) -> typer.Exit:
+    """An unexpected failure in one line, as every biasprobe command reports it
+    (``BIASPROBE_DEBUG=1`` re-raises it with its traceback)."""
+    if os.environ.get("BIASPROBE_DEBUG"):
+        raise e
+    if isinstance(e, MemoryError) or "can't allocate memory" in str(e):
+        typer.echo(
+            f"error: out of memory ({type(e).__name__}); use a smaller model or batch size",
+            err=True,
+        )
+    else:
+        typer.echo(
+            f"error: internal error ({type(e).__name__}: {safe_text(str(e)[:300])}); please "
+            "report it. Set BIASPROBE_DEBUG=1 to see the traceback",
+            err=True,
+        )
+    return typer.Exit(1)
 
 
 @app.command()
@@ -115,6 +135,8 @@ def train(
         summary = run_training(cfg, folder, progress=tty, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
+    except Exception as e:
+        raise _internal(e) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     if summary.get("already_finished"):

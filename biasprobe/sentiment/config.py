@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,18 @@ class TrainConfig:
 
 _SECTIONS: dict[str, type] = {"data": DataConfig, "train": TrainSettings}
 _TOP_KEYS = ("experiment", "name", "description", "model", "data", "train")
+#: Largest count a config may give (sizes, steps, lengths): tokenizers and torch index with
+#: 32-bit integers.
+MAX_INT = 2**31 - 1
+#: Largest learning rate and weight decay (AdamW's step must stay within float32).
+MAX_RATE = 1_000
+#: Largest seed magnitude (torch.manual_seed takes 64-bit seeds).
+MAX_SEED = 2**63 - 1
+#: Most parameters a classifier built from a config may have: training one holds weights,
+#: gradients and two AdamW moments, 16 bytes per parameter (16 GB at this limit).
+MAX_PARAMETERS = 1_000_000_000
+#: Most layers of a classifier (every layer is a module object, built before training).
+MAX_LAYERS = 256
 _POSITIVE_INT = {
     "max_length",
     "validation_size",
@@ -181,14 +194,20 @@ def _check_value(name: str, value: Any, annotation: str) -> str | None:
         if name in _POSITIVE_INT or name == "max_steps":
             if value < 1:
                 return f"expected an integer >= 1, found {value}"
+            if value > MAX_INT:
+                return f"expected an integer <= {MAX_INT:,}, found {value}"
+        elif not -MAX_SEED <= value <= MAX_SEED:
+            return f"expected an integer from {-MAX_SEED:,} to {MAX_SEED:,}, found {value}"
         return None
     if "float" in annotation:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return f"expected a number, found {shown(value)}"
-        if name == "lr" and not value > 0:
-            return f"expected a number > 0, found {value}"
-        if name in ("weight_decay",) and value < 0:
-            return f"expected a number >= 0, found {value}"
+        if not math.isfinite(value):
+            return f"expected a finite number, found {value}"
+        if name == "lr" and not 0 < value <= MAX_RATE:
+            return f"expected a number > 0 and at most {MAX_RATE:,}, found {value}"
+        if name in ("weight_decay",) and not 0 <= value <= MAX_RATE:
+            return f"expected a number from 0 to {MAX_RATE:,}, found {value}"
         if name == "grad_clip" and not value > 0:
             return f"expected a number > 0 or null, found {value}"
         if name in ("held_out_fraction", "validation_fraction") and not 0 < value < 1:
@@ -306,9 +325,81 @@ def _model(
             )
             continue
         value = plain_value(vnode, problems, f"model.{key}")
-        if value is not INVALID:
-            kwargs[key] = value
-    return ModelConfig(kind=kind, kwargs=kwargs) if kind is not None else None
+        if value is INVALID:
+            continue
+        message = _check_model_value(key, value, params[key]) if params is not None else None
+        if message:
+            problems.add(vnode, f"model.{key}: {message}")
+            continue
+        kwargs[key] = value
+    if kind is None:
+        return None
+    if not problems:
+        message = _check_model_size(kind, kwargs)
+        if message:
+            problems.add(mnode, f"model: {message}")
+            return None
+    return ModelConfig(kind=kind, kwargs=kwargs)
+
+
+def _check_model_value(name: str, value: Any, param: inspect.Parameter) -> str | None:
+    """A message when a classifier argument does not fit its default's type and range."""
+    default = param.default
+    if default is inspect.Parameter.empty or default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else f"expected true or false, found {shown(value)}"
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"expected an integer, found {shown(value)}"
+        if name == "num_labels":
+            return None if value == 2 else f"expected 2 (negative, positive), found {value}"
+        top = MAX_LAYERS if name == "num_layers" else MAX_INT
+        if value < 1:
+            return f"expected an integer >= 1, found {value}"
+        if value > top:
+            return f"expected an integer <= {top:,}, found {value}"
+        return None
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"expected a number, found {shown(value)}"
+        if not math.isfinite(value):
+            return f"expected a finite number, found {value}"
+        if name == "dropout" and not 0 <= value < 1:
+            return f"expected a number in [0, 1), found {value}"
+        return None
+    if isinstance(default, str) and not isinstance(value, str):
+        return f"expected a string, found {shown(value)}"
+    return None
+
+
+def _check_model_size(kind: str, kwargs: dict[str, Any]) -> str | None:
+    """A message when the classifier cannot be built or is too large to train.
+
+    It is built on torch's ``meta`` device (shapes only, no memory), so an embedding table of
+    10¹² rows is counted, not allocated. A pretrained encoder (``bert``) is sized by its own
+    checkpoint when it is loaded (:func:`biasprobe.hub.check_config_plausible`).
+    """
+    if kind == "bert":
+        return None
+    try:
+        import torch
+
+        from biasprobe.sentiment.classifiers import build_classifier
+    except ImportError:
+        return None
+    try:
+        with torch.device("meta"):
+            model = build_classifier(kind, **kwargs)
+    except (TypeError, ValueError, RuntimeError) as e:
+        return f"cannot build {kind!r}: {e}"
+    n = sum(p.numel() for p in model.parameters())
+    if n > MAX_PARAMETERS:
+        return (
+            f"a {kind!r} classifier with these sizes has {n:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} biasprobe trains (16 bytes each with AdamW); use smaller sizes"
+        )
+    return None
 
 
 def _section(section: str, cls: type, node: yaml.Node, problems: Problems) -> Any:
@@ -360,6 +451,10 @@ def _check_positions(
         )
 
 
+#: Largest config file read (a config is a few hundred bytes).
+CONFIG_LIMIT = 1_000_000
+
+
 def load_config(path: str | Path) -> TrainConfig:
     """Read and validate a training config file.
 
@@ -372,13 +467,19 @@ def load_config(path: str | Path) -> TrainConfig:
     Raises:
         ConfigError: the file is missing, unreadable or invalid.
     """
+    from biasprobe.fsio import NotRegularFileError, read_regular_text
+
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_regular_text(p, limit=CONFIG_LIMIT, what="config file")
     except FileNotFoundError:
         raise ConfigError([Problem(str(p), None, "config file not found")]) from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError([Problem(str(p), None, f"cannot read config file: {e}")]) from e
+    except NotRegularFileError as e:
+        raise ConfigError([Problem(str(p), None, e.message)]) from None
+    except OSError as e:
+        raise ConfigError([Problem(str(p), None, f"cannot read config file: {e}")]) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError([Problem(str(p), None, f"not UTF-8 text ({e.reason})")]) from None
     return parse_config(text, str(p))
 
 

@@ -36,6 +36,7 @@ import os
 import platform
 import resource
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TrainedModel",
+    "TrainingDiverged",
     "TrainingInterrupted",
     "count_parameters",
     "evaluate",
@@ -93,6 +95,11 @@ RUN_KIND = "sentiment-run"
 """Manifest kind of a sentiment run folder (see :mod:`biasprobe.fsio`)."""
 # Keys that may change between an interrupted run and its resumption.
 _RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device"), ("train", "patience")}
+
+
+class TrainingDiverged(BiasprobeError):
+    """The loss, the validation loss or the weights became NaN or infinite: training stops,
+    and the last checkpoint written before it (all finite) stays as it was."""
 
 
 class TrainingInterrupted(BiasprobeError):
@@ -174,7 +181,27 @@ def _state_bytes(model: nn.Module) -> bytes:
     return save({k: v.contiguous() for k, v in state.items()}, metadata=metadata or None)
 
 
-def _save_weights(model: nn.Module, path: Path) -> None:
+def _nonfinite(model: nn.Module) -> list[str]:
+    """Names of the parameters holding a NaN or infinite value."""
+    import torch
+
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.is_floating_point() and not bool(torch.isfinite(p).all())
+    ]
+
+
+def _check_finite(model: nn.Module, step: int) -> None:
+    """Raise :class:`TrainingDiverged` when any weight is NaN or infinite (never saved)."""
+    bad = _nonfinite(model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise TrainingDiverged(f"the weights became NaN or infinite at step {step} (in {shown})")
+
+
+def _save_weights(model: nn.Module, path: Path, step: int) -> None:
+    _check_finite(model, step)
     fsio.atomic_write_bytes(path, _state_bytes(model))
 
 
@@ -296,14 +323,16 @@ def _check_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) -> b
             "(no manifest); choose another --out"
         )
     ckpt, cfg = out / CHECKPOINT_FILE, out / CONFIG_FILE
+    if ckpt.exists() and not ckpt.is_file():
+        raise OutputError(f"{ckpt} is not a regular file; choose another --out")
     if not ckpt.exists():
         raise OutputError(
             f"output folder {out} holds a run without a checkpoint to resume; "
             "choose another --out or pass --overwrite"
         )
     try:
-        stored = yaml.safe_load(cfg.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as e:
+        stored = yaml.safe_load(fsio.read_regular_text(cfg, what="run config"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, fsio.NotRegularFileError) as e:
         raise RunFolderError(f"{cfg}: cannot read the config of the run to resume: {e}") from e
     diffs = _config_diff(stored or {}, config_dict)
     if diffs:
@@ -332,10 +361,11 @@ def _create_out_dir(out: Path, name: str, overwrite: bool, resuming: bool) -> No
 
 def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
     """Log records of an interrupted run up to its checkpoint (later ones are redone)."""
-    if not path.exists():
+    if not path.is_file():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    text = fsio.read_regular_text(path, what="training log")
+    for line in text.splitlines():
         if not line.strip():
             continue
         try:
@@ -520,8 +550,8 @@ def _finished_summary(out: Path, state: _State, config: TrainConfig) -> dict[str
     if not path.is_file():
         return None
     try:
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        summary = json.loads(fsio.read_regular_text(path, what="summary"))
+    except (OSError, ValueError, fsio.NotRegularFileError):
         return None
     t = config.train
     done = (
@@ -562,6 +592,7 @@ class _Run:
         self.log_file: Any = None
         self.tokenizer: Any = None
         self.grad_norm: float | None = None
+        self.checkpoint_step: int | None = None  # step of the last checkpoint on disk
         self.bar: Any = None  # (rich Progress, total) while fit shows progress
         self.eval_task: Any = None
 
@@ -586,8 +617,19 @@ class _Run:
     def resume(self) -> None:
         import torch
 
-        ckpt = torch.load(self.out / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-        stored = _State(**ckpt["state"])
+        from biasprobe.hub import explain_load_error
+
+        path = self.out / CHECKPOINT_FILE
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # torch's source-line warnings before an error
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+            stored = _State(**ckpt["state"])
+        except Exception as e:
+            raise RunFolderError(
+                f"{path}: cannot resume from this checkpoint ({explain_load_error(e, '')}); "
+                "choose another --out or pass --overwrite"
+            ) from None
         if stored.augment != self.state.augment:
             raise OutputError(
                 f"output folder {self.out} holds a run with augment {stored.augment!r}, not "
@@ -607,6 +649,7 @@ class _Run:
         if self.device.type == "cuda" and ckpt.get("rng_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng_cuda"], self.device)
         self.state.resumed_at.append(self.state.step)
+        self.checkpoint_step = self.state.step
 
     def log(self, rec: dict[str, Any]) -> None:
         self.log_file.write(json.dumps(rec) + "\n")
@@ -617,6 +660,7 @@ class _Run:
 
         import torch
 
+        _check_finite(self.model, self.state.step)  # a checkpoint never holds NaN weights
         self.state.peak_memory_bytes = self.memory.sample()
         cuda = self.device.type == "cuda"
         payload = {
@@ -629,7 +673,7 @@ class _Run:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         fsio.atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
-        _save_weights(self.model, self.out / FINAL_WEIGHTS)
+        _save_weights(self.model, self.out / FINAL_WEIGHTS, self.state.step)
         cache = getattr(self.model, "_feature_cache", None)
         if cache:  # a frozen encoder's features: a resumed run need not encode the texts again
             buffer = io.BytesIO()
@@ -642,6 +686,7 @@ class _Run:
                 buffer,
             )
             fsio.atomic_write_bytes(self.out / FEATURES_FILE, buffer.getvalue())
+        self.checkpoint_step = self.state.step
 
     # ---------------------------------------------------------------- evaluation
 
@@ -654,6 +699,10 @@ class _Run:
             self.bar[0].update(self.eval_task, visible=False)
         _sync(self.device)
         state.eval_time_s += time.perf_counter() - start
+        if not math.isfinite(metrics["val_loss"]):
+            raise TrainingDiverged(
+                f"the validation loss became {metrics['val_loss']} at step {state.step}"
+            )
         state.last_eval_step = state.step
         state.last_val_accuracy, state.last_val_loss = metrics["val_accuracy"], metrics["val_loss"]
         if state.best_val_accuracy is None or metrics["val_accuracy"] > state.best_val_accuracy:
@@ -661,7 +710,7 @@ class _Run:
             state.best_val_loss = metrics["val_loss"]
             state.best_step = state.step
             state.evals_since_best = 0
-            _save_weights(self.model, self.out / BEST_WEIGHTS)
+            _save_weights(self.model, self.out / BEST_WEIGHTS, state.step)
         elif state.step > 0:
             state.evals_since_best += 1
         self.log(
@@ -714,23 +763,22 @@ class _Run:
         loss, logits = self.model(batch.input_ids, batch.mask, batch.labels)
         if loss is None:
             loss = torch.nn.functional.cross_entropy(logits, batch.labels)
+        loss_value = float(loss.detach())
+        if not math.isfinite(loss_value):  # checked before the update: it is never applied
+            raise TrainingDiverged(
+                f"the training loss became {loss_value} at step {state.step + 1}"
+            )
         loss.backward()
         self.grad_norm = None
         if t.grad_clip is not None:
             self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip))
         self.optimizer.step()
-        loss_value = float(loss.detach())
         _sync(self.device)
         state.train_time_s += time.perf_counter() - start
         state.step += 1
         state.batches_in_epoch += 1
         state.examples_seen += len(batch)
         self.memory.sample()
-        if not math.isfinite(loss_value):
-            raise BiasprobeError(
-                f"training diverged at step {state.step} (loss {loss_value}); "
-                "lower train.lr or set train.grad_clip"
-            )
         return loss_value
 
     def _log_train(self, window: list[float]) -> None:
@@ -820,6 +868,9 @@ class _Run:
         self.model.train()
         try:
             self._loop(bar, task)
+        except TrainingDiverged as e:
+            self.log_file.close()
+            raise TrainingDiverged(f"training diverged: {e.message}; {self._kept()}") from None
         except KeyboardInterrupt:
             self.checkpoint()
             self.log_file.close()
@@ -835,6 +886,17 @@ class _Run:
         self.log_file.close()
         fsio.atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         return summary
+
+    def _kept(self) -> str:
+        """What a diverged run leaves in its folder, and what to do."""
+        advice = "lower train.lr or set train.grad_clip, and train again with --overwrite"
+        step = self.checkpoint_step
+        if step is None or not (self.out / CHECKPOINT_FILE).is_file():
+            return f"no checkpoint had been saved in {self.out} yet; {advice}"
+        return (
+            f"the last checkpoint, at step {step}, is kept unchanged in {self.out} "
+            f"(nothing NaN was saved); {advice}"
+        )
 
     def summary(self) -> dict[str, Any]:
         import torch
@@ -966,14 +1028,27 @@ def load_trained(path: str | Path, *, which: str = "best", device: str = "cpu") 
                 f"{folder} is not a trained sentiment run: {p.name} is missing "
                 f"(expected the folder written by 'biasprobe sentiment train')"
             )
-    config = parse_config(cfg_path.read_text(encoding="utf-8"), str(cfg_path))
-    summary: dict[str, Any] = {}
-    if (folder / SUMMARY_FILE).is_file():
-        summary = json.loads((folder / SUMMARY_FILE).read_text(encoding="utf-8"))
+    try:
+        text = fsio.read_regular_text(cfg_path, what="run config")
+        summary: dict[str, Any] = {}
+        if (folder / SUMMARY_FILE).is_file():
+            summary = json.loads(fsio.read_regular_text(folder / SUMMARY_FILE, what="summary"))
+    except (OSError, ValueError, fsio.NotRegularFileError) as e:
+        raise RunFolderError(f"{folder}: cannot read the run's files: {e}") from None
+    if not isinstance(summary, dict):
+        raise RunFolderError(f"{folder / SUMMARY_FILE}: expected a JSON object")
+    config = parse_config(text, str(cfg_path))
     model = build_model(config)
     try:
         load_model(model, str(weights), strict=True)
-    except (RuntimeError, OSError) as e:
+    except (RuntimeError, OSError, ValueError) as e:
         raise RunFolderError(f"{weights}: cannot load the weights: {e}") from e
+    bad = _nonfinite(model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise RunFolderError(
+            f"sentiment run {folder}: {weights.name} holds NaN or infinite weights (in "
+            f"{shown}), so every prediction would be NaN; the file is damaged"
+        )
     model.to(resolve_device(device)).eval()
     return TrainedModel(model, load_tokenizer(config.data.tokenizer), config, summary, folder)
