@@ -37,7 +37,7 @@ MAX_PAIRS_SHOWN = 25
 #: Characters of a user's text shown in a repr before it is cut with "…".
 MAX_TEXT = 60
 #: Scores named in the one-line-per-model repr of a run (when present in its summary).
-REPR_SCORES = ("jaccard_distance", "js_divergence", "target_gap_mean")
+REPR_SCORES = ("jaccard_distance", "js_divergence", "target_gap_mean", "kurita_bias")
 #: Default depth of the figures: the union of each side's top-N tokens.
 DEFAULT_TOP_N = 200
 #: Source name of the sets :func:`pair` builds (messages read ``<pair>:LINE``).
@@ -56,11 +56,14 @@ def _e(text: Any) -> str:
 
 
 def _num(x: Any, digits: int = 2) -> str:
+    """``digits`` decimals, or two significant digits for a value that would read as 0."""
     try:
         v = float(x)
     except (TypeError, ValueError):
         return "–"
-    return f"{v:.{digits}f}" if math.isfinite(v) else "–"
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.2g}" if v != 0 and abs(v) < 10.0 ** (1 - digits) else f"{v:.{digits}f}"
 
 
 def _ci(lo: Any, hi: Any, digits: int = 2) -> str:

@@ -10,7 +10,7 @@ orientation: ``signed = value(minoritized side) − value(normative side)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -515,6 +515,7 @@ def summarize(
     confidence: float = 0.95,
     seed: int = 0,
     n_perm: int = 10_000,
+    arbitrary: Collection[str] = (),
 ) -> pd.DataFrame:
     """Aggregate per-pair scores per template (over lexicon expansions) and per probe set.
 
@@ -523,6 +524,10 @@ def summarize(
         set_name: key used for the set-level rows.
         signed: the scores whose mean gets a p-value (signed, null "mean 0" meaningful).
         n_perm: sign flips of the random mode of the tests (exact for up to 16 values).
+        arbitrary: template ids whose orientation is arbitrary (a sign convention, not a
+            social contrast): their pairs keep their template rows but are left out of the
+            set rows of signed scores (``note`` says how many), since averaging a sign
+            convention with oriented pairs means nothing. Distances keep every pair.
 
     Returns:
         Columns :data:`SUMMARY_COLUMNS`: ``model, level, key, score, mean, ci_low, ci_high, n,
@@ -560,16 +565,34 @@ def summarize(
                     template_rows.append(row)
             adjusted = holm([r[8] for r in template_rows])
             rows += [(*r[:9], float(adj), *r[9:]) for r, adj in zip(template_rows, adjusted)]
-            vals = per_model[score].to_numpy(dtype=np.float64)
+            pairs = per_model
+            left_out = ""
+            if test and arbitrary:
+                drop = per_model["template_id"].astype(str).isin(set(arbitrary))
+                drop &= per_model[score].notna()
+                if drop.any():
+                    pairs = per_model[~drop]
+                    count = int(drop.sum())
+                    left_out = (
+                        f"{count} pair{'s' if count != 1 else ''} of arbitrary orientation "
+                        f"left out (the sign of such a pair is a convention)"
+                    )
+            vals = pairs[score].to_numpy(dtype=np.float64)
             n = int(np.count_nonzero(~np.isnan(vals)))
             if n:
-                means, _ = cluster_means(vals, per_model["template_id"].astype(str).tolist())
+                means, _ = cluster_means(vals, pairs["template_id"].astype(str).tolist())
                 inf = unit_inference(
                     means, test=test, confidence=confidence, n_perm=n_perm, seed=seed
                 )
+                note = "; ".join(x for x in (inf.note, left_out) if x)
                 rows.append(
                     (model, "set", set_name, score, inf.estimate, inf.ci_low, inf.ci_high, n)
-                    + (inf.p_value, nan, inf.units, inf.note)
+                    + (inf.p_value, nan, inf.units, note)
+                )
+            elif left_out:
+                rows.append(
+                    (model, "set", set_name, score, nan, nan, nan, 0, nan, nan, 0)
+                    + (f"every pair has an arbitrary orientation: {left_out}",)
                 )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
