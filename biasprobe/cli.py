@@ -283,16 +283,23 @@ def _num(x: float) -> str:
     return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
 
 
+def _p_cell(p: float) -> str:
+    return "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
+
+
 def print_summary(result: Any, console: Any = None) -> None:
     """Print the set-level scores of each model: mean with its confidence interval on one
     line, n, p-value and, for every model after the first, the change from the first (base)
-    model; one table per model (its short name in the title) so that it fits 80 columns."""
+    model; one table per model (its short name in the title) so that it fits 80 columns.
+
+    A set with too few templates for a set-level interval or test has its template rows shown
+    under each score instead, and the reason is printed."""
     import math
 
     from rich.table import Table
 
-    s = result.summary
-    s = s[s.level == "set"]
+    full = result.summary
+    s = full[full.level == "set"]
     if s.empty:
         return
     conf = float((result.meta.get("settings") or {}).get("confidence", 0.95))
@@ -301,11 +308,13 @@ def print_summary(result: Any, console: Any = None) -> None:
     console.print(
         "Scores over the probe set. Distances: lower = less skew. Signed scores (target gap, "
         "Kurita, valence): closer to 0 = less skew; p = sign-flip test of mean 0 over the "
-        "template means (distances have no p). Δ base: mean minus the first model's mean.",
+        "template means, and the set's interval is the one that test gives (distances have no "
+        "p). Δ base: mean minus the first model's mean.",
         markup=False,
     )
     models = list(dict.fromkeys(s["model"]))
     base = s[s.model == models[0]].set_index("score")["mean"]
+    notes: list[str] = []
     for model in models:
         sub = s[s.model == model]
         # the model's name on its own line: a table title wraps at the (narrow) table width
@@ -319,14 +328,28 @@ def print_summary(result: Any, console: Any = None) -> None:
         table.add_column("p", justify="right", no_wrap=True)
         for r in sub.itertuples():
             ci = "" if math.isnan(r.ci_low) else f" [{_num(r.ci_low)}, {_num(r.ci_high)}]"
-            p = getattr(r, "p_value", float("nan"))
-            shown_p = "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
             cells = [markup(str(r.score)), f"{_num(r.mean)}{ci}"]
             if model != models[0]:
                 b = base.get(r.score, float("nan"))
                 cells.append("—" if math.isnan(b) or math.isnan(r.mean) else f"{r.mean - b:+.3f}")
-            table.add_row(*cells, str(r.n), shown_p)
+            table.add_row(*cells, str(r.n), _p_cell(getattr(r, "p_value", float("nan"))))
+            note = getattr(r, "note", "")
+            if not isinstance(note, str) or not note:
+                continue
+            if note not in notes:
+                notes.append(note)
+            rows = full[
+                (full.model == model) & (full.level == "template") & (full.score == r.score)
+            ]
+            for t in rows.itertuples():
+                tci = "" if math.isnan(t.ci_low) else f" [{_num(t.ci_low)}, {_num(t.ci_high)}]"
+                cells = [f"  {markup(str(t.key))}", f"{_num(t.mean)}{tci}"]
+                if model != models[0]:
+                    cells.append("")
+                table.add_row(*cells, str(t.n), _p_cell(t.p_value), style="dim")
         console.print(table)
+    for note in notes:
+        console.print(f"Set rows without an interval or p: {note}.", markup=False)
 
 
 def parse_show(value: str) -> tuple[str, int | None]:

@@ -37,7 +37,7 @@ MAX_PAIRS_SHOWN = 25
 #: Characters of a user's text shown in a repr before it is cut with "…".
 MAX_TEXT = 60
 #: Scores named in the one-line-per-model repr of a run (when present in its summary).
-REPR_SCORES = ("jaccard_distance", "js_divergence", "target_gap_mean")
+REPR_SCORES = ("jaccard_distance", "js_divergence", "target_gap_mean", "kurita_bias")
 #: Default depth of the figures: the union of each side's top-N tokens.
 DEFAULT_TOP_N = 200
 #: Source name of the sets :func:`pair` builds (messages read ``<pair>:LINE``).
@@ -56,16 +56,27 @@ def _e(text: Any) -> str:
 
 
 def _num(x: Any, digits: int = 2) -> str:
+    """``digits`` decimals, or two significant digits for a value that would read as 0."""
     try:
         v = float(x)
     except (TypeError, ValueError):
         return "–"
-    return f"{v:.{digits}f}" if math.isfinite(v) else "–"
+    if not math.isfinite(v):
+        return "–"
+    return f"{v:.2g}" if v != 0 and abs(v) < 10.0 ** (1 - digits) else f"{v:.{digits}f}"
 
 
 def _ci(lo: Any, hi: Any, digits: int = 2) -> str:
     a, b = _num(lo, digits), _num(hi, digits)
     return "n/a" if "–" in (a, b) else f"{a} to {b}"
+
+
+def _few(row: Any) -> str:
+    """ "N templates" when a set row has no interval because it has too few templates."""
+    note = row.get("note") if hasattr(row, "get") else None
+    if not isinstance(note, str) or "too few" not in note:
+        return ""
+    return note.split(":", 1)[0]
 
 
 def _more(n: int, what: str) -> str:
@@ -305,6 +316,7 @@ def run_result_repr(result: RunResult) -> str:
     for model in models[:MAX_MODELS_SHOWN]:
         parts = []
         n = None
+        few = ""
         if rows is not None and not rows.empty:
             mine = rows[rows["model"] == model]
             for score in REPR_SCORES:
@@ -314,9 +326,12 @@ def run_result_repr(result: RunResult) -> str:
                 r = hit.iloc[0]
                 n = int(r["n"])
                 mean, ci = _num(r["mean"], 3), _ci(r["ci_low"], r["ci_high"], 3)
+                few = few or (_few(r) if ci == "n/a" else "")
                 parts.append(f"{score} {mean} [{ci}]")
         body = ", ".join(parts) if parts else "no set-level summary"
         count = f" (n={n}, {conf} CI)" if n is not None else ""
+        if few and n is not None:
+            count = f" (n={n}; {few}: no set CI)"
         lines.append(f"  {_cut(model, 50)}: {body}{count}")
     if len(models) > MAX_MODELS_SHOWN:
         lines.append("  " + _more(len(models) - MAX_MODELS_SHOWN, "models"))
@@ -340,7 +355,9 @@ def run_result_html(result: RunResult) -> str:
                 "<tr>"
                 f"{cell}<td>{_e(r['score'])}</td>"
                 f"<td style='text-align:right'>{_num(r['mean'], 3)}</td>"
-                f"<td style='text-align:right'>{_ci(r['ci_low'], r['ci_high'], 3)}</td>"
+                f"<td style='text-align:right'>"
+                f"{_e(_few(r) and 'no CI: ' + _few(r)) or _ci(r['ci_low'], r['ci_high'], 3)}"
+                "</td>"
                 f"<td style='text-align:right'>{int(r['n'])}</td>"
                 f"<td style='text-align:right'>{_num(r.get('p_value'), 3)}</td>"
                 "</tr>"
@@ -364,7 +381,8 @@ def run_result_html(result: RunResult) -> str:
     hint = (
         "<p style='font-size:smaller'>Tables: <code>.summary</code>, <code>.scores</code>, "
         "<code>.topk</code>, <code>.targets</code>; figures: <code>.scatter(pair_id)</code>, "
-        "<code>.compare(pair_id)</code>; n = pairs, CI = cluster bootstrap over templates.</p>"
+        "<code>.compare(pair_id)</code>; n = pairs; CI and p of a set come from its template "
+        "means (none below 6 templates: see <code>.summary</code>'s template rows).</p>"
     )
     return f"<div class='biasprobe-run'>{head}{table}{hint}</div>"
 

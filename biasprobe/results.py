@@ -56,6 +56,7 @@ _TEXT_COLUMNS = frozenset(
         "attribute",
         "prior_sentence",
         "piece_ids",
+        "note",
     )
 )
 

@@ -13,7 +13,7 @@ import fnmatch
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1196,7 +1196,8 @@ def run(
             opened.close()
     scores = rows["scores"]
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
-    summary = _summary(scores, probe_set.name, valence=valence, **boot)
+    arbitrary = {p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)}
+    summary = _summary(scores, probe_set.name, valence=valence, arbitrary=arbitrary, **boot)
     return RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
         items=items_table(items),
@@ -1255,14 +1256,24 @@ def check_store(store: str, top_n: int) -> None:
         raise UsageError(f"--store-top-n must be an integer of at least 1, got {top_n!r}")
 
 
-def _summary(scores: pd.DataFrame, set_name: str, *, valence: bool, **boot: Any) -> pd.DataFrame:
-    """The summary table of every score (and the valence columns when scored)."""
+def _summary(
+    scores: pd.DataFrame,
+    set_name: str,
+    *,
+    valence: bool,
+    arbitrary: Collection[str] = (),
+    **boot: Any,
+) -> pd.DataFrame:
+    """The summary table of every score (and the valence columns when scored); templates of
+    arbitrary orientation stay out of the signed set rows."""
     names, signed = SUMMARY_SCORES, SIGNED_SCORES
     if valence:
         from biasprobe.valence import RUN_COLUMNS
 
         names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
-    return summarize(scores, set_name=set_name, score_names=names, signed=signed, **boot)
+    return summarize(
+        scores, set_name=set_name, score_names=names, signed=signed, arbitrary=arbitrary, **boot
+    )
 
 
 TARGET_COLUMNS = [

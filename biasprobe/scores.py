@@ -10,7 +10,8 @@ orientation: ``signed = value(minoritized side) − value(normative side)``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -397,10 +398,8 @@ def paired_delta(
     confidence: float = 0.95,
     seed: int = 0,
     n_perm: int = 10_000,
-) -> dict[str, float]:
-    """Change of a score from the base model to another, over the same pairs, with a paired
-    two-stage bootstrap interval (templates, then pairs within them; both models resampled
-    together).
+) -> dict[str, Any]:
+    """Change of a score from the base model to another, over the same pairs.
 
     Args:
         base: the score of each pair under the base model.
@@ -411,30 +410,49 @@ def paired_delta(
         ``base, other`` (means of template means over the pairs both have), ``delta`` (other
         − base) with ``delta_low, delta_high``, the same for ``abs_delta`` = |other| − |base|
         (for signed scores: negative = closer to zero = less skew), ``sign_flipped`` (1.0 when
-        the two means have opposite signs), ``p_value`` (two-sided test of "no change": a
-        sign-flip test of the per-pair differences, of the template means of the differences
-        when there are several templates; :func:`clustered_sign_flip`) and ``n`` (pairs
-        used). NaN intervals with fewer than two pairs.
+        the two means have opposite signs), ``p_value`` (two-sided test of "no change"),
+        ``n`` (pairs used), ``templates`` and ``note``.
+
+        One template: the pairs are the units (paired bootstrap interval, sign-flip test of
+        the per-pair differences). Several templates: the template means of the differences
+        are the units, for the interval and the test alike
+        (:func:`biasprobe.stats.unit_inference`: they always agree); the ``abs_delta``
+        interval is the paired two-stage bootstrap (templates, then pairs within them). With
+        fewer than :data:`biasprobe.stats.MIN_SET_UNITS` templates the set-level intervals and
+        p are NaN and ``note`` says why. NaN intervals with fewer than two pairs.
     """
+    from biasprobe.stats import cluster_means, min_units, unit_inference
+
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     c = np.asarray(list(clusters))
     keep = ~(np.isnan(b) | np.isnan(o))
     b, o, c = b[keep], o[keep], c[keep]
     nan = float("nan")
-    out = {"n": float(b.size), "base": nan, "other": nan, "delta": nan, "abs_delta": nan}
-    out.update(delta_low=nan, delta_high=nan, abs_delta_low=nan, abs_delta_high=nan)
-    out["sign_flipped"] = nan
-    out["p_value"] = nan
+    out: dict[str, Any] = {"n": float(b.size), "base": nan, "other": nan, "delta": nan}
+    out.update(abs_delta=nan, delta_low=nan, delta_high=nan, abs_delta_low=nan)
+    out.update(abs_delta_high=nan, sign_flipped=nan, p_value=nan, templates=0, note="")
     if b.size == 0:
         return out
-    out["p_value"] = clustered_sign_flip(o - b, c, n_perm=n_perm, seed=seed)
     point, reps = _resampled_means(np.column_stack([b, o]), c, n_resamples, seed)
     out.update(base=float(point[0]), other=float(point[1]), delta=float(point[1] - point[0]))
     out["abs_delta"] = float(abs(point[1]) - abs(point[0]))
     out["sign_flipped"] = float(np.sign(point[0]) * np.sign(point[1]) < 0)
-    if b.size >= 2:
-        out["delta_low"], out["delta_high"] = _interval(reps[:, 1] - reps[:, 0], confidence)
+    names = list(dict.fromkeys(c.tolist()))
+    out["templates"] = len(names)
+    if len(names) < 2:
+        out["p_value"] = clustered_sign_flip(o - b, c, n_perm=n_perm, seed=seed)
+        if b.size >= 2:
+            out["delta_low"], out["delta_high"] = _interval(reps[:, 1] - reps[:, 0], confidence)
+            abs_reps = np.abs(reps[:, 1]) - np.abs(reps[:, 0])
+            out["abs_delta_low"], out["abs_delta_high"] = _interval(abs_reps, confidence)
+        else:
+            out["note"] = "1 pair: no interval or test"
+        return out
+    means, _ = cluster_means(o - b, c.tolist())
+    inf = unit_inference(means, confidence=confidence, n_perm=n_perm, seed=seed)
+    out.update(delta_low=inf.ci_low, delta_high=inf.ci_high, p_value=inf.p_value, note=inf.note)
+    if len(names) >= min_units(confidence):
         abs_reps = np.abs(reps[:, 1]) - np.abs(reps[:, 0])
         out["abs_delta_low"], out["abs_delta_high"] = _interval(abs_reps, confidence)
     return out
@@ -497,6 +515,7 @@ def summarize(
     confidence: float = 0.95,
     seed: int = 0,
     n_perm: int = 10_000,
+    arbitrary: Collection[str] = (),
 ) -> pd.DataFrame:
     """Aggregate per-pair scores per template (over lexicon expansions) and per probe set.
 
@@ -504,17 +523,25 @@ def summarize(
         scores: one row per (model, pair_id) with ``template_id`` and the score columns.
         set_name: key used for the set-level rows.
         signed: the scores whose mean gets a p-value (signed, null "mean 0" meaningful).
-        n_perm: sign flips of the random mode of the test (exact for up to 16 values).
+        n_perm: sign flips of the random mode of the tests (exact for up to 16 values).
+        arbitrary: template ids whose orientation is arbitrary (a sign convention, not a
+            social contrast): their pairs keep their template rows but are left out of the
+            set rows of signed scores (``note`` says how many), since averaging a sign
+            convention with oriented pairs means nothing. Distances keep every pair.
 
     Returns:
-        Columns ``model, level, key, score, mean, ci_low, ci_high, n, p_value, p_holm`` where
-        level is ``"template"`` (key = template id; plain bootstrap over its pairs; p: sign-flip
-        test of its pairs) or ``"set"`` (key = set name; cluster bootstrap over templates; p:
-        sign-flip test of the template means, :func:`clustered_sign_flip`). ``p_holm``: Holm
-        across the templates of the set, per model and score (template rows only). p is NaN
-        for unsigned distances, which have no "0 = no bias" null to test.
+        Columns :data:`SUMMARY_COLUMNS`: ``model, level, key, score, mean, ci_low, ci_high, n,
+        p_value, p_holm, templates, note``. ``level`` is ``"template"`` (key = template id;
+        plain bootstrap over its pairs; p: sign-flip test of its pairs; a one-pair template has
+        neither) or ``"set"`` (key = set name; the mean of the template means, with the
+        interval and p-value of :func:`biasprobe.stats.unit_inference` over the template
+        means — one unit, one set of sign flips, so p and interval always agree; NaN with a
+        ``note`` when the set has fewer than :data:`biasprobe.stats.MIN_SET_UNITS`
+        templates). ``p_holm``: Holm across the templates of the set, per model and score
+        (template rows only). p is NaN for unsigned distances, which have no "0 = no bias"
+        null to test. ``templates``: templates behind the row (1 on template rows).
     """
-    from biasprobe.stats import holm, sign_flip_test
+    from biasprobe.stats import cluster_means, holm, sign_flip_test, unit_inference
 
     nan = float("nan")
     rows = []
@@ -531,19 +558,42 @@ def summarize(
                 )
                 n = int(np.count_nonzero(~np.isnan(vals)))
                 if n:
-                    p = sign_flip_test(vals, n_perm=n_perm, seed=seed) if test else nan
-                    template_rows.append([model, "template", template, score, mean, lo, hi, n, p])
+                    # one pair: its two sign patterns always tie, so no test (not p = 1)
+                    p = sign_flip_test(vals, n_perm=n_perm, seed=seed) if test and n > 1 else nan
+                    note = "1 pair: no interval or test" if n == 1 else ""
+                    row = [model, "template", template, score, mean, lo, hi, n, p, 1, note]
+                    template_rows.append(row)
             adjusted = holm([r[8] for r in template_rows])
-            rows += [(*r, float(adj)) for r, adj in zip(template_rows, adjusted)]
-            vals = per_model[score].to_numpy(dtype=np.float64)
-            templates = per_model["template_id"].tolist()
-            mean, lo, hi = cluster_bootstrap_ci(
-                vals, templates, n_resamples=n_resamples, confidence=confidence, seed=seed
-            )
+            rows += [(*r[:9], float(adj), *r[9:]) for r, adj in zip(template_rows, adjusted)]
+            pairs = per_model
+            left_out = ""
+            if test and arbitrary:
+                drop = per_model["template_id"].astype(str).isin(set(arbitrary))
+                drop &= per_model[score].notna()
+                if drop.any():
+                    pairs = per_model[~drop]
+                    count = int(drop.sum())
+                    left_out = (
+                        f"{count} pair{'s' if count != 1 else ''} of arbitrary orientation "
+                        f"left out (the sign of such a pair is a convention)"
+                    )
+            vals = pairs[score].to_numpy(dtype=np.float64)
             n = int(np.count_nonzero(~np.isnan(vals)))
             if n:
-                p = clustered_sign_flip(vals, templates, n_perm=n_perm, seed=seed) if test else nan
-                rows.append((model, "set", set_name, score, mean, lo, hi, n, p, nan))
+                means, _ = cluster_means(vals, pairs["template_id"].astype(str).tolist())
+                inf = unit_inference(
+                    means, test=test, confidence=confidence, n_perm=n_perm, seed=seed
+                )
+                note = "; ".join(x for x in (inf.note, left_out) if x)
+                rows.append(
+                    (model, "set", set_name, score, inf.estimate, inf.ci_low, inf.ci_high, n)
+                    + (inf.p_value, nan, inf.units, note)
+                )
+            elif left_out:
+                rows.append(
+                    (model, "set", set_name, score, nan, nan, nan, 0, nan, nan, 0)
+                    + (f"every pair has an arbitrary orientation: {left_out}",)
+                )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -559,4 +609,6 @@ SUMMARY_COLUMNS = [
     "n",
     "p_value",
     "p_holm",
+    "templates",
+    "note",
 ]

@@ -11,6 +11,11 @@ is meaningful, a p-value:
 * :func:`wilson_ci` — Wilson score interval of a proportion;
 * :func:`holm` — Holm's step-down adjustment of a family of p-values (e.g. the templates of
   one probe set);
+* :func:`unit_inference` — the set-level interval and test of a mean of template means, both
+  from the same units (the template means) and the same sign flips: the interval is the set of
+  centres the equal-tailed sign-flip test does not reject (Hartigan's subset-mean interval), so
+  "p ≤ 1 − confidence" and "0 outside the interval" always agree; with fewer than
+  :func:`min_units` templates neither is given;
 * :func:`paired_cluster_bootstrap` — percentile interval of the mean per-pair difference
   between two models scored on the same pairs, resampling templates, then pairs within each
   picked template (the conventions of ``biasprobe.scores.cluster_bootstrap_ci``: seeded,
@@ -29,6 +34,148 @@ import numpy as np
 #: Largest n for which :func:`sign_flip_test` enumerates all 2^n sign patterns (65,536).
 EXACT_MAX_N = 16
 _CHUNK = 1000
+
+
+def min_units(confidence: float = 0.95) -> int:
+    """Fewest units (templates) for which :func:`unit_inference` gives an interval and a p-value.
+
+    With T units there are 2^T sign patterns, so the smallest two-sided p of an exact sign-flip
+    test is 2/2^T: an interval at ``confidence`` exists only when ``(1 − confidence)/2 · 2^T ≥ 1``
+    (6 templates at 95%: 2/2^6 = 0.031; at T = 5 the smallest p is 0.0625 and no set-level claim
+    at 5% is possible whatever the data).
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    t = 1
+    while np.floor((1.0 - confidence) / 2.0 * 2**t) < 1:
+        t += 1
+    return t
+
+
+#: Fewest templates for a set-level interval and test at 95% (:func:`min_units`).
+MIN_SET_UNITS = min_units(0.95)
+
+
+@dataclass(frozen=True)
+class UnitInference:
+    """A mean of unit means (e.g. template means) with its interval and test from those units.
+
+    ``p_value`` is NaN when not asked for (unsigned scores) or when there are too few units;
+    ``note`` says why an interval or p-value is missing ("" when both are given).
+    """
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    units: int
+    note: str
+
+
+def _subset_means(
+    x: np.ndarray, *, exact_max_n: int, n_perm: int, seed: int
+) -> tuple[np.ndarray, int, int]:
+    """Sorted means of the sign-flip subsets of ``x`` (a pattern flips the subset A; its
+    sum is ``S − 2·sum(A)``, so "flipped sum ≥ observed sum" is "mean(A) ≤ 0").
+
+    Returns ``(sorted means of the non-empty subsets, total, empty)``: ``total`` is 2^T when
+    every pattern is enumerated (T ≤ ``exact_max_n``), else ``n_perm + 1`` (seeded random
+    patterns plus the observed one); ``empty`` counts random patterns that flip nothing (the
+    identity: it ties the observed sum at every centre, so it counts in both tails).
+    """
+    n = x.size
+    if n <= exact_max_n:
+        bits = ((np.arange(1, 2**n, dtype=np.int64)[:, None] >> np.arange(n)) & 1).astype(
+            np.float64
+        )
+        means = (bits @ x) / bits.sum(axis=1)
+        return np.sort(means), 2**n, 0
+    rng = np.random.default_rng(seed)
+    parts, empty, done = [], 0, 0
+    while done < n_perm:
+        size = min(_CHUNK, n_perm - done)
+        bits = rng.integers(0, 2, size=(size, n), dtype=np.int8).astype(np.float64)
+        counts = bits.sum(axis=1)
+        keep = counts > 0
+        empty += int(size - keep.sum())
+        parts.append((bits[keep] @ x) / counts[keep])
+        done += size
+    return np.sort(np.concatenate(parts)), n_perm + 1, empty
+
+
+def unit_inference(
+    unit_means: np.ndarray | Sequence[float],
+    *,
+    test: bool = True,
+    confidence: float = 0.95,
+    n_perm: int = 10_000,
+    seed: int = 0,
+    exact_max_n: int = EXACT_MAX_N,
+    what: str = "templates",
+) -> UnitInference:
+    """Mean of T unit means with an interval and a p-value that use the same units and flips.
+
+    H0 for a centre μ: the unit means are symmetric about μ. Flipping the signs of the
+    deviations of a subset A of the units changes their sum by ``−2·Σ_A(x − μ)``, so the
+    equal-tailed sign-flip p-value at μ is ``2·min(P_up, P_low)`` with
+    ``P_up = (1 + #{A: mean(A) ≤ μ}) / N`` and ``P_low = (1 + #{A: mean(A) ≥ μ}) / N`` over the
+    non-empty subsets (N = 2^T; or N − 1 seeded random patterns when T > ``exact_max_n``).
+    Inverting it gives the interval ``[M_(k), M_(N−k)]`` of the sorted subset means M with
+    ``k = ⌊(1 − confidence)/2 · N⌋`` (Hartigan 1969: each gap between successive subset means
+    holds μ with probability 1/N under symmetry). ``p_value`` is this test at μ = 0, so
+    ``p ≤ 1 − confidence`` exactly when 0 lies outside the interval.
+
+    Args:
+        unit_means: one value per unit (NaN dropped).
+        test: compute the p-value (signed scores); unsigned scores get NaN.
+        what: the units' name, used in ``note``.
+
+    Returns:
+        :class:`UnitInference`; with fewer than :func:`min_units` units the interval and
+        p-value are NaN and ``note`` says why.
+    """
+    x = _finite(unit_means)
+    t = int(x.size)
+    nan = float("nan")
+    if t == 0:
+        return UnitInference(nan, nan, nan, nan, 0, f"no {what} with a value")
+    estimate = float(x.mean())
+    need = min_units(confidence)
+    if t < need:
+        note = (
+            f"{t} {what}: too few for a set-level interval or test at {confidence:.0%} "
+            f"(needs {need}; with T {what} the smallest two-sided p is 2/2^T); "
+            f"see the {what.rstrip('s')} rows"
+        )
+        return UnitInference(estimate, nan, nan, nan, t, note)
+    means, total, empty = _subset_means(x, exact_max_n=exact_max_n, n_perm=n_perm, seed=seed)
+    k = int(np.floor((1.0 - confidence) / 2.0 * total)) - empty
+    if k < 1:
+        return UnitInference(estimate, nan, nan, nan, t, "too few random sign patterns")
+    lo, hi = float(means[k - 1]), float(means[means.size - k])
+    p = nan
+    if test:
+        below = int(np.searchsorted(means, 0.0, side="right"))  # subset means ≤ 0
+        above = int(means.size - np.searchsorted(means, 0.0, side="left"))  # ≥ 0
+        p_up = (1 + empty + below) / total
+        p_low = (1 + empty + above) / total
+        p = float(min(1.0, 2.0 * min(p_up, p_low)))
+    return UnitInference(estimate, lo, hi, p, t, "")
+
+
+def cluster_means(
+    values: np.ndarray | Sequence[float], clusters: Sequence[str]
+) -> tuple[np.ndarray, list[str]]:
+    """Mean of the non-NaN values of each cluster (in first-seen order), and the clusters'
+    names; clusters with no value are left out."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    c = np.asarray(list(clusters))
+    if c.size != v.size:
+        raise ValueError(f"{c.size} cluster labels for {v.size} values")
+    keep = ~np.isnan(v)
+    v, c = v[keep], c[keep]
+    names = list(dict.fromkeys(c.tolist()))
+    return np.array([v[c == name].mean() for name in names], dtype=np.float64), names
 
 
 @dataclass(frozen=True)

@@ -163,25 +163,31 @@ def summarize_valence(
     """Mean of every signed measure over pairs, with its 95% interval, n and p-value.
 
     ``rows`` need ``template_id`` and the ``*_signed`` columns (e.g. :func:`pair_valence`
-    rows with the pair's template added). Interval: the set summary's cluster bootstrap
-    (templates, then pairs; seeded); p: two-sided sign-flip test of mean 0 over the pairs.
+    rows with the pair's template added). As the set rows of ``summary.csv``: the mean of the
+    template means, with the interval and the sign-flip p-value of
+    :func:`biasprobe.stats.unit_inference` over those template means (NaN, with ``note``
+    saying why, below :data:`biasprobe.stats.MIN_SET_UNITS` templates). ``n_resamples`` is
+    kept for callers; the interval needs no resampling.
     """
-    from biasprobe.scores import cluster_bootstrap_ci
-    from biasprobe.stats import sign_flip_test
+    from biasprobe.stats import cluster_means, unit_inference
 
+    del n_resamples
     templates = [str(r["template_id"]) for r in rows]
     out = []
     for m in MEASURES:
         vals = np.asarray([r[f"{m}_signed"] for r in rows], dtype=np.float64)
-        mean, lo, hi = cluster_bootstrap_ci(vals, templates, n_resamples=n_resamples, seed=seed)
+        means, _ = cluster_means(vals, templates)
+        inf = unit_inference(means, n_perm=n_perm, seed=seed)
         out.append(
             {
                 "measure": m,
-                "mean": mean,
-                "ci_low": lo,
-                "ci_high": hi,
+                "mean": inf.estimate,
+                "ci_low": inf.ci_low,
+                "ci_high": inf.ci_high,
                 "n": int(np.count_nonzero(~np.isnan(vals))),
-                "p_value": sign_flip_test(vals, n_perm=n_perm, seed=seed),
+                "p_value": inf.p_value,
+                "templates": inf.units,
+                "note": inf.note,
             }
         )
     return out

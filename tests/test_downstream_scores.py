@@ -34,6 +34,26 @@ def _frames(p_a, p_b, minoritized, templates, model="m", tol=0.1):
     return sc, pd.DataFrame(rows)
 
 
+def _equal_tailed(values, centre=0.0):
+    """Equal-tailed sign-flip p of "symmetric about centre", enumerated by hand."""
+    import itertools
+
+    v = [float(x) - centre for x in values]
+    obs, up, low = sum(v), 0, 0
+    for signs in itertools.product((1, -1), repeat=len(v)):
+        f = sum(s_ * x for s_, x in zip(signs, v))
+        up += f >= obs - 1e-12
+        low += f <= obs + 1e-12
+    return min(1.0, 2 * min(up, low) / 2 ** len(v))
+
+
+def _inverts(means, low, high):
+    """The interval is exactly the centres the equal-tailed test does not reject at 5%."""
+    return _equal_tailed(means, low) > 0.05 >= _equal_tailed(means, low - 1e-9) and _equal_tailed(
+        means, high
+    ) > 0.05 >= _equal_tailed(means, high + 1e-9)
+
+
 def test_pair_scores_signed_by_orientation_and_tolerance():
     sc = pair_scores(
         [0.9, 0.2, 0.55, 0.50],
@@ -75,9 +95,9 @@ def test_paired_tests_match_scipy_and_all_zero_is_one():
 
 def test_blind_classifier_gives_zero_gap_no_flips_p_one():
     rng = np.random.default_rng(0)
-    p = rng.uniform(0, 1, size=30)
-    templates = [f"t{i % 3}" for i in range(30)]
-    mino = [i % 2 for i in range(30)]
+    p = rng.uniform(0, 1, size=36)
+    templates = [f"t{i % 6}" for i in range(36)]
+    mino = [i % 2 for i in range(36)]
     sc, ds = _frames(p, p.copy(), mino, templates)
     summ = summarize_downstream(sc, ds, set_name="s", n_resamples=200)
     for level in ("template", "set"):
@@ -92,8 +112,8 @@ def test_blind_classifier_gives_zero_gap_no_flips_p_one():
 
 def test_summary_numbers_against_direct_computation():
     rng = np.random.default_rng(1)
-    n = 60
-    templates = [f"t{i % 4}" for i in range(n)]
+    n = 70
+    templates = [f"t{i % 7}" for i in range(n)]
     mino = rng.integers(0, 2, size=n)
     p_a = rng.uniform(0.1, 0.9, size=n)
     p_b = np.clip(p_a + rng.normal(0.05, 0.08, size=n), 0, 1)
@@ -103,12 +123,20 @@ def test_summary_numbers_against_direct_computation():
     p_norm = np.where(mino == 0, p_b, p_a)
     delta = p_min - p_norm
     t = np.array(templates)
-    tmeans = [delta[t == k].mean() for k in ("t0", "t1", "t2", "t3")]
+    tmeans = [delta[t == k].mean() for k in (f"t{i}" for i in range(7))]
     row = summ[(summ.level == "set") & (summ.score == "delta")].iloc[0]
     assert row["mean"] == pytest.approx(np.mean(tmeans))
-    assert row["n"] == n
+    assert row["n"] == n and row["templates"] == 7 and row["note"] == ""
     assert row["ci_low"] < row["mean"] < row["ci_high"]
-    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(delta).pvalue)
+    # the set's unit is the template: interval and every test over the template means
+    assert _inverts(tmeans, row["ci_low"], row["ci_high"])
+    assert row["p_value"] == pytest.approx(_equal_tailed(tmeans))
+    assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(tmeans).pvalue)
+    assert row["p_sign"] == pytest.approx(
+        stats.binomtest(int(np.sum(np.array(tmeans) > 0)), 7).pvalue
+    )
+    tr = summ[(summ.level == "template") & (summ.key == "t3") & (summ.score == "delta")]
+    assert tr.iloc[0]["p_wilcoxon"] == pytest.approx(stats.wilcoxon(delta[t == "t3"]).pvalue)
     row = summ[(summ.level == "template") & (summ.key == "t2") & (summ.score == "abs_delta")]
     assert row.iloc[0]["mean"] == pytest.approx(np.abs(delta[t == "t2"]).mean())
     assert row.iloc[0]["n"] == (t == "t2").sum()
@@ -119,7 +147,9 @@ def test_summary_numbers_against_direct_computation():
     assert row["mean"] == pytest.approx(stats.wasserstein_distance(p_min, p_norm))
     # W1 of two equal-size samples = mean |sorted difference|
     assert row["mean"] == pytest.approx(np.abs(np.sort(p_min) - np.sort(p_norm)).mean())
-    assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+    # a percentile bootstrap interval (W1 of resamples is biased upward: the point can lie
+    # outside it); given because the set has enough templates
+    assert 0 <= row["ci_low"] < row["ci_high"] and row["templates"] == 7
     g = summ[(summ.level == "set") & (summ.score == "mean_p_positive") & (summ.group == "min")]
     assert g.iloc[0]["mean"] == pytest.approx(
         np.mean([p_min[t == k].mean() for k in sorted(set(t))])
@@ -142,8 +172,8 @@ def test_two_stage_bootstrap_of_mean_matches_cluster_scheme():
 
 def test_compare_models_paired_change():
     rng = np.random.default_rng(4)
-    n = 40
-    templates = [f"t{i % 4}" for i in range(n)]
+    n = 42
+    templates = [f"t{i % 6}" for i in range(n)]
     mino = [0] * n
     p_a = rng.uniform(0.2, 0.8, size=n)
     base_b = p_a - 0.1  # minoritized side A gets +0.1
@@ -164,6 +194,14 @@ def test_compare_models_paired_change():
         stats.wasserstein_distance(p_a, twin_b) - stats.wasserstein_distance(p_a, base_b)
     )
     assert compare_models(s0, set_name="s").empty
+    # four templates: the change is still given, with no set-level interval or p, and why
+    few = [f"t{i % 4}" for i in range(n)]
+    f0, _ = _frames(p_a, base_b, mino, few, model="base")
+    f1, _ = _frames(p_a, twin_b, mino, few, model="twin")
+    c4 = compare_models(pd.concat([f0, f1]), set_name="s", n_resamples=100)
+    r4 = c4[(c4.level == "set") & (c4.score == "delta")].iloc[0]
+    assert r4["change"] == pytest.approx(-0.08) and np.isnan(r4["ci_low"])
+    assert np.isnan(r4["p_value"]) and "4 templates: too few" in r4["note"]
 
 
 def test_template_ci_is_a_plain_percentile_bootstrap():
@@ -195,24 +233,27 @@ def test_importing_downstream_does_not_import_torch():
 
 def test_contrast_rows_for_sets_with_several_group_pairs():
     rng = np.random.default_rng(6)
-    n = 40
-    templates = [f"t{i % 4}" for i in range(n)]
+    n = 48
+    templates = [f"t{i % 12}" for i in range(n)]
     p_a = rng.uniform(0.2, 0.8, size=n)
     p_b = np.clip(p_a + rng.normal(0.0, 0.05, size=n), 0, 1)
     sc, ds = _frames(p_a, p_b, [0] * n, templates)
-    sc["minoritized_group"] = ["x" if i < 20 else "y" for i in range(n)]
+    sc["minoritized_group"] = ["x" if i % 12 < 6 else "y" for i in range(n)]
     sc["normative_group"] = "z"
     summ = summarize_downstream(sc, ds, set_name="s", n_resamples=200)
     c = summ[(summ.level == "contrast") & (summ.score == "delta")].set_index("key")
     assert sorted(c.index) == ["x vs z", "y vs z"]
     d = p_a - p_b
     t = np.array(templates)
-    for key, sel in (("x vs z", slice(0, 20)), ("y vs z", slice(20, 40))):
+    x_side = np.array([i % 12 < 6 for i in range(n)])
+    for key, sel in (("x vs z", x_side), ("y vs z", ~x_side)):
         dd, tt = d[sel], t[sel]
-        expected = np.mean([dd[tt == k].mean() for k in dict.fromkeys(tt)])
-        assert c.loc[key, "mean"] == pytest.approx(expected)
-        assert c.loc[key, "n"] == 20
-        assert c.loc[key, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(dd[dd != 0]).pvalue)
+        tm = [dd[tt == k].mean() for k in dict.fromkeys(tt)]
+        assert c.loc[key, "mean"] == pytest.approx(np.mean(tm))
+        assert c.loc[key, "n"] == 24 and c.loc[key, "templates"] == 6
+        assert c.loc[key, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(tm).pvalue)
+        assert c.loc[key, "p_value"] == pytest.approx(_equal_tailed(tm))
+        assert _inverts(tm, c.loc[key, "ci_low"], c.loc[key, "ci_high"])
     sc["minoritized_group"] = "x"
     assert (summarize_downstream(sc, ds, set_name="s", n_resamples=50).level != "contrast").all()
 
@@ -233,13 +274,14 @@ def test_batched_and_looped_bootstrap_agree():
 
 
 def test_compare_models_p_values_by_enumeration():
-    """The change's p-value: sign flips of the template means of the paired changes (set
-    level) and of the pair changes (template level), enumerated here by hand."""
+    """The change's p-value: equal-tailed sign flips of the template means of the paired
+    changes (set level, the test the interval inverts) and sign flips of the pair changes
+    (template level), enumerated here by hand."""
     import itertools
 
     rng = np.random.default_rng(7)
-    n = 24
-    templates = [f"t{i % 4}" for i in range(n)]
+    n = 36
+    templates = [f"t{i % 6}" for i in range(n)]
     mino = [0] * n
     p_a = rng.uniform(0.2, 0.8, size=n)
     base_b = p_a - rng.normal(0.05, 0.05, size=n)
@@ -261,7 +303,8 @@ def test_compare_models_p_values_by_enumeration():
     t = np.asarray(templates)
     means = [diff[t == k].mean() for k in dict.fromkeys(templates)]
     row = comp[(comp.level == "set") & (comp.score == "delta")].iloc[0]
-    assert row["p_value"] == pytest.approx(exact(means))
+    assert row["p_value"] == pytest.approx(_equal_tailed(means))
+    assert _inverts(means, row["ci_low"], row["ci_high"])
     row = comp[(comp.level == "template") & (comp.key == "t1") & (comp.score == "delta")].iloc[0]
     assert row["p_value"] == pytest.approx(exact(diff[t == "t1"]))
     w = comp[comp.score == "wasserstein"]

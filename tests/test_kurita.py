@@ -136,12 +136,15 @@ def test_kurita_matches_direct_computation(tiny_bert: Path, tmp_path: Path, hf) 
     # the attribute items keep their top-k
     topk = result.topk
     assert set(topk.pair_id) >= {it.pair_id for it in probe_set.items}
-    # aggregated with CI and n
+    # aggregated: two templates are too few for a set-level interval or p (the set row says
+    # so); each template row has its interval, n and p
     s = result.summary
     k = s[(s.score == "kurita_bias") & (s.level == "set")].iloc[0]
-    assert k["n"] == 6 and k["ci_low"] <= k["mean"] <= k["ci_high"]
+    assert k["n"] == 6 and k["templates"] == 2 and "2 templates: too few" in k["note"]
+    assert pd_isna(k["ci_low"]) and pd_isna(k["p_value"])
     per_template = s[(s.score == "kurita_bias") & (s.level == "template")]
     assert sorted(per_template.key) == ["is-a", "the-said"]
+    assert (per_template.ci_low <= per_template["mean"]).all()
     vals = scores.loc[[i.pair_id for i in probe_set.items if i.template_id == "is-a"]]
     got = per_template[per_template.key == "is-a"].iloc[0]["mean"]
     assert got == pytest.approx(float(np.mean(vals["kurita_bias"])))

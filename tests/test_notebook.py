@@ -70,9 +70,11 @@ def test_run_result_repr_is_short_and_informative(pair_names_run):
     assert "'pair-names'" in text and "7 pairs × 1 model" in text and "top-10" in text
     assert BERT_LARGE in text and "n=7" in text
     row = pair_names_run.summary.query("level == 'set' and score == 'jaccard_distance'").iloc[0]
-    # the numbers shown are the summary's, rounded
-    expected = f"jaccard_distance {row['mean']:.3f} [{row['ci_low']:.3f} to {row['ci_high']:.3f}]"
-    assert expected in text
+    # the numbers shown are the summary's, rounded; 5 templates are too few for a set interval,
+    # and the repr says so instead of an interval
+    assert row["templates"] == 5 and np.isnan(row["ci_low"])
+    assert f"jaccard_distance {row['mean']:.3f} [n/a]" in text
+    assert "5 templates: no set CI" in text
     # the full-vocabulary log-probs (7 x 30,522 floats) are never dumped
     assert len(text.splitlines()) <= 1 + len(pair_names_run.models)
 
@@ -117,7 +119,10 @@ def test_run_result_html_has_the_set_summary(pair_names_run):
     for _, row in set_rows.iterrows():
         assert f"<td>{row['score']}</td>" in html
         assert f"{row['mean']:.3f}" in html
-        assert f"{row['ci_low']:.3f} to {row['ci_high']:.3f}" in html
+        if np.isnan(row["ci_low"]):
+            assert f"no CI: {row['templates']} templates" in html
+        else:
+            assert f"{row['ci_low']:.3f} to {row['ci_high']:.3f}" in html
     assert "95% CI" in html and ">7</td>" in html
 
 

@@ -92,7 +92,7 @@ def test_spearman_fixed_uses_the_base_models_tokens_only():
 
 def test_paired_delta_matches_direct_computation():
     rng = np.random.default_rng(4)
-    clusters = [f"t{i % 3}" for i in range(30)] + ["t3"] * 5
+    clusters = [f"t{i % 6}" for i in range(30)] + ["t6"] * 5
     base = rng.normal(0.2, 1, size=35)
     other = base - 0.5 + rng.normal(0, 0.3, size=35)
     base[2] = np.nan  # a pair one model lacks is left out of both
@@ -106,10 +106,18 @@ def test_paired_delta_matches_direct_computation():
     assert d["delta"] == pytest.approx(np.mean(means["o"]) - np.mean(means["b"]))
     assert d["abs_delta"] == pytest.approx(abs(np.mean(means["o"])) - abs(np.mean(means["b"])))
     assert d["sign_flipped"] == float(np.mean(means["o"]) * np.mean(means["b"]) < 0)
-    # paired = the cluster bootstrap of the per-pair differences (same resampling)
-    ref = cluster_bootstrap_ci(o - b, c.tolist(), seed=7, n_resamples=1000)
-    assert (d["delta"], d["delta_low"], d["delta_high"]) == pytest.approx(ref)
-    assert d["delta_low"] < d["delta"] < d["delta_high"] < 0
+    # several templates: the interval of the template means of the differences, by the
+    # sign-flip subset means of those 7 means (each of the 127 non-empty subsets' mean,
+    # enumerated here; the interval drops the 3 lowest and 3 highest: floor(0.025 · 2^7) = 3)
+    import itertools
+
+    dm = [(o - b)[c == t].mean() for t in dict.fromkeys(c)]
+    subs = sorted(np.mean(s) for r in range(1, 8) for s in itertools.combinations(dm, r))
+    assert (d["delta_low"], d["delta_high"]) == pytest.approx((subs[2], subs[-3]))
+    assert d["delta_low"] < d["delta"] < d["delta_high"] < 0 and d["templates"] == 7
+    assert d["p_value"] == pytest.approx(2 / 2**7)  # every template mean below 0
+    # the |·| change keeps the paired two-stage bootstrap (same resampling as the set CI)
+    assert d["abs_delta_low"] < d["abs_delta"] < d["abs_delta_high"]
     # one template: the plain bootstrap of the differences
     one = paired_delta(b, o, ["x"] * b.size, seed=3)
     assert (one["delta"], one["delta_low"], one["delta_high"]) == pytest.approx(

@@ -88,25 +88,39 @@ def test_bad_arguments():
         pair_valence(np.zeros(3), np.zeros(3), pol, 2, minoritized=2)
 
 
-def test_summary_uses_cluster_bootstrap_and_sign_flip():
-    from biasprobe.scores import cluster_bootstrap_ci
-    from biasprobe.stats import sign_flip_test
+def test_summary_uses_template_means_for_interval_and_p():
+    import itertools
+
+    def p_at(means, centre):
+        v = [x - centre for x in means]
+        obs, up, low = sum(v), 0, 0
+        for signs in itertools.product((1, -1), repeat=len(v)):
+            f = sum(s * x for s, x in zip(signs, v))
+            up += f >= obs - 1e-12
+            low += f <= obs + 1e-12
+        return min(1.0, 2 * min(up, low) / 2 ** len(v))
 
     rng = np.random.default_rng(0)
     rows = []
-    for i in range(30):
+    for i in range(35):
         row = {f"{m}_signed": float(rng.normal(0.05, 0.1)) for m in MEASURES}
-        row["template_id"] = f"t{i % 3}"
+        row["template_id"] = f"t{i % 7}"
         rows.append(row)
     out = {r["measure"]: r for r in summarize_valence(rows, n_resamples=500, n_perm=2000)}
     for m in MEASURES:
-        vals = [r[f"{m}_signed"] for r in rows]
-        mean, lo, hi = cluster_bootstrap_ci(vals, [r["template_id"] for r in rows], n_resamples=500)
-        assert (out[m]["mean"], out[m]["ci_low"], out[m]["ci_high"]) == pytest.approx(
-            (mean, lo, hi)
-        )
-        assert out[m]["n"] == 30
-        assert out[m]["p_value"] == pytest.approx(sign_flip_test(vals, n_perm=2000))
+        means = [
+            np.mean([r[f"{m}_signed"] for r in rows if r["template_id"] == f"t{t}"])
+            for t in range(7)
+        ]
+        assert out[m]["mean"] == pytest.approx(np.mean(means))
+        assert out[m]["n"] == 35 and out[m]["templates"] == 7
+        assert out[m]["p_value"] == pytest.approx(p_at(means, 0.0))
+        assert p_at(means, out[m]["ci_low"]) > 0.05 >= p_at(means, out[m]["ci_low"] - 1e-9)
+        assert p_at(means, out[m]["ci_high"]) > 0.05 >= p_at(means, out[m]["ci_high"] + 1e-9)
+    # three templates: a mean, no set-level interval or p, and why
+    few = summarize_valence([dict(r, template_id=f"t{i % 3}") for i, r in enumerate(rows)])
+    assert all(np.isnan(r["ci_low"]) and np.isnan(r["p_value"]) for r in few)
+    assert all("3 templates: too few" in r["note"] for r in few)
 
 
 def test_vader_lexicon_on_the_real_vocab(real_vocab):

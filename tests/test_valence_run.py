@@ -131,8 +131,12 @@ def test_run_valence_matches_direct_computation(tiny_bert: Path, tmp_path: Path)
         means = result.scores.groupby("template_id")[col].mean()
         assert row["mean"] == pytest.approx(means.mean())
         assert row["n"] == len(probe_set.items)
-        assert row["p_value"] == pytest.approx(_exact_sign_flip(means))
-        assert row["ci_low"] <= row["mean"] <= row["ci_high"]
+        assert row["templates"] == len(means)
+        if len(means) < 6:  # too few templates for a set-level interval or test
+            assert math.isnan(row["p_value"]) and math.isnan(row["ci_low"])
+            assert "too few" in row["note"]
+        else:
+            assert row["ci_low"] <= row["mean"] <= row["ci_high"]
     assert "VADER" in result.meta["settings"]["valence"]["lexicon"]
 
 
@@ -174,4 +178,10 @@ def test_cli_valence_writes_columns(tiny_bert: Path, tmp_path: Path) -> None:
     summary = pd.read_csv(out / "summary.csv")
     assert "valence_mass_neg_vocab" in scores
     row = summary[(summary.score == "valence_mass_neg_vocab") & (summary.level == "set")]
-    assert len(row) == 1 and not math.isnan(row.iloc[0]["p_value"])
+    assert len(row) == 1
+    tmpl = summary[(summary.score == "valence_mass_neg_vocab") & (summary.level == "template")]
+    if len(tmpl) >= 6:
+        assert not math.isnan(row.iloc[0]["p_value"])
+    else:  # too few templates for a set-level claim: said in summary.csv
+        assert math.isnan(row.iloc[0]["p_value"]) and "too few" in row.iloc[0]["note"]
+        assert tmpl["p_value"].notna().any()

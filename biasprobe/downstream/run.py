@@ -410,7 +410,7 @@ def _model_table(result: DownstreamResult, model: str, console: Any) -> Any:
     info = next((m.get("info") for m in result.meta.get("models", []) if m["name"] == model), None)
     a = (info or {}).get("accuracy")
     extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
-    columns = ("score", "mean", "95% CI", "n", "p (Wilcoxon / sign)")
+    columns = ("score", "mean", "95% CI", "n", "p")
     table = _table(console, f"{markup(model)}{extra}", columns)
     s = result.summary[result.summary["model"] == model]
     for _, r in s[s["level"] == "set"].iterrows():
@@ -418,12 +418,16 @@ def _model_table(result: DownstreamResult, model: str, console: Any) -> Any:
         if r["score"] == "mean_p_positive":
             label = f"{label} ({r['group']})"
         signed = r["score"] == "delta"
-        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}" if signed else ""
+        # the sign-flip p of the template means: the test the interval is made from
+        p = _p(r.get("p_value", float("nan"))) if signed else ""
         mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
         table.add_row(markup(label), mean, _ci(r, signed=signed), str(int(r["n"])), p)
     for _, r in s[(s["level"] == "contrast") & (s["score"] == "delta")].iterrows():
-        p = f"{_p(r['p_wilcoxon'])} / {_p(r['p_sign'])}"
+        p = _p(r.get("p_value", float("nan")))
         table.add_row(markup(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _ci(r), str(int(r["n"])), p)
+    notes = [n for n in s[s["level"] != "template"].get("note", []) if isinstance(n, str) and n]
+    if notes:
+        table.caption = markup(f"No interval or p where {notes[0]}.")
     return table
 
 

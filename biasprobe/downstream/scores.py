@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe.scores import bootstrap_ci, cluster_bootstrap_ci, clustered_sign_flip
+from biasprobe.scores import bootstrap_ci, clustered_sign_flip
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -78,6 +78,9 @@ SUMMARY_COLUMNS = [
     "n",
     "p_wilcoxon",
     "p_sign",
+    "p_value",
+    "templates",
+    "note",
 ]
 COMPARISON_COLUMNS = [
     "model",
@@ -95,6 +98,8 @@ COMPARISON_COLUMNS = [
     "abs_model",
     "sign_flipped",
     "p_value",
+    "templates",
+    "note",
 ]
 
 
@@ -292,20 +297,51 @@ def _units(per_model: pd.DataFrame, set_name: str) -> list[tuple[str, str, pd.Da
     return units
 
 
+def _set_inference(
+    vals: np.ndarray, clusters: Sequence[str], *, test: bool, kw: dict[str, Any]
+) -> Any:
+    """Set-level mean, interval and p of the template means (:func:`unit_inference`)."""
+    from biasprobe.stats import cluster_means, unit_inference
+
+    means, _ = cluster_means(vals, clusters)
+    return unit_inference(means, test=test, confidence=kw["confidence"], seed=kw["seed"])
+
+
 def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple]:
-    """``(score, group, mean, lo, hi, n, p_wilcoxon, p_sign)`` of every score of one unit:
-    templates bootstrap over pairs, sets and contrasts over templates then pairs."""
+    """``(score, group, mean, lo, hi, n, p_wilcoxon, p_sign, p_value, templates, note)`` of
+    every score of one unit. A template: its pairs are the units (bootstrap interval; Wilcoxon
+    and sign tests of the pairs' Δ). A set or contrast: the template means are the units, for
+    the interval and every test (:func:`biasprobe.stats.unit_inference`; Wilcoxon and sign
+    tests of the template means of Δ), with none below
+    :data:`biasprobe.stats.MIN_SET_UNITS` templates (``note`` says why)."""
+    from biasprobe.stats import cluster_means, min_units
+
     nan = float("nan")
     clusters = sub["template_id"].astype(str).tolist()
     n, rows = len(sub), []
+    few = ""
     for score in MEAN_SCORES:
         vals = sub[score].to_numpy(dtype=np.float64)
+        signed = score == "delta"
         if level != "template":
-            mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
+            inf = _set_inference(vals, clusters, test=signed, kw=kw)
+            mean, lo, hi, p, units, note = (
+                inf.estimate,
+                inf.ci_low,
+                inf.ci_high,
+                inf.p_value,
+                inf.units,
+                inf.note,
+            )
+            few = note
+            p_w = p_s = nan
+            if signed and not note:
+                p_w, p_s = paired_tests(cluster_means(vals, clusters)[0])
         else:
             mean, lo, hi = bootstrap_ci(vals, **kw)
-        p_w, p_s = paired_tests(vals) if score == "delta" else (nan, nan)
-        rows.append((score, "", mean, lo, hi, n, p_w, p_s))
+            p_w, p_s = paired_tests(vals) if signed else (nan, nan)
+            p, units, note = nan, 1, "1 pair: no interval or test" if n == 1 else ""
+        rows.append((score, "", mean, lo, hi, n, p_w, p_s, p, units, note))
     stat = _wasserstein(
         sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
     )
@@ -313,13 +349,17 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
     w, lo, hi = two_stage_bootstrap(
         stat, single if level == "template" else clusters, batched=True, **kw
     )
-    rows.append(("wasserstein", "", w, lo, hi, n, nan, nan))
+    units = 1 if level == "template" else len(dict.fromkeys(clusters))
+    if level != "template" and units < min_units(kw["confidence"]):
+        lo = hi = nan
+    rows.append(("wasserstein", "", w, lo, hi, n, nan, nan, nan, units, few))
     return rows
 
 
 def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[tuple]:
-    """``(level, key, "mean_p_positive", group, mean, lo, hi, n, nan, nan)`` per group label,
-    per template (bootstrap over sides) and for the set (templates then sides)."""
+    """``(level, key, "mean_p_positive", group, mean, lo, hi, n, nan, nan, nan, templates,
+    note)`` per group label, per template (bootstrap over sides) and for the set (the template
+    means, :func:`biasprobe.stats.unit_inference`)."""
     nan, rows = float("nan"), []
     for group, gsub in sides.groupby("group", sort=False):
         units = [("template", str(t), tsub) for t, tsub in gsub.groupby("template_id", sort=False)]
@@ -327,10 +367,15 @@ def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[
             vals = sub["p_positive"].to_numpy(np.float64)
             if level == "set":
                 clusters = sub["template_id"].astype(str).tolist()
-                mean, lo, hi = cluster_bootstrap_ci(vals, clusters, **kw)
+                inf = _set_inference(vals, clusters, test=False, kw=kw)
+                mean, lo, hi, t, note = inf.estimate, inf.ci_low, inf.ci_high, inf.units, inf.note
             else:
                 mean, lo, hi = bootstrap_ci(vals, **kw)
-            rows.append((level, key, "mean_p_positive", group, mean, lo, hi, len(vals), nan, nan))
+                t, note = 1, ""
+            rows.append(
+                (level, key, "mean_p_positive", group, mean, lo, hi, len(vals), nan, nan, nan)
+                + (t, note)
+            )
     return rows
 
 
@@ -354,6 +399,8 @@ def compare_models(
         after and ``sign_flipped`` says whether a signed mean changed sign (``delta`` only).
         Empty with fewer than two models.
     """
+    from biasprobe.stats import min_units
+
     models = list(dict.fromkeys(scores["model"]))
     if len(models) < 2:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
@@ -377,18 +424,21 @@ def compare_models(
                 x1 = mm[score].to_numpy(np.float64)[sel]
                 diff = x1 - x0
                 if level == "set":
-                    change, lo, hi = cluster_bootstrap_ci(diff, clusters, **kw)
+                    # the template means of the changes are the units of interval and test
+                    inf = _set_inference(diff, clusters, test=True, kw=kw)
+                    change, lo, hi, p = inf.estimate, inf.ci_low, inf.ci_high, inf.p_value
                     m0, m1 = _mean_of_means(x0, clusters), _mean_of_means(x1, clusters)
+                    units, note = inf.units, inf.note
                 else:
                     change, lo, hi = bootstrap_ci(diff, **kw)
                     m0, m1 = float(x0.mean()), float(x1.mean())
+                    # H0: the paired change is symmetric about 0 (sign flips of pair changes)
+                    p = clustered_sign_flip(diff, ["_"] * len(sel))
+                    units, note = 1, ""
                 flipped = bool(np.sign(m0) * np.sign(m1) < 0) if score == "delta" else False
-                # H0: the paired change is symmetric about 0 (sign flips of template means at
-                # the set level, of pair changes within a template), as for fill-mask deltas
-                p = clustered_sign_flip(diff, clusters if level == "set" else ["_"] * len(sel))
                 rows.append(
                     (model, base, level, key, score, m0, m1, change, lo, hi, len(sel))
-                    + (abs(m0), abs(m1), flipped, p)
+                    + (abs(m0), abs(m1), flipped, p, units, note)
                 )
             a0 = bb["p_minoritized"].to_numpy(np.float64)[sel]
             n0 = bb["p_normative"].to_numpy(np.float64)[sel]
@@ -402,8 +452,12 @@ def compare_models(
                 batched=True,
                 **kw,
             )
+            units = len(dict.fromkeys(clusters)) if level == "set" else 1
+            if level == "set" and units < min_units(kw["confidence"]):
+                lo = hi = float("nan")
             rows.append(
                 (model, base, level, key, "wasserstein", w_base, w_model, change, lo, hi)
                 + (len(sel), w_base, w_model, False, float("nan"))  # no paired null for W1
+                + (units, "")
             )
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
