@@ -208,6 +208,7 @@ def score_model(
     _check_recorded(backend, items, texts)
     pieces = _target_pieces(backend, items, texts)  # fails before any compute
     priors = _prior_requests(backend, items)
+    scored_priors = _prior_texts(backend, priors)
     writer = _writer(backend, store, store_top_n, depth, workdir)
     cached = _PairCache.open(backend, store, base is not None, base_identity)
     keys: list[bytes] = []
@@ -285,7 +286,7 @@ def score_model(
                         )
                     if cached is not None:
                         finished.append((keys[i], _PairCache.encode(numbers, reduced)))
-                _pair_rows(backend, it, texts[i], numbers, pieces, i, rows)
+                _pair_rows(backend, it, texts[i], numbers, pieces, i, rows, scored_priors.get(i))
             for name, new in zip(("scores", "targets"), rows[1:]):
                 if new:
                     parts[name].append(pd.DataFrame(new))
@@ -855,8 +856,20 @@ def _chain_logprobs(
     return out
 
 
-def _pair_rows(backend, it, texts, numbers: _PairNumbers, pieces, i, rows) -> None:
-    """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows)."""
+def _prior_texts(backend: Any, priors: dict[int, list[tuple[str, str, int, str]]]) -> dict:
+    """Per attribute item, each side's prior sentence as the model scores it (attribute masks
+    widened to the word's pieces), for ``targets.csv``; empty for backends without it."""
+    text = getattr(backend, "prior_text", None)
+    if text is None:
+        return {}
+    return {i: [text(*r) for r in reqs] for i, reqs in priors.items()}
+
+
+def _pair_rows(
+    backend, it, texts, numbers: _PairNumbers, pieces, i, rows, prior_texts=None
+) -> None:
+    """Append one pair's rows to ``rows`` = (topk rows, score rows, target rows);
+    ``prior_texts``: each side's prior sentence as scored (attribute items)."""
     topk_rows, score_rows, target_rows = rows
     vocab = backend.vocab
     nan = float("nan")
@@ -883,6 +896,10 @@ def _pair_rows(backend, it, texts, numbers: _PairNumbers, pieces, i, rows) -> No
                         else nan
                     ),
                     "piece_ids": " ".join(str(p) for p in pieces[(i, s, w)]),
+                    # the prior sentence exactly as scored (attribute widened to its pieces)
+                    "prior_sentence": (
+                        prior_texts[s] if prior_texts and w == it.targets[s] else ""
+                    ),
                 }
             )
     ex_a, ex_b = numbers.exclusive
@@ -1287,6 +1304,7 @@ TARGET_COLUMNS = [
     "logprob",
     "prior_logprob",
     "piece_ids",
+    "prior_sentence",
 ]
 
 

@@ -578,6 +578,29 @@ class HFMaskedLM(MaskedLMBackend):
         ids += encoded[prev:]
         return ids, target_pos, target
 
+    def prior_text(self, prior_sentence: str, attribute: str, mask_index: int, word: str) -> str:
+        """The prior sentence as :meth:`prior_request` scores it, as text: each attribute mask
+        widened to one mask per piece of its word (e.g. ``"[MASK] is a [MASK] [MASK]."`` for
+        the one-word attribute "firefighter" that is two WordPieces); the target's mask stays
+        single. Provenance for ``targets.csv``; the scores come from :meth:`prior_request`."""
+        del word  # the target's mask is one mask whatever the target
+        mt = self.mask_token
+        parts = prior_sentence.split(mt)
+        words = attribute.split() or [attribute]
+        out = parts[0]
+        attr_seen = 0
+        for j in range(len(parts) - 1):
+            n = 1
+            if j != mask_index:
+                left = mt.join(parts[: j + 1]) + mt
+                attr_word = words[attr_seen % len(words)]
+                attr_seen += 1
+                n = len(
+                    pieces_in_context(self.tokenizer, mt, left, attr_word, self.name, last=True)
+                )
+            out += " ".join([mt] * n) + parts[j + 1]
+        return out
+
     def close(self) -> None:
         """Drop the forward hook and free GPU memory."""
         self._hook.remove()
