@@ -197,7 +197,25 @@ def _progress_printer(
         short = display_names([*(known or []), model], width=14)[model]
         return f"{stages.get(stage, stage)} {short}"
 
-    return progress_printer(quiet, label)
+    bar, update = progress_printer(quiet, label)
+    if bar is None or update is None:
+        return bar, update
+
+    def report(model: str, stage: str, done: int, total: int) -> None:
+        if stage != "cached":
+            update(model, stage, done, total)
+        elif done:  # pairs served from the result cache: a finished or interrupted earlier run
+            short = display_names([*(known or []), model], width=48)[model]
+            say = getattr(bar, "console", bar).print
+            rest = f"{total - done:,} to compute" if done < total else "nothing to compute"
+            say(
+                safe_text(
+                    f"resuming {short}: {done:,} of {total:,} pairs from the result cache, {rest}"
+                ),
+                **({"markup": False, "highlight": False} if hasattr(bar, "console") else {}),
+            )
+
+    return bar, report
 
 
 #: Ranks shown per side in a per-pair table at most (the rest are in topk.csv).
@@ -590,9 +608,26 @@ def run(
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     settings["cache"] = False if no_cache else cache
     settings.update(store=store, store_top_n=store_top_n)
-    _run_fill_mask(
-        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
-    )
+    try:
+        _run_fill_mask(
+            probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
+        )
+    except KeyboardInterrupt:
+        if _resumable(model or list(probe_set.models), no_cache):
+            typer.echo(
+                "interrupted: what was computed is kept in the result cache; the same command "
+                "resumes where it stopped",
+                err=True,
+            )
+        raise
+
+
+def _resumable(models: list[str], no_cache: bool) -> bool:
+    """Whether a run of ``models`` keeps its work in the result cache (a live model, no
+    --no-cache): then running the same command again resumes it."""
+    from biasprobe.runner import split_alias
+
+    return not no_cache and any(not split_alias(m)[1].startswith("recorded:") for m in models)
 
 
 def _run_fill_mask(
@@ -684,10 +719,19 @@ def _run_counterfactual(
         kept = select_items(probe_set.items, pairs, exclude)
         probe_set = dataclasses.replace(probe_set, items=tuple(kept))
     quiet = opts.pop("quiet")
-    return _with_progress(
-        quiet,
-        lambda update: run_command(probe_set, models, quiet=quiet, progress=update, **opts),
-    )
+    progress, update = _progress_printer(quiet)
+    if progress is None:
+        return run_command(probe_set, models, quiet=quiet, **opts)
+    # The live display is stopped before the tables are printed: a rich Console writes past
+    # the display's stdout redirection, so a display still running would erase (or redraw
+    # over) the last lines printed when it stops.
+    progress.start()
+    try:
+        return run_command(
+            probe_set, models, quiet=quiet, progress=update, before_print=progress.stop, **opts
+        )
+    finally:
+        progress.stop()
 
 
 def _usage(message: str) -> Exception:

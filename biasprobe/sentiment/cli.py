@@ -111,8 +111,12 @@ def train(
         options.update({"train.patience": patience, "data.augment": augment})
         cfg = _load_config(config, set_, options)
         folder = out if out is not None else Path("runs") / "sentiment" / cfg.name
-        tty = progress and sys.stderr.isatty()
-        summary = run_training(cfg, folder, progress=tty, overwrite=overwrite)
+        shown: Any = progress and sys.stderr.isatty()  # the live bar on a terminal
+        if progress and not shown:  # a log file or a batch job: plain lines with rate and ETA
+            from biasprobe.cliutil import PlainProgress
+
+            shown = PlainProgress()
+        summary = run_training(cfg, folder, progress=shown, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
     finally:
