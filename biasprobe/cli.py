@@ -31,7 +31,10 @@ __all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
 app = typer.Typer(
     name="biasprobe",
-    help="Audit social bias in masked language models with paired fill-mask probes.",
+    help="Audit social bias in masked language models with paired fill-mask probes.\n\n"
+    "The shipped probe sets run by name (biasprobe list shows them); every command has --help "
+    "with an example.\n\n"
+    "Example: biasprobe run pair-names -m recorded:bert-large-uncased-whole-word-masking --html",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -159,10 +162,10 @@ def _validate_one(path: Path, list_pairs: bool = False) -> bool:
 @app.command("list")
 @user_errors
 def list_sets() -> None:
-    """List the probe sets shipped with biasprobe, one line each: name, kind, pairs, what it
-    shows and where its words come from.
+    """List the probe sets shipped with biasprobe, one line each.
 
-    Run one by its name (a file of that name in the current folder wins; builtin:NAME always
+    Each line: name, kind, pairs, what it shows and where its words come from. Run one by its
+    name (a file of that name in the current folder wins; builtin:NAME always
     means the shipped set).
 
     Example: biasprobe list

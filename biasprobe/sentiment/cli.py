@@ -18,7 +18,9 @@ from biasprobe.errors import BiasprobeError
 
 app = typer.Typer(
     name="sentiment",
-    help="Train the from-scratch sentiment classifiers of the study and compare the runs.",
+    help="Train the from-scratch sentiment classifiers of the study and compare the runs.\n\n"
+    "Example: biasprobe sentiment train configs/sentiment/rotten-tomatoes/0-bow.yaml "
+    "--out runs/rt/0-bow",
     no_args_is_help=True,
     add_completion=False,
 )
