@@ -43,6 +43,24 @@ def _copy_source(dest: Path) -> Path:
     return dest
 
 
+def quick_start_commands() -> list[list[str]]:
+    """The commands of the README's quick-start block (``.venv/bin/biasprobe …``, continuation
+    lines joined, comments dropped), split as a shell would."""
+    import shlex
+
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quick start", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    block = block.replace("\\\n", " ")
+    commands = []
+    for line in block.splitlines():
+        words = shlex.split(line, comments=True)
+        if words:
+            assert words[0] == ".venv/bin/biasprobe", line
+            commands.append(["biasprobe", *words[1:]])
+    return commands
+
+
 def _clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(extra)
@@ -123,21 +141,14 @@ def test_quick_start_from_an_empty_folder_after_installing_the_wheel(wheel, tmp_
         assert Path(probe).stem in listed
     assert "pair-names" in listed and "8 pairs" in listed
 
-    # the README's quick start, as written there
-    demo = _run(
-        [exe, "run", "pair-names", "-m", BERT_LARGE, "-x", "cpr-*", "--html", "-o", "demo"],
-        empty,
-        env,
-    )
-    assert "jim-jane" in demo.stdout and "wrote demo" in demo.stdout
-    cpr = _run(
-        [exe, "run", "pair-names", "-m", "recorded:zari-bert-cda", "-p", "cpr-*", "-o", "cpr"],
-        empty,
-        env,
-    )
-    assert "cpr-doctor-nurse" in cpr.stdout
-    assert (empty / "demo" / "report.html").is_file()
-    installed = pd.read_csv(empty / "demo" / "scores.csv")
+    # the README's quick start, every command as written there (the venv's biasprobe)
+    commands = quick_start_commands()
+    assert len(commands) == 3 and commands[1][:3] == ["biasprobe", "run", "pair-names"]
+    outputs = [_run([exe, *cmd[1:]], empty, env).stdout for cmd in commands]
+    assert "jim-jane" in outputs[1] and "wrote reports/demo" in outputs[1]
+    assert "cpr-doctor-nurse" in outputs[2]
+    assert (empty / "reports" / "demo" / "report.html").is_file()
+    installed = pd.read_csv(empty / "reports" / "demo" / "scores.csv")
 
     # the same run from the checkout, in this process: the installed package gives the same
     from biasprobe.probes import load_probe_set
@@ -148,5 +159,6 @@ def test_quick_start_from_an_empty_folder_after_installing_the_wheel(wheel, tmp_
     assert list(installed["pair_id"]) == list(here.scores["pair_id"])
     for column in ("jaccard_distance", "rbo_distance", "js_divergence"):
         assert installed[column].tolist() == pytest.approx(here.scores[column].tolist(), abs=1e-9)
-    # nothing was written into the empty folder but the two run folders asked for
-    assert sorted(p.name for p in empty.iterdir()) == ["cpr", "demo"]
+    # nothing was written into the empty folder but the run folders under reports/
+    assert [p.name for p in empty.iterdir()] == ["reports"]
+    assert len(list((empty / "reports").iterdir())) == 2
