@@ -247,20 +247,25 @@ def plain_progress(
     label: Callable[..., str], stream: Any = None, interval: float | None = None
 ) -> tuple[PlainProgress, Callable[..., None]]:
     """The plain-line counterpart of :func:`progress_bar`: the same ``update(*key, done,
-    total)`` callback, printing through a :class:`PlainProgress`. A ``load`` step prints when
-    it starts and when it ends."""
+    total)`` callback, printing through a :class:`PlainProgress`. A ``load`` step (no counts)
+    prints one line when it is done, with its time."""
     printer = PlainProgress(stream, interval)
     tasks: dict[tuple[Any, ...], int] = {}
+    loading: dict[tuple[Any, ...], float] = {}
 
     def update(*args: Any) -> None:
         *key, done, total = args
-        if tuple(key) not in tasks:
-            text = safe_text(label(*key))
-            tasks[tuple(key)] = printer.add_task(text, total=total, completed=0)
-            if key and key[-1] == "load" and done < total:
-                printer.print(f"progress: {text}: started")
-                return
-        printer.update(tasks[tuple(key)], completed=done, total=total)
+        key_t = tuple(key)
+        if key and key[-1] == "load":
+            if done < total:
+                loading.setdefault(key_t, printer._now())
+            elif key_t in loading:
+                took = printer._now() - loading.pop(key_t)
+                printer.print(f"progress: {safe_text(label(*key))}: done in {_clock(took)}")
+            return
+        if key_t not in tasks:
+            tasks[key_t] = printer.add_task(safe_text(label(*key)), total=total, completed=0)
+        printer.update(tasks[key_t], completed=done, total=total)
 
     return printer, update
 

@@ -75,7 +75,7 @@ def test_fill_mask_run_logs_progress_and_says_it_resumes(tiny_bert, tmp_path):
     res = _cli(["run", "gender", "-m", tiny_bert, "-o", "b", "--batch-size", "8"], tmp_path, log)
     text = log.read_text()
     _assert_moves(_progress_lines(log), "masked")
-    assert re.search(r"^progress: load \S+: started$", text, re.M)
+    assert re.search(r"^progress: load \S+: done in \d+:\d\d:\d\d$", text, re.M)
     import pandas as pd
 
     first = len(pd.read_csv(tmp_path / "a" / "scores.csv"))
@@ -279,3 +279,24 @@ def test_downstream_tables_are_intact_in_a_terminal(tiny_hf_classifier, tmp_path
         pos = shown.index(line, pos) + 1
     assert expected[-1].startswith("└")
     assert not any("progress" in line or "/s" in line for line in shown[pos:])
+
+
+def test_ctrl_c_says_the_same_command_resumes(tiny_bert, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import biasprobe.runner
+    from biasprobe.cli import app
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(biasprobe.runner, "run", interrupted)
+    res = CliRunner().invoke(app, ["run", "race", "-m", str(tiny_bert), "-o", tmp_path / "r"])
+    assert res.exit_code == 130
+    assert "the same command resumes where it stopped" in res.output
+    assert not (tmp_path / "r").exists()
+    # nothing to resume without the cache, or from a recording
+    res = CliRunner().invoke(
+        app, ["run", "race", "-m", str(tiny_bert), "--no-cache", "-o", tmp_path / "r"]
+    )
+    assert res.exit_code == 130 and "resumes" not in res.output
