@@ -16,7 +16,7 @@ Prints wall times, the speed ratio, the largest per-pair |Δ score| and whether 
 outcome (more / less / tie) is identical.
 
 Usage: python benchmarks/bench_crows.py [--pairs 100] [--scoring meade|nangia] [--threads N]
-       [--batch-size 64]
+       [--batch-size 64] [--smoke]   (--smoke: a tiny model and 3 pairs, to check that it runs)
 """
 
 from __future__ import annotations
@@ -37,13 +37,18 @@ sys.path.insert(0, str(REPO))  # this checkout's biasprobe, not an installed one
 VOCAB = REPO / "biasprobe" / "data" / "vocab" / "bert-base-uncased" / "vocab.txt"
 
 
-def build_model(folder: Path) -> None:
+#: --smoke: a tiny BERT (same vocabulary), so the script runs in seconds.
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def build_model(folder: Path, smoke: bool = False) -> None:
     from transformers import BertConfig, BertForMaskedLM, BertTokenizer
 
     shutil.copy(VOCAB, folder / "vocab.txt")
     tok = BertTokenizer.from_pretrained(str(folder))
     torch.manual_seed(0)
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tok))).eval()  # bert-base defaults
+    # bert-base defaults (12 × 768), or tiny with --smoke
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), **(TINY if smoke else {}))).eval()
     model.save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
 
@@ -93,7 +98,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (both methods run there)")
+    ap.add_argument("--smoke", action="store_true", help="tiny model, 3 pairs: runs in seconds")
     args = ap.parse_args()
+    if args.smoke:
+        args.pairs = 3
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -106,7 +114,7 @@ def main() -> None:
     pairs = load_pairs(limit=args.pairs)
     tmp = Path(tempfile.mkdtemp(prefix="bench-crows-"))
     try:
-        build_model(tmp)
+        build_model(tmp, smoke=args.smoke)
         model = AutoModelForMaskedLM.from_pretrained(str(tmp)).eval().to(args.device)
         tok = AutoTokenizer.from_pretrained(str(tmp))
         backend = load_hf_masked_lm(str(tmp), device=args.device, batch_size=args.batch_size)

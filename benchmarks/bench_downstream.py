@@ -65,7 +65,11 @@ def sentiment_run(config_file: Path, folder: Path) -> Path | None:
     return folder
 
 
-def hf_classifier(folder: Path) -> Path:
+#: --smoke: a tiny BERT (same vocabulary), so the script runs in seconds.
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def hf_classifier(folder: Path, smoke: bool = False) -> Path:
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizer
 
@@ -78,6 +82,7 @@ def hf_classifier(folder: Path) -> Path:
         num_labels=2,
         id2label={0: "NEGATIVE", 1: "POSITIVE"},
         label2id={"NEGATIVE": 0, "POSITIVE": 1},
+        **(TINY if smoke else {}),
     )
     BertForSequenceClassification(cfg).eval().save_pretrained(str(folder))
     tok.save_pretrained(str(folder))
@@ -115,7 +120,12 @@ def main() -> None:
     ap.add_argument("--loop-sentences", type=int, default=200)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--kinds", default=None, help="comma-separated subset of the kinds")
+    ap.add_argument(
+        "--smoke", action="store_true", help="bag of n-grams and a tiny HF classifier, 16 sentences"
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.loop_sentences, args.kinds = 4, args.kinds or "bow,hf-sequence-classification"
     import torch
 
     if args.threads:
@@ -123,7 +133,7 @@ def main() -> None:
     from biasprobe.probes import load_probe_set
 
     items = load_probe_set(args.probe).items
-    sentences = [s for it in items for s in it.sentences]
+    sentences = [s for it in items for s in it.sentences][: 16 if args.smoke else None]
     kinds = [*STUDY, "hf-sequence-classification"]
     if args.kinds:
         kinds = [k for k in kinds if k.split(" ")[0] in args.kinds.split(",")]
@@ -136,8 +146,9 @@ def main() -> None:
     try:
         for kind in kinds:
             if kind == "hf-sequence-classification":
-                folder = hf_classifier(tmp / "hf")
-                measure("hf (BERT-base-shaped)", folder, sentences, args.loop_sentences)
+                folder = hf_classifier(tmp / "hf", smoke=args.smoke)
+                label = "hf (tiny, --smoke)" if args.smoke else "hf (BERT-base-shaped)"
+                measure(label, folder, sentences, args.loop_sentences)
                 continue
             folder = sentiment_run(CONFIGS / STUDY[kind], tmp / kind.split(" ")[0])
             if folder is not None:

@@ -98,7 +98,12 @@ def main() -> int:
     ap.add_argument("--pairs", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="keep models, run and report here")
+    ap.add_argument(
+        "--smoke", action="store_true", help="6 pairs, no browser: checks that the script runs"
+    )
     args = ap.parse_args()
+    if args.smoke:
+        args.pairs, args.repeat = 6, 1
 
     from conftest import build_tiny_bert
 
@@ -147,8 +152,9 @@ def main() -> int:
     print(f"    rest of the page   {(size - plotly_b - vocab_b - blob_b) / 1e6:7.2f} MB")
     print(f"  per (pair, model)    {per_cell / 1e3:7.2f} KB  beyond plotly.js and the vocabulary")
     print(f"  write_report         {write_s:7.1f} s")
-    if find_chromium() is None:
-        print("no Chromium found: open times not measured", file=sys.stderr)
+    if args.smoke or find_chromium() is None:
+        why = "--smoke" if args.smoke else "no Chromium found"
+        print(f"{why}: open times not measured", file=sys.stderr)
         return 0
     opens = [cold_open(report) for _ in range(args.repeat)]
     ms = [o[0] for o in opens]

@@ -119,7 +119,10 @@ def main() -> None:
     ap.add_argument("--store-top-n", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--keep", type=Path, help="keep the suites and run folders here")
+    ap.add_argument("--smoke", action="store_true", help="20 pairs on the tiny model: seconds")
     args = ap.parse_args()
+    if args.smoke:
+        args.model, args.sizes = "tiny", [20]
     work = args.keep or Path(tempfile.mkdtemp(prefix="bench-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     try:

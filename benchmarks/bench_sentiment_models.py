@@ -159,7 +159,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
     parser.add_argument("--no-plain", dest="plain", action="store_false", help="skip plain paths")
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes, 1 repeat: seconds")
     args = parser.parse_args()
+    if args.smoke:
+        args.batch, args.seq, args.hidden, args.heads, args.repeats, args.warmup = 2, 8, 16, 2, 1, 0
     if args.threads:
         torch.set_num_threads(args.threads)
 

@@ -94,7 +94,13 @@ def main() -> int:
         type=Path,
         default=sorted((REPO / "configs" / "sentiment").glob("*.yaml")),
     )
+    parser.add_argument(
+        "--smoke", action="store_true", help="the GRU encoder config, 1 step of 2 × 16 tokens"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.batch_size, args.max_length, args.steps, args.warmup = 2, 16, 1, 0
+        args.configs = [REPO / "configs" / "sentiment" / "1-gru-encoder.yaml"]
     device = resolve_device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(

@@ -14,7 +14,8 @@ from biasprobe.cliutil import safe_text, user_errors
 
 app = typer.Typer(
     name="cache",
-    help="Inspect or clear the result cache of live models (see biasprobe run --cache).",
+    help="Inspect or clear the result cache of live models (see biasprobe run --cache).\n\n"
+    "Example: biasprobe cache info --json",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -50,7 +51,10 @@ def info(
     cache: CacheOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Where the cache is, its size on disk, and its entries per model identity."""
+    """Where the cache is, its size on disk, and its entries per model identity.
+
+    Example: biasprobe cache info --cache /scratch/biasprobe-cache
+    """
     import json
 
     from biasprobe.cache import (
@@ -96,7 +100,10 @@ def info(
 @app.command()
 @user_errors
 def clear(cache: CacheOption = None) -> None:
-    """Remove the cache database files biasprobe created (no other file of the folder)."""
+    """Remove the cache database files biasprobe created (no other file of the folder).
+
+    Example: biasprobe cache clear
+    """
     from biasprobe.cache import clear as clear_cache
     from biasprobe.cache import resolve_cache_dir
 

@@ -31,7 +31,10 @@ __all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
 app = typer.Typer(
     name="biasprobe",
-    help="Audit social bias in masked language models with paired fill-mask probes.",
+    help="Audit social bias in masked language models with paired fill-mask probes.\n\n"
+    "The shipped probe sets run by name (biasprobe list shows them); every command has --help "
+    "with an example.\n\n"
+    "Example: biasprobe run pair-names -m recorded:bert-large-uncased-whole-word-masking --html",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -58,7 +61,10 @@ def _main(
 ) -> None:
     """Audit social bias in masked language models with paired fill-mask probes.
 
-    Example: biasprobe run probes/gender.yaml --model bert-base-uncased
+    The shipped probe sets run by name (biasprobe list shows them); every command has
+    --help with an example.
+
+    Example: biasprobe run pair-names -m recorded:bert-large-uncased-whole-word-masking --html
     """
 
 
@@ -71,7 +77,11 @@ def _main(
 def validate(
     files: Annotated[
         list[Path],
-        typer.Argument(help="Probe-set YAML files.", show_default=False, metavar="FILE..."),
+        typer.Argument(
+            help="Probe-set YAML files, or names of shipped sets (biasprobe list).",
+            show_default=False,
+            metavar="FILE...",
+        ),
     ],
     list_pairs: Annotated[
         bool,
@@ -89,7 +99,7 @@ def validate(
     (file:line: message); with --list, also every expanded pair with its groups (the
     minoritized side marked *) and its two sentences.
 
-    Example: biasprobe validate probes/*.yaml --list
+    Example: biasprobe validate my-set.yaml gender --list
     """
     failed = sum(not _validate_one(f, list_pairs) for f in files)
     if failed:
@@ -117,11 +127,12 @@ def print_pairs(probe_set: Any, console: Any = None) -> None:
 def _validate_one(path: Path, list_pairs: bool = False) -> bool:
     """Check one probe file and print the outcome; any failure is reported, never raised, so
     that every file given is checked."""
+    from biasprobe.catalog import resolve_probe_file
     from biasprobe.errors import BiasprobeError
     from biasprobe.probes import load_probe_set
 
     try:
-        ps = load_probe_set(path)
+        ps = load_probe_set(resolve_probe_file(path))
     except BiasprobeError as e:
         typer.echo(f"error: {safe_text(e.message, keep_newlines=True)}", err=True)
         return False
@@ -145,6 +156,34 @@ def _validate_one(path: Path, list_pairs: bool = False) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
+# list
+
+
+@app.command("list")
+@user_errors
+def list_sets() -> None:
+    """List the probe sets shipped with biasprobe, one line each.
+
+    Each line: name, kind, pairs, what it shows and where its words come from. Run one by its
+    name (a file of that name in the current folder wins; builtin:NAME always
+    means the shipped set).
+
+    Example: biasprobe list
+    """
+    from biasprobe.catalog import shipped_dir, shipped_sets
+
+    sets = shipped_sets()
+    width = max((len(s.name) for s in sets), default=0)
+    for s in sets:
+        line = (
+            f"{s.name:<{width}}  {s.kind:<14}  {_plural(s.pairs, 'pair'):>9}  {s.what}. "
+            f"Source: {s.source}"
+        )
+        typer.echo(safe_text(line))
+    typer.echo(f"({len(sets)} sets in {safe_text(shipped_dir())}; run one: biasprobe run NAME)")
+
+
+# ---------------------------------------------------------------------------------------------
 # run
 
 
@@ -161,7 +200,25 @@ def _progress_printer(
         short = display_names([*(known or []), model], width=14)[model]
         return f"{stages.get(stage, stage)} {short}"
 
-    return progress_printer(quiet, label)
+    bar, update = progress_printer(quiet, label)
+    if bar is None or update is None:
+        return bar, update
+
+    def report(model: str, stage: str, done: int, total: int) -> None:
+        if stage != "cached":
+            update(model, stage, done, total)
+        elif done:  # pairs served from the result cache: a finished or interrupted earlier run
+            short = display_names([*(known or []), model], width=48)[model]
+            say = getattr(bar, "console", bar).print
+            rest = f"{total - done:,} to compute" if done < total else "nothing to compute"
+            say(
+                safe_text(
+                    f"resuming {short}: {done:,} of {total:,} pairs from the result cache, {rest}"
+                ),
+                **({"markup": False, "highlight": False} if hasattr(bar, "console") else {}),
+            )
+
+    return bar, report
 
 
 #: Ranks shown per side in a per-pair table at most (the rest are in topk.csv).
@@ -373,7 +430,13 @@ def _default_out(name: str, run_id: str) -> Path:
 @user_errors
 def run(
     probe_file: Annotated[
-        Path, typer.Argument(metavar="PROBE_FILE", help="Probe-set YAML file.", show_default=False)
+        Path,
+        typer.Argument(
+            metavar="PROBE_SET",
+            help="Probe-set YAML file, or the name of a shipped set (gender, builtin:gender; "
+            "biasprobe list shows them). A file here wins over a shipped name.",
+            show_default=False,
+        ),
     ],
     model: Annotated[
         list[str] | None,
@@ -524,9 +587,10 @@ def run(
     downstream.csv, scores.csv, summary.csv, items.csv and results.json.
     Atomically.
 
-    Example: biasprobe run probes/gender.yaml -m base=bert-large-uncased
+    Example: biasprobe run gender -m base=bert-large-uncased
     -m cda=./zari-bert-cda --html
     """
+    from biasprobe.catalog import resolve_probe_file
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import check_options
 
@@ -545,7 +609,7 @@ def run(
     given_top_n = store_top_n
     store_top_n = DEFAULT_STORE_TOP_N if store_top_n is None else store_top_n
     check_store(store, store_top_n)
-    probe_set = load_probe_set(probe_file)
+    probe_set = load_probe_set(resolve_probe_file(probe_file))
     if probe_set.kind == "counterfactual":
         if cache is not None:
             raise _usage("--cache applies to fill-mask sets; this is a counterfactual set")
@@ -570,9 +634,26 @@ def run(
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     settings["cache"] = False if no_cache else cache
     settings.update(store=store, store_top_n=store_top_n)
-    _run_fill_mask(
-        probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
-    )
+    try:
+        _run_fill_mask(
+            probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
+        )
+    except KeyboardInterrupt:
+        if _resumable(model or list(probe_set.models), no_cache):
+            typer.echo(
+                "interrupted: what was computed is kept in the result cache; the same command "
+                "resumes where it stopped",
+                err=True,
+            )
+        raise
+
+
+def _resumable(models: list[str], no_cache: bool) -> bool:
+    """Whether a run of ``models`` keeps its work in the result cache (a live model, no
+    --no-cache): then running the same command again resumes it."""
+    from biasprobe.runner import split_alias
+
+    return not no_cache and any(not split_alias(m)[1].startswith("recorded:") for m in models)
 
 
 def _run_fill_mask(
@@ -664,10 +745,19 @@ def _run_counterfactual(
         kept = select_items(probe_set.items, pairs, exclude)
         probe_set = dataclasses.replace(probe_set, items=tuple(kept))
     quiet = opts.pop("quiet")
-    return _with_progress(
-        quiet,
-        lambda update: run_command(probe_set, models, quiet=quiet, progress=update, **opts),
-    )
+    progress, update = _progress_printer(quiet)
+    if progress is None:
+        return run_command(probe_set, models, quiet=quiet, **opts)
+    # The live display is stopped before the tables are printed: a rich Console writes past
+    # the display's stdout redirection, so a display still running would erase (or redraw
+    # over) the last lines printed when it stops.
+    progress.start()
+    try:
+        return run_command(
+            probe_set, models, quiet=quiet, progress=update, before_print=progress.stop, **opts
+        )
+    finally:
+        progress.stop()
 
 
 def _usage(message: str) -> Exception:
@@ -702,7 +792,10 @@ def _report_writer() -> Callable[[Any, Path], Any]:
 @user_errors
 def record(
     source: Annotated[
-        Path, typer.Argument(help="A probe file (runs the model) or a run folder (reuses it).")
+        Path,
+        typer.Argument(
+            help="A probe file or shipped set name (runs the model), or a run folder (reuses it)."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Recorded-model folder to create.")],
     model: Annotated[
@@ -734,8 +827,9 @@ def record(
     it with the model recorded:DIR. Counterfactual (sentiment) sets cannot
     be recorded.
 
-    Example: biasprobe record probes/gender.yaml -m bert-base-uncased -o recordings/bert-base
+    Example: biasprobe record gender -m bert-base-uncased -o recordings/bert-base
     """
+    from biasprobe.catalog import resolve_probe_file
     from biasprobe.runner import record as record_outputs
     from biasprobe.runner import split_alias
 
@@ -749,7 +843,7 @@ def record(
             )
     opts = {"model": model, "pairs": pairs, "exclude": exclude, "device": device}
     opts.update(batch_size=batch_size, revision=revision, trust_remote_code=trust_remote_code)
-    rec = record_outputs(source, out, **opts)
+    rec = record_outputs(resolve_probe_file(source), out, **opts)
     typer.echo(
         f"wrote {safe_text(rec.folder)} ({rec.n_sentences} sentences, {rec.n_targets} target "
         f"words ({rec.n_multi_piece} of several pieces), {rec.n_priors} prior log-probs; "

@@ -26,6 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "DeviceOption",
+    "PlainProgress",
     "QuietOption",
     "RevisionOption",
     "Terminated",
@@ -33,6 +34,7 @@ __all__ = [
     "display_names",
     "markup",
     "out_option",
+    "plain_progress",
     "progress_bar",
     "progress_printer",
     "safe_text",
@@ -90,11 +92,190 @@ def markup(text: object) -> str:
     return escape(safe_text(text))
 
 
+#: Seconds between plain progress lines (when stderr is not a terminal) at most; the
+#: environment variable of that name overrides it (tests shorten it).
+PROGRESS_INTERVAL_ENV = "BIASPROBE_PROGRESS_INTERVAL"
+PROGRESS_INTERVAL_S = 30.0
+#: A plain progress line also every time this fraction of a step's total is done.
+PROGRESS_FRACTION = 0.1
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _interval(interval: float | None) -> float:
+    if interval is not None:
+        return interval
+    try:
+        return float(os.environ.get(PROGRESS_INTERVAL_ENV, PROGRESS_INTERVAL_S))
+    except ValueError:
+        return PROGRESS_INTERVAL_S
+
+
+class PlainProgress:
+    """Progress as plain lines, for a stderr that is not a terminal (a batch job's log file).
+
+    A line per task when it starts to count, then every ``interval`` seconds or every
+    ``fraction`` of its total (whichever comes first) and when it finishes: done/total, the
+    percentage, the rate, the elapsed time and the ETA (``progress: masked bert: 120/1,000
+    (12%), 35.2/s, elapsed 0:00:03, ETA 0:00:25``). A task that is reset (an evaluation
+    repeated during training) prints by time only. Offers the part of rich's ``Progress`` that
+    biasprobe uses (``start``, ``stop``, ``add_task``, ``update``, ``reset``, ``print``, a
+    context manager), so the same code drives either display.
+    """
+
+    def __init__(
+        self,
+        stream: Any = None,
+        interval: float | None = None,
+        fraction: float = PROGRESS_FRACTION,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        import time
+
+        self._stream = stream
+        self.interval = _interval(interval)
+        self.fraction = fraction
+        self._now = clock or time.monotonic
+        self._tasks: dict[int, dict[str, Any]] = {}
+
+    # the context-manager and start/stop API of rich's Progress
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> PlainProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def print(self, text: object) -> None:
+        """One line on the stream (control characters shown as ``\\xNN``)."""
+        import sys
+
+        stream = self._stream if self._stream is not None else sys.stderr
+        stream.write(safe_text(text) + "\n")
+        stream.flush()
+
+    def add_task(
+        self, description: str, total: float | None = None, completed: float = 0, **fields: Any
+    ) -> int:
+        now = self._now()
+        task = {"description": description, "total": total, "completed": completed}
+        task.update(start=now, start_done=completed, last=now, last_frac=None, repeating=False)
+        task.update(finished=False, fields=fields, visible=fields.pop("visible", True))
+        self._tasks[len(self._tasks)] = task
+        return len(self._tasks) - 1
+
+    def reset(self, task_id: int, *, total: float | None = None, completed: float = 0, **kw: Any):
+        task = self._tasks[task_id]
+        now = self._now()
+        task.update(completed=completed, start=now, start_done=completed, last=now)
+        task.update(last_frac=None, finished=False, repeating=True)
+        if total is not None:
+            task["total"] = total
+        task["fields"].update({k: v for k, v in kw.items() if k not in ("visible", "start")})
+
+    def update(
+        self,
+        task_id: int,
+        *,
+        completed: float | None = None,
+        total: float | None = None,
+        advance: float | None = None,
+        **fields: Any,
+    ) -> None:
+        task = self._tasks[task_id]
+        fields.pop("visible", None)
+        fields.pop("description", None)
+        fields.pop("refresh", None)
+        task["fields"].update(fields)
+        if total is not None:
+            task["total"] = total
+        if completed is not None:
+            task["completed"] = completed
+        if advance is not None:
+            task["completed"] += advance
+        self._maybe_print(task)
+
+    def _maybe_print(self, task: dict[str, Any]) -> None:
+        now, done, total = self._now(), task["completed"], task["total"]
+        if task["finished"]:
+            return
+        finished = total is not None and done >= total
+        frac = done / total if total else None
+        due = now - task["last"] >= self.interval
+        if frac is not None and not task["repeating"]:
+            last = task["last_frac"]
+            due = due or last is None or frac - last >= self.fraction - 1e-9
+        if not (finished or due):
+            return
+        if frac is not None and not finished and task["last_frac"] is None and done == 0:
+            # the task's first report (0 done): say it started, no rate yet
+            task["last_frac"] = 0.0
+            task["last"] = now
+            self.print(f"progress: {task['description']}: 0/{int(total):,} started")
+            return
+        task.update(last=now, last_frac=frac, finished=finished)
+        self.print(self.line(task, now))
+
+    def line(self, task: dict[str, Any], now: float) -> str:
+        """The progress line of a task."""
+        done, total = task["completed"], task["total"]
+        elapsed = now - task["start"]
+        rate = (done - task["start_done"]) / elapsed if elapsed > 0 else None
+        parts = [
+            f"{int(done):,}/{int(total):,} ({100 * done / total:.0f}%)"
+            if total
+            else f"{int(done):,} done"
+        ]
+        if rate:
+            parts.append(f"{rate:,.1f}/s" if round(rate, 1) < 100 else f"{rate:,.0f}/s")
+        parts.append(f"elapsed {_clock(elapsed)}")
+        if total and done < total and rate:
+            parts.append(f"ETA {_clock((total - done) / rate)}")
+        extra = [f"{k} {v}" for k, v in task["fields"].items() if v not in (None, "", "-")]
+        return f"progress: {task['description']}: " + ", ".join(parts + extra)
+
+
+def plain_progress(
+    label: Callable[..., str], stream: Any = None, interval: float | None = None
+) -> tuple[PlainProgress, Callable[..., None]]:
+    """The plain-line counterpart of :func:`progress_bar`: the same ``update(*key, done,
+    total)`` callback, printing through a :class:`PlainProgress`. A ``load`` step (no counts)
+    prints one line when it is done, with its time."""
+    printer = PlainProgress(stream, interval)
+    tasks: dict[tuple[Any, ...], int] = {}
+    loading: dict[tuple[Any, ...], float] = {}
+
+    def update(*args: Any) -> None:
+        *key, done, total = args
+        key_t = tuple(key)
+        if key and key[-1] == "load":
+            if done < total:
+                loading.setdefault(key_t, printer._now())
+            elif key_t in loading:
+                took = printer._now() - loading.pop(key_t)
+                printer.print(f"progress: {safe_text(label(*key))}: done in {_clock(took)}")
+            return
+        if key_t not in tasks:
+            tasks[key_t] = printer.add_task(safe_text(label(*key)), total=total, completed=0)
+        printer.update(tasks[key_t], completed=done, total=total)
+
+    return printer, update
+
+
 def progress_printer(
-    quiet: bool, label: Callable[..., str]
+    quiet: bool, label: Callable[..., str], *, interval: float | None = None
 ) -> tuple[Any, Callable[..., None] | None]:
-    """A transient progress bar on stderr and its callback, or ``(None, None)`` when ``quiet``
-    or stderr is not a terminal.
+    """A transient progress bar on stderr and its callback, or plain progress lines when stderr
+    is not a terminal (:func:`plain_progress`: a batch job's log shows that the work moves),
+    or ``(None, None)`` when ``quiet``.
 
     The callback is ``update(*key, done, total)``: one bar per distinct ``key`` (e.g. model and
     stage), labelled ``label(*key)``, with count, rate, elapsed time and ETA. A key whose last
@@ -108,7 +289,7 @@ def progress_printer(
 
     console = Console(stderr=True)
     if not console.is_terminal:
-        return None, None
+        return plain_progress(label, interval=interval)
     return progress_bar(console, label)
 
 

@@ -49,6 +49,8 @@ from biasprobe.scores import (
 #: progress(model, stage, done, total); stage is "load" (0 of 1, then 1 of 1), "score" (masked
 #: sentences), "targets" (forward inputs of multi-piece targets) or "priors" (inputs of the
 #: prior sentences); updated after every forward batch where the backend reports batches.
+#: With the result cache, "cached" is reported once before scoring: ``done`` = pairs served
+#: from the cache (a finished or interrupted earlier run), ``total`` = the model's pairs.
 ProgressFn = Callable[[str, str, int, int], None]
 
 DEFAULT_TOP_K = 10
@@ -218,6 +220,8 @@ def score_model(
         keys = [cached.key(setting, it, texts[i], pieces, i, priors) for i, it in enumerate(items)]
         present = cached.backend.pairs_present(keys)
         hit = np.array([k in present for k in keys], dtype=bool)
+        if progress:
+            progress(backend.name, "cached", int(hit.sum()), len(items))
     index: dict[str, int] = {}
     for pair in texts:
         for t in pair:

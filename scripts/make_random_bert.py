@@ -13,9 +13,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-import torch
-from transformers import BertConfig, BertForMaskedLM, BertTokenizer
-
+# torch and transformers are imported after the arguments are parsed, so --help answers at once.
 VOCAB = Path(__file__).resolve().parent.parent / "biasprobe/data/vocab/bert-base-uncased/vocab.txt"
 SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128),
@@ -33,6 +31,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.out.exists() and any(args.out.iterdir()):
         ap.error(f"{args.out} exists and is not empty")
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizer
+
     args.out.mkdir(parents=True, exist_ok=True)
     shutil.copy(VOCAB, args.out / "vocab.txt")
     tok = BertTokenizer.from_pretrained(str(args.out))

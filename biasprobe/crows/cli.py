@@ -27,7 +27,9 @@ from biasprobe.crows.data import BIAS_TYPES
 
 app = typer.Typer(
     name="crows",
-    help="Score CrowS-Pairs (Nangia et al. 2020) with a masked LM.",
+    help="Score CrowS-Pairs (Nangia et al. 2020) with a masked LM.\n\n"
+    "50% = no preference (the ideal); above 50% = prefers stereotypes.\n\n"
+    "Example: biasprobe crows -m bert-base-uncased --bias-type gender",
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},

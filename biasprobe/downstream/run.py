@@ -473,6 +473,7 @@ def run_command(
     quiet: bool = False,
     *,
     console: Any = None,
+    before_print: Any = None,
     **options: Any,
 ) -> Path:
     """What ``biasprobe run SET -m CLASSIFIER`` does for a counterfactual set.
@@ -482,7 +483,9 @@ def run_command(
     ``seed``, ``n_boot``, ``positive_label``, ``device``, ``batch_size``, ``revision``,
     ``trust_remote_code``, ``progress``), writes the run folder (with ``report.html`` when
     ``html``), prints the tables unless ``quiet`` and returns the folder. Default folder:
-    ``reports/<set>-<run id>``.
+    ``reports/<set>-<run id>``. ``before_print`` (no arguments) is called once the work is
+    done, before anything is printed: the CLI stops its live progress display there, so that
+    the display's last redraw cannot erase the tables.
     """
     from biasprobe import fsio
 
@@ -491,6 +494,8 @@ def run_command(
     result = run_downstream(probe_set, models, **options)
     target = Path("reports") / f"{result.set_name}-{result.meta['run_id']}"
     saved = result.save(target if out is None else out, overwrite=overwrite, html=html)
+    if before_print is not None:
+        before_print()
     if not quiet:
         print_downstream(result, console)
     return saved

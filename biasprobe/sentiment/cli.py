@@ -19,7 +19,9 @@ from biasprobe.errors import BiasprobeError
 
 app = typer.Typer(
     name="sentiment",
-    help="Train the from-scratch sentiment classifiers of the study and compare the runs.",
+    help="Train the from-scratch sentiment classifiers of the study and compare the runs.\n\n"
+    "Example: biasprobe sentiment train configs/sentiment/rotten-tomatoes/0-bow.yaml "
+    "--out runs/rt/0-bow",
     no_args_is_help=True,
     add_completion=False,
 )
@@ -131,8 +133,12 @@ def train(
         options.update({"train.patience": patience, "data.augment": augment})
         cfg = _load_config(config, set_, options)
         folder = out if out is not None else Path("runs") / "sentiment" / cfg.name
-        tty = progress and sys.stderr.isatty()
-        summary = run_training(cfg, folder, progress=tty, overwrite=overwrite)
+        shown: Any = progress and sys.stderr.isatty()  # the live bar on a terminal
+        if progress and not shown:  # a log file or a batch job: plain lines with rate and ETA
+            from biasprobe.cliutil import PlainProgress
+
+            shown = PlainProgress()
+        summary = run_training(cfg, folder, progress=shown, overwrite=overwrite)
     except BiasprobeError as e:
         raise _fail(e) from None
     except Exception as e:

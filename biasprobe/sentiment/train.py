@@ -438,9 +438,11 @@ def _prepare_data(config: TrainConfig, tokenizer: Any, augment: str | None) -> _
     return _Data(train, size, validation, test, split, description, added)
 
 
-def _progress(enabled: bool, total: int | None) -> Any:
+def _progress(enabled: Any, total: int | None) -> Any:
     if not enabled:
         return None
+    if not isinstance(enabled, bool):  # the caller's display (plain lines when not a tty)
+        return enabled, total
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
