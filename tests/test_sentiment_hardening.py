@@ -258,3 +258,31 @@ def test_tampered_checkpoint_is_refused_without_running_it(tmp_path):
     assert "cannot resume from this checkpoint" in res.output and "refuses to load" in res.output
     assert "weights_only" not in res.output and "Traceback" not in res.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("where", ["data-file", "amazon-train", "tokenizer-vocab"])
+def test_fifo_data_and_tokenizer_files_are_named_not_read(tmp_path, where):
+    """A FIFO as the data file, as an Amazon folder's train.csv or as a tokenizer folder's
+    vocab.txt is named as a FIFO (it was called missing, or blocked a reader)."""
+    from biasprobe.sentiment.data import DataUnavailableError, load_tokenizer, open_source
+
+    if where == "data-file":
+        fifo = tmp_path / "d.csv"
+        os.mkfifo(fifo)
+        call = lambda: open_source(str(fifo))  # noqa: E731
+    elif where == "amazon-train":
+        folder = tmp_path / "amazon"
+        folder.mkdir()
+        fifo = folder / "train.csv"
+        os.mkfifo(fifo)
+        (folder / "test.csv").write_text("1,t,c\n", encoding="utf-8")
+        call = lambda: open_source(str(folder))  # noqa: E731
+    else:
+        folder = tmp_path / "tok"
+        folder.mkdir()
+        fifo = folder / "vocab.txt"
+        os.mkfifo(fifo)
+        call = lambda: load_tokenizer(str(folder))  # noqa: E731
+    with pytest.raises(DataUnavailableError, match="FIFO") as e:
+        call()
+    assert str(fifo) in str(e.value)

@@ -162,6 +162,12 @@ def load_tokenizer(name: str = "bert-base-uncased") -> Any:
 
         return BertTokenizerFast.from_pretrained(str(minilm_folder()), do_lower_case=True)
     folder = packaged_vocab_dir() if name == "bert-base-uncased" else Path(name)
+    for f in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        kind = _special_file(folder / f)
+        if kind:  # never handed to the tokenizer: a FIFO would block it
+            raise DataUnavailableError(
+                f"tokenizer {name!r}: {folder / f} is {kind}; give a regular file"
+            )
     if not (folder / "vocab.txt").is_file():
         raise DataUnavailableError(
             f"tokenizer {name!r}: no vocab.txt in {folder}; expected 'bert-base-uncased' "
@@ -215,8 +221,27 @@ def _read_amazon_csv(path: Path, text_field: str) -> Iterator[Example]:
             yield Example(_amazon_text(row[1], row[2], text_field), label)
 
 
+def _special_file(path: Path) -> str:
+    """ "a FIFO (named pipe)", "a folder", ... when ``path`` exists but is not a regular file
+    (never opened: a FIFO would block the reader); "" otherwise."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return ""
+    if stat.S_ISREG(mode):
+        return ""
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    return "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+
+
 def _amazon_csv_source(folder: Path, text_field: str) -> DataSource:
     train, test = folder / "train.csv", folder / "test.csv"
+    for p in (train, test):
+        if _special_file(p):
+            raise DataUnavailableError(f"data file {p} is {_special_file(p)}; give a regular file")
     missing = [p.name for p in (train, test) if not p.is_file()]
     if missing:
         raise DataUnavailableError(
@@ -394,6 +419,10 @@ def open_source(
             )
         return _split_source(
             str(path), f"labelled file {path}", _read_table(path), held_out_fraction
+        )
+    if _special_file(path):
+        raise DataUnavailableError(
+            f"data file {path} is {_special_file(path)}; give a regular file"
         )
     raise DataUnavailableError(
         f"data source {source!r} not found: expected 'amazon_polarity', 'rotten_tomatoes', a "
