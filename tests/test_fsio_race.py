@@ -172,7 +172,8 @@ _RACER = textwrap.dedent(
         # both runs have passed their checks and written their folders: only now may either
         # move its folder into place
         (barrier / str(os.getpid())).touch()
-        while len(list(barrier.iterdir())) < 2:
+        give_up = time.monotonic() + 240  # should the other process have failed early
+        while len(list(barrier.iterdir())) < 2 and time.monotonic() < give_up:
             time.sleep(0.02)
         return real(tmp, out, **kw)
 
@@ -197,7 +198,14 @@ def test_two_concurrent_runs_to_the_same_out_one_fails_clearly(tmp_path):
         subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(2)
     ]
-    results = [(p.wait(timeout=300), *(s.decode() for s in p.communicate())) for p in procs]
+    try:
+        results = [(p.wait(timeout=400), *(s.decode() for s in p.communicate())) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert sorted(p.name for p in barrier.iterdir()) == sorted(str(p.pid) for p in procs)
     codes = sorted(r[0] for r in results)
     assert codes[0] == 0 and codes[1] != 0, results
     winner = next(r for r in results if r[0] == 0)
@@ -210,6 +218,28 @@ def test_two_concurrent_runs_to_the_same_out_one_fails_clearly(tmp_path):
     assert manifest is not None and fsio.foreign_files(out, ["run"]) == []
     assert sorted(manifest["files"]) == fsio.list_files(out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["barrier", "out-same"]
+
+
+def test_two_plain_concurrent_runs_to_the_same_out(tmp_path):
+    """The same as a user starts them, with no synchronisation: whichever way they interleave,
+    one writes the folder and the other fails with a clear message (at its first check or at
+    the final rename), and the folder is one complete run."""
+    out = tmp_path / "out-same"
+    cmd = [sys.executable, "-m", "biasprobe", "run", str(PAIR_NAMES), "-m", RECORDED]
+    cmd += ["-x", "cpr-*", "-q", "-o", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    results = [(p.wait(timeout=400), *(s.decode() for s in p.communicate())) for p in procs]
+    assert sorted(r[0] for r in results)[0] == 0 and sorted(r[0] for r in results)[1] != 0, results
+    loser = next(r for r in results if r[0] != 0)
+    assert loser[2].startswith("error: output folder ") and str(out) in loser[2]
+    assert "already exists" in loser[2] or "appeared while this run was writing" in loser[2]
+    manifest = fsio.read_manifest(out)
+    assert manifest is not None and sorted(manifest["files"]) == fsio.list_files(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out-same"]
 
 
 def test_cli_out_folder_created_by_the_user_during_the_run_is_kept(tmp_path, monkeypatch):
