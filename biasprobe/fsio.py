@@ -146,15 +146,8 @@ def _host_tag() -> str:
     return hashlib.blake2b(socket.gethostname().encode("utf-8"), digest_size=4).hexdigest()
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
-    """Write ``data`` to a temporary sibling file, then rename it onto ``path`` (permissions:
-    ``mode``, default those of a new file under the umask, :func:`shared_mode`).
-
-    The temporary file is named ``.NAME.tmpfile-PID-HOST-<random>.tmp``, so that one left by a
-    killed process is recognised and removed later (:func:`clean_stale_temp_files`, run here
-    on the folder first).
-    """
-    out = Path(path)
+def _temp_file(out: Path, data: bytes, mode: int | None) -> str:
+    """``data`` in a new temporary sibling of ``out`` (see :func:`atomic_write_bytes`)."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         clean_stale_temp_files(out.parent)
@@ -169,11 +162,75 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, shared_mode() if mode is None else mode)  # mkstemp's are private
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+        raise
+    return tmp
+
+
+def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int | None = None) -> Path:
+    """Write ``data`` to a temporary sibling file, then rename it onto ``path`` (permissions:
+    ``mode``, default those of a new file under the umask, :func:`shared_mode`).
+
+    The temporary file is named ``.NAME.tmpfile-PID-HOST-<random>.tmp``, so that one left by a
+    killed process is recognised and removed later (:func:`clean_stale_temp_files`, run here
+    on the folder first).
+    """
+    out = Path(path)
+    tmp = _temp_file(out, data, mode)
+    try:
         os.replace(tmp, out)
     except OSError as e:
         raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
     finally:
         if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def write_report(path: str | Path, text: str, *, what: str = "report") -> Path:
+    """Write an HTML report to ``path``, replacing only a report biasprobe wrote, checked at
+    the moment the new file is moved into place (not only before a long rendering).
+
+    ``path`` absent: the file is linked into place without replacing anything (``link`` fails
+    if something appeared there meanwhile). ``path`` a biasprobe report: the two files are
+    swapped atomically (``renameat2(RENAME_EXCHANGE)`` on Linux; elsewhere a re-check and a
+    rename) and the swapped-out file is checked again before it is removed; a user's file that
+    got there in between is put back.
+
+    Raises:
+        NotOwnedError: ``path`` is (now) not a report biasprobe wrote; it is left as it is.
+        OutputError: it cannot be written.
+    """
+    out = Path(path)
+    check_output_file(out, what=what)
+    tmp = _temp_file(out, text.encode("utf-8"), None)
+    try:
+        try:
+            os.link(tmp, out)  # never replaces: fails if anything is at ``out``
+            return out
+        except FileExistsError:
+            pass
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if not os.path.lexists(out) and _renameat2(Path(tmp), out, RENAME_NOREPLACE):
+                return out
+        check_output_file(out, what=what)  # what is there now must be biasprobe's report
+        if os.path.lexists(out) and _renameat2(Path(tmp), out, RENAME_EXCHANGE):
+            if os.path.islink(tmp) or not is_biasprobe_report(Path(tmp)):
+                _renameat2(Path(tmp), out, RENAME_EXCHANGE)  # a user's file slipped in
+                check_output_file(out, what=what)
+                raise NotOwnedError(f"refusing to overwrite {out}: it changed while written")
+            return out
+        os.replace(tmp, out)  # no hard links, no renameat2: checked just before
+    except OSError as e:
+        raise OutputError(f"cannot write {out}: {e.strerror or e}") from None
+    finally:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
     return out
 

@@ -416,3 +416,63 @@ def test_a_refused_overwrite_from_the_command_line_names_a_few_files(tmp_path):
     res = recorded_run(home, "--overwrite")
     assert res.exit_code == 2 and "f00.txt, f01.txt" in res.output and "and more" in res.output
     assert len(list(home.iterdir())) == 20
+
+
+# ------------------------------------------- single files: a report's final step re-checks
+
+
+PAGE = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+    '<meta name="generator" content="biasprobe 0.1">\n<title>{}</title>\n</head>\n'
+    "<body></body>\n</html>\n"
+)
+
+
+def test_a_file_appearing_at_a_report_path_during_rendering_is_kept(tmp_path):
+    """The report writers check the path, render (long), then write: a user's file created
+    in between is never replaced by :func:`fsio.write_report` (``atomic_write_text``, which
+    the writers call today, replaces it)."""
+    out = tmp_path / "notes.html"
+    fsio.check_output_file(out)  # the early check passes: nothing there yet
+    out.write_text("my notes", encoding="utf-8")  # ... the user saves a file meanwhile
+    with pytest.raises(fsio.NotOwnedError, match="refusing to overwrite"):
+        fsio.write_report(out, PAGE.format("new"))
+    assert out.read_text(encoding="utf-8") == "my notes"
+    assert hidden(tmp_path) == []
+
+
+@pytest.mark.parametrize("portable", [False, True])
+def test_write_report_creates_and_replaces_biasprobes_reports(tmp_path, monkeypatch, portable):
+    if portable:  # no renameat2, no hard links
+        monkeypatch.setattr(fsio, "_RENAMEAT2", [None])
+
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(fsio.os, "link", no_link)
+    out = tmp_path / "r.html"
+    fsio.write_report(out, PAGE.format("first"))
+    assert "first" in out.read_text(encoding="utf-8") and fsio.is_biasprobe_report(out)
+    fsio.write_report(out, PAGE.format("second"))
+    assert "second" in out.read_text(encoding="utf-8")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
+
+
+def test_a_users_file_swapped_in_just_before_the_exchange_is_put_back(tmp_path, monkeypatch):
+    if fsio._renameat2_fn() is None:
+        pytest.skip("renameat2 is not available here")
+    out = tmp_path / "r.html"
+    fsio.write_report(out, PAGE.format("first"))
+    real = fsio._renameat2
+
+    def racing(src: Path, dst: Path, flags: int) -> bool:
+        if flags == fsio.RENAME_EXCHANGE and fsio.is_biasprobe_report(out):
+            out.unlink()
+            out.write_text("my notes", encoding="utf-8")
+        return real(src, dst, flags)
+
+    monkeypatch.setattr(fsio, "_renameat2", racing)
+    with pytest.raises(fsio.NotOwnedError):
+        fsio.write_report(out, PAGE.format("second"))
+    assert out.read_text(encoding="utf-8") == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
