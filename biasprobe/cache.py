@@ -258,9 +258,18 @@ def _is_ours(path: Path) -> bool | None:
     it is asked of SQLite (read-only): in WAL mode the header on disk may not show the latest
     commits yet, which are in the ``-wal`` file.
     """
-    try:
-        with open(path, "rb") as f:
-            header = f.read(100)
+    import stat
+
+    try:  # O_NONBLOCK + fstat: a FIFO put there is refused, never waited on
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CacheError(
+                    f"cache database {path} is not a regular file; biasprobe leaves it alone"
+                )
+            header = os.read(fd, 100)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CacheError(f"cache database {path} cannot be read ({e.strerror})") from None
     if not header:

@@ -357,3 +357,14 @@ def test_damage_found_by_sqlite_while_reading_names_the_fix(tmp_path, monkeypatc
     with pytest.raises(CacheDamagedError, match="is damaged .*biasprobe cache clear --cache"):
         store.get("mask", [b"k"])
     assert issubclass(CacheDamagedError, CacheError)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_in_place_of_the_database_is_refused_not_waited_on(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.mkfifo(cache / DB_NAME)
+    for cmd in ("info", "clear"):
+        res = runner.invoke(app, ["cache", cmd, "--cache", str(cache)])
+        assert res.exit_code == 2 and "is not a regular file" in res.output, res.output
+    assert (cache / DB_NAME).exists()
