@@ -20,6 +20,22 @@ followed by little-endian arrays; never pickle). A finished pair is kept as its 
 10 KB); the full vectors of its sentences are kept only until every pair of the run that uses
 them has its record (:meth:`ResultCache.put` drops them in the same transaction).
 
+**Integrity.** Every entry carries a digest (BLAKE2b, 128 bits) of its model, kind, key, format
+and value bytes, written in the same row and checked whenever the entry is read. An entry whose
+digest does not match (a changed byte, flipped bits in a stored array, a row copied under
+another key), or whose value cannot be decoded, is never served: it counts as *damaged*, is
+computed again exactly as if it had never been stored (so the numbers equal a ``--no-cache``
+run's) and replaced, and the run reports it (``models[i].info.cache.damaged`` in
+``results.json`` and a warning on the cache line of ``biasprobe run``). Damage SQLite itself
+detects (a truncated or overwritten database file) stops the run with an error naming the
+file and the fix: ``biasprobe cache clear --cache DIR`` (which removes a damaged database when
+its header still says it is biasprobe's; a file it cannot prove is biasprobe's is never
+removed), or ``--no-cache``.
+
+**Schema versions.** Version 2 added the digests. A version 1 cache is upgraded in place when
+first opened: its entries (which carry no digest) are treated as absent, computed again and
+replaced, so older entries are never served unchecked.
+
 Two biasprobe processes may share one cache: every write is one short ``BEGIN IMMEDIATE`` …
 ``COMMIT`` transaction, readers never block writers (WAL), and a busy database is waited for
 (:data:`BUSY_TIMEOUT_S`). A process killed at any point (SIGKILL included) leaves every committed
@@ -49,7 +65,9 @@ DB_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal")
 #: SQLite ``application_id`` stamped into the database header ("BPRC"): a file of that name
 #: without it is not biasprobe's and is never used or removed.
 APPLICATION_ID = 0x42505243
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schema versions opened and upgraded in place (their entries carry no digest: never served).
+UPGRADABLE = (1,)
 #: Seconds a write waits for another process's transaction before giving up.
 BUSY_TIMEOUT_S = 120.0
 
@@ -63,6 +81,35 @@ RECORD_DTYPES = ("<f4", "<f8", "<i4", "<i8")
 
 class CacheError(UsageError):
     """The cache folder or database cannot be used (names the path and what to do)."""
+
+
+class CacheDamagedError(CacheError):
+    """The cache database file is damaged (SQLite says so, or its own records are inconsistent)."""
+
+
+def _damaged(path: Path, why: object) -> CacheDamagedError:
+    folder = path.parent
+    return CacheDamagedError(
+        f"the cache database {path} is damaged ({why}). Remove it with: biasprobe cache clear "
+        f"--cache {folder} (the next run builds a new one), or run with --no-cache"
+    )
+
+
+def _is_damage(e: sqlite3.Error) -> bool:
+    """Whether an SQLite error says the database file itself is damaged."""
+    text = str(e).lower()
+    return isinstance(e, sqlite3.DatabaseError) and (
+        "malformed" in text or "not a database" in text or "corrupt" in text
+    )
+
+
+def entry_digest(model_id: int, kind: str, key: bytes, fmt: str, value: bytes) -> bytes:
+    """The integrity digest of one entry (BLAKE2b, 16 bytes) over everything the row holds."""
+    h = hashlib.blake2b(digest_size=16, person=b"biasprobe-cache")
+    h.update(f"{int(model_id)}\0{kind}\0{fmt}\0{len(key)}\0".encode())
+    h.update(key)
+    h.update(value)
+    return h.digest()
 
 
 def default_cache_dir() -> Path:
@@ -128,25 +175,47 @@ def _plain(value: Any) -> Any:
 
 
 def decode_record(blob: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """``(header, arrays)`` of :func:`encode_record`."""
-    size = int.from_bytes(blob[:4], "little")
-    meta = json.loads(bytes(blob[4 : 4 + size]).decode("utf-8"))
-    arrays, at = {}, 4 + size
-    for name, dtype, n in meta["a"]:
-        if dtype not in RECORD_DTYPES:
-            raise ValueError(f"record array {name!r} has dtype {dtype!r}")
-        width = np.dtype(dtype).itemsize * int(n)
-        arrays[name] = np.frombuffer(blob, dtype=dtype, count=int(n), offset=at)
-        at += width
+    """``(header, arrays)`` of :func:`encode_record`.
+
+    Raises:
+        ValueError: the bytes are not a well-formed record.
+    """
+    try:
+        size = int.from_bytes(blob[:4], "little")
+        if len(blob) < 4 or 4 + size > len(blob):
+            raise ValueError("record header runs past its end")
+        meta = json.loads(bytes(blob[4 : 4 + size]).decode("utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("h"), dict):
+            raise ValueError("record header is not an object")
+        arrays, at = {}, 4 + size
+        for name, dtype, n in meta["a"]:
+            if dtype not in RECORD_DTYPES or int(n) < 0:
+                raise ValueError(f"record array {name!r} has dtype {dtype!r}")
+            width = np.dtype(dtype).itemsize * int(n)
+            if at + width > len(blob):
+                raise ValueError(f"record array {name!r} runs past the record's end")
+            arrays[str(name)] = np.frombuffer(blob, dtype=dtype, count=int(n), offset=at)
+            at += width
+    except (KeyError, TypeError, IndexError, UnicodeDecodeError, OverflowError) as e:
+        raise ValueError(f"malformed record ({type(e).__name__})") from None
     if at != len(blob):
         raise ValueError("record length does not match its header")
     return meta["h"], arrays
 
 
 def decode(fmt: str, blob: bytes) -> Any:
+    """The value of an entry stored in format ``fmt``.
+
+    Raises:
+        ValueError: an unknown format, or bytes that do not fit it.
+    """
     if fmt == F32:
+        if len(blob) % 4:
+            raise ValueError("float32 vector of a length not a multiple of 4")
         return np.frombuffer(blob, dtype="<f4")
     if fmt == F64:
+        if len(blob) != 8:
+            raise ValueError("float64 scalar not 8 bytes long")
         return float(np.frombuffer(blob, dtype="<f8")[0])
     if fmt == REC:
         return decode_record(blob)
@@ -172,26 +241,44 @@ CREATE TABLE IF NOT EXISTS entries (
     key BLOB NOT NULL,
     format TEXT NOT NULL,
     value BLOB NOT NULL,
+    digest BLOB,
     PRIMARY KEY (model, kind, key)
 ) WITHOUT ROWID;
 """
+
+#: Where the SQLite header keeps the ``application_id`` (4 bytes, big-endian).
+_APP_ID_OFFSET = 68
 
 
 def _is_ours(path: Path) -> bool | None:
     """True: a biasprobe cache; False: some other file; None: empty (a fresh database).
 
-    Asked of SQLite itself (read-only): in WAL mode the header on disk may not show the latest
+    The ``application_id`` in the file's header is read first: it says the file is biasprobe's
+    even when the rest is damaged or truncated, or the folder is read-only. A header without
+    it is asked of SQLite (read-only): in WAL mode the header on disk may not show the latest
     commits yet, which are in the ``-wal`` file.
     """
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(16)
+    import stat
+
+    try:  # O_NONBLOCK + fstat: a FIFO put there is refused, never waited on
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CacheError(
+                    f"cache database {path} is not a regular file; biasprobe leaves it alone"
+                )
+            header = os.read(fd, 100)
+        finally:
+            os.close(fd)
     except OSError as e:
         raise CacheError(f"cache database {path} cannot be read ({e.strerror})") from None
-    if not magic:
+    if not header:
         return None
-    if magic != b"SQLite format 3\x00":
+    if header[:16] != b"SQLite format 3\x00":
         return False
+    at = _APP_ID_OFFSET
+    if len(header) >= at + 4 and int.from_bytes(header[at : at + 4], "big") == APPLICATION_ID:
+        return True
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
         try:
@@ -214,11 +301,13 @@ class ResultCache:
             biasprobe's (then it is left alone).
     """
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, *, readonly: bool = False) -> None:
         self.folder = Path(folder).expanduser()
         self.path = self.folder / DB_NAME
+        self.readonly = readonly
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            if not readonly:
+                self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise CacheError(
                 f"cache folder {self.folder} cannot be created ({e.strerror}); choose another "
@@ -231,16 +320,66 @@ class ResultCache:
                 f"{self.path} exists and is not a biasprobe cache database; biasprobe leaves it "
                 "alone. Choose another cache folder with --cache DIR, or run with --no-cache"
             )
-        try:
-            self._conn = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None
+        if not readonly and not os.access(self.folder, os.W_OK | os.X_OK):
+            raise CacheError(
+                f"cache folder {self.folder} is read-only: biasprobe cannot keep its cache there "
+                f"(SQLite writes a journal beside the database). Choose a writable folder with "
+                f"--cache DIR or {ENV_VAR}, or run with --no-cache"
             )
-            self._setup()
+        #: entries found damaged by this connection, per ``(model id, kind)``
+        self.damaged: dict[tuple[int, str], int] = {}
+        try:
+            if readonly:
+                self._conn = self._connect_readonly()
+                self._check_schema()
+            else:
+                self._conn = sqlite3.connect(
+                    str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None
+                )
+                self._setup()
         except sqlite3.Error as e:
+            if _is_damage(e):
+                raise _damaged(self.path, e) from None
             raise CacheError(
                 f"cache database {self.path} cannot be opened ({e}); choose another cache folder "
                 "with --cache DIR, or run with --no-cache"
             ) from None
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A read-only connection (``cache info``): also in a folder biasprobe cannot write,
+        where SQLite cannot create the WAL index, by opening the file as immutable."""
+        uri = self.path.resolve().as_uri()
+        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if _is_damage(e) or os.access(self.folder, os.W_OK):
+                raise
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S)
+
+    def _schema_version(self, row: Any) -> int:
+        try:
+            return int(row[0])
+        except (TypeError, ValueError):
+            raise _damaged(self.path, f"its schema version is {row[0]!r}, not a number") from None
+
+    def _check_schema(self) -> None:
+        app = self._conn.execute("PRAGMA application_id").fetchone()[0]
+        if app != APPLICATION_ID:
+            raise CacheError(f"{self.path} is not a biasprobe cache database")
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        version = self._schema_version(row) if row is not None else None
+        if version is not None and version != SCHEMA_VERSION and version not in UPGRADABLE:
+            raise self._wrong_version(row[0])
+
+    def _wrong_version(self, found: Any) -> CacheError:
+        return CacheError(
+            f"cache database {self.path} has schema version {found}, this biasprobe "
+            f"reads version {SCHEMA_VERSION}: clear it (biasprobe cache clear --cache "
+            f"{self.folder}) or choose another folder"
+        )
 
     def _setup(self) -> None:
         c = self._conn
@@ -264,18 +403,28 @@ class ResultCache:
             for statement in filter(str.strip, _SCHEMA.split(";")):
                 c.execute(statement)
             row = c.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
+            created = row is None
+            if created:
                 c.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
-                raise CacheError(
-                    f"cache database {self.path} has schema version {row[0]}, this biasprobe "
-                    f"reads version {SCHEMA_VERSION}: clear it (biasprobe cache clear --cache "
-                    f"{self.folder}) or choose another folder"
-                )
+            else:
+                version = self._schema_version(row)
+                if version in UPGRADABLE:
+                    # version 1 entries have no digest: kept, but never served (see the module)
+                    columns = [r[1] for r in c.execute("PRAGMA table_info(entries)")]
+                    if "digest" not in columns:
+                        c.execute("ALTER TABLE entries ADD COLUMN digest BLOB")
+                    c.execute(
+                        "UPDATE meta SET value = ? WHERE key = 'schema'", (str(SCHEMA_VERSION),)
+                    )
+                elif version != SCHEMA_VERSION:
+                    raise self._wrong_version(row[0])
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
+        if created:  # the header on disk says "biasprobe" from now on (see _is_ours)
+            c.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     # -- models -------------------------------------------------------------------------------
     def model(self, identity: Mapping[str, Any], name: str) -> ModelStore:
@@ -302,13 +451,42 @@ class ResultCache:
         return ModelStore(self, int(model_id[0]), digest.hex())
 
     def get(self, model_id: int, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
-        """The stored values of those keys that are in the cache."""
-        rows = self._select("key, format, value", model_id, kind, keys)
-        return {bytes(key): decode(fmt, blob) for key, fmt, blob in rows}
+        """The stored values of those keys that are in the cache and intact (see the module:
+        a damaged entry is left out, as if it were not stored, and counted in
+        :attr:`damaged`)."""
+        rows = self._select("key, format, value, digest", model_id, kind, keys)
+        out: dict[bytes, Any] = {}
+        for key, fmt, blob, digest in rows:
+            key, blob = bytes(key), bytes(blob)
+            value = self._verified(model_id, kind, key, fmt, blob, digest)
+            if value is not None:
+                out[key] = value
+        return out
 
     def present(self, model_id: int, kind: str, keys: Sequence[bytes]) -> set[bytes]:
-        """Those of ``keys`` that are stored (their values are not read)."""
-        return {bytes(row[0]) for row in self._select("key", model_id, kind, keys)}
+        """Those of ``keys`` that are stored and intact (each value is read and checked, so
+        that a damaged entry is computed again rather than served)."""
+        return set(self.get(model_id, kind, keys))
+
+    def _verified(
+        self, model_id: int, kind: str, key: bytes, fmt: str, blob: bytes, digest: Any
+    ) -> Any:
+        """The decoded value of an entry, or None when it carries no digest (written before
+        schema version 2) or is damaged (counted)."""
+        if digest is None:
+            return None
+        if not isinstance(fmt, str) or bytes(digest) != entry_digest(
+            model_id, kind, key, fmt, blob
+        ):
+            value = None
+        else:
+            try:
+                value = decode(fmt, blob)
+            except ValueError:
+                value = None
+        if value is None:
+            self.damaged[(model_id, kind)] = self.damaged.get((model_id, kind), 0) + 1
+        return value
 
     def _select(self, columns: str, model_id: int, kind: str, keys: Sequence[bytes]) -> list:
         """``columns`` of the entries of those keys that are stored, 500 keys a query (well
@@ -329,6 +507,8 @@ class ResultCache:
         return rows
 
     def _failed(self, what: str, e: sqlite3.Error) -> CacheError:
+        if _is_damage(e):
+            return _damaged(self.path, e)
         return CacheError(
             f"cannot {what} the cache database {self.path} ({e}); what was committed is kept. "
             "Free disk space or wait for the other biasprobe process, or run with --no-cache"
@@ -351,9 +531,12 @@ class ResultCache:
             raise self._failed("write to", e) from None
         try:
             c.executemany(
-                "INSERT OR REPLACE INTO entries (model, kind, key, format, value) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(model_id, kind, k, fmt, v) for k, fmt, v in rows],
+                "INSERT OR REPLACE INTO entries (model, kind, key, format, value, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (model_id, kind, k, fmt, v, entry_digest(model_id, kind, k, fmt, v))
+                    for k, fmt, v in rows
+                ],
             )
             if drop is not None:
                 c.executemany(
@@ -370,22 +553,29 @@ class ResultCache:
 
     # -- inspection ---------------------------------------------------------------------------
     def summary(self) -> list[dict[str, Any]]:
-        """Per model identity: its description, entries per kind and stored bytes."""
-        models = self._conn.execute(
-            "SELECT id, identity, description, created, last_used FROM models ORDER BY id"
-        ).fetchall()
-        counts: dict[int, dict[str, tuple[int, int]]] = {}
-        for model_id, kind, n, size in self._conn.execute(
-            "SELECT model, kind, count(*), sum(length(value)) FROM entries GROUP BY model, kind"
-        ):
-            counts.setdefault(model_id, {})[kind] = (int(n), int(size or 0))
+        """Per model identity: its description, entries per kind and stored bytes.
+
+        Raises:
+            CacheDamagedError: SQLite finds the database damaged.
+        """
+        try:
+            models = self._conn.execute(
+                "SELECT id, identity, description, created, last_used FROM models ORDER BY id"
+            ).fetchall()
+            counts: dict[int, dict[str, tuple[int, int]]] = {}
+            for model_id, kind, n, size in self._conn.execute(
+                "SELECT model, kind, count(*), sum(length(value)) FROM entries GROUP BY model, kind"
+            ):
+                counts.setdefault(model_id, {})[str(kind)] = (int(n), int(size or 0))
+        except sqlite3.Error as e:
+            raise self._failed("read from", e) from None
         out = []
         for model_id, identity, description, created, last_used in models:
             kinds = counts.get(model_id, {})
             out.append(
                 {
-                    "identity": bytes(identity).hex(),
-                    "model": json.loads(description),
+                    "identity": bytes(identity).hex() if identity is not None else "",
+                    "model": _description(description),
                     "created": created,
                     "last_used": last_used,
                     "entries": {k: kinds[k][0] for k in KINDS if k in kinds},
@@ -404,6 +594,15 @@ class ResultCache:
         self.close()
 
 
+def _description(text: Any) -> dict[str, Any]:
+    """A model's stored description, or a stand-in naming the damage."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        value = None
+    return value if isinstance(value, dict) else {"name": "(damaged model description)"}
+
+
 @dataclass
 class ModelStore:
     """The entries of one model identity in a :class:`ResultCache`."""
@@ -417,6 +616,12 @@ class ModelStore:
 
     def present(self, kind: str, keys: Sequence[bytes]) -> set[bytes]:
         return self.cache.present(self.model_id, kind, keys)
+
+    def damaged(self) -> dict[str, int]:
+        """Entries of this model found damaged so far (never served), per kind."""
+        return {
+            kind: n for (model, kind), n in self.cache.damaged.items() if model == self.model_id
+        }
 
     def put_vectors(self, kind: str, items: Iterable[tuple[bytes, np.ndarray]]) -> None:
         self.cache.put(self.model_id, kind, [(k, F32, encode_vector(v)) for k, v in items])
@@ -478,7 +683,16 @@ def clear(folder: str | Path) -> list[Path]:
         return []
     conn = sqlite3.connect(str(main), timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            # a damaged database cannot be locked; its header says it is biasprobe's
+            # (database_files), so it is removed all the same
+            if not _is_damage(e):
+                raise CacheError(
+                    f"cannot clear the cache database {main} ({e}); wait for the biasprobe "
+                    "process using it to finish"
+                ) from None
         removed = []
         for f in files:
             try:
@@ -486,7 +700,10 @@ def clear(folder: str | Path) -> list[Path]:
                 removed.append(f)
             except FileNotFoundError:
                 pass
-        conn.execute("ROLLBACK")
+            except OSError as e:
+                raise CacheError(f"cannot remove {f} ({e.strerror})") from None
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
     finally:
         conn.close()
     for name in (f"{DB_NAME}-wal", f"{DB_NAME}-shm"):
@@ -600,8 +817,15 @@ def cache_line(model: Mapping[str, Any], label: str | None = None) -> str | None
     served = ""
     if pairs and pairs["hits"] + pairs["misses"]:
         served = f"{pairs['hits']}/{pairs['hits'] + pairs['misses']} pairs cached; "
+    damaged = sum((stats.get("damaged") or {}).values())
+    warning = ""
+    if damaged:
+        warning = (
+            f"warning: {damaged} damaged entr{'y' if damaged == 1 else 'ies'} (failed the "
+            "integrity check) not used, computed again; "
+        )
     return (
-        f"cache {name}: {served}{stats['hits']} hit(s), {stats['misses']} computed in "
+        f"cache {name}: {warning}{served}{stats['hits']} hit(s), {stats['misses']} computed in "
         f"{stats['batches_computed']} batch(es)"
     )
 

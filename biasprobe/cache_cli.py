@@ -70,7 +70,7 @@ def info(
     size = sum(f.stat().st_size for f in files)
     models = []
     if files:
-        with ResultCache(folder) as rc:
+        with ResultCache(folder, readonly=True) as rc:  # also where the folder is read-only
             models = rc.summary()
     if as_json:
         out = {

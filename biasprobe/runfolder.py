@@ -82,7 +82,7 @@ def save_run_folder(
         (tmp / RESULTS_JSON).write_text(text, encoding="utf-8")
         files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
         fsio.write_manifest(tmp, kind, str(meta.get("run_id", "")), files)
-        fsio.replace_dir(tmp, out)
+        fsio.replace_dir(tmp, out, overwrite=overwrite, kinds=(kind,), what=what)
     return out
 
 

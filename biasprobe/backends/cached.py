@@ -17,6 +17,10 @@ backend would return for the same call, bit for bit, whatever is in the cache:
   record (:meth:`put_pair_records`) and serves a later run's identical pair from it without
   any vector (:meth:`pair_records`).
 
+An entry that fails its integrity check (:mod:`biasprobe.cache`) is treated as not stored: its
+batch, call or pair is computed as above and the entry replaced. How many were found is in the
+provenance (``damaged``, per kind) and on the run's cache line.
+
 Recorded outputs are never wrapped with a store (nothing is computed), and neither are models
 with no files to identify them (:func:`biasprobe.cache.model_identity`): they pass through with
 the reason in their provenance.
@@ -102,6 +106,7 @@ class CachedMaskedLM(MaskedLMBackend):
             "batches_cached": self.batches["cached"],
             "batches_computed": self.batches["computed"],
             "by_kind": {k: dict(v) for k, v in self.stats.items()},
+            "damaged": self.store.damaged(),
         }
 
     # -- requests -------------------------------------------------------------------------------
@@ -167,7 +172,8 @@ class CachedMaskedLM(MaskedLMBackend):
 
     # -- finished pairs (see biasprobe.runner.score_model) ---------------------------------------
     def pairs_present(self, keys: Sequence[bytes]) -> set[bytes]:
-        """Which of these pair keys have a record in the cache."""
+        """Which of these pair keys have an intact record in the cache (a damaged one is
+        left out: the pair is computed again)."""
         if self.store is None:
             return set()
         return self.store.present("pair", keys)
@@ -176,6 +182,13 @@ class CachedMaskedLM(MaskedLMBackend):
         """The records of those pair keys that are stored (each a ``(header, arrays)`` of
         :func:`biasprobe.cache.decode_record`), counted as hits."""
         found = self.store.get("pair", keys) if self.store is not None and keys else {}
+        if len(found) != len(set(keys)):
+            from biasprobe.cache import CacheError
+
+            raise CacheError(
+                f"pair records in the cache {self.folder} changed or were damaged while this "
+                "run read them; run the command again (they are then computed anew)"
+            )
         self.stats["pair"]["hits"] += len(found)
         return found
 

@@ -643,7 +643,7 @@ def write_recorded(
         )
         files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
         fsio.write_manifest(tmp, "recording", f"{model} ({len(sentences)} sentences)", files)
-        fsio.replace_dir(tmp, out)
+        fsio.replace_dir(tmp, out, overwrite=False, kinds=("recording",), what="recording")
     return out
 
 
