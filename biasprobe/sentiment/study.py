@@ -449,5 +449,5 @@ def compare(
         except OSError as e:
             raise OutputError(f"cannot write into {out}: {e}") from e
         fsio.write_manifest(tmp, STUDY_KIND, out.name, files=list(names.values()))
-        fsio.replace_dir(tmp, out)
+        fsio.replace_dir(tmp, out, overwrite=overwrite, kinds=(STUDY_KIND,), what="study folder")
     return {kind: out / name for kind, name in names.items()}
