@@ -61,7 +61,12 @@ def test_words_inside_words_and_unlisted_names_are_untouched(swapper, text):
 
 def test_neutral_sentences_kept_by_default_or_dropped(swapper):
     sents = ["A dull shelf.", "He sings.", "Rain fell."]
-    assert build_texts(sents, "cda", swapper).texts == ["A dull shelf.", "He sings.", "She sings.", "Rain fell."]
+    assert build_texts(sents, "cda", swapper).texts == [
+        "A dull shelf.",
+        "He sings.",
+        "She sings.",
+        "Rain fell.",
+    ]
     assert build_texts(sents, "cda", swapper, neutral="drop").texts == ["He sings.", "She sings."]
     assert build_texts(sents, "dropout").texts == sents  # other methods leave the text alone
     with pytest.raises(UsageError, match="no training text"):
@@ -71,7 +76,7 @@ def test_neutral_sentences_kept_by_default_or_dropped(swapper):
 
 
 def test_sentence_split():
-    assert split_sentences("He left. She stayed!  Why? \"Yes.\" e.g. no") == [
+    assert split_sentences('He left. She stayed!  Why? "Yes." e.g. no') == [
         "He left.",
         "She stayed!",
         "Why?",
@@ -93,7 +98,8 @@ def test_read_corpus_file_and_folder(tmp_path):
     c = read_corpus(d)
     assert c.sentences == ["A one.", "B one."] and c.files == 2
     entries = "".join(
-        f"{rel}\t{hashlib.sha256((d / rel).read_bytes()).hexdigest()}\n" for rel in ("a.txt", "sub/b.txt")
+        f"{rel}\t{hashlib.sha256((d / rel).read_bytes()).hexdigest()}\n"
+        for rel in ("a.txt", "sub/b.txt")
     )
     assert c.sha256 == hashlib.sha256(entries.encode()).hexdigest()
 
@@ -129,7 +135,9 @@ def test_masking_is_15_percent_then_80_10_10():
     assert abs(masked / k - 0.8) < 0.01
     assert abs(same / k - 0.1) < 0.01  # (a random draw equal to the token: 1 in 1000, negligible)
     assert abs(other / k - 0.1) < 0.01
-    again = mask_tokens(ids, special, mask_id=mask_id, vocab_size=vocab, generator=torch.Generator().manual_seed(0))
+    again = mask_tokens(
+        ids, special, mask_id=mask_id, vocab_size=vocab, generator=torch.Generator().manual_seed(0)
+    )
     assert torch.equal(again[0], inputs) and torch.equal(again[1], labels)
 
 

@@ -20,20 +20,20 @@ import torch
 from biasprobe.debias.train import DebiasConfig, debias
 from tests.debias_helpers import FEMALE_JOBS, VERBS, biased_corpus, build_small_bert
 
-PROBES = """
+_PAIRS = "\n".join(
+    f'  - {{id: {v}, template: "[she|he] {v} a [MASK] .", groups: [women, men]}}' for v in VERBS
+)
+PROBES = f"""
 name: debias-occupations
 version: 1
 description: Which jobs a model gives women versus men (synthetic test vocabulary).
 source: written for the debias test.
-orientation: {minoritized: women, normative: men}
+orientation: {{minoritized: women, normative: men}}
 top_k: 5
-targets: [%s]
+targets: [{", ".join(FEMALE_JOBS)}]
 pairs:
-%s
-""" % (
-    ", ".join(FEMALE_JOBS),
-    "\n".join(f'  - {{id: {v}, template: "[she|he] {v} a [MASK] .", groups: [women, men]}}' for v in VERBS),
-)
+{_PAIRS}
+"""
 
 TRAIN = {"steps": 400, "lr": 3e-3, "batch_size": 32, "seed": 0, "max_length": 16, "warmup": 0.05}
 
@@ -78,13 +78,27 @@ def test_cda_removes_a_learned_gender_bias_and_the_control_does_not(tmp_path):
     corpus = biased_corpus(tmp_path / "corpus.txt")
     random_lm = build_small_bert(tmp_path / "random")
     biased = debias(
-        DebiasConfig(method="none", model=str(random_lm), corpus=str(corpus), out=str(tmp_path / "biased"), **TRAIN)
+        DebiasConfig(
+            method="none",
+            model=str(random_lm),
+            corpus=str(corpus),
+            out=str(tmp_path / "biased"),
+            **TRAIN,
+        )
     ).out
     cda = debias(
-        DebiasConfig(method="cda", model=str(biased), corpus=str(corpus), out=str(tmp_path / "cda"), **TRAIN)
+        DebiasConfig(
+            method="cda", model=str(biased), corpus=str(corpus), out=str(tmp_path / "cda"), **TRAIN
+        )
     ).out
     control = debias(
-        DebiasConfig(method="none", model=str(biased), corpus=str(corpus), out=str(tmp_path / "control"), **TRAIN)
+        DebiasConfig(
+            method="none",
+            model=str(biased),
+            corpus=str(corpus),
+            out=str(tmp_path / "control"),
+            **TRAIN,
+        )
     ).out
 
     probes = biasprobe.probes_from_yaml(PROBES)
@@ -104,7 +118,13 @@ def test_cda_removes_a_learned_gender_bias_and_the_control_does_not(tmp_path):
 
     # 1. The trained model is biased, and the CIs say so.
     for m in gap:  # shown with pytest -s
-        print(m, *(f"{k} {v[m]['mean']:.3f} [{v[m]['ci_low']:.3f}, {v[m]['ci_high']:.3f}]" for k, v in (("gap", gap), ("js", js))))
+        print(
+            m,
+            *(
+                f"{k} {v[m]['mean']:.3f} [{v[m]['ci_low']:.3f}, {v[m]['ci_high']:.3f}]"
+                for k, v in (("gap", gap), ("js", js))
+            ),
+        )
     assert gap["biased"]["mean"] > 2.0 and gap["biased"]["ci_low"] > 1.0, gap["biased"]
     assert js["biased"]["mean"] > 0.3 and js["biased"]["ci_low"] > 0.2, js["biased"]
     # 2. CDA removes at least 80% of the target gap; its CI excludes the biased model's mean.
@@ -122,10 +142,24 @@ def test_the_same_seed_gives_the_same_weights(tmp_path, method):
     corpus = biased_corpus(tmp_path / "corpus.txt", n=100)
     base = build_small_bert(tmp_path / "random")
     small = {**TRAIN, "steps": 12}
-    a = debias(DebiasConfig(method=method, model=str(base), corpus=str(corpus), out=str(tmp_path / "a"), **small)).out
-    b = debias(DebiasConfig(method=method, model=str(base), corpus=str(corpus), out=str(tmp_path / "b"), **small)).out
+    a = debias(
+        DebiasConfig(
+            method=method, model=str(base), corpus=str(corpus), out=str(tmp_path / "a"), **small
+        )
+    ).out
+    b = debias(
+        DebiasConfig(
+            method=method, model=str(base), corpus=str(corpus), out=str(tmp_path / "b"), **small
+        )
+    ).out
     c = debias(
-        DebiasConfig(method=method, model=str(base), corpus=str(corpus), out=str(tmp_path / "c"), **{**small, "seed": 1})
+        DebiasConfig(
+            method=method,
+            model=str(base),
+            corpus=str(corpus),
+            out=str(tmp_path / "c"),
+            **{**small, "seed": 1},
+        )
     ).out
     wa, wb, wc = (load_file(str(f / "model.safetensors")) for f in (a, b, c))
     assert wa.keys() == wb.keys()

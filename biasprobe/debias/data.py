@@ -150,7 +150,9 @@ def build_texts(
         else:
             dropped += 1
     if not out:
-        raise UsageError("CDA with --neutral drop left no training text: no sentence holds a word of the list")
+        raise UsageError(
+            "CDA with --neutral drop left no training text: no sentence holds a word of the list"
+        )
     return Texts(out, with_terms, added, dropped)
 
 

@@ -21,7 +21,6 @@ import json
 import math
 import os
 import platform
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -108,6 +107,15 @@ class DebiasConfig:
             raise UsageError(f"--warmup {self.warmup}: expected a fraction in [0, 1)")
         if not (0 <= self.seed < 2**32):
             raise UsageError(f"--seed {self.seed}: expected 0 … 2**32 − 1")
+        if self.method == "cda" and self.word_list is None:
+            from biasprobe.sentiment.cda import cda_dir
+
+            axes = sorted(p.stem for p in cda_dir().glob("*.tsv"))
+            if self.axis not in axes:
+                raise UsageError(
+                    f"--axis {self.axis!r}: no word-pair list for axis {self.axis!r}; "
+                    f"available: {', '.join(axes)} (or give one with --word-list)"
+                )
         for name, p in (("attention", self.attention_dropout), ("hidden", self.hidden_dropout)):
             if not (0 <= p < 1):
                 raise UsageError(f"{name} dropout {p}: expected a probability in [0, 1)")
@@ -289,7 +297,11 @@ def _resume_dir(out: Path) -> Path:
 
 def _job_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     keys = sorted(set(stored) | set(current))
-    return [f"{k}: {stored.get(k)!r} → {current.get(k)!r}" for k in keys if stored.get(k) != current.get(k)]
+    return [
+        f"{k}: {stored.get(k)!r} → {current.get(k)!r}"
+        for k in keys
+        if stored.get(k) != current.get(k)
+    ]
 
 
 def _open_resume(folder: Path, job: dict[str, Any]) -> dict[str, Any] | None:
@@ -532,7 +544,11 @@ RECIPES = {
 
 
 def _card(cfg, corpus, texts, base_info, dropout, final_loss, losses, swapper, resumed) -> dict:
-    base = {k: v for k, v in base_info.items() if k in ("requested", "source", "path", "revision", "commit_hash", "files_sha256")}
+    base = {
+        k: v
+        for k, v in base_info.items()
+        if k in ("requested", "source", "path", "revision", "commit_hash", "files_sha256")
+    }
     card: dict[str, Any] = {
         "method": cfg.method,
         "recipe": RECIPES[cfg.method].format(
@@ -609,7 +625,11 @@ def model_card(card: dict[str, Any]) -> str:
             " copied here as `cda-word-pairs.tsv`",
             f"- sentences with a listed word: {cda['sentences_with_terms']:,}; counterfactual twins "
             f"added: {cda['twins_added']:,}; sentences without one: {cda['neutral_sentences']}"
-            + (f" ({cda['neutral_dropped']:,} dropped)" if cda["neutral_sentences"] == "drop" else ""),
+            + (
+                f" ({cda['neutral_dropped']:,} dropped)"
+                if cda["neutral_sentences"] == "drop"
+                else ""
+            ),
             "",
         ]
     if "dropout" in card:
@@ -637,7 +657,13 @@ def model_card(card: dict[str, Any]) -> str:
 
 
 def evaluate_mlm(
-    model: Any, tokenizer: Any, texts: list[str], *, seed: int = 0, batch_size: int = 32, max_length: int = 128
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    max_length: int = 128,
 ) -> dict[str, float]:
     """Held-out masked-LM accuracy and perplexity with the training masking (fixed seed).
 
@@ -671,6 +697,9 @@ def evaluate_mlm(
             correct += int((lp.argmax(-1) == gold).sum())
             total += int(sel.sum())
     loss = nll / max(total, 1)
-    return {"tokens": total, "accuracy": correct / max(total, 1), "loss": loss, "perplexity": math.exp(loss)}
-
-
+    return {
+        "tokens": total,
+        "accuracy": correct / max(total, 1),
+        "loss": loss,
+        "perplexity": math.exp(loss),
+    }
