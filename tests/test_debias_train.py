@@ -90,6 +90,9 @@ def test_output_is_a_checkpoint_with_a_model_card(setup, tmp_path):
     } <= names
     assert "tokenizer.json" in names or "vocab.txt" in names
     assert not any(n.endswith(".bin") for n in names)
+    from biasprobe.fsio import shared_mode
+
+    assert all((out / n).stat().st_mode & 0o777 == shared_mode() for n in names)
     assert not (tmp_path / "cda.resume").exists()  # removed once the output is in place
     info = json.loads((out / "debias.json").read_text())
     assert info["base"]["files_sha256"]["model.safetensors"] == _sha(base / "model.safetensors")

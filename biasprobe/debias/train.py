@@ -43,6 +43,7 @@ from biasprobe.fsio import (
     foreign_files,
     read_manifest,
     replace_dir,
+    shared_mode,
     staging_dir,
     write_manifest,
 )
@@ -505,6 +506,9 @@ def debias(
             atomic_write_text(tmp / "cda-word-pairs.tsv", card["word_list"].pop("text"))
         atomic_write_json(tmp / "debias.json", {**card, "losses": losses})
         atomic_write_text(tmp / "README.md", model_card(card))
+        for f in tmp.iterdir():  # save_pretrained's files are private; follow the umask
+            if f.is_file():
+                f.chmod(shared_mode())
         write_manifest(tmp, KIND, f"{cfg.method}-{cfg.seed}")
         replace_dir(tmp, out)
     _discard_resume(resume)
