@@ -327,3 +327,9 @@ def test_plain_progress_lines_have_an_eta(capsys):
     assert 3 <= len(lines) <= 8  # every 30 s of 200 s, and the last step
     assert lines[0].startswith("debias: step 15/100 (15%) loss 1.5000 · 2.00 s/step · ETA 2m50s")
     assert lines[-1].startswith("debias: step 100/100 (100%)")
+
+
+def test_debias_is_a_biasprobe_command_with_help():
+    r = CliRunner().invoke(app, ["debias", "--help"])
+    assert r.exit_code == 0 and "Usage" in r.output and "Example" in r.output
+    assert "--method" in r.output and "--corpus" in r.output
