@@ -611,7 +611,11 @@ def model_card(card: dict[str, Any]) -> str:
         "tags: [biasprobe, debiasing, " + card["method"] + "]",
         "---",
         "",
-        f"# Debiased masked LM ({card['method']}) made by `biasprobe debias`",
+        (
+            f"# Debiased masked LM ({card['method']}) made by `biasprobe debias`"
+            if card["method"] != "none"
+            else "# Masked LM trained further without debiasing (control), by `biasprobe debias`"
+        ),
         "",
         "## Base model",
         f"- name: {base.get('requested')} ({base.get('source')})",
