@@ -73,7 +73,10 @@ def debias_command(
     ),
     out: str = typer.Option(..., "--out", metavar="DIR", help="Output checkpoint folder."),
     axis: str = typer.Option(
-        "gender", "--axis", metavar="AXIS", help="CDA word-pair list: gender, race or religion."
+        "gender",
+        "--axis",
+        metavar="AXIS",
+        help="CDA word-pair list biasprobe/data/cda/AXIS.tsv (shipped: gender).",
     ),
     word_list: str | None = typer.Option(
         None, "--word-list", metavar="TSV", help="A word-pair file replacing the axis's list."
