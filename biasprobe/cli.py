@@ -964,11 +964,13 @@ def _downstream_report(
 def _mount_subcommands() -> None:
     from biasprobe.cache_cli import app as cache_app
     from biasprobe.crows.cli import app as crows_app
+    from biasprobe.debias.cli import debias_command
     from biasprobe.sentiment.cli import app as sentiment_app
 
     app.add_typer(sentiment_app, name="sentiment")
     app.add_typer(crows_app, name="crows")
     app.add_typer(cache_app, name="cache")
+    app.command("debias")(debias_command)
 
 
 _mount_subcommands()
