@@ -263,3 +263,36 @@ def test_yaml_parser_messages_are_not_cut(tmp_path: Path) -> None:
     (message,) = _problems(path)
     assert message.startswith(f"{path}:")
     assert "…" not in message and len(message.split(": ", 1)[1]) > 60
+
+
+# --------------------------------------------------------------------------------------------
+# 17: bidi and other format characters are shown escaped on the terminal
+
+
+def test_safe_text_escapes_format_and_separator_characters() -> None:
+    from biasprobe.cliutil import markup, safe_text
+
+    hostile = "a\u202eb\u2066c\u200bd\ufeffe\U000e0041f\u2028g\u2029h\u061ci\x1bj"
+    assert safe_text(hostile) == (
+        "a\\u202eb\\u2066c\\u200bd\\ufeffe\\U000e0041f\\u2028g\\u2029h\\u061ci\\x1bj"
+    )
+    assert markup("[b]\u202e") == "\\[b]\\u202e"
+    # letters, accents, CJK, emoji and no-break spaces are text, kept as they are
+    for text in ("é ü ß", "日本語", "👩‍🔬"[0], "a\u00a0b", "ﻻ", "x\ty"):
+        assert safe_text(text, keep_newlines=True) == text
+    assert safe_text("x\ny\tz", keep_newlines=True) == "x\ny\tz"
+    assert safe_text("x\ny") == "x\\x0ay"
+
+
+def test_validate_list_prints_a_bidi_override_escaped(tmp_path: Path) -> None:
+    path = tmp_path / "bidi.yaml"
+    path.write_text(
+        HEADER + "pairs:\n  - id: a\n"
+        '    template: "[She|He] is a \u202edoctor\u202c [MASK]."\n'
+        "    groups: [women, men]\n",
+        encoding="utf-8",
+    )
+    res = _cli("validate", "--list", str(path))
+    assert res.returncode == 0, res.stderr
+    assert "She is a \\u202edoctor\\u202c [MASK]." in res.stdout
+    assert "\u202e" not in res.stdout and "\u202c" not in res.stdout
