@@ -296,3 +296,18 @@ def test_validate_list_prints_a_bidi_override_escaped(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "She is a \\u202edoctor\\u202c [MASK]." in res.stdout
     assert "\u202e" not in res.stdout and "\u202c" not in res.stdout
+
+
+def test_an_astronomical_expansion_is_said_by_its_size(tmp_path: Path) -> None:
+    # 15,000 non-contrast alternations: 2**15000 pairs, a number Python will not print whole
+    path = tmp_path / "astro.yaml"
+    path.write_text(
+        HEADER + f'pairs:\n  - id: a\n    template: "[She|He] {"[a|b]" * 15_000} [MASK]."\n'
+        "    groups: [women, men]\n    contrast: [1]\n",
+        encoding="utf-8",
+    )
+    (message,) = _problems(path)
+    assert message == (
+        f"{path}:9: pair 'a': expands into about 10^4515 pairs, more than the limit of 100000 "
+        "per entry"
+    )
