@@ -303,7 +303,8 @@ def _unreadable(text: str) -> tuple[int, str] | None:
 
     YAML refuses raw control characters (anything but tab, newline and carriage return), DEL,
     the C1 controls but NEL, lone surrogates, U+FFFE and U+FFFF. Written escaped inside a
-    double-quoted string (``"\\x07"``) they are read, and :func:`check_nodes` refuses them there.
+    double-quoted string (``"\\x07"``) they are read by YAML, and :func:`check_nodes` refuses
+    them there.
     """
     found = _NOT_YAML.search(text)
     if found is None:
@@ -317,8 +318,7 @@ def _unreadable(text: str) -> tuple[int, str] | None:
     more = len(_NOT_YAML.findall(text, at + 1, at + 1_000_000))
     also = f" (and {more} more such character{'s' if more != 1 else ''})" if more else ""
     return line_no, (
-        f"{kind} U+{ord(c):04X} at column {column} is not allowed in a YAML file{also}; "
-        "remove it (write it escaped in a double-quoted string only if it is really meant)"
+        f"{kind} U+{ord(c):04X} at column {column} is not allowed in a YAML file{also}; remove it"
     )
 
 

@@ -138,7 +138,7 @@ def test_an_expansion_into_gigabytes_is_refused_before_building(
     (message,) = _problems(path)
     # both sides of 2,000 items: 2,000 x 2 x (200 x 100,001 + the rest) characters
     assert message.startswith(f"{path}:12: pair 'a': its 2,000 pairs' sentences would hold ")
-    chars = int(message.split("would hold ")[1].split(" ")[0])
+    chars = int(message.split("would hold ")[1].split(" ")[0].replace(",", ""))
     assert chars > 2000 * 2 * 200 * 100_000
     assert f"more than the limit of {MAX_CHARS_PER_FILE:,} per file" in message
 
@@ -238,8 +238,7 @@ def test_a_raw_control_character_names_line_and_column(tmp_path: Path) -> None:
     (message,) = _problems(path)
     assert message == (
         f"{path}:3: the control character U+0001 at column 20 is not allowed in a YAML file "
-        "(and 1 more such character); remove it (write it escaped in a double-quoted string "
-        "only if it is really meant)"
+        "(and 1 more such character); remove it"
     )
     res = _cli("validate", str(path))
     assert res.returncode == 2

@@ -469,7 +469,7 @@ def _sizes_ok(
             ctx.error(
                 pair_node,
                 f"pair {shown(spec.id)}: its {size:,} pairs' sentences would hold "
-                f"{_count(size_chars)} characters, more than the limit of "
+                f"{size_chars:,} characters, more than the limit of "
                 f"{MAX_CHARS_PER_FILE:,} per file (shorten the words or templates, or split "
                 "the entry)",
             )
