@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import signal
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -70,19 +70,36 @@ def out_option(default: str) -> Any:
     )
 
 
-_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_CONTROLS_ALL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_ESCAPED = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+_KEPT_LINES = frozenset("\t\n")
+
+
+def _shown_char(c: str, keep: frozenset[str]) -> str:
+    """``c`` itself, or its escape when it is a control, format or separator character."""
+    if c in keep or unicodedata.category(c) not in _ESCAPED:
+        return c
+    code = ord(c)
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 def safe_text(text: object, *, keep_newlines: bool = False) -> str:
-    """``text`` with every C0/C1 control character shown as ``\\xNN``.
+    """``text`` with every control and format character shown as an escape (``\\x1b``,
+    ``\\u202e``).
 
     Probe files and model vocabularies are untrusted: an escape sequence (``\\x1b]2;…\\x07``)
-    printed raw would retitle or reprogram the user's terminal. ``rich.markup.escape`` does not
-    cover that; every string biasprobe prints goes through here.
+    printed raw would retitle or reprogram the user's terminal, and a bidirectional override
+    (U+202E) or another format character (Unicode category Cf) would make the text read
+    differently from what it is. Escaped: categories Cc, Cf, Cs (lone surrogates), Zl and Zp
+    (line and paragraph separators); with ``keep_newlines``, tabs and newlines stay.
+    ``rich.markup.escape`` does not cover that; every string biasprobe prints goes through here.
     """
-    pattern = _CONTROLS if keep_newlines else _CONTROLS_ALL
-    return pattern.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    s = str(text)
+    if s.isprintable():  # the common case, checked in C: nothing to escape
+        return s
+    keep = _KEPT_LINES if keep_newlines else frozenset()
+    return "".join(c if c.isprintable() else _shown_char(c, keep) for c in s)
 
 
 def markup(text: object) -> str:

@@ -21,7 +21,9 @@ It imports only PyYAML.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import gc
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -46,6 +48,7 @@ __all__ = [
     "int_value",
     "line",
     "mapping",
+    "paused_gc",
     "plain_value",
     "shown",
     "suggest",
@@ -63,10 +66,18 @@ MAX_DEPTH = 64
 MAX_SHOWN = 60
 """Characters of a user's value echoed in a message before it is cut with ``…``."""
 MAX_INT_DIGITS = 18
+MAX_SUGGEST_CANDIDATES = 1000
+"""Most known words a "did you mean" suggestion is looked for among."""
+MAX_SUGGESTIONS = 200
+"""Suggestions made for one file; later problems go without (only the first problems are shown)."""
 
-_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DECIMAL = re.compile(r"[-+]?(0|[1-9][0-9]*)")
-_ALLOWED_CONTROLS = "\t\n"
+# Every C0/C1 control but tab and newline, and every surrogate (unicodedata categories Cc, Cs).
+_BAD_IN_SCALAR = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+# What YAML itself refuses in a document (YAML 1.1 "printable" set, as PyYAML's reader checks).
+_NOT_YAML = re.compile("[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_MAX_YAML_MESSAGE = 300
+"""Characters of a YAML parser's own message kept in a problem (it quotes no user text)."""
 
 E = TypeVar("E", bound=BiasprobeError)
 
@@ -117,10 +128,18 @@ def describe(node: yaml.Node) -> str:
 
 
 def suggest(word: str, known: Iterable[str]) -> str:
-    """``" (did you mean 'x'?)"`` for the closest known word, or ``""``."""
+    """``" (did you mean 'x'?)"`` for the closest known word, or ``""``.
+
+    Bounded work: no suggestion for a word longer than 100 characters or among more than
+    :data:`MAX_SUGGEST_CANDIDATES` known words (a file's own names, such as its lexicons, can
+    number hundreds of thousands; comparing against each would make every message slow).
+    """
     if len(word) > 100:
         return ""
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    candidates = known if isinstance(known, list | tuple | dict | set | frozenset) else list(known)
+    if len(candidates) > MAX_SUGGEST_CANDIDATES:
+        return ""
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -128,17 +147,16 @@ def bad_characters(text: str) -> str | None:
     """Describes the first control character or lone surrogate in ``text``, or None.
 
     Tabs and newlines are allowed; every other C0/C1 control, DEL and any surrogate is not: they
-    could rewrite a terminal (``ESC ] 2 ; …``) or break a tokenizer.
+    could rewrite a terminal (``ESC ] 2 ; …``) or break a tokenizer. One regular-expression
+    search, so a long scalar costs no Python loop.
     """
-    for i, c in enumerate(text):
-        if c in _ALLOWED_CONTROLS:
-            continue
-        cat = unicodedata.category(c)
-        if cat == "Cs":
-            return f"a lone surrogate U+{ord(c):04X} at character {i + 1}"
-        if cat == "Cc":
-            return f"the control character U+{ord(c):04X} at character {i + 1}"
-    return None
+    found = _BAD_IN_SCALAR.search(text)
+    if found is None:
+        return None
+    c, i = found.group(), found.start()
+    if unicodedata.category(c) == "Cs":
+        return f"a lone surrogate U+{ord(c):04X} at character {i + 1}"
+    return f"the control character U+{ord(c):04X} at character {i + 1}"
 
 
 class Problems:
@@ -147,6 +165,15 @@ class Problems:
     def __init__(self, file: str) -> None:
         self.file = file
         self.items: list[Problem] = []
+        self.suggestions = 0
+
+    def suggest(self, word: str, known: Iterable[str]) -> str:
+        """:func:`suggest`, for the first :data:`MAX_SUGGESTIONS` calls on this file only: a
+        file of 300,000 unknown keys costs no 300,000 string comparisons."""
+        if self.suggestions >= MAX_SUGGESTIONS:
+            return ""
+        self.suggestions += 1
+        return suggest(word, known)
 
     def __bool__(self) -> bool:
         return bool(self.items)
@@ -174,42 +201,134 @@ def capped_error(cls: type[E], problems: list[Problem], title: str) -> E:
 # Composing and checking the node tree
 
 
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a large tree of objects is built.
+
+    Each collection walks every object alive, so collections triggered while a big node tree
+    (or a big list of items) grows make building it super-linear; nothing built here is
+    garbage until the build is done. The collector's previous state is restored.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def compose(text: str, problems: Problems) -> yaml.Node | None:
     """The document's node tree, or None with the reason added to ``problems``.
 
-    Nesting deeper than :data:`MAX_DEPTH` is found by the (iterative) parser first and refused,
-    so the recursive composer never overflows the stack.
+    Characters YAML refuses (raw control characters) are found first and reported with their
+    line and column. The tree is composed by libyaml when PyYAML has it (linear and fast; it
+    refuses nesting deeper than 1,000 levels itself), else by PyYAML's recursive composer
+    after the (iterative) parser has checked the depth. Either way nesting deeper than
+    :data:`MAX_DEPTH` is refused, so nothing recursive ever sees it.
     """
+    unreadable = _unreadable(text)
+    if unreadable is not None:
+        problems.add(*unreadable)
+        return None
     try:
-        too_deep = _too_deep(text)
-        if too_deep is not None:
-            problems.add(
-                too_deep,
-                f"lists and mappings are nested more than {MAX_DEPTH} levels deep",
-            )
-            return None
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        with paused_gc():
+            if _C_LOADER is not None:
+                root = yaml.compose(text, Loader=_C_LOADER)
+            else:
+                too_deep = _too_deep(text)
+                if too_deep is not None:
+                    problems.add(too_deep, _DEPTH_MESSAGE)
+                    return None
+                root = yaml.compose(text, Loader=yaml.SafeLoader)
+        if root is not None:
+            too_deep = _deepest(root)
+            if too_deep is not None:
+                problems.add(too_deep, _DEPTH_MESSAGE)
+                return None
+        return root
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = " ".join(s for s in (exc.context, exc.problem) if s) or "invalid YAML"
-        if mark is None:
-            problems.add(None, f"invalid YAML: {what}")
+        if "maximum nesting depth" in what:
+            problems.add(None if mark is None else mark.line + 1, _DEPTH_MESSAGE)
+        elif mark is None:
+            problems.add(None, f"invalid YAML: {_yaml_message(what)}")
         else:
+            what = _escape_problem(text, mark, what) or _yaml_message(what)
             problems.add(mark.line + 1, f"invalid YAML at column {mark.column + 1}: {what}")
-    except (yaml.YAMLError, RecursionError, ValueError) as exc:
-        problems.add(None, f"invalid YAML: {shown(str(exc))}")
+    except yaml.reader.ReaderError as exc:
+        where = text.count("\n", 0, max(0, exc.position)) + 1
+        problems.add(where, f"invalid YAML: {_yaml_message(exc.reason)}")
+    except RecursionError:
+        problems.add(None, _DEPTH_MESSAGE)
+    except (yaml.YAMLError, ValueError) as exc:
+        problems.add(None, f"invalid YAML: {_yaml_message(str(exc))}")
     return None
 
 
-def _too_deep(text: str) -> int | None:
-    """Line of the first collection nested deeper than MAX_DEPTH, or None.
+_DEPTH_MESSAGE = f"lists and mappings are nested more than {MAX_DEPTH} levels deep"
+_C_LOADER = getattr(yaml, "CSafeLoader", None)
 
-    Uses libyaml's event parser when PyYAML has it (fast, iterative); a syntax error here is
-    left for the composer to report in its own words.
+
+def _yaml_message(what: str) -> str:
+    """A YAML parser's message on one line, cut only when very long (it holds no user text
+    beyond short excerpts, which the caller escapes when it prints)."""
+    # libyaml says "... not allowed in this context" where PyYAML says "... not allowed here"
+    text = " ".join(what.split()).replace(" in this context", " here")
+    return text if len(text) <= _MAX_YAML_MESSAGE else text[: _MAX_YAML_MESSAGE - 1] + "…"
+
+
+def _escape_problem(text: str, mark: Any, what: str) -> str | None:
+    """libyaml's "invalid Unicode character escape code" in words naming the code point (a
+    lone surrogate such as ``"\\ud800"``, or a number beyond Unicode), else None."""
+    if "escape code" not in what:
+        return None
+    lines = text.split("\n", mark.line + 1)
+    row = lines[mark.line] if mark.line < len(lines) else ""
+    digits = re.match(r"[0-9A-Fa-f]{1,8}", row[mark.column : mark.column + 8])
+    if digits is None:
+        return None
+    code = int(digits.group(), 16)
+    if 0xD800 <= code <= 0xDFFF:
+        return (
+            f"the escape holds a lone surrogate U+{code:04X}, which text cannot hold "
+            "(control characters and lone surrogates are not allowed)"
+        )
+    return f"the escape of {digits.group()} names no character" if code > 0x10FFFF else None
+
+
+def _unreadable(text: str) -> tuple[int, str] | None:
+    """``(line, message)`` for the first character YAML does not accept in a document, or None.
+
+    YAML refuses raw control characters (anything but tab, newline and carriage return), DEL,
+    the C1 controls but NEL, lone surrogates, U+FFFE and U+FFFF. Written escaped inside a
+    double-quoted string (``"\\x07"``) they are read by YAML, and :func:`check_nodes` refuses
+    them there.
     """
+    found = _NOT_YAML.search(text)
+    if found is None:
+        return None
+    c, at = found.group(), found.start()
+    line_no = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    kind = {"Cs": "a lone surrogate", "Cc": "the control character"}.get(
+        unicodedata.category(c), "the character"
+    )
+    more = len(_NOT_YAML.findall(text, at + 1, at + 1_000_000))
+    also = f" (and {more} more such character{'s' if more != 1 else ''})" if more else ""
+    return line_no, (
+        f"{kind} U+{ord(c):04X} at column {column} is not allowed in a YAML file{also}; remove it"
+    )
+
+
+def _too_deep(text: str) -> int | None:
+    """Line of the first collection nested deeper than MAX_DEPTH, or None (PyYAML's own
+    iterative parser; only used without libyaml). A syntax error here is left for the
+    composer to report in its own words."""
     depth = 0
     try:
-        for event in yaml.parse(text, Loader=_FAST_LOADER):
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.CollectionStartEvent):
                 depth += 1
                 if depth > MAX_DEPTH:
@@ -218,6 +337,28 @@ def _too_deep(text: str) -> int | None:
                 depth -= 1
     except yaml.YAMLError:
         return None
+    return None
+
+
+def _deepest(root: yaml.Node) -> int | None:
+    """Line of the first collection nested deeper than MAX_DEPTH in a composed tree, or None
+    (each node visited once, iteratively: aliases cannot make the walk blow up)."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, yaml.ScalarNode) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        depth += 1
+        if depth > MAX_DEPTH:
+            return line(node)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth) for child in node.value)
+        else:
+            for k, v in node.value:
+                stack.append((k, depth))
+                stack.append((v, depth))
     return None
 
 
@@ -300,7 +441,8 @@ def mapping(
             )
             continue
         if known is not None and key not in known:
-            problems.add(key_node, f"{prefix}unknown key {shown(key)}{suggest(key, known)}")
+            hint = problems.suggest(key, known)
+            problems.add(key_node, f"{prefix}unknown key {shown(key)}{hint}")
             continue
         out[key] = (key_node, value_node)
     for key in required:

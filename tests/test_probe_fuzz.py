@@ -4,10 +4,18 @@ Two generators, about 2,000 files in all: schema-shaped files assembled from val
 pieces (tag tricks, YAML 1.1 integers, aliases, control characters, unbalanced templates, huge
 expansions) and files of random text and bytes. Loading must either succeed or raise
 :class:`~biasprobe.errors.ProbeSetError`, within a second per file.
+
+Then large files, to catch validation that is not linear in the size of the file: long chains
+of ``[a|b]`` alternations, big lexicons (many words, many lexicons, repeated words) and large
+valid files of thousands of entries. Each must load within a generous time budget that grows
+with its size (:data:`BUDGET_S` plus :data:`BUDGET_S_PER_MB`): linear code takes a fraction of
+it, while quadratic code (as the alternation checks once were: 11 s for 20,000 alternations on
+a quiet machine) goes far over.
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -234,3 +242,118 @@ def test_random_text_loads_or_raises_project_errors(fuzz_file: Path, text: str) 
 @given(data=st.binary(max_size=300))
 def test_random_bytes_load_or_raise_project_errors(fuzz_file: Path, data: bytes) -> None:
     _load_bounded(fuzz_file, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Large files: a time budget per file that super-linear validation cannot meet
+
+BUDGET_S = 5.0
+"""Seconds every large file may take, whatever its size (start-up, a loaded machine)."""
+BUDGET_S_PER_MB = 20.0
+"""Seconds more per megabyte of file (linear validation takes well under 2 s per MB)."""
+LARGE_HEADER = (
+    "name: large\nversion: 1\ndescription: a large file\nsource: tests\n"
+    "orientation: {minoritized: women, normative: men}\n"
+)
+ALTERNATIONS = ["[a|b]", "[she|he]", "[x|]", "[|y]", "[a b|c]", "[Mary|James] ", " [u|v],"]
+
+
+def _load_within_budget(path: Path, content: str, *, valid: bool) -> None:
+    data = content.encode("utf-8")
+    start = time.perf_counter()
+    _load_bounded(path, data)
+    took = time.perf_counter() - start
+    budget = BUDGET_S + BUDGET_S_PER_MB * len(data) / 1e6
+    assert took < budget, (
+        f"a {len(data):,}-byte file took {took:.1f} s to validate, over its budget of "
+        f"{budget:.1f} s: validation is not linear in the size of the file"
+    )
+    if valid:
+        assert isinstance(load_probe_set(path), ProbeSet)
+
+
+def large(examples: int) -> settings:
+    """Few, reproducible examples; the time is checked against the budget, not a deadline."""
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+@st.composite
+def alternation_chains(draw: st.DrawFn) -> tuple[str, bool]:
+    """A template of 20,000 to 40,000 alternations; sometimes 'contrast' names only a few,
+    which makes the others expansion dimensions (a file refused for its size)."""
+    n = draw(st.integers(20_000, 40_000))
+    pattern = draw(st.lists(st.sampled_from(ALTERNATIONS), min_size=1, max_size=6))
+    chain = "".join(pattern[i % len(pattern)] for i in range(n))
+    few = draw(st.booleans())
+    entry = f'  - id: chain\n    template: "The {chain} [MASK]."\n    groups: [women, men]\n'
+    if few:
+        entry += "    contrast: [1, 2]\n"
+    return LARGE_HEADER + "pairs:\n" + entry, not few
+
+
+@st.composite
+def big_lexicons(draw: st.DrawFn) -> tuple[str, bool]:
+    """One lexicon of up to 80,000 words, or up to 40,000 one-word lexicons; sometimes with
+    every k-th word repeated (a problem each) or a slot naming no lexicon."""
+    many_lexicons = draw(st.booleans())
+    repeat = draw(st.sampled_from([0, 0, 2, 7]))
+    missing = draw(st.booleans())
+    if many_lexicons:
+        n = draw(st.integers(20_000, 40_000))
+        body = "".join(f"  l{i}: [w{i if not repeat or i % repeat else 0}]\n" for i in range(n))
+        slot = "l0"
+    else:
+        n = draw(st.integers(30_000, 80_000))
+        words = [f"w{i if not repeat or i % repeat else 0}" for i in range(n)]
+        body = "  big: [" + ", ".join(words) + "]\n"
+        slot = "big"
+    slot = "nope" if missing else slot
+    pair = (
+        f'  - id: lex\n    template: "[She|He] is a {{{slot}}} [MASK]."\n    groups: [women, men]\n'
+    )
+    valid = not missing and (many_lexicons or not repeat)
+    return LARGE_HEADER + "lexicons:\n" + body + "pairs:\n" + pair, valid
+
+
+@st.composite
+def large_valid_files(draw: st.DrawFn) -> str:
+    """1,000 to 4,000 entries over a shared lexicon (up to 20,000 pairs, ~400 KB)."""
+    n = draw(st.integers(1_000, 4_000))
+    jobs = draw(st.lists(st.sampled_from(["nurse", "cook", "pilot", "clerk", "judge"]),
+                         min_size=1, max_size=5, unique=True))  # fmt: skip
+    templates = draw(st.lists(st.sampled_from(VALID_TEMPLATES[:2]), min_size=1, max_size=2))
+    entries = "".join(
+        f'  - id: p{i}\n    template: {templates[i % len(templates)][:-2]} ({i})."\n'
+        "    groups: [women, men]\n"
+        for i in range(n)
+    )
+    lexicons = f"lexicons:\n  job: [{', '.join(jobs)}]\n"
+    return LARGE_HEADER + lexicons + "pairs:\n" + entries
+
+
+@large(6)
+@given(case=alternation_chains())
+def test_long_alternation_chains_validate_in_linear_time(
+    fuzz_file: Path, case: tuple[str, bool]
+) -> None:
+    text, valid = case
+    _load_within_budget(fuzz_file, text, valid=valid)
+
+
+@large(6)
+@given(case=big_lexicons())
+def test_big_lexicons_validate_in_linear_time(fuzz_file: Path, case: tuple[str, bool]) -> None:
+    text, valid = case
+    _load_within_budget(fuzz_file, text, valid=valid)
+
+
+@large(4)
+@given(text=large_valid_files())
+def test_large_valid_files_validate_in_linear_time(fuzz_file: Path, text: str) -> None:
+    _load_within_budget(fuzz_file, text, valid=True)

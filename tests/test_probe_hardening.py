@@ -143,13 +143,13 @@ def test_problem_list_is_capped_and_values_are_truncated(tmp_path: Path) -> None
     assert lines[0] == "invalid probe set (11 problems):"
     assert lines[-1].endswith("template: … and 99990 more problems in this template")
     messages = _messages(
-        tmp_path, HEADER + PAIR.replace("[women, men]", "[women, " + "m" * 10**6 + "]")
+        tmp_path, HEADER + PAIR.replace("[women, men]", "[women, " + "m" * 900_000 + "]")
     )
     assert messages and all(len(m) < 400 for m in messages)
-    messages = _messages(tmp_path, _header(name="Q" * 10**6) + PAIR)
+    messages = _messages(tmp_path, _header(name="Q" * 900_000) + PAIR)
     assert messages == [
         f"{path}:1: name: expected lower-case letters, digits, '-' or '_', found "
-        + repr("Q" * 10**6)[:59]
+        + repr("Q" * 900_000)[:59]
         + "…"
     ]
 
@@ -183,9 +183,14 @@ def test_one_bad_file_does_not_stop_the_next(tmp_path: Path) -> None:
 
 
 def test_endless_or_huge_input_is_cut_off(tmp_path: Path) -> None:
-    # /dev/zero never ends: the loader reads a bounded prefix and refuses it.
+    # /dev/zero never ends: the loader reads regular files only, so it reads nothing of it.
     with pytest.raises(ProbeSetError) as info:
         load_probe_set("/dev/zero")
+    assert info.value.problems[0].message.startswith("is not a regular file (a device")
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * 1_000_001)
+    with pytest.raises(ProbeSetError) as info:
+        load_probe_set(big)
     assert info.value.problems[0].message == (
-        "the file is larger than 10 MB, the limit for a probe file"
+        "the file is larger than 1 MB, the limit for a probe file"
     )

@@ -82,7 +82,9 @@ def test_control_characters_and_lone_surrogates_are_refused() -> None:
         "remove it (control characters and lone surrogates are not allowed)"
     ]
     [message] = _problems('a: "1\\ud800"')
-    assert "lone surrogate U+D800 at character 2" in message
+    # libyaml refuses the escape itself, at its column (PyYAML read it and was refused later)
+    assert message.startswith("f.yaml:1: invalid YAML at column 8: the escape holds a lone")
+    assert "lone surrogate U+D800" in message
     [message] = _problems('a: "x\\x85"')  # C1 control (NEL)
     assert "U+0085" in message
     assert _problems('a: "tab\\tand\\nnewline"') == []

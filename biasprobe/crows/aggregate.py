@@ -113,3 +113,17 @@ def summarize(pairs: pd.DataFrame | Sequence[dict[str, Any]]) -> pd.DataFrame:
     for r, p in zip(per_type, adjusted):
         r["p_holm"] = float(p)
     return pd.DataFrame(rows + per_type, columns=list(SUMMARY_COLUMNS))
+
+
+def skip_counts(pairs: pd.DataFrame | Sequence[dict[str, Any]]) -> dict[str, int]:
+    """How many pairs were skipped for each reason, by the reason's short label
+    (:func:`biasprobe.crows.scoring.skip_label`), most frequent first; ``n_skipped`` of the
+    summary is their total."""
+    from biasprobe.crows.scoring import skip_label
+
+    df = pd.DataFrame(list(pairs)) if not isinstance(pairs, pd.DataFrame) else pairs
+    if "skipped" not in df.columns or not len(df):
+        return {}
+    reasons = df.loc[df.outcome == "skipped", "skipped"].fillna("").astype(str)
+    counts = reasons.map(skip_label).value_counts()
+    return {str(label): int(n) for label, n in counts.items()}

@@ -49,7 +49,7 @@ def print_summary(result: Any, console: Any = None) -> None:
     from rich.table import Table
 
     from biasprobe.cliutil import display_names
-    from biasprobe.crows.aggregate import MEANING
+    from biasprobe.crows.aggregate import MEANING, skip_counts
 
     console = console or Console(highlight=False)
     model = str(result.meta.get("model", {}).get("name", "?"))
@@ -89,6 +89,15 @@ def print_summary(result: Any, console: Any = None) -> None:
         console.print(f"model: {safe_text(model)}", markup=False)
     console.print(table)
     console.print(split)
+    pairs = getattr(result, "pairs", None)
+    skipped = skip_counts(pairs) if pairs is not None else {}
+    if skipped:
+        counts = "; ".join(f"{n} {safe_text(label)}" for label, n in skipped.items())
+        console.print(
+            f"skipped {sum(skipped.values())} pair(s), left out of every count ({counts}); "
+            "the reason of each is in pairs.csv, column skipped",
+            markup=False,
+        )
 
 
 @app.callback(invoke_without_command=True)

@@ -109,6 +109,7 @@ def load_pairs(
         with open(src, encoding="utf-8", newline="") as f:
             reader = csv.DictReader(f)
             header = reader.fieldnames or []
+            _check_unique_columns(header, src)
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise CrowsDataError(
@@ -146,6 +147,29 @@ def load_pairs(
     return pairs[:limit] if limit is not None else pairs
 
 
+def _check_unique_columns(header: list[str], src: Path) -> None:
+    """A column biasprobe reads may be named once: with two, which one holds the data is a
+    guess (Python's CSV reader silently takes the last)."""
+    used = set(REQUIRED_COLUMNS)
+    id_col = next((c for c in header if c.strip().lower() in _ID_COLUMNS), None)
+    if id_col is not None:
+        used.add(id_col)
+    positions: dict[str, list[int]] = {}
+    for i, name in enumerate(header, start=1):
+        if name in used:
+            positions.setdefault(name, []).append(i)
+    twice = {name: at for name, at in positions.items() if len(at) > 1}
+    if twice:
+        said = "; ".join(
+            f"{name or '(unnamed)'!r} is columns {', '.join(map(str, at))}"
+            for name, at in twice.items()
+        )
+        raise CrowsDataError(
+            f"{src}:1: a column is named more than once ({said}); a CrowS-Pairs file names "
+            "each column once, so which one to read would be a guess"
+        )
+
+
 def _parse_row(
     row: dict[str | None, str | None],
     row_no: int,
@@ -172,10 +196,11 @@ def _parse_row(
         )
         ok = False
     bias = values["bias_type"].lower()
+    bias = ALIASES.get(bias, bias)  # the shorthands --bias-type accepts (race for race-color)
     if bias not in BIAS_TYPES:
         problems.append(
             f"{where}: bias_type is {values['bias_type']!r}; expected one of "
-            f"{', '.join(BIAS_TYPES)}"
+            f"{', '.join(BIAS_TYPES)} (or race for race-color)"
         )
         ok = False
     if ok and values["sent_more"] == values["sent_less"]:

@@ -76,8 +76,28 @@ def aligned_positions(
     return pos1, pos2
 
 
+#: Why a pair is skipped: one sentence only adds words to the other (meade; bias-bench's skip).
+NO_DIFFERING_TOKEN = "one sentence has no token that differs from the other (bias-bench skips it)"
+#: The label each skip reason starts with (the first one has the reference's wording).
+SKIP_LABELS = {
+    NO_DIFFERING_TOKEN: "no differing token",
+    "special-token text": "special-token text",
+    "identical token ids": "identical token ids",
+}
+
+
 def plan_pair(tokenizer: Any, pair: CrowsPair, scoring: str) -> PairPlan:
-    """Tokenize a pair and choose the positions to mask (alignment in the reference order)."""
+    """Tokenize a pair and choose the positions to mask (alignment in the reference order).
+
+    A pair is skipped (with the reason in :attr:`PairPlan.skipped`, counted as ``n_skipped``
+    in the summary) when a sentence holds the text of one of the tokenizer's special tokens
+    (``[MASK]``, ``[CLS]``, ``[SEP]``, ``[UNK]``, ``<mask>`` …: the model would read the token,
+    not the words, and score it as the differing token), in either scoring; and, in ``meade``,
+    when one sentence has no token differing from the other (bias-bench's skip), the two
+    sentences becoming the same token ids (e.g. when the words that differ become the unknown
+    token) said as such.
+    """
+    special = _special_text(tokenizer, pair)
     ids_more = [int(i) for i in tokenizer(pair.sent_more, add_special_tokens=True)["input_ids"]]
     ids_less = [int(i) for i in tokenizer(pair.sent_less, add_special_tokens=True)["input_ids"]]
     # The references align sent1 against sent2, sent1 being the more-stereotypical sentence
@@ -86,12 +106,54 @@ def plan_pair(tokenizer: Any, pair: CrowsPair, scoring: str) -> PairPlan:
         pos_more, pos_less = aligned_positions(ids_more, ids_less, scoring)
     else:
         pos_less, pos_more = aligned_positions(ids_less, ids_more, scoring)
-    skipped = ""
-    if scoring == "meade" and (not pos_more or not pos_less):
-        # Includes two sentences that tokenize to the same ids (e.g. differing in case only
-        # for an uncased model). With nangia such a pair scores a tie, as in the reference.
-        skipped = "one sentence has no token that differs from the other (bias-bench skips it)"
+    skipped = special
+    if not skipped and scoring == "meade" and (not pos_more or not pos_less):
+        # With nangia such a pair scores a tie, as in the reference.
+        skipped = NO_DIFFERING_TOKEN
+        if ids_more == ids_less:
+            skipped = _same_ids(tokenizer, pair, ids_more)
     return PairPlan(tuple(ids_more), tuple(ids_less), tuple(pos_more), tuple(pos_less), skipped)
+
+
+def _special_text(tokenizer: Any, pair: CrowsPair) -> str:
+    """The skip reason of a pair whose sentences hold a special token's text, else ``""``."""
+    specials = [t for t in getattr(tokenizer, "all_special_tokens", None) or () if t]
+    for column, sentence in (("sent_more", pair.sent_more), ("sent_less", pair.sent_less)):
+        found = sorted({t for t in specials if t in sentence})
+        if found:
+            shown = ", ".join(repr(t) for t in found)
+            return (
+                f"special-token text: {column} holds {shown}, the text of a special token of "
+                "the model's tokenizer, which it reads as that token rather than as words"
+            )
+    return ""
+
+
+def _same_ids(tokenizer: Any, pair: CrowsPair, ids: list[int]) -> str:
+    """The skip reason of a pair whose two sentences become the same token ids."""
+    unk_id = getattr(tokenizer, "unk_token_id", None)
+    more, less = pair.sent_more.split(), pair.sent_less.split()
+    differ = [w for w in more if w not in less] + [w for w in less if w not in more]
+    words = ", ".join(repr(w) for w in dict.fromkeys(differ)) or "the words that differ"
+    if unk_id is not None and unk_id in ids:
+        unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
+        return (
+            f"identical token ids: the two sentences are the same input for the model, as "
+            f"{words} become(s) its unknown token {unk}; nothing differs to score"
+        )
+    return (
+        f"identical token ids: the two sentences are the same input for the model ({words} "
+        "tokenize the same, e.g. differing only in case for an uncased model); nothing "
+        "differs to score"
+    )
+
+
+def skip_label(reason: str) -> str:
+    """The short label of a skip reason (:data:`SKIP_LABELS`), for counts by reason."""
+    for start, label in SKIP_LABELS.items():
+        if reason.startswith(start):
+            return label
+    return reason
 
 
 def sentence_score(logprobs: Sequence[float], scoring: str) -> float:

@@ -9,7 +9,7 @@ import yaml
 
 from biasprobe.probes.model import FILL_MASK
 from biasprobe.probes.templates import SPECIAL_CHARS, Lexicon
-from biasprobe.yamlschema import YAML_TAG, Problems, describe, line, shown, suggest
+from biasprobe.yamlschema import YAML_TAG, Problems, describe, line, shown
 
 Entry = tuple[yaml.Node, yaml.Node]
 """A mapping entry: (key node, value node)."""
@@ -121,7 +121,10 @@ def _target_lexicon(ctx: Context, node: yaml.ScalarNode, where: str) -> tuple[st
     name = node.value.strip()
     lex = ctx.lexicons.get(name)
     if lex is None:
-        ctx.error(node, f"{where}: no lexicon named {shown(name)}{suggest(name, ctx.lexicons)}")
+        ctx.error(
+            node,
+            f"{where}: no lexicon named {shown(name)}{ctx.problems.suggest(name, ctx.lexicons)}",
+        )
         return None
     if lex.words is None:
         ctx.error(

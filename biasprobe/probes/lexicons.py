@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from biasprobe.probes.fields import Context, Entry, distinct, text, words
@@ -54,17 +56,43 @@ def load_lexicons(ctx: Context, entry: Entry | None) -> set[str]:
 def drop_echoes(problems: Problems, invalid: set[str]) -> None:
     """Remove from ``problems`` the echoes of problems already reported: "no lexicon" for a
     lexicon that is written but invalid (its own problem says what is wrong), and any problem
-    listed twice at the same line."""
-    echoes = {f"slot {{{name}}} has no lexicon" for name in invalid}
-    echoes |= {f"no lexicon named {shown(name)}" for name in invalid}
+    listed twice at the same line.
+
+    Linear in the number of problems: each message is looked up, not compared with every
+    invalid lexicon's name.
+    """
+    slots = {f"{{{name}}}" for name in invalid}
+    named = {shown(name) for name in invalid}
+    lengths = sorted({len(n) for n in named})
     kept, seen = [], set()
     for p in problems.items:
         key = (p.line, p.message)
-        if key in seen or any(e in p.message for e in echoes):
+        if key in seen or _echoes(p.message, slots, named, lengths):
             continue
         seen.add(key)
         kept.append(p)
     problems.items[:] = kept
+
+
+def _echoes(message: str, slots: set[str], named: set[str], lengths: list[int]) -> bool:
+    """Whether ``message`` says "slot {x} has no lexicon" or "no lexicon named 'x'" for an x
+    of the invalid lexicons (``slots``: their ``{x}``; ``named``: their quoted names)."""
+    if not slots:
+        return False
+    for found in _SLOT_ECHO.finditer(message):
+        if found.group(1) in slots:
+            return True
+    start = message.find(_NAMED_ECHO)
+    while start >= 0:
+        at = start + len(_NAMED_ECHO)
+        if any(message[at : at + n] in named for n in lengths):
+            return True
+        start = message.find(_NAMED_ECHO, at)
+    return False
+
+
+_SLOT_ECHO = re.compile(r"slot (\{[^{}]*\}) has no lexicon")
+_NAMED_ECHO = "no lexicon named "
 
 
 def _lexicon(ctx: Context, name: str, at: int, node: yaml.Node) -> Lexicon | None:

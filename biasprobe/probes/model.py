@@ -17,6 +17,11 @@ MAX_ITEMS_PER_PAIR = 100_000
 """Upper bound on the number of items one pair entry may expand into."""
 MAX_ITEMS_PER_FILE = 100_000
 """Upper bound on the number of items a whole file may expand into (checked before expanding)."""
+MAX_CHARS_PER_FILE = 100_000_000
+"""Upper bound on the characters of all the sentences a file expands into (both sides of every
+item, and the prior sentences of attribute entries; checked before expanding): 500 characters a
+sentence at :data:`MAX_ITEMS_PER_FILE` items. A small file can otherwise ask for gigabytes, e.g.
+a long lexicon word used many times in a template that another lexicon multiplies."""
 
 
 @dataclass(frozen=True, slots=True)

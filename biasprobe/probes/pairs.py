@@ -11,7 +11,7 @@ import yaml
 from biasprobe.probes.fields import Context, Entry, targets, text, text_at, text_list
 from biasprobe.probes.model import COUNTERFACTUAL, MASK, PairSpec
 from biasprobe.probes.templates import Token, parse_template
-from biasprobe.yamlschema import YAML_TAG, cut, describe, int_value, line, mapping, shown, suggest
+from biasprobe.yamlschema import YAML_TAG, cut, describe, int_value, line, mapping, shown
 
 NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")
 PAIRINGS = ("zip", "product")
@@ -209,7 +209,7 @@ def _pairing(ctx: Context, m: dict[str, Entry], where: str) -> str | None:
         ctx.error(
             m["pairing"][1],
             f"{where}: pairing: expected 'zip' or 'product', found {shown(value)}"
-            f"{suggest(value, PAIRINGS)}",
+            f"{ctx.problems.suggest(value, PAIRINGS)}",
         )
         return None
     return value
@@ -264,7 +264,7 @@ def _contrast_numbers(ctx: Context, node: yaml.Node, n: int, where: str) -> tupl
             f"{where}: contrast: expected a list of alternation numbers, found {describe(node)}",
         )
         return None
-    values: list[int] = []
+    values: set[int] = set()
     ok = True
     for child in node.value:
         if not (isinstance(child, yaml.ScalarNode) and child.tag == YAML_TAG + "int"):
@@ -288,7 +288,7 @@ def _contrast_numbers(ctx: Context, node: yaml.Node, n: int, where: str) -> tupl
             ctx.error(child, f"{where}: contrast: alternation {k} is listed twice")
             ok = False
         else:
-            values.append(k)
+            values.add(k)
     return tuple(sorted(values)) if ok else None
 
 
@@ -303,8 +303,9 @@ def _contrast(e: _Parsed) -> tuple[int, ...] | None:
         contrast = tuple(range(1, len(alternations) + 1))
     ok = True
     template_node = m["template"][1]
+    carries = set(contrast)  # a set: a template may hold tens of thousands of alternations
     for k, alt in enumerate(alternations, start=1):
-        if k in contrast and len(alt.options) != len(groups):
+        if k in carries and len(alt.options) != len(groups):
             ctx.error(
                 template_node,
                 f"{where}: alternation {k} {shown(alt.written)[1:-1]} has {len(alt.options)} "
@@ -331,7 +332,7 @@ def _check_slots(e: _Parsed, pairing: str) -> bool:
             ctx.error(
                 template_node,
                 f"{where}: slot {{{name}}} has no lexicon: expected a key "
-                f"{shown(name)} under 'lexicons'{suggest(name, ctx.lexicons)}",
+                f"{shown(name)} under 'lexicons'{ctx.problems.suggest(name, ctx.lexicons)}",
             )
             ok = False
             continue
@@ -404,7 +405,7 @@ def _attribute(e: _Parsed) -> str | None:
             node,
             f"{where}: attribute: the template has no slot {{{shown(name)[1:-1]}}}; the "
             f"attribute names one of its slots {fmt_list(dict.fromkeys(slots))}"
-            f"{suggest(name, slots)}",
+            f"{ctx.problems.suggest(name, slots)}",
         )
         return None
     lex = ctx.lexicons.get(name)

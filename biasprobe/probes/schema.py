@@ -10,7 +10,9 @@ any item is built.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,12 +20,14 @@ from typing import Any
 import yaml
 
 from biasprobe.errors import ProbeSetError, Problem
+from biasprobe.fsio import NotRegularFileError, read_regular_bytes
 from biasprobe.probes.fields import Context, Entry, targets, text, text_at, text_list
 from biasprobe.probes.lexicons import drop_echoes, load_lexicons
 from biasprobe.probes.model import (
     COUNTERFACTUAL,
     FILL_MASK,
     KINDS,
+    MAX_CHARS_PER_FILE,
     MAX_ITEMS_PER_FILE,
     MAX_ITEMS_PER_PAIR,
     PairSpec,
@@ -31,7 +35,13 @@ from biasprobe.probes.model import (
     ProbeSet,
 )
 from biasprobe.probes.pairs import NAME_RE, load_pair
-from biasprobe.probes.templates import ExpansionError, Token, expand_pair, expansion_size
+from biasprobe.probes.templates import (
+    ExpansionError,
+    Token,
+    expand_pair,
+    expansion_chars,
+    expansion_size,
+)
 from biasprobe.yamlschema import (
     MAX_DEPTH,
     YAML_TAG,
@@ -44,8 +54,8 @@ from biasprobe.yamlschema import (
     int_value,
     line,
     mapping,
+    paused_gc,
     shown,
-    suggest,
 )
 
 TOP_KEYS = (
@@ -63,8 +73,10 @@ TOP_KEYS = (
 )
 TOP_REQUIRED = ("name", "version", "description", "source", "pairs")
 ORIENTATION_KEYS = ("minoritized", "normative")
-MAX_FILE_BYTES = 10_000_000
-"""Largest probe file read (a device or pipe that never ends is cut off here)."""
+MAX_FILE_BYTES = 1_000_000
+"""Largest probe file read. Validation is linear, but a file of a million YAML nodes still takes
+seconds to compose and check; 1 MB holds thousands of written entries (larger sets are written
+with lexicons, which expand up to :data:`MAX_ITEMS_PER_FILE` pairs from a few lines)."""
 _HOLDS = "probe files hold only plain strings, numbers, lists and mappings"
 _HOLDS_PY = "a probe set holds only strings, numbers, booleans, None, lists, tuples and dicts"
 STRING_SOURCE = "<string>"
@@ -106,11 +118,28 @@ def load_probe_set(path: str | Path | Mapping[str, Any]) -> ProbeSet:
             raise ProbeSetError([Problem(file, None, "file does not exist")])
         if p.is_dir():
             raise ProbeSetError([Problem(file, None, "is a directory, expected a YAML file")])
-        with p.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
+        # Only a regular file is read: a FIFO or a device would block or never end.
+        data = read_regular_bytes(p, limit=MAX_FILE_BYTES, what="probe file")
+    except NotRegularFileError as exc:
+        raise ProbeSetError([Problem(file, None, _not_regular(exc, p))]) from None
     except (OSError, ValueError) as exc:
         raise ProbeSetError([Problem(file, None, f"cannot read the file: {exc}")]) from exc
     return _from_bytes(data, file)
+
+
+def _not_regular(exc: NotRegularFileError, p: Path) -> str:
+    """The problem of a path that is not a regular file or is over the size limit, in the words
+    of the other problems (the path is already in front of the message)."""
+    if "over the limit" in exc.message or "grew past" in exc.message:
+        return (
+            f"the file is larger than {MAX_FILE_BYTES // 1_000_000} MB, the limit for a probe file"
+        )
+    try:
+        fifo = stat.S_ISFIFO(p.stat().st_mode)
+    except OSError:
+        fifo = False
+    what = "a FIFO (named pipe)" if fifo else "not a regular file (a device or a socket)"
+    return f"is {what}, expected a YAML file: it is not read, so nothing waits on it"
 
 
 def probes_from_yaml(text: str, *, name: str = STRING_SOURCE) -> ProbeSet:
@@ -239,7 +268,8 @@ def _from_bytes(data: bytes, file: str, *, quote: list[str] | None = None) -> Pr
         message = f"expected UTF-8 text, found an invalid byte at offset {exc.start}"
         raise ProbeSetError([Problem(file, None, message)]) from exc
     problems = Problems(file)
-    probe_set = _load(Context(problems), source_text, hashlib.sha256(data).hexdigest())
+    with paused_gc():  # a big file builds many objects at once, none of them garbage
+        probe_set = _load(Context(problems), source_text, hashlib.sha256(data).hexdigest())
     if probe_set is None or problems:
         if quote is not None:
             problems.items = [_quoted(p, quote) for p in problems.items]
@@ -316,7 +346,7 @@ def _kind(ctx: Context, entry: Entry | None) -> str:
         ctx.error(
             entry[1],
             f"kind: expected {' or '.join(repr(k) for k in KINDS)}, found {shown(value)}"
-            f"{suggest(value, KINDS)}",
+            f"{ctx.problems.suggest(value, KINDS)}",
         )
     return value if value in KINDS else FILL_MASK
 
@@ -419,19 +449,33 @@ def _pairs(
 def _sizes_ok(
     ctx: Context, valid: list[tuple[PairSpec, list[Token], yaml.Node]], pairs_key: yaml.Node
 ) -> bool:
-    """Refuses entries and files that would expand into too many items, before building any."""
-    total = 0
+    """Refuses entries and files that would expand into too many items, or into sentences
+    holding too many characters, before building any."""
+    total = chars = 0
     ok = True
     for spec, tokens, pair_node in valid:
         size = expansion_size(spec, tokens, ctx.lexicons)
         if size > MAX_ITEMS_PER_PAIR:
             ctx.error(
                 pair_node,
-                f"pair {shown(spec.id)}: expands into {size} pairs, more than the limit of "
-                f"{MAX_ITEMS_PER_PAIR} per entry",
+                f"pair {shown(spec.id)}: expands into {_count(size)} pairs, more than the limit "
+                f"of {MAX_ITEMS_PER_PAIR} per entry",
             )
             ok = False
+            continue
         total += size
+        size_chars = expansion_chars(spec, tokens, ctx.lexicons)
+        if size_chars > MAX_CHARS_PER_FILE:
+            ctx.error(
+                pair_node,
+                f"pair {shown(spec.id)}: its {size:,} pairs' sentences would hold "
+                f"{size_chars:,} characters, more than the limit of "
+                f"{MAX_CHARS_PER_FILE:,} per file (shorten the words or templates, or split "
+                "the entry)",
+            )
+            ok = False
+            continue
+        chars += size_chars
     if ok and total > MAX_ITEMS_PER_FILE:
         ctx.error(
             pairs_key,
@@ -439,7 +483,23 @@ def _sizes_ok(
             f"{MAX_ITEMS_PER_FILE} per file",
         )
         ok = False
+    if ok and chars > MAX_CHARS_PER_FILE:
+        ctx.error(
+            pairs_key,
+            f"pairs: the sentences the file expands into would hold {chars:,} characters, more "
+            f"than the limit of {MAX_CHARS_PER_FILE:,} per file (split the file, or shorten "
+            "its words or templates)",
+        )
+        ok = False
     return ok
+
+
+def _count(n: int) -> str:
+    """``n`` in digits, or a huge one by its order of magnitude (Python refuses to print an
+    integer of more than 4,300 digits, and nobody reads one of 30)."""
+    if n < 10**30:
+        return str(n)
+    return f"about 10^{int(n.bit_length() * math.log10(2))}"
 
 
 def _expand_all(

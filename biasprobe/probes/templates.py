@@ -3,7 +3,9 @@
 A template is text with ``[MASK]``, alternations ``[a|b]`` and slots ``{name}``. An entry expands
 into the cartesian product of its *dimensions*: every non-contrast alternation, every distinct
 plain-lexicon slot and every distinct grouped-lexicon slot. :func:`expansion_size` counts the
-product arithmetically, so the loader refuses an oversized file before building anything.
+product arithmetically, and :func:`expansion_chars` the characters of the sentences it makes,
+so the loader refuses an oversized file before building anything. Every step is linear in the
+length of the template (a template may hold tens of thousands of alternations).
 """
 
 from __future__ import annotations
@@ -154,11 +156,12 @@ def _dimensions(
     dims: list[_Dimension] = []
     dim_of: dict[int, int] = {}
     slot_dim: dict[str, int] = {}
+    carries = set(spec.contrast)  # a set: a template may hold tens of thousands of alternations
     alt_no = 0
     for t_index, tok in enumerate(tokens):
         if tok.kind == "alt":
             alt_no += 1
-            if alt_no not in spec.contrast:
+            if alt_no not in carries:
                 dim_of[t_index] = len(dims)
                 dims.append(_Dimension(f"[{alt_no}]", len(tok.options), tok.options, None, False))
         elif tok.kind == "slot" and tok.text in slot_dim:
@@ -184,22 +187,97 @@ def expansion_size(spec: PairSpec, tokens: list[Token], lexicons: dict[str, Lexi
     return math.prod(d.size for d in dims)
 
 
+def expansion_chars(spec: PairSpec, tokens: list[Token], lexicons: dict[str, Lexicon]) -> int:
+    """How many characters the sentences of the entry's items hold, computed without building
+    any: both sides of every item, and the prior sentences of an attribute entry.
+
+    Each piece of the template is counted once per item it appears in: literal text and the
+    mask in every item, a contrast alternation's two options in every item, and a dimension's
+    words each in the items that choose them (``items / size`` of them). Whitespace that
+    joining later collapses is counted, so this is an upper bound of what is built (exact
+    when the template's text holds no doubled spaces).
+    """
+    dims, dim_of = _dimensions(spec, tokens, lexicons)
+    items = math.prod(d.size for d in dims)
+    if items == 0:
+        return 0
+    total = _sentence_chars(spec, tokens, dims, dim_of, items, prior=False)
+    if spec.attribute is not None:
+        total += _sentence_chars(spec, tokens, dims, dim_of, items, prior=True)
+    return total
+
+
+def _sentence_chars(
+    spec: PairSpec,
+    tokens: list[Token],
+    dims: list[_Dimension],
+    dim_of: dict[int, int],
+    items: int,
+    prior: bool,
+) -> int:
+    """:func:`expansion_chars` of the sentences (``prior``: of the prior sentences)."""
+    carries = set(spec.contrast)
+    per_dim: dict[int, int] = {}
+    total = 0
+    alt_no = 0
+    for t_index, tok in enumerate(tokens):
+        if tok.kind == "text":
+            total += 2 * len(tok.text) * items
+        elif tok.kind == "mask":
+            total += 2 * len(MASK) * items
+        elif tok.kind == "alt" and (alt_no := alt_no + 1) in carries:
+            total += (len(tok.options[0]) + len(tok.options[1])) * items
+        else:
+            d = dim_of[t_index]
+            if d not in per_dim:
+                masked = prior and tok.kind == "slot" and tok.text == spec.attribute
+                per_dim[d] = _choice_chars(dims[d], masked)
+            total += per_dim[d] * (items // dims[d].size)
+    return total
+
+
+def _choice_chars(dim: _Dimension, masked: bool) -> int:
+    """Characters of both sides' words over all of a dimension's choices (``masked``: each
+    word written as its prior sentence's masks, one ``[MASK]`` per whitespace-separated word)."""
+
+    def length(word: str) -> int:
+        return len(" ".join([MASK] * len(word.split()))) if masked else len(word)
+
+    a = sum(length(w) for w in dim.a)
+    if dim.b is None:
+        return 2 * a
+    b = sum(length(w) for w in dim.b)
+    return len(dim.b) * a + len(dim.a) * b if dim.product else a + b
+
+
 def join(pieces: list[tuple[str, bool]]) -> str:
-    """Joins literal text and filled values; an empty fill leaves no doubled or stray space."""
-    out = ""
+    """Joins literal text and filled values; an empty fill leaves no doubled or stray space.
+
+    Whitespace runs are collapsed to one space at the end, so the only thing an empty fill
+    changes is punctuation after it: ``"a [|x] , b"`` gives ``"a, b"``, not ``"a , b"``.
+    Linear in the length of the result (a template may hold tens of thousands of fills).
+    """
+    parts: list[str] = []
+    has_text = False  # whether the parts so far hold anything but whitespace
     gap = False
     for piece, is_fill in pieces:
         if is_fill and not piece:
             gap = True
             continue
-        if gap:
-            if not out.strip():
-                piece = piece.lstrip()
-            elif out[-1:].isspace() and (piece[:1].isspace() or piece[:1] in ",.;:!?"):
-                out = out.rstrip()
-            gap = False
-        out += piece
-    return " ".join(out.split())
+        if gap and has_text and parts and parts[-1][-1:].isspace() and piece[:1] in _PUNCT:
+            while parts:  # strip the whitespace the empty fill left before the punctuation
+                last = parts[-1].rstrip()
+                if last:
+                    parts[-1] = last
+                    break
+                parts.pop()
+        gap = False
+        parts.append(piece)
+        has_text = has_text or not piece.isspace()
+    return " ".join("".join(parts).split())
+
+
+_PUNCT = frozenset(",.;:!?")
 
 
 def slug(word: str) -> str:
@@ -214,9 +292,11 @@ def _side(
     combo: tuple[tuple[str, str], ...],
     dim_of: dict[int, int],
     side: int,
+    carries: frozenset[int],
     prior: bool = False,
 ) -> str:
-    """One side's sentence; ``prior`` replaces each word of the attribute slot by a mask."""
+    """One side's sentence; ``prior`` replaces each word of the attribute slot by a mask.
+    ``carries``: the entry's contrast alternations, as a set."""
     pieces: list[tuple[str, bool]] = []
     alt_no = 0
     for t_index, tok in enumerate(tokens):
@@ -226,7 +306,7 @@ def _side(
             pieces.append((MASK, False))
         elif tok.kind == "alt":
             alt_no += 1
-            if alt_no in spec.contrast:
+            if alt_no in carries:
                 pieces.append((tok.options[side], True))
             else:
                 pieces.append((combo[dim_of[t_index]][side], True))
@@ -254,10 +334,14 @@ def expand_pair(
     dims, dim_of = _dimensions(spec, tokens, lexicons)
     minoritized = spec.groups.index(spec.minoritized)
     attr_dim = next((d for d, dim in enumerate(dims) if dim.name == spec.attribute), None)
+    carries = frozenset(spec.contrast)
     # one (slot, "wordA|wordB") tuple per choice, shared by every item that makes it
     fill_of: dict[tuple[int, str, str], tuple[str, str]] = {}
     for combo in itertools.product(*(d.choices() for d in dims)):
-        sentences = (_side(tokens, spec, combo, dim_of, 0), _side(tokens, spec, combo, dim_of, 1))
+        sentences = (
+            _side(tokens, spec, combo, dim_of, 0, carries),
+            _side(tokens, spec, combo, dim_of, 1, carries),
+        )
         suffix = [
             f"{slug(a)}-{slug(b)}" if dim.b is not None else slug(a)
             for dim, (a, b) in zip(dims, combo, strict=True)
@@ -272,8 +356,8 @@ def expand_pair(
         if attr_dim is not None:
             attribute = combo[attr_dim][0]
             prior = (
-                _side(tokens, spec, combo, dim_of, 0, prior=True),
-                _side(tokens, spec, combo, dim_of, 1, prior=True),
+                _side(tokens, spec, combo, dim_of, 0, carries, prior=True),
+                _side(tokens, spec, combo, dim_of, 1, carries, prior=True),
             )
             prior_index = _target_mask_index(tokens, spec, combo, dim_of)
         yield ProbeItem(
