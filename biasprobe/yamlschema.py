@@ -166,6 +166,12 @@ class Problems:
         self.file = file
         self.items: list[Problem] = []
         self.suggestions = 0
+        #: Parts of the file already reported as wrong (e.g. ``"orientation"``): checks that
+        #: depend on them stay silent rather than report the same mistake again.
+        self.broken: set[str] = set()
+        #: (id of a mapping node, known key) for every unknown key reported as a likely
+        #: misspelling of that known key in that mapping.
+        self.misspelt: set[tuple[int, str]] = set()
 
     def suggest(self, word: str, known: Iterable[str]) -> str:
         """:func:`suggest`, for the first :data:`MAX_SUGGESTIONS` calls on this file only: a
@@ -429,6 +435,7 @@ def mapping(
         return None
     known = None if known is None else tuple(known)
     out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+    meant: set[str] = set()  # known keys an unknown key looks like a misspelling of
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             problems.add(key_node, f"{prefix}expected a plain key, found {describe(key_node)}")
@@ -443,10 +450,13 @@ def mapping(
         if known is not None and key not in known:
             hint = problems.suggest(key, known)
             problems.add(key_node, f"{prefix}unknown key {shown(key)}{hint}")
+            meant.update(k for k in known if hint == f" (did you mean {k!r}?)")
             continue
         out[key] = (key_node, value_node)
+    problems.misspelt.update((id(node), k) for k in meant)
     for key in required:
-        if key not in out:
+        # a misspelt key already says what is missing ("did you mean 'minoritized'?")
+        if key not in out and key not in meant:
             problems.add(owner or node, f"{prefix}missing required key {key!r}")
     return out
 

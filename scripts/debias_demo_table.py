@@ -34,14 +34,18 @@ def main(work: Path) -> None:
             cells = []
             for m in models:
                 r = next(x for x in rows if x["model"] == m and x["score"] == s)
-                cells.append(f"{float(r['mean']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}] ({r['n']})")
+                cells.append(
+                    f"{float(r['mean']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}] ({r['n']})"
+                )
             print(f"| {s} | " + " | ".join(cells) + " |")
     print("\nCrowS-Pairs (gender): % pairs where the stereotyping sentence is more likely [95% CI]")
     for m in ("base", "cda", "dropout"):
         path = work / f"crows-{m}" / "summary.csv"
         if path.is_file():
             r = next(csv.DictReader(path.open()))
-            print(f"| {m} | {float(r['metric']):.1f} [{float(r['ci_low']):.1f}, {float(r['ci_high']):.1f}] | n {r['n']} |")
+            print(
+                f"| {m} | {float(r['metric']):.1f} [{float(r['ci_low']):.1f}, {float(r['ci_high']):.1f}] | n {r['n']} |"
+            )
 
 
 if __name__ == "__main__":

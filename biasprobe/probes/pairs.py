@@ -240,6 +240,10 @@ def _minoritized(
         return None
     a, b = cut(groups[0]), cut(groups[1])
     if orientation is None:
+        if "orientation" in ctx.problems.broken:  # the top-level orientation is reported
+            return None
+        if (id(pair_node), "minoritized") in ctx.problems.misspelt:  # reported as misspelt
+            return None
         ctx.error(
             pair_node,
             f"{where}: no orientation: add 'minoritized: {a}' (or {b}) to the "

@@ -398,6 +398,15 @@ def _default_targets(ctx: Context, entry: Entry | None) -> tuple[str, ...]:
 def _orientation(ctx: Context, entry: Entry | None) -> tuple[str, str] | None:
     if entry is None:
         return None
+    before = len(ctx.problems)
+    found = _orientation_labels(ctx, entry)
+    if found is None and len(ctx.problems) > before:
+        # reported once here; the pairs then do not each say "no orientation"
+        ctx.problems.broken.add("orientation")
+    return found
+
+
+def _orientation_labels(ctx: Context, entry: Entry) -> tuple[str, str] | None:
     node = entry[1]
     m = mapping(node, ctx.problems, ORIENTATION_KEYS, ORIENTATION_KEYS, "orientation", entry[0])
     if m is None:
