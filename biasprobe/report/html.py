@@ -35,8 +35,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import fnmatch
-import html
-import json
 import math
 import shlex
 import zlib
@@ -63,6 +61,7 @@ from biasprobe.report.figures import (
     TOP_FILLS_LABELLED,
     quantize16,
 )
+from biasprobe.report.htmlkit import Markup, escape, html, join, script_json
 from biasprobe.results import RunResult
 from biasprobe.scores import SIGNED_SCORES, spearman_fixed
 
@@ -694,7 +693,7 @@ def _num(x: Any) -> float:
 
 # --------------------------------------------------------------------------- HTML pieces
 
-_e = html.escape
+_e = escape
 
 
 def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
@@ -1308,7 +1307,7 @@ def _left_out(
     base_depth: int,
     big_depth: int,
     command: str,
-) -> dict[str, Any]:
+) -> dict[str, Markup]:
     """What the page leaves out, in words (HTML), with the command that brings it back."""
     n_big = len(big)
     chosen = (
@@ -1318,38 +1317,53 @@ def _left_out(
     )
     example = shlex.quote(pairs[-1].pair_id) if pairs else "'ID'"
     partial = [e for e in entries if e.stored is not None]
-    store = ""
+    store = Markup("")
     if partial:
-        names = ", ".join(e.label for e in partial)
-        store = (
-            f" The runs of {names} stored only each pair's top "
-            f"{', '.join(sorted({str(e.stored) for e in partial}))} tokens: the "
-            "&quot;all&quot; view and the Spearman ρ over all tokens need a run with "
-            "<code>--store full</code>."
+        store = html(
+            " The runs of {} stored only each pair's top {} tokens: the &quot;all&quot; view "
+            "and the Spearman ρ over all tokens need a run with <code>--store full</code>.",
+            ", ".join(e.label for e in partial),
+            ", ".join(sorted({str(e.stored) for e in partial})),
         )
     if n_big >= len(pairs):
-        short = f"Every pair has all the views embedded (top {big_depth} and, where stored, all)."
-        long = short + store
+        short = html(
+            "Every pair has all the views embedded (top {} and, where stored, all).", big_depth
+        )
+        long = join([short, store])
     else:
-        short = (
-            f"Every pair has the top-{base_depth} view embedded; the top-{big_depth} and "
-            f"&quot;all&quot; views, the target words and the exact texts only {n_big} of "
-            f"{len(pairs)} pairs ({_e(chosen)}). To embed them for another pair: "
-            f"<code>{_e(command)} --pairs {_e(example)}</code> (a glob; repeat it for several)."
+        short = html(
+            "Every pair has the top-{base} view embedded; the top-{big} and &quot;all&quot; "
+            "views, the target words and the exact texts only {n_big} of {n} pairs ({chosen}). "
+            "To embed them for another pair: <code>{command} --pairs {example}</code> (a glob; "
+            "repeat it for several).",
+            base=base_depth,
+            big=big_depth,
+            n_big=n_big,
+            n=len(pairs),
+            chosen=chosen,
+            command=command,
+            example=example,
         )
-        long = (
-            f"To keep the page small, every pair embeds the union of each side's top "
-            f"{base_depth} tokens (exact float32 log-probs and ranks); {n_big} of {len(pairs)} "
-            f"pairs ({_e(chosen)}) also embed the union of each side's top {big_depth}, the "
-            "full vocabulary (16-bit) for the &quot;all&quot; view when the run stored it, "
-            "the target words' table and the exact text each model saw. For any other pair, "
-            "these are in the run folder (<code>targets.csv</code>, <code>topk.csv</code>, "
-            f"the log-probs); to draw them here, write the report again with <code>"
-            f"{_e(command)} --pairs {_e(example)}</code> (a glob on the pair id, e.g. "
-            "<code>--pairs 'names-*'</code>; repeat it for several; it replaces the default "
-            "choice)." + store
+        long = html(
+            "To keep the page small, every pair embeds the union of each side's top {base} "
+            "tokens (exact float32 log-probs and ranks); {n_big} of {n} pairs ({chosen}) also "
+            "embed the union of each side's top {big}, the full vocabulary (16-bit) for the "
+            "&quot;all&quot; view when the run stored it, the target words' table and the exact "
+            "text each model saw. For any other pair, these are in the run folder "
+            "(<code>targets.csv</code>, <code>topk.csv</code>, the log-probs); to draw them "
+            "here, write the report again with <code>{command} --pairs {example}</code> (a glob "
+            "on the pair id, e.g. <code>--pairs 'names-*'</code>; repeat it for several; it "
+            "replaces the default choice).{store}",
+            base=base_depth,
+            big=big_depth,
+            n_big=n_big,
+            n=len(pairs),
+            chosen=chosen,
+            command=command,
+            example=example,
+            store=store,
         )
-    return {"short": short + (store if n_big < len(pairs) else ""), "long": long}
+    return {"short": join([short, store]) if n_big < len(pairs) else short, "long": long}
 
 
 def _isna(x: Any) -> bool:
@@ -1590,22 +1604,9 @@ def _asset(name: str) -> str:
     return resources.files("biasprobe.report").joinpath("assets", name).read_text("utf-8")
 
 
-def _script_json(payload: Any) -> str:
-    """JSON safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` and no NaN."""
-    text = json.dumps(_clean(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return _clean(x.item())
-    return x
+def _script_json(payload: Any) -> Markup:
+    """JSON safe inside a ``<script>`` element (see :func:`biasprobe.report.htmlkit.script_json`)."""
+    return script_json(payload)
 
 
 def _page(
