@@ -880,6 +880,14 @@ def load_run(run_dir: str | Path) -> RunResult:
     d = Path(run_dir)
     meta = read_meta(d, None, "run folder")
     where = d / RESULTS_JSON
+    if meta.get("kind") is not None:  # fill-mask run folders carry no kind
+        inside = (
+            " (its report is the report.html inside it)" if meta["kind"] == "crows-pairs" else ""
+        )
+        raise RunFolderError(
+            f"{d} is a {str(meta['kind'])[:40]!r} run folder{inside}, not a fill-mask run folder "
+            f"({where} has kind {str(meta['kind'])[:40]!r})"
+        )
     check_meta(meta, where)
     _inside(d, RESULTS_JSON)
     files = meta.get("files")

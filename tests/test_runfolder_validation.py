@@ -565,3 +565,11 @@ def test_name_part():
     assert name_part("/abs/path", "x") == "abs_path"
     assert name_part("..", "x") == "x" and name_part("", "x") == "x" and name_part(None, "x") == "x"
     assert default_report_path("a/b", "../c") == Path("reports") / "a_b-c.html"
+
+
+def test_report_of_a_crows_run_folder_says_what_it_is(runs, tmp_path):
+    from biasprobe.cli import app
+
+    res = CliRunner().invoke(app, ["report", str(runs["crows"]), "-o", str(tmp_path / "r.html")])
+    assert res.exit_code == 2 and "'crows-pairs' run folder" in res.output, res.output
+    assert "report.html inside it" in res.output and "internal error" not in res.output
