@@ -709,22 +709,23 @@ def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
     return f'<td class="num" data-v="{key}">{_fmt(v, digits, signed)}</td>'
 
 
-def _tdt(text: Any, cls: str = "") -> str:
-    c = f' class="{cls}"' if cls else ""
-    return f"<td{c}>{_e(str(text))}</td>"
+def _tdt(text: Any, cls: str = "") -> Markup:
+    if cls:
+        return html('<td class="{}">{}</td>', cls, str(text))
+    return html("<td>{}</td>", str(text))
 
 
-def _kv_html(d: Any) -> str:
+def _kv_html(d: Any) -> Markup:
     """A nested mapping as an escaped definition list."""
     if isinstance(d, Mapping):
         if not d:
-            return "<span class='muted'>—</span>"
-        rows = "".join(f"<dt>{_e(str(k))}</dt><dd>{_kv_html(v)}</dd>" for k, v in d.items())
-        return f"<dl>{rows}</dl>"
+            return Markup("<span class='muted'>—</span>")
+        rows = join(html("<dt>{}</dt><dd>{}</dd>", str(k), _kv_html(v)) for k, v in d.items())
+        return html("<dl>{}</dl>", rows)
     if isinstance(d, list | tuple):
         if not d:
-            return "<span class='muted'>—</span>"
-        return "<ul>" + "".join(f"<li>{_kv_html(v)}</li>" for v in d) + "</ul>"
+            return Markup("<span class='muted'>—</span>")
+        return html("<ul>{}</ul>", join(html("<li>{}</li>", _kv_html(v)) for v in d))
     return _e("" if d is None else str(d))
 
 
@@ -747,11 +748,18 @@ def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -
     created = ", ".join(str(r.meta.get("created", "?")) for r in runs)
     model_list = ", ".join(e.label for e in entries)
     base = f" (base: {entries[0].label})" if len(entries) > 1 else ""
-    return f"""<header>
-<h1>{_e(title)}</h1>
-<p class="facts">Probe set <b>{_e(set_line)}</b> · models <b>{_e(model_list)}</b>{_e(base)} ·
-run {_e(created)} · <a href="#provenance">provenance</a></p>
-</header>"""
+    return html(
+        """<header>
+<h1>{title}</h1>
+<p class="facts">Probe set <b>{sets}</b> · models <b>{models}</b>{base} ·
+run {created} · <a href="#provenance">provenance</a></p>
+</header>""",
+        title=title,
+        sets=set_line,
+        models=model_list,
+        base=base,
+        created=created,
+    )
 
 
 def _provenance_html(runs: Sequence[RunResult]) -> str:
@@ -762,30 +770,40 @@ def _provenance_html(runs: Sequence[RunResult]) -> str:
         meta = run.meta
         ps = meta.get("probe_set", {}) or {}
         versions = meta.get("versions", {}) or {}
-        models_rows = "".join(
-            "<tr>"
-            + _tdt(m.get("name", ""))
-            + _tdt(m.get("slug", ""))
-            + _tdt(m.get("mask_token", ""))
-            + _tdt(m.get("vocab_size", ""))
-            + f"<td>{_kv_html(m.get('info', {}))}</td>"
-            + "</tr>"
+        models_rows = join(
+            html(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                m.get("name", ""),
+                m.get("slug", ""),
+                m.get("mask_token", ""),
+                m.get("vocab_size", ""),
+                _kv_html(m.get("info", {})),
+            )
             for m in meta.get("models", [])
         )
-        base = " (the first model is the base)" if r_i == 0 else ""
         run_blocks.append(
-            f"""<details class="run">
-<summary>Run <code>{_e(str(meta.get("run_id", "?")))}</code> · probe set
-<b>{_e(str(ps.get("name", "?")))}</b> · created {_e(str(meta.get("created", "?")))}</summary>
+            html(
+                """<details class="run">
+<summary>Run <code>{run_id}</code> · probe set
+<b>{name}</b> · created {created}</summary>
 <div class="prov">
-<div><h4>Probe set</h4>{_kv_html(ps)}</div>
-<div><h4>Settings</h4>{_kv_html(meta.get("settings", {}))}</div>
-<div><h4>Versions</h4>{_kv_html(versions)}</div>
+<div><h4>Probe set</h4>{ps}</div>
+<div><h4>Settings</h4>{settings}</div>
+<div><h4>Versions</h4>{versions}</div>
 </div>
 <h4>Models{base}</h4>
 <table class="models"><thead><tr><th>name</th><th>slug</th><th>mask token</th>
 <th>vocab size</th><th>info</th></tr></thead><tbody>{models_rows}</tbody></table>
-</details>"""
+</details>""",
+                run_id=str(meta.get("run_id", "?")),
+                name=str(ps.get("name", "?")),
+                created=str(meta.get("created", "?")),
+                ps=_kv_html(ps),
+                settings=_kv_html(meta.get("settings", {})),
+                versions=_kv_html(versions),
+                base=" (the first model is the base)" if r_i == 0 else "",
+                models_rows=models_rows,
+            )
         )
     run_versions = ", ".join(
         str((r.meta.get("versions") or {}).get("biasprobe", "?")) for r in runs
@@ -1129,12 +1147,14 @@ def _topk_table(entry: _Entry, pair: _Pair) -> str:
             else:
                 cells.append("<td></td><td></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    ga, gb = (_e(str(pair.items[k]["group"])) for k in (0, 1))
-    return (
-        f"<figure class='topk'><figcaption>{_e(entry.label)}</figcaption>"
-        "<table><thead><tr><th>rank</th>"
-        f"<th>A: {ga}</th><th>log p</th><th>B: {gb}</th><th>log p</th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></figure>"
+    return html(
+        "<figure class='topk'><figcaption>{}</figcaption><table><thead><tr><th>rank</th>"
+        "<th>A: {}</th><th>log p</th><th>B: {}</th><th>log p</th></tr></thead>"
+        "<tbody>{}</tbody></table></figure>",
+        entry.label,
+        str(pair.items[0]["group"]),
+        str(pair.items[1]["group"]),
+        Markup("".join(body)),
     )
 
 
@@ -1245,11 +1265,8 @@ def _pair_section(
     topk = "".join(_topk_table(e, pair) for e in present)
     src = pair.items[0].get("source", "")
     figs = _figures_html(present, pair)
-    ia, ib = pair.items[0], pair.items[1]
     return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
-<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
-({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
-({_e(str(ib["group"]))})</small></h3>
+{_pair_heading(pair)}
 <div class="figs">{figs}</div>
 {_targets_table(entries, present, pair)}
 <h4>Scores of this pair</h4>
@@ -1267,11 +1284,31 @@ def _pair_section(
 </section>"""
 
 
-def _figures_html(present: list[_Entry], pair: _Pair) -> str:
+def _pair_heading(pair: _Pair) -> Markup:
+    """The heading of a pair's section: its label, both template sentences and groups."""
+    ia, ib = pair.items[0], pair.items[1]
+    return html(
+        "<h3>{} <small>A: <q>{}</q>\n({}) · B: <q>{}</q>\n({})</small></h3>",
+        pair.label,
+        str(ia["template_sentence"]),
+        str(ia["group"]),
+        str(ib["template_sentence"]),
+        str(ib["group"]),
+    )
+
+
+def _figures_html(present: list[_Entry], pair: _Pair) -> Markup:
     """The plot boxes of a pair: scatters first (one per model), then the differences views."""
-    return "".join(
-        f'<figure><figcaption>{_e(e.label)} · {kind_text}</figcaption><div class="plot" '
-        f'data-kind="{kind}" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+    return join(
+        html(
+            '<figure><figcaption>{} · {}</figcaption><div class="plot" data-kind="{}" '
+            'data-pair="{}" data-entry="{}"></div></figure>',
+            e.label,
+            kind_text,
+            kind,
+            pair.index,
+            e.index,
+        )
         for kind, kind_text in (
             ("scatter", "scatter"),
             ("diff", "differences"),
@@ -1284,12 +1321,9 @@ def _light_pair_section(entries: list[_Entry], pair: _Pair) -> str:
     """A pair outside the chosen few: its figures (default view) and top-k lists, both drawn
     from the embedded tokens by the page script; its scores are in the per-pair tables."""
     present = [e for e in entries if e.index in pair.cells]
-    ia, ib = pair.items[0], pair.items[1]
     cols = max(1, len(present))
     return f"""<section class="pair light" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
-<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
-({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
-({_e(str(ib["group"]))})</small></h3>
+{_pair_heading(pair)}
 <div class="figs">{_figures_html(present, pair)}</div>
 <h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only. This pair's
 scores: <a href="#summary">per-pair table</a>. Target words, the exact text each model saw and
