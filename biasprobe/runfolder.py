@@ -294,9 +294,16 @@ def read_table(
             continue
         raw = table[col]
         if col in numbers or col in counts:
-            values = pd.to_numeric(raw, errors="coerce")
-            given = raw.notna() & (raw.astype(str).str.strip().str.lower() != "nan")
-            wrong = given & (values.isna() | ~np.isfinite(values.astype(float)))
+            if raw.dtype.kind in "iufb":  # parsed as numbers already: the common, fast case
+                values = raw.astype(float)
+                wrong = np.isinf(values)
+            else:  # some cell is not a number: find it (a written "nan" is a missing value)
+                values = pd.to_numeric(raw, errors="coerce").astype(float)
+                wrong = np.isinf(values)
+                unread = values.isna() & raw.notna()
+                if unread.any():
+                    text = raw[unread].astype(str).str.strip().str.lower()
+                    wrong |= unread & ~text.reindex(raw.index).isin(["nan"]).fillna(False)
             if col in counts:
                 whole = values.isna() | ((values >= 0) & (values == np.floor(values)))
                 wrong |= ~whole
@@ -306,7 +313,8 @@ def read_table(
                 raise RunFolderError(
                     f"{path}:{at + 2}: column {col}: expected {kind}, found {raw.iloc[at]!r}"
                 )
-            table[col] = values
+            if raw.dtype.kind not in "iufb":
+                table[col] = values  # text "nan" cells read as missing numbers
         if col in filled and table[col].isna().any():
             at = int(np.flatnonzero(table[col].isna().to_numpy())[0])
             raise RunFolderError(f"{path}:{at + 2}: column {col}: a value is missing")
