@@ -888,6 +888,15 @@ def load_run(run_dir: str | Path) -> RunResult:
             f"{d} is a {str(meta['kind'])[:40]!r} run folder{inside}, not a fill-mask run folder "
             f"({where} has kind {str(meta['kind'])[:40]!r})"
         )
+    try:
+        return _load_checked(d, meta)
+    except RunFolderError as e:
+        raise RunFolderError(f"cannot read run folder {d}: {e}") from None
+
+
+def _load_checked(d: Path, meta: dict[str, Any]) -> RunResult:
+    """:func:`load_run` past ``results.json``'s kind: every check, then the result."""
+    where = d / RESULTS_JSON
     check_meta(meta, where)
     _inside(d, RESULTS_JSON)
     files = meta.get("files")

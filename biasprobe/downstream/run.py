@@ -162,10 +162,19 @@ def load_downstream_run(run_dir: str | Path) -> DownstreamResult:
         RunFolderError: the folder is missing, not a downstream run, or a file is unreadable or
             does not fit; the message names the file.
     """
-    from biasprobe.results import _inside
 
     d = Path(run_dir)
     meta = runfolder.read_meta(d, "downstream", "downstream run folder")
+    try:
+        return _load_checked(d, meta)
+    except RunFolderError as e:
+        raise RunFolderError(f"cannot read run folder {d}: {e}") from None
+
+
+def _load_checked(d: Path, meta: dict[str, Any]) -> DownstreamResult:
+    """:func:`load_downstream_run` past ``results.json``'s kind: every check, then the result."""
+    from biasprobe.results import _inside
+
     where = d / runfolder.RESULTS_JSON
     runfolder.check_meta(meta, where)
     files = meta.get("files")
