@@ -5,7 +5,8 @@ HTML text, :func:`html` fills a literal template whose placeholders are always e
 :class:`Markup` marks what is already HTML (the output of these functions), so that it is not
 escaped twice. Text from probe files, run folders and model metadata (model names and paths,
 tokens, group labels, sentences, ids) therefore never reaches a page unescaped by accident: a
-value only skips escaping by being :class:`Markup`, which only this module makes.
+value only skips escaping by being :class:`Markup`, which the renderers make only from these
+functions' output and from their own fixed markup (a stylesheet, a constant note).
 ``tests/test_report_security.py`` checks the renderers' sources for HTML built by an f-string
 or ``+`` from anything but these functions and a few reviewed helpers.
 
