@@ -927,9 +927,13 @@ def report(
             raise UsageError("--pairs is not available for downstream runs")
         typer.echo(f"wrote {safe_text(_downstream_report(run_dirs, out, title, figures))}")
         return
+    from biasprobe.runfolder import default_report_path
+
     runs = [load_run(d) for d in run_dirs]
     first = runs[0].meta
-    target = out or Path("reports") / f"{first['probe_set']['name']}-{first['run_id']}.html"
+    target = out or default_report_path(
+        (first.get("probe_set") or {}).get("name"), first.get("run_id")
+    )
     path = write_report(
         runs,
         target,
@@ -956,8 +960,10 @@ def _downstream_report(
     if figures:
         raise _usage("--figures is not available for downstream runs yet")
     runs = [load_downstream_run(d) if is_downstream_run(d) else load_run(d) for d in run_dirs]
+    from biasprobe.runfolder import default_report_path
+
     first = next(r for r in runs if hasattr(r, "set_name"))
-    target = out or Path("reports") / f"{first.set_name}-{first.meta['run_id']}.html"
+    target = out or default_report_path(first.set_name, first.meta.get("run_id"))
     return write_downstream_report(runs, target, title=title)
 
 

@@ -18,7 +18,6 @@ module imports neither torch nor pandas; the figures import plotly when drawn.
 
 from __future__ import annotations
 
-import html
 import math
 import re
 from collections.abc import Sequence
@@ -52,7 +51,9 @@ def _cut(text: Any, limit: int = MAX_TEXT) -> str:
 
 
 def _e(text: Any) -> str:
-    return html.escape(str(text), quote=True)
+    from biasprobe.report.htmlkit import escape
+
+    return escape(str(text))
 
 
 def _num(x: Any, digits: int = 2) -> str:

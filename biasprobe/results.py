@@ -16,12 +16,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zlib import error as zlib_error
 
 import numpy as np
 import pandas as pd
 
 from biasprobe.errors import NotStoredError, RunFolderError
-from biasprobe.runfolder import RESULTS_JSON, read_meta, read_table, save_run_folder
+from biasprobe.runfolder import (
+    RESULTS_JSON,
+    check_meta,
+    read_meta,
+    read_table,
+    save_run_folder,
+)
 from biasprobe.scores import full_ranks, topk
 
 TABLES = ("items", "topk", "scores", "summary", "targets")
@@ -117,12 +124,17 @@ class VocabLogProbs:
     @classmethod
     def load(cls, path: Path) -> VocabLogProbs:
         """Read a file written by :meth:`save`."""
-        with np.load(path, allow_pickle=False) as z:
+        z = _read_npz(path, ("sentences", "logprobs", "vocab"))
+        if z["sentences"].ndim != 1 or z["vocab"].ndim != 1 or z["logprobs"].dtype.kind != "f":
+            raise RunFolderError(f"{path}: sentences, vocab or logprobs of the wrong shape or type")
+        try:
             return cls(
                 sentences=tuple(str(s) for s in z["sentences"]),
                 logprobs=np.asarray(z["logprobs"], dtype=np.float32),
                 vocab=tuple(str(s) for s in z["vocab"]),
             )
+        except ValueError as e:
+            raise RunFolderError(f"{path}: {e}") from None
 
 
 #: How a model's log-probs are stored (``--store``): the union of both sides' top-N tokens of
@@ -132,6 +144,46 @@ DEFAULT_STORE_TOP_N = 1000
 #: The base model's top tokens per side that every later model of a run also stores, so the
 #: comparison's Spearman ρ over the base's top 300 stays exact (:func:`spearman_fixed`).
 BASE_EXTRA = 300
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for reading if it is a regular file (a FIFO is refused, never waited on).
+
+    Raises:
+        RunFolderError: it is not a regular file, or cannot be opened.
+    """
+    import os
+    import stat
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise RunFolderError(f"cannot read {path}: {e.strerror or e}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise RunFolderError(f"cannot read {path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _read_npz(path: Path, keys: Any = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` file (only ``keys`` when given), no pickles.
+
+    Raises:
+        RunFolderError: the file is not a regular file, not an ``.npz`` or lacks a key.
+    """
+    with _open_regular(path) as f:
+        try:
+            with np.load(f, allow_pickle=False) as z:
+                names = z.files if keys is None else keys
+                missing = [k for k in names if k not in z.files]
+                if missing:
+                    raise RunFolderError(f"{path}: no array {', '.join(missing)} in it")
+                return {k: z[k] for k in names}
+        except RunFolderError:
+            raise
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib_error) as e:
+            raise RunFolderError(f"cannot read {path}: {e}") from None
 
 
 def _shuffled(values: np.ndarray) -> np.ndarray:
@@ -205,9 +257,11 @@ class PairStore:
         self._cleanup = cleanup  # keeps a temporary folder alive as long as the store
         self._where: dict[str, tuple[int, int]] = {}
         for n, path in enumerate(self.shards):
-            with np.load(path, allow_pickle=False) as z:
-                for k, pid in enumerate(z["pair_ids"].tolist()):
-                    self._where.setdefault(str(pid), (n, k))
+            ids = _read_npz(path, ("pair_ids",))["pair_ids"]
+            if ids.ndim != 1:
+                raise RunFolderError(f"{path}: pair_ids has shape {ids.shape}, expected one row")
+            for k, pid in enumerate(ids.tolist()):
+                self._where.setdefault(str(pid), (n, k))
         self._loaded: dict[int, dict[str, np.ndarray]] = {}
 
     def __repr__(self) -> str:
@@ -223,8 +277,8 @@ class PairStore:
 
     def _shard(self, n: int) -> dict[str, np.ndarray]:
         if n not in self._loaded:
-            with np.load(self.shards[n], allow_pickle=False) as z:
-                data = {key: z[key] for key in z.files}
+            data = _read_npz(self.shards[n])
+            _check_shard(self.shards[n], data, self.top_n, len(self.vocab))
             if len(self._loaded) >= 2:
                 self._loaded.pop(next(iter(self._loaded)))
             self._loaded[n] = data
@@ -311,6 +365,80 @@ class PairStore:
             out[f"logprob_{side}"] = lp
             out[f"rank_{side}"] = ranks
         return out
+
+
+_TOPN_KEYS = ("pair_ids", "depth", "offsets", "id_steps")
+_SIDE_KEYS = ("logprob_{}", "far_rank_{}", "far_offsets_{}")
+
+
+def _check_shard(path: Path, z: dict[str, np.ndarray], top_n: int | None, n_vocab: int) -> None:
+    """Check that a shard's arrays fit together as :class:`PairStoreWriter` writes them, so that
+    no pair reads past an array or outside the vocabulary.
+
+    Raises:
+        RunFolderError: the first misfit, naming the shard.
+    """
+
+    def bad(what: str) -> RunFolderError:
+        return RunFolderError(f"{path}: {what}; the run folder was edited or damaged")
+
+    def ints(key: str, ndim: int = 1) -> np.ndarray:
+        arr = z[key]
+        if arr.dtype.kind not in "iu" or arr.ndim != ndim:
+            raise bad(
+                f"{key} must be integers in {ndim} dimension(s), found {arr.dtype} {arr.shape}"
+            )
+        return arr.astype(np.int64)
+
+    def bounds(key: str, n: int, end: int) -> np.ndarray:
+        off = ints(key)
+        if off.size != n + 1 or off[0] != 0 or (np.diff(off) < 0).any() or off[-1] > end:
+            raise bad(f"{key} does not split {end} values into {n} pairs")
+        return off
+
+    keys = ("pair_ids", "rows", "logprobs", "sentences") if top_n is None else _TOPN_KEYS
+    keys += () if top_n is None else tuple(k.format(s) for k in _SIDE_KEYS for s in "ab")
+    missing = [k for k in keys if k not in z]
+    if missing:
+        raise bad(f"no array {', '.join(missing)}")
+    n = z["pair_ids"].size
+    if z["pair_ids"].ndim != 1:
+        raise bad(f"pair_ids has shape {z['pair_ids'].shape}")
+    if top_n is None:
+        rows, lp = ints("rows", 2), z["logprobs"]
+        if rows.shape != (n, 2):
+            raise bad(f"rows has shape {rows.shape}, expected ({n}, 2)")
+        if lp.ndim != 2 or lp.dtype.kind != "f" or lp.shape[1] != n_vocab:
+            raise bad(f"logprobs has shape {lp.shape}, expected (sentences, {n_vocab})")
+        if z["sentences"].shape != (lp.shape[0],):
+            raise bad(f"{z['sentences'].size} sentences for {lp.shape[0]} rows of log-probs")
+        if rows.size and (rows.min() < 0 or rows.max() >= lp.shape[0]):
+            raise bad("rows point past the stored log-probs")
+        return
+    depth = z["depth"]
+    if depth.shape != () or depth.dtype.kind not in "iu" or int(depth) < 0:
+        raise bad(f"depth must be one whole number, found {depth!r}")
+    steps = ints("id_steps")
+    off = bounds("offsets", n, steps.size)
+    if off[-1] != steps.size:
+        raise bad("offsets do not cover id_steps")
+    if steps.size:
+        if steps.min() < 0:
+            raise bad("negative token id steps")
+        sums = np.add.reduceat(steps, np.minimum(off[:-1], steps.size - 1))
+        sums[np.diff(off) == 0] = 0
+        if (sums >= n_vocab).any():
+            raise bad(f"token ids past the vocabulary of {n_vocab}")
+    counts = np.diff(off)
+    near = np.minimum(np.minimum(int(depth), n_vocab), counts)
+    for side in "ab":
+        lp = z[f"logprob_{side}"]
+        if lp.shape != (4, steps.size) or lp.dtype != np.uint8:
+            raise bad(f"logprob_{side} has shape {lp.shape}, expected (4, {steps.size})")
+        far = ints(f"far_rank_{side}")
+        f_off = bounds(f"far_offsets_{side}", n, far.size)
+        if (np.diff(f_off) != counts - near).any():
+            raise bad(f"far_offsets_{side} do not match the tokens stored per pair")
 
 
 class PairStoreWriter:
@@ -689,27 +817,171 @@ def _inside(folder: Path, rel: Any) -> Path:
     return path
 
 
+#: What each table of a fill-mask run folder must hold for the reports: required columns,
+#: number columns (finite or missing), count columns (whole ≥ 0 or missing), never-missing ones.
+TABLE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "items": {
+        "required": ("pair_id", "template_id", "side", "group", "role", "template_sentence"),
+        "counts": ("prior_mask_index",),
+    },
+    "topk": {
+        "required": ("model", "pair_id", "side", "sentence", "rank", "token", "logprob"),
+        "numbers": ("logprob",),
+        "counts": ("rank", "token_id"),
+        "filled": ("rank",),
+    },
+    "scores": {
+        "required": ("model", "pair_id"),
+        "numbers": (
+            *("overlap", "jaccard_distance", "rbo", "rbo_distance", "js_divergence", "top1_same"),
+            *("target_gap", "target_gap_mean", "kurita_bias"),
+        ),
+        "counts": ("k", "n_targets"),
+    },
+    "summary": {
+        "required": ("model", "level", "key", "score", "mean", "ci_low", "ci_high", "n"),
+        "numbers": ("mean", "ci_low", "ci_high", "p_value", "p_holm"),
+        "counts": ("n",),
+        "filled": ("n",),
+    },
+    "targets": {
+        "required": ("model", "pair_id", "side", "target", "logprob"),
+        "numbers": ("logprob", "prior_logprob"),
+        "counts": ("n_pieces",),
+    },
+}
+
+
+def _read_run_table(folder: Path, files: dict[str, Any], name: str) -> pd.DataFrame:
+    rules = dict(TABLE_RULES[name])
+    table = read_table(_inside(folder, files[name]), _TEXT_COLUMNS, **rules)
+    if name == "scores":  # valence and later measures: every other score column is a number
+        extra = [c for c in table.columns if str(c).startswith("valence_")]
+        if extra:
+            table = read_table(
+                _inside(folder, files[name]),
+                _TEXT_COLUMNS,
+                **{**rules, "numbers": (*rules["numbers"], *extra)},
+            )
+    return table
+
+
 def load_run(run_dir: str | Path) -> RunResult:
     """Read a run folder written by :meth:`RunResult.save`, without any model.
 
+    The folder is checked as it is read: ``results.json`` (:func:`biasprobe.runfolder.check_meta`),
+    each table's columns (:data:`TABLE_RULES`), that the tables name only the run's models and
+    pairs, that every model's log-probs hold the pairs of its top-k rows, and each log-prob shard
+    when it is first read; only regular files inside the folder are read.
+
     Raises:
-        RunFolderError: the folder or one of its files is missing or unreadable.
+        RunFolderError: the folder or one of its files is missing, unreadable or does not fit
+            the rest; the message names the file.
     """
     d = Path(run_dir)
     meta = read_meta(d, None, "run folder")
+    where = d / RESULTS_JSON
+    if meta.get("kind") is not None:  # fill-mask run folders carry no kind
+        inside = (
+            " (its report is the report.html inside it)" if meta["kind"] == "crows-pairs" else ""
+        )
+        raise RunFolderError(
+            f"{d} is a {str(meta['kind'])[:40]!r} run folder{inside}, not a fill-mask run folder "
+            f"({where} has kind {str(meta['kind'])[:40]!r})"
+        )
     try:
-        _inside(d, RESULTS_JSON)
-        files = meta["files"]
-        tables = {name: read_table(_inside(d, files[name]), _TEXT_COLUMNS) for name in TABLES}
-        logprobs = {
-            name: _open_store(d, rel)
-            if isinstance(rel, dict)
-            else VocabLogProbs.load(_inside(d, rel))
-            for name, rel in files["logprobs"].items()
-        }
-    except (OSError, KeyError, TypeError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        return _load_checked(d, meta)
+    except RunFolderError as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
+
+
+def _load_checked(d: Path, meta: dict[str, Any]) -> RunResult:
+    """:func:`load_run` past ``results.json``'s kind: every check, then the result."""
+    where = d / RESULTS_JSON
+    check_meta(meta, where)
+    _inside(d, RESULTS_JSON)
+    files = meta.get("files")
+    if not isinstance(files, dict) or not isinstance(files.get("logprobs"), dict):
+        raise RunFolderError(f"{where}: files must name the tables and a logprobs object")
+    for name in TABLES:
+        if not isinstance(files.get(name), str):
+            raise RunFolderError(f"{where}: files.{name} must name the {name} table")
+    tables = {name: _read_run_table(d, files, name) for name in TABLES}
+    models = [m["name"] for m in meta["models"]]
+    logprobs: dict[str, VocabLogProbs | PairStore] = {}
+    for name, rel in files["logprobs"].items():
+        if name not in models:
+            raise RunFolderError(f"{where}: files.logprobs names {name!r}, not one of its models")
+        if isinstance(rel, dict):
+            logprobs[name] = _open_store(d, rel, where)
+        else:
+            logprobs[name] = VocabLogProbs.load(_inside(d, rel))
+    for m in meta["models"]:
+        size = m.get("vocab_size")
+        if (
+            m["name"] in logprobs
+            and isinstance(size, int)
+            and size != len(logprobs[m["name"]].vocab)
+        ):
+            entry = files["logprobs"][m["name"]]
+            rel = entry.get("vocab") if isinstance(entry, dict) else entry
+            raise RunFolderError(
+                f"{d / str(rel)}: {len(logprobs[m['name']].vocab)} tokens, but {RESULTS_JSON} "
+                f"gives {m['name']!r} a vocabulary of {size}; the run folder was edited or damaged"
+            )
+    _check_tables(d, files, models, tables, logprobs)
     return RunResult(meta=meta, logprobs=logprobs, **tables)
+
+
+def _check_tables(
+    folder: Path,
+    files: dict[str, Any],
+    models: list[str],
+    tables: dict[str, pd.DataFrame],
+    logprobs: dict[str, VocabLogProbs | PairStore],
+) -> None:
+    """The tables name only the run's models and pairs; the stored log-probs hold every pair
+    (or sentence) of each model's top-k rows.
+
+    Raises:
+        RunFolderError: naming the table or store that does not fit.
+    """
+    items = tables["items"]
+    path = {name: folder / files[name] for name in TABLES}
+    sides = set(items["side"])
+    if not sides <= {"A", "B"}:
+        raise RunFolderError(
+            f"{path['items']}: side must be A or B, found {sorted(sides - {'A', 'B'})[:3]}"
+        )
+    pairs = set(items["pair_id"])
+    for name in ("topk", "scores", "summary", "targets"):
+        t = tables[name]
+        others = set(t["model"]) - set(models)
+        if others:
+            raise RunFolderError(
+                f"{path[name]}: model {sorted(others)[0]!r} is not one of the run's models "
+                f"in {RESULTS_JSON}"
+            )
+        if "pair_id" in t:
+            stray = set(t["pair_id"]) - pairs
+            if stray:
+                raise RunFolderError(
+                    f"{path[name]}: pair {sorted(stray)[0]!r} is not in {files['items']}"
+                )
+    topk = tables["topk"]
+    for model, stored in logprobs.items():
+        rows = topk[topk["model"] == model]
+        if isinstance(stored, PairStore):
+            lost = [p for p in dict.fromkeys(rows["pair_id"]) if p not in stored]
+            where = ", ".join(p.name for p in stored.shards[:3]) or "no shards"
+        else:
+            lost = [t for t in dict.fromkeys(rows["sentence"]) if t not in stored._index]
+            where = files["logprobs"][model]
+        if lost:
+            raise RunFolderError(
+                f"the log-probs of {model!r} ({where}) hold nothing for {lost[0]!r} of "
+                f"{files['topk']}; the run folder was edited or damaged"
+            )
 
 
 def _save_store(store: PairStore, folder: Path, rel: str) -> dict[str, Any]:
@@ -736,16 +1008,34 @@ def _save_store(store: PairStore, folder: Path, rel: str) -> dict[str, Any]:
     }
 
 
-def _open_store(folder: Path, entry: dict[str, Any]) -> PairStore:
-    """The :class:`PairStore` of a ``results.json`` entry written by :func:`_save_store`."""
+def _open_store(folder: Path, entry: dict[str, Any], where: Path | None = None) -> PairStore:
+    """The :class:`PairStore` of a ``results.json`` entry written by :func:`_save_store`.
+
+    Raises:
+        RunFolderError: the entry is malformed (naming ``where``, the ``results.json``), or a
+            file it names is unreadable (naming that file).
+    """
+    where = where or folder / RESULTS_JSON
+
+    def bad(what: str) -> RunFolderError:
+        return RunFolderError(f"{where}: {what}")
+
     if entry.get("store") not in STORE_MODES:
-        raise ValueError(f"unknown log-prob store {entry.get('store')!r}")
+        raise bad(f"unknown log-prob store {entry.get('store')!r}")
     top_n = entry.get("top_n")
     if (entry["store"] == "full") != (top_n is None) or not (
-        top_n is None or (isinstance(top_n, int) and top_n > 0)
+        top_n is None or (isinstance(top_n, int) and not isinstance(top_n, bool) and top_n > 0)
     ):
-        raise ValueError(f"log-prob store {entry['store']!r} with top_n {top_n!r}")
-    with np.load(_inside(folder, entry["vocab"]), allow_pickle=False) as z:
-        vocab = tuple(str(t) for t in z["vocab"])
-    shards = [_inside(folder, rel) for rel in entry["shards"]]
-    return PairStore(vocab, top_n, shards)
+        raise bad(f"log-prob store {entry['store']!r} with top_n {top_n!r}")
+    shards = entry.get("shards")
+    if not isinstance(shards, list) or not shards:
+        raise bad(f"a log-prob store lists no shards ({shards!r:.40})")
+    vocab_path = _inside(folder, entry.get("vocab"))
+    vocab = _read_npz(vocab_path, ("vocab",))["vocab"]
+    if vocab.ndim != 1 or vocab.dtype.kind != "U" or not vocab.size:
+        raise RunFolderError(f"{vocab_path}: vocab must be one row of token strings")
+    paths = [_inside(folder, r) for r in shards]
+    try:
+        return PairStore(tuple(str(t) for t in vocab), top_n, paths)
+    except RunFolderError as e:
+        raise RunFolderError(f"{e} (a log-prob shard listed in {where})") from None

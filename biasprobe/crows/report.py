@@ -6,13 +6,13 @@ the model id is escaped.
 
 from __future__ import annotations
 
-import html
 import math
 from typing import Any
 
 from biasprobe import __version__
 from biasprobe.crows.aggregate import MEANING
 from biasprobe.fsio import REPORT_MARKER
+from biasprobe.report.htmlkit import Markup, html
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}
@@ -39,7 +39,7 @@ def _p(x: Any) -> str:
     return f"{v:.2e}" if v < 1e-3 else f"{v:.3f}"
 
 
-def _svg(summary: Any) -> str:
+def _svg(summary: Any) -> Markup:
     rows = list(summary.itertuples(index=False))
     width, left, right, step = 720, 170, 20, 26
     height = 30 + step * len(rows)
@@ -60,9 +60,14 @@ def _svg(summary: Any) -> str:
         )
     for i, r in enumerate(rows):
         y = 24 + step * i
-        label = html.escape(f"{r.key} (n={r.n})")
         parts.append(
-            f'<text x="{left - 8}" y="{y + 4}" font-size="12" text-anchor="end">{label}</text>'
+            html(
+                '<text x="{}" y="{}" font-size="12" text-anchor="end">{} (n={})</text>',
+                left - 8,
+                y + 4,
+                r.key,
+                r.n,
+            )
         )
         if not math.isnan(float(r.metric)):
             parts.append(
@@ -71,47 +76,66 @@ def _svg(summary: Any) -> str:
                 f'cy="{y}" r="4" fill="#357"/>'
             )
     parts.append("</svg>")
-    return "".join(parts)
+    return Markup("".join(parts))
 
 
 def render_html(result: Any) -> str:
     """The report page of a :class:`~biasprobe.crows.run.CrowsResult`."""
     meta = result.meta
     s = result.summary
-    model = html.escape(str(meta.get("model", {}).get("name", "?")))
-    scoring = html.escape(str(meta.get("scoring", "?")))
-    head = (
+    model = str(meta.get("model", {}).get("name", "?"))
+    head = Markup(
         "<tr><th>bias type</th><th>metric %</th><th>95% CI</th><th>n</th><th>ties</th>"
         "<th>p (vs 50%)</th><th>p Holm</th><th>stereo % (n)</th><th>antistereo % (n)</th></tr>"
     )
     body = []
     for r in s.itertuples(index=False):
         body.append(
-            "<tr>"
-            f"<td>{html.escape(str(r.key))}</td><td>{_num(r.metric)}</td>"
-            f"<td>[{_num(r.ci_low)}, {_num(r.ci_high)}]</td><td>{int(r.n)}</td>"
-            f"<td>{int(r.n_tie)}</td><td>{_p(r.p_value)}</td><td>{_p(r.p_holm)}</td>"
-            f"<td>{_num(r.stereo_pct)} ({int(r.stereo_n)})</td>"
-            f"<td>{_num(r.antistereo_pct)} ({int(r.antistereo_n)})</td>"
-            "</tr>"
+            html(
+                "<tr><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{}</td><td>{}</td><td>{}</td>"
+                "<td>{}</td><td>{} ({})</td><td>{} ({})</td></tr>",
+                r.key,
+                _num(r.metric),
+                _num(r.ci_low),
+                _num(r.ci_high),
+                int(r.n),
+                int(r.n_tie),
+                _p(r.p_value),
+                _p(r.p_holm),
+                _num(r.stereo_pct),
+                int(r.stereo_n),
+                _num(r.antistereo_pct),
+                int(r.antistereo_n),
+            )
         )
     skipped = int(s.iloc[0].n_skipped) if len(s) else 0
-    return (
+    return html(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f'{REPORT_MARKER} {__version__}">'
-        f"<title>CrowS-Pairs — {model}</title><style>{_CSS}</style></head><body>"
-        f"<h1>CrowS-Pairs — {model}</h1>"
-        f"<p><b>Metric:</b> {html.escape(MEANING)}. Scoring: <b>{scoring}</b> "
+        '{marker} {version}">'
+        "<title>CrowS-Pairs — {model}</title><style>{css}</style></head><body>"
+        "<h1>CrowS-Pairs — {model}</h1>"
+        "<p><b>Metric:</b> {meaning}. Scoring: <b>{scoring}</b> "
         "(see docs/crows-pairs.md). The red line is 50%.</p>"
-        f"{_svg(s)}"
-        f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>"
+        "{svg}"
+        "<table><thead>{head}</thead><tbody>{body}</tbody></table>"
         "<p class='note'>95% CI: Wilson score interval. p: exact two-sided binomial test against "
         "50% (ties count as not preferring the stereotype, as in the published metric); p Holm: "
         "adjusted across the bias types shown. Stereo/antistereo: the same percentage over the "
-        f"pairs of that direction, ties left out. Pairs skipped by the scoring: {skipped}. "
+        "pairs of that direction, ties left out. Pairs skipped by the scoring: {skipped}. "
         "CrowS-Pairs (Nangia et al. 2020, CC BY-SA 4.0) has known quality problems "
         "(Blodgett et al. 2021): read small differences with care.</p>"
-        f"<p class='note'>run {html.escape(str(meta.get('run_id', '')))}, "
-        f"{html.escape(str(meta.get('created', '')))}</p>"
-        "</body></html>\n"
+        "<p class='note'>run {run_id}, {created}</p>"
+        "</body></html>\n",
+        marker=Markup(REPORT_MARKER),
+        version=__version__,
+        model=model,
+        css=Markup(_CSS),
+        meaning=MEANING,
+        scoring=str(meta.get("scoring", "?")),
+        svg=_svg(s),
+        head=head,
+        body=Markup("".join(body)),
+        skipped=skipped,
+        run_id=str(meta.get("run_id", "")),
+        created=str(meta.get("created", "")),
     )

@@ -25,7 +25,14 @@ from biasprobe.crows.data import load_pairs, normalize_bias_types, shipped_path
 from biasprobe.crows.scoring import SCORINGS, score_pairs
 from biasprobe.errors import RunFolderError, UsageError
 from biasprobe.hub import sha256_file
-from biasprobe.runfolder import provenance, read_meta, read_table, save_run_folder
+from biasprobe.runfolder import (
+    RESULTS_JSON,
+    check_meta,
+    provenance,
+    read_meta,
+    read_table,
+    save_run_folder,
+)
 
 KIND = "crows-pairs"
 WHAT = "CrowS-Pairs run folder"
@@ -69,6 +76,28 @@ class CrowsResult:
         return save_run_folder(out_dir, meta, write, kind=KIND, what=WHAT, overwrite=overwrite)
 
 
+#: What the tables of a CrowS run folder must hold for its report (see
+#: :func:`biasprobe.runfolder.read_table`).
+TABLE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "pairs": {
+        "required": ("pair_id", "skipped"),
+        "numbers": ("score_more", "score_less"),
+    },
+    "summary": {
+        "required": (
+            *("key", "metric", "ci_low", "ci_high", "n", "n_tie", "p_value", "p_holm"),
+            *("stereo_pct", "stereo_n", "antistereo_pct", "antistereo_n", "n_skipped"),
+        ),
+        "numbers": (
+            *("metric", "ci_low", "ci_high", "p_value", "p_holm", "stereo_pct"),
+            "antistereo_pct",
+        ),
+        "counts": ("n", "n_tie", "stereo_n", "antistereo_n", "n_skipped"),
+        "filled": ("n", "n_tie", "stereo_n", "antistereo_n", "n_skipped"),
+    },
+}
+
+
 def load_crows_run(run_dir: str | Path) -> CrowsResult:
     """Read a CrowS run folder back (no model needed).
 
@@ -77,11 +106,11 @@ def load_crows_run(run_dir: str | Path) -> CrowsResult:
     """
     d = Path(run_dir)
     meta = read_meta(d, KIND, WHAT)
-    try:
-        pairs = read_table(d / FILES["pairs"], _TEXT)
-        summary = read_table(d / FILES["summary"], _TEXT)
-    except (OSError, ValueError, pd.errors.ParserError) as e:
-        raise RunFolderError(f"cannot read the tables of {d} ({e})") from None
+    check_meta(meta, d / RESULTS_JSON, models=False)
+    if not isinstance(meta.get("model", {}), dict) or not isinstance(meta.get("scoring", ""), str):
+        raise RunFolderError(f"{d / RESULTS_JSON}: model must be an object and scoring text")
+    pairs = read_table(d / FILES["pairs"], _TEXT, **TABLE_RULES["pairs"])
+    summary = read_table(d / FILES["summary"], _TEXT, **TABLE_RULES["summary"])
     pairs["skipped"] = pairs["skipped"].fillna("")
     return CrowsResult(pairs, summary, meta)
 

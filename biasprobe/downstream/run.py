@@ -120,25 +120,78 @@ def is_downstream_run(path: str | Path) -> bool:
     return True
 
 
+#: What each table of a downstream run folder must hold for the report (see
+#: :func:`biasprobe.runfolder.read_table`).
+TABLE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
+    "items": {"required": ("pair_id", "template_id", "side", "group", "role")},
+    "downstream": {
+        "required": ("model", "pair_id", "side", "p_positive"),
+        "numbers": ("p_positive",),
+    },
+    "scores": {
+        "required": ("model", "pair_id", "template_id", "p_a", "p_b", "delta", "flip"),
+        "numbers": (
+            *("p_a", "p_b", "p_minoritized", "p_normative", "delta", "abs_delta", "flip"),
+            "invariance_failure",
+        ),
+    },
+    "summary": {
+        "required": ("model", "level", "key", "score", "mean", "ci_low", "ci_high", "n"),
+        "numbers": ("mean", "ci_low", "ci_high", "p_wilcoxon", "p_sign"),
+        "counts": ("n",),
+        "filled": ("n",),
+    },
+    "comparison": {
+        "required": ("model", "base", "level", "key", "score"),
+        "numbers": (
+            *("base_mean", "model_mean", "change", "ci_low", "ci_high", "abs_base"),
+            *("abs_model", "sign_flipped", "p_value"),
+        ),
+        "counts": ("n",),
+    },
+}
+
+
 def load_downstream_run(run_dir: str | Path) -> DownstreamResult:
     """Read a downstream run folder written by :meth:`DownstreamResult.save` (no model needed).
 
-    Only files inside the folder are read, whatever its ``results.json`` names.
+    Only regular files inside the folder are read, whatever its ``results.json`` names; the
+    ``results.json`` and every table are checked as they are read (:data:`TABLE_RULES`).
 
     Raises:
-        RunFolderError: the folder is missing, not a downstream run, or a file is unreadable.
+        RunFolderError: the folder is missing, not a downstream run, or a file is unreadable or
+            does not fit; the message names the file.
     """
-    from biasprobe.results import _inside
 
     d = Path(run_dir)
     meta = runfolder.read_meta(d, "downstream", "downstream run folder")
     try:
-        tables = {
-            name: runfolder.read_table(_inside(d, meta["files"][name]), _TEXT_COLUMNS)
-            for name in TABLES
-        }
-    except (OSError, KeyError, ValueError, TypeError) as e:
+        return _load_checked(d, meta)
+    except RunFolderError as e:
         raise RunFolderError(f"cannot read run folder {d}: {e}") from None
+
+
+def _load_checked(d: Path, meta: dict[str, Any]) -> DownstreamResult:
+    """:func:`load_downstream_run` past ``results.json``'s kind: every check, then the result."""
+    from biasprobe.results import _inside
+
+    where = d / runfolder.RESULTS_JSON
+    runfolder.check_meta(meta, where)
+    files = meta.get("files")
+    if not isinstance(files, dict) or not all(isinstance(files.get(n), str) for n in TABLES):
+        raise RunFolderError(f"{where}: files must name the tables {', '.join(TABLES)}")
+    tables = {
+        name: runfolder.read_table(_inside(d, files[name]), _TEXT_COLUMNS, **TABLE_RULES[name])
+        for name in TABLES
+    }
+    models = {m["name"] for m in meta["models"]}
+    for name in ("downstream", "scores", "summary", "comparison"):
+        others = set(tables[name]["model"]) - models
+        if others:
+            raise RunFolderError(
+                f"{d / files[name]}: model {sorted(others)[0]!r} is not one of the run's models "
+                f"in {runfolder.RESULTS_JSON}"
+            )
     return DownstreamResult(meta=meta, **tables)
 
 

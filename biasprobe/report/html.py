@@ -35,8 +35,6 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import fnmatch
-import html
-import json
 import math
 import shlex
 import zlib
@@ -63,6 +61,7 @@ from biasprobe.report.figures import (
     TOP_FILLS_LABELLED,
     quantize16,
 )
+from biasprobe.report.htmlkit import Markup, escape, html, join, script_json
 from biasprobe.results import RunResult
 from biasprobe.scores import SIGNED_SCORES, spearman_fixed
 
@@ -694,7 +693,7 @@ def _num(x: Any) -> float:
 
 # --------------------------------------------------------------------------- HTML pieces
 
-_e = html.escape
+_e = escape
 
 
 def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
@@ -710,22 +709,23 @@ def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
     return f'<td class="num" data-v="{key}">{_fmt(v, digits, signed)}</td>'
 
 
-def _tdt(text: Any, cls: str = "") -> str:
-    c = f' class="{cls}"' if cls else ""
-    return f"<td{c}>{_e(str(text))}</td>"
+def _tdt(text: Any, cls: str = "") -> Markup:
+    if cls:
+        return html('<td class="{}">{}</td>', cls, str(text))
+    return html("<td>{}</td>", str(text))
 
 
-def _kv_html(d: Any) -> str:
+def _kv_html(d: Any) -> Markup:
     """A nested mapping as an escaped definition list."""
     if isinstance(d, Mapping):
         if not d:
-            return "<span class='muted'>—</span>"
-        rows = "".join(f"<dt>{_e(str(k))}</dt><dd>{_kv_html(v)}</dd>" for k, v in d.items())
-        return f"<dl>{rows}</dl>"
+            return Markup("<span class='muted'>—</span>")
+        rows = join(html("<dt>{}</dt><dd>{}</dd>", str(k), _kv_html(v)) for k, v in d.items())
+        return html("<dl>{}</dl>", rows)
     if isinstance(d, list | tuple):
         if not d:
-            return "<span class='muted'>—</span>"
-        return "<ul>" + "".join(f"<li>{_kv_html(v)}</li>" for v in d) + "</ul>"
+            return Markup("<span class='muted'>—</span>")
+        return html("<ul>{}</ul>", join(html("<li>{}</li>", _kv_html(v)) for v in d))
     return _e("" if d is None else str(d))
 
 
@@ -748,11 +748,18 @@ def _header_html(runs: Sequence[RunResult], entries: list[_Entry], title: str) -
     created = ", ".join(str(r.meta.get("created", "?")) for r in runs)
     model_list = ", ".join(e.label for e in entries)
     base = f" (base: {entries[0].label})" if len(entries) > 1 else ""
-    return f"""<header>
-<h1>{_e(title)}</h1>
-<p class="facts">Probe set <b>{_e(set_line)}</b> · models <b>{_e(model_list)}</b>{_e(base)} ·
-run {_e(created)} · <a href="#provenance">provenance</a></p>
-</header>"""
+    return html(
+        """<header>
+<h1>{title}</h1>
+<p class="facts">Probe set <b>{sets}</b> · models <b>{models}</b>{base} ·
+run {created} · <a href="#provenance">provenance</a></p>
+</header>""",
+        title=title,
+        sets=set_line,
+        models=model_list,
+        base=base,
+        created=created,
+    )
 
 
 def _provenance_html(runs: Sequence[RunResult]) -> str:
@@ -763,30 +770,40 @@ def _provenance_html(runs: Sequence[RunResult]) -> str:
         meta = run.meta
         ps = meta.get("probe_set", {}) or {}
         versions = meta.get("versions", {}) or {}
-        models_rows = "".join(
-            "<tr>"
-            + _tdt(m.get("name", ""))
-            + _tdt(m.get("slug", ""))
-            + _tdt(m.get("mask_token", ""))
-            + _tdt(m.get("vocab_size", ""))
-            + f"<td>{_kv_html(m.get('info', {}))}</td>"
-            + "</tr>"
+        models_rows = join(
+            html(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                m.get("name", ""),
+                m.get("slug", ""),
+                m.get("mask_token", ""),
+                m.get("vocab_size", ""),
+                _kv_html(m.get("info", {})),
+            )
             for m in meta.get("models", [])
         )
-        base = " (the first model is the base)" if r_i == 0 else ""
         run_blocks.append(
-            f"""<details class="run">
-<summary>Run <code>{_e(str(meta.get("run_id", "?")))}</code> · probe set
-<b>{_e(str(ps.get("name", "?")))}</b> · created {_e(str(meta.get("created", "?")))}</summary>
+            html(
+                """<details class="run">
+<summary>Run <code>{run_id}</code> · probe set
+<b>{name}</b> · created {created}</summary>
 <div class="prov">
-<div><h4>Probe set</h4>{_kv_html(ps)}</div>
-<div><h4>Settings</h4>{_kv_html(meta.get("settings", {}))}</div>
-<div><h4>Versions</h4>{_kv_html(versions)}</div>
+<div><h4>Probe set</h4>{ps}</div>
+<div><h4>Settings</h4>{settings}</div>
+<div><h4>Versions</h4>{versions}</div>
 </div>
 <h4>Models{base}</h4>
 <table class="models"><thead><tr><th>name</th><th>slug</th><th>mask token</th>
 <th>vocab size</th><th>info</th></tr></thead><tbody>{models_rows}</tbody></table>
-</details>"""
+</details>""",
+                run_id=str(meta.get("run_id", "?")),
+                name=str(ps.get("name", "?")),
+                created=str(meta.get("created", "?")),
+                ps=_kv_html(ps),
+                settings=_kv_html(meta.get("settings", {})),
+                versions=_kv_html(versions),
+                base=" (the first model is the base)" if r_i == 0 else "",
+                models_rows=models_rows,
+            )
         )
     run_versions = ", ".join(
         str((r.meta.get("versions") or {}).get("biasprobe", "?")) for r in runs
@@ -1130,12 +1147,14 @@ def _topk_table(entry: _Entry, pair: _Pair) -> str:
             else:
                 cells.append("<td></td><td></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    ga, gb = (_e(str(pair.items[k]["group"])) for k in (0, 1))
-    return (
-        f"<figure class='topk'><figcaption>{_e(entry.label)}</figcaption>"
-        "<table><thead><tr><th>rank</th>"
-        f"<th>A: {ga}</th><th>log p</th><th>B: {gb}</th><th>log p</th></tr></thead>"
-        f"<tbody>{''.join(body)}</tbody></table></figure>"
+    return html(
+        "<figure class='topk'><figcaption>{}</figcaption><table><thead><tr><th>rank</th>"
+        "<th>A: {}</th><th>log p</th><th>B: {}</th><th>log p</th></tr></thead>"
+        "<tbody>{}</tbody></table></figure>",
+        entry.label,
+        str(pair.items[0]["group"]),
+        str(pair.items[1]["group"]),
+        Markup("".join(body)),
     )
 
 
@@ -1246,11 +1265,8 @@ def _pair_section(
     topk = "".join(_topk_table(e, pair) for e in present)
     src = pair.items[0].get("source", "")
     figs = _figures_html(present, pair)
-    ia, ib = pair.items[0], pair.items[1]
     return f"""<section class="pair" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
-<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
-({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
-({_e(str(ib["group"]))})</small></h3>
+{_pair_heading(pair)}
 <div class="figs">{figs}</div>
 {_targets_table(entries, present, pair)}
 <h4>Scores of this pair</h4>
@@ -1268,11 +1284,31 @@ def _pair_section(
 </section>"""
 
 
-def _figures_html(present: list[_Entry], pair: _Pair) -> str:
+def _pair_heading(pair: _Pair) -> Markup:
+    """The heading of a pair's section: its label, both template sentences and groups."""
+    ia, ib = pair.items[0], pair.items[1]
+    return html(
+        "<h3>{} <small>A: <q>{}</q>\n({}) · B: <q>{}</q>\n({})</small></h3>",
+        pair.label,
+        str(ia["template_sentence"]),
+        str(ia["group"]),
+        str(ib["template_sentence"]),
+        str(ib["group"]),
+    )
+
+
+def _figures_html(present: list[_Entry], pair: _Pair) -> Markup:
     """The plot boxes of a pair: scatters first (one per model), then the differences views."""
-    return "".join(
-        f'<figure><figcaption>{_e(e.label)} · {kind_text}</figcaption><div class="plot" '
-        f'data-kind="{kind}" data-pair="{pair.index}" data-entry="{e.index}"></div></figure>'
+    return join(
+        html(
+            '<figure><figcaption>{} · {}</figcaption><div class="plot" data-kind="{}" '
+            'data-pair="{}" data-entry="{}"></div></figure>',
+            e.label,
+            kind_text,
+            kind,
+            pair.index,
+            e.index,
+        )
         for kind, kind_text in (
             ("scatter", "scatter"),
             ("diff", "differences"),
@@ -1285,12 +1321,9 @@ def _light_pair_section(entries: list[_Entry], pair: _Pair) -> str:
     """A pair outside the chosen few: its figures (default view) and top-k lists, both drawn
     from the embedded tokens by the page script; its scores are in the per-pair tables."""
     present = [e for e in entries if e.index in pair.cells]
-    ia, ib = pair.items[0], pair.items[1]
     cols = max(1, len(present))
     return f"""<section class="pair light" id="pair-{pair.index}" data-pair="{pair.index}" hidden>
-<h3>{_e(pair.label)} <small>A: <q>{_e(str(ia["template_sentence"]))}</q>
-({_e(str(ia["group"]))}) · B: <q>{_e(str(ib["template_sentence"]))}</q>
-({_e(str(ib["group"]))})</small></h3>
+{_pair_heading(pair)}
 <div class="figs">{_figures_html(present, pair)}</div>
 <h4>Top-k lists</h4><p class="muted">Tokens in bold are in one side's list only. This pair's
 scores: <a href="#summary">per-pair table</a>. Target words, the exact text each model saw and
@@ -1308,7 +1341,7 @@ def _left_out(
     base_depth: int,
     big_depth: int,
     command: str,
-) -> dict[str, Any]:
+) -> dict[str, Markup]:
     """What the page leaves out, in words (HTML), with the command that brings it back."""
     n_big = len(big)
     chosen = (
@@ -1318,38 +1351,53 @@ def _left_out(
     )
     example = shlex.quote(pairs[-1].pair_id) if pairs else "'ID'"
     partial = [e for e in entries if e.stored is not None]
-    store = ""
+    store = Markup("")
     if partial:
-        names = ", ".join(e.label for e in partial)
-        store = (
-            f" The runs of {names} stored only each pair's top "
-            f"{', '.join(sorted({str(e.stored) for e in partial}))} tokens: the "
-            "&quot;all&quot; view and the Spearman ρ over all tokens need a run with "
-            "<code>--store full</code>."
+        store = html(
+            " The runs of {} stored only each pair's top {} tokens: the &quot;all&quot; view "
+            "and the Spearman ρ over all tokens need a run with <code>--store full</code>.",
+            ", ".join(e.label for e in partial),
+            ", ".join(sorted({str(e.stored) for e in partial})),
         )
     if n_big >= len(pairs):
-        short = f"Every pair has all the views embedded (top {big_depth} and, where stored, all)."
-        long = short + store
+        short = html(
+            "Every pair has all the views embedded (top {} and, where stored, all).", big_depth
+        )
+        long = join([short, store])
     else:
-        short = (
-            f"Every pair has the top-{base_depth} view embedded; the top-{big_depth} and "
-            f"&quot;all&quot; views, the target words and the exact texts only {n_big} of "
-            f"{len(pairs)} pairs ({_e(chosen)}). To embed them for another pair: "
-            f"<code>{_e(command)} --pairs {_e(example)}</code> (a glob; repeat it for several)."
+        short = html(
+            "Every pair has the top-{base} view embedded; the top-{big} and &quot;all&quot; "
+            "views, the target words and the exact texts only {n_big} of {n} pairs ({chosen}). "
+            "To embed them for another pair: <code>{command} --pairs {example}</code> (a glob; "
+            "repeat it for several).",
+            base=base_depth,
+            big=big_depth,
+            n_big=n_big,
+            n=len(pairs),
+            chosen=chosen,
+            command=command,
+            example=example,
         )
-        long = (
-            f"To keep the page small, every pair embeds the union of each side's top "
-            f"{base_depth} tokens (exact float32 log-probs and ranks); {n_big} of {len(pairs)} "
-            f"pairs ({_e(chosen)}) also embed the union of each side's top {big_depth}, the "
-            "full vocabulary (16-bit) for the &quot;all&quot; view when the run stored it, "
-            "the target words' table and the exact text each model saw. For any other pair, "
-            "these are in the run folder (<code>targets.csv</code>, <code>topk.csv</code>, "
-            f"the log-probs); to draw them here, write the report again with <code>"
-            f"{_e(command)} --pairs {_e(example)}</code> (a glob on the pair id, e.g. "
-            "<code>--pairs 'names-*'</code>; repeat it for several; it replaces the default "
-            "choice)." + store
+        long = html(
+            "To keep the page small, every pair embeds the union of each side's top {base} "
+            "tokens (exact float32 log-probs and ranks); {n_big} of {n} pairs ({chosen}) also "
+            "embed the union of each side's top {big}, the full vocabulary (16-bit) for the "
+            "&quot;all&quot; view when the run stored it, the target words' table and the exact "
+            "text each model saw. For any other pair, these are in the run folder "
+            "(<code>targets.csv</code>, <code>topk.csv</code>, the log-probs); to draw them "
+            "here, write the report again with <code>{command} --pairs {example}</code> (a glob "
+            "on the pair id, e.g. <code>--pairs 'names-*'</code>; repeat it for several; it "
+            "replaces the default choice).{store}",
+            base=base_depth,
+            big=big_depth,
+            n_big=n_big,
+            n=len(pairs),
+            chosen=chosen,
+            command=command,
+            example=example,
+            store=store,
         )
-    return {"short": short + (store if n_big < len(pairs) else ""), "long": long}
+    return {"short": join([short, store]) if n_big < len(pairs) else short, "long": long}
 
 
 def _isna(x: Any) -> bool:
@@ -1590,22 +1638,9 @@ def _asset(name: str) -> str:
     return resources.files("biasprobe.report").joinpath("assets", name).read_text("utf-8")
 
 
-def _script_json(payload: Any) -> str:
-    """JSON safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` and no NaN."""
-    text = json.dumps(_clean(payload), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _clean(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_clean(v) for v in x]
-    if isinstance(x, np.generic):
-        return _clean(x.item())
-    return x
+def _script_json(payload: Any) -> Markup:
+    """JSON safe inside a ``<script>`` element (see :func:`biasprobe.report.htmlkit.script_json`)."""
+    return script_json(payload)
 
 
 def _page(
