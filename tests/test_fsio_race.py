@@ -328,7 +328,8 @@ _KILLED_WRITE = textwrap.dedent(
         print("WRITING", flush=True)
         time.sleep(600)
 
-    fsio.os.replace = stuck  # the write hangs after its temporary file is complete
+    # the write hangs after its temporary file is complete, whichever final step it takes
+    fsio.os.replace = fsio.os.link = stuck
     sys.argv = ["biasprobe", *sys.argv[1:]]
     app()
     """

@@ -580,4 +580,4 @@ def write_downstream_report(
 
     out = fsio.check_output_file(out_path)
     page = render_downstream_report(runs, title=title)
-    return fsio.atomic_write_text(out, page)
+    return fsio.write_report(out, page)

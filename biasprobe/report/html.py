@@ -155,7 +155,7 @@ def write_report(
     page = render_report(
         runs, title=title, top_n_default=top_n_default, pairs=pairs, sources=sources
     )
-    return fsio.atomic_write_text(out, page)
+    return fsio.write_report(out, page, what="report")
 
 
 #: Pairs given the large views by default, besides the first: the most skewed by Jaccard distance.
