@@ -4,7 +4,7 @@ Builds each file in a temporary folder, then loads it with :func:`biasprobe.load
 fresh interpreter (so one slow case cannot slow the next, and a hang is cut off at
 ``--timeout`` seconds) and prints the seconds each took and what the loader said:
 
-    PYTHONPATH=$PWD python benchmarks/bench_validation.py [--timeout 120] [CASE ...]
+    PYTHONPATH=$PWD python benchmarks/bench_validation.py [--timeout 120] [--smoke] [CASE ...]
 
 The cases are the ones of the hardening issue: long chains of ``[a|b]`` alternations, many
 one-word lexicons, many targets, many unknown keys, many duplicate entries, one big flow
@@ -155,8 +155,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", nargs="*", help=f"cases to run (default all): {', '.join(CASES)}")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
+    parser.add_argument(
+        "--smoke", action="store_true", help="three small cases, seconds in all (CI's check)"
+    )
     args = parser.parse_args()
-    names = args.cases or list(CASES)
+    if args.smoke:
+        CASES["alternations-2k"] = lambda: alternations(2_000)
+        CASES["lexicons-2k"] = lambda: lexicons(2_000)
+    names = args.cases or (
+        ["alternations-2k", "lexicons-2k", "expansion-80GB"] if args.smoke else list(CASES)
+    )
     print(f"{'case':<22}{'size':>10}{'seconds':>10}  result")
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:

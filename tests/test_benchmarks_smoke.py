@@ -24,6 +24,7 @@ ENDS = {
     "bench_scale.py": "GiB",
     "bench_sentiment_models.py": "attention ratio",
     "bench_sentiment_train.py": "ratio = our time",
+    "bench_validation.py": "expansion-80GB",
 }
 
 pytestmark = pytest.mark.slow
