@@ -1713,6 +1713,12 @@ def _run_priors(
                 "mask_index": mask_index,
                 "word": str(row.target),
                 "logprob": float(row.prior_logprob),
+                # the prior as scored (targets.csv of runs that keep it)
+                "scored_sentence": (
+                    row.prior_sentence
+                    if isinstance(getattr(row, "prior_sentence", None), str)
+                    else ""
+                ),
             }
         )
     return out

@@ -430,6 +430,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     from biasprobe import fsio
 
     monkeypatch.setattr(fsio.os, "replace", fail)
+    monkeypatch.setattr(fsio, "_renameat2", fail)  # the atomic exchange onto the old report
     with pytest.raises(OutputError, match="No space left"):
         write_report([run], out, title="new")
     assert out.read_text(encoding="utf-8") == old

@@ -17,7 +17,8 @@ short model card::
       outputs.npz    sentences (N,) str, values (N, V) float32
       requests.json  {"targets": [{"sentence", "word", "pieces": [ids], "logprob"}],
                       "priors": [{"prior_sentence", "attribute", "mask_index", "word",
-                                  "logprob"}]}
+                                  "logprob", "scored_sentence" (optional: the prior as
+                                  the model scored it, attribute masks widened)}]}
       tokenizer/     the model's tokenizer, when recorded from the model (optional)
       README.md      the model card: what model, where the numbers come from, licence
 
@@ -112,12 +113,15 @@ class RecordedRequests:
         pieces: (sentence, word) → the word's token ids at the mask of that sentence.
         chains: (sentence, pieces) → chain-rule log-prob of a target of several pieces.
         priors: (prior sentence, attribute, target mask number, word) → log p(word | prior).
+        prior_texts: the same key → the prior sentence as the live model scored it (attribute
+            masks widened to the word's pieces; optional ``scored_sentence`` of an entry).
     """
 
     def __init__(self) -> None:
         self.pieces: dict[tuple[str, str], list[int]] = {}
         self.chains: dict[tuple[str, tuple[int, ...]], float] = {}
         self.priors: dict[PriorKey, float] = {}
+        self.prior_texts: dict[PriorKey, str] = {}
 
     @classmethod
     def read(
@@ -199,6 +203,11 @@ class RecordedRequests:
             raise ModelLoadError(f"{path}: {where}: logprob must be a number, got {value!r}")
         key = (fields["prior_sentence"], fields["attribute"], index, fields["word"])
         self.priors[key] = float(value)
+        scored = entry.get("scored_sentence")
+        if scored is not None:
+            if not isinstance(scored, str):
+                raise ModelLoadError(f"{path}: {where}: scored_sentence must be a string")
+            self.prior_texts[key] = scored
 
 
 class RecordedMaskedLM(MaskedLMBackend):
@@ -432,6 +441,12 @@ class RecordedMaskedLM(MaskedLMBackend):
             out[r] = value
         return out
 
+    def prior_text(self, prior_sentence: str, attribute: str, mask_index: int, word: str) -> str:
+        """The prior sentence as the recorded model scored it ("" when the recording does not
+        say: recordings made before biasprobe kept it)."""
+        key = _prior_key((prior_sentence, attribute, mask_index, word))
+        return self._requests.prior_texts.get(key, "")
+
     def missing(
         self, sentence: str, words: Sequence[str], prior: Sequence[Any] | None = None
     ) -> str | None:
@@ -498,6 +513,14 @@ class Recorder(MaskedLMBackend):
             self.requests.chains[(sentence, tuple(int(p) for p in pieces))] = float(value)
         return values
 
+    def prior_text(self, prior_sentence: str, attribute: str, mask_index: int, word: str) -> str:
+        """The wrapped model's :meth:`prior_text`, kept for the recording."""
+        text = getattr(self.backend, "prior_text", None)
+        request = (prior_sentence, attribute, mask_index, word)
+        scored = text(*request) if text is not None else ""
+        self.requests.prior_texts[_prior_key(request)] = scored
+        return scored
+
     def prior_logprobs(self, requests: Sequence[tuple[str, str, int, str]]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.prior_logprobs`."""
         values = self.backend.prior_logprobs(requests)
@@ -535,6 +558,7 @@ class Recorder(MaskedLMBackend):
             targets.append({"sentence": sentence, "word": word, "pieces": pieces, "logprob": value})
         priors = [
             {"prior_sentence": p, "attribute": a, "mask_index": m, "word": w, "logprob": v}
+            | {"scored_sentence": self.requests.prior_texts.get((p, a, m, w), "")}
             for (p, a, m, w), v in self.requests.priors.items()
         ]
         return write_recorded(
@@ -589,7 +613,8 @@ def write_recorded(
             (``logprob``: the chain-rule log-prob for several pieces, the value at the mask
             for one).
         priors: ``{"prior_sentence", "attribute", "mask_index", "word", "logprob"}`` per
-            prior request (:meth:`MaskedLMBackend.prior_logprobs`).
+            prior request (:meth:`MaskedLMBackend.prior_logprobs`), optionally with
+            ``"scored_sentence"`` (the prior as the model scored it).
         model_info: the original model's provenance (commit hash, class, ...).
 
     Raises:
@@ -674,6 +699,7 @@ def _requests_json(targets: Sequence[Mapping[str, Any]], priors: Sequence[Mappin
                 "word": str(x["word"]),
                 "logprob": float(x["logprob"]),
             }
+            | ({"scored_sentence": str(x["scored_sentence"])} if x.get("scored_sentence") else {})
         )
         for x in priors
     ]
