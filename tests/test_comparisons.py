@@ -64,7 +64,8 @@ def _table(page: str, cls: str) -> list[list[str]]:
 def _num3(v: float, sign: str = "") -> str:
     """Three decimals, or two significant digits below 0.01 (as the terminal and the report
     print a value that would otherwise read as 0)."""
-    return format(v, f"{sign}.2g" if v != 0 and abs(v) < 0.01 else f"{sign}.3f")
+    digits = 1 - math.floor(math.log10(abs(v))) if v != 0 and abs(v) < 0.01 else 3
+    return format(v, f"{sign}.{digits}f")
 
 
 def test_report_states_directions_and_reads_signed_gaps(two_random_models):

@@ -703,8 +703,11 @@ def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
     v = _num(x)
     if math.isnan(v):
         return "—"
-    spec = ".2g" if v != 0 and abs(v) < 10.0 ** (1 - digits) else f".{digits}f"
-    return format(v, f"+{spec}" if signed else spec)
+    if abs(v) < 1e-12:  # rounding noise of a difference, not a value
+        v = 0.0
+    if v != 0 and abs(v) < 10.0 ** (1 - digits):
+        digits = 1 - math.floor(math.log10(abs(v)))  # two significant digits, no exponent
+    return format(v, f"+.{digits}f" if signed else f".{digits}f")
 
 
 def _note_of(row: Any) -> str:
