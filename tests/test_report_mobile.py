@@ -101,12 +101,9 @@ def pages(tmp_path_factory):
     }
 
 
-@pytest.mark.parametrize("kind", ["fill-mask", "comparison", "downstream"])
-@pytest.mark.parametrize("size", [(390, 844), (1400, 900)])
-def test_the_page_never_scrolls_sideways(pages, kind, size):
+def _measure(path: Path, interactive: bool, size: tuple[int, int], plots: int = 3) -> dict:
     from report_browser import HeadlessChromium
 
-    path, interactive = pages[kind]
     with HeadlessChromium(width=size[0], height=size[1]) as browser:
         browser.navigate(path.resolve().as_uri())
         if interactive:
@@ -115,13 +112,39 @@ def test_the_page_never_scrolls_sideways(pages, kind, size):
         else:
             browser.wait_for(
                 "document.readyState === 'complete' && "
-                "document.querySelectorAll('.js-plotly-plot .main-svg').length >= 3",
+                f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {plots}",
                 timeout=60,
             )
         got = browser.evaluate(MEASURE)
         assert browser.errors() == []
+    return got
+
+
+@pytest.mark.parametrize("kind", ["fill-mask", "comparison", "downstream"])
+@pytest.mark.parametrize("size", [(390, 844), (1400, 900)])
+def test_the_page_never_scrolls_sideways(pages, kind, size):
+    path, interactive = pages[kind]
+    got = _measure(path, interactive, size)
     assert got["viewport"] == size[0]
     assert got["page"] <= got["viewport"], got
     assert got["outside"] == [], got
     if interactive:
         assert got["plots"] >= 2  # the first pair's scatter and differences view were drawn
+
+
+@pytest.mark.parametrize("size", [(390, 844), (1400, 900)])
+def test_the_crows_page_fits_a_phone(tiny_bert, tmp_path, size):
+    from biasprobe.backends.hf import load_hf_masked_lm
+    from biasprobe.crows.report import render_html
+    from biasprobe.crows.run import run_crows
+
+    backend = load_hf_masked_lm(str(tiny_bert), device="cpu", batch_size=8)
+    try:
+        crows = run_crows(backend, scoring="meade", limit=6)
+    finally:
+        backend.close()
+    page = tmp_path / "crows.html"
+    page.write_text(render_html(crows), encoding="utf-8")
+    got = _measure(page, False, size, plots=0)
+    assert got["page"] <= got["viewport"] == size[0], got
+    assert got["outside"] == [], got
