@@ -62,9 +62,8 @@ def _table(page: str, cls: str) -> list[list[str]]:
 
 
 def _num3(v: float, sign: str = "") -> str:
-    """Three decimals, or two significant digits below 0.01 (as the terminal and the report
-    print a value that would otherwise read as 0)."""
-    digits = 1 - math.floor(math.log10(abs(v))) if v != 0 and abs(v) < 0.01 else 3
+    """Three decimals, or two significant digits for a value that would read as 0."""
+    digits = 1 - math.floor(math.log10(abs(v))) if v != 0 and round(v, 3) == 0 else 3
     return format(v, f"{sign}.{digits}f")
 
 

@@ -293,13 +293,16 @@ def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path,
             f"Kurita bias (log p of the women word − the men word, each over its prior): "
             f"{mean:+.{dg}f} nats on average (n = {len(sc)} pairs in 2 templates" in text
         ), text
-        assert "With 2 templates there are too few templates for a set-level interval" in text
+        assert "Too few templates (2; needs 6) for a set-level interval or test" in text
         t = s[(s.model == model) & (s.level == "template") & (s.score == "kurita_bias")]
+        listed = []
         for r in t.itertuples():
-            assert (
-                f"{r.key} {r.mean:+.{dg}f} ({int(r.n)} pairs, 95% CI {r.ci_low:+.{dg}f} to "
-                f"{r.ci_high:+.{dg}f}" in text
-            ), (r.key, text)
+            p = f", p = {r.p_value:.3f}" if r.p_value >= 0.001 else ", p = < 0.001"
+            listed.append(
+                f"{r.key} {per_template[r.key]:+.{dg}f} "
+                f"({r.ci_low:+.{dg}f} to {r.ci_high:+.{dg}f}{p})"
+            )
+        assert "per template: " + ", ".join(listed) + "." in text, (listed, text)
     assert "nan" not in text.lower()
     # ... and appears among the signed scores compared in words (|Δ|, sign flip, Δ p)
     from biasprobe.scores import compare_to_base

@@ -91,4 +91,4 @@ def test_small_values_keep_two_significant_digits():
     m = re.search(r'<table class="sortable summary-set">(.*?)</table>', page, re.S)
     cells = [_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", m.group(1))]
     i = cells.index("JS div. (bits)")
-    assert cells[i + 1 : i + 3] == ["0.00016", "[-0.000040, 0.00071]"]
+    assert cells[i + 1 : i + 3] == ["0.00016", "[-0.000040, 0.000710]"]

@@ -705,9 +705,16 @@ def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
         return "—"
     if abs(v) < 1e-12:  # rounding noise of a difference, not a value
         v = 0.0
-    if v != 0 and abs(v) < 10.0 ** (1 - digits):
-        digits = 1 - math.floor(math.log10(abs(v)))  # two significant digits, no exponent
+    digits = _fmt_digits(v, digits)
     return format(v, f"+.{digits}f" if signed else f".{digits}f")
+
+
+def _fmt_digits(x: Any, digits: int) -> int:
+    """``digits``, or the decimals of two significant digits when ``x`` would read as 0."""
+    v = _num(x)
+    if math.isnan(v) or abs(v) < 1e-12 or round(v, digits) != 0:
+        return digits
+    return 1 - math.floor(math.log10(abs(v)))
 
 
 def _note_of(row: Any) -> str:
@@ -1081,9 +1088,12 @@ def _ci_td(low: Any, high: Any, signed: bool = False, note: str = "") -> str:
         if note:
             return _na_td(f"n/a ({_short_note(note)})")
         return '<td class="num" data-v="">—</td>'
+    # both ends with the same decimals: enough for two significant digits of an end that
+    # would read as 0 at three ("[-0.000040, 0.000710]", not "[-0.000, 0.001]")
+    d = max(_fmt_digits(low, 3), _fmt_digits(high, 3))
     return (
         f'<td class="num" data-v="{_num(low)!r}">'
-        f"[{_fmt(low, signed=signed)}, {_fmt(high, signed=signed)}]</td>"
+        f"[{_fmt(low, d, signed=signed)}, {_fmt(high, d, signed=signed)}]</td>"
     )
 
 
