@@ -863,8 +863,10 @@ tokens outside either side's top {depth} are drawn from values stored with 16-bi
 <li id="left-out"><b>What this page leaves out.</b> {left_out["long"]}</li>
 <li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
 compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
-minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
-pairs (template level) and over templates then pairs (set level); n = pairs.</li>
+minoritized side minus the normative side. Intervals: a bootstrap over the pairs of a
+template (template level); at set level the interval of the template means that inverts their
+sign-flip test (so it agrees with p), none with fewer than 6 templates ("n/a": the template rows
+are given instead); n = pairs.</li>
 <li><b>Which direction is less biased.</b> Jaccard distance, RBO distance, JS divergence:
 <b>lower = less skew</b> (0 = both sides get the same completions); a negative Δ vs the base =
 less skew than the base. Target gap (and per word): <b>closer to zero = less skew</b>; its sign
@@ -950,8 +952,9 @@ def _summary_html(
         '<section id="summary"><h2>Skew scores</h2>',
         f"<h3>Probe set ({_e(ci)})</h3>",
         "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
-        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
-        "them, resampled together for both models. Distances: a negative Δ = less skew than "
+        "both ran (n paired), with the interval of the template means of the paired "
+        "differences (as for the set means; n/a with fewer than 6 templates). Distances: a "
+        "negative Δ = less skew than "
         "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>"
         "<p class='muted'>p = two-sided sign-flip permutation test (seeded; exact up to 16 "
         "values, else 10,000 flips) of mean 0, for the signed scores (target gap, Kurita "
@@ -1591,11 +1594,11 @@ def _count(n: int, what: str) -> str:
 
 
 def _too_few(
-    entry: _Entry, row: Mapping[str, Any], digits: int, level: str, skip: Collection[str] = ()
+    entry: _Entry, row: Mapping[str, Any], digits: int, skip: Collection[str] = ()
 ) -> Markup:
     """For a set row without an interval because it has too few templates: why, and each
-    template's mean with its own interval (``level``, in brackets where the template has 2+
-    pairs) and p (signed scores) from the template rows of summary.csv; else ""."""
+    template's mean with its own interval (in brackets where the template has 2+ pairs) and p
+    (signed scores) from the template rows of summary.csv; else ""."""
     note = _note_of(row)
     if "too few" not in note or not _isna(_num(row.get("ci_low"))):
         return Markup("")
@@ -1652,7 +1655,7 @@ def _signed_finding(
         return Markup("")
     n = int(row["n"])
     dg = _digits(row["mean"], row["ci_low"], row["ci_high"])
-    few = _too_few(entry, row, dg, level, arb_templates) if n > 1 else Markup("")
+    few = _too_few(entry, row, dg, arb_templates) if n > 1 else Markup("")
     note = _note_of(row)
     left_out = next((x.strip() for x in note.split(";") if "arbitrary" in x), "")
     if few:
@@ -1703,7 +1706,7 @@ def _findings_html(
         if jd is not None and not _isna(jd.get("mean")):
             n = int(jd["n"])
             dg = _digits(jd["mean"], jd["ci_low"], jd["ci_high"])
-            few = _too_few(entry, jd, dg, level) if n > 1 else Markup("")
+            few = _too_few(entry, jd, dg) if n > 1 else Markup("")
             ci = (
                 _ci_text(jd["ci_low"], jd["ci_high"], level, dg)
                 if n > 1
