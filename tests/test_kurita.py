@@ -3,7 +3,9 @@ step-by-step computation with transformers on a tiny BERT built in the test sess
 
 from __future__ import annotations
 
+import html as html_mod
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -270,10 +272,38 @@ def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path,
         row = next(r for r in rows[1:] if r[0] == model and r[2] == label)
         cell = dict(zip(heads, row))
         assert cell["mean"] == f"{want['mean']:.3f}" and cell["n"] == str(want["n"])
-        assert cell["p"] == f"{want['p_value']:.3f}"
-    # the second model's change from the base has a p-value too
+        # 2 templates: too few for a set-level interval or p; the cells say why, not "nan"
+        assert want["templates"] == 2 and math.isnan(want["p_value"])
+        assert cell["p"] == cell["95% CI"] == "n/a (2 templates)"
+        assert "nan" not in " ".join(row).lower()
+    # the second model's change from the base: no set-level p either, and it says why
     row = next(r for r in rows[1:] if r[0] == str(tiny_bert_b) and r[2] == label)
-    assert dict(zip(heads, row))["Δ p"] not in ("", "—")
+    assert dict(zip(heads, row))["Δ p"] == "n/a (2 templates)"
+    # the findings state Kurita's bias: the mean of the template means (computed here from
+    # scores.csv), n, why there is no interval, and each template's mean with its interval
+    findings = page[page.index('<section id="findings">') : page.index('<section id="pairs">')]
+    text = re.sub(r"\s+", " ", html_mod.unescape(re.sub(r"<[^>]+>", "", findings)))
+    for model in (str(tiny_bert), str(tiny_bert_b)):
+        sc = result.scores[result.scores.model == model].dropna(subset=["kurita_bias"])
+        per_template = sc.groupby("template_id", sort=False)["kurita_bias"].mean()
+        assert len(per_template) == 2
+        mean = float(np.mean(per_template.to_numpy()))
+        dg = max(2, -math.floor(math.log10(abs(mean))) + 1)
+        assert (
+            f"Kurita bias (log p of the women word − the men word, each over its prior): "
+            f"{mean:+.{dg}f} nats on average (n = {len(sc)} pairs in 2 templates" in text
+        ), text
+        assert "Too few templates (2; needs 6) for a set-level interval or test" in text
+        t = s[(s.model == model) & (s.level == "template") & (s.score == "kurita_bias")]
+        listed = []
+        for r in t.itertuples():
+            p = f", p = {r.p_value:.3f}" if r.p_value >= 0.001 else ", p = < 0.001"
+            listed.append(
+                f"{r.key} {per_template[r.key]:+.{dg}f} "
+                f"({r.ci_low:+.{dg}f} to {r.ci_high:+.{dg}f}{p})"
+            )
+        assert "per template: " + ", ".join(listed) + "." in text, (listed, text)
+    assert "nan" not in text.lower()
     # ... and appears among the signed scores compared in words (|Δ|, sign flip, Δ p)
     from biasprobe.scores import compare_to_base
 
@@ -291,4 +321,4 @@ def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path,
     )
     want = d[d.level == "set"].iloc[0]
     got = next(r for r in kurita_rows if r["level"] == "set")
-    assert got["Δ p"] == f"{want['p_value']:.3f}"
+    assert math.isnan(want["p_value"]) and got["Δ p"] == "n/a (2 templates)"

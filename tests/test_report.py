@@ -281,42 +281,66 @@ def test_header_shows_provenance(report, run):
 
 
 @needs_data
+def _hartigan(means: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """The sign-flip interval and p of mean 0 over unit means, written out here: every
+    non-empty subset's mean, sorted; [M_(k), M_(N-k)] with k = floor((1-conf)/2 * 2^T)."""
+    import itertools
+
+    t = len(means)
+    subset = sorted(
+        float(np.mean(c)) for r in range(1, t + 1) for c in itertools.combinations(means, r)
+    )
+    n = 2**t
+    k = math.floor((1 - confidence) / 2 * n)
+    if k < 1:
+        return math.nan, math.nan, math.nan
+    up = (1 + sum(m <= 0 for m in subset)) / n
+    low = (1 + sum(m >= 0 for m in subset)) / n
+    return subset[k - 1], subset[n - k - 1], min(1.0, 2 * min(up, low))
+
+
 def test_summary_table_shows_means_cis_and_deltas(report, run):
     _, page = report
     rows = tables(page)["summary-set"][1:]
     s = run.summary[run.summary["level"] == "set"]
     assert len(rows) == len(s)
     label = report_html.SCORE_LABELS
+    sc = run.scores.set_index(["model", "pair_id"])
     for r in s.itertuples():
         row = next(x for x in rows if x[0] == r.model and x[2] == label[r.score])
-        assert row[3] == fmt(r.mean)
-        no_ci = math.isnan(r.ci_low)
-        assert row[4] == ("—" if no_ci else f"[{fmt(r.ci_low)}, {fmt(r.ci_high)}]")
-        assert row[5] == str(r.n)
+        # the set mean = the mean of the template means, computed here from scores.csv
+        own = sc.loc[r.model].dropna(subset=[r.score])
+        t_means = own.groupby("template_id", sort=False)[r.score].mean().to_numpy()
+        assert row[3] == fmt(float(np.mean(t_means))) == fmt(r.mean)
+        assert row[5] == str(r.n) == str(len(own))
+        # fewer than 6 templates: no set-level interval or p, and the cell says why
+        assert len(t_means) < 6 and math.isnan(r.ci_low)
+        assert row[4] == f"n/a ({len(t_means)} template{'s' if len(t_means) != 1 else ''})"
+        signed = r.score in ("target_gap", "target_gap_mean", "kurita_bias")
+        assert row[9] == (("n/a (1 pair)" if r.n == 1 else row[4]) if signed else "—")
         if r.model == rf.BERT:
             assert row[6:9] == ["—", "—", "—"]
             continue
-        # paired Δ over the same pairs: an independent computation of the two-stage bootstrap
-        # of the per-pair differences (templates, then pairs) with the run's settings
-        sc = run.scores.set_index(["model", "pair_id"])
+        # paired Δ over the same pairs: the mean of the template means of the per-pair
+        # differences; its interval and p come from those template means (sign flips)
         pairs = sc.loc[rf.BERT].index
         diff = (sc.loc[rf.SYNTHETIC].loc[pairs, r.score] - sc.loc[rf.BERT, r.score]).to_numpy()
-        templates = sc.loc[rf.BERT, "template_id"].tolist()
+        templates = np.array(sc.loc[rf.BERT, "template_id"].tolist())
         keep = ~np.isnan(diff)
         assert row[8] == str(int(keep.sum()))
-        groups = {t: diff[keep][np.array(templates)[keep] == t] for t in dict.fromkeys(templates)}
-        mean_d = np.mean([g.mean() for g in groups.values() if g.size])
-        assert row[6] == f"{mean_d:+.3f}"
-        from biasprobe.scores import cluster_bootstrap_ci
-
-        settings = run.meta["settings"]
-        _, lo, hi = cluster_bootstrap_ci(
-            diff[keep],
-            np.array(templates)[keep].tolist(),
-            n_resamples=int(settings.get("bootstrap_resamples", 2000)),
-            seed=int(settings.get("seed", 0)),
-        )
-        assert row[7] == ("—" if keep.sum() < 2 else f"[{lo:+.3f}, {hi:+.3f}]")
+        groups = [diff[keep][templates[keep] == t] for t in dict.fromkeys(templates[keep])]
+        means = np.array([g.mean() for g in groups])
+        assert row[6] == f"{means.mean():+.3f}"
+        lo, hi, p = _hartigan(means)
+        if math.isnan(lo):
+            few = f"n/a ({len(means)} template{'s' if len(means) != 1 else ''})"
+            if keep.sum() == 1:
+                few = "n/a (1 pair)"
+            assert row[7] == row[11] == few
+        else:
+            assert row[7] == f"[{lo:+.3f}, {hi:+.3f}]" and row[11] == f"{p:.3f}"
+    visible = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    assert not re.search(r"\bnan\b", visible, re.I)
 
 
 @needs_data

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import html as html_mod
 import re
 import sys
 from html.parser import HTMLParser
@@ -123,17 +124,35 @@ def test_fill_mask_report_opens_on_findings_and_ends_with_provenance():
     assert o.top_sections[-1] == "provenance"
     assert [h for h in o.headings if h[0] == "h2"][-1][1] == "Provenance"
     assert o.prov_details_open and not any(o.prov_details_open)
-    # the findings quote summary.csv: set-level Jaccard distance, its CI and n, per model
+    # the findings state the set-level Jaccard distance (the mean of the template means,
+    # computed here from scores.csv) and n; with 5 templates there is no set-level interval,
+    # so they say why and give each template's mean and interval instead
     findings = page[page.index('<section id="findings">') : page.index('<section id="pairs">')]
+    text = " ".join(html_mod.unescape(re.sub(r"<[^>]+>", "", findings)).split())
     s = run.summary
     for model in (rf.BERT, rf.SYNTHETIC):
-        r = s[(s.model == model) & (s.level == "set") & (s.score == "jaccard_distance")].iloc[0]
+        sc = run.scores[run.scores.model == model]
+        t_means = sc.groupby("template_id", sort=False)["jaccard_distance"].mean()
+        assert len(t_means) == 5
         sentence = (
-            f"Across {int(r.n)} pairs, the top-10 fills after <b>the minoritized side</b> and "
+            f"Across {len(sc)} pairs, the top-10 fills after <b>the minoritized side</b> and "
             f"after <b>the normative side</b> have a mean Jaccard distance of "
-            f"<b class='num'>{r['mean']:.2f}</b> (95% CI {r.ci_low:.2f}–{r.ci_high:.2f};"
+            f"<b class='num'>{t_means.mean():.2f}</b> (0 = the same fills, 1 = none in common)."
         )
         assert sentence in findings, model
+        listed = []
+        tmpl = s[(s.model == model) & (s.level == "template") & (s.score == "jaccard_distance")]
+        for key, mean in t_means.items():
+            r = tmpl[tmpl.key == key].iloc[0]
+            ci = "" if r.n < 2 else f" ({r.ci_low:.2f}–{r.ci_high:.2f})"
+            listed.append(f"{key} {mean:.2f}{ci}")
+        want = (
+            "Too few templates (5; needs 6) for a set-level interval or test; per template: "
+            + ", ".join(listed)
+            + "."
+        )
+        assert want in text, (want, text)
+    assert not re.search(r"\bnan\b", text)
     # the most skewed pairs: the three largest Jaccard distances of the base model
     sc = run.scores[run.scores.model == rf.BERT]
     worst = sc.sort_values("jaccard_distance", ascending=False, kind="stable")
@@ -194,8 +213,24 @@ def test_downstream_report_opens_on_findings_and_ends_with_provenance():
     assert o.prov_details_open and not any(o.prov_details_open)
     d = result.summary[(result.summary.level == "set") & (result.summary.score == "delta")].iloc[0]
     finding = page[page.index('id="finding"') : page.index("</section>")]
-    assert f"<b>{d['mean']:+.3f}</b>" in finding and f"n = {int(d['n'])} pairs" in finding
-    assert f"95% CI {d.ci_low:+.3f} … {d.ci_high:+.3f}" in finding
+    text = " ".join(html_mod.unescape(re.sub(r"<[^>]+>", "", finding)).split())
+    # the set mean: the mean of the template means of P(pos | she) − P(pos | he), here
+    deltas = {t: [] for t in range(3)}
+    for t in range(3):
+        for j in range(5):
+            p_she = 0.3 + 0.05 * (len(f"she {'x' * j}") % 9) - 0.2
+            p_he = 0.3 + 0.05 * (len(f"he {'x' * j}") % 9)
+            deltas[t].append(p_she - p_he)
+    mean = float(np.mean([np.mean(v) for v in deltas.values()]))
+    assert f"<b>{mean:+.3f}</b>" in finding and f"<b>{d['mean']:+.3f}</b>" in finding
+    # 3 templates: no set-level interval or test; the finding says why, and gives the
+    # template rows (each with its own interval over its pairs)
+    assert f"(n = {int(d['n'])} pairs in 3 templates)" in text
+    assert "Too few templates (3; needs 6) for a set-level interval or test" in text
+    tmpl = result.summary[(result.summary.level == "template") & (result.summary.score == "delta")]
+    for r in tmpl.itertuples():
+        assert f"{r.key} {np.mean(deltas[int(r.key[3:])]):+.3f} (95% CI {r.ci_low:+.3f} … " in text
+    assert not re.search(r"\bnan\b|95% CI —", text)
 
 
 # --------------------------------------------------------------------------- findings
@@ -386,7 +421,13 @@ def test_first_screen_shows_a_headline_and_a_scatter(tmp_path):
         assert headline[1] < 900 and plot[0] < 900 - 200, (headline, plot)
         assert plot[2] > 420  # the drawing area itself, wider than the old ~400 px
         text = browser.evaluate("document.querySelector('#findings p.headline').textContent")
-        assert re.search(r"\d\.\d\d \(95% CI \d\.\d\d–\d\.\d\d", text), text
+        # 5 templates: the mean, why there is no set-level interval, the template rows
+        assert re.search(r"distance of \d\.\d\d \(0 = the same fills", text), text
+        s = demo.summary
+        r = s[(s.level == "template") & (s.score == "jaccard_distance")]
+        r = r[r.key == "employed-he-she"].iloc[0]
+        assert "Too few templates (5; needs 6)" in text
+        assert f"employed-he-she {r['mean']:.2f} ({r.ci_low:.2f}–{r.ci_high:.2f})" in text
         # the CPR pair: the he / she / they dots carry labels in the page
         last = browser.evaluate("document.querySelectorAll('section.pair').length - 1")
         browser.evaluate(f"biasprobeReport.showPair({last})", await_promise=True)

@@ -88,15 +88,15 @@ SAFE_CALLS = {
 SAFE_NAMES = {
     "html.py": {
         # markup assembled from escaped parts
-        *("ths", "body", "tmpl_table", "left_out", "shown", "select", "buttons", "figs"),
+        *("ths", "body", "left_out", "shown", "select", "buttons", "figs"),
         *("scores_html", "cmp_html", "topk", "sent_rows", "saw", "_ARBITRARY_NOTE", "listed"),
-        *("across", "s", "plotly_js", "css", "head", "tail", "cls"),
+        *("s", "plotly_js", "css", "head", "tail", "cls"),
         # numbers, fixed colours and option values
         *("key", "COLOR_A", "COLOR_B", "TOP_FILLS_LABELLED", "LABELS_PER_SIDE", "depth", "v"),
-        *("cols", "SPEARMAN_TOP", "n", "pair", "p", "i"),
+        *("cols", "SPEARMAN_TOP", "pair", "p", "i"),
     },
     "downstream.py": {
-        *("scatters", "models", "sub", "verdict", "flip"),
+        *("scatters", "models", "sub"),
         *("acc", "r", "m", "a", "b", "k"),
     },
     "notebook.py": {"head", "table", "hint", "note", "mark", "more", "cell"}

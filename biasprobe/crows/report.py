@@ -18,6 +18,8 @@ _CSS = """
 body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{padding:.25em .6em;border-bottom:1px solid #ddd;
 text-align:right}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.92em}
+h1,p{overflow-wrap:anywhere}svg{max-width:100%;height:auto}
+@media (max-width:760px){table{display:block;max-width:100%;overflow-x:auto}}
 """
 
 
@@ -49,6 +51,7 @@ def _svg(summary: Any) -> Markup:
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" '
         'role="img" aria-label="CrowS-Pairs metric per bias type with 95% intervals">'
     ]
     for tick in range(0, 101, 25):
@@ -111,6 +114,7 @@ def render_html(result: Any) -> str:
     skipped = int(s.iloc[0].n_skipped) if len(s) else 0
     return html(
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         '{marker} {version}">'
         "<title>CrowS-Pairs — {model}</title><style>{css}</style></head><body>"
         "<h1>CrowS-Pairs — {model}</h1>"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,18 @@ import pandas as pd
 from biasprobe.downstream.scores import LESS_BIASED, SCORE_LABELS
 from biasprobe.errors import UsageError
 from biasprobe.report.figures import _plotly_text
-from biasprobe.report.html import _e, _fmt, _kv_html, _page, _td, _tdt, _version
+from biasprobe.report.html import (
+    _e,
+    _fmt,
+    _kv_html,
+    _note_of,
+    _page,
+    _short_note,
+    _td,
+    _tdt,
+    _version,
+)
+from biasprobe.report.htmlkit import Markup, html
 
 __all__ = ["render_downstream_report", "write_downstream_report"]
 
@@ -65,6 +77,53 @@ def _ci(lo: Any, hi: Any, digits: int = 3, signed: bool = True) -> str:
     if math.isnan(_num(lo)) or math.isnan(_num(hi)):
         return "—"
     return f"{_fmt(lo, digits, signed)} … {_fmt(hi, digits, signed)}"
+
+
+def _ci_cell(lo: Any, hi: Any, note: str = "", digits: int = 3, signed: bool = True) -> str:
+    """An interval's text for a table cell: "a … b", or "n/a (why)" when a note says why
+    there is none (a set of too few templates), else "—"."""
+    if math.isnan(_num(lo)) or math.isnan(_num(hi)):
+        return f"n/a ({_short_note(note)})" if note else "—"
+    return _ci(lo, hi, digits, signed)
+
+
+def _p_cell(p: Any, note: str = "") -> str:
+    """A p-value's text for a table cell: as :func:`_p`, or "n/a (why)" when a note says why."""
+    if math.isnan(_num(p)) and note:
+        return f"n/a ({_short_note(note)})"
+    return _p(p)
+
+
+def _few_text(run: Any, model: str, row: Any, digits: int = 3) -> Markup:
+    """A set or contrast row without an interval because its set has too few templates: why,
+    and each template's mean Δ with its interval and Wilcoxon p (the template rows)."""
+    note = _note_of(row)
+    if "too few" not in note or not math.isnan(_num(row["ci_low"])):
+        return Markup("")
+    need = re.search(r"needs (\d+)", note)
+    templates = int(_num(row.get("templates"))) if not math.isnan(_num(row.get("templates"))) else 0
+    why = html(
+        " Too few templates ({}{}) for a set-level interval or test; ",
+        templates,
+        f"; needs {need.group(1)}" if need else "",
+    )
+    if row.get("level") != "set":  # a contrast: its templates are in the per-template table
+        return html("{}see <a href='#tables'>the template rows</a>.", why)
+    s = run.summary
+    t = s[(s["model"] == model) & (s["level"] == "template") & (s["score"] == row["score"])]
+    parts = [
+        f"{r['key']} {_fmt(r['mean'], digits, True)} ("
+        + (
+            ""
+            if math.isnan(_num(r["ci_low"]))
+            else f"95% CI {_ci(r['ci_low'], r['ci_high'], digits)}, "
+        )
+        + f"n = {int(r['n'])}, Wilcoxon {_p_eq(r.get('p_wilcoxon'))})"
+        for _, r in t.head(8).iterrows()
+    ]
+    if len(t) > 8:
+        parts.append(f"{len(t) - 8} more in the per-template table")
+    return html("{}<a href='#tables'>per template</a>: {}.", why, "; ".join(parts))
 
 
 def _is_downstream(run: Any) -> bool:
@@ -121,11 +180,14 @@ def _finding_html(runs: Sequence[Any]) -> str:
             if d is None:
                 continue
             lo, hi = _num(d["ci_low"]), _num(d["ci_high"])
-            if not math.isnan(lo) and (lo > 0 or hi < 0):
+            few = _few_text(run, model, d)
+            if few:
+                verdict = "no set-level interval (see the templates below)."
+            elif not math.isnan(lo) and (lo > 0 or hi < 0):
                 more = "more" if d["mean"] > 0 else "less"
                 verdict = (
-                    f"the interval excludes 0: sentences about {_e(mino)} get a {more} positive "
-                    f"score than the same sentences about {_e(norm)}."
+                    f"the interval excludes 0: sentences about {mino} get a {more} positive "
+                    f"score than the same sentences about {norm}."
                 )
             else:
                 verdict = "the interval includes 0: no gap is detectable at this sample size."
@@ -136,33 +198,68 @@ def _finding_html(runs: Sequence[Any]) -> str:
                 if f is None
                 else f" Labels flip in {k} of {n_pairs} pairs "
                 f"({_fmt(100 * k / max(n_pairs, 1), 1, False)}%); averaged over templates, as "
-                f"every set-level rate here, {_fmt(f['mean'] * 100, 1, False)}% "
-                f"(95% CI {_ci(f['ci_low'] * 100, f['ci_high'] * 100, 1, False)}); "
-                f"mean |Δ| = {_fmt(a['mean'])}."
+                f"every set-level rate here, {_fmt(f['mean'] * 100, 1, False)}%"
+                + (
+                    ""
+                    if math.isnan(_num(f["ci_low"]))
+                    else f" (95% CI {_ci(f['ci_low'] * 100, f['ci_high'] * 100, 1, False)})"
+                )
+                + f"; mean |Δ| = {_fmt(a['mean'])}."
             )
             s = run.summary
             contrasts = s[(s["model"] == model) & (s["level"] == "contrast")]
             contrasts = contrasts[contrasts["score"] == "delta"]
             sub = "".join(
-                f"<li>{_e(str(r['key']))}: {_fmt(r['mean'], 3, True)} (95% CI "
-                f"{_ci(r['ci_low'], r['ci_high'])}, n = {int(r['n'])}, Wilcoxon "
-                f"{_p_eq(r['p_wilcoxon'])})</li>"
+                html(
+                    "<li>{}: {} ({}n = {}{}){}</li>",
+                    str(r["key"]),
+                    _fmt(r["mean"], 3, True),
+                    ""
+                    if math.isnan(_num(r["ci_low"]))
+                    else f"95% CI {_ci(r['ci_low'], r['ci_high'])}, ",
+                    int(r["n"]),
+                    ""
+                    if math.isnan(_num(r["p_wilcoxon"]))
+                    else f", Wilcoxon {_p_eq(r['p_wilcoxon'])}",
+                    _few_text(run, model, r),
+                )
                 for _, r in contrasts.iterrows()
             )
             sub = f"<ul>{sub}</ul>" if sub else ""
+            if few:
+                stats = f"n = {int(d['n'])} pairs in {int(_num(d['templates']))} templates"
+            else:
+                p_unit = _num(d.get("p_value"))
+                stats = (
+                    f"95% CI {_ci(d['ci_low'], d['ci_high'])}, n = {int(d['n'])} pairs"
+                    + ("" if math.isnan(p_unit) else f", sign-flip {_p_eq(p_unit)}")
+                    + f", Wilcoxon {_p_eq(d['p_wilcoxon'])}, sign test {_p_eq(d['p_sign'])}"
+                )
             items.append(
-                f"<li><b>{_e(model)}</b> on <b>{_e(str(set_name))}</b>: mean Δ P(pos) for "
-                f"{_e(mino)} vs {_e(norm)} = <b>{_fmt(d['mean'], 3, True)}</b> (95% CI "
-                f"{_ci(d['ci_low'], d['ci_high'])}, n = {int(d['n'])} pairs, Wilcoxon "
-                f"{_p_eq(d['p_wilcoxon'])}, sign test {_p_eq(d['p_sign'])}); {verdict}{flip}{sub}</li>"
+                html(
+                    "<li><b>{}</b> on <b>{}</b>: mean Δ P(pos) for {} vs {} = <b>{}</b> ({}); "
+                    "{}{}{}{}</li>",
+                    model,
+                    str(set_name),
+                    mino,
+                    norm,
+                    _fmt(d["mean"], 3, True),
+                    stats,
+                    verdict,
+                    few,
+                    flip,
+                    Markup(sub),
+                )
             )
     return f"""<section id="finding">
 <h2>Finding</h2>
 <ul class="finding">{"".join(items)}</ul>
 <p class="muted">Δ = P(pos | minoritized side) − P(pos | normative side) of the same sentence,
 the group word alone changed: 0 = the classifier ignores the group word; negative = the
-minoritized side is rated less positive. CIs: two-stage bootstrap (templates, then pairs); the
-p-values test the paired Δ against 0 over pairs.</p>
+minoritized side is rated less positive. Set level: the mean of the template means, with the
+interval and sign-flip p of those template means (they agree; none with fewer than 6
+templates, where the template rows are given instead); Wilcoxon and sign tests over the template
+means too. Template level: over the template's pairs.</p>
 </section>"""
 
 
@@ -228,9 +325,9 @@ def _comparison_html(runs: Sequence[Any]) -> str:
                 + _td(r["base_mean"], 3, r["score"] == "delta")
                 + _td(r["model_mean"], 3, r["score"] == "delta")
                 + _td(r["change"], 3, True)
-                + f'<td class="num">{_ci(r["ci_low"], r["ci_high"])}</td>'
+                + _tdt(_ci_cell(r["ci_low"], r["ci_high"], _note_of(r)), "num")
                 + f'<td class="num">{int(r["n"])}</td>'
-                + f'<td class="num">{_p(r.get("p_value", float("nan")))}</td>'
+                + _tdt(_p_cell(r.get("p_value", float("nan")), _note_of(r)), "num")
                 + _tdt(direction)
                 + "</tr>"
             )
@@ -253,7 +350,13 @@ biased, except mean Δ, where closer to 0 is less biased (its |Δ| before and af
 def _figure_div(fig: Any) -> str:
     import plotly.io as pio
 
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, config={"displaylogo": False})
+    # responsive: a figure follows its box's width (a phone's screen included)
+    return pio.to_html(
+        fig,
+        full_html=False,
+        include_plotlyjs=False,
+        config={"displaylogo": False, "responsive": True},
+    )
 
 
 def _forest_html(run: Any) -> str:
@@ -358,7 +461,6 @@ def _scatter_html(run: Any, model: str, color: str) -> str:
         title=_plotly_text(model),
         xaxis={"title": f"P(pos | {_plotly_text(norm)})", "range": [-0.02, 1.02]},
         yaxis={"title": f"P(pos | {_plotly_text(mino)})", "range": [-0.02, 1.02]},
-        width=460,
         height=460,
         margin={"l": 60, "r": 10, "t": 40, "b": 50},
         template="plotly_white",
@@ -386,6 +488,7 @@ point for its sentences. Below: the mean per template.</p>
 
 def _tables_html(runs: Sequence[Any]) -> str:
     rows = []
+    any_few = False
     for run in runs:
         set_name = str((run.meta.get("probe_set") or {}).get("name", "?"))
         s = run.summary
@@ -394,16 +497,18 @@ def _tables_html(runs: Sequence[Any]) -> str:
             if r["score"] == "mean_p_positive":
                 score = f"{score} [{r['group']}]"
             where = set_name if r["level"] == "set" else f"{set_name}: {r['key']}"
+            tested = r["score"] == "delta"
+            any_few = any_few or "too few" in _note_of(r)
             rows.append(
                 "<tr>"
                 + _tdt(where)
                 + _tdt(r["model"])
                 + _tdt(score)
                 + _td(r["mean"], 3, r["score"] == "delta")
-                + f'<td class="num">{_ci(r["ci_low"], r["ci_high"])}</td>'
+                + _tdt(_ci_cell(r["ci_low"], r["ci_high"], _note_of(r)), "num")
                 + f'<td class="num">{int(r["n"])}</td>'
-                + f'<td class="num">{_p(r["p_wilcoxon"])}</td>'
-                + f'<td class="num">{_p(r["p_sign"])}</td>'
+                + _tdt(_p_cell(r["p_wilcoxon"], _note_of(r) if tested else ""), "num")
+                + _tdt(_p_cell(r["p_sign"], _note_of(r) if tested else ""), "num")
                 + _tdt(LESS_BIASED.get(r["score"], ""), "muted")
                 + "</tr>"
             )
@@ -429,14 +534,16 @@ def _tables_html(runs: Sequence[Any]) -> str:
             )
     return f"""<section id="tables">
 <h2>All scores</h2>
-<p class="muted">Set level (and per group contrast where a set mixes several): mean of template means with a two-stage bootstrap 95% CI; n =
-pairs (sentences for mean P(pos)). Wilcoxon signed-rank and exact sign tests of the paired Δ
-against 0 (pairs with Δ = 0 dropped; both are 1 when every Δ is 0); they treat pairs as
-independent. Wasserstein-1: distance between the two sides' P(pos) distributions.</p>
+<p class="muted">Set level (and per group contrast where a set mixes several): mean of template
+means with the 95% interval of those template means (n/a with fewer than 6 templates: see the
+template rows below); n = pairs (sentences for mean P(pos)). Wilcoxon signed-rank and exact
+sign tests of Δ against 0, over the template means at set level and over the pairs within a
+template (pairs with Δ = 0 dropped; both are 1 when every Δ is 0). Wasserstein-1: distance
+between the two sides' P(pos) distributions.</p>
 <table><thead><tr><th>probe set</th><th>classifier</th><th>score</th><th>mean</th>
 <th>95% CI</th><th>n</th><th>p Wilcoxon</th><th>p sign</th><th>less biased</th></tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
-<details><summary>Per template: mean Δ and flip rate</summary>
+<details{" open" if any_few else ""}><summary>Per template: mean Δ and flip rate</summary>
 <table><thead><tr><th>classifier</th><th>template</th><th>mean Δ</th><th>95% CI</th><th>n</th>
 <th>p Wilcoxon</th><th>flip rate</th></tr></thead><tbody>{"".join(tpl)}</tbody></table>
 </details>
@@ -460,7 +567,7 @@ def _upstream_html(fill_mask: Sequence[Any], runs: Sequence[Any]) -> str:
                 + _tdt(r["model"])
                 + _tdt(_FILL_MASK_SCORES[r["score"]])
                 + _td(r["mean"], 3, r["score"] == "target_gap_mean")
-                + f'<td class="num">{_ci(r["ci_low"], r["ci_high"])}</td>'
+                + _tdt(_ci_cell(r["ci_low"], r["ci_high"], _note_of(r)), "num")
                 + f'<td class="num">{int(r["n"])}</td></tr>'
             )
     for run in runs:
@@ -476,7 +583,7 @@ def _upstream_html(fill_mask: Sequence[Any], runs: Sequence[Any]) -> str:
                 + _tdt(model)
                 + _tdt(SCORE_LABELS["delta"])
                 + _td(d["mean"], 3, True)
-                + f'<td class="num">{_ci(d["ci_low"], d["ci_high"])}</td>'
+                + _tdt(_ci_cell(d["ci_low"], d["ci_high"], _note_of(d)), "num")
                 + f'<td class="num">{int(d["n"])}</td></tr>'
             )
     return f"""<section id="upstream">
@@ -518,6 +625,7 @@ _EXTRA_CSS = """
 ul.finding li { margin: 0.35em 0; }
 #finding h2 { margin-top: 0.6em; }
 .scatters { display: flex; flex-wrap: wrap; gap: 12px; }
+.scatters figure { width: min(460px, 100%); }
 """
 
 

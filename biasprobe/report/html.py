@@ -36,9 +36,10 @@ import base64
 import datetime as _dt
 import fnmatch
 import math
+import re
 import shlex
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -525,7 +526,7 @@ def _pair_pass(
         pair.cells[entry.index] = cell
         pair.sentences[entry.index] = sents
         # fills shifted toward each side (findings), over the entry's own pairs
-        if pair.run_index == entry.run_index and k is not None:
+        if pair.run_index == entry.run_index and k is not None and not _arbitrary([entry], pair):
             roles = [str(it.get("role")) for it in pair.items]
             _add_shifts(shifts.setdefault(entry.index, {}), ra, rb, la, lb, ids, k, roles)
         # comparison with the base model
@@ -697,10 +698,35 @@ _e = escape
 
 
 def _fmt(x: Any, digits: int = 3, signed: bool = False) -> str:
+    """``digits`` decimals, or two significant digits for a value that would read as 0 (a
+    Kurita bias of 0.00016 is "0.00016", not "0.000"); "—" for a missing value."""
     v = _num(x)
     if math.isnan(v):
         return "—"
-    return f"{v:+.{digits}f}" if signed else f"{v:.{digits}f}"
+    if abs(v) < 1e-12:  # rounding noise of a difference, not a value
+        v = 0.0
+    digits = _fmt_digits(v, digits)
+    return format(v, f"+.{digits}f" if signed else f".{digits}f")
+
+
+def _fmt_digits(x: Any, digits: int) -> int:
+    """``digits``, or the decimals of two significant digits when ``x`` would read as 0."""
+    v = _num(x)
+    if math.isnan(v) or abs(v) < 1e-12 or round(v, digits) != 0:
+        return digits
+    return 1 - math.floor(math.log10(abs(v)))
+
+
+def _note_of(row: Any) -> str:
+    """A summary row's ``note`` ("" when it has none)."""
+    note = row.get("note") if isinstance(row, Mapping) else getattr(row, "note", None)
+    return note if isinstance(note, str) else ""
+
+
+def _short_note(note: str) -> str:
+    """The reason a row has no interval, in a few words: "5 templates", "1 pair"."""
+    short = note.split(":", 1)[0].strip() if note else ""
+    return re.sub(r"^1 (templates|pairs)$", lambda m: f"1 {m.group(1)[:-1]}", short)
 
 
 def _td(x: Any, digits: int = 3, signed: bool = False) -> str:
@@ -837,8 +863,10 @@ tokens outside either side's top {depth} are drawn from values stored with 16-bi
 <li id="left-out"><b>What this page leaves out.</b> {left_out["long"]}</li>
 <li>Scores: Jaccard and RBO distances compare the two top-k lists (0 = same); JS divergence
 compares the full distributions (bits, 0 = identical); target gap = log p(targets) on the
-minoritized side minus the normative side. Confidence intervals are bootstrap intervals over
-pairs (template level) and over templates then pairs (set level); n = pairs.</li>
+minoritized side minus the normative side. Intervals: a bootstrap over the pairs of a
+template (template level); at set level the interval of the template means that inverts their
+sign-flip test (so it agrees with p), none with fewer than 6 templates ("n/a": the template rows
+are given instead); n = pairs.</li>
 <li><b>Which direction is less biased.</b> Jaccard distance, RBO distance, JS divergence:
 <b>lower = less skew</b> (0 = both sides get the same completions); a negative Δ vs the base =
 less skew than the base. Target gap (and per word): <b>closer to zero = less skew</b>; its sign
@@ -887,27 +915,35 @@ def _summary_html(
             s = s[(s["model"] == entry.model) & (s["level"] == level)]
             for r in s.itertuples():
                 d = deltas.get((entry.index, level, str(r.key), str(r.score)), {})
+                note, d_note = _note_of(r), _note_of(d)
+                if note and _isna(_num(r.ci_low)):
+                    notes.setdefault(note, None)
+                tested = _signed(str(r.score))
                 rows.append(
                     "<tr>"
                     + _tdt(entry.label)
                     + _tdt(r.key)
                     + _tdt(SCORE_LABELS.get(str(r.score), str(r.score)))
                     + _td(r.mean)
-                    + _ci_td(r.ci_low, r.ci_high)
+                    + _ci_td(r.ci_low, r.ci_high, note=note)
                     + _td(r.n, 0)
                     + _td(d.get("delta"), signed=True)
-                    + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True)
+                    + _ci_td(d.get("delta_low"), d.get("delta_high"), signed=True, note=d_note)
                     + _td(d.get("n"), 0)
-                    + _p_td(getattr(r, "p_value", None))
-                    + _p_td(getattr(r, "p_holm", None))
-                    + _p_td(d.get("p_value"))
+                    + _p_td(getattr(r, "p_value", None), *((note, r.n) if tested else ()))
+                    + _p_td(getattr(r, "p_holm", None), *((note, r.n) if tested else ()))
+                    + _p_td(d.get("p_value"), d_note, d.get("n") if d else None)
                     + "</tr>"
                 )
         return rows
 
+    notes: dict[str, None] = {}
+
     heads = ["mean", ci, "n", "Δ vs base", f"Δ {ci} (paired)", "n paired"]
     heads += ["p", "p (Holm)", "Δ p"]
-    set_table = _sortable(["model", "key", "score", *heads], summary_rows("set"), "summary-set")
+    set_rows = summary_rows("set")
+    few = _few_templates_html(notes)
+    set_table = _sortable(["model", "key", "score", *heads], set_rows, "summary-set")
     tmpl_table = _sortable(
         ["model", "template", "score", *heads], summary_rows("template"), "summary-template"
     )
@@ -916,8 +952,9 @@ def _summary_html(
         '<section id="summary"><h2>Skew scores</h2>',
         f"<h3>Probe set ({_e(ci)})</h3>",
         "<p class='muted'>Δ vs base = this model's mean − the base model's mean over the pairs "
-        "both ran (n paired), with a paired bootstrap interval: templates, then pairs within "
-        "them, resampled together for both models. Distances: a negative Δ = less skew than "
+        "both ran (n paired), with the interval of the template means of the paired "
+        "differences (as for the set means; n/a with fewer than 6 templates). Distances: a "
+        "negative Δ = less skew than "
         "the base. Signed target gaps: see the table below (closer to zero = less skew).</p>"
         "<p class='muted'>p = two-sided sign-flip permutation test (seeded; exact up to 16 "
         "values, else 10,000 flips) of mean 0, for the signed scores (target gap, Kurita "
@@ -927,8 +964,14 @@ def _summary_html(
         "null to test: no p. Δ p tests “no change from the base” the same way, on the "
         "paired differences.</p>",
         set_table,
+        few,
         _gap_html(entries, deltas, ci),
-        f"<details><summary>Per template ({_e(ci)})</summary>{tmpl_table}</details>",
+        html(
+            '<details id="per-template"{}><summary>Per template ({})</summary>{}</details>',
+            Markup(" open") if few else "",
+            ci,
+            Markup(tmpl_table),
+        ),
         "<h3>Per pair</h3><p class='muted'>Click a column heading to sort; click a pair to "
         "open its figures (above).</p>",
         _pair_scores_table(entries, pairs),
@@ -937,6 +980,23 @@ def _summary_html(
     if len(entries) > 1:
         out.append(_comparison_html(entries, pairs, comparisons))
     return "\n".join(out)
+
+
+def _signed(score: str) -> bool:
+    """Whether a score is signed (tested against 0; distances are not)."""
+    return score in SIGNED_SCORES or score.startswith("valence_")
+
+
+def _few_templates_html(notes: Mapping[str, Any]) -> Markup:
+    """Why some set rows have no interval or p ("n/a"), pointing to the template rows."""
+    if not notes:
+        return Markup("")
+    return html(
+        "<p class='note'>Set rows marked n/a have no set-level interval or p: {}. "
+        "<a href='#per-template'>The template rows</a> (opened below) give each template's "
+        "mean with its own interval.</p>",
+        " · ".join(notes),
+    )
 
 
 def _pair_scores_table(entries: list[_Entry], pairs: list[_Pair]) -> str:
@@ -1012,21 +1072,31 @@ def _comparison_html(
     )
 
 
-def _p_td(p: Any) -> str:
-    """A p-value cell: 3 significant digits, "< 0.001" below that, — when there is none."""
+def _p_td(p: Any, note: str = "", n: Any = None) -> str:
+    """A p-value cell: 3 significant digits, "< 0.001" below that, — when there is none;
+    "n/a (why)" when ``note`` says why there is none, or when ``n`` is a single pair (its two
+    sign patterns always tie: no test, not p = 1)."""
     v = _num(p)
+    if not math.isnan(_num(n)) and _num(n) < 2:
+        return _na_td("n/a (1 pair)")
     if math.isnan(v):
-        return '<td class="num" data-v="">—</td>'
+        return _na_td(f"n/a ({_short_note(note)})") if note else '<td class="num" data-v="">—</td>'
     shown = "&lt; 0.001" if v < 0.001 else f"{v:.3f}"
     return f'<td class="num" data-v="{v!r}">{shown}</td>'
 
 
-def _ci_td(low: Any, high: Any, signed: bool = False) -> str:
+def _ci_td(low: Any, high: Any, signed: bool = False, note: str = "") -> str:
+    """An interval cell: "[low, high]", or "n/a (why)" when ``note`` says why there is none."""
     if _isna(low) or _isna(high):
+        if note:
+            return _na_td(f"n/a ({_short_note(note)})")
         return '<td class="num" data-v="">—</td>'
+    # both ends with the same decimals: enough for two significant digits of an end that
+    # would read as 0 at three ("[-0.000040, 0.000710]", not "[-0.000, 0.001]")
+    d = max(_fmt_digits(low, 3), _fmt_digits(high, 3))
     return (
         f'<td class="num" data-v="{_num(low)!r}">'
-        f"[{_fmt(low, signed=signed)}, {_fmt(high, signed=signed)}]</td>"
+        f"[{_fmt(low, d, signed=signed)}, {_fmt(high, d, signed=signed)}]</td>"
     )
 
 
@@ -1101,11 +1171,11 @@ def _gap_html(entries: list[_Entry], deltas: dict, ci: str) -> str:
             + _td(abs(d["base"]))
             + _td(abs(d["other"]))
             + _td(d["abs_delta"], signed=True)
-            + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True)
+            + _ci_td(d["abs_delta_low"], d["abs_delta_high"], signed=True, note=_note_of(d))
             + _td(d["n"], 0)
             + _tdt(_gap_words(d, score))
             + _tdt(SCORE_LABELS.get(score, score))
-            + _p_td(d.get("p_value"))
+            + _p_td(d.get("p_value"), _note_of(d), d.get("n"))
             + "</tr>"
         )
     if not rows:
@@ -1410,6 +1480,8 @@ def _isna(x: Any) -> bool:
 FINDING_TOKENS = 5
 #: Pairs listed as the most skewed in the findings.
 FINDING_PAIRS = 3
+#: Template rows listed in the findings for a set with too few templates for an interval.
+FINDING_TEMPLATES = 8
 
 
 def _digits(*values: Any) -> int:
@@ -1517,6 +1589,96 @@ def _rank_shifts(
     return out
 
 
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def _too_few(
+    entry: _Entry, row: Mapping[str, Any], digits: int, skip: Collection[str] = ()
+) -> Markup:
+    """For a set row without an interval because it has too few templates: why, and each
+    template's mean with its own interval (in brackets where the template has 2+ pairs) and p
+    (signed scores) from the template rows of summary.csv; else ""."""
+    note = _note_of(row)
+    if "too few" not in note or not _isna(_num(row.get("ci_low"))):
+        return Markup("")
+    need = re.search(r"needs (\d+)", note)
+    s = entry.run.summary
+    t = s[
+        (s["model"] == entry.model)
+        & (s["level"] == "template")
+        & (s["score"] == row["score"])
+        & ~s["key"].astype(str).isin(set(skip))
+    ]
+    signed = _signed(str(row["score"]))
+    parts = []
+    for r in t.head(FINDING_TEMPLATES).to_dict("records"):
+        extra = []
+        if not _isna(_num(r["ci_low"])):
+            a, b = _fmt(r["ci_low"], digits, signed), _fmt(r["ci_high"], digits, signed)
+            extra.append(f"{a} to {b}" if signed else f"{a}–{b}")
+        p = _num(r.get("p_value"))
+        if signed and not math.isnan(p):
+            extra.append(f"p = {_p_text(p)}")
+        more = f" ({', '.join(extra)})" if extra else ""
+        parts.append(f"{r['key']} {_fmt(r['mean'], digits, signed)}{more}")
+    if len(t) > FINDING_TEMPLATES:
+        parts.append(f"{len(t) - FINDING_TEMPLATES} more in the table")
+    return html(
+        "Too few templates ({}{}) for a set-level interval or test; "
+        "<a href='#per-template'>per template</a>: {}.",
+        int(row.get("templates") or 0),
+        f"; needs {need.group(1)}" if need else "",
+        ", ".join(parts),
+    )
+
+
+def _p_text(p: float) -> str:
+    return "< 0.001" if p < 0.001 else _fmt(p, 3)
+
+
+def _signed_finding(
+    entry: _Entry,
+    score: str,
+    what: str,
+    unit: str,
+    more: str,
+    mino: str,
+    norm: str,
+    level: str,
+    arb_templates: Collection[str],
+) -> Markup:
+    """One signed set-level score (target gap, Kurita bias) as a sentence: mean, interval, n
+    and p from summary.csv, or why there is no interval with the template rows instead."""
+    row = _set_row(entry, score)
+    if row is None or _isna(_num(row.get("mean"))) or int(row["n"]) <= 0:
+        return Markup("")
+    n = int(row["n"])
+    dg = _digits(row["mean"], row["ci_low"], row["ci_high"])
+    few = _too_few(entry, row, dg, arb_templates) if n > 1 else Markup("")
+    note = _note_of(row)
+    left_out = next((x.strip() for x in note.split(";") if "arbitrary" in x), "")
+    if few:
+        stats = f"n = {_count(n, 'pair')} in {_count(int(row['templates']), 'template')}"
+    elif n > 1:
+        p = _num(row.get("p_value"))
+        stats = _ci_text(row["ci_low"], row["ci_high"], level, dg, True)
+        stats += f", n = {n} pairs" + ("" if math.isnan(p) else f", p = {_p_text(p)}")
+    else:
+        stats = "one pair, so no interval"
+    if left_out:
+        stats += f"; {left_out}"
+    return html(
+        "{}: <b class='num'>{}</b>{} ({}; &gt; 0 = {}). {}",
+        what.format(m=mino, o=norm),
+        _fmt(row["mean"], dg, True),
+        unit,
+        stats,
+        more.format(m=mino),
+        few,
+    )
+
+
 def _findings_html(
     entries: list[_Entry],
     pairs: list[_Pair],
@@ -1531,7 +1693,10 @@ def _findings_html(
         level = _ci_level(run)
         set_name = str((run.meta.get("probe_set") or {}).get("name", "probe set"))
         own = [p for p in pairs if entry.index in p.cells and p.run_index == entry.run_index]
-        names = _side_names(entry, own)
+        arbitrary = {p.pair_id for p in own if _arbitrary([entry], p)}
+        oriented = [p for p in own if p.pair_id not in arbitrary]
+        arb_templates = {str(p.items[0]["template_id"]) for p in own if p.pair_id in arbitrary}
+        names = _side_names(entry, oriented)
         mino, norm = names["minoritized"], names["normative"]
         sentences = []
         jd = _set_row(entry, "jaccard_distance")
@@ -1541,6 +1706,7 @@ def _findings_html(
         if jd is not None and not _isna(jd.get("mean")):
             n = int(jd["n"])
             dg = _digits(jd["mean"], jd["ci_low"], jd["ci_high"])
+            few = _too_few(entry, jd, dg) if n > 1 else Markup("")
             ci = (
                 _ci_text(jd["ci_low"], jd["ci_high"], level, dg)
                 if n > 1
@@ -1549,35 +1715,59 @@ def _findings_html(
             across = f"Across {n} pairs" if n > 1 else "In its one pair"
             d = deltas.get((entry.index, "set", set_name, "jaccard_distance"))
             vs = ""
-            if d is not None and not _isna(d.get("delta")):
+            if d is not None and not _isna(d.get("delta")) and not _isna(d.get("delta_low")):
                 dd = _digits(d["delta"], d["delta_low"], d["delta_high"])
                 vs = (
                     f" Against the base model: Δ = {_fmt(d['delta'], dd, True)} "
                     f"({_ci_text(d['delta_low'], d['delta_high'], level, dd, True)}, "
                     f"n = {int(d['n'])} pairs; negative = less skew)."
                 )
+            elif d is not None and not _isna(d.get("delta")):
+                vs = (
+                    f" Against the base model: Δ = {_fmt(d['delta'], dg, True)} over "
+                    f"{int(d['n'])} pairs (negative = less skew; {_short_note(_note_of(d))}: "
+                    "no interval)."
+                )
+            if arbitrary:
+                # a distance has no direction, so it keeps every pair; but the sides of the
+                # arbitrary pairs are no social groups, so they are not named here
+                sides = html("the {} fills of each pair's two sentences", k_text)
+            else:
+                sides = html("the {} fills after <b>{}</b> and after <b>{}</b>", k_text, mino, norm)
+            claim = (
+                html("0 = the same fills, 1 = none in common). {}", few)
+                if few
+                else html("{}; 0 = the same fills, 1 = none in common).", ci)
+            )
             sentences.append(
-                f"{across}, the {_e(k_text)} fills after <b>{_e(mino)}</b> and after "
-                f"<b>{_e(norm)}</b> have a mean Jaccard distance of "
-                f"<b class='num'>{_fmt(jd['mean'], dg)}</b> ({_e(ci)}; 0 = the same fills, "
-                f"1 = none in common).{_e(vs)}"
+                html(
+                    "{}, {} have a mean Jaccard distance of <b class='num'>{}</b> ({}{}",
+                    across,
+                    sides,
+                    _fmt(jd["mean"], dg),
+                    claim,
+                    vs,
+                )
             )
-        tg = _set_row(entry, "target_gap_mean")
-        if tg is not None and not _isna(tg.get("mean")) and int(tg["n"]) > 0:
-            n = int(tg["n"])
-            dg = _digits(tg["mean"], tg["ci_low"], tg["ci_high"])
-            ci = (
-                _ci_text(tg["ci_low"], tg["ci_high"], level, dg, True)
-                if n > 1
-                else "one pair, so no interval"
+        for score, what, unit, more in (
+            (
+                "target_gap_mean",
+                "Target words: log p after {m} − after {o}",
+                " nats per word on average",
+                "more likely for {m}",
+            ),
+            (
+                "kurita_bias",
+                "Kurita bias (log p of the {m} word − the {o} word, each over its prior)",
+                " nats on average",
+                "the attribute raises the {m} word more",
+            ),
+        ):
+            sentence = _signed_finding(
+                entry, score, what, unit, more, mino, norm, level, arb_templates
             )
-            p = tg.get("p_value")
-            p_text = "" if _isna(p) else f", p = {_fmt(p, 3) if p >= 0.001 else '< 0.001'}"
-            sentences.append(
-                f"Target words: log p after {_e(mino)} − after {_e(norm)} = "
-                f"<b class='num'>{_fmt(tg['mean'], dg, True)}</b> nats per word on average "
-                f"({_e(ci)}, n = {n} pairs{_e(p_text)}; &gt; 0 = more likely for {_e(mino)})."
-            )
+            if sentence:
+                sentences.append(sentence)
         details = []
         if len(own) > 1 and "jaccard_distance" in sc:
             top = sc.assign(_js=sc.get("js_divergence", 0.0)).sort_values(
@@ -1585,8 +1775,9 @@ def _findings_html(
                 ascending=[False, False, True],
                 kind="stable",
             )
-            links = {p.pair_id: p for p in own}
+            links = {p.pair_id: p for p in oriented}
             shown = []
+            top = top[top["pair_id"].astype(str).isin(set(links))]
             for r in top.head(FINDING_PAIRS).to_dict("records"):
                 pair = links.get(str(r["pair_id"]))
                 if pair is None:
@@ -1610,11 +1801,20 @@ def _findings_html(
                 for t, c, s in toks
             )
             details.append(f"Fills shifted toward <b>{_e(names[role])}</b>: {listed}.")
+        if arbitrary:
+            details.append(
+                html(
+                    "{} of arbitrary orientation ({}) left out of the signed and "
+                    "group-labelled findings.",
+                    _count(len(arbitrary), "pair"),
+                    ", ".join(sorted(arb_templates)),
+                )
+            )
         if details:
             details.append(
-                "<span class='muted'>(tokens in one side's top-k only; in brackets "
-                + ("the pairs where that happens and " if len(own) > 1 else "")
-                + "the mean log p shift toward that side, in nats)</span>"
+                "<span class='muted'>(tokens in one side's top-k only: "
+                + ("pairs, " if len(own) > 1 else "")
+                + "mean log p shift toward that side in nats)</span>"
             )
         if not sentences and not details:
             continue

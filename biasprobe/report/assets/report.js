@@ -380,8 +380,9 @@
   var MARGIN = { l: 62, r: 92, t: 24, b: 50 };
   var MARGIN_DIFF_R = 18;
   function geometry(kind, width) {
-    var side = Math.max(240, Math.min(width, 760) - MARGIN.l - MARGIN.r);
-    var areaW = kind === 'scatter' ? side : Math.max(240, width - MARGIN.l - MARGIN_DIFF_R);
+    // a phone's box (about 340 px) still gets its whole figure: no minimum wider than that
+    var side = Math.max(120, Math.min(width, 760) - MARGIN.l - MARGIN.r);
+    var areaW = kind === 'scatter' ? side : Math.max(120, width - MARGIN.l - MARGIN_DIFF_R);
     return {
       width: MARGIN.l + areaW + (kind === 'scatter' ? MARGIN.r : MARGIN_DIFF_R),
       height: MARGIN.t + side + MARGIN.b,
@@ -671,7 +672,7 @@
     var labelBoxes = [];
     var jobs = divs.map(function (div) {
       var e = parseInt(div.dataset.entry, 10);
-      var width = Math.max(320, Math.floor(div.clientWidth || 600));
+      var width = Math.max(240, Math.floor(div.clientWidth || 600));
       var fig = div.dataset.kind === 'scatter'
         ? scatterFigure(p, e, n, width) : diffFigure(p, e, n, width);
       counts.push(fig.count);
