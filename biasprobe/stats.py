@@ -142,8 +142,9 @@ def unit_inference(
     estimate = float(x.mean())
     need = min_units(confidence)
     if t < need:
+        named = what if t != 1 else what.removesuffix("s")
         note = (
-            f"{t} {what}: too few for a set-level interval or test at {confidence:.0%} "
+            f"{t} {named}: too few for a set-level interval or test at {confidence:.0%} "
             f"(needs {need}; with T {what} the smallest two-sided p is 2/2^T); "
             f"see the {what.rstrip('s')} rows"
         )
