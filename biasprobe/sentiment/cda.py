@@ -2,20 +2,28 @@
 
 Every training sentence that contains a listed group term is kept **and** added again with the
 terms swapped (he↔she, man↔woman, John↔Mary, …), so the classifier sees both versions with the
-same label. The word pairs of an axis live in ``biasprobe/data/cda/AXIS.tsv`` (a header says where
-the words come from); ``--augment cda`` means ``cda:gender``.
+same label. The word lists of an axis live in ``biasprobe/data/cda/AXIS.tsv`` (a header says
+where the words come from); ``--augment cda`` means ``cda:gender``. A list has one column per
+group: two for gender, three for race (Black, White, Asian) and religion (Jewish, Christian,
+Muslim). With k groups a text gets k − 1 twins, one per other group: twin ``s`` moves each
+listed word of group ``g`` to the word of group ``(g + s) mod k`` on its line
+(:meth:`Swapper.counterfactuals`).
 
 Rules (all tested):
 
 * whole words only, case-insensitive: "shelf", "mankind", "Hermann", "Johnson" are untouched;
 * the case of the original is kept: ``he``→``she``, ``He``→``She``, ``HE``→``SHE``;
 * possessive ``'s`` stays attached: ``man's``→``woman's``;
+* a hyphenated compound is looked up whole, else word by word: ``Asian-American`` →
+  ``African-American``, ``grandfather-clock`` → ``grandmother-clock``;
+* an article "a"/"an" right before a swapped word follows the new word ("an imam" → "a rabbi");
 * the ambiguous **"her"** becomes ``his`` when the next word is a content word (possessive
   determiner: "her new film" → "his new film") and ``him`` otherwise — before punctuation, at the
   end, or before a function word ("told her that", "gave her the prize"); **"his"** becomes
   ``her`` before a content word and ``hers`` otherwise ("the role is his." → "… hers."); **"hers"**
   becomes ``his`` and **"him"** ``her``. These four gender pronouns are handled in code, whatever
-  the axis file lists. The function-word list is :data:`FUNCTION_WORDS`.
+  the gender file lists, and on the gender axis only. The function-word list is
+  :data:`FUNCTION_WORDS`.
 
 Nothing here imports torch.
 """
