@@ -6,7 +6,7 @@ set -euo pipefail
 WORK=${WORK:-${1:-runs/debias-demo}}
 PY=${PY:-python}
 BP=${BP:-biasprobe}
-HEAD_EPOCHS=${HEAD_EPOCHS:-3}          # head training on cached encoder features
+HEAD_EPOCHS=${HEAD_EPOCHS:-10}         # head training on cached encoder features
 HEAD_SENTENCES=${HEAD_SENTENCES:-12000} # training sentences run through the frozen encoder
 BASE_STEPS=${BASE_STEPS:-150}
 STEPS=${STEPS:-150}
@@ -17,7 +17,7 @@ COMMON=(--batch-size 16 --max-length 64 --seed 0 --checkpoint-every 50)
 # the head (transform + bias; decoder tied to the frozen word embeddings) is trained on the
 # cached hidden states at the masked positions for a few epochs.
 [ -d "$WORK/minilm-head" ] || "$PY" scripts/debias_demo.py head "$WORK" --epochs "$HEAD_EPOCHS" \
-    --draws 1 --sentences "$HEAD_SENTENCES" --batch-size 512 --lr 3e-3
+    --draws 1 --sentences "$HEAD_SENTENCES" --batch-size 512 --lr 4e-3
 # The base: the whole model trained further (plain MLM, no debiasing).
 [ -d "$WORK/base" ] || "$BP" debias --method none --model "$WORK/minilm-head" \
     --corpus "$WORK/corpus/train.txt" --out "$WORK/base" --steps "$BASE_STEPS" --lr 1e-4 "${COMMON[@]}"
