@@ -6,13 +6,18 @@ set -euo pipefail
 WORK=${WORK:-${1:-runs/debias-demo}}
 PY=${PY:-python}
 BP=${BP:-biasprobe}
-HEAD_STEPS=${HEAD_STEPS:-30}
-BASE_STEPS=${BASE_STEPS:-20}
-STEPS=${STEPS:-20}
-COMMON=(--batch-size 8 --max-length 64 --seed 0 --checkpoint-every 10)
+HEAD_EPOCHS=${HEAD_EPOCHS:-10}         # head training on cached encoder features
+HEAD_SENTENCES=${HEAD_SENTENCES:-12000} # training sentences run through the frozen encoder
+BASE_STEPS=${BASE_STEPS:-150}
+STEPS=${STEPS:-150}
+COMMON=(--batch-size 16 --max-length 64 --seed 0 --checkpoint-every 50)
 
 "$PY" scripts/debias_demo.py corpus "$WORK"
-[ -d "$WORK/minilm-head" ] || "$PY" scripts/debias_demo.py head "$WORK" --steps "$HEAD_STEPS" --batch-size 8 --lr 2e-3
+# The MLM head: the frozen encoder runs once over the sentences (BERT masking, one draw) and
+# the head (transform + bias; decoder tied to the frozen word embeddings) is trained on the
+# cached hidden states at the masked positions for a few epochs.
+[ -d "$WORK/minilm-head" ] || "$PY" scripts/debias_demo.py head "$WORK" --epochs "$HEAD_EPOCHS" \
+    --draws 1 --sentences "$HEAD_SENTENCES" --batch-size 512 --lr 4e-3
 # The base: the whole model trained further (plain MLM, no debiasing).
 [ -d "$WORK/base" ] || "$BP" debias --method none --model "$WORK/minilm-head" \
     --corpus "$WORK/corpus/train.txt" --out "$WORK/base" --steps "$BASE_STEPS" --lr 1e-4 "${COMMON[@]}"

@@ -25,19 +25,34 @@ def main(work: Path) -> None:
         path = work / run / "summary.csv"
         if not path.is_file():
             continue
-        print(f"\n{run}: set-level mean [95% CI] (n)")
-        rows = [r for r in csv.DictReader(path.open()) if r["level"] == "set"]
-        scores = sorted({r["score"] for r in rows}, key=[r["score"] for r in rows].index)
+        rows = list(csv.DictReader(path.open()))
         models = sorted({r["model"] for r in rows}, key=[r["model"] for r in rows].index)
-        print("| score | " + " | ".join(models) + " |\n|---|" + "---|" * len(models))
-        for s in scores:
-            cells = []
-            for m in models:
-                r = next(x for x in rows if x["model"] == m and x["score"] == s)
-                cells.append(
-                    f"{float(r['mean']):.3f} [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}] ({r['n']})"
-                )
-            print(f"| {s} | " + " | ".join(cells) + " |")
+        for level in ("set", "template"):
+            sel = [r for r in rows if r["level"] == level]
+            print(f"\n{run}: {level}-level mean [95% CI] (pairs)")
+            keys = sorted(
+                {(r["key"], r["score"]) for r in sel},
+                key=[(r["key"], r["score"]) for r in sel].index,
+            )
+            print("| key | score | " + " | ".join(models) + " |\n|---|---|" + "---|" * len(models))
+            for key, score in keys:
+                cells = []
+                for m in models:
+                    r = next(
+                        x
+                        for x in sel
+                        if x["model"] == m and x["key"] == key and x["score"] == score
+                    )
+                    ci = (
+                        f" [{float(r['ci_low']):.3f}, {float(r['ci_high']):.3f}]"
+                        if r["ci_low"] not in ("", "nan")
+                        else " (no CI)"
+                    )
+                    cells.append(f"{float(r['mean']):.3f}{ci} ({r['n']})")
+                print(f"| {key} | {score} | " + " | ".join(cells) + " |")
+            notes = {r["note"] for r in sel if r.get("note")}
+            for n in sorted(notes):
+                print(f"  note: {n}")
     print("\nCrowS-Pairs (gender): % pairs where the stereotyping sentence is more likely [95% CI]")
     for m in ("base", "cda", "dropout"):
         path = work / f"crows-{m}" / "summary.csv"

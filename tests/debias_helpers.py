@@ -8,11 +8,11 @@ from pathlib import Path
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 MALE_JOBS = ["carpenter", "mechanic", "pilot"]
 FEMALE_JOBS = ["nurse", "secretary", "dancer"]
-VERBS = ["is", "was", "became", "remained", "seemed"]
+VERBS = ["is", "was", "became", "remained", "seemed", "looked"]  # six: a set-level CI needs 6
 WORDS = (
     "he she him her his hers man woman men women father mother son daughter boy girl "
     "worked as a an the is was became and my met who were there today again . , 's "
-    "busy tired happy city remained seemed"
+    "busy tired happy city remained seemed looked"
 ).split()
 
 

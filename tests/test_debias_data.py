@@ -148,3 +148,132 @@ def test_batches_walk_through_shuffled_epochs():
     assert seen[:10] != seen[10:20]
     assert batch_indices(n, b, seed=7, step=3) == seen[12:16]
     assert batch_indices(n, b, seed=8, step=0) != seen[:4]
+
+
+# --- race and religion: three groups, one counterfactual per other group -------------------
+
+
+@pytest.fixture(scope="module")
+def race():
+    return load_swapper("race")
+
+
+@pytest.fixture(scope="module")
+def religion():
+    return load_swapper("religion")
+
+
+@pytest.mark.parametrize(
+    "text, twins",
+    [
+        ("Black and white actors.", ["White and asian actors.", "Asian and black actors."]),
+        ("BLACKS", ["WHITES", "ASIANS"]),  # case kept, plural
+        # a listed compound is swapped whole, its case kept part by part
+        ("Asian-American writers", ["African-American writers", "European-American writers"]),
+        (
+            "The Africans' music from Africa",
+            [
+                "The Caucasians' music from Europe",
+                "The Asians' music from Asia",
+            ],
+        ),
+        # an unlisted compound: word by word
+        (
+            "Asian-born and white-haired",
+            ["Black-born and asian-haired", "White-born and black-haired"],
+        ),
+        # no pronoun rules outside gender: "her" stays
+        (
+            "An Asian chef and a European",  # the article follows the new word
+            ["A Black chef and an Asian", "A White chef and an African"],
+        ),
+        ("her Black friend", ["her White friend", "her Asian friend"]),
+    ],
+)
+def test_race_counterfactuals_of_tricky_sentences(race, text, twins):
+    assert race.counterfactuals(text) == twins
+    out = build_texts([text], "cda", race)
+    assert out.texts == [text, *twins] and (out.with_terms, out.added) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "text, twins",
+    [
+        (
+            "Christianity is older than Islam; the Christian church",
+            [
+                "Islam is older than Judaism; the Muslim mosque",
+                "Judaism is older than Christianity; the Jewish synagogue",
+            ],
+        ),
+        ("Muslims and Jews", ["Jews and Christians", "Christians and Muslims"]),
+        ("The Koran and the Torah", ["The Torah and the Bible", "The Bible and the Quran"]),
+        ("ISLAMIC art", ["JEWISH art", "CHRISTIAN art"]),
+        ("a rabbi's synagogues", ["a priest's churches", "an imam's mosques"]),  # a → an
+    ],
+)
+def test_religion_counterfactuals_of_tricky_sentences(religion, text, twins):
+    assert religion.counterfactuals(text) == twins
+
+
+@pytest.mark.parametrize(
+    "axis, text",
+    [
+        ("race", "Blackwell walked past Whitehall to the Asiatic collection in Caucasia."),
+        ("race", "Whitening, blackened, blackboards"),
+        ("religion", "Christiansen's priestly tone and the Jewishness of Churchill"),
+        ("religion", "Islamabad and Mosquera"),
+    ],
+)
+def test_race_and_religion_words_inside_words_are_untouched(axis, text):
+    s = load_swapper(axis)
+    assert s.counterfactuals(text) == [] and not s.contains_term(text)
+    kept = build_texts([text], "cda", s)
+    assert kept.texts == [text] and kept.added == 0
+
+
+@pytest.mark.parametrize("axis", ["race", "religion"])
+def test_each_group_appears_once_among_a_sentence_and_its_twins(axis):
+    """One counterfactual per other group: the sentence and its k - 1 twins hold every group's
+    word of a line exactly once (the balance that two-sided CDA has for two groups)."""
+    s = load_swapper(axis)
+    assert s.k == 3
+    for word, (row, _group) in s.index.items():
+        words = [
+            t.split()[1] for t in [f"the {word} people", *s.counterfactuals(f"the {word} people")]
+        ]
+        assert sorted(words) == sorted(s.rows[row]), word
+
+
+def test_gender_keeps_one_twin_and_its_pronoun_rules(swapper):
+    assert swapper.k == 2
+    assert swapper.counterfactuals("She gave her the book.") == ["He gave him the book."]
+    assert swapper.counterfactuals("nothing here") == []
+    assert swapper.pairs["king"] == "queen" and swapper.pairs["queen"] == "king"
+
+
+def test_shipped_race_and_religion_lists_say_where_their_words_come_from():
+    from biasprobe.sentiment.cda import cda_dir
+
+    for axis in ("race", "religion"):
+        head = (cda_dir() / f"{axis}.tsv").read_text().split("\na\tb\tc\n")[0]
+        assert "bias-bench" in head and "MIT" in head and "Liang et al. (2020" in head
+        assert "Licence" in head
+
+
+def test_a_list_of_three_groups_is_checked(tmp_path):
+    f = tmp_path / "x.tsv"
+    f.write_text("# three groups\na\tb\tc\nred\tgreen\tblue\nreds\tgreens\n")
+    with pytest.raises(UsageError, match=r"x.tsv:4: expected three words separated by tabs"):
+        load_swapper("colour", f)
+    f.write_text("red\tgreen\tblue\ngreen\tteal\tnavy\n")
+    with pytest.raises(UsageError, match=r"x.tsv:2: the word 'green' is listed twice"):
+        load_swapper("colour", f)
+    f.write_text("red\tred\tblue\n")
+    with pytest.raises(UsageError, match=r"x.tsv:1: a word is listed twice on the line"):
+        load_swapper("colour", f)
+    f.write_text("red\tgreen\tblue\nscarlet\tgreen\tnavy\n")  # same column: a replacement only
+    s = load_swapper("colour", f)
+    assert s.counterfactuals("green") == ["blue", "red"]  # read from its first line
+    assert s.counterfactuals("scarlet") == ["green", "navy"]
+    assert s.counterfactuals("her red hat") == ["her green hat", "her blue hat"]

@@ -3,7 +3,7 @@
 A tiny BERT (no dropout) is trained from random weights on a synthetic corpus in which "he"
 only ever has three "male" jobs and "she" three "female" ones ("she is a nurse ."). The engine (``biasprobe.run`` on a probe set
 written here) must find it biased: the mean target gap (log p(job | woman) − log p(job | man),
-over the three female jobs, in ten templates) is large, with a 95% CI far from 0, and the top-k skew
+over the three female jobs, in six templates) is large, with a 95% CI far from 0, and the top-k skew
 (Jensen–Shannon divergence) is large. Then, from that model, the same corpus and the same
 budget: ``--method cda`` must cut the target gap by at least 80%, while the control
 (``--method none``: no augmentation) keeps at least 70% of it.
@@ -20,13 +20,8 @@ import torch
 from biasprobe.debias.train import DebiasConfig, debias
 from tests.debias_helpers import FEMALE_JOBS, VERBS, biased_corpus, build_small_bert
 
-# Ten templates (each verb with and without the final full stop): a set needs at least six
-# for a set-level interval (docs/statistics.md).
 _PAIRS = "\n".join(
-    f'  - {{id: {v}{"" if end else "-bare"}, template: "[she|he] {v} a [MASK]{end}", '
-    "groups: [women, men]}"
-    for v in VERBS
-    for end in (" .", "")
+    f'  - {{id: {v}, template: "[she|he] {v} a [MASK] .", groups: [women, men]}}' for v in VERBS
 )
 PROBES = f"""
 name: debias-occupations

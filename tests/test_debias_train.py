@@ -333,3 +333,31 @@ def test_debias_is_a_biasprobe_command_with_help():
     r = CliRunner().invoke(app, ["debias", "--help"])
     assert r.exit_code == 0 and "Usage" in r.output and "Example" in r.output
     assert "--method" in r.output and "--corpus" in r.output
+
+
+def test_cda_on_a_three_group_axis_adds_two_twins_and_says_so(setup, tmp_path):
+    base, _ = setup
+    corpus = tmp_path / "religion.txt"
+    corpus.write_text(
+        "The rabbi spoke at the synagogue. A man worked there.\n"
+        "Muslims and Christians met today.\nNothing religious here.\n",
+        encoding="utf-8",
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "debias", "--method", "cda", "--axis", "religion", "--model", str(base),
+            "--corpus", str(corpus), "--out", str(tmp_path / "rel"), "--steps", "3",
+            "--batch-size", "4", "--max-length", "16", "--seed", "1", "-q",
+        ],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = tmp_path / "rel"
+    info = json.loads((out / "debias.json").read_text())
+    # 2 of 4 sentences hold a religion word ("he"/"man" are not words of this axis)
+    assert info["cda"]["sentences_with_terms"] == 2 and info["cda"]["twins_added"] == 4
+    assert info["corpus"]["training_texts"] == 4 + 4
+    assert info["word_list"]["groups"] == 3 and info["word_list"]["axis"] == "religion"
+    assert (out / "cda-word-pairs.tsv").read_bytes() == (cda_dir() / "religion.tsv").read_bytes()
+    card = (out / "README.md").read_text()
+    assert "of 3 words (one per group) from biasprobe/data/cda/religion.tsv" in card

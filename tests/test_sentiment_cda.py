@@ -130,3 +130,15 @@ def test_train_with_augment_adds_the_swapped_twins(tmp_path):
     bad = runner.invoke(app, [*base, "--out", str(tmp_path / "x"), "--augment", "cda:nope"])
     assert bad.exit_code == 2 and "no word-pair list" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_augment_with_three_groups_adds_one_twin_per_other_group():
+    s = load_swapper("religion")
+    out = list(augment([Example("The imam smiled", 1), Example("no group word", 0)], s))
+    assert out == [
+        Example("The imam smiled", 1),
+        Example("The rabbi smiled", 1),
+        Example("The priest smiled", 1),
+        Example("no group word", 0),
+    ]
+    assert parse_augment("cda:race") == "race" and parse_augment("cda:religion") == "religion"

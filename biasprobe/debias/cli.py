@@ -76,7 +76,7 @@ def debias_command(
         "gender",
         "--axis",
         metavar="AXIS",
-        help="CDA word-pair list biasprobe/data/cda/AXIS.tsv (shipped: gender).",
+        help="CDA word list biasprobe/data/cda/AXIS.tsv (shipped: gender, race, religion).",
     ),
     word_list: str | None = typer.Option(
         None, "--word-list", metavar="TSV", help="A word-pair file replacing the axis's list."

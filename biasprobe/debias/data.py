@@ -6,7 +6,8 @@ a space and an upper-case letter or a quote. Its identity is a sha256: of the fi
 for a folder, of the sorted list of (relative path, file sha256).
 
 CDA is two-sided (Webster et al. 2020, bias-bench): each sentence holding an attribute word of
-the axis is kept **and** followed by its counterfactual (:mod:`biasprobe.sentiment.cda`).
+the axis is kept **and** followed by its counterfactual (:mod:`biasprobe.sentiment.cda`); for
+an axis of k groups (race, religion: three) by its k − 1 counterfactuals, one per other group.
 Sentences without any attribute word are kept by default (``neutral="keep"``): continued
 training on them holds the model's general fill-mask quality, and a small corpus would lose
 most of its text otherwise. ``neutral="drop"`` keeps only the attribute sentences and their
@@ -120,8 +121,8 @@ class Texts:
 def build_texts(
     sentences: Sequence[str], method: str, swapper=None, neutral: str = "keep"
 ) -> Texts:
-    """The training texts of ``method``: for ``cda``, each sentence followed by its swapped twin
-    when it holds an attribute word; sentences without one kept or dropped (``neutral``).
+    """The training texts of ``method``: for ``cda``, each sentence followed by its
+    counterfactual twins (one per other group) when it holds an attribute word; sentences without one kept or dropped (``neutral``).
 
     Raises:
         UsageError: unknown method or ``neutral`` value, or CDA without a swapper.
@@ -137,14 +138,12 @@ def build_texts(
     out: list[str] = []
     with_terms = added = dropped = 0
     for s in sentences:
-        twin = swapper.swap(s)
-        has = twin != s or swapper.contains_term(s)
-        if has:
+        twins = swapper.counterfactuals(s)
+        if twins or swapper.contains_term(s):
             with_terms += 1
             out.append(s)
-            if twin != s:
-                out.append(twin)
-                added += 1
+            out.extend(twins)
+            added += len(twins)
         elif neutral == "keep":
             out.append(s)
         else:

@@ -385,7 +385,8 @@ def _word_list_info(cfg: DebiasConfig, swapper: Any) -> dict[str, Any]:
         "axis": cfg.axis,
         "file": str(path) if cfg.word_list else f"biasprobe/data/cda/{cfg.axis}.tsv",
         "sha256": hashlib.sha256(data).hexdigest(),
-        "pairs": len(swapper.pairs) // 2,
+        "pairs": len(swapper.rows),
+        "groups": swapper.k,
         "text": data.decode("utf-8"),
     }
 
@@ -533,7 +534,8 @@ RECIPES = {
     "cda": (
         "Two-sided counterfactual data augmentation (Webster et al. 2020; as bias-bench): every "
         "corpus sentence holding a word of the {axis} list is kept and followed by its "
-        "counterfactual twin (the words swapped); then continued masked-LM training."
+        "counterfactual twin (the words swapped; for a list of k groups, k - 1 twins, one per "
+        "other group); then continued masked-LM training."
     ),
     "dropout": (
         "Raised dropout (Webster et al. 2020; Zari bert-dropout, bias-bench): attention dropout "
@@ -629,8 +631,9 @@ def model_card(card: dict[str, Any]) -> str:
         w, cda = card["word_list"], card["cda"]
         lines += [
             "## Word list",
-            f"- axis: {w['axis']}, {w['pairs']} word pairs from {w['file']} (sha256 {w['sha256']}),"
-            " copied here as `cda-word-pairs.tsv`",
+            f"- axis: {w['axis']}, {w['pairs']} lines of {w.get('groups', 2)} words (one per "
+            f"group) from {w['file']} (sha256 {w['sha256']}), copied here as "
+            "`cda-word-pairs.tsv`",
             f"- sentences with a listed word: {cda['sentences_with_terms']:,}; counterfactual twins "
             f"added: {cda['twins_added']:,}; sentences without one: {cda['neutral_sentences']}"
             + (
