@@ -113,7 +113,8 @@ def test_too_few_templates_give_no_set_level_claim(templates) -> None:
     for row in s[s.level == "set"].itertuples():
         assert math.isnan(row.ci_low) and math.isnan(row.ci_high) and math.isnan(row.p_value)
         assert row.templates == templates
-        assert f"{templates} templates: too few" in row.note and "template rows" in row.note
+        named = "template" if templates == 1 else "templates"
+        assert f"{templates} {named}: too few" in row.note and "template rows" in row.note
         per = scores[scores.model == row.model]
         want = per.groupby("template_id")[row.score].mean().mean()
         assert row.mean == pytest.approx(want)
