@@ -248,6 +248,8 @@ def score_model(
     need[hit] = -1
     ready = np.maximum.accumulate(need) if len(items) else need
     held = _Held(len(backend.vocab))
+    # pairs already served from records: a resumed run (its needed sentences may be stored)
+    resuming = bool(hit.any()) and hasattr(backend, "stored_masks")
     # topk.csv's rows, 2 × top_k per pair, filled in place; the other tables per request
     top = _TopkColumns(len(items), min(top_k, len(backend.vocab)))
     parts: dict[str, _Frames] = {"scores": _Frames(), "targets": _Frames()}
@@ -257,7 +259,19 @@ def score_model(
     try:
         for start in range(0, len(unique), chunk):
             stop = min(start + chunk, len(unique))
-            if needed[start:stop].any():  # computed whole: the batches of an uninterrupted run
+            stored = None
+            if needed[start:stop].any() and resuming:
+                # A resumed run: the sentences this chunk still needs (shared with unfinished
+                # pairs) may all be stored as computed; then nothing is computed for it.
+                want = [j for j in range(start, stop) if last_use[j] >= 0]
+                stored = backend.stored_masks([unique[j] for j in want])
+                if stored is not None:
+                    for n, j in enumerate(want):
+                        held.put(j, stored[n])
+                    del stored
+                    stored = True
+            if needed[start:stop].any() and stored is None:
+                # computed whole: the batches of an uninterrupted run
                 step = _stage(progress, backend.name, "score", offset=start, total=len(unique))
                 with _batches(backend, step):
                     block = backend.mask_logprobs(unique[start:stop])

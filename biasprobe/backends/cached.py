@@ -145,6 +145,21 @@ class CachedMaskedLM(MaskedLMBackend):
         where = {s: i for i, s in enumerate(unique)}
         return out[[where[s] for s in sentences]]
 
+    def stored_masks(self, sentences: Sequence[str]) -> np.ndarray | None:
+        """The stored vectors of ``sentences`` when every one is in the cache and intact
+        (counted as hits), else None and nothing counted. A resumed run uses it for the
+        sentences a chunk still needs (shared by unfinished pairs): they are served as they
+        were computed, so the chunk's finished sentences need not be computed again."""
+        if self.store is None or not sentences:
+            return None
+        keys = [request_key("mask", s) for s in sentences]
+        found = self.store.get("mask", keys)
+        rows = [found.get(k) for k in keys]
+        if not all(r is not None and r.shape == (len(self.vocab),) for r in rows):
+            return None
+        self.stats["mask"]["hits"] += len(rows)
+        return np.stack(rows)
+
     def _inner_masks(self, sentences: list[str]) -> np.ndarray:
         """One batch from the wrapped backend, its own per-batch report silenced (this
         wrapper reports against the whole call)."""
