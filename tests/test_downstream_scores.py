@@ -14,6 +14,7 @@ from biasprobe.downstream.scores import (
     summarize_downstream,
     two_stage_bootstrap,
 )
+from tests.test_significance import equal_tailed_sign_flip
 
 
 def _frames(p_a, p_b, minoritized, templates, model="m", tol=0.1):
@@ -34,24 +35,11 @@ def _frames(p_a, p_b, minoritized, templates, model="m", tol=0.1):
     return sc, pd.DataFrame(rows)
 
 
-def _equal_tailed(values, centre=0.0):
-    """Equal-tailed sign-flip p of "symmetric about centre", enumerated by hand."""
-    import itertools
-
-    v = [float(x) - centre for x in values]
-    obs, up, low = sum(v), 0, 0
-    for signs in itertools.product((1, -1), repeat=len(v)):
-        f = sum(s_ * x for s_, x in zip(signs, v))
-        up += f >= obs - 1e-12
-        low += f <= obs + 1e-12
-    return min(1.0, 2 * min(up, low) / 2 ** len(v))
-
-
 def _inverts(means, low, high):
     """The interval is exactly the centres the equal-tailed test does not reject at 5%."""
-    return _equal_tailed(means, low) > 0.05 >= _equal_tailed(means, low - 1e-9) and _equal_tailed(
-        means, high
-    ) > 0.05 >= _equal_tailed(means, high + 1e-9)
+    return equal_tailed_sign_flip(means, low) > 0.05 >= equal_tailed_sign_flip(
+        means, low - 1e-9
+    ) and equal_tailed_sign_flip(means, high) > 0.05 >= equal_tailed_sign_flip(means, high + 1e-9)
 
 
 def test_pair_scores_signed_by_orientation_and_tolerance():
@@ -130,7 +118,7 @@ def test_summary_numbers_against_direct_computation():
     assert row["ci_low"] < row["mean"] < row["ci_high"]
     # the set's unit is the template: interval and every test over the template means
     assert _inverts(tmeans, row["ci_low"], row["ci_high"])
-    assert row["p_value"] == pytest.approx(_equal_tailed(tmeans))
+    assert row["p_value"] == pytest.approx(equal_tailed_sign_flip(tmeans))
     assert row["p_wilcoxon"] == pytest.approx(stats.wilcoxon(tmeans).pvalue)
     assert row["p_sign"] == pytest.approx(
         stats.binomtest(int(np.sum(np.array(tmeans) > 0)), 7).pvalue
@@ -252,7 +240,7 @@ def test_contrast_rows_for_sets_with_several_group_pairs():
         assert c.loc[key, "mean"] == pytest.approx(np.mean(tm))
         assert c.loc[key, "n"] == 24 and c.loc[key, "templates"] == 6
         assert c.loc[key, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(tm).pvalue)
-        assert c.loc[key, "p_value"] == pytest.approx(_equal_tailed(tm))
+        assert c.loc[key, "p_value"] == pytest.approx(equal_tailed_sign_flip(tm))
         assert _inverts(tm, c.loc[key, "ci_low"], c.loc[key, "ci_high"])
     sc["minoritized_group"] = "x"
     assert (summarize_downstream(sc, ds, set_name="s", n_resamples=50).level != "contrast").all()
@@ -303,7 +291,7 @@ def test_compare_models_p_values_by_enumeration():
     t = np.asarray(templates)
     means = [diff[t == k].mean() for k in dict.fromkeys(templates)]
     row = comp[(comp.level == "set") & (comp.score == "delta")].iloc[0]
-    assert row["p_value"] == pytest.approx(_equal_tailed(means))
+    assert row["p_value"] == pytest.approx(equal_tailed_sign_flip(means))
     assert _inverts(means, row["ci_low"], row["ci_high"])
     row = comp[(comp.level == "template") & (comp.key == "t1") & (comp.score == "delta")].iloc[0]
     assert row["p_value"] == pytest.approx(exact(diff[t == "t1"]))

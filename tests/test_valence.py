@@ -89,16 +89,7 @@ def test_bad_arguments():
 
 
 def test_summary_uses_template_means_for_interval_and_p():
-    import itertools
-
-    def p_at(means, centre):
-        v = [x - centre for x in means]
-        obs, up, low = sum(v), 0, 0
-        for signs in itertools.product((1, -1), repeat=len(v)):
-            f = sum(s * x for s, x in zip(signs, v))
-            up += f >= obs - 1e-12
-            low += f <= obs + 1e-12
-        return min(1.0, 2 * min(up, low) / 2 ** len(v))
+    from tests.test_significance import equal_tailed_sign_flip
 
     rng = np.random.default_rng(0)
     rows = []
@@ -114,9 +105,17 @@ def test_summary_uses_template_means_for_interval_and_p():
         ]
         assert out[m]["mean"] == pytest.approx(np.mean(means))
         assert out[m]["n"] == 35 and out[m]["templates"] == 7
-        assert out[m]["p_value"] == pytest.approx(p_at(means, 0.0))
-        assert p_at(means, out[m]["ci_low"]) > 0.05 >= p_at(means, out[m]["ci_low"] - 1e-9)
-        assert p_at(means, out[m]["ci_high"]) > 0.05 >= p_at(means, out[m]["ci_high"] + 1e-9)
+        assert out[m]["p_value"] == pytest.approx(equal_tailed_sign_flip(means, 0.0))
+        assert (
+            equal_tailed_sign_flip(means, out[m]["ci_low"])
+            > 0.05
+            >= equal_tailed_sign_flip(means, out[m]["ci_low"] - 1e-9)
+        )
+        assert (
+            equal_tailed_sign_flip(means, out[m]["ci_high"])
+            > 0.05
+            >= equal_tailed_sign_flip(means, out[m]["ci_high"] + 1e-9)
+        )
     # three templates: a mean, no set-level interval or p, and why
     few = summarize_valence([dict(r, template_id=f"t{i % 3}") for i, r in enumerate(rows)])
     assert all(np.isnan(r["ci_low"]) and np.isnan(r["p_value"]) for r in few)

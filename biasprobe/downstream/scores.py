@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from biasprobe.scores import bootstrap_ci, clustered_sign_flip
+from biasprobe.stats import cluster_means, min_units, unit_inference
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -297,13 +298,8 @@ def _units(per_model: pd.DataFrame, set_name: str) -> list[tuple[str, str, pd.Da
     return units
 
 
-def _set_inference(
-    vals: np.ndarray, clusters: Sequence[str], *, test: bool, kw: dict[str, Any]
-) -> Any:
+def _set_inference(means: np.ndarray, *, test: bool, kw: dict[str, Any]) -> Any:
     """Set-level mean, interval and p of the template means (:func:`unit_inference`)."""
-    from biasprobe.stats import cluster_means, unit_inference
-
-    means, _ = cluster_means(vals, clusters)
     return unit_inference(means, test=test, confidence=kw["confidence"], seed=kw["seed"])
 
 
@@ -314,8 +310,6 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
     the interval and every test (:func:`biasprobe.stats.unit_inference`; Wilcoxon and sign
     tests of the template means of Δ), with none below
     :data:`biasprobe.stats.MIN_SET_UNITS` templates (``note`` says why)."""
-    from biasprobe.stats import cluster_means, min_units
-
     nan = float("nan")
     clusters = sub["template_id"].astype(str).tolist()
     n, rows = len(sub), []
@@ -324,7 +318,8 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
         vals = sub[score].to_numpy(dtype=np.float64)
         signed = score == "delta"
         if level != "template":
-            inf = _set_inference(vals, clusters, test=signed, kw=kw)
+            means = cluster_means(vals, clusters)[0]
+            inf = _set_inference(means, test=signed, kw=kw)
             mean, lo, hi, p, units, note = (
                 inf.estimate,
                 inf.ci_low,
@@ -336,7 +331,7 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
             few = note
             p_w = p_s = nan
             if signed and not note:
-                p_w, p_s = paired_tests(cluster_means(vals, clusters)[0])
+                p_w, p_s = paired_tests(means)
         else:
             mean, lo, hi = bootstrap_ci(vals, **kw)
             p_w, p_s = paired_tests(vals) if signed else (nan, nan)
@@ -367,7 +362,7 @@ def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[
             vals = sub["p_positive"].to_numpy(np.float64)
             if level == "set":
                 clusters = sub["template_id"].astype(str).tolist()
-                inf = _set_inference(vals, clusters, test=False, kw=kw)
+                inf = _set_inference(cluster_means(vals, clusters)[0], test=False, kw=kw)
                 mean, lo, hi, t, note = inf.estimate, inf.ci_low, inf.ci_high, inf.units, inf.note
             else:
                 mean, lo, hi = bootstrap_ci(vals, **kw)
@@ -399,8 +394,6 @@ def compare_models(
         after and ``sign_flipped`` says whether a signed mean changed sign (``delta`` only).
         Empty with fewer than two models.
     """
-    from biasprobe.stats import min_units
-
     models = list(dict.fromkeys(scores["model"]))
     if len(models) < 2:
         return pd.DataFrame(columns=COMPARISON_COLUMNS)
@@ -425,7 +418,7 @@ def compare_models(
                 diff = x1 - x0
                 if level == "set":
                     # the template means of the changes are the units of interval and test
-                    inf = _set_inference(diff, clusters, test=True, kw=kw)
+                    inf = _set_inference(cluster_means(diff, clusters)[0], test=True, kw=kw)
                     change, lo, hi, p = inf.estimate, inf.ci_low, inf.ci_high, inf.p_value
                     m0, m1 = _mean_of_means(x0, clusters), _mean_of_means(x1, clusters)
                     units, note = inf.units, inf.note
