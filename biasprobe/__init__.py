@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from biasprobe.version import __version__
 
 _LAZY = {
     "load_probe_set": ("biasprobe.probes", "load_probe_set"),

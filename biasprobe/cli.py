@@ -14,7 +14,6 @@ from typing import Annotated, Any
 
 import typer
 
-from biasprobe import __version__
 from biasprobe.cliutil import (
     DeviceOption,
     QuietOption,
@@ -26,6 +25,7 @@ from biasprobe.cliutil import (
     safe_text,
     user_errors,
 )
+from biasprobe.version import __version__
 
 __all__ = ["Terminated", "app", "main", "safe_text", "user_errors"]
 
@@ -674,7 +674,9 @@ def _run_fill_mask(
     # Writability (and ownership with --overwrite) is checked before any model runs; the
     # default folder's name is known only after the run, so where it will go is checked.
     if out is not None:
-        fsio.check_output_folder(out, overwrite)
+        from biasprobe.runfolders.schema import MANIFEST_KINDS
+
+        fsio.check_output_folder(out, overwrite, kinds=MANIFEST_KINDS)
     else:
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     if settings["valence"]:  # a missing optional package fails before any model is loaded
@@ -911,7 +913,7 @@ def report(
     from biasprobe.downstream.run import is_downstream_run
     from biasprobe.errors import UsageError
     from biasprobe.report import export_figures, write_report
-    from biasprobe.results import load_run
+    from biasprobe.results import folder_kind, load_run
 
     if figures not in (None, "png", "svg", "pdf"):
         raise UsageError(f"--figures must be png, svg or pdf, got {figures!r}")
@@ -922,6 +924,9 @@ def report(
         if d.resolve() in seen:
             raise UsageError(f"run folder {d} is given twice (as {seen[d.resolve()]})")
         seen[d.resolve()] = d
+    if any(folder_kind(d) == "crows-pairs" for d in run_dirs):
+        typer.echo(f"wrote {safe_text(_crows_report(run_dirs, out))}")
+        return
     if any(is_downstream_run(d) for d in run_dirs):
         if pairs:
             raise UsageError("--pairs is not available for downstream runs")
@@ -947,6 +952,20 @@ def report(
         folder = target.with_name(target.stem + "-figures")
         written = export_figures(runs, folder, fmt=figures)
         typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(folder.resolve())}/")
+
+
+def _crows_report(run_dirs: list[Path], out: Path | None) -> Path:
+    """The report of one CrowS-Pairs run folder."""
+    from biasprobe import fsio
+    from biasprobe.crows.report import render_html
+    from biasprobe.results import load_run
+    from biasprobe.runfolder import default_report_path
+
+    if len(run_dirs) > 1:
+        raise _usage("a CrowS-Pairs run folder is reported on its own; give one folder")
+    result = load_run(run_dirs[0], "crows-pairs")
+    target = out or default_report_path("crows", result.meta.get("run_id"))
+    return fsio.write_report(target, render_html(result))
 
 
 def _downstream_report(

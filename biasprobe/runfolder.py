@@ -1,4 +1,4 @@
-"""Run-folder plumbing shared by the CrowS-Pairs and downstream runs.
+"""Run-folder plumbing shared by every kind of run (fill-mask, counterfactual, CrowS-Pairs).
 
 A run folder is written in one piece (:func:`save_run_folder`: the folder is checked, the files
 go to a hidden staging sibling, ``results.json`` and biasprobe's manifest are added, and the
@@ -22,13 +22,15 @@ from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from biasprobe import __version__, fsio
+from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, RunFolderError
+from biasprobe.version import __version__
 
 __all__ = [
     "RESULTS_JSON",
     "check_meta",
     "default_report_path",
+    "inside",
     "name_part",
     "provenance",
     "read_json",
@@ -73,23 +75,26 @@ def save_run_folder(
     kind: str,
     what: str,
     overwrite: bool = False,
+    replaces: Collection[str] = (),
 ) -> Path:
     """Write a run folder atomically: ``write(tmp)`` fills it, then ``results.json`` (``meta``)
     and biasprobe's manifest (``kind``, listing every file) are added and it is moved into place.
+    With ``overwrite``, a folder whose manifest has ``kind`` or one of ``replaces`` is replaced.
 
     Raises:
         OutputError: the folder exists without ``overwrite`` or cannot be written.
         NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
     """
     out = Path(out_dir)
-    fsio.check_output_folder(out, overwrite, kinds=(kind,), what=what)
+    kinds = (kind, *replaces)
+    fsio.check_output_folder(out, overwrite, kinds=kinds, what=what)
     with fsio.staging_dir(out) as tmp:
         write(tmp)
         text = json.dumps(meta, indent=2, ensure_ascii=False, default=str) + "\n"
         (tmp / RESULTS_JSON).write_text(text, encoding="utf-8")
         files = [f for f in fsio.list_files(tmp) if f != fsio.STAGING_MARKER]
         fsio.write_manifest(tmp, kind, str(meta.get("run_id", "")), files)
-        fsio.replace_dir(tmp, out, overwrite=overwrite, kinds=(kind,), what=what)
+        fsio.replace_dir(tmp, out, overwrite=overwrite, kinds=kinds, what=what)
     return out
 
 
@@ -118,6 +123,24 @@ def _too_deep(data: Any, limit: int) -> bool:
             children = value.values() if isinstance(value, dict) else value
             stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
     return False
+
+
+def inside(folder: Path, rel: Any) -> Path:
+    """``folder / rel``, refusing any path that leads outside ``folder`` (symlinks resolved).
+
+    A run folder's ``results.json`` names its files; a shared or edited folder must not be able
+    to pull another file's contents into a report.
+    """
+    if not isinstance(rel, str) or not rel:
+        raise RunFolderError(f"{folder / RESULTS_JSON}: bad file entry {rel!r}")
+    root = folder.resolve()
+    path = (folder / rel).resolve()
+    if not path.is_relative_to(root):
+        raise RunFolderError(
+            f"{folder / RESULTS_JSON} names {rel!r}, which lies outside the run folder "
+            f"({path}); only files inside {folder} are read"
+        )
+    return path
 
 
 #: Longest part of a default file name taken from a run folder's text.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as _dt
 import fnmatch
 import os
 import re
@@ -34,7 +33,7 @@ from biasprobe.results import (
     VocabLogProbs,
     model_slug,
 )
-from biasprobe.runfolder import versions
+from biasprobe.runfolders.schema import head, model_block
 from biasprobe.scores import (
     RBO_P,
     SIGNED_SCORES,
@@ -362,8 +361,8 @@ class _PairCache:
 
     def setting(self, top_k, rbo_p, lexicon, store, writer, base_identity) -> list[Any]:
         """What every pair's numbers depend on besides its own requests."""
-        from biasprobe import __version__
         from biasprobe.cache import _digest
+        from biasprobe.version import __version__
 
         lex = None if lexicon is None else _digest(sorted(lexicon.items())).hex()
         depth = None if writer is None else writer.depth
@@ -1270,10 +1269,8 @@ def _score_all(
             frame = getattr(scored, key)
             if not frame.empty:
                 parts[key].append(frame)
-        card = _model_card(backend)
-        if isinstance(spec, NamedSpec):
-            card["alias_of"] = spec.spec
-        model_meta.append(card)
+        alias = spec.spec if isinstance(spec, NamedSpec) else None
+        model_meta.append(_model_card(backend, alias))
     tables = {k: _concat(v) for k, v in parts.items()}
     tables["targets"] = tables["targets"].reindex(columns=TARGET_COLUMNS)
     return tables, logprobs, model_meta
@@ -1354,21 +1351,25 @@ def _settings(
     return out
 
 
-def _model_card(backend: MaskedLMBackend) -> dict[str, Any]:
-    return {
-        "name": backend.name,
-        "slug": model_slug(backend.name),
-        "mask_token": backend.mask_token,
-        "vocab_size": len(backend.vocab),
-        "info": backend.info,
-    }
+def _model_card(backend: MaskedLMBackend, alias_of: str | None = None) -> dict[str, Any]:
+    """The model's provenance block (:func:`biasprobe.runfolders.schema.model_block`)."""
+    return model_block(
+        backend.name,
+        "masked-lm",
+        backend.info,
+        alias_of=alias_of,
+        slug=model_slug(backend.name),
+        mask_token=backend.mask_token,
+        vocab_size=len(backend.vocab),
+    )
 
 
 def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, Any]:
-    now = _dt.datetime.now(_dt.timezone.utc)
+    # versions read from package metadata: the recorded: path must not import torch to ask
     return {
-        "run_id": f"{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
-        "created": now.isoformat(timespec="seconds"),
+        **head("fill-mask"),
+        "models": model_meta,
+        "settings": settings,
         "probe_set": {
             "name": probe_set.name,
             "version": probe_set.version,
@@ -1383,10 +1384,6 @@ def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, A
             ),
             "pairs_selected": {"include": list(pairs or []), "exclude": list(exclude or [])},
         },
-        "models": model_meta,
-        "settings": settings,
-        # read from package metadata: the recorded: path must not import torch to ask
-        "versions": versions(("torch", "transformers", "numpy", "pandas")),
     }
 
 
@@ -1551,11 +1548,10 @@ def _record_run_folder(source: Path, out: Path, model: str | None) -> Recording:
     chain-rule and prior log-probs) and items.csv (prior sentences)."""
     from biasprobe import fsio
     from biasprobe.backends.recorded import write_recorded
-    from biasprobe.results import load_run
-    from biasprobe.runfolder import read_meta
+    from biasprobe.results import folder_kind, load_run
 
-    kind = read_meta(source, None, "run folder").get("kind")
-    if kind is not None:
+    kind = folder_kind(source)
+    if kind != "fill-mask":
         raise UsageError(
             f"{source} is a {kind} run folder; biasprobe record takes a fill-mask run folder "
             "(biasprobe run on a masked language model) or a probe file"

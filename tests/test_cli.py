@@ -220,7 +220,7 @@ def test_unwritable_output(tiny_bert, tmp_path):
 
 def test_interrupt_leaves_nothing(tiny_bert, tmp_path, monkeypatch):
     """Ctrl-C while the run folder is being written leaves no partial folder."""
-    import biasprobe.results as results
+    import biasprobe.runfolders.fillmask as results
 
     probe = tmp_path / "p.yaml"
     probe.write_text(GOOD)
@@ -229,7 +229,7 @@ def test_interrupt_leaves_nothing(tiny_bert, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results, "_save_store", boom)
+    monkeypatch.setattr(results, "save_store", boom)
     res = invoke("run", probe, "-m", tiny_bert, "-o", out)
     assert res.exit_code == 130
     assert "interrupted" in res.output

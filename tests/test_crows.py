@@ -340,7 +340,12 @@ def test_run_folder_round_trip_and_refuses_foreign_folders(bert_backend, tmp_pat
     res = run_crows(bert_backend, scoring="nangia", bias_types=["religion"], limit=6)
     assert len(res.pairs) == 6 and res.meta["data"]["n_pairs"] == 6
     assert res.meta["scoring"] == "nangia" and "50%" in res.meta["metric"]
-    out = res.save(tmp_path / "run")
+    from biasprobe.crows.report import render_html
+
+    def report(result, path):
+        path.write_text(render_html(result), encoding="utf-8")
+
+    out = res.save(tmp_path / "run", report=report)
     assert sorted(f.name for f in out.iterdir()) == [
         ".biasprobe-manifest.json",
         "pairs.csv",
@@ -373,7 +378,7 @@ def test_run_folder_round_trip_and_refuses_foreign_folders(bert_backend, tmp_pat
 
 def test_report_escapes_text(bert_backend, tmp_path):
     res = run_crows(bert_backend, scoring="meade", limit=2)
-    res.meta["model"]["name"] = "<img src=x onerror=alert(1)>"
+    res.meta["models"][0]["name"] = "<img src=x onerror=alert(1)>"
     from biasprobe.crows.report import render_html
 
     page = render_html(res)
@@ -475,17 +480,18 @@ def test_run_folder_manifest_and_provenance(bert_backend, tmp_path):
     import hashlib
 
     assert sha256_file(shipped_path()) == hashlib.sha256(shipped_path().read_bytes()).hexdigest()
-    out = res.save(tmp_path / "run")
+    out = res.save(tmp_path / "run")  # the library writes no report.html (the CLI does)
     manifest = json.loads((out / ".biasprobe-manifest.json").read_text(encoding="utf-8"))
-    assert manifest["kind"] == "crows-pairs" and manifest["id"] == res.meta["run_id"]
-    assert manifest["files"] == ["pairs.csv", "report.html", "results.json", "summary.csv"]
+    assert manifest["kind"] == "run" and manifest["id"] == res.meta["run_id"]
+    assert manifest["files"] == ["pairs.csv", "results.json", "summary.csv"]
     assert json.loads((out / "results.json").read_text(encoding="utf-8"))["files"] == {
         "pairs": "pairs.csv",
         "summary": "summary.csv",
-        "report": "report.html",
     }
     (out / "results.json").write_text('{"kind": "downstream"}', encoding="utf-8")
-    with pytest.raises(RunFolderError, match="not a CrowS-Pairs run folder"):
+    with pytest.raises(
+        RunFolderError, match="is a counterfactual run folder, not a crows-pairs run folder"
+    ):
         load_crows_run(out)
     with pytest.raises(RunFolderError, match="does not exist"):
         load_crows_run(tmp_path / "missing")

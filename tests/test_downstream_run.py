@@ -320,7 +320,7 @@ def test_run_folder_shares_fill_mask_columns_and_reads_only_inside(tmp_path):
     assert res.meta["run_id"].startswith(res.meta["created"][:10].replace("-", ""))
     out = res.save(tmp_path / "run")
     manifest = json.loads((out / ".biasprobe-manifest.json").read_text())
-    assert manifest["kind"] == "downstream-run" and manifest["id"] == res.meta["run_id"]
+    assert manifest["kind"] == "run" and manifest["id"] == res.meta["run_id"]
     assert sorted(manifest["files"]) == sorted(p.name for p in out.iterdir() if p.name[0] != ".")
     secret = tmp_path / "secret.csv"
     secret.write_text("pair_id\nleaked\n")
@@ -334,8 +334,8 @@ def test_run_folder_shares_fill_mask_columns_and_reads_only_inside(tmp_path):
 def test_run_tables_keep_text_columns_as_text(tmp_path):
     import pandas as pd
 
-    from biasprobe.downstream.run import _TEXT_COLUMNS
     from biasprobe.runfolder import read_table
+    from biasprobe.runfolders.counterfactual import TEXT_COLUMNS as _TEXT_COLUMNS
 
     path = tmp_path / "t.csv"
     path.write_text("label_a,normative_group,base,p_a\n007,2018,null,\nnull,,1,0.5\n")

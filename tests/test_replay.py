@@ -219,7 +219,7 @@ def test_record_refuses_other_run_folders_and_pair_selection(live_runs, tmp_path
     other.mkdir()
     (other / "results.json").write_text(json.dumps({"kind": "downstream"}))
     res = runner.invoke(app, ["record", str(other), "-o", str(tmp_path / "rec")])
-    assert res.exit_code == 2 and "is a downstream run folder" in res.output
+    assert res.exit_code == 2 and "is a counterfactual run folder" in res.output
     _, run_dir = live_runs(REPO / "probes" / "race.yaml")
     res = runner.invoke(app, ["record", str(run_dir), "-p", "x", "-o", str(tmp_path / "rec")])
     assert res.exit_code == 2 and "recorded whole" in res.output

@@ -179,14 +179,14 @@ def test_pair_with_identical_token_ids_is_an_error(tiny_bert, tmp_path):
 _SLOW = textwrap.dedent(
     """
     import sys, time
-    import biasprobe.results as r
-    orig = r._save_store
+    import biasprobe.runfolders.fillmask as r
+    orig = r.save_store
     def slow(*args):
         entry = orig(*args)
         print("WRITING", flush=True)
         time.sleep(60)
         return entry
-    r._save_store = slow
+    r.save_store = slow
     from biasprobe.cli import main
     sys.argv = ["biasprobe", *sys.argv[1:]]
     main()

@@ -178,19 +178,24 @@ def _run(model: str, out: Path | None, overwrite: bool, quiet: bool, **options: 
     """The ``crows`` command: check the options and the output folder, score, save, print."""
     import contextlib
 
-    from biasprobe.crows.run import KIND, WHAT, run_crows
+    from biasprobe.crows.report import render_html
+    from biasprobe.crows.run import KINDS, WHAT, run_crows
     from biasprobe.fsio import check_output_folder
     from biasprobe.results import model_slug
 
     _check_options(options["scoring"], options["batch_size"], options["limit"])
     # The default folder's name is known only after the run: check that reports/ can take it.
     default = Path("reports") / ".crows-check"
-    check_output_folder(out or default, overwrite and out is not None, kinds=(KIND,), what=WHAT)
+    check_output_folder(out or default, overwrite and out is not None, kinds=KINDS, what=WHAT)
     bar, update = progress_printer(quiet, _label)
     with bar or contextlib.nullcontext():
         result = run_crows(model, bias_types=options.pop("bias_type"), progress=update, **options)
     target = out or Path("reports") / f"crows-{model_slug(model)}-{result.meta['run_id']}"
-    saved = result.save(target, overwrite=overwrite)
+    saved = result.save(
+        target,
+        overwrite=overwrite,
+        report=lambda res, path: path.write_text(render_html(res), encoding="utf-8"),
+    )
     if not quiet:
         print_summary(result)
     typer.echo(f"wrote {safe_text(saved)} (report: {safe_text(saved / 'report.html')})")

@@ -1,20 +1,10 @@
-"""Run CrowS-Pairs on one masked LM and read/write its run folder.
-
-A CrowS run folder holds (written atomically: a hidden temporary sibling folder renamed into
-place, never half-written):
-
-| file | content |
-|---|---|
-| ``pairs.csv`` | one row per pair: pair_id, bias_type, direction, sent_more, sent_less, n_scored_more, n_scored_less, score_more, score_less, diff, outcome, more_preferred, skipped |
-| ``summary.csv`` | overall and per bias type: n, n_more, n_tie, n_skipped, metric (%), ci_low, ci_high (95% Wilson), p_value (exact binomial vs 50%), p_holm, stereo/antistereo split |
-| ``results.json`` | kind ``crows-pairs``, run id, date, scoring, data file + sha256, bias types, limit, model provenance, versions, file index |
-| ``report.html`` | a self-contained page with the table and the 50% line |
+"""Run CrowS-Pairs on masked LMs. The result and its run folder (:class:`CrowsResult`) live in
+:mod:`biasprobe.runfolders.crows`; :func:`load_crows_run` reads one back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,96 +13,44 @@ import pandas as pd
 from biasprobe.crows.aggregate import MEANING, summarize
 from biasprobe.crows.data import load_pairs, normalize_bias_types, shipped_path
 from biasprobe.crows.scoring import SCORINGS, score_pairs
-from biasprobe.errors import RunFolderError, UsageError
+from biasprobe.errors import UsageError
 from biasprobe.hub import sha256_file
-from biasprobe.runfolder import (
-    RESULTS_JSON,
-    check_meta,
-    provenance,
-    read_meta,
-    read_table,
-    save_run_folder,
+from biasprobe.runfolders.crows import SCORE, WHAT, CrowsResult
+from biasprobe.runfolders.schema import (
+    MANIFEST_KINDS,
+    SUMMARY_COLUMNS,
+    head,
+    leading,
+    model_block,
 )
+
+__all__ = ["KIND", "KINDS", "WHAT", "CrowsResult", "load_crows_run", "run_crows"]
 
 KIND = "crows-pairs"
-WHAT = "CrowS-Pairs run folder"
-FILES = {"pairs": "pairs.csv", "summary": "summary.csv", "report": "report.html"}
-_TEXT = (
-    "pair_id",
-    "bias_type",
-    "direction",
-    "sent_more",
-    "sent_less",
-    "outcome",
-    "skipped",
-    "level",
-    "key",
-)
-
-
-@dataclass
-class CrowsResult:
-    """Per-pair scores, the summary and provenance of one CrowS-Pairs run."""
-
-    pairs: pd.DataFrame
-    summary: pd.DataFrame
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    def save(self, out_dir: str | Path, overwrite: bool = False) -> Path:
-        """Write the run folder atomically (see the module docstring) and return its path.
-
-        Raises:
-            OutputError: the folder exists (without ``overwrite``), is not a biasprobe run
-                folder, or cannot be written.
-        """
-        from biasprobe.crows.report import render_html
-
-        def write(tmp: Path) -> None:
-            self.pairs.to_csv(tmp / FILES["pairs"], index=False)
-            self.summary.to_csv(tmp / FILES["summary"], index=False)
-            (tmp / FILES["report"]).write_text(render_html(self), encoding="utf-8")
-
-        meta = dict(self.meta, files=dict(FILES))
-        return save_run_folder(out_dir, meta, write, kind=KIND, what=WHAT, overwrite=overwrite)
-
-
-#: What the tables of a CrowS run folder must hold for its report (see
-#: :func:`biasprobe.runfolder.read_table`).
-TABLE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
-    "pairs": {
-        "required": ("pair_id", "skipped"),
-        "numbers": ("score_more", "score_less"),
-    },
-    "summary": {
-        "required": (
-            *("key", "metric", "ci_low", "ci_high", "n", "n_tie", "p_value", "p_holm"),
-            *("stereo_pct", "stereo_n", "antistereo_pct", "antistereo_n", "n_skipped"),
-        ),
-        "numbers": (
-            *("metric", "ci_low", "ci_high", "p_value", "p_holm", "stereo_pct"),
-            "antistereo_pct",
-        ),
-        "counts": ("n", "n_tie", "stereo_n", "antistereo_n", "n_skipped"),
-        "filled": ("n", "n_tie", "stereo_n", "antistereo_n", "n_skipped"),
-    },
-}
+#: Manifest kinds a CrowS run may replace with ``--overwrite``.
+KINDS = MANIFEST_KINDS
 
 
 def load_crows_run(run_dir: str | Path) -> CrowsResult:
-    """Read a CrowS run folder back (no model needed).
+    """Read a CrowS run folder back (:func:`biasprobe.results.load_run` of that kind).
 
     Raises:
         RunFolderError: not a CrowS run folder, or a file is missing or unreadable.
     """
-    d = Path(run_dir)
-    meta = read_meta(d, KIND, WHAT)
-    check_meta(meta, d / RESULTS_JSON, models=False)
-    if not isinstance(meta.get("model", {}), dict) or not isinstance(meta.get("scoring", ""), str):
-        raise RunFolderError(f"{d / RESULTS_JSON}: model must be an object and scoring text")
-    pairs = read_table(d / FILES["pairs"], _TEXT, **TABLE_RULES["pairs"])
-    summary = read_table(d / FILES["summary"], _TEXT, **TABLE_RULES["summary"])
-    pairs["skipped"] = pairs["skipped"].fillna("")
-    return CrowsResult(pairs, summary, meta)
+    from biasprobe.results import load_run
+
+    return load_run(run_dir, KIND)  # type: ignore[return-value]
+
+
+def crows_summary(table: pd.DataFrame, model: str) -> pd.DataFrame:
+    """The summary rows of one model's pairs (:func:`biasprobe.crows.aggregate.summarize`)
+    in the shared summary layout: ``model``, ``score`` = :data:`SCORE`, ``mean`` = the metric,
+    then the CrowS columns."""
+    summary = summarize(table)
+    summary.insert(0, "model", model)
+    summary["score"] = SCORE
+    summary["mean"] = summary["metric"]
+    return leading(summary, SUMMARY_COLUMNS)
 
 
 def _load(model: str, progress: Callable[[str, int, int], None] | None, load: dict) -> tuple:
@@ -181,16 +119,19 @@ def run_crows(
         if owned:
             backend.close()
     table = pd.DataFrame(rows)
-    summary = summarize(table)
-    meta = {
-        "kind": KIND,
-        **provenance(),
-        "model": info,
-        "scoring": scoring,
-        "metric": MEANING,
-        "interval": "95% Wilson score interval",
-        "p_value": "exact two-sided binomial test against 50% (scipy.stats.binomtest)",
-        "data": {
+    name = str(info.get("name") or model)
+    summary = crows_summary(table, name)
+    table.insert(0, "model", name)
+    requested = model if isinstance(model, str) else None
+    meta = head(KIND)
+    meta.update(
+        models=[model_block(name, "masked-lm", info, requested=requested)],
+        settings={"device": device or "auto", "batch_size": batch_size},
+        scoring=scoring,
+        metric=MEANING,
+        interval="95% Wilson score interval",
+        p_value="exact two-sided binomial test against 50% (scipy.stats.binomtest)",
+        data={
             "path": str(data_path.resolve()),
             "shipped": data is None,
             "sha256": sha256_file(data_path),
@@ -198,6 +139,5 @@ def run_crows(
             "limit": limit,
             "n_pairs": len(pairs),
         },
-        "settings": {"device": device or "auto", "batch_size": batch_size},
-    }
+    )
     return CrowsResult(table, summary, meta)

@@ -11,21 +11,19 @@
 * ``comparison`` — with several models, the change of every score from the first (base) model
   with a paired bootstrap CI over the same pairs.
 
-:meth:`DownstreamResult.save` writes them as CSV files with ``results.json`` (provenance) into a
-run folder, atomically and with a biasprobe manifest of kind ``downstream-run``;
-:func:`load_downstream_run` reads one back without any model.
+:class:`DownstreamResult` and its run folder live in :mod:`biasprobe.runfolders.counterfactual`
+(manifest kind ``run``, the one run-folder format); :func:`load_downstream_run` reads one back
+without any model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from biasprobe import runfolder
 from biasprobe.cliutil import markup
 from biasprobe.downstream.scores import (
     DEFAULT_TOLERANCE,
@@ -36,7 +34,16 @@ from biasprobe.downstream.scores import (
 )
 from biasprobe.errors import RunFolderError, UsageError
 from biasprobe.probes import MASK, ProbeItem, ProbeSet
-from biasprobe.results import _TEXT_COLUMNS as _FILL_MASK_TEXT
+from biasprobe.runfolders.counterfactual import DownstreamResult
+from biasprobe.runfolders.schema import (
+    COMPARISON_COLUMNS,
+    MANIFEST_KIND,
+    MANIFEST_KINDS,
+    SUMMARY_COLUMNS,
+    head,
+    leading,
+    model_block,
+)
 
 __all__ = [
     "DownstreamResult",
@@ -48,151 +55,36 @@ __all__ = [
     "run_downstream",
 ]
 
-RUN_KIND = "downstream-run"
-WHAT = "downstream run folder"
-TABLES = ("items", "downstream", "scores", "summary", "comparison")
+RUN_KIND = MANIFEST_KIND
+WHAT = "counterfactual run folder"
 #: progress(model, stage, done, total); stage is "load" or "score".
 ProgressFn = Callable[[str, str, int, int], None]
-# Read back as text whatever they hold (a label "1", a group "2018" or a model "bert" stay words):
-# the columns a fill-mask run keeps as text and the downstream ones.
-_TEXT_COLUMNS = _FILL_MASK_TEXT | {
-    "base",
-    "label",
-    "label_a",
-    "label_b",
-    "normative_group",
-    "sentence_a",
-    "sentence_b",
-}
-
-
-@dataclass
-class DownstreamResult:
-    """Everything a downstream run produced (see the module docstring for each table)."""
-
-    meta: dict[str, Any]
-    items: pd.DataFrame
-    downstream: pd.DataFrame
-    scores: pd.DataFrame
-    summary: pd.DataFrame
-    comparison: pd.DataFrame
-
-    @property
-    def models(self) -> list[str]:
-        """Model names in run order (the first is the base for comparisons)."""
-        return [m["name"] for m in self.meta.get("models", [])]
-
-    @property
-    def set_name(self) -> str:
-        return str((self.meta.get("probe_set") or {}).get("name", "probes"))
-
-    def save(self, out_dir: str | Path, overwrite: bool = False, *, html: bool = False) -> Path:
-        """Write the run folder atomically (with ``report.html`` inside when ``html``).
-
-        Raises:
-            OutputError: the folder exists without ``overwrite`` or cannot be written.
-            NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
-        """
-
-        def write(tmp: Path) -> None:
-            for name in TABLES:
-                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
-            if html:
-                from biasprobe.report.downstream import render_downstream_report
-
-                (tmp / "report.html").write_text(render_downstream_report([self]), encoding="utf-8")
-
-        meta = dict(self.meta, files={name: f"{name}.csv" for name in TABLES})
-        return runfolder.save_run_folder(
-            out_dir, meta, write, kind=RUN_KIND, what=WHAT, overwrite=overwrite
-        )
 
 
 def is_downstream_run(path: str | Path) -> bool:
-    """Whether ``path`` is a downstream run folder (``results.json`` with kind downstream).
+    """Whether ``path`` is a counterfactual run folder (old format or today's).
 
-    For ``biasprobe report``: tells a downstream run from a fill-mask run without loading it.
+    For ``biasprobe report``: tells a counterfactual run from a fill-mask run without loading
+    it.
     """
+    from biasprobe.results import folder_kind
+
     try:
-        runfolder.read_meta(path, "downstream", "downstream run folder")
+        return folder_kind(path) == "counterfactual"
     except RunFolderError:
         return False
-    return True
-
-
-#: What each table of a downstream run folder must hold for the report (see
-#: :func:`biasprobe.runfolder.read_table`).
-TABLE_RULES: dict[str, dict[str, tuple[str, ...]]] = {
-    "items": {"required": ("pair_id", "template_id", "side", "group", "role")},
-    "downstream": {
-        "required": ("model", "pair_id", "side", "p_positive"),
-        "numbers": ("p_positive",),
-    },
-    "scores": {
-        "required": ("model", "pair_id", "template_id", "p_a", "p_b", "delta", "flip"),
-        "numbers": (
-            *("p_a", "p_b", "p_minoritized", "p_normative", "delta", "abs_delta", "flip"),
-            "invariance_failure",
-        ),
-    },
-    "summary": {
-        "required": ("model", "level", "key", "score", "mean", "ci_low", "ci_high", "n"),
-        "numbers": ("mean", "ci_low", "ci_high", "p_wilcoxon", "p_sign"),
-        "counts": ("n",),
-        "filled": ("n",),
-    },
-    "comparison": {
-        "required": ("model", "base", "level", "key", "score"),
-        "numbers": (
-            *("base_mean", "model_mean", "change", "ci_low", "ci_high", "abs_base"),
-            *("abs_model", "sign_flipped", "p_value"),
-        ),
-        "counts": ("n",),
-    },
-}
 
 
 def load_downstream_run(run_dir: str | Path) -> DownstreamResult:
-    """Read a downstream run folder written by :meth:`DownstreamResult.save` (no model needed).
-
-    Only regular files inside the folder are read, whatever its ``results.json`` names; the
-    ``results.json`` and every table are checked as they are read (:data:`TABLE_RULES`).
+    """Read a counterfactual run folder (:func:`biasprobe.results.load_run` of that kind).
 
     Raises:
-        RunFolderError: the folder is missing, not a downstream run, or a file is unreadable or
-            does not fit; the message names the file.
+        RunFolderError: the folder is missing, not a counterfactual run, or a file is
+            unreadable or does not fit; the message names the file.
     """
+    from biasprobe.results import load_run
 
-    d = Path(run_dir)
-    meta = runfolder.read_meta(d, "downstream", "downstream run folder")
-    try:
-        return _load_checked(d, meta)
-    except RunFolderError as e:
-        raise RunFolderError(f"cannot read run folder {d}: {e}") from None
-
-
-def _load_checked(d: Path, meta: dict[str, Any]) -> DownstreamResult:
-    """:func:`load_downstream_run` past ``results.json``'s kind: every check, then the result."""
-    from biasprobe.results import _inside
-
-    where = d / runfolder.RESULTS_JSON
-    runfolder.check_meta(meta, where)
-    files = meta.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(n), str) for n in TABLES):
-        raise RunFolderError(f"{where}: files must name the tables {', '.join(TABLES)}")
-    tables = {
-        name: runfolder.read_table(_inside(d, files[name]), _TEXT_COLUMNS, **TABLE_RULES[name])
-        for name in TABLES
-    }
-    models = {m["name"] for m in meta["models"]}
-    for name in ("downstream", "scores", "summary", "comparison"):
-        others = set(tables[name]["model"]) - models
-        if others:
-            raise RunFolderError(
-                f"{d / files[name]}: model {sorted(others)[0]!r} is not one of the run's models "
-                f"in {runfolder.RESULTS_JSON}"
-            )
-    return DownstreamResult(meta=meta, **tables)
+    return load_run(run_dir, "counterfactual")  # type: ignore[return-value]
 
 
 # --------------------------------------------------------------------------- running
@@ -396,6 +288,7 @@ def run_downstream(
         UsageError: a fill-mask set or item, no model, a model given twice, a bad tolerance.
         ModelLoadError: a model cannot be loaded.
     """
+    from biasprobe.downstream.models import Classifier
     from biasprobe.runner import items_table
 
     ps, items, name = _as_items(probe_set, set_name)
@@ -413,18 +306,29 @@ def run_downstream(
         pairs.append(_pair_rows(mname, items, by_sentence, float(tolerance)))
         labels = list(clf.labels)
         model_meta.append(
-            {"name": mname, "kind": clf.kind, "labels": labels}
-            | {"positive_label": labels[clf.positive], "info": clf.info}
+            model_block(
+                mname,
+                "classifier",
+                clf.info,
+                requested=None if isinstance(spec, Classifier) else str(spec),
+                kind=clf.kind,
+                labels=labels,
+                positive_label=labels[clf.positive],
+            )
         )
     downstream = pd.concat(sides, ignore_index=True)
     scores = pd.concat(pairs, ignore_index=True)
     kw = {"n_resamples": n_boot, "confidence": confidence, "seed": seed}
-    summary = summarize_downstream(scores, downstream, set_name=name, **kw)
+    summary = leading(
+        summarize_downstream(scores, downstream, set_name=name, **kw), SUMMARY_COLUMNS
+    )
     comparison = compare_models(scores, set_name=name, **kw)
+    if len(comparison.columns):
+        comparison = leading(comparison, COMPARISON_COLUMNS)
     settings = {"tolerance": float(tolerance), "seed": seed, "n_bootstrap": n_boot}
     settings.update(confidence=confidence, **load, n_sentences=len(sentences))
-    meta = {"kind": "downstream", **runfolder.provenance()}
-    meta.update(probe_set=_probe_meta(ps, name, len(items)), models=model_meta, settings=settings)
+    meta = head("counterfactual")
+    meta.update(models=model_meta, settings=settings, probe_set=_probe_meta(ps, name, len(items)))
     return DownstreamResult(meta, items_frame, downstream, scores, summary, comparison)
 
 
@@ -543,10 +447,17 @@ def run_command(
     from biasprobe import fsio
 
     if out is not None:
-        fsio.check_output_folder(out, overwrite, kinds=(RUN_KIND,), what=WHAT)
+        fsio.check_output_folder(out, overwrite, kinds=MANIFEST_KINDS, what=WHAT)
     result = run_downstream(probe_set, models, **options)
     target = Path("reports") / f"{result.set_name}-{result.meta['run_id']}"
-    saved = result.save(target if out is None else out, overwrite=overwrite, html=html)
+    report = None
+    if html:
+        from biasprobe.report.downstream import render_downstream_report
+
+        def report(res: DownstreamResult, path: Path) -> None:
+            path.write_text(render_downstream_report([res]), encoding="utf-8")
+
+    saved = result.save(target if out is None else out, overwrite=overwrite, report=report)
     if before_print is not None:
         before_print()
     if not quiet:

@@ -1,0 +1,133 @@
+"""One run-folder format for every kind (``biasprobe-run/2``): every kind's ``results.json`` and
+``summary.csv`` follow the schema of :mod:`biasprobe.runfolders.schema`, the manifest says
+``run``, ``load_run`` reads every kind back, and the run folders written before the format
+(``tests/golden/runs``, written by commit e24f328) still load."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from biasprobe.cli import app
+from biasprobe.results import CrowsResult, DownstreamResult, RunResult, folder_kind, load_run
+from biasprobe.runfolders.schema import (
+    COMPARISON_COLUMNS,
+    FORMAT,
+    MODEL_KEYS,
+    SUMMARY_COLUMNS,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+OLD = Path(__file__).resolve().parent / "golden" / "runs"
+TYPES = {"fill-mask": RunResult, "counterfactual": DownstreamResult, "crows-pairs": CrowsResult}
+
+
+@pytest.fixture(scope="module")
+def new_runs(tmp_path_factory, tiny_bert, tiny_bert_b, tiny_hf_classifier) -> dict[str, Path]:
+    """One run folder of every kind, written by the command line (two models each)."""
+    root = tmp_path_factory.mktemp("format")
+    common = ["--no-cache", "--bootstrap", "100", "--show", "none", "--quiet"]
+    runs = {
+        "fill-mask": ["run", str(REPO / "probes" / "race.yaml"), "-m", f"base={tiny_bert}"]
+        + ["-m", f"other={tiny_bert_b}", *common],
+        "counterfactual": ["run", str(REPO / "probes" / "sentiment-age.yaml")]
+        + ["-m", str(tiny_hf_classifier), *common],
+        "crows-pairs": ["crows", "-m", str(tiny_bert), "--limit", "6", "--quiet"],
+    }
+    out = {}
+    for kind, args in runs.items():
+        result = CliRunner().invoke(app, [*args, "-o", str(root / kind)])
+        assert result.exit_code == 0, result.output
+        out[kind] = root / kind
+    return out
+
+
+def _check_schema(folder: Path, kind: str) -> None:
+    meta = json.loads((folder / "results.json").read_text())
+    assert meta["format"] == FORMAT
+    assert meta["kind"] == kind
+    for key in ("run_id", "created", "versions", "settings", "models", "files"):
+        assert key in meta, key
+    assert isinstance(meta["models"], list) and meta["models"]
+    for block in meta["models"]:
+        assert list(block)[: len(MODEL_KEYS)] == list(MODEL_KEYS), block.keys()
+        assert block["family"] == ("classifier" if kind == "counterfactual" else "masked-lm")
+        assert isinstance(block["info"], dict) and block["requested"]
+    assert "model" not in meta  # CrowS wrote one ``model`` object before the one format
+    manifest = json.loads((folder / ".biasprobe-manifest.json").read_text())
+    assert manifest["kind"] == "run"
+    summary = pd.read_csv(folder / "summary.csv", nrows=0)
+    assert tuple(summary.columns[: len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
+    if (folder / "comparison.csv").exists():
+        comparison = pd.read_csv(folder / "comparison.csv", nrows=0)
+        assert tuple(comparison.columns[: len(COMPARISON_COLUMNS)]) == COMPARISON_COLUMNS
+
+
+@pytest.mark.parametrize("kind", list(TYPES))
+def test_every_kind_writes_the_one_format(new_runs, kind):
+    folder = new_runs[kind]
+    _check_schema(folder, kind)
+    assert folder_kind(folder) == kind
+    result = load_run(folder)
+    assert isinstance(result, TYPES[kind]) and result.kind == kind
+    assert result.models and result.models[0] in set(result.summary["model"])
+    assert tuple(result.summary.columns[: len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
+
+
+def test_crows_summary_shared_columns_hold_its_numbers(new_runs):
+    result = load_run(new_runs["crows-pairs"])
+    s = result.summary
+    assert (s["score"] == "stereotype_pct").all()
+    pd.testing.assert_series_equal(s["mean"], s["metric"], check_names=False)
+    overall = s[s["level"] == "overall"].iloc[0]
+    scored = result.pairs[result.pairs["outcome"] != "skipped"]
+    assert overall["n"] == len(scored)
+    assert overall["mean"] == pytest.approx(100 * (scored["outcome"] == "more").mean())
+    assert set(result.pairs["model"]) == {result.models[0]}
+
+
+@pytest.mark.parametrize(
+    ("folder", "kind"),
+    [("fill-mask", "fill-mask"), ("counterfactual", "counterfactual"), ("crows", "crows-pairs")],
+)
+def test_run_folders_of_the_old_format_load(folder, kind):
+    old = OLD / folder
+    raw = json.loads((old / "results.json").read_text())
+    assert "format" not in raw  # written before the one format
+    result = load_run(old)
+    assert result.kind == kind and isinstance(result, TYPES[kind])
+    assert result.meta["format"] == FORMAT and result.meta["kind"] == kind
+    for block in result.meta["models"]:
+        assert list(block)[: len(MODEL_KEYS)] == list(MODEL_KEYS)
+    assert tuple(result.summary.columns[: len(SUMMARY_COLUMNS)]) == SUMMARY_COLUMNS
+    assert set(result.summary["model"]) == set(result.models)
+    if kind == "crows-pairs":  # one ``model`` object and tables without a model column
+        assert result.models == [raw["model"]["name"]]
+        assert (result.summary["mean"] == result.summary["metric"]).all()
+    if kind == "counterfactual":  # "downstream" with no p_holm column
+        assert raw["kind"] == "downstream" and result.summary["p_holm"].isna().all()
+        assert not result.comparison.empty
+
+
+@pytest.mark.parametrize("folder", ["counterfactual", "crows"])
+def test_overwrite_accepts_the_old_manifest_kinds(folder, tiny_bert, tmp_path):
+    """A folder of the old format (manifest ``downstream-run`` / ``crows-pairs``) is still
+    biasprobe's own: ``--overwrite`` replaces it."""
+    target = tmp_path / folder
+    shutil.copytree(OLD / folder, target)
+    args = ["crows", "-m", str(tiny_bert), "--limit", "3", "--quiet", "-o", str(target)]
+    result = CliRunner().invoke(app, [*args, "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert load_run(target).kind == "crows-pairs"
+
+
+def test_load_run_of_a_given_kind_names_the_kind_found():
+    from biasprobe.errors import RunFolderError
+
+    with pytest.raises(RunFolderError, match="is a crows-pairs run folder, not a fill-mask"):
+        load_run(OLD / "crows", "fill-mask")
