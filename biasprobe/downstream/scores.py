@@ -12,7 +12,7 @@ Per pair (signed by the pair's declared orientation, as the fill-mask scores are
 
 Per template and per probe set, each with a seeded 95% bootstrap CI and n (pairs): mean Δ, mean
 |Δ|, flip rate, invariance failure rate (template level: bootstrap over the template's pairs;
-set level: the two-stage cluster bootstrap of :mod:`biasprobe.scores` — templates, then pairs —
+set level: the two-stage cluster bootstrap of :mod:`biasprobe.stats` — templates, then pairs —
 and the mean of template means); the Wasserstein-1 distance between the two sides' P(pos)
 distributions (Huang et al. 2020), minoritized side vs normative side, with a CI from the same
 two-stage resampling; the mean P(pos) per group label. Mean Δ also gets two p-values over its
@@ -29,8 +29,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe.scores import bootstrap_ci, clustered_sign_flip
-from biasprobe.stats import cluster_means, min_units, unit_inference
+from biasprobe.stats import (
+    bootstrap_ci,
+    cluster_means,
+    clustered_sign_flip,
+    min_units,
+    paired_tests,
+    two_stage_bootstrap,
+    unit_inference,
+)
 
 __all__ = [
     "DEFAULT_TOLERANCE",
@@ -150,85 +157,6 @@ def pair_scores(
             "invariance_failure": inv,
         }
     )
-
-
-def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
-    """Wilcoxon signed-rank and exact sign test p-values (two-sided) of paired differences.
-
-    Zero differences are dropped (they have no sign); with no non-zero difference both
-    p-values are exactly 1.
-    """
-    from scipy.stats import wilcoxon
-
-    from biasprobe.stats import binomial_test
-
-    d = np.asarray(deltas, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    nz = d[d != 0]
-    if nz.size == 0:
-        return 1.0, 1.0
-    n_pos = int((nz > 0).sum())
-    p_sign = binomial_test(n_pos, int(nz.size))
-    p_wil = float(wilcoxon(nz, zero_method="wilcox").pvalue)
-    return p_wil, p_sign
-
-
-def two_stage_bootstrap(
-    statistic: Callable[[np.ndarray], float],
-    clusters: Sequence[str],
-    *,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    batched: bool = False,
-) -> tuple[float, float, float]:
-    """A statistic of a set of rows, with the two-stage (cluster, then member) bootstrap CI.
-
-    The same resampling scheme as :func:`biasprobe.scores.cluster_bootstrap_ci` (pick clusters
-    with replacement, then rows within each picked cluster), for statistics that are not a mean
-    of cluster means (e.g. a Wasserstein distance of the pooled rows). With a single cluster it
-    is a plain bootstrap over rows.
-
-    Args:
-        statistic: maps an index array into the rows (0..N-1, repeats allowed) to a number.
-        clusters: cluster label of each of the N rows.
-        batched: ``statistic`` also accepts an (R, N) index matrix and returns R values (used
-            for the plain bootstrap of a single cluster, where every resample has N rows).
-
-    Returns:
-        ``(value on all rows, low, high)``; the interval is NaN with fewer than two rows.
-    """
-    c = np.asarray(list(clusters))
-    n = c.size
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    value = float(statistic(np.arange(n)))
-    if n < 2:
-        return value, float("nan"), float("nan")
-    members = [np.flatnonzero(c == name) for name in dict.fromkeys(c.tolist())]
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_resamples)
-    if len(members) == 1:
-        draws = rng.integers(0, n, size=(n_resamples, n))
-        if batched:
-            stats[:] = statistic(draws)
-        else:
-            for r in range(n_resamples):
-                stats[r] = statistic(draws[r])
-    else:
-        for r in range(n_resamples):
-            picked = rng.integers(0, len(members), size=len(members))
-            # uniform draws scaled to each picked cluster's size: one RNG call per resample
-            u = rng.random(sum(members[g].size for g in picked))
-            parts, start = [], 0
-            for g in picked:
-                m = members[g]
-                parts.append(m[(u[start : start + m.size] * m.size).astype(np.int64)])
-                start += m.size
-            stats[r] = statistic(np.concatenate(parts))
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return value, float(lo), float(hi)
 
 
 def _wasserstein(p_min: np.ndarray, p_norm: np.ndarray) -> Callable[[np.ndarray], float]:
