@@ -23,23 +23,28 @@ both tests (Wilcoxon's ``zero_method="wilcox"``); when every Δ is 0 both p-valu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+# The model comparison lives with every other comparison; re-exported for existing callers.
+from biasprobe.comparisons import COUNTERFACTUAL_COLUMNS as COMPARISON_COLUMNS
+from biasprobe.comparisons import COUNTERFACTUAL_MEAN_SCORES
+from biasprobe.comparisons import counterfactual_comparison as compare_models
 from biasprobe.stats import (
     bootstrap_ci,
     cluster_means,
-    clustered_sign_flip,
     min_units,
     paired_tests,
     two_stage_bootstrap,
     unit_inference,
+    w1_statistic,
 )
 
 __all__ = [
+    "COMPARISON_COLUMNS",
     "DEFAULT_TOLERANCE",
     "MEAN_SCORES",
     "SCORE_LABELS",
@@ -54,7 +59,7 @@ DEFAULT_TOLERANCE = 0.1
 #: Summary level of one minoritized-vs-normative group contrast within a set (key "A vs B").
 CONTRAST = "contrast"
 #: Per-pair scores whose mean is aggregated, in display order.
-MEAN_SCORES = ("delta", "abs_delta", "flip", "invariance_failure")
+MEAN_SCORES = COUNTERFACTUAL_MEAN_SCORES
 #: Human-readable names of every summary score.
 SCORE_LABELS = {
     "delta": "mean Δ P(pos)",
@@ -86,25 +91,6 @@ SUMMARY_COLUMNS = [
     "n",
     "p_wilcoxon",
     "p_sign",
-    "p_value",
-    "templates",
-    "note",
-]
-COMPARISON_COLUMNS = [
-    "model",
-    "base",
-    "level",
-    "key",
-    "score",
-    "base_mean",
-    "model_mean",
-    "change",
-    "ci_low",
-    "ci_high",
-    "n",
-    "abs_base",
-    "abs_model",
-    "sign_flipped",
     "p_value",
     "templates",
     "note",
@@ -157,26 +143,6 @@ def pair_scores(
             "invariance_failure": inv,
         }
     )
-
-
-def _wasserstein(p_min: np.ndarray, p_norm: np.ndarray) -> Callable[[np.ndarray], float]:
-    """W1 of the two sides over rows ``idx``.
-
-    Both samples always have the same size (one value per pair and side), and for two
-    equal-size samples W1 is the mean absolute difference of their sorted values — the same
-    number ``scipy.stats.wasserstein_distance`` returns (tested), without its overhead inside
-    the bootstrap loop.
-    """
-
-    def w1(idx: np.ndarray) -> Any:
-        d = np.abs(np.sort(p_min[idx], axis=-1) - np.sort(p_norm[idx], axis=-1)).mean(axis=-1)
-        return float(d) if np.ndim(d) == 0 else d
-
-    return w1
-
-
-def _mean_of_means(values: np.ndarray, clusters: Sequence[str]) -> float:
-    return float(pd.Series(values).groupby(list(clusters), sort=False).mean().mean())
 
 
 def summarize_downstream(
@@ -265,7 +231,7 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
             p_w, p_s = paired_tests(vals) if signed else (nan, nan)
             p, units, note = nan, 1, "1 pair: no interval or test" if n == 1 else ""
         rows.append((score, "", mean, lo, hi, n, p_w, p_s, p, units, note))
-    stat = _wasserstein(
+    stat = w1_statistic(
         sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
     )
     single = ["_"] * n
@@ -300,85 +266,3 @@ def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[
                 + (t, note)
             )
     return rows
-
-
-def compare_models(
-    scores: pd.DataFrame,
-    *,
-    set_name: str,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Change of every score from the first (base) model, with a paired bootstrap CI.
-
-    For the mean scores the per-pair change ``score(model) − score(base)`` on the same pairs is
-    aggregated like a score: per template (bootstrap over pairs) and per set (two-stage cluster
-    bootstrap, templates then pairs). For the Wasserstein distance the same pair indices are
-    resampled for both models. Only pairs present for both models count (n).
-
-    Returns:
-        Columns :data:`COMPARISON_COLUMNS`; ``abs_base``/``abs_model`` are |mean| before and
-        after and ``sign_flipped`` says whether a signed mean changed sign (``delta`` only).
-        Empty with fewer than two models.
-    """
-    models = list(dict.fromkeys(scores["model"]))
-    if len(models) < 2:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    base = models[0]
-    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    b = scores[scores["model"] == base].set_index("pair_id")
-    rows: list[tuple] = []
-    for model in models[1:]:
-        m = scores[scores["model"] == model].set_index("pair_id")
-        common = [p for p in b.index if p in m.index]
-        bb, mm = b.loc[common], m.loc[common]
-        templates = bb["template_id"].astype(str)
-        units = [
-            ("template", t, np.flatnonzero(templates.to_numpy() == t)) for t in templates.unique()
-        ]
-        units.append(("set", set_name, np.arange(len(common))))
-        for level, key, sel in units:
-            clusters = templates.to_numpy()[sel].tolist()
-            for score in MEAN_SCORES:
-                x0 = bb[score].to_numpy(np.float64)[sel]
-                x1 = mm[score].to_numpy(np.float64)[sel]
-                diff = x1 - x0
-                if level == "set":
-                    # the template means of the changes are the units of interval and test
-                    inf = _set_inference(cluster_means(diff, clusters)[0], test=True, kw=kw)
-                    change, lo, hi, p = inf.estimate, inf.ci_low, inf.ci_high, inf.p_value
-                    m0, m1 = _mean_of_means(x0, clusters), _mean_of_means(x1, clusters)
-                    units, note = inf.units, inf.note
-                else:
-                    change, lo, hi = bootstrap_ci(diff, **kw)
-                    m0, m1 = float(x0.mean()), float(x1.mean())
-                    # H0: the paired change is symmetric about 0 (sign flips of pair changes)
-                    p = clustered_sign_flip(diff, ["_"] * len(sel))
-                    units, note = 1, ""
-                flipped = bool(np.sign(m0) * np.sign(m1) < 0) if score == "delta" else False
-                rows.append(
-                    (model, base, level, key, score, m0, m1, change, lo, hi, len(sel))
-                    + (abs(m0), abs(m1), flipped, p, units, note)
-                )
-            a0 = bb["p_minoritized"].to_numpy(np.float64)[sel]
-            n0 = bb["p_normative"].to_numpy(np.float64)[sel]
-            a1 = mm["p_minoritized"].to_numpy(np.float64)[sel]
-            n1 = mm["p_normative"].to_numpy(np.float64)[sel]
-            w0, w1 = _wasserstein(a0, n0), _wasserstein(a1, n1)
-            w_base, w_model = w0(np.arange(len(sel))), w1(np.arange(len(sel)))
-            change, lo, hi = two_stage_bootstrap(
-                lambda i, w0=w0, w1=w1: w1(i) - w0(i),
-                clusters if level == "set" else ["_"] * len(sel),
-                batched=True,
-                **kw,
-            )
-            units = len(dict.fromkeys(clusters)) if level == "set" else 1
-            if level == "set" and units < min_units(kw["confidence"]):
-                lo = hi = float("nan")
-            rows.append(
-                (model, base, level, key, "wasserstein", w_base, w_model, change, lo, hi)
-                + (len(sel), w_base, w_model, False, float("nan"))  # no paired null for W1
-                + (units, "")
-            )
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
