@@ -33,7 +33,7 @@ from biasprobe.results import (
     VocabLogProbs,
     model_slug,
 )
-from biasprobe.runfolders.schema import head, model_block
+from biasprobe.runfolders.schema import COMPARISON_COLUMNS, head, leading, model_block
 from biasprobe.scores import (
     RBO_P,
     SIGNED_SCORES,
@@ -1232,7 +1232,7 @@ def run(
     boot = {"n_resamples": n_bootstrap, "confidence": confidence, "seed": seed}
     arbitrary = {p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)}
     summary = _summary(scores, probe_set.name, valence=valence, arbitrary=arbitrary, **boot)
-    return RunResult(
+    result = RunResult(
         meta=_meta(probe_set, items, pairs, exclude, model_meta, _settings(**settings)),
         items=items_table(items),
         topk=rows["topk"],
@@ -1241,6 +1241,22 @@ def run(
         targets=rows["targets"],
         logprobs=logprobs,
     )
+    result.comparison = comparison(result, probe_set.name, boot)
+    return result
+
+
+def comparison(result: RunResult, set_name: str, boot: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Every comparison of each later model with the base (the first), computed once and
+    stored (:func:`biasprobe.comparisons.fill_mask_comparison`); None for one model."""
+    from biasprobe.comparisons import fill_mask_comparison
+
+    names = result.models
+    if len(names) < 2:
+        return None
+    table = fill_mask_comparison(
+        result.scores, set_name=set_name, base=names[0], models=names[1:], tokens=result, **boot
+    )
+    return leading(table, COMPARISON_COLUMNS)
 
 
 def _score_all(

@@ -131,3 +131,30 @@ def test_load_run_of_a_given_kind_names_the_kind_found():
 
     with pytest.raises(RunFolderError, match="is a crows-pairs run folder, not a fill-mask"):
         load_run(OLD / "crows", "fill-mask")
+
+
+def test_a_fill_mask_run_of_several_models_stores_its_comparison(new_runs):
+    """comparison.csv holds what :func:`biasprobe.comparisons.fill_mask_comparison` computes
+    from the stored tables and log-probs (what the report drew while rendering before)."""
+    from biasprobe.comparisons import fill_mask_comparison
+
+    result = load_run(new_runs["fill-mask"])
+    assert (new_runs["fill-mask"] / "comparison.csv").is_file()
+    assert set(result.comparison["model"]) == {"other"} and set(result.comparison["base"]) == {
+        "base"
+    }
+    settings = result.meta["settings"]
+    again = fill_mask_comparison(
+        result.scores,
+        set_name=result.meta["probe_set"]["name"],
+        tokens=result,
+        n_resamples=settings["bootstrap_resamples"],
+        confidence=settings["confidence"],
+        seed=settings["seed"],
+    )
+    stored = result.comparison[list(again.columns)]
+    assert len(stored) == len(again) and {"set", "template", "pair"} <= set(stored["level"])
+    for col in ("change", "ci_low", "ci_high", "p_value", "rho"):
+        a = pd.to_numeric(stored[col]).to_numpy(float)
+        b = pd.to_numeric(again[col]).to_numpy(float)
+        assert ((a == b) | (pd.isna(a) & pd.isna(b))).all(), col
