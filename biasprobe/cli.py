@@ -720,7 +720,7 @@ def _run_counterfactual(
     """A counterfactual set on sentiment classifiers (see biasprobe.downstream)."""
     import dataclasses
 
-    from biasprobe.downstream.run import run_command
+    from biasprobe.downstream.cli import run_command
     from biasprobe.runner import select_items
 
     if not 0 <= opts["tolerance"] <= 1:

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from biasprobe.downstream.cli import print_downstream
 from biasprobe.downstream.models import Classifier, load_classifier, positive_index
 from biasprobe.downstream.run import (
     is_downstream_run,
     load_downstream_run,
-    print_downstream,
     run_downstream,
 )
 from biasprobe.errors import ModelLoadError, OutputError, UsageError
@@ -281,7 +281,7 @@ def test_run_folder_roundtrip_and_safety(tmp_path, tiny_sentiment_run):
 def test_run_command_checks_output_first_and_writes(tmp_path):
     from rich.console import Console
 
-    from biasprobe.downstream.run import run_command
+    from biasprobe.downstream.cli import run_command
     from biasprobe.errors import RunFolderError
 
     class Exploding(WordClassifier):
@@ -369,7 +369,7 @@ def test_read_meta_kinds(tmp_path):
 def test_progress_moves_per_slice(monkeypatch):
     """Scoring reports progress after every slice of sentences, not only at the start and end,
     and slicing does not change a number."""
-    import biasprobe.downstream.run as dr
+    import biasprobe.tasks.counterfactual as dr
 
     calls: list[tuple[str, int, int]] = []
     whole = run_downstream(_items(), [WordClassifier("w", 0.1)], set_name="t", n_boot=100)

@@ -1,0 +1,238 @@
+"""One engine for every kind of audit.
+
+A :class:`Task` (a fill-mask probe set, a counterfactual set on classifiers, CrowS-Pairs …)
+says which model family it needs, checks its options, scores one loaded model at a time
+(streaming, in the batches it always forms, so that cached results stay bit-identical) and
+summarises — every comparison with the base model included — into a result that is one run
+folder. :func:`run` is the one loop::
+
+    task.check()                                   # options, before anything is loaded
+    models = resolve(specs, task.family)           # EVERY model found and checked first
+    task.start(models)
+    for model in models:                           # one model in memory at a time
+        backend = load(model)                      # + the result cache, where the family has one
+        try:
+            parts.append(task.score(backend, model, progress))
+        finally:
+            close(backend)                         # only what the engine loaded
+    return task.summarise(parts, models)
+
+Unlike lm-evaluation-harness's evaluator, requests are not collected across models before
+running: each task streams through one model's requests, and the cache wrapper sees the same
+batches every time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from biasprobe.errors import UsageError
+
+__all__ = [
+    "FAMILIES",
+    "ModelEntry",
+    "ProgressFn",
+    "Task",
+    "check_names",
+    "resolve",
+    "run",
+    "split_alias",
+]
+
+#: progress(model, stage, done, total): stage ``load`` (a step without counts) or the task's
+#: own (``score``, ``targets`` …).
+ProgressFn = Callable[[str, str, int, int], None]
+#: The model families a task may need.
+FAMILIES = ("masked-lm", "classifier")
+
+
+@dataclasses.dataclass
+class ModelEntry:
+    """One model of a run, resolved but not loaded.
+
+    Attributes:
+        name: its name in every table, file and report (its alias with ``NAME=MODEL``).
+        spec: what the family's loader takes: a resolved spec (masked LMs: a
+            :class:`~biasprobe.backends.ModelSpec`), the text given (classifiers), or an
+            object already loaded (then the engine neither loads nor closes it).
+        requested: what the user gave (without the alias), or None for a loaded object.
+        alias_of: the model an alias stands for, else None.
+        live: whether it computes anything (recorded outputs and loaded objects cannot be
+            cached by identity).
+    """
+
+    name: str
+    spec: Any
+    requested: str | None = None
+    alias_of: str | None = None
+    live: bool = True
+
+    @property
+    def loaded(self) -> bool:
+        return self.requested is None
+
+
+@runtime_checkable
+class Task(Protocol):
+    """What a kind of audit gives the engine (see the module docstring for the loop).
+
+    Attributes:
+        kind: its run folder's kind (``fill-mask``, ``counterfactual``, ``crows-pairs``).
+        family: the model family it needs (:data:`FAMILIES`).
+    """
+
+    kind: str
+    family: str
+
+    def check(self) -> None:
+        """Refuse bad options (:class:`~biasprobe.errors.UsageError`) before any model."""
+
+    def start(self, models: Sequence[ModelEntry]) -> None:
+        """Every model is resolved, none loaded: the last checks that need them all."""
+
+    def score(self, backend: Any, model: ModelEntry, progress: ProgressFn | None) -> Any:
+        """Score one loaded model (the cache already around it); returns its part."""
+
+    def summarise(self, parts: Sequence[Any], models: Sequence[ModelEntry]) -> Any:
+        """The result of the run (one run folder) from every model's part, in run order,
+        with every comparison with the base model (the first) computed."""
+
+
+def split_alias(text: str) -> tuple[str | None, str]:
+    """``"base=./ckpt"`` → ``("base", "./ckpt")`` (see :func:`biasprobe.runner.split_alias`)."""
+    from biasprobe.runner import split_alias as split
+
+    return split(text)
+
+
+def check_names(models: Sequence[ModelEntry], keys: Sequence[str] | None = None) -> None:
+    """Refuse the same model twice and two models with one name.
+
+    Raises:
+        UsageError: naming the model or the name.
+    """
+    keys = list(keys) if keys is not None else [m.requested or m.name for m in models]
+    names = [m.name for m in models]
+    dupes = sorted({n for n, k in zip(names, keys, strict=True) if keys.count(k) > 1})
+    if dupes:
+        raise UsageError(f"model given twice: {', '.join(dupes)} (the same model)")
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UsageError(
+            f"two models are named {', '.join(map(repr, clashes))}; give each model its own "
+            "alias (-m NAME=MODEL)"
+        )
+
+
+def resolve(
+    specs: Sequence[Any], family: str, *, revision: str | None = None
+) -> list[ModelEntry]:
+    """Find every model of a run without loading any weights.
+
+    Masked LMs: hub id (``NAME@REV``), local folder (config, weights and tokenizer files
+    checked) or ``recorded:DIR`` (:func:`biasprobe.backends.resolve_spec`). Classifiers: a
+    sentiment run folder, a Hugging Face folder or hub id (checked when loaded). Any value may
+    be ``NAME=MODEL``; an object already loaded is used as it is.
+
+    Raises:
+        UsageError: no model, the same model or name twice, a bad alias, an unknown family.
+        ModelLoadError: a masked LM cannot be found or its folder is incomplete.
+    """
+    if family not in FAMILIES:
+        raise UsageError(f"unknown model family {family!r}; expected {', '.join(FAMILIES)}")
+    if not specs:
+        raise UsageError("no model to run: pass --model")
+    out: list[ModelEntry] = []
+    keys: list[str] = []
+    for given in specs:
+        if not isinstance(given, str):
+            out.append(ModelEntry(str(given.name), given, live=False))
+            keys.append(f"object:{id(given)}")
+            continue
+        alias, text = split_alias(given)
+        if family == "masked-lm":
+            from biasprobe.backends import resolve_spec
+
+            spec = resolve_spec(text, revision=revision)
+            live = spec.source is not None  # recorded outputs compute nothing
+            keys.append(spec.key)
+        else:
+            spec, live = text, True
+            keys.append(text)
+        out.append(ModelEntry(alias or text, spec, requested=text, alias_of=alias and text))
+        out[-1].live = live
+    check_names(out, keys)
+    return out
+
+
+def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:
+    if model.loaded:
+        return model.spec
+    if family == "masked-lm":
+        from biasprobe.backends import load_backend
+
+        backend = load_backend(model.spec, **load)
+    else:
+        from biasprobe.downstream.models import load_classifier
+
+        backend = load_classifier(model.spec, **load)
+    if model.alias_of is not None:
+        backend.name = model.name
+    return backend
+
+
+def run(
+    task: Task,
+    specs: Sequence[Any],
+    *,
+    load: dict[str, Any] | None = None,
+    revision: str | None = None,
+    cache: Any = False,
+    progress: ProgressFn | None = None,
+) -> Any:
+    """Run ``task`` on every model of ``specs`` (the first is the base) and summarise.
+
+    Args:
+        task: the audit (:class:`Task`).
+        specs: model specs as the user gives them (``NAME=MODEL`` allowed) or loaded models.
+        load: keyword arguments of the family's loader (device, batch size, …).
+        revision: hub revision of every hub model (``name@rev`` sets one per model).
+        cache: the result cache (masked LMs): None for the default folder, a folder, an open
+            cache, or False for none.
+        progress: optional ``(model, stage, done, total)`` callback.
+
+    Raises:
+        BiasprobeError: a bad option or model (before anything is loaded), or what loading
+            or scoring a model raises.
+    """
+    task.check()
+    models = resolve(specs, task.family, revision=revision)
+    task.start(models)
+    opened: Any = "--no-cache"
+    if task.family == "masked-lm":
+        from biasprobe.backends.cached import open_cache
+
+        opened = open_cache(cache, any(m.live for m in models))
+    parts: list[Any] = []
+    try:
+        for model in models:
+            if progress:
+                progress(model.name, "load", 0, 1)
+            backend = _load(model, task.family, dict(load or {}))
+            try:
+                if task.family == "masked-lm":
+                    from biasprobe.backends.cached import OBJECT_REASON, wrap
+
+                    backend = wrap(backend, OBJECT_REASON if model.loaded else opened)
+                if progress:
+                    progress(model.name, "load", 1, 1)
+                parts.append(task.score(backend, model, progress))
+            finally:
+                if not model.loaded:
+                    backend.close()
+    finally:
+        if opened is not cache and not isinstance(opened, str):  # opened here
+            opened.close()
+    return task.summarise(parts, models)
