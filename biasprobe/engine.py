@@ -81,10 +81,13 @@ class Task(Protocol):
     Attributes:
         kind: its run folder's kind (``fill-mask``, ``counterfactual``, ``crows-pairs``).
         family: the model family it needs (:data:`FAMILIES`).
+        cached: whether its requests go through the result cache.
     """
 
     kind: str
     family: str
+    #: whether the engine puts the result cache around each model (masked LMs)
+    cached: bool
 
     def check(self) -> None:
         """Refuse bad options (:class:`~biasprobe.errors.UsageError`) before any model."""
@@ -126,9 +129,7 @@ def check_names(models: Sequence[ModelEntry], keys: Sequence[str] | None = None)
         )
 
 
-def resolve(
-    specs: Sequence[Any], family: str, *, revision: str | None = None
-) -> list[ModelEntry]:
+def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -> list[ModelEntry]:
     """Find every model of a run without loading any weights.
 
     Masked LMs: hub id (``NAME@REV``), local folder (config, weights and tokenizer files
@@ -211,7 +212,8 @@ def run(
     models = resolve(specs, task.family, revision=revision)
     task.start(models)
     opened: Any = "--no-cache"
-    if task.family == "masked-lm":
+    cached = task.cached and task.family == "masked-lm"
+    if cached:
         from biasprobe.backends.cached import open_cache
 
         opened = open_cache(cache, any(m.live for m in models))
@@ -222,7 +224,7 @@ def run(
                 progress(model.name, "load", 0, 1)
             backend = _load(model, task.family, dict(load or {}))
             try:
-                if task.family == "masked-lm":
+                if cached:
                     from biasprobe.backends.cached import OBJECT_REASON, wrap
 
                     backend = wrap(backend, OBJECT_REASON if model.loaded else opened)

@@ -41,18 +41,27 @@ _BIAS_TYPE_HELP = (
 
 
 def print_summary(result: Any, console: Any = None) -> None:
-    """The summary on the terminal, with the meaning of 50%, in 80 columns: the metric with
-    its CI on one line, n and p-values; then ties and the stereo/antistereo breakdown."""
+    """The summary on the terminal, with the meaning of 50%, in 80 columns, per model: the
+    metric with its CI on one line, n and p-values; then ties and the stereo/antistereo
+    breakdown; with several models, the change from the base model."""
+    from rich.console import Console
+
+    console = console or Console(highlight=False)
+    names = list(result.models) or [str(m) for m in dict.fromkeys(result.summary["model"])]
+    for name in names:
+        _print_model(result, name, console)
+    if result.comparison is not None and len(result.comparison):
+        _print_comparison(result, console)
+
+
+def _print_model(result: Any, model: str, console: Any) -> None:
     import math
 
-    from rich.console import Console
     from rich.table import Table
 
     from biasprobe.cliutil import display_names
     from biasprobe.crows.aggregate import MEANING, skip_counts
 
-    console = console or Console(highlight=False)
-    model = str(result.meta.get("model", {}).get("name", "?"))
     short = display_names([model], width=30)[model]
     table = Table(
         title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
@@ -75,7 +84,8 @@ def print_summary(result: Any, console: Any = None) -> None:
     def p(x: float) -> str:
         return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
 
-    for r in result.summary.itertuples(index=False):
+    summary = result.summary[result.summary["model"] == model]
+    for r in summary.itertuples(index=False):
         key = markup(str(r.key))
         metric = f"{f(r.metric)} [{f(r.ci_low)}, {f(r.ci_high)}]"
         table.add_row(key, metric, str(int(r.n)), p(float(r.p_value)), p(float(r.p_holm)))
@@ -89,7 +99,7 @@ def print_summary(result: Any, console: Any = None) -> None:
         console.print(f"model: {safe_text(model)}", markup=False)
     console.print(table)
     console.print(split)
-    pairs = getattr(result, "pairs", None)
+    pairs = result.pairs[result.pairs["model"] == model] if "model" in result.pairs else None
     skipped = skip_counts(pairs) if pairs is not None else {}
     if skipped:
         counts = "; ".join(f"{n} {safe_text(label)}" for label, n in skipped.items())
@@ -100,16 +110,43 @@ def print_summary(result: Any, console: Any = None) -> None:
         )
 
 
+def _print_comparison(result: Any, console: Any) -> None:
+    import math
+
+    from rich.table import Table
+
+    c = result.comparison
+    base = str(c["base"].iloc[0])
+    table = Table(
+        title=f"Change from the base model ({markup(base)}), percentage points",
+        title_justify="left",
+        caption="95% CI: paired bootstrap over the pairs both scored. p: exact McNemar.",
+        caption_justify="left",
+    )
+    for name in ("model", "bias type", "change [95% CI]", "n", "p"):
+        table.add_column(name, justify="left" if name in ("model", "bias type") else "right")
+
+    def f(x: float) -> str:
+        return "—" if x != x else f"{x:+.1f}"
+
+    for r in c.itertuples(index=False):
+        p = "—" if math.isnan(r.p_value) else f"{r.p_value:.3f}"
+        change = f"{f(r.change)} [{f(r.ci_low)}, {f(r.ci_high)}]"
+        table.add_row(markup(str(r.model)), markup(str(r.key)), change, str(int(r.n)), p)
+    console.print(table)
+
+
 @app.callback(invoke_without_command=True)
 @user_errors
 def crows(
     model: Annotated[
-        str,
+        list[str],
         typer.Option(
             "--model",
             "-m",
             metavar="MODEL",
-            help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder.",
+            help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder; NAME=MODEL "
+            "gives it a short name. Repeat to compare models (the first is the base).",
             show_default=False,
         ),
     ],
@@ -170,11 +207,12 @@ def _check_options(scoring: str, batch_size: int, limit: int | None) -> None:
         raise UsageError(f"--limit must be at least 1, got {limit}")
 
 
-def _label(stage: str) -> str:
-    return "loading the model" if stage == "load" else "scoring masked tokens"
+def _label(model: str, stage: str) -> str:
+    what = "loading the model" if stage == "load" else "scoring masked tokens"
+    return f"{safe_text(model)}: {what}"
 
 
-def _run(model: str, out: Path | None, overwrite: bool, quiet: bool, **options: Any) -> None:
+def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **options: Any) -> None:
     """The ``crows`` command: check the options and the output folder, score, save, print."""
     import contextlib
 
@@ -190,7 +228,8 @@ def _run(model: str, out: Path | None, overwrite: bool, quiet: bool, **options: 
     bar, update = progress_printer(quiet, _label)
     with bar or contextlib.nullcontext():
         result = run_crows(model, bias_types=options.pop("bias_type"), progress=update, **options)
-    target = out or Path("reports") / f"crows-{model_slug(model)}-{result.meta['run_id']}"
+    first = result.models[0]
+    target = out or Path("reports") / f"crows-{model_slug(first)}-{result.meta['run_id']}"
     saved = result.save(
         target,
         overwrite=overwrite,

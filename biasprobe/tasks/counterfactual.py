@@ -182,6 +182,7 @@ class CounterfactualTask:
 
     kind = "counterfactual"
     family = "classifier"
+    cached = False  # classifier predictions are not stored in the result cache yet
 
     def __init__(
         self,
@@ -195,7 +196,12 @@ class CounterfactualTask:
         load: dict[str, Any] | None = None,
     ) -> None:
         self.probe_set, self.items, self.name = _as_items(probe_set, set_name)
-        self.tolerance, self.seed, self.n_boot, self.confidence = tolerance, seed, n_boot, confidence
+        self.tolerance, self.seed, self.n_boot, self.confidence = (
+            tolerance,
+            seed,
+            n_boot,
+            confidence,
+        )
         self.load = dict(load or {})
         self.sentences = list(dict.fromkeys(s for it in self.items for s in it.sentences))
         self.items_frame: pd.DataFrame | None = None
