@@ -25,12 +25,15 @@ batches every time.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from biasprobe.errors import UsageError
 
 __all__ = [
+    "ALIAS_RE",
     "FAMILIES",
     "ModelEntry",
     "ProgressFn",
@@ -44,6 +47,8 @@ __all__ = [
 #: progress(model, stage, done, total): stage ``load`` (a step without counts) or the task's
 #: own (``score``, ``targets`` …).
 ProgressFn = Callable[[str, str, int, int], None]
+#: A model alias (``-m NAME=MODEL``): a letter, then letters, digits, ``_``, ``.`` or ``-``.
+ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 #: The model families a task may need.
 FAMILIES = ("masked-lm", "classifier")
 
@@ -104,10 +109,28 @@ class Task(Protocol):
 
 
 def split_alias(text: str) -> tuple[str | None, str]:
-    """``"base=./ckpt"`` → ``("base", "./ckpt")`` (see :func:`biasprobe.runner.split_alias`)."""
-    from biasprobe.runner import split_alias as split
+    """``"base=./ckpt"`` → ``("base", "./ckpt")``; a value without an alias → ``(None, text)``.
 
-    return split(text)
+    The part before the first ``=`` is an alias only when it looks like a name (no ``/``,
+    ``\\``, ``:`` or ``@``, not starting with ``.`` or ``~``) and the whole value is not an
+    existing path, so a folder whose name holds ``=`` still works.
+
+    Raises:
+        UsageError: an alias that is empty, names no model, or is not a simple name.
+    """
+    if "=" not in text or Path(text).expanduser().exists():
+        return None, text
+    alias, _, spec = text.partition("=")
+    if any(c in alias for c in "/\\:@") or alias.startswith((".", "~")):
+        return None, text  # a path or hub id holding "=": not an alias
+    if not ALIAS_RE.fullmatch(alias):
+        raise UsageError(
+            f"--model {text!r}: {alias!r} is not a usable alias (NAME=MODEL, NAME: a letter "
+            "then up to 39 letters, digits, '_', '.' or '-')"
+        )
+    if not spec:
+        raise UsageError(f"--model {text!r}: the alias {alias!r} names no model (NAME=MODEL)")
+    return alias, spec
 
 
 def check_names(models: Sequence[ModelEntry], keys: Sequence[str] | None = None) -> None:
@@ -150,7 +173,7 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
     for given in specs:
         if not isinstance(given, str):
             out.append(ModelEntry(str(given.name), given, live=False))
-            keys.append(f"object:{id(given)}")
+            keys.append(f"backend:{given.name}")
             continue
         alias, text = split_alias(given)
         if family == "masked-lm":

@@ -539,8 +539,8 @@ def test_pair_records_resume_and_serve_a_second_run(tiny_bert, tmp_path, monkeyp
     """Interrupted after some chunks: the next run serves their pairs from records (reading no
     vector of theirs) and computes the rest; a third run computes nothing at all. Every table
     and stored array is that of an uncached run."""
-    from biasprobe import runner as runner_module
     from biasprobe.backends.hf import HFMaskedLM
+    from biasprobe.tasks import fillmask_scoring as runner_module
 
     monkeypatch.setattr(runner_module, "SENTENCE_CHUNK", 8)  # several chunks on 35 sentences
     monkeypatch.setattr(runner_module, "REQUEST_CHUNK", 4)

@@ -161,6 +161,7 @@ def test_run_folder_round_trip(tiny_bert, tiny_bert_b, tmp_path):
             "topk.csv",
             "scores.csv",
             "summary.csv",
+            "comparison.csv",  # two models: every comparison with the base, stored
             "targets.csv",
             "results.json",
             "logprobs",

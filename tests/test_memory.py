@@ -11,7 +11,10 @@ import pytest
 
 import biasprobe
 from biasprobe.probes import MASK, load_probe_set
-from biasprobe.runner import _code_dtype, _concat, _Frames, _TopkColumns
+from biasprobe.tasks.fillmask_tables import Frames as _Frames
+from biasprobe.tasks.fillmask_tables import TopkColumns as _TopkColumns
+from biasprobe.tasks.fillmask_tables import code_dtype as _code_dtype
+from biasprobe.tasks.fillmask_tables import concat_frames as _concat
 
 PROBE = """\
 name: mem

@@ -34,8 +34,8 @@ pairs:
 def test_resume_with_shared_sentences_computes_only_what_is_unfinished(
     tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from biasprobe import runner as runner_module
     from biasprobe.backends.hf import HFMaskedLM
+    from biasprobe.tasks import fillmask_scoring as runner_module
 
     chunk = 8
     monkeypatch.setattr(runner_module, "SENTENCE_CHUNK", chunk)

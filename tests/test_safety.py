@@ -301,7 +301,7 @@ def test_same_folder_twice_is_a_duplicate(tiny_bert, tmp_path):
 
 
 def test_every_model_is_checked_before_the_first_is_scored(tiny_bert, tmp_path, monkeypatch):
-    import biasprobe.runner as runner_mod
+    import biasprobe.tasks.fillmask as runner_mod
 
     calls = []
     monkeypatch.setattr(runner_mod, "score_model", lambda *a, **k: calls.append(a))

@@ -10,7 +10,6 @@ import pytest
 from typer.testing import CliRunner
 
 import biasprobe
-from biasprobe import runner as runner_mod
 from biasprobe.cli import app
 from biasprobe.errors import NotStoredError, UsageError
 from biasprobe.probes import load_probe_set
@@ -22,6 +21,8 @@ from biasprobe.results import (
     ranks_of,
 )
 from biasprobe.scores import full_ranks
+from biasprobe.tasks import fillmask_scoring as scoring_mod
+from biasprobe.tasks import fillmask_tables as runner_mod
 
 cli = CliRunner()
 TABLES = ("scores", "topk", "targets", "summary", "items")
@@ -239,7 +240,7 @@ def test_vectors_shared_by_distant_pairs_wait_on_disk(probe, tiny_bert, monkeypa
     ps = load_probe_set(probe)
     kw = {"cache": False, "n_bootstrap": 200, "store": "full"}
     # chunks of 5 sentences in both runs (the same forward batches, so the same bits)
-    monkeypatch.setattr(runner_mod, "SENTENCE_CHUNK", 5)
+    monkeypatch.setattr(scoring_mod, "SENTENCE_CHUNK", 5)
     ref = biasprobe.run(ps, [str(tiny_bert)], **kw)
     monkeypatch.setattr(runner_mod, "HELD_LIMIT", 0)
     small = biasprobe.run(ps, [str(tiny_bert)], **kw)

@@ -209,7 +209,7 @@ def _check_options(scoring: str, batch_size: int, limit: int | None) -> None:
 
 def _label(model: str, stage: str) -> str:
     what = "loading the model" if stage == "load" else "scoring masked tokens"
-    return f"{safe_text(model)}: {what}"
+    return f"{what} {safe_text(model)}"
 
 
 def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **options: Any) -> None:

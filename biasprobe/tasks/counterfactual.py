@@ -210,7 +210,7 @@ class CounterfactualTask:
         _check_counterfactual(self.probe_set, self.items)
 
     def start(self, models: Sequence[ModelEntry]) -> None:
-        from biasprobe.runner import items_table
+        from biasprobe.tasks.fillmask import items_table
 
         self.items_frame = items_table(self.items)
 

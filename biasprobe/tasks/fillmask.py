@@ -1,0 +1,525 @@
+"""The fill-mask task: a probe set on masked LMs (:class:`FillMaskTask`), run through
+:func:`biasprobe.engine.run` by :func:`run`. Every model's pairs are scored by
+:func:`biasprobe.tasks.fillmask_scoring.score_model`; the summary and every comparison with the
+base model (the first) are computed at summarise time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from biasprobe import engine
+from biasprobe.backends import MaskedLMBackend, ModelSpec, resolve_spec
+from biasprobe.engine import ModelEntry, split_alias
+from biasprobe.errors import UsageError
+from biasprobe.probes import ProbeItem, ProbeSet
+from biasprobe.results import (
+    BASE_EXTRA,
+    DEFAULT_STORE_TOP_N,
+    STORE_MODES,
+    PairStore,
+    RunResult,
+    model_slug,
+)
+from biasprobe.runfolders.schema import COMPARISON_COLUMNS, head, leading, model_block
+from biasprobe.scores import (
+    RBO_P,
+    SIGNED_SCORES,
+    SUMMARY_SCORES,
+    summarize,
+)
+from biasprobe.tasks.fillmask_scoring import SIDES, TARGET_COLUMNS, score_model
+from biasprobe.tasks.fillmask_tables import concat_frames
+
+#: progress(model, stage, done, total); stage is "load" (0 of 1, then 1 of 1), "score" (masked
+#: sentences), "targets" (forward inputs of multi-piece targets) or "priors" (inputs of the
+#: prior sentences); updated after every forward batch where the backend reports batches.
+#: With the result cache, "cached" is reported once before scoring: ``done`` = pairs served
+#: from the cache (a finished or interrupted earlier run), ``total`` = the model's pairs.
+ProgressFn = Callable[[str, str, int, int], None]
+
+DEFAULT_TOP_K = 10
+
+
+def select_items(
+    items: Sequence[ProbeItem],
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+) -> list[ProbeItem]:
+    """Keep the items whose pair id or template id matches any ``include`` glob and no
+    ``exclude`` glob (``fnmatch`` patterns, e.g. ``cpr-*``).
+
+    Raises:
+        UsageError: a pattern matches nothing, or nothing is left.
+    """
+
+    def hit(item: ProbeItem, pattern: str) -> bool:
+        return fnmatch.fnmatchcase(item.pair_id, pattern) or fnmatch.fnmatchcase(
+            item.template_id, pattern
+        )
+
+    for pattern in [*(include or []), *(exclude or [])]:
+        if not any(hit(it, pattern) for it in items):
+            known = ", ".join(dict.fromkeys(it.template_id for it in items))
+            raise UsageError(f"pair pattern {pattern!r} matches no pair (pairs: {known})")
+    kept = [
+        it
+        for it in items
+        if (not include or any(hit(it, p) for p in include))
+        and not any(hit(it, p) for p in exclude or [])
+    ]
+    if not kept:
+        raise UsageError("the --pairs/--exclude patterns leave no pair to run")
+    return kept
+
+
+def items_table(items: Sequence[ProbeItem]) -> pd.DataFrame:
+    """One row per (pair, side) describing the expanded probe pairs (built column by column:
+    a suite of 100,000 pairs makes 200,000 rows)."""
+    cols: dict[str, list[Any]] = {
+        name: []
+        for name in (
+            "pair_id",
+            "template_id",
+            "side",
+            "group",
+            "role",
+            "template_sentence",
+            "fills",
+            "source",
+            "attribute",
+            "prior_sentence",
+            "prior_mask_index",
+        )
+    }
+    for it in items:
+        fills = "; ".join(f"{slot}={words}" for slot, words in it.fills)
+        for s, side in enumerate(SIDES):
+            cols["pair_id"].append(it.pair_id)
+            cols["template_id"].append(it.template_id)
+            cols["side"].append(side)
+            cols["group"].append(it.groups[s])
+            cols["role"].append("minoritized" if s == it.minoritized else "normative")
+            cols["template_sentence"].append(it.sentences[s])
+            cols["fills"].append(fills)
+            cols["source"].append(it.source)
+            # the prior sentence of prior-normalised scores (empty without an attribute)
+            cols["attribute"].append(it.attribute or "")
+            cols["prior_sentence"].append(it.prior_sentences[s] if it.prior_sentences else "")
+            cols["prior_mask_index"].append(it.prior_mask_index)
+    return pd.DataFrame(cols)
+
+
+#: Upper bounds of the options, checked before anything runs.
+MAX_BOOTSTRAP = 100_000
+MAX_SEED = 2**32 - 1
+
+
+def check_options(*, top_k: int | None, batch_size: int, seed: int, n_bootstrap: int) -> None:
+    """Refuse option values that cannot work, before any model is loaded.
+
+    Raises:
+        UsageError: naming the option and the accepted range.
+    """
+    checks = [
+        ("--top-k", top_k, 1, None),
+        ("--batch-size", batch_size, 1, None),
+        ("--seed", seed, 0, MAX_SEED),
+        ("--bootstrap", n_bootstrap, 100, MAX_BOOTSTRAP),
+    ]
+    for option, value, low, high in checks:
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{option} must be an integer, got {value!r}")
+        if value < low or (high is not None and value > high):
+            accepted = f"at least {low}" if high is None else f"from {low} to {high:,}"
+            raise UsageError(f"{option} must be {accepted}, got {value}")
+
+
+@dataclasses.dataclass
+class NamedSpec(ModelSpec):
+    """A :class:`ModelSpec` given a short name (``-m base=PATH``): the model's name in every
+    table, file and report of the run; ``spec`` stays what it names."""
+
+    name: str = ""
+
+
+def model_name(spec: ModelSpec | MaskedLMBackend) -> str:
+    """The name a resolved model gets in the run: its alias, else what the user gave."""
+    if isinstance(spec, NamedSpec):
+        return spec.name
+    return spec.spec if isinstance(spec, ModelSpec) else spec.name
+
+
+def resolve_models(
+    probe_set: ProbeSet, models: Sequence[str | MaskedLMBackend] | None, revision: str | None
+) -> list[ModelSpec | MaskedLMBackend]:
+    """Find every model of a run (without loading weights) and refuse duplicates.
+
+    A value ``NAME=MODEL`` gives the model the short name ``NAME`` (see :func:`split_alias`).
+
+    Raises:
+        UsageError: no model, the same model or name twice (models compared on resolved
+            folders), or a bad alias.
+        ModelLoadError: a model cannot be found or its folder is incomplete.
+    """
+    specs = list(models) if models else list(probe_set.models)
+    if not specs:
+        raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
+    resolved: list[ModelSpec | MaskedLMBackend] = []
+    for m in specs:
+        if not isinstance(m, str):
+            resolved.append(m)
+            continue
+        alias, text = split_alias(m)
+        spec = resolve_spec(text, revision=revision)
+        if alias is not None:
+            fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+            spec = NamedSpec(**fields, name=alias)
+        resolved.append(spec)
+    keys = [r.key if isinstance(r, ModelSpec) else f"backend:{r.name}" for r in resolved]
+    names = [model_name(r) for r in resolved]
+    dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
+    if dupes:
+        raise UsageError(f"model given twice: {', '.join(dupes)} (the same model)")
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise UsageError(
+            f"two models are named {', '.join(map(repr, clashes))}; give each model its own "
+            "alias (-m NAME=MODEL)"
+        )
+    return resolved
+
+
+def run(
+    probe_set: ProbeSet,
+    models: Sequence[str | MaskedLMBackend] | None = None,
+    *,
+    top_k: int | None = None,
+    device: str | None = None,
+    batch_size: int = 32,
+    revision: str | None = None,
+    seed: int = 0,
+    n_bootstrap: int = 2000,
+    confidence: float = 0.95,
+    pairs: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    trust_remote_code: bool = False,
+    progress: ProgressFn | None = None,
+    valence: bool = False,
+    cache: Any = None,
+    store: str = "topn",
+    store_top_n: int = DEFAULT_STORE_TOP_N,
+) -> RunResult:
+    """Run a probe set on models and return every table.
+
+    Every model is found (and a local folder's config, weights and tokenizer files checked)
+    before the first model is loaded, so a typo in the last ``--model`` fails at once.
+
+    Args:
+        probe_set: from :func:`biasprobe.load_probe_set`.
+        models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends; defaults
+            to the probe set's ``models``. The first is the base for comparisons.
+        top_k: top-k depth (default: the probe set's ``top_k``, else 10), at most the vocabulary.
+        device: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.
+        batch_size: sentences per forward pass.
+        revision: hub revision for every hub model (``name@rev`` sets one per model).
+        seed: seeds torch and the bootstrap (0 … 2**32 − 1).
+        n_bootstrap: bootstrap resamples for confidence intervals (100 … 100,000).
+        confidence: confidence level of the intervals.
+        pairs: keep only pairs matching these globs (pair or template id).
+        exclude: drop pairs matching these globs.
+        trust_remote_code: allow custom model code from model repositories.
+        progress: optional callback ``(model, stage, done, total)``.
+        valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
+            lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
+            ``scores`` and their aggregates in ``summary``.
+        cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
+            for the default folder, a folder, or False for none.
+        store: what is kept of each sentence's full-vocabulary log-probs once it is scored:
+            ``"topn"`` (per pair, the union of both sides' top ``store_top_n`` tokens; every
+            score is computed from the full vectors first, so it is the same either way) or
+            ``"full"`` (every vector).
+        store_top_n: N of ``store="topn"``.
+
+    Raises:
+        BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
+    """
+    task = FillMaskTask(
+        probe_set,
+        top_k=top_k,
+        seed=seed,
+        n_bootstrap=n_bootstrap,
+        confidence=confidence,
+        pairs=pairs,
+        exclude=exclude,
+        valence=valence,
+        store=store,
+        store_top_n=store_top_n,
+        settings={"device": device, "batch_size": batch_size},
+    )
+    task.check()  # options fail before the models are looked at
+    specs = list(models) if models else list(probe_set.models)
+    if not specs:
+        raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
+    load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
+    return engine.run(task, specs, load=load, revision=revision, cache=cache, progress=progress)
+
+
+class FillMaskTask:
+    """A fill-mask probe set on masked LMs (options as :func:`run` takes them).
+
+    Per model, :func:`~biasprobe.tasks.fillmask_scoring.score_model` streams its pairs in
+    chunks of distinct sentences through the cached model; models after the first also keep
+    the first one's top-300 tokens of each side (which the first keeps too), so that the
+    comparison's Spearman ρ stays exact.
+    """
+
+    kind = "fill-mask"
+    family = "masked-lm"
+    cached = True
+
+    def __init__(
+        self,
+        probe_set: ProbeSet,
+        *,
+        top_k: int | None = None,
+        seed: int = 0,
+        n_bootstrap: int = 2000,
+        confidence: float = 0.95,
+        pairs: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        valence: bool = False,
+        store: str = "topn",
+        store_top_n: int = DEFAULT_STORE_TOP_N,
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.probe_set = probe_set
+        self.top_k, self.seed, self.n_bootstrap, self.confidence = (
+            top_k,
+            seed,
+            n_bootstrap,
+            confidence,
+        )
+        self.pairs, self.exclude, self.valence = pairs, exclude, valence
+        self.store, self.store_top_n = store, store_top_n
+        self.settings = dict(settings or {})
+        self.k = 0
+        self.items: list[ProbeItem] = []
+        self.lexicon: Mapping[str, float] | None = None
+        self.n_models = 0
+        self.base: PairStore | None = None
+        self.base_identity: str | None = None  # its model's cache identity (pair record keys)
+
+    def check(self) -> None:
+        """The set's kind, top-k, batch size, seed, bootstrap and store options, the pair
+        selection and (with valence) the lexicon: all before any model is looked at."""
+        ps = self.probe_set
+        if getattr(ps, "kind", "fill-mask") != "fill-mask":
+            raise UsageError(
+                f"{ps.path}: a {ps.kind} probe set has no [MASK] to fill; run it on "
+                "sentiment classifiers (biasprobe.downstream.run_downstream, or `biasprobe run` "
+                "with classifier models)"
+            )
+        self.k = int(self.top_k if self.top_k is not None else (ps.top_k or DEFAULT_TOP_K))
+        batch_size = int(self.settings.get("batch_size", 32))
+        check_options(
+            top_k=self.k, batch_size=batch_size, seed=self.seed, n_bootstrap=self.n_bootstrap
+        )
+        check_store(self.store, self.store_top_n)
+        self.items = select_items(ps.items, self.pairs, self.exclude)
+        if self.valence and self.lexicon is None:
+            from biasprobe.valence import load_vader_lexicon
+
+            self.lexicon = load_vader_lexicon()  # fails before any model is loaded
+
+    def start(self, models: Sequence[ModelEntry]) -> None:
+        self.n_models = len(models)
+        if any(m.live for m in models):
+            import torch  # only live models need it; recorded outputs never import torch
+
+            torch.manual_seed(self.seed)
+
+    def score(self, backend: Any, model: ModelEntry, progress: ProgressFn | None) -> dict:
+        if self.k > len(backend.vocab):
+            raise UsageError(
+                f"top-k {self.k} (--top-k, else the probe file's top_k) is larger than the "
+                f"vocabulary of model {backend.name} ({len(backend.vocab)} tokens)"
+            )
+        first = self.base is None
+        storage: dict[str, Any] = {"store": self.store, "store_top_n": self.store_top_n}
+        if first:
+            storage["depth"] = BASE_EXTRA if self.n_models > 1 else None
+        else:
+            storage.update(base=self.base, base_identity=self.base_identity)
+        if self.store == "topn" and self.store_top_n >= len(backend.vocab):
+            # a top N that covers the vocabulary keeps every token: store it as what it is, so
+            # that every view (the whole vocabulary included) can be redrawn
+            storage["store"] = "full"
+        scored = score_model(
+            backend,
+            self.items,
+            top_k=self.k,
+            progress=progress,
+            rbo_p=RBO_P,
+            lexicon=self.lexicon,
+            **storage,
+        )
+        if first:
+            self.base = scored.store
+            self.base_identity = getattr(getattr(backend, "store", None), "identity", None)
+        return {"name": backend.name, "scored": scored, "card": _model_card(backend, model)}
+
+    def summarise(self, parts: Sequence[dict], models: Sequence[ModelEntry]) -> RunResult:
+        frames: dict[str, list[pd.DataFrame]] = {"topk": [], "scores": [], "targets": []}
+        for part in parts:
+            for key, frame_list in frames.items():
+                frame = getattr(part["scored"], key)
+                if not frame.empty:
+                    frame_list.append(frame)
+        tables = {key: concat_frames(v) for key, v in frames.items()}
+        tables["targets"] = tables["targets"].reindex(columns=TARGET_COLUMNS)
+        ps, scores = self.probe_set, tables["scores"]
+        boot = {"n_resamples": self.n_bootstrap, "confidence": self.confidence, "seed": self.seed}
+        arbitrary = {p.id for p in ps.pairs if getattr(p, "arbitrary_orientation", False)}
+        summary = _summary(scores, ps.name, valence=self.valence, arbitrary=arbitrary, **boot)
+        settings = _settings(
+            k=self.k,
+            device=self.settings.get("device"),
+            batch_size=self.settings.get("batch_size", 32),
+            seed=self.seed,
+            n_bootstrap=self.n_bootstrap,
+            confidence=self.confidence,
+            valence=self.valence,
+            store=self.store,
+            store_top_n=self.store_top_n,
+        )
+        cards = [p["card"] for p in parts]
+        result = RunResult(
+            meta=_meta(ps, self.items, self.pairs, self.exclude, cards, settings),
+            items=items_table(self.items),
+            topk=tables["topk"],
+            scores=scores,
+            summary=summary,
+            targets=tables["targets"],
+            logprobs={p["name"]: p["scored"].store for p in parts},
+        )
+        result.comparison = comparison(result, ps.name, boot)
+        return result
+
+
+def comparison(result: RunResult, set_name: str, boot: Mapping[str, Any]) -> pd.DataFrame | None:
+    """Every comparison of each later model with the base (the first), computed once and
+    stored (:func:`biasprobe.comparisons.fill_mask_comparison`); None for one model."""
+    from biasprobe.comparisons import fill_mask_comparison
+
+    names = result.models
+    if len(names) < 2:
+        return None
+    table = fill_mask_comparison(
+        result.scores, set_name=set_name, base=names[0], models=names[1:], tokens=result, **boot
+    )
+    return leading(table, COMPARISON_COLUMNS)
+
+
+def check_store(store: str, top_n: int) -> None:
+    """Refuse a ``--store`` / ``--store-top-n`` that cannot work, before any model is loaded.
+
+    Raises:
+        UsageError: naming the option and what it accepts.
+    """
+    if store not in STORE_MODES:
+        raise UsageError(f"--store must be one of {', '.join(STORE_MODES)}, got {store!r}")
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise UsageError(f"--store-top-n must be an integer of at least 1, got {top_n!r}")
+
+
+def _summary(
+    scores: pd.DataFrame,
+    set_name: str,
+    *,
+    valence: bool,
+    arbitrary: Collection[str] = (),
+    **boot: Any,
+) -> pd.DataFrame:
+    """The summary table of every score (and the valence columns when scored); templates of
+    arbitrary orientation stay out of the signed set rows."""
+    names, signed = SUMMARY_SCORES, SIGNED_SCORES
+    if valence:
+        from biasprobe.valence import RUN_COLUMNS
+
+        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
+    return summarize(
+        scores, set_name=set_name, score_names=names, signed=signed, arbitrary=arbitrary, **boot
+    )
+
+
+def _settings(
+    *, k, device, batch_size, seed, n_bootstrap, confidence, valence, store, store_top_n
+) -> dict[str, Any]:
+    out = {
+        "top_k": k,
+        "device": device or "auto",
+        "batch_size": batch_size,
+        "seed": seed,
+        "bootstrap_resamples": n_bootstrap,
+        "confidence": confidence,
+        "rbo_p": RBO_P,  # the value score_model is given (_score_one)
+        "multi_piece_targets": "chain rule over consecutive masks, left to right",
+        "p_values": "sign-flip test, 10,000 flips (exact up to 16 values); set: template means",
+        "store": store,
+    }
+    if store == "topn":
+        out["store_top_n"] = store_top_n
+    if valence:
+        from importlib.metadata import version
+
+        out["valence"] = {
+            "lexicon": f"VADER (vaderSentiment {version('vaderSentiment')}, MIT licence)",
+            "threshold": 0.0,
+            "top_k": k,
+        }
+    return out
+
+
+def _model_card(backend: MaskedLMBackend, model: ModelEntry) -> dict[str, Any]:
+    """The model's provenance block (:func:`biasprobe.runfolders.schema.model_block`)."""
+    return model_block(
+        backend.name,
+        "masked-lm",
+        backend.info,
+        requested=model.requested,
+        alias_of=model.alias_of,
+        slug=model_slug(backend.name),
+        mask_token=backend.mask_token,
+        vocab_size=len(backend.vocab),
+    )
+
+
+def _meta(probe_set, items, pairs, exclude, model_meta, settings) -> dict[str, Any]:
+    # versions read from package metadata: the recorded: path must not import torch to ask
+    return {
+        **head("fill-mask"),
+        "models": model_meta,
+        "settings": settings,
+        "probe_set": {
+            "name": probe_set.name,
+            "version": probe_set.version,
+            "description": probe_set.description,
+            "source": probe_set.source,
+            "path": probe_set.path,
+            "sha256": probe_set.sha256,
+            "n_pairs": len(items),
+            # templates whose orientation is only a sign convention (names, years)
+            "arbitrary_orientation": sorted(
+                p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)
+            ),
+            "pairs_selected": {"include": list(pairs or []), "exclude": list(exclude or [])},
+        },
+    }
