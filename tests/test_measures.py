@@ -4,6 +4,8 @@ module's functions, and a new measure is one registration away from the summary.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -167,3 +169,58 @@ def test_a_column_belongs_to_one_measure():
     with pytest.raises(ValueError, match="already belong to measure 'kurita'"):
         M.register(Measure(name="again", columns=("kurita_bias",), formula="f", source="s"))
     assert "again" not in M.names()
+
+
+def test_the_optional_measure_pipeline_equals_what_the_runner_does_for_valence():
+    """load → prepare per model → compute per pair → settings: the generic calls give the
+    runner's valence numbers (vocab_polarity, then run_columns(pair_valence(...)))."""
+    vocab = ["[PAD]", "good", "bad", "nurse", "awful", "kind", "ok", "happy"]
+    lexicon = {"good": 1.9, "bad": -2.5, "awful": -2.0, "kind": 2.4, "happy": 2.7}
+    original = M.get("valence")
+    M.register(dataclasses.replace(original, load=lambda: lexicon), replace=True)
+    try:
+        loaded = M.load_resources(["valence"])
+    finally:
+        M.register(original, replace=True)
+    assert loaded == {"valence": lexicon}
+    ctx = M.prepare_contexts(loaded, vocab)
+    np.testing.assert_array_equal(ctx["valence"], V.vocab_polarity(vocab, lexicon))
+    rng = np.random.default_rng(1)
+    la, lb = (np.log(rng.dirichlet(np.ones(len(vocab)))) for _ in range(2))
+    got = M.compute_pair(ctx, la, lb, k=4, minoritized=0)
+    pol = V.vocab_polarity(vocab, lexicon)
+    assert got == V.run_columns(V.pair_valence(la, lb, pol, 4, 0))
+    assert M.compute_pair({}, la, lb, k=4, minoritized=0) == {}
+    with pytest.raises(UsageError, match="unknown measure"):
+        M.load_resources(["nope"])
+
+
+def test_registry_pipeline_reproduces_a_real_valence_run(tiny_bert):
+    """A run with valence=True, recomputed pair by pair through the registry calls from its
+    stored full-vocabulary log-probs: the same valence_* numbers, exactly."""
+    pytest.importorskip("vaderSentiment")
+    from pathlib import Path
+
+    import biasprobe
+    from biasprobe.probes import load_probe_set
+
+    repo = Path(__file__).resolve().parent.parent
+    probe_set = load_probe_set(repo / "probes" / "gender.yaml")
+    run = biasprobe.run(
+        probe_set, [str(tiny_bert)], device="cpu", store="full", valence=True, n_bootstrap=100
+    )
+    model = run.models[0]
+    ctx = M.prepare_contexts(M.load_resources(["valence"]), run.vocab(model))
+    roles = run.items.pivot(index="pair_id", columns="side", values="role")
+    k = int(run.meta["settings"]["top_k"])
+    checked = 0
+    for row in run.scores.to_dict("records"):
+        if row["pair_id"] not in roles.index or np.isnan(row["valence_mass_neg_vocab"]):
+            continue
+        minoritized = 0 if roles.loc[row["pair_id"], "A"] == "minoritized" else 1
+        la, lb = run.pair_logprobs(model, row["pair_id"])
+        got = M.compute_pair(ctx, la, lb, k=k, minoritized=minoritized)
+        assert got == {c: row[c] for c in V.RUN_COLUMNS}, row["pair_id"]
+        checked += 1
+    assert checked >= 20
+    assert M.run_settings(["valence"], k=k) == {"valence": run.meta["settings"]["valence"]}

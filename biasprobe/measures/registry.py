@@ -22,15 +22,19 @@ __all__ = [
     "active_in",
     "all_measures",
     "blank_sentence_scores",
+    "compute_pair",
     "get",
     "is_signed",
     "label",
     "less_biased",
+    "load_resources",
     "measure_of",
     "names",
     "optional_columns",
     "optional_names",
+    "prepare_contexts",
     "register",
+    "run_settings",
     "sentence_columns",
     "signed_columns",
     "summary_scores",
@@ -233,6 +237,52 @@ def blank_sentence_scores(row: dict[str, Any], kind: str = "fill-mask") -> dict[
         if key in blank:
             row[key] = float("nan")
     return row
+
+
+def load_resources(active: Iterable[str]) -> dict[str, Any]:
+    """Load what each asked-for measure needs (``Measure.load``), before any model is loaded:
+    ``{name: loaded}`` (None for a measure that loads nothing). A missing optional package
+    raises :class:`biasprobe.errors.UsageError` naming it."""
+    out: dict[str, Any] = {}
+    for name in active:
+        m = get(name)
+        out[name] = m.load() if m.load is not None else None
+    return out
+
+
+def prepare_contexts(loaded: Mapping[str, Any], vocab: Sequence[str]) -> dict[str, Any]:
+    """Once per model: each measure's context for that model's vocabulary (``Measure.prepare``
+    of what :func:`load_resources` loaded; the loaded value itself when it has no prepare)."""
+    out: dict[str, Any] = {}
+    for name, value in loaded.items():
+        m = get(name)
+        out[name] = m.prepare(vocab, value) if m.prepare is not None else value
+    return out
+
+
+def compute_pair(
+    contexts: Mapping[str, Any], logp_a: Any, logp_b: Any, **kw: Any
+) -> dict[str, Any]:
+    """The columns of every asked-for measure for one pair: ``Measure.compute(logp_a, logp_b,
+    context=…, **kw)`` merged in registration order (``kw``: ``k``, ``minoritized``, …)."""
+    row: dict[str, Any] = {}
+    for name in contexts:
+        m = get(name)
+        if m.compute is None:
+            raise UsageError(f"measure {name!r} has no per-pair computation")
+        row.update(m.compute(logp_a, logp_b, context=contexts[name], **kw))
+    return row
+
+
+def run_settings(active: Iterable[str], **kw: Any) -> dict[str, Any]:
+    """What a run records about each asked-for measure in ``settings`` of results.json:
+    ``{name: Measure.settings(**kw)}`` for the measures that record something."""
+    out: dict[str, Any] = {}
+    for name in active:
+        m = get(name)
+        if m.settings is not None:
+            out[name] = dict(m.settings(**kw))
+    return out
 
 
 def measure_of(column: str, kind: str | None = None) -> Measure | None:
