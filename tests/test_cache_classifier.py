@@ -164,3 +164,52 @@ def test_a_classifier_without_files_is_not_cached(tmp_path):
     }
     assert wrapped.predict(["a", "b"])[0].tolist() == [0.75, 0.75]
     assert wrap_classifier(InMemory(), "--no-cache").info["cache"]["reason"] == "--no-cache"
+
+
+def _sentiment_run(folder):
+    """A biasprobe sentiment run folder with random GRU weights (no training)."""
+    import torch
+    from safetensors.torch import save_model
+
+    from biasprobe.sentiment.classifiers import build_classifier
+
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(
+        "experiment: 1\nname: tiny-gru\ndescription: tiny\nmodel:\n  kind: gru_encoder\n"
+        "  embedding_size: 8\n  hidden_size: 8\ndata:\n  source: rotten_tomatoes\n"
+        "  max_length: 32\ntrain:\n  batch_size: 4\n",
+        encoding="utf-8",
+    )
+    torch.manual_seed(0)
+    save_model(
+        build_classifier("gru_encoder", embedding_size=8, hidden_size=8).eval(),
+        str(folder / "best.safetensors"),
+    )
+    return folder
+
+
+def test_a_sentiment_run_folder_is_cached_by_its_files(tmp_path, monkeypatch):
+    from biasprobe.backends import registry
+    from biasprobe.sentiment.train import load_trained
+
+    run = _sentiment_run(tmp_path / "run")
+    clf = registry.load(registry.resolve(str(run), "classifier"), device="cpu", batch_size=4)
+    identity, why = model_identity(clf)
+    assert why == "" and identity["kind"] == "sentiment-run"
+    assert set(identity["weights_sha256"]) == {"best.safetensors"}
+    assert set(identity["config_sha256"]) == {"config.yaml"}
+    assert len(identity["tokenizer_vocab_sha256"]) == 64
+    expected = load_trained(run).predict_proba(list(dict.fromkeys(TEXTS)))  # independent
+    with ResultCache(tmp_path / "cache") as cache:
+        first = wrap_classifier(clf, cache).p_label(TEXTS)
+        np.testing.assert_allclose(
+            first[[TEXTS.index(t) for t in dict.fromkeys(TEXTS)], 1], expected, atol=1e-6
+        )
+        counter = Counting(clf)
+        monkeypatch.setattr(clf, "p_label", counter)
+        again = wrap_classifier(clf, cache)
+        np.testing.assert_array_equal(again.p_label(TEXTS), first)
+        assert counter.calls == 0 and again.hits == N
+    # a changed config.yaml is another model
+    (run / "config.yaml").write_text((run / "config.yaml").read_text() + "seed: 3\n")
+    assert model_identity(clf)[0] != identity

@@ -70,6 +70,8 @@ def test_second_run_makes_no_model_call(hf, tmp_path, monkeypatch, scoring):
         _same(score_pairs(second, pairs, scoring), plain)
         assert counter.calls == 0
         assert (second.hits, second.computed) == (first.computed, 0)
+        assert second.identity == first.identity == first.store.identity
+        assert wrap(hf, "--no-cache").identity is None
         assert second.info["cache"]["by_kind"]["token"] == {"hits": first.computed, "misses": 0}
 
 

@@ -99,6 +99,14 @@ def test_recorded_outputs_serve_masked_lm_only():
         assert need in str(e.value)
 
 
+def test_is_recorded_and_crows_refusal():
+    assert registry.is_recorded("recorded:zari-bert-cda")
+    assert not registry.is_recorded("bert-base-uncased")
+    # CrowS-Pairs scores sentences token by token: recorded outputs cannot
+    with pytest.raises(ModelLoadError, match="model that scores sentences"):
+        registry.resolve("recorded:zari-bert-cda", "sentence-scorer")
+
+
 def test_sentiment_run_folders(tmp_path):
     run = tmp_path / "run"
     run.mkdir()

@@ -104,6 +104,8 @@ class MaskedLM(Protocol):
 
     def stored_masks(self, sentences: Sequence[str]) -> np.ndarray | None: ...
 
+    def tokens_stored(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray: ...
+
     def provenance(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
@@ -346,6 +348,11 @@ class MaskedLMBackend(ABC):
         computes them."""
         del sentences
         return None
+
+    def tokens_stored(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """Which :meth:`token_logprobs` requests a cache wrapper holds (bool per request;
+        all False here): how much of a resumed run is served without the model."""
+        return np.zeros(len(requests), dtype=bool)
 
     def provenance(self) -> dict[str, Any]:
         """The model's provenance block (a copy of :attr:`info`)."""

@@ -158,6 +158,11 @@ class CachedMaskedLM(MaskedLMBackend):
     def info(self) -> dict[str, Any]:  # type: ignore[override]
         return {**self.inner.info, "cache": self.cache_provenance()}
 
+    @property
+    def identity(self) -> str | None:
+        """The model's identity in the cache (sha256 hex), or None when it is not cached."""
+        return None if self.store is None else self.store.identity
+
     def cache_provenance(self) -> dict[str, Any]:
         """What the cache did for this model (``results.json`` ``models[i].info.cache``)."""
         if self.store is None:

@@ -22,10 +22,34 @@ import numpy as np
 from biasprobe.backends.base import MaskedLM, SentenceLogprobs
 from biasprobe.errors import UsageError
 
-__all__ = ["CHUNK", "PseudoLogLikelihood"]
+__all__ = ["CHUNK", "PseudoLogLikelihood", "score_tokens"]
 
 #: Masked inputs handed to the masked LM per call (progress is reported between calls).
 CHUNK = 2048
+
+
+def score_tokens(
+    masked: MaskedLM,
+    requests: Sequence[tuple[Sequence[int], int]],
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """:meth:`~biasprobe.backends.base.MaskedLM.token_logprobs` of many requests, asked in
+    length-sorted chunks of :data:`CHUNK` (the masked LM batches each chunk by length), with
+    ``progress(done, total)`` between chunks. Pseudo-log-likelihood and CrowS-Pairs use it.
+
+    Returns:
+        float64 array (len(requests),), in the order of ``requests``.
+    """
+    out = np.empty(len(requests), dtype=np.float64)
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]))
+    if progress is not None:
+        progress(0, len(order))
+    for start in range(0, len(order), CHUNK):
+        idx = order[start : start + CHUNK]
+        out[idx] = masked.token_logprobs([requests[i] for i in idx])
+        if progress is not None:
+            progress(min(start + CHUNK, len(order)), len(order))
+    return out
 
 
 class PseudoLogLikelihood:
@@ -83,7 +107,7 @@ class PseudoLogLikelihood:
                     requests.append(key)
                 refs.append(index[key])
             per_sentence.append(refs)
-        values = self._score(requests)
+        values = score_tokens(self.masked, requests, self.progress)
         out = []
         for refs in per_sentence:
             lp = values[refs] if refs else np.zeros(0)
@@ -96,18 +120,6 @@ class PseudoLogLikelihood:
                     logprobs=lp,
                 )
             )
-        return out
-
-    def _score(self, requests: list[tuple[tuple[int, ...], int]]) -> np.ndarray:
-        out = np.empty(len(requests), dtype=np.float64)
-        order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]))
-        if self.progress is not None:
-            self.progress(0, len(order))
-        for start in range(0, len(order), CHUNK):
-            idx = order[start : start + CHUNK]
-            out[idx] = self.masked.token_logprobs([requests[i] for i in idx])
-            if self.progress is not None:
-                self.progress(min(start + CHUNK, len(order)), len(order))
         return out
 
     def provenance(self) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from typing import Any
 
 from biasprobe.errors import ModelLoadError, UsageError
 
-__all__ = ["FAMILIES", "KINDS", "ModelSpec", "load", "resolve", "split_revision"]
+__all__ = ["FAMILIES", "KINDS", "ModelSpec", "is_recorded", "load", "resolve", "split_revision"]
 
 #: The model families a task may ask for.
 FAMILIES = ("masked-lm", "classifier", "sentence-scorer")
@@ -105,6 +105,12 @@ def split_revision(spec: str) -> tuple[str, str | None]:
     return spec, None
 
 
+def is_recorded(text: str) -> bool:
+    """Whether a model name names recorded outputs (``recorded:DIR`` or ``recorded:NAME``):
+    nothing is computed for it (no cache, no device), told without resolving anything."""
+    return text.startswith(RECORDED_PREFIX)
+
+
 def check_family(family: str) -> None:
     """Raises: UsageError: ``family`` is not one of :data:`FAMILIES`."""
     if family not in FAMILIES:
@@ -126,7 +132,7 @@ def resolve(text: str, family: str, revision: str | None = None) -> ModelSpec:
         UsageError: unknown family.
     """
     check_family(family)
-    if text.startswith(RECORDED_PREFIX):
+    if is_recorded(text):
         from biasprobe.backends.recorded import resolve_recorded
 
         folder = resolve_recorded(text)

@@ -21,8 +21,9 @@ counts for the stereotype when the more-stereotypical sentence scores higher. Se
 
 Speed: every masked variant of every sentence is built up front, identical variants are
 scored once, and the variants are scored in length-sorted batches by the masked-LM backend's
-:meth:`~biasprobe.backends.base.MaskedLM.token_logprobs` (``HFMaskedLM``: float32,
-``torch.inference_mode``, the LM head applied at the masked position only).
+:meth:`~biasprobe.backends.base.MaskedLM.token_logprobs`, in chunks of
+:data:`biasprobe.backends.pll.CHUNK` (:func:`biasprobe.backends.pll.score_tokens`; ``HFMaskedLM``:
+float32, ``torch.inference_mode``, the LM head applied at the masked position only).
 """
 
 from __future__ import annotations
@@ -35,12 +36,11 @@ from typing import Any
 import numpy as np
 
 from biasprobe.backends.base import MaskedLM
+from biasprobe.backends.pll import score_tokens
 from biasprobe.crows.data import CrowsPair
 from biasprobe.errors import UsageError
 
 SCORINGS = ("nangia", "meade")
-#: Token requests handed to the backend per call (progress is reported between calls).
-CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def score_pairs(
         raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
     plans = [plan_pair(backend, p, scoring) for p in pairs]
     variants = token_requests(backend, pairs, plans)
-    logprobs = _score_variants(backend, variants.requests, progress)
+    logprobs = score_tokens(backend, variants.requests, progress)
     return [
         _pair_row(pair, plan, logprobs[v_more], logprobs[v_less], scoring)
         for pair, plan, (v_more, v_less) in zip(pairs, plans, variants.refs)
@@ -223,20 +223,19 @@ def pairs_stored(backend: MaskedLM, pairs: Sequence[CrowsPair], scoring: str) ->
     """``(from the cache, to compute)``: how many of ``pairs`` a cached backend
     (:class:`~biasprobe.backends.cached.CachedMaskedLM`) holds every token log-prob of, and
     how many need the model, for the line a resumed run prints. Skipped pairs need nothing and
-    count as from the cache; a backend without a cache has nothing stored.
+    count as from the cache when the backend has a cache; a backend without one has nothing
+    stored.
 
     Raises:
         UsageError: unknown scoring, or the backend has no tokenizer.
     """
-    from biasprobe.backends.cached import CachedMaskedLM
-
     if scoring not in SCORINGS:
         raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
-    if not isinstance(backend, CachedMaskedLM):
-        return 0, len(pairs)
     plans = [plan_pair(backend, p, scoring) for p in pairs]
     variants = token_requests(backend, pairs, plans)
     stored = backend.tokens_stored(variants.requests)
+    if not stored.any():
+        return 0, len(pairs)
     done = sum(bool(stored[a].all() and stored[b].all()) for a, b in variants.refs)
     return done, len(pairs) - done
 
@@ -316,23 +315,3 @@ def _pair_row(
     row.update(score_more=s_more, score_less=s_less, diff=s_more - s_less, outcome=outcome)
     row.update(more_preferred=1.0 if outcome == "more" else 0.0, skipped="")
     return row
-
-
-def _score_variants(
-    backend: MaskedLM,
-    requests: list[tuple[tuple[int, ...], int]],
-    progress: Callable[[int, int], None] | None,
-) -> np.ndarray:
-    """log p(token | the sentence with it masked) for every request, in length-sorted chunks
-    of :data:`CHUNK` (the backend batches each chunk by length)."""
-    out = np.empty(len(requests), dtype=np.float64)
-    order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]))
-    total = len(order)
-    if progress is not None:
-        progress(0, total)
-    for start in range(0, total, CHUNK):
-        idx = order[start : start + CHUNK]
-        out[idx] = backend.token_logprobs([requests[i] for i in idx])
-        if progress is not None:
-            progress(min(start + CHUNK, total), total)
-    return out
