@@ -9,6 +9,6 @@ Public API:
 from __future__ import annotations
 
 from biasprobe.report.export import StaticExportError, export_figures
-from biasprobe.report.html import render_report, write_report
+from biasprobe.report.fillmask import render_report, write_report
 
 __all__ = ["StaticExportError", "export_figures", "render_report", "write_report"]
