@@ -98,7 +98,7 @@ SAFE_NAMES = {
     },
     "notebook.py": {"head", "table", "hint", "note", "mark", "more", "cell"}
     | {"entries", "top_k", "n_pairs", "counts"},
-    "crows.py": {"width", "height", "tick", "y"},
+    "crows.py": {"width", "height", "tick", "y", "_NOTE"},
 }
 #: Attributes of safe names that are numbers (``pair.index``, ``e.index``, ``r.p_a``).
 SAFE_ATTRS = {"index", "p_a", "p_b", "delta"}

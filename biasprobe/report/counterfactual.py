@@ -31,6 +31,7 @@ from biasprobe.report.figures import plotly_text
 from biasprobe.report.htmlkit import Markup, escape, html
 from biasprobe.report.page import (
     fmt,
+    kind_of,
     kv_html,
     note_of,
     package_version,
@@ -126,7 +127,7 @@ def _few_text(run: Any, model: str, row: Any, digits: int = 3) -> Markup:
 
 
 def _is_downstream(run: Any) -> bool:
-    return (getattr(run, "meta", None) or {}).get("kind") == "downstream"
+    return kind_of(run) == "counterfactual"
 
 
 def _groups(run: Any) -> tuple[str, str]:

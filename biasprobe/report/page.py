@@ -227,3 +227,22 @@ def page_shell(
 {tail}</body>
 </html>
 """
+
+
+#: ``kind`` of ``results.json`` in run folders written before every kind said its kind (fill-mask
+#: runs said none, counterfactual runs ``downstream``) → today's kind.
+_OLD_KINDS = {None: "fill-mask", "downstream": "counterfactual"}
+
+
+def kind_of(result: Any) -> str:
+    """The kind of a run result (``fill-mask``, ``counterfactual``, ``crows-pairs``): its
+    ``kind``, else the ``kind`` of its ``results.json`` (run folders written before every kind
+    said its kind: none for fill-mask, ``downstream`` for counterfactual runs)."""
+    kind = getattr(result, "kind", None)
+    if isinstance(kind, str):
+        return kind
+    meta = getattr(result, "meta", None)
+    found = meta.get("kind") if isinstance(meta, dict) else None
+    if found is None or isinstance(found, str):
+        return _OLD_KINDS.get(found, found)
+    return repr(found)
