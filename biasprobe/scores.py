@@ -16,6 +16,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from biasprobe.stats import (
+    bootstrap_ci,
+    cluster_bootstrap_ci,  # noqa: F401  (re-exported: defined here before)
+    cluster_means,
+    clustered_sign_flip,
+    holm,
+    min_units,
+    percentile_interval,
+    resampled_cluster_means,
+    sign_flip_test,
+    unit_inference,
+)
+
 #: Scores aggregated in ``summary.csv``, in display order.
 SUMMARY_SCORES = (
     "jaccard_distance",
@@ -253,142 +266,6 @@ def blank_skew_scores(row: dict[str, object]) -> dict[str, object]:
     return row
 
 
-def bootstrap_ci(
-    values: np.ndarray | Sequence[float],
-    *,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap confidence interval of the mean.
-
-    Returns ``(mean, low, high)``; the interval is NaN with fewer than two values.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    v = v[~np.isnan(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = _resample(rng, v, n_resamples)
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(means, [alpha, 1.0 - alpha])
-    return mean, float(lo), float(hi)
-
-
-#: Resampled values drawn at once by :func:`_resample` (memory: 16 bytes each): the numbers are
-#: those of one draw of every resample, as the generator's stream continues across draws.
-RESAMPLE_BLOCK = 2_000_000
-
-
-def _resample(rng: np.random.Generator, g: np.ndarray, count: int) -> np.ndarray:
-    """Means of ``count`` resamples (with replacement, ``len(g)`` each) of the rows of ``g``:
-    ``g[rng.integers(0, n, size=(count, n))].mean(axis=1)``, drawn a block of resamples at a
-    time so that memory stays bounded whatever the number of pairs."""
-    n = g.shape[0]
-    step = max(1, RESAMPLE_BLOCK // max(1, n))
-    parts = []
-    for start in range(0, count, step):
-        rows = min(step, count - start)
-        parts.append(g[rng.integers(0, n, size=(rows, n))].mean(axis=1))
-    if not parts:
-        return np.empty((0, *g.shape[1:]))
-    return np.concatenate(parts)
-
-
-def _resampled_means(
-    values: np.ndarray, clusters: np.ndarray, n_resamples: int, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Point estimate and bootstrap replicates of the mean of cluster means, per column.
-
-    ``values`` is (n, m): m quantities measured on the same n pairs, resampled together (the
-    same templates, then the same pairs within each, for every column), so differences between
-    columns get a *paired* interval. One cluster: a plain bootstrap of the pairs.
-
-    Returns:
-        ``(point (m,), replicates (n_resamples, m))``.
-    """
-    rng = np.random.default_rng(seed)
-    names = list(dict.fromkeys(clusters.tolist()))
-    groups = [values[clusters == name] for name in names]
-    point = np.mean([g.mean(axis=0) for g in groups], axis=0)
-    if len(groups) < 2:
-        return point, _resample(rng, groups[0], n_resamples)
-    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
-    slot_means = np.empty((*picks.shape, values.shape[1]))
-    for gi, g in enumerate(groups):
-        chosen = picks == gi
-        count = int(chosen.sum())
-        if count:
-            # A fresh resample of the template's pairs for every time it is picked.
-            slot_means[chosen] = _resample(rng, g, count)
-    return point, slot_means.mean(axis=1)
-
-
-def _interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(replicates, [alpha, 1.0 - alpha])
-    return float(lo), float(hi)
-
-
-def cluster_bootstrap_ci(
-    values: np.ndarray | Sequence[float],
-    clusters: Sequence[str],
-    *,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Mean of cluster means, with a two-stage (cluster, then member) bootstrap interval.
-
-    Used for a whole probe set, where the pairs expanded from one lexicon template are not
-    independent: each template counts once, and resampling picks templates, then pairs
-    within each picked template.
-    """
-    v = np.asarray(values, dtype=np.float64)
-    c = np.asarray(list(clusters))
-    keep = ~np.isnan(v)
-    v, c = v[keep], c[keep]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    if len(set(c.tolist())) < 2:
-        return bootstrap_ci(v, n_resamples=n_resamples, confidence=confidence, seed=seed)
-    point, reps = _resampled_means(v[:, None], c, n_resamples, seed)
-    return (float(point[0]), *_interval(reps[:, 0], confidence))
-
-
-def clustered_sign_flip(
-    values: np.ndarray | Sequence[float],
-    clusters: Sequence[str],
-    *,
-    n_perm: int = 10_000,
-    seed: int = 0,
-) -> float:
-    """Two-sided sign-flip p-value of "mean 0" that respects the template clustering.
-
-    With several templates the test flips the signs of the **template means** (each template
-    one unit, as the set estimate counts each template once; pairs of one template are not
-    independent); with one template, the signs of the per-pair values. Exact enumeration for
-    up to 16 units, else ``n_perm`` seeded flips (:func:`biasprobe.stats.sign_flip_test`).
-    NaN values are dropped; none left → NaN.
-    """
-    from biasprobe.stats import sign_flip_test
-
-    v = np.asarray(values, dtype=np.float64)
-    c = np.asarray(list(clusters))
-    keep = ~np.isnan(v)
-    v, c = v[keep], c[keep]
-    if v.size == 0:
-        return float("nan")
-    names = list(dict.fromkeys(c.tolist()))
-    if len(names) < 2:
-        return sign_flip_test(v, n_perm=n_perm, seed=seed)
-    means = np.array([v[c == name].mean() for name in names])
-    return sign_flip_test(means, n_perm=n_perm, seed=seed)
-
-
 def paired_delta(
     base: np.ndarray | Sequence[float],
     other: np.ndarray | Sequence[float],
@@ -421,8 +298,6 @@ def paired_delta(
         fewer than :data:`biasprobe.stats.MIN_SET_UNITS` templates the set-level intervals and
         p are NaN and ``note`` says why. NaN intervals with fewer than two pairs.
     """
-    from biasprobe.stats import cluster_means, min_units, unit_inference
-
     b = np.asarray(base, dtype=np.float64)
     o = np.asarray(other, dtype=np.float64)
     c = np.asarray(list(clusters))
@@ -434,7 +309,7 @@ def paired_delta(
     out.update(abs_delta_high=nan, sign_flipped=nan, p_value=nan, templates=0, note="")
     if b.size == 0:
         return out
-    point, reps = _resampled_means(np.column_stack([b, o]), c, n_resamples, seed)
+    point, reps = resampled_cluster_means(np.column_stack([b, o]), c, n_resamples, seed)
     out.update(base=float(point[0]), other=float(point[1]), delta=float(point[1] - point[0]))
     out["abs_delta"] = float(abs(point[1]) - abs(point[0]))
     out["sign_flipped"] = float(np.sign(point[0]) * np.sign(point[1]) < 0)
@@ -443,9 +318,11 @@ def paired_delta(
     if len(names) < 2:
         out["p_value"] = clustered_sign_flip(o - b, c, n_perm=n_perm, seed=seed)
         if b.size >= 2:
-            out["delta_low"], out["delta_high"] = _interval(reps[:, 1] - reps[:, 0], confidence)
+            out["delta_low"], out["delta_high"] = percentile_interval(
+                reps[:, 1] - reps[:, 0], confidence
+            )
             abs_reps = np.abs(reps[:, 1]) - np.abs(reps[:, 0])
-            out["abs_delta_low"], out["abs_delta_high"] = _interval(abs_reps, confidence)
+            out["abs_delta_low"], out["abs_delta_high"] = percentile_interval(abs_reps, confidence)
         else:
             out["note"] = "1 pair: no interval or test"
         return out
@@ -454,7 +331,7 @@ def paired_delta(
     out.update(delta_low=inf.ci_low, delta_high=inf.ci_high, p_value=inf.p_value, note=inf.note)
     if len(names) >= min_units(confidence):
         abs_reps = np.abs(reps[:, 1]) - np.abs(reps[:, 0])
-        out["abs_delta_low"], out["abs_delta_high"] = _interval(abs_reps, confidence)
+        out["abs_delta_low"], out["abs_delta_high"] = percentile_interval(abs_reps, confidence)
     return out
 
 
@@ -477,8 +354,6 @@ def compare_to_base(
     (level, key, score) with the columns of :func:`paired_delta` and ``p_holm`` (Holm across
     the templates of the set, per score; NaN on the set row).
     """
-    from biasprobe.stats import holm
-
     nan = float("nan")
     b = scores[scores["model"] == base_model]
     o = other_scores[other_scores["model"] == other_model]
@@ -541,8 +416,6 @@ def summarize(
         (template rows only). p is NaN for unsigned distances, which have no "0 = no bias"
         null to test. ``templates``: templates behind the row (1 on template rows).
     """
-    from biasprobe.stats import cluster_means, holm, sign_flip_test, unit_inference
-
     nan = float("nan")
     rows = []
     for model, per_model in scores.groupby("model", sort=False):

@@ -16,18 +16,30 @@ is meaningful, a p-value:
   centres the equal-tailed sign-flip test does not reject (Hartigan's subset-mean interval), so
   "p ≤ 1 − confidence" and "0 outside the interval" always agree; with fewer than
   :func:`min_units` templates neither is given;
+* :func:`bootstrap_ci` — percentile bootstrap interval of a mean (pairs as units);
+* :func:`cluster_bootstrap_ci` / :func:`resampled_cluster_means` — the two-stage cluster
+  bootstrap (templates with replacement, then pairs within each picked template) of a mean of
+  template means, for one column or several resampled together (paired);
+* :func:`two_stage_bootstrap` — the same resampling scheme for any statistic of the pooled rows
+  (e.g. a Wasserstein distance);
 * :func:`paired_cluster_bootstrap` — percentile interval of the mean per-pair difference
-  between two models scored on the same pairs, resampling templates, then pairs within each
-  picked template (the conventions of ``biasprobe.scores.cluster_bootstrap_ci``: seeded,
-  2,000 resamples, 95%).
+  between two models scored on the same pairs (seeded, 2,000 resamples, 95%);
+* :func:`clustered_sign_flip` — the sign-flip test with templates as units;
+* :func:`paired_tests` — Wilcoxon signed-rank and exact sign tests of paired differences;
+* :func:`mcnemar_exact` — exact McNemar test of two paired binary outcomes (discordant pairs).
+
+This is the only module with resampling or tests: scores, measures and comparisons call it.
+Every bootstrap is seeded with ``numpy.random.default_rng(seed)`` and draws in a fixed order,
+so the same inputs always give the same numbers.
 
 The formulas are written out in ``docs/statistics.md``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -311,8 +323,6 @@ def paired_cluster_bootstrap(
     bootstrap over pairs when there is one template). Seeded; NaN differences are dropped; ``n``
     is the number of pairs used.
     """
-    from biasprobe.scores import cluster_bootstrap_ci
-
     d = np.asarray(diffs, dtype=np.float64).ravel()
     t = list(templates)
     if len(t) != d.size:
@@ -320,3 +330,248 @@ def paired_cluster_bootstrap(
     n = int(np.count_nonzero(~np.isnan(d)))
     mean, lo, hi = cluster_bootstrap_ci(d, t, n_resamples=n_boot, confidence=confidence, seed=seed)
     return Interval(mean, lo, hi, n)
+
+
+def bootstrap_ci(
+    values: np.ndarray | Sequence[float],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap confidence interval of the mean.
+
+    Returns ``(mean, low, high)``; the interval is NaN with fewer than two values.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = resample_means(rng, v, n_resamples)
+    return (mean, *percentile_interval(means, confidence))
+
+
+#: Resampled values drawn at once by :func:`resample_means` (memory: 16 bytes each): the numbers
+#: are those of one draw of every resample, as the generator's stream continues across draws.
+RESAMPLE_BLOCK = 2_000_000
+
+
+def resample_means(rng: np.random.Generator, g: np.ndarray, count: int) -> np.ndarray:
+    """Means of ``count`` resamples (with replacement, ``len(g)`` each) of the rows of ``g``:
+    ``g[rng.integers(0, n, size=(count, n))].mean(axis=1)``, drawn a block of resamples at a
+    time so that memory stays bounded whatever the number of pairs."""
+    n = g.shape[0]
+    step = max(1, RESAMPLE_BLOCK // max(1, n))
+    parts = []
+    for start in range(0, count, step):
+        rows = min(step, count - start)
+        parts.append(g[rng.integers(0, n, size=(rows, n))].mean(axis=1))
+    if not parts:
+        return np.empty((0, *g.shape[1:]))
+    return np.concatenate(parts)
+
+
+def resampled_cluster_means(
+    values: np.ndarray, clusters: np.ndarray, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Point estimate and bootstrap replicates of the mean of cluster means, per column.
+
+    ``values`` is (n, m): m quantities measured on the same n pairs, resampled together (the
+    same templates, then the same pairs within each, for every column), so differences between
+    columns get a *paired* interval. One cluster: a plain bootstrap of the pairs.
+
+    Returns:
+        ``(point (m,), replicates (n_resamples, m))``.
+    """
+    rng = np.random.default_rng(seed)
+    names = list(dict.fromkeys(clusters.tolist()))
+    groups = [values[clusters == name] for name in names]
+    point = np.mean([g.mean(axis=0) for g in groups], axis=0)
+    if len(groups) < 2:
+        return point, resample_means(rng, groups[0], n_resamples)
+    picks = rng.integers(0, len(groups), size=(n_resamples, len(groups)))
+    slot_means = np.empty((*picks.shape, values.shape[1]))
+    for gi, g in enumerate(groups):
+        chosen = picks == gi
+        count = int(chosen.sum())
+        if count:
+            # A fresh resample of the template's pairs for every time it is picked.
+            slot_means[chosen] = resample_means(rng, g, count)
+    return point, slot_means.mean(axis=1)
+
+
+def percentile_interval(replicates: np.ndarray, confidence: float) -> tuple[float, float]:
+    """Equal-tailed percentile interval of bootstrap replicates (``numpy.quantile``)."""
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(lo), float(hi)
+
+
+def cluster_bootstrap_ci(
+    values: np.ndarray | Sequence[float],
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of cluster means, with a two-stage (cluster, then member) bootstrap interval.
+
+    Used for a whole probe set, where the pairs expanded from one lexicon template are not
+    independent: each template counts once, and resampling picks templates, then pairs
+    within each picked template.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(list(clusters))
+    keep = ~np.isnan(v)
+    v, c = v[keep], c[keep]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    if len(set(c.tolist())) < 2:
+        return bootstrap_ci(v, n_resamples=n_resamples, confidence=confidence, seed=seed)
+    point, reps = resampled_cluster_means(v[:, None], c, n_resamples, seed)
+    return (float(point[0]), *percentile_interval(reps[:, 0], confidence))
+
+
+def clustered_sign_flip(
+    values: np.ndarray | Sequence[float],
+    clusters: Sequence[str],
+    *,
+    n_perm: int = 10_000,
+    seed: int = 0,
+) -> float:
+    """Two-sided sign-flip p-value of "mean 0" that respects the template clustering.
+
+    With several templates the test flips the signs of the **template means** (each template
+    one unit, as the set estimate counts each template once; pairs of one template are not
+    independent); with one template, the signs of the per-pair values. Exact enumeration for
+    up to 16 units, else ``n_perm`` seeded flips (:func:`sign_flip_test`).
+    NaN values are dropped; none left → NaN.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    c = np.asarray(list(clusters))
+    keep = ~np.isnan(v)
+    v, c = v[keep], c[keep]
+    if v.size == 0:
+        return float("nan")
+    names = list(dict.fromkeys(c.tolist()))
+    if len(names) < 2:
+        return sign_flip_test(v, n_perm=n_perm, seed=seed)
+    means = np.array([v[c == name].mean() for name in names])
+    return sign_flip_test(means, n_perm=n_perm, seed=seed)
+
+
+def two_stage_bootstrap(
+    statistic: Callable[[np.ndarray], Any],
+    clusters: Sequence[str],
+    *,
+    n_resamples: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batched: bool = False,
+) -> tuple[float, float, float]:
+    """A statistic of a set of rows, with the two-stage (cluster, then member) bootstrap CI.
+
+    The same resampling scheme as :func:`cluster_bootstrap_ci` (pick clusters with
+    replacement, then rows within each picked cluster), for statistics that are not a mean of
+    cluster means (e.g. a Wasserstein distance of the pooled rows). With a single cluster it is
+    a plain bootstrap over rows. (Its random stream differs from :func:`cluster_bootstrap_ci`'s:
+    one uniform draw per resample, scaled to each picked cluster's size.)
+
+    Args:
+        statistic: maps an index array into the rows (0..N-1, repeats allowed) to a number.
+        clusters: cluster label of each of the N rows.
+        batched: ``statistic`` also accepts an (R, N) index matrix and returns R values (used
+            for the plain bootstrap of a single cluster, where every resample has N rows).
+
+    Returns:
+        ``(value on all rows, low, high)``; the interval is NaN with fewer than two rows.
+    """
+    c = np.asarray(list(clusters))
+    n = c.size
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    value = float(statistic(np.arange(n)))
+    if n < 2:
+        return value, float("nan"), float("nan")
+    members = [np.flatnonzero(c == name) for name in dict.fromkeys(c.tolist())]
+    rng = np.random.default_rng(seed)
+    stats = np.empty(n_resamples)
+    if len(members) == 1:
+        draws = rng.integers(0, n, size=(n_resamples, n))
+        if batched:
+            stats[:] = statistic(draws)
+        else:
+            for r in range(n_resamples):
+                stats[r] = statistic(draws[r])
+    else:
+        for r in range(n_resamples):
+            picked = rng.integers(0, len(members), size=len(members))
+            # uniform draws scaled to each picked cluster's size: one RNG call per resample
+            u = rng.random(sum(members[g].size for g in picked))
+            parts, start = [], 0
+            for g in picked:
+                m = members[g]
+                parts.append(m[(u[start : start + m.size] * m.size).astype(np.int64)])
+                start += m.size
+            stats[r] = statistic(np.concatenate(parts))
+    return (value, *percentile_interval(stats, confidence))
+
+
+def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
+    """Wilcoxon signed-rank and exact sign test p-values (two-sided) of paired differences.
+
+    Zero differences are dropped (they have no sign); with no non-zero difference both
+    p-values are exactly 1.
+    """
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(deltas, dtype=np.float64)
+    d = d[~np.isnan(d)]
+    nz = d[d != 0]
+    if nz.size == 0:
+        return 1.0, 1.0
+    n_pos = int((nz > 0).sum())
+    p_sign = binomial_test(n_pos, int(nz.size))
+    p_wil = float(wilcoxon(nz, zero_method="wilcox").pvalue)
+    return p_wil, p_sign
+
+
+def mcnemar_exact(only_first: int, only_second: int) -> float:
+    """Exact (binomial) two-sided McNemar test of two paired binary outcomes.
+
+    ``only_first`` counts the pairs where the outcome holds under the first condition only,
+    ``only_second`` those where it holds under the second only (the discordant pairs; the
+    concordant ones carry no information about a change). Under H0 "no change" a discordant
+    pair is as likely to go either way, so the p-value is the exact binomial test of
+    ``only_first`` out of ``only_first + only_second`` against 50% — the same as the sign test
+    of the paired differences. No discordant pair → 1.0.
+    """
+    if only_first < 0 or only_second < 0:
+        raise ValueError(f"discordant counts must be ≥ 0, got {only_first} and {only_second}")
+    n = int(only_first) + int(only_second)
+    if n == 0:
+        return 1.0
+    return binomial_test(int(only_first), n)
+
+
+def w1_statistic(x: np.ndarray, y: np.ndarray) -> Callable[[np.ndarray], Any]:
+    """The Wasserstein-1 distance of ``x[idx]`` and ``y[idx]`` as a statistic of row indices
+    ``idx`` (a vector, or an (R, N) matrix of R resamples: R values), for
+    :func:`two_stage_bootstrap`.
+
+    Both samples always have the same size (one value per pair and side), and for two
+    equal-size samples W1 is the mean absolute difference of their sorted values — the same
+    number ``scipy.stats.wasserstein_distance`` returns, without its overhead inside the
+    bootstrap loop.
+    """
+
+    def w1(idx: np.ndarray) -> Any:
+        d = np.abs(np.sort(x[idx], axis=-1) - np.sort(y[idx], axis=-1)).mean(axis=-1)
+        return float(d) if np.ndim(d) == 0 else d
+
+    return w1

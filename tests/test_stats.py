@@ -161,3 +161,60 @@ def test_paired_cluster_bootstrap_coverage():
             iv = paired_cluster_bootstrap(tpl, (model - base).ravel(), seed=r)
             hits += iv.ci_low <= 0.3 <= iv.ci_high
         assert abs(hits / 400 - 0.95) <= 0.025, (n_tpl, per, hits / 400)
+
+
+# -- one statistics module ---------------------------------------------------------------------
+def test_stats_imports_nothing_from_biasprobe_but_errors():
+    """stats is the foundation layer: it may import biasprobe.errors and nothing else of
+    biasprobe (no cycle with scores.py, which calls it)."""
+    import ast
+    from pathlib import Path
+
+    import biasprobe.stats as mod
+
+    tree = ast.parse(Path(mod.__file__).read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    inside = {m for m in found if m == "biasprobe" or m.startswith("biasprobe.")}
+    assert inside <= {"biasprobe.errors"}, inside
+
+
+def test_every_bootstrap_lives_in_stats():
+    """The bootstraps and tests that scores.py and downstream/scores.py used to define are the
+    stats module's functions (re-exported under the old names), not copies."""
+    from biasprobe import scores, stats
+    from biasprobe.downstream import scores as ds
+
+    assert scores.bootstrap_ci is stats.bootstrap_ci
+    assert scores.cluster_bootstrap_ci is stats.cluster_bootstrap_ci
+    assert scores.clustered_sign_flip is stats.clustered_sign_flip
+    assert ds.two_stage_bootstrap is stats.two_stage_bootstrap
+    assert ds.paired_tests is stats.paired_tests
+    for name in ("_resample", "_resampled_means", "_interval", "RESAMPLE_BLOCK"):
+        assert not hasattr(scores, name), name
+
+
+def test_bootstrap_ci_against_a_direct_numpy_draw():
+    from biasprobe.stats import bootstrap_ci
+
+    v = np.random.default_rng(4).normal(size=37)
+    rng = np.random.default_rng(9)
+    means = v[rng.integers(0, v.size, size=(500, v.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    got = bootstrap_ci(v, n_resamples=500, seed=9)
+    assert got == pytest.approx((v.mean(), lo, hi), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("b,c", [(0, 0), (3, 0), (7, 2), (12, 25), (40, 41)])
+def test_mcnemar_exact_against_scipy(b, c):
+    from biasprobe.stats import mcnemar_exact
+
+    want = 1.0 if b + c == 0 else sps.binomtest(b, b + c, 0.5).pvalue
+    assert mcnemar_exact(b, c) == pytest.approx(want, rel=1e-12)
+    assert mcnemar_exact(b, c) == mcnemar_exact(c, b)
+    with pytest.raises(ValueError):
+        mcnemar_exact(-1, 2)

@@ -319,7 +319,7 @@ def test_bad_store_options(probe, tiny_bert, tmp_path, args, message):
 def test_resampling_in_blocks_gives_the_numbers_of_one_draw(monkeypatch):
     """Bootstrap resamples drawn a block at a time (bounded memory for large templates) give
     exactly the numbers of drawing every resample at once, as earlier versions did."""
-    from biasprobe import scores
+    from biasprobe import scores, stats
 
     rng = np.random.default_rng(1)
     v = rng.standard_normal(1500)
@@ -331,11 +331,11 @@ def test_resampling_in_blocks_gives_the_numbers_of_one_draw(monkeypatch):
         alpha = (1.0 - 0.95) / 2.0
         return float(values.mean()), *(float(q) for q in np.quantile(means, [alpha, 1 - alpha]))
 
-    monkeypatch.setattr(scores, "RESAMPLE_BLOCK", 10**9)
+    monkeypatch.setattr(stats, "RESAMPLE_BLOCK", 10**9)
     assert scores.bootstrap_ci(v, seed=3) == one_draw(v, 3)
     ref = (scores.cluster_bootstrap_ci(v, clusters, seed=3), scores.paired_delta(v, -v, clusters))
     for block in (1, 777, 20_000):
-        monkeypatch.setattr(scores, "RESAMPLE_BLOCK", block)
+        monkeypatch.setattr(stats, "RESAMPLE_BLOCK", block)
         assert scores.bootstrap_ci(v, seed=3) == one_draw(v, 3)
         assert scores.cluster_bootstrap_ci(v, clusters, seed=3) == ref[0]
         got = scores.paired_delta(v, -v, clusters)

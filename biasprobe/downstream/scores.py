@@ -12,7 +12,7 @@ Per pair (signed by the pair's declared orientation, as the fill-mask scores are
 
 Per template and per probe set, each with a seeded 95% bootstrap CI and n (pairs): mean Δ, mean
 |Δ|, flip rate, invariance failure rate (template level: bootstrap over the template's pairs;
-set level: the two-stage cluster bootstrap of :mod:`biasprobe.scores` — templates, then pairs —
+set level: the two-stage cluster bootstrap of :mod:`biasprobe.stats` — templates, then pairs —
 and the mean of template means); the Wasserstein-1 distance between the two sides' P(pos)
 distributions (Huang et al. 2020), minoritized side vs normative side, with a CI from the same
 two-stage resampling; the mean P(pos) per group label. Mean Δ also gets two p-values over its
@@ -23,16 +23,28 @@ both tests (Wilcoxon's ``zero_method="wilcox"``); when every Δ is 0 both p-valu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from biasprobe.scores import bootstrap_ci, clustered_sign_flip
-from biasprobe.stats import cluster_means, min_units, unit_inference
+# The model comparison lives with every other comparison; re-exported for existing callers.
+from biasprobe.comparisons import COUNTERFACTUAL_COLUMNS as COMPARISON_COLUMNS
+from biasprobe.comparisons import COUNTERFACTUAL_MEAN_SCORES
+from biasprobe.comparisons import counterfactual_comparison as compare_models
+from biasprobe.stats import (
+    bootstrap_ci,
+    cluster_means,
+    min_units,
+    paired_tests,
+    two_stage_bootstrap,
+    unit_inference,
+    w1_statistic,
+)
 
 __all__ = [
+    "COMPARISON_COLUMNS",
     "DEFAULT_TOLERANCE",
     "MEAN_SCORES",
     "SCORE_LABELS",
@@ -47,7 +59,7 @@ DEFAULT_TOLERANCE = 0.1
 #: Summary level of one minoritized-vs-normative group contrast within a set (key "A vs B").
 CONTRAST = "contrast"
 #: Per-pair scores whose mean is aggregated, in display order.
-MEAN_SCORES = ("delta", "abs_delta", "flip", "invariance_failure")
+MEAN_SCORES = COUNTERFACTUAL_MEAN_SCORES
 #: Human-readable names of every summary score.
 SCORE_LABELS = {
     "delta": "mean Δ P(pos)",
@@ -79,25 +91,6 @@ SUMMARY_COLUMNS = [
     "n",
     "p_wilcoxon",
     "p_sign",
-    "p_value",
-    "templates",
-    "note",
-]
-COMPARISON_COLUMNS = [
-    "model",
-    "base",
-    "level",
-    "key",
-    "score",
-    "base_mean",
-    "model_mean",
-    "change",
-    "ci_low",
-    "ci_high",
-    "n",
-    "abs_base",
-    "abs_model",
-    "sign_flipped",
     "p_value",
     "templates",
     "note",
@@ -150,105 +143,6 @@ def pair_scores(
             "invariance_failure": inv,
         }
     )
-
-
-def paired_tests(deltas: np.ndarray | Sequence[float]) -> tuple[float, float]:
-    """Wilcoxon signed-rank and exact sign test p-values (two-sided) of paired differences.
-
-    Zero differences are dropped (they have no sign); with no non-zero difference both
-    p-values are exactly 1.
-    """
-    from scipy.stats import wilcoxon
-
-    from biasprobe.stats import binomial_test
-
-    d = np.asarray(deltas, dtype=np.float64)
-    d = d[~np.isnan(d)]
-    nz = d[d != 0]
-    if nz.size == 0:
-        return 1.0, 1.0
-    n_pos = int((nz > 0).sum())
-    p_sign = binomial_test(n_pos, int(nz.size))
-    p_wil = float(wilcoxon(nz, zero_method="wilcox").pvalue)
-    return p_wil, p_sign
-
-
-def two_stage_bootstrap(
-    statistic: Callable[[np.ndarray], float],
-    clusters: Sequence[str],
-    *,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-    batched: bool = False,
-) -> tuple[float, float, float]:
-    """A statistic of a set of rows, with the two-stage (cluster, then member) bootstrap CI.
-
-    The same resampling scheme as :func:`biasprobe.scores.cluster_bootstrap_ci` (pick clusters
-    with replacement, then rows within each picked cluster), for statistics that are not a mean
-    of cluster means (e.g. a Wasserstein distance of the pooled rows). With a single cluster it
-    is a plain bootstrap over rows.
-
-    Args:
-        statistic: maps an index array into the rows (0..N-1, repeats allowed) to a number.
-        clusters: cluster label of each of the N rows.
-        batched: ``statistic`` also accepts an (R, N) index matrix and returns R values (used
-            for the plain bootstrap of a single cluster, where every resample has N rows).
-
-    Returns:
-        ``(value on all rows, low, high)``; the interval is NaN with fewer than two rows.
-    """
-    c = np.asarray(list(clusters))
-    n = c.size
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    value = float(statistic(np.arange(n)))
-    if n < 2:
-        return value, float("nan"), float("nan")
-    members = [np.flatnonzero(c == name) for name in dict.fromkeys(c.tolist())]
-    rng = np.random.default_rng(seed)
-    stats = np.empty(n_resamples)
-    if len(members) == 1:
-        draws = rng.integers(0, n, size=(n_resamples, n))
-        if batched:
-            stats[:] = statistic(draws)
-        else:
-            for r in range(n_resamples):
-                stats[r] = statistic(draws[r])
-    else:
-        for r in range(n_resamples):
-            picked = rng.integers(0, len(members), size=len(members))
-            # uniform draws scaled to each picked cluster's size: one RNG call per resample
-            u = rng.random(sum(members[g].size for g in picked))
-            parts, start = [], 0
-            for g in picked:
-                m = members[g]
-                parts.append(m[(u[start : start + m.size] * m.size).astype(np.int64)])
-                start += m.size
-            stats[r] = statistic(np.concatenate(parts))
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(stats, [alpha, 1.0 - alpha])
-    return value, float(lo), float(hi)
-
-
-def _wasserstein(p_min: np.ndarray, p_norm: np.ndarray) -> Callable[[np.ndarray], float]:
-    """W1 of the two sides over rows ``idx``.
-
-    Both samples always have the same size (one value per pair and side), and for two
-    equal-size samples W1 is the mean absolute difference of their sorted values — the same
-    number ``scipy.stats.wasserstein_distance`` returns (tested), without its overhead inside
-    the bootstrap loop.
-    """
-
-    def w1(idx: np.ndarray) -> Any:
-        d = np.abs(np.sort(p_min[idx], axis=-1) - np.sort(p_norm[idx], axis=-1)).mean(axis=-1)
-        return float(d) if np.ndim(d) == 0 else d
-
-    return w1
-
-
-def _mean_of_means(values: np.ndarray, clusters: Sequence[str]) -> float:
-    return float(pd.Series(values).groupby(list(clusters), sort=False).mean().mean())
 
 
 def summarize_downstream(
@@ -337,7 +231,7 @@ def _score_rows(level: str, sub: pd.DataFrame, kw: dict[str, Any]) -> list[tuple
             p_w, p_s = paired_tests(vals) if signed else (nan, nan)
             p, units, note = nan, 1, "1 pair: no interval or test" if n == 1 else ""
         rows.append((score, "", mean, lo, hi, n, p_w, p_s, p, units, note))
-    stat = _wasserstein(
+    stat = w1_statistic(
         sub["p_minoritized"].to_numpy(np.float64), sub["p_normative"].to_numpy(np.float64)
     )
     single = ["_"] * n
@@ -372,85 +266,3 @@ def _group_rows(sides: pd.DataFrame, set_name: str, kw: dict[str, Any]) -> list[
                 + (t, note)
             )
     return rows
-
-
-def compare_models(
-    scores: pd.DataFrame,
-    *,
-    set_name: str,
-    n_resamples: int = 2000,
-    confidence: float = 0.95,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Change of every score from the first (base) model, with a paired bootstrap CI.
-
-    For the mean scores the per-pair change ``score(model) − score(base)`` on the same pairs is
-    aggregated like a score: per template (bootstrap over pairs) and per set (two-stage cluster
-    bootstrap, templates then pairs). For the Wasserstein distance the same pair indices are
-    resampled for both models. Only pairs present for both models count (n).
-
-    Returns:
-        Columns :data:`COMPARISON_COLUMNS`; ``abs_base``/``abs_model`` are |mean| before and
-        after and ``sign_flipped`` says whether a signed mean changed sign (``delta`` only).
-        Empty with fewer than two models.
-    """
-    models = list(dict.fromkeys(scores["model"]))
-    if len(models) < 2:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    base = models[0]
-    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
-    b = scores[scores["model"] == base].set_index("pair_id")
-    rows: list[tuple] = []
-    for model in models[1:]:
-        m = scores[scores["model"] == model].set_index("pair_id")
-        common = [p for p in b.index if p in m.index]
-        bb, mm = b.loc[common], m.loc[common]
-        templates = bb["template_id"].astype(str)
-        units = [
-            ("template", t, np.flatnonzero(templates.to_numpy() == t)) for t in templates.unique()
-        ]
-        units.append(("set", set_name, np.arange(len(common))))
-        for level, key, sel in units:
-            clusters = templates.to_numpy()[sel].tolist()
-            for score in MEAN_SCORES:
-                x0 = bb[score].to_numpy(np.float64)[sel]
-                x1 = mm[score].to_numpy(np.float64)[sel]
-                diff = x1 - x0
-                if level == "set":
-                    # the template means of the changes are the units of interval and test
-                    inf = _set_inference(cluster_means(diff, clusters)[0], test=True, kw=kw)
-                    change, lo, hi, p = inf.estimate, inf.ci_low, inf.ci_high, inf.p_value
-                    m0, m1 = _mean_of_means(x0, clusters), _mean_of_means(x1, clusters)
-                    units, note = inf.units, inf.note
-                else:
-                    change, lo, hi = bootstrap_ci(diff, **kw)
-                    m0, m1 = float(x0.mean()), float(x1.mean())
-                    # H0: the paired change is symmetric about 0 (sign flips of pair changes)
-                    p = clustered_sign_flip(diff, ["_"] * len(sel))
-                    units, note = 1, ""
-                flipped = bool(np.sign(m0) * np.sign(m1) < 0) if score == "delta" else False
-                rows.append(
-                    (model, base, level, key, score, m0, m1, change, lo, hi, len(sel))
-                    + (abs(m0), abs(m1), flipped, p, units, note)
-                )
-            a0 = bb["p_minoritized"].to_numpy(np.float64)[sel]
-            n0 = bb["p_normative"].to_numpy(np.float64)[sel]
-            a1 = mm["p_minoritized"].to_numpy(np.float64)[sel]
-            n1 = mm["p_normative"].to_numpy(np.float64)[sel]
-            w0, w1 = _wasserstein(a0, n0), _wasserstein(a1, n1)
-            w_base, w_model = w0(np.arange(len(sel))), w1(np.arange(len(sel)))
-            change, lo, hi = two_stage_bootstrap(
-                lambda i, w0=w0, w1=w1: w1(i) - w0(i),
-                clusters if level == "set" else ["_"] * len(sel),
-                batched=True,
-                **kw,
-            )
-            units = len(dict.fromkeys(clusters)) if level == "set" else 1
-            if level == "set" and units < min_units(kw["confidence"]):
-                lo = hi = float("nan")
-            rows.append(
-                (model, base, level, key, "wasserstein", w_base, w_model, change, lo, hi)
-                + (len(sel), w_base, w_model, False, float("nan"))  # no paired null for W1
-                + (units, "")
-            )
-    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
