@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from biasprobe.errors import UsageError
 from biasprobe.report.figures import plotly_text
 from biasprobe.report.htmlkit import Markup, escape, html
 from biasprobe.report.page import (
+    confidence_of,
     fmt,
     kind_of,
     kv_html,
@@ -39,6 +39,7 @@ from biasprobe.report.page import (
     short_note,
     td,
     tdt,
+    too_few_templates,
 )
 
 __all__ = ["render_downstream_report", "write_downstream_report"]
@@ -97,15 +98,14 @@ def _p_cell(p: Any, note: str = "") -> str:
 def _few_text(run: Any, model: str, row: Any, digits: int = 3) -> Markup:
     """A set or contrast row without an interval because its set has too few templates: why,
     and each template's mean Δ with its interval and Wilcoxon p (the template rows)."""
-    note = note_of(row)
-    if "too few" not in note or not math.isnan(_num(row["ci_low"])):
+    need = too_few_templates(row, confidence_of(run))
+    if not need:
         return Markup("")
-    need = re.search(r"needs (\d+)", note)
     templates = int(_num(row.get("templates"))) if not math.isnan(_num(row.get("templates"))) else 0
     why = html(
         " Too few templates ({}{}) for a set-level interval or test; ",
         templates,
-        f"; needs {need.group(1)}" if need else "",
+        f"; needs {need}",
     )
     if row.get("level") != "set":  # a contrast: its templates are in the per-template table
         return html("{}see <a href='#tables'>the template rows</a>.", why)
@@ -152,6 +152,9 @@ def _set_row(run: Any, model: str, score: str) -> pd.Series | None:
 
 
 def _accuracy(info: dict[str, Any]) -> tuple[float, float, float, int] | None:
+    """``(accuracy, CI low, CI high, n)`` recorded by the classifier: its interval as recorded
+    (``accuracy_ci_low``/``accuracy_ci_high``), else, for classifiers whose provenance records
+    only the accuracy and n, their Wilson interval."""
     acc, n = _num(info.get("accuracy")), info.get("accuracy_n")
     if math.isnan(acc):
         return None
@@ -159,6 +162,9 @@ def _accuracy(info: dict[str, Any]) -> tuple[float, float, float, int] | None:
         n = int(n)
     except (TypeError, ValueError):
         return acc, math.nan, math.nan, 0
+    low, high = _num(info.get("accuracy_ci_low")), _num(info.get("accuracy_ci_high"))
+    if not (math.isnan(low) or math.isnan(high)):
+        return acc, low, high, n
     from biasprobe.stats import wilson_ci
 
     low, high = wilson_ci(int(round(acc * n)), n)
@@ -498,7 +504,7 @@ def _tables_html(runs: Sequence[Any]) -> str:
                 score = f"{score} [{r['group']}]"
             where = set_name if r["level"] == "set" else f"{set_name}: {r['key']}"
             tested = r["score"] == "delta"
-            any_few = any_few or "too few" in note_of(r)
+            any_few = any_few or bool(too_few_templates(r, confidence_of(run)))
             rows.append(
                 "<tr>"
                 + tdt(where)

@@ -39,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from biasprobe import fsio
+from biasprobe.comparisons import SPEARMAN_TOP
 from biasprobe.errors import UsageError
+from biasprobe.report.basecompare import base_comparisons
 from biasprobe.report.figures import (
     CHAR_WIDTH,
     COLOR_A,
@@ -70,7 +72,6 @@ from biasprobe.report.page import (
 )
 from biasprobe.report.pairdata import (
     SCORE_LABELS,
-    SPEARMAN_TOP,
     Columns,
     Entry,
     Pair,
@@ -164,12 +165,9 @@ def render_report(
     big = big_pairs(runs, entries, all_pairs, pairs)
     vmax = max(len(v) for v in vocabs)
     cols = Columns("u2" if vmax <= 65535 else "u4")
-    comparisons: dict[tuple[int, int], dict] = {}
     shifts: dict[int, dict[str, dict[int, list[float]]]] = {}
     for pair in all_pairs:
-        pair_pass(
-            entries, pair, pair.index in big, base_depth, big_depth, cols, comparisons, shifts
-        )
+        pair_pass(entries, pair, pair.index in big, base_depth, big_depth, cols, shifts)
     set_names = list(
         dict.fromkeys(str(r.meta.get("probe_set", {}).get("name", "probe set")) for r in runs)
     )
@@ -212,7 +210,7 @@ def render_report(
             for p in all_pairs
         ],
     }
-    deltas = _paired_deltas(entries)
+    deltas, comparisons = base_comparisons(entries, all_pairs)
     body = "\n".join(
         [
             _header_html(runs, entries, page_title),
@@ -505,41 +503,6 @@ def _comparison_html(
             "</section>",
         ]
     )
-
-
-def _paired_deltas(entries: list[Entry]) -> dict[tuple[int, str, str, str], dict[str, float]]:
-    """(entry index, level, key, score) → :func:`biasprobe.scores.paired_delta` of the entry
-    against the base model, over the pairs both ran (same probe file only)."""
-    from biasprobe.scores import SUMMARY_SCORES, compare_to_base
-
-    base = entries[0]
-    settings = base.run.meta.get("settings") or {}
-    kw = {
-        "n_resamples": int(settings.get("bootstrap_resamples", 2000)),
-        "confidence": float(settings.get("confidence", 0.95)),
-        "seed": int(settings.get("seed", 0)),
-    }
-    base_set = base.run.meta.get("probe_set") or {}
-    out: dict[tuple[int, str, str, str], dict[str, float]] = {}
-    for entry in entries[1:]:
-        other_set = entry.run.meta.get("probe_set") or {}
-        if other_set.get("sha256") != base_set.get("sha256"):
-            continue  # other sentences under the same pair ids: no paired comparison
-        table = compare_to_base(
-            base.run.scores,
-            entry.run.scores,
-            base_model=base.model,
-            other_model=entry.model,
-            score_names=[
-                *SUMMARY_SCORES,
-                *(c for c in base.run.scores.columns if str(c).startswith("valence_")),
-            ],
-            set_name=str(other_set.get("name", "set")),
-            **kw,
-        )
-        for r in table.to_dict("records"):
-            out[(entry.index, r["level"], str(r["key"]), r["score"])] = r
-    return out
 
 
 def _gap_words(d: dict[str, float], score: str = "target_gap_mean") -> str:

@@ -4,7 +4,6 @@ of ``summary.csv`` as sentences, the most skewed pairs and the fills shifted tow
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -12,6 +11,7 @@ from biasprobe.report.htmlkit import Markup, escape, html
 from biasprobe.report.page import (
     ci_level,
     ci_text,
+    confidence_of,
     fmt,
     isna,
     note_of,
@@ -20,6 +20,7 @@ from biasprobe.report.page import (
     plural,
     short_note,
     sig_digits,
+    too_few_templates,
 )
 from biasprobe.report.pairdata import Entry, Pair, is_arbitrary, is_signed, rank_shifts, url_id
 
@@ -58,10 +59,9 @@ def _too_few(
     """For a set row without an interval because it has too few templates: why, and each
     template's mean with its own interval (in brackets where the template has 2+ pairs) and p
     (signed scores) from the template rows of summary.csv; else ""."""
-    note = note_of(row)
-    if "too few" not in note or not isna(num(row.get("ci_low"))):
+    need = too_few_templates(row, confidence_of(entry.run))
+    if not need:
         return Markup("")
-    need = re.search(r"needs (\d+)", note)
     s = entry.run.summary
     t = s[
         (s["model"] == entry.model)
@@ -87,7 +87,7 @@ def _too_few(
         "Too few templates ({}{}) for a set-level interval or test; "
         "<a href='#per-template'>per template</a>: {}.",
         int(row.get("templates") or 0),
-        f"; needs {need.group(1)}" if need else "",
+        f"; needs {need}",
         ", ".join(parts),
     )
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from biasprobe.report.htmlkit import Markup, escape, html, join, script_json
 from biasprobe.results import RunResult
+from biasprobe.stats import min_units
 
 
 def na_td(reason: str) -> str:
@@ -117,11 +118,30 @@ def sortable(headers: list[str], rows: list[str], cls: str = "", deferred: bool 
 
 
 def ci_level(run: RunResult) -> str:
+    """ "95% CI" (the run's confidence level, as a column heading)."""
     conf = (run.meta.get("settings") or {}).get("confidence")
     try:
         return f"{float(conf) * 100:g}% CI"
     except (TypeError, ValueError):
         return "95% CI"
+
+
+def confidence_of(run: Any) -> float:
+    """The run's confidence level (``settings.confidence``; 0.95 when it records none)."""
+    conf = num(((getattr(run, "meta", None) or {}).get("settings") or {}).get("confidence"))
+    return conf if 0.0 < conf < 1.0 else 0.95
+
+
+def too_few_templates(row: Any, confidence: float = 0.95) -> int:
+    """The templates a set-level interval and test need (:func:`biasprobe.stats.min_units`)
+    when the summary ``row`` has no interval because its set has fewer (its ``templates``
+    column), else 0."""
+    get = row.get if isinstance(row, Mapping) else lambda k: getattr(row, k, None)
+    templates = num(get("templates"))
+    if not isna(num(get("ci_low"))) or math.isnan(templates) or templates < 1:
+        return 0
+    need = min_units(confidence)
+    return need if templates < need else 0
 
 
 def p_td(p: Any, note: str = "", n: Any = None) -> str:

@@ -22,13 +22,9 @@ from biasprobe.errors import UsageError
 from biasprobe.report.figures import (
     quantize16,
 )
-from biasprobe.report.page import isna, num
+from biasprobe.report.page import isna
 from biasprobe.results import RunResult
-from biasprobe.scores import SIGNED_SCORES, spearman_fixed
-
-#: Depth of the Spearman rank correlation between two models (as PAIR's notebook).
-SPEARMAN_TOP = 300
-
+from biasprobe.scores import SIGNED_SCORES
 
 #: Skew scores shown in the tables, with their headings.
 SCORE_LABELS = {
@@ -279,7 +275,8 @@ def _pair_rows(run: RunResult, model: str, pair_id: str) -> tuple[str, str] | No
     return None if a is None or b is None else (a, b)
 
 
-def _same_pair(run: RunResult, pair: Pair) -> bool:
+def same_pair(run: RunResult, pair: Pair) -> bool:
+    """Whether ``run`` holds ``pair`` (its id with the same two template sentences)."""
     return _run_index(run)["templates"].get(pair.pair_id) == [
         str(pair.items[0]["template_sentence"]),
         str(pair.items[1]["template_sentence"]),
@@ -300,18 +297,13 @@ def pair_pass(
     base_depth: int,
     big_depth: int,
     cols: Columns,
-    comparisons: dict[tuple[int, int], dict],
     shifts: dict[int, dict[str, dict[int, list[float]]]],
 ) -> None:
     """Everything the report needs from one pair's stored log-probs, each model's tokens read
-    once: the embedded cell, the comparison with the base, the fills shifted toward each side."""
-    base_top: list[tuple[np.ndarray, np.ndarray]] | None = None
-    base_full: tuple[np.ndarray, np.ndarray] | None = None
-    base_top_n = SPEARMAN_TOP
-    base_scores: dict[str, Any] = {}
+    once: the embedded cell and the fills shifted toward each side."""
     for entry in entries:
         run = entry.run
-        if not _same_pair(run, pair):
+        if not same_pair(run, pair):
             continue
         sents = _pair_rows(run, entry.model, pair.pair_id)
         if sents is None:
@@ -354,54 +346,6 @@ def pair_pass(
         if pair.run_index == entry.run_index and k is not None and not is_arbitrary([entry], pair):
             roles = [str(it.get("role")) for it in pair.items]
             add_shifts(shifts.setdefault(entry.index, {}), ra, rb, la, lb, ids, k, roles)
-        # comparison with the base model
-        if entry.index == 0:
-            base_scores = score_row(run, entry.model, pair.pair_id) or {}
-            base_top = [
-                (ids[r <= SPEARMAN_TOP], v[r <= SPEARMAN_TOP]) for r, v in ((ra, la), (rb, lb))
-            ]
-            base_full = (la, lb) if whole else None
-            base_top_n = min(SPEARMAN_TOP, len(run.vocab(entry.model)))
-            continue
-        if base_top is None:
-            continue
-        o_scores = score_row(run, entry.model, pair.pair_id) or {}
-        deltas = {s: num(o_scores.get(s)) - num(base_scores.get(s)) for s in SCORE_LABELS}
-        same_vocab = entry.vocab_index == entries[0].vocab_index
-        rho: list[float | str | None] = [None] * 4
-        if same_vocab:
-            for side, ((b_ids, b_vals), o_vals) in enumerate(zip(base_top, (la, lb), strict=True)):
-                at = np.searchsorted(ids, b_ids)
-                found = (at < ids.size) & (ids[np.minimum(at, ids.size - 1)] == b_ids)
-                if b_ids.size < base_top_n:
-                    rho[side] = f"n/a (the base stored only {b_ids.size} of its top {SPEARMAN_TOP})"
-                elif found.all():
-                    rho[side] = _spearman(b_vals, o_vals[at])
-                else:
-                    rho[side] = (
-                        f"n/a ({int((~found).sum())} of the base's top {SPEARMAN_TOP} not stored)"
-                    )
-            if entries[0].stored is None and entry.stored is None:
-                b_vecs = base_full or entries[0].run.pair_logprobs(entries[0].model, pair.pair_id)
-                o_vecs = (la, lb) if whole else run.pair_logprobs(entry.model, pair.pair_id)
-                rho[2:] = [spearman_fixed(b, o, None) for b, o in zip(b_vecs, o_vecs, strict=True)]
-            else:
-                rho[2:] = ["n/a (needs --store full)"] * 2
-        comparisons[(pair.index, entry.index)] = {
-            "delta": deltas,
-            "rho": rho,
-            "same_vocab": same_vocab,
-        }
-
-
-def _spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Spearman ρ of paired values, as :func:`biasprobe.scores.spearman_fixed` computes it on the
-    base's token set (NaN below two tokens)."""
-    from scipy.stats import spearmanr
-
-    if x.size < 2:
-        return float("nan")
-    return float(spearmanr(x, y).statistic)
 
 
 def target_token_ids(run: RunResult, model: str, pair_id: str) -> list[int]:

@@ -8,12 +8,12 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
+from biasprobe.comparisons import SPEARMAN_TOP
 from biasprobe.report.htmlkit import Markup, escape, html, join
 from biasprobe.report.page import fmt, isna, na_td, sortable, td, tdt
 from biasprobe.report.pairdata import (
     SCORE_LABELS,
     SKEWED_PAIRS,
-    SPEARMAN_TOP,
     Entry,
     Pair,
     is_arbitrary,
