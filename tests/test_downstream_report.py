@@ -12,7 +12,7 @@ from biasprobe.downstream.models import Classifier
 from biasprobe.downstream.run import load_downstream_run, run_downstream
 from biasprobe.fsio import REPORT_MARKER, NotOwnedError
 from biasprobe.probes import ProbeItem
-from biasprobe.report.downstream import render_downstream_report, write_downstream_report
+from biasprobe.report.counterfactual import render_downstream_report, write_downstream_report
 
 EVIL = "<script>alert(1)</script>"
 
