@@ -190,7 +190,7 @@ def _sentiment_run(folder):
 
 def test_a_sentiment_run_folder_is_cached_by_its_files(tmp_path, monkeypatch):
     from biasprobe.backends import registry
-    from biasprobe.sentiment.train import load_trained
+    from biasprobe.sentiment.trained import load_trained
 
     run = _sentiment_run(tmp_path / "run")
     clf = registry.load(registry.resolve(str(run), "classifier"), device="cpu", batch_size=4)

@@ -6,7 +6,7 @@ Two kinds of model are accepted, decided from the name given:
 * a **biasprobe sentiment run folder** (written by ``biasprobe sentiment train --out DIR``;
   recognised by its ``config.yaml`` and ``best.safetensors``/``model.safetensors`` and the
   absence of a Hugging Face ``config.json``), read with
-  :func:`biasprobe.sentiment.train.load_trained`; its classes are ``negative`` and ``positive``;
+  :func:`biasprobe.sentiment.trained.load_trained`; its classes are ``negative`` and ``positive``;
 * any **Hugging Face sequence-classification checkpoint**, by hub id or local folder, found
   offline-first by :func:`biasprobe.hub.resolve_model_source`. Custom model code is never run
   unless asked (``trust_remote_code``). Which class is "positive" is read from
@@ -194,7 +194,7 @@ class SentimentRunClassifier(ClassifierBackend):
     """A classifier trained by ``biasprobe sentiment train`` (its best weights)."""
 
     name: str
-    trained: Any  # biasprobe.sentiment.train.TrainedModel
+    trained: Any  # biasprobe.sentiment.trained.TrainedModel
     info: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
     kind: str = "sentiment-run"
@@ -270,7 +270,7 @@ def is_sentiment_run(path: str | Path) -> bool:
 
 def _sentiment_run(name: str, device: Any, batch_size: int, positive_label: str | None):
     from biasprobe.hub import sha256_file
-    from biasprobe.sentiment.train import BEST_WEIGHTS, FINAL_WEIGHTS, load_trained
+    from biasprobe.sentiment.trained import BEST_WEIGHTS, FINAL_WEIGHTS, load_trained
 
     folder = Path(name).expanduser()
     which = "best" if (folder / BEST_WEIGHTS).is_file() else "final"
