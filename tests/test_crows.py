@@ -379,7 +379,7 @@ def test_run_folder_round_trip_and_refuses_foreign_folders(bert_backend, tmp_pat
 def test_report_escapes_text(bert_backend, tmp_path):
     res = run_crows(bert_backend, scoring="meade", limit=2)
     res.meta["models"][0]["name"] = "<img src=x onerror=alert(1)>"
-    from biasprobe.crows.report import render_html
+    from biasprobe.report.crows import render_html
 
     page = render_html(res)
     assert "<img" not in page and "&lt;img" in page

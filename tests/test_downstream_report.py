@@ -12,7 +12,7 @@ from biasprobe.downstream.models import Classifier
 from biasprobe.downstream.run import load_downstream_run, run_downstream
 from biasprobe.fsio import REPORT_MARKER, NotOwnedError
 from biasprobe.probes import ProbeItem
-from biasprobe.report.downstream import render_downstream_report, write_downstream_report
+from biasprobe.report.counterfactual import render_downstream_report, write_downstream_report
 
 EVIL = "<script>alert(1)</script>"
 
@@ -102,7 +102,10 @@ def test_write_report_and_run_folder_with_html(result, tmp_path):
     with pytest.raises(NotOwnedError):
         write_downstream_report([result], foreign)
     assert foreign.read_text() == "<html>mine</html>"
-    run = result.save(tmp_path / "run", html=True)
+    # the run folder's report is written by the view layer's writer, passed in
+    run = result.save(
+        tmp_path / "run", report=lambda res, path: write_downstream_report([res], path)
+    )
     assert (run / "report.html").is_file()
     back = load_downstream_run(run)
     assert render_downstream_report([back]).count('id="finding"') == 1

@@ -299,7 +299,7 @@ def test_run_command_checks_output_first_and_writes(tmp_path):
     )
     assert (out / "report.html").is_file() and (out / "scores.csv").is_file()
     assert "mean Δ P(pos)" in console.export_text()
-    with pytest.raises(RunFolderError, match="not a downstream run"):
+    with pytest.raises(RunFolderError, match="not a counterfactual run folder"):
         (tmp_path / "fm").mkdir()
         (tmp_path / "fm" / "results.json").write_text('{"run_id": "x"}')
         load_downstream_run(tmp_path / "fm")

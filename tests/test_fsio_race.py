@@ -298,15 +298,15 @@ def test_a_page_quoting_the_generator_marker_is_not_replaced(tmp_path):
 
 def test_every_report_writer_is_recognised():
     """The run report's page shell and the CrowS-Pairs report's header, as written today."""
-    from biasprobe.report.html import _page
+    from biasprobe.report.page import page_shell
 
-    page = _page("t", "<p>body</p>", None)
+    page = page_shell("t", "<p>body</p>", None)
     crows = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f'{fsio.REPORT_MARKER} 0.1">'
         "<title>CrowS-Pairs</title></head><body></body></html>\n"
     )
-    from biasprobe.crows import report as crows_report
+    from biasprobe.report import crows as crows_report
 
     assert "<!doctype html><html lang='en'><head><meta charset='utf-8'>" in (
         Path(crows_report.__file__).read_text(encoding="utf-8")

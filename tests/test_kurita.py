@@ -256,7 +256,7 @@ def test_kurita_on_a_bpe_model_matches_direct_computation(tiny_roberta: Path, tm
 def test_report_shows_kurita_with_ci_n_and_p(tiny_bert: Path, tiny_bert_b: Path, tmp_path: Path):
     from test_report import tables
 
-    from biasprobe.report import html as report_html
+    from biasprobe.report import pairdata as report_html
     from biasprobe.report import write_report
     from biasprobe.runner import run
 

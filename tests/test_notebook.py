@@ -365,7 +365,7 @@ def test_scatter_matches_token_table(pair_names_run):
 
 def test_target_words_are_drawn_and_labelled_first(tiny_backend):
     from biasprobe.notebook import target_token_ids
-    from biasprobe.report.html import target_token_ids as report_target_ids
+    from biasprobe.report.pairdata import target_token_ids as report_target_ids
 
     words = ["nurse", "engineer", "astronaut", "Nurse"]
     probes = biasprobe.pair(JIM_JANE, groups=["men", "women"], minoritized="women", targets=words)

@@ -27,7 +27,7 @@ from report_browser import find_chromium  # noqa: E402  (a test tool, not in the
 
 from biasprobe.errors import BiasprobeError, OutputError, UsageError
 from biasprobe.report import StaticExportError, export_figures, write_report
-from biasprobe.report import html as report_html
+from biasprobe.report import pairdata as report_html
 from biasprobe.report.figures import (
     dequantize16,
     full_ranks,

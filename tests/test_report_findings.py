@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from biasprobe.probes import load_probe_set  # noqa: E402
-from biasprobe.report.html import render_report, shifted_tokens  # noqa: E402
+from biasprobe.report.fillmask import render_report  # noqa: E402
+from biasprobe.report.pairdata import shifted_tokens  # noqa: E402
 from biasprobe.runner import run as run_probes  # noqa: E402
 
 RECORDED = ROOT / "biasprobe" / "data" / "recorded"

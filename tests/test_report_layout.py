@@ -33,7 +33,8 @@ from biasprobe.report.figures import (
     place_labels,
     text_box_size,
 )
-from biasprobe.report.html import render_report, shifted_tokens, write_report
+from biasprobe.report.fillmask import render_report, write_report
+from biasprobe.report.pairdata import shifted_tokens
 from biasprobe.runner import run as run_probes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,7 +174,7 @@ def test_downstream_report_opens_on_findings_and_ends_with_provenance():
     from biasprobe.downstream.models import Classifier
     from biasprobe.downstream.run import run_downstream
     from biasprobe.probes import ProbeItem
-    from biasprobe.report.downstream import render_downstream_report
+    from biasprobe.report.counterfactual import render_downstream_report
 
     class Shifted(Classifier):
         kind = "test"

@@ -48,7 +48,7 @@ def _downstream_page(tmp_path: Path) -> Path:
     from biasprobe.downstream.models import Classifier
     from biasprobe.downstream.run import run_downstream
     from biasprobe.probes import ProbeItem
-    from biasprobe.report.downstream import write_downstream_report
+    from biasprobe.report.counterfactual import write_downstream_report
 
     class Shifted(Classifier):
         kind = "test"
@@ -86,7 +86,7 @@ def _downstream_page(tmp_path: Path) -> Path:
 @pytest.fixture(scope="module")
 def pages(tmp_path_factory):
     from biasprobe.probes import load_probe_set
-    from biasprobe.report.html import write_report
+    from biasprobe.report.fillmask import write_report
     from biasprobe.runner import run as run_probes
 
     tmp = tmp_path_factory.mktemp("mobile")
@@ -135,8 +135,8 @@ def test_the_page_never_scrolls_sideways(pages, kind, size):
 @pytest.mark.parametrize("size", [(390, 844), (1400, 900)])
 def test_the_crows_page_fits_a_phone(tiny_bert, tmp_path, size):
     from biasprobe.backends.hf import load_hf_masked_lm
-    from biasprobe.crows.report import render_html
     from biasprobe.crows.run import run_crows
+    from biasprobe.report.crows import render_html
 
     backend = load_hf_masked_lm(str(tiny_bert), device="cpu", batch_size=8)
     try:

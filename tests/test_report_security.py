@@ -68,16 +68,16 @@ def test_script_json_cannot_leave_its_element():
 
 #: Calls whose result is markup built by the kit, or a number/fixed text.
 SAFE_CALLS = {
-    *("_e", "escape", "html", "join", "script_json", "_script_json", "_kv_html", "_sortable"),
-    *("_fmt", "_td", "_tdt", "_na_td", "_p_td", "_ci_td", "_ci", "_p", "_p_eq", "_num"),
+    *("escape", "html", "join", "script_json", "kv_html", "sortable", "_e", "_num"),
+    *("fmt", "td", "tdt", "na_td", "p_td", "ci_td", "_ci", "_p", "_p_eq", "num"),
     *(
         "int",
         "len",
         "min",
         "max",
-        "_asset",
+        "asset",
         "_more",
-        "_version",
+        "package_version",
         "x",
         "_figure_div",
         "_svg",
@@ -86,29 +86,30 @@ SAFE_CALLS = {
 }
 #: Names (per module) that hold markup made from escaped parts, or numbers; reviewed.
 SAFE_NAMES = {
-    "html.py": {
-        # markup assembled from escaped parts
-        *("ths", "body", "left_out", "shown", "select", "buttons", "figs"),
-        *("scores_html", "cmp_html", "topk", "sent_rows", "saw", "_ARBITRARY_NOTE", "listed"),
-        *("s", "plotly_js", "css", "head", "tail", "cls"),
-        # numbers, fixed colours and option values
-        *("key", "COLOR_A", "COLOR_B", "TOP_FILLS_LABELLED", "LABELS_PER_SIDE", "depth", "v"),
-        *("cols", "SPEARMAN_TOP", "pair", "p", "i"),
-    },
-    "downstream.py": {
+    "page.py": {"ths", "body", "plotly_js", "css", "head", "tail", "cls", "key", "v", "shown"},
+    "fillmask.py": {"COLOR_A", "COLOR_B", "TOP_FILLS_LABELLED", "LABELS_PER_SIDE", "depth"}
+    | {"SPEARMAN_TOP", "left_out"},
+    "pairviews.py": {"left_out", "select", "buttons", "figs", "scores_html", "cmp_html"}
+    | {"topk", "sent_rows", "saw", "_ARBITRARY_NOTE", "cols", "pair", "i", "p"},
+    "findings.py": {"listed", "body", "s"},
+    "counterfactual.py": {
         *("scatters", "models", "sub"),
         *("acc", "r", "m", "a", "b", "k"),
     },
     "notebook.py": {"head", "table", "hint", "note", "mark", "more", "cell"}
     | {"entries", "top_k", "n_pairs", "counts"},
-    "report.py": {"width", "height", "tick", "y"},
+    "crows.py": {"width", "height", "tick", "y", "_NOTE"},
 }
 #: Attributes of safe names that are numbers (``pair.index``, ``e.index``, ``r.p_a``).
 SAFE_ATTRS = {"index", "p_a", "p_b", "delta"}
 RENDERERS = [
-    "biasprobe/report/html.py",
-    "biasprobe/report/downstream.py",
-    "biasprobe/crows/report.py",
+    "biasprobe/report/page.py",
+    "biasprobe/report/pairdata.py",
+    "biasprobe/report/pairviews.py",
+    "biasprobe/report/findings.py",
+    "biasprobe/report/fillmask.py",
+    "biasprobe/report/counterfactual.py",
+    "biasprobe/report/crows.py",
     "biasprobe/notebook.py",
 ]
 _TAG = re.compile(r"<[a-zA-Z/!]")
@@ -122,7 +123,7 @@ def _safe(node: ast.AST, names: set[str]) -> bool:
         name = f.id if isinstance(f, ast.Name) else getattr(f, "attr", "")
         if isinstance(f, ast.Attribute) and name in ("replace", "get"):
             return _safe(f.value, names)  # a reviewed name's own text, or a count
-        if name == "_plotly_text":
+        if name == "plotly_text":
             return True  # plotly's own text escaping, inside figure JSON plotly escapes again
         return name in SAFE_CALLS or name.endswith(("_html", "_table", "_section", "_cells"))
     if isinstance(node, ast.Name):
@@ -282,12 +283,12 @@ def test_no_report_kind_runs_script_from_the_data(tmp_path, tiny_bert, tiny_bert
     from report_browser import HeadlessChromium
 
     from biasprobe.backends.hf import load_hf_masked_lm
-    from biasprobe.crows.report import render_html
     from biasprobe.crows.run import run_crows
     from biasprobe.notebook import probe_set_html, run_result_html
     from biasprobe.probes import probes_from_yaml
     from biasprobe.report import write_report
-    from biasprobe.report.downstream import write_downstream_report
+    from biasprobe.report.counterfactual import write_downstream_report
+    from biasprobe.report.crows import render_html
     from biasprobe.runner import run as run_probes
 
     pages: list[tuple[Path, str, bool]] = []

@@ -449,13 +449,13 @@ def _no_wait_on_fifos(d: Path, after: float = 60.0):
 def _load_and_render(kind: str, d: Path) -> None:
     """What ``biasprobe report`` (and a notebook user) does with the folder."""
     if kind == "crows":
-        from biasprobe.crows.report import render_html
         from biasprobe.crows.run import load_crows_run
+        from biasprobe.report.crows import render_html
 
         render_html(load_crows_run(d))
     elif kind == "downstream":
         from biasprobe.downstream.run import load_downstream_run
-        from biasprobe.report.downstream import render_downstream_report
+        from biasprobe.report.counterfactual import render_downstream_report
 
         render_downstream_report([load_downstream_run(d)])
     else:

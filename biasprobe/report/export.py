@@ -19,7 +19,7 @@ import numpy as np
 from biasprobe import fsio
 from biasprobe.errors import BiasprobeError, NotStoredError, OutputError, UsageError
 from biasprobe.report.figures import VIEWS, PairPoints, comparison_figure, pair_figure
-from biasprobe.report.html import target_token_ids
+from biasprobe.report.pairdata import target_token_ids
 from biasprobe.results import RunResult, model_slug
 
 FORMATS = ("png", "svg", "pdf")

@@ -331,15 +331,15 @@ def label_order(
 # --------------------------------------------------------------------------- plotly figures
 
 
-def _plotly_text(s: str) -> str:
+def plotly_text(s: str) -> str:
     """Escape a token for plotly text, which reads a subset of HTML."""
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _hover(tokens: list[str], pts: PairPoints, group_a: str, group_b: str) -> list[str]:
-    ga, gb = _plotly_text(group_a), _plotly_text(group_b)
+    ga, gb = plotly_text(group_a), plotly_text(group_b)
     return [
-        f"<b>{_plotly_text(t)}</b><br>log p(A: {ga}) = {a:.3f} · rank {ra}"
+        f"<b>{plotly_text(t)}</b><br>log p(A: {ga}) = {a:.3f} · rank {ra}"
         f"<br>log p(B: {gb}) = {b:.3f} · rank {rb}<br>B − A = {b - a:+.3f}"
         for t, a, b, ra, rb in zip(tokens, pts.la, pts.lb, pts.ra, pts.rb, strict=True)
     ]
@@ -437,7 +437,7 @@ def _add_panel(
             name="tokens",
         )
     )
-    ga, gb = (_plotly_text(g) for g in groups)
+    ga, gb = (plotly_text(g) for g in groups)
     x0, y0, x1, y1 = area.box
     dom_x = [x0 / width, x1 / width]
     dom_y = [1 - y1 / height, 1 - y0 / height]
@@ -495,7 +495,7 @@ def _add_panel(
                     "xanchor": "left" if left else "right",
                     "yanchor": "top" if left else "bottom",
                     "showarrow": False,
-                    "text": _plotly_text(text),
+                    "text": plotly_text(text),
                     "font": {"size": NOTE_SIZE, "color": color},
                 }
             )
@@ -509,7 +509,7 @@ def _add_panel(
                 "xanchor": "center",
                 "yanchor": "bottom",
                 "showarrow": False,
-                "text": _plotly_text(title),
+                "text": plotly_text(title),
                 "font": {"size": 14},
             }
         )
@@ -551,7 +551,7 @@ def label_annotation(lab: Label, x: float, y: float, xref: str, yref: str) -> di
         "yanchor": "middle",
         "borderpad": 0,
         "borderwidth": 0,
-        "text": _plotly_text(lab.text),
+        "text": plotly_text(lab.text),
         "font": dict(LABEL_FONT),
         "name": "label",
     }
@@ -625,7 +625,7 @@ def _figure(panels: list[dict[str, Any]], view: str, groups: tuple[str, str], ti
             xanchor="center",
             yanchor="top",
             showarrow=False,
-            text=_plotly_text(title),
+            text=plotly_text(title),
             font={"size": 16},
         )
     fig.layout.meta = {"biasprobe_labels": [[lab.box for lab in labs] for labs in placed]}
