@@ -28,7 +28,8 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from biasprobe.scores import SUMMARY_SCORES, compare_to_base, spearman_fixed
+from biasprobe.measures import active_in, summary_scores
+from biasprobe.scores import compare_to_base, spearman_fixed
 from biasprobe.stats import (
     bootstrap_ci,
     cluster_means,
@@ -202,7 +203,7 @@ def _set_rows(
     scores: pd.DataFrame, base: str, model: str, set_name: str, kw: dict[str, Any]
 ) -> list[dict[str, Any]]:
     """Template and set rows of :func:`compare_to_base`, in the shared columns."""
-    names = [*SUMMARY_SCORES, *(c for c in scores.columns if str(c).startswith("valence_"))]
+    names = summary_scores(active_in(scores.columns))
     table = compare_to_base(
         scores,
         scores,
@@ -296,8 +297,8 @@ def fill_mask_comparison(
         Columns :data:`FILL_MASK_COLUMNS`, one row per (model, level, key, score):
 
         * ``level`` "template" / "set": :func:`biasprobe.scores.compare_to_base` over the pairs
-          both models ran, for :data:`biasprobe.scores.SUMMARY_SCORES` and the ``valence_*``
-          columns present (``change`` = model − base with its interval; ``abs_change`` =
+          both models ran, for every summarised score of the registered measures whose columns
+          ``scores`` has (:func:`biasprobe.measures.summary_scores`) (``change`` = model − base with its interval; ``abs_change`` =
           |model| − |base|);
         * ``level`` "pair" (key = pair id): the change of each of :data:`PAIR_SCORES`, and the
           rows :data:`RHO_SCORES` with Spearman's ``rho`` (NaN with a ``note`` saying why).

@@ -477,7 +477,7 @@ def check_config_plausible(
                 f"{src.describe()}: config.json gives {key} = {value!r}; expected a whole "
                 "number >= 0"
             )
-    folder = _local_folder(src)
+    folder = local_folder(src)
     if folder is None:
         return
     try:
@@ -505,7 +505,7 @@ def check_config_plausible(
     )
 
 
-def _local_folder(src: ModelSource) -> Path | None:
+def local_folder(src: ModelSource) -> Path | None:
     """The folder a local or cached model is read from (None for a hub model not yet here)."""
     if src.is_local:
         return Path(src.load_from)

@@ -1,4 +1,4 @@
-"""biasprobe.valence against direct computation (Python loops over the vocabulary)."""
+"""biasprobe.measures.valence against direct computation (Python loops over the vocabulary)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from biasprobe.errors import UsageError
-from biasprobe.valence import (
+from biasprobe.measures.valence import (
     MEASURES,
     load_vader_lexicon,
     pair_valence,

@@ -21,6 +21,26 @@ An entry that fails its integrity check (:mod:`biasprobe.cache`) is treated as n
 batch, call or pair is computed as above and the entry replaced. How many were found is in the
 provenance (``damaged``, per kind) and on the run's cache line.
 
+* **token requests** (:meth:`CachedMaskedLM.token_logprobs`: CrowS-Pairs and
+  pseudo-log-likelihood scoring) are cached like mask requests, batch by batch as the wrapped
+  backend forms them, one float64 per request: a killed CrowS-Pairs run started again computes
+  only the batches it had not committed, with the same numbers bit for bit.
+
+:class:`CachedClassifier` does the same for a classifier's label probabilities (float64 per
+text, kind ``label``), batch by batch as the classifier forms them.
+
+How the engine uses them::
+
+    store = open_cache(cache, live)               # a ResultCache, or why there is none
+    lm = wrap(masked_lm, store)                   # CachedMaskedLM (any MaskedLMBackend)
+    clf = wrap_classifier(classifier, store)      # CachedClassifier (any ClassifierBackend)
+    clf.predict(texts)                            # as the classifier itself, cached
+    score_pairs(lm, pairs, scoring)               # CrowS-Pairs through the token cache
+    pairs_stored(lm, pairs, scoring)              # (from the cache, to compute): the
+                                                  # "resuming" line (biasprobe.crows.scoring)
+    lm.hits, lm.computed, clf.hits, clf.computed  # requests served / computed so far
+    lm.info["cache"], clf.info["cache"]           # the provenance block for results.json
+
 Recorded outputs are never wrapped with a store (nothing is computed), and neither are models
 with no files to identify them (:func:`biasprobe.cache.model_identity`): they pass through with
 the reason in their provenance.
@@ -35,9 +55,10 @@ from typing import Any
 import numpy as np
 
 from biasprobe.backends.base import MaskedLMBackend
-from biasprobe.cache import ModelStore, ResultCache, model_identity, request_key
+from biasprobe.backends.classifiers import ClassifierBackend, expand
+from biasprobe.cache import ModelStore, ResultCache, encode_record, model_identity, request_key
 
-__all__ = ["CachedMaskedLM", "open_cache", "wrap"]
+__all__ = ["CachedClassifier", "CachedMaskedLM", "open_cache", "wrap", "wrap_classifier"]
 
 #: Why a backend object handed to :func:`biasprobe.run` is never cached: it may have been
 #: changed in memory after it was loaded, so its files do not identify it.
@@ -64,8 +85,10 @@ class CachedMaskedLM(MaskedLMBackend):
         self.name = inner.name
         self.mask_token = inner.mask_token
         self.vocab = inner.vocab
-        self.batch_size = int(getattr(inner, "batch_size", 32))
-        self.stats = {kind: {"hits": 0, "misses": 0} for kind in ("mask", "chain", "prior", "pair")}
+        self.batch_size = int(inner.batch_size)
+        self.stats = {
+            kind: {"hits": 0, "misses": 0} for kind in ("mask", "chain", "prior", "token", "pair")
+        }
         self.batches = {"cached": 0, "computed": 0}
 
     @property
@@ -77,32 +100,81 @@ class CachedMaskedLM(MaskedLMBackend):
     @on_batch.setter
     def on_batch(self, report: Any) -> None:
         self.__dict__["_on_batch"] = report
-        if hasattr(self.inner, "on_batch"):
-            self.inner.on_batch = report
+        self.inner.on_batch = report
 
     def __getattr__(self, name: str) -> Any:
-        # Anything else (tokenizer, unk_id, prior_request, ...) is the wrapped backend's.
+        # What a particular backend has beyond the MaskedLM protocol (mask_id, model, ...).
         if name == "inner":
             raise AttributeError(name)
         return getattr(self.inner, name)
 
+    # -- the wrapped backend's declared members ---------------------------------------------------
+    #: It reports the batches of mask requests itself and hands :attr:`on_batch` on to the
+    #: wrapped backend for the others.
+    reports_batches = True
+
+    @property
+    def scores_priors(self) -> bool:  # type: ignore[override]
+        return self.inner.scores_priors
+
+    @property
+    def unk_id(self) -> int | None:  # type: ignore[override]
+        return self.inner.unk_id
+
+    @property
+    def unk_token(self) -> str | None:  # type: ignore[override]
+        return self.inner.unk_token
+
+    @property
+    def max_length(self) -> int | None:  # type: ignore[override]
+        return self.inner.max_length
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.special_tokens
+
+    @property
+    def special_ids(self) -> frozenset[int]:  # type: ignore[override]
+        return self.inner.special_ids
+
+    @property
+    def tokenizer(self) -> Any:  # type: ignore[override]
+        return self.inner.tokenizer
+
+    def prior_request(
+        self, prior_sentence: str, attribute: str, mask_index: int, word: str
+    ) -> tuple[list[int], int, list[int]] | None:
+        return self.inner.prior_request(prior_sentence, attribute, mask_index, word)
+
+    def prior_text(self, prior_sentence: str, attribute: str, mask_index: int, word: str) -> str:
+        return self.inner.prior_text(prior_sentence, attribute, mask_index, word)
+
+    def missing(
+        self, sentence: str, words: Sequence[str], prior: Sequence[Any] | None = None
+    ) -> str | None:
+        return self.inner.missing(sentence, words, prior)
+
     @property
     def info(self) -> dict[str, Any]:  # type: ignore[override]
-        return {**self.inner.info, "cache": self.provenance()}
+        return {**self.inner.info, "cache": self.cache_provenance()}
 
-    def provenance(self) -> dict[str, Any]:
+    @property
+    def identity(self) -> str | None:
+        """The model's identity in the cache (sha256 hex), or None when it is not cached."""
+        return None if self.store is None else self.store.identity
+
+    def cache_provenance(self) -> dict[str, Any]:
         """What the cache did for this model (``results.json`` ``models[i].info.cache``)."""
         if self.store is None:
             return {"enabled": False, "reason": self.reason}
-        # hits / misses: requests to the model (sentences, chain-rule and prior requests);
-        # finished pairs served from or added to the cache are by_kind["pair"]
-        asked = [s for kind, s in self.stats.items() if kind != "pair"]
+        # hits / misses: requests to the model (sentences, chain-rule, prior and token
+        # requests); finished pairs served from or added to the cache are by_kind["pair"]
         return {
             "enabled": True,
             "dir": str(self.folder),
             "model_identity": self.store.identity,
-            "hits": sum(s["hits"] for s in asked),
-            "misses": sum(s["misses"] for s in asked),
+            "hits": self.hits,
+            "misses": self.computed,
             "batches_cached": self.batches["cached"],
             "batches_computed": self.batches["computed"],
             "by_kind": {k: dict(v) for k, v in self.stats.items()},
@@ -163,8 +235,6 @@ class CachedMaskedLM(MaskedLMBackend):
     def _inner_masks(self, sentences: list[str]) -> np.ndarray:
         """One batch from the wrapped backend, its own per-batch report silenced (this
         wrapper reports against the whole call)."""
-        if not hasattr(self.inner, "on_batch"):
-            return self.inner.mask_logprobs(sentences)
         report, self.inner.on_batch = self.inner.on_batch, None
         try:
             return self.inner.mask_logprobs(sentences)
@@ -221,10 +291,6 @@ class CachedMaskedLM(MaskedLMBackend):
         payload = [[s, [int(p) for p in pieces]] for s, pieces in requests]
         return self._scalars("chain", requests, payload)
 
-    @property
-    def scores_priors(self) -> bool:  # type: ignore[override]
-        return bool(getattr(self.inner, "scores_priors", False))
-
     def prior_logprobs(self, requests: Sequence[tuple[str, str, int, str]]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.prior_logprobs`; one call is one unit of the cache."""
         payload = [[s, a, int(m), w] for s, a, m, w in requests]
@@ -238,6 +304,64 @@ class CachedMaskedLM(MaskedLMBackend):
 
     def unknown_words(self, sentence: str) -> list[str]:
         return self.inner.unknown_words(sentence)
+
+    def token_logprobs(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """See :meth:`MaskedLMBackend.token_logprobs`; batches as the wrapped backend forms
+        them (requests sorted by input length, ``batch_size`` at a time), each read from the
+        cache when every request of it is stored, else computed whole and committed: a killed
+        CrowS-Pairs or pseudo-log-likelihood run computes again only the uncommitted batches,
+        and the numbers are those of a run without the cache, bit for bit."""
+        if self.store is None:
+            return self.inner.token_logprobs(requests)
+        keys = self._token_keys(requests)
+        order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]))
+        out = np.empty(len(requests), dtype=np.float64)
+        stats = self.stats["token"]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            found = self.store.get("token", [keys[i] for i in idx])
+            if all(keys[i] in found for i in idx):
+                out[idx] = [found[keys[i]] for i in idx]
+                stats["hits"] += len(idx)
+                self.batches["cached"] += 1
+            else:
+                report, self.inner.on_batch = self.inner.on_batch, None
+                try:
+                    computed = self.inner.token_logprobs([requests[i] for i in idx])
+                finally:
+                    self.inner.on_batch = report
+                out[idx] = computed
+                self.store.put_scalars(
+                    "token", [(keys[i], float(computed[j])) for j, i in enumerate(idx)]
+                )
+                stats["misses"] += len(idx)
+                self.batches["computed"] += 1
+            if self.on_batch is not None:
+                self.on_batch(start + len(idx), len(order))
+        return out
+
+    def tokens_stored(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """Which token requests are in the cache (bool per request; nothing counted): how
+        much of a CrowS-Pairs run is served when it resumes."""
+        if self.store is None or not requests:
+            return np.zeros(len(requests), dtype=bool)
+        keys = self._token_keys(requests)
+        present = self.store.present("token", keys)
+        return np.array([k in present for k in keys], dtype=bool)
+
+    @staticmethod
+    def _token_keys(requests: Sequence[tuple[Sequence[int], int]]) -> list[bytes]:
+        return [request_key("token", [[int(i) for i in ids], int(p)]) for ids, p in requests]
+
+    @property
+    def hits(self) -> int:
+        """Requests to the model served from the cache (every kind but finished pairs)."""
+        return sum(s["hits"] for kind, s in self.stats.items() if kind != "pair")
+
+    @property
+    def computed(self) -> int:
+        """Requests to the model computed (every kind but finished pairs)."""
+        return sum(s["misses"] for kind, s in self.stats.items() if kind != "pair")
 
     def close(self) -> None:
         self.inner.close()
@@ -277,3 +401,128 @@ def wrap(backend: MaskedLMBackend, cache: ResultCache | str) -> CachedMaskedLM:
     if identity is None:
         return CachedMaskedLM(backend, None, reason=why)
     return CachedMaskedLM(backend, cache.model(identity, backend.name), folder=cache.folder)
+
+
+class CachedClassifier(ClassifierBackend):
+    """A classifier ``inner`` with its label probabilities read from and written to ``store``
+    (or passed through when ``store`` is None, ``reason`` saying why).
+
+    :meth:`p_label` splits a call into the very batches the classifier forms itself (texts
+    sorted by length, ``batch_size`` at a time): a batch whose every text is stored is read
+    back; any other batch is computed whole, as it would have been without the cache, and
+    committed at once (a killed run computes again only the uncommitted batches). Each text's
+    probabilities are kept as float64, so a run gives the same numbers with and without the
+    cache, bit for bit.
+
+    Attributes:
+        hits: texts served from the cache so far.
+        computed: texts computed so far.
+        batches: ``{"cached": n, "computed": m}``.
+    """
+
+    def __init__(
+        self,
+        inner: ClassifierBackend,
+        store: ModelStore | None,
+        *,
+        folder: Path | None = None,
+        reason: str = "",
+    ) -> None:
+        self.inner = inner
+        self.store = store
+        self.folder = folder
+        self.reason = reason
+        self.name = inner.name
+        self.kind = inner.kind
+        self.labels = tuple(inner.labels)
+        self.positive = inner.positive
+        self.batch_size = int(inner.batch_size)
+        self.hits = 0
+        self.computed = 0
+        self.batches = {"cached": 0, "computed": 0}
+
+    @property
+    def info(self) -> dict[str, Any]:  # type: ignore[override]
+        return {**self.inner.info, "cache": self.cache_provenance()}
+
+    @property
+    def text_tokenizer(self) -> Any:
+        return self.inner.text_tokenizer
+
+    def cache_provenance(self) -> dict[str, Any]:
+        """What the cache did for this classifier (``results.json`` ``models[i].info.cache``)."""
+        if self.store is None:
+            return {"enabled": False, "reason": self.reason}
+        return {
+            "enabled": True,
+            "dir": str(self.folder),
+            "model_identity": self.store.identity,
+            "hits": self.hits,
+            "misses": self.computed,
+            "batches_cached": self.batches["cached"],
+            "batches_computed": self.batches["computed"],
+            "by_kind": {"label": {"hits": self.hits, "misses": self.computed}},
+            "damaged": self.store.damaged(),
+        }
+
+    def _probs(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.p_label(texts)
+
+    def p_label(self, texts: Sequence[str]) -> np.ndarray:
+        """See :meth:`ClassifierBackend.p_label`; batches as the wrapped classifier forms
+        them, each read from the cache or computed whole and committed."""
+        if self.store is None:
+            return self.inner.p_label(texts)
+        return expand(texts, self._distinct_probs, len(self.labels))
+
+    def _distinct_probs(self, texts: list[str]) -> np.ndarray:
+        n_labels = len(self.labels)
+        out = np.empty((len(texts), n_labels))
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        keys = [request_key("label", t) for t in texts]
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            found = self.store.get("label", [keys[i] for i in idx])
+            rows = [_label_row(found.get(keys[i]), n_labels) for i in idx]
+            if all(r is not None for r in rows):
+                out[idx] = np.stack(rows)
+                self.hits += len(idx)
+                self.batches["cached"] += 1
+                continue
+            computed = np.asarray(self.inner.p_label([texts[i] for i in idx]), dtype=np.float64)
+            out[idx] = computed
+            self.store.put_records(
+                "label",
+                [(keys[i], encode_record({}, {"p": computed[j]})) for j, i in enumerate(idx)],
+            )
+            self.computed += len(idx)
+            self.batches["computed"] += 1
+        return out
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def _label_row(value: Any, n_labels: int) -> np.ndarray | None:
+    """The stored probabilities of one text, if the record holds ``n_labels`` float64s."""
+    if value is None:
+        return None
+    _, arrays = value
+    row = arrays.get("p")
+    if row is None or row.dtype != np.dtype("<f8") or row.shape != (n_labels,):
+        return None
+    return row
+
+
+def wrap_classifier(classifier: ClassifierBackend, cache: ResultCache | str) -> CachedClassifier:
+    """``classifier`` behind the cache ``cache`` (an open cache, or the reason there is none);
+    a classifier without files to identify it (:func:`biasprobe.cache.model_identity`) passes
+    through with the reason in its provenance."""
+    if isinstance(classifier, CachedClassifier):
+        return classifier
+    if isinstance(cache, str):
+        return CachedClassifier(classifier, None, reason=cache)
+    identity, why = model_identity(classifier)
+    if identity is None:
+        return CachedClassifier(classifier, None, reason=why)
+    return CachedClassifier(classifier, cache.model(identity, classifier.name), folder=cache.folder)

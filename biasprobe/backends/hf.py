@@ -271,11 +271,15 @@ class HFMaskedLM(MaskedLMBackend):
     """A loaded ``AutoModelForMaskedLM`` with its tokenizer (see :func:`load_hf_masked_lm`).
 
     ``on_batch``: an optional callback ``(done, total)`` called after every forward batch of
-    :meth:`mask_logprobs`, :meth:`chain_logprobs` and :meth:`prior_logprobs` (inputs done out
-    of the call's total), for progress bars.
+    :meth:`mask_logprobs`, :meth:`chain_logprobs`, :meth:`prior_logprobs` and
+    :meth:`token_logprobs` (inputs done out of the call's total), for progress bars.
+
+    Besides the :class:`~biasprobe.backends.base.MaskedLM` members it has ``mask_id`` (the mask
+    token's id), ``pad_id``, ``batch_size``, ``device`` and ``model``.
     """
 
     on_batch: Any = None
+    reports_batches = True
 
     def __init__(
         self,
@@ -297,6 +301,9 @@ class HFMaskedLM(MaskedLMBackend):
         self.mask_token = tokenizer.mask_token
         self.mask_id = int(tokenizer.mask_token_id)
         self.unk_id = tokenizer.unk_token_id  # None when the tokenizer has no unknown token
+        self.unk_token = tokenizer.unk_token if self.unk_id is not None else None
+        self.special_tokens = tuple(t for t in (tokenizer.all_special_tokens or ()) if t)
+        self.special_ids = frozenset(int(i) for i in (tokenizer.all_special_ids or ()))
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.max_length = _max_length(model, tokenizer)
         out = self.model.get_output_embeddings()
@@ -449,6 +456,37 @@ class HFMaskedLM(MaskedLMBackend):
     def token_ids(self, sentences: Sequence[str]) -> list[list[int]]:
         """See :meth:`MaskedLMBackend.token_ids`."""
         return [list(ids) for ids in self.tokenizer(list(sentences))["input_ids"]]
+
+    def token_logprobs(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        """See :meth:`MaskedLMBackend.token_logprobs`: each input with its token at
+        ``position`` replaced by the mask, read at that position, in length-sorted batches
+        of :attr:`batch_size` (the order of ``requests`` among inputs of one length is kept).
+
+        Raises:
+            UsageError: an input is longer than the model accepts, or a position is outside it.
+        """
+        seqs: list[list[int]] = []
+        positions: list[int] = []
+        wanted: list[int] = []
+        for r, (ids, p) in enumerate(requests):
+            ids = [int(i) for i in ids]
+            if not 0 <= p < len(ids):
+                raise UsageError(
+                    f"position {p} of request {r} is outside its {len(ids)} tokens "
+                    f"(model {self.name})"
+                )
+            if len(ids) > self.max_length:
+                raise UsageError(
+                    f"an input of {len(ids)} tokens is longer than model {self.name} accepts "
+                    f"({self.max_length} tokens)"
+                )
+            wanted.append(ids[p])
+            ids[p] = self.mask_id
+            seqs.append(ids)
+            positions.append(int(p))
+        if not seqs:
+            return np.zeros(0, dtype=np.float64)
+        return self._logprobs_at(seqs, positions, pick=wanted)
 
     def unknown_words(self, sentence: str) -> list[str]:
         """See :meth:`MaskedLMBackend.unknown_words`."""

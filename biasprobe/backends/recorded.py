@@ -488,10 +488,56 @@ class Recorder(MaskedLMBackend):
         self.requests = RecordedRequests()
 
     def __getattr__(self, attr: str) -> Any:
-        # prior_request, unk_id, tokenizer, ... of the live backend
+        # what the live backend has beyond the MaskedLM protocol
         if attr == "backend":
             raise AttributeError(attr)
         return getattr(self.backend, attr)
+
+    # -- the live backend's declared members --------------------------------------------------
+    @property
+    def reports_batches(self) -> bool:  # type: ignore[override]
+        return self.backend.reports_batches
+
+    @property
+    def batch_size(self) -> int:  # type: ignore[override]
+        return self.backend.batch_size
+
+    @property
+    def unk_id(self) -> int | None:  # type: ignore[override]
+        return self.backend.unk_id
+
+    @property
+    def unk_token(self) -> str | None:  # type: ignore[override]
+        return self.backend.unk_token
+
+    @property
+    def max_length(self) -> int | None:  # type: ignore[override]
+        return self.backend.max_length
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.backend.special_tokens
+
+    @property
+    def special_ids(self) -> frozenset[int]:  # type: ignore[override]
+        return self.backend.special_ids
+
+    @property
+    def tokenizer(self) -> Any:  # type: ignore[override]
+        return self.backend.tokenizer
+
+    def prior_request(
+        self, prior_sentence: str, attribute: str, mask_index: int, word: str
+    ) -> tuple[list[int], int, list[int]] | None:
+        return self.backend.prior_request(prior_sentence, attribute, mask_index, word)
+
+    def missing(
+        self, sentence: str, words: Sequence[str], prior: Sequence[Any] | None = None
+    ) -> str | None:
+        return self.backend.missing(sentence, words, prior)
+
+    def token_logprobs(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+        return self.backend.token_logprobs(requests)
 
     def mask_logprobs(self, sentences: Sequence[str]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.mask_logprobs`."""
@@ -515,9 +561,8 @@ class Recorder(MaskedLMBackend):
 
     def prior_text(self, prior_sentence: str, attribute: str, mask_index: int, word: str) -> str:
         """The wrapped model's :meth:`prior_text`, kept for the recording."""
-        text = getattr(self.backend, "prior_text", None)
         request = (prior_sentence, attribute, mask_index, word)
-        scored = text(*request) if text is not None else ""
+        scored = self.backend.prior_text(*request)
         self.requests.prior_texts[_prior_key(request)] = scored
         return scored
 

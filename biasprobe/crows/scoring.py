@@ -20,9 +20,10 @@ counts for the stereotype when the more-stereotypical sentence scores higher. Se
 ``docs/crows-pairs.md`` for the formulas and the aggregate.
 
 Speed: every masked variant of every sentence is built up front, identical variants are
-scored once, and the variants are scored in length-sorted batches by the masked-LM backend
-(``HFMaskedLM``: float32, ``torch.inference_mode``, the LM head applied at the masked position
-only).
+scored once, and the variants are scored in length-sorted batches by the masked-LM backend's
+:meth:`~biasprobe.backends.base.MaskedLM.token_logprobs`, in chunks of
+:data:`biasprobe.backends.pll.CHUNK` (:func:`biasprobe.backends.pll.score_tokens`; ``HFMaskedLM``:
+float32, ``torch.inference_mode``, the LM head applied at the masked position only).
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from biasprobe.backends.base import MaskedLM
+from biasprobe.backends.pll import score_tokens
 from biasprobe.crows.data import CrowsPair
 from biasprobe.errors import UsageError
 
 SCORINGS = ("nangia", "meade")
-#: Variants handed to the backend per call (progress is reported between calls).
-_CHUNK = 2048
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ SKIP_LABELS = {
 }
 
 
-def plan_pair(tokenizer: Any, pair: CrowsPair, scoring: str) -> PairPlan:
+def plan_pair(backend: MaskedLM, pair: CrowsPair, scoring: str) -> PairPlan:
     """Tokenize a pair and choose the positions to mask (alignment in the reference order).
 
     A pair is skipped (with the reason in :attr:`PairPlan.skipped`, counted as ``n_skipped``
@@ -96,10 +97,18 @@ def plan_pair(tokenizer: Any, pair: CrowsPair, scoring: str) -> PairPlan:
     when one sentence has no token differing from the other (bias-bench's skip), the two
     sentences becoming the same token ids (e.g. when the words that differ become the unknown
     token) said as such.
+
+    Raises:
+        UsageError: the backend has no tokenizer (recorded outputs).
     """
-    special = _special_text(tokenizer, pair)
-    ids_more = [int(i) for i in tokenizer(pair.sent_more, add_special_tokens=True)["input_ids"]]
-    ids_less = [int(i) for i in tokenizer(pair.sent_less, add_special_tokens=True)["input_ids"]]
+    special = _special_text(backend.special_tokens, pair)
+    encoded = backend.token_ids([pair.sent_more, pair.sent_less])
+    if encoded is None:
+        raise UsageError(
+            f"model {backend.name} has no tokenizer: CrowS-Pairs needs a masked LM that "
+            "scores any sentence (a Hugging Face model, not recorded outputs)"
+        )
+    ids_more, ids_less = ([int(i) for i in ids] for ids in encoded)
     # The references align sent1 against sent2, sent1 being the more-stereotypical sentence
     # for stereo pairs and the less-stereotypical one for antistereo pairs.
     if pair.direction == "stereo":
@@ -111,13 +120,13 @@ def plan_pair(tokenizer: Any, pair: CrowsPair, scoring: str) -> PairPlan:
         # With nangia such a pair scores a tie, as in the reference.
         skipped = NO_DIFFERING_TOKEN
         if ids_more == ids_less:
-            skipped = _same_ids(tokenizer, pair, ids_more)
+            skipped = _same_ids(backend.unk_id, backend.unk_token, pair, ids_more)
     return PairPlan(tuple(ids_more), tuple(ids_less), tuple(pos_more), tuple(pos_less), skipped)
 
 
-def _special_text(tokenizer: Any, pair: CrowsPair) -> str:
+def _special_text(special_tokens: Sequence[str], pair: CrowsPair) -> str:
     """The skip reason of a pair whose sentences hold a special token's text, else ``""``."""
-    specials = [t for t in getattr(tokenizer, "all_special_tokens", None) or () if t]
+    specials = [t for t in special_tokens if t]
     for column, sentence in (("sent_more", pair.sent_more), ("sent_less", pair.sent_less)):
         found = sorted({t for t in specials if t in sentence})
         if found:
@@ -129,14 +138,13 @@ def _special_text(tokenizer: Any, pair: CrowsPair) -> str:
     return ""
 
 
-def _same_ids(tokenizer: Any, pair: CrowsPair, ids: list[int]) -> str:
+def _same_ids(unk_id: int | None, unk_token: str | None, pair: CrowsPair, ids: list[int]) -> str:
     """The skip reason of a pair whose two sentences become the same token ids."""
-    unk_id = getattr(tokenizer, "unk_token_id", None)
     more, less = pair.sent_more.split(), pair.sent_less.split()
     differ = [w for w in more if w not in less] + [w for w in less if w not in more]
     words = ", ".join(repr(w) for w in dict.fromkeys(differ)) or "the words that differ"
     if unk_id is not None and unk_id in ids:
-        unk = getattr(tokenizer, "unk_token", None) or "the unknown token"
+        unk = unk_token or "the unknown token"
         return (
             f"identical token ids: the two sentences are the same input for the model, as "
             f"{words} become(s) its unknown token {unk}; nothing differs to score"
@@ -180,13 +188,17 @@ def pair_outcome(score_more: float, score_less: float, scoring: str = "nangia") 
 
 
 def score_pairs(
-    backend: Any,
+    backend: MaskedLM,
     pairs: Sequence[CrowsPair],
     scoring: str = "meade",
     *,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Score CrowS-Pairs with a loaded ``HFMaskedLM`` (see the module docstring).
+    """Score CrowS-Pairs with a masked LM (see the module docstring); it uses only the
+    declared members of :class:`~biasprobe.backends.base.MaskedLM` (``token_ids``,
+    ``token_logprobs``, ``special_tokens``, ``unk_id``, ``unk_token``, ``max_length``,
+    ``name``). A :class:`~biasprobe.backends.cached.CachedMaskedLM` serves the token log-probs
+    a killed run already computed (batch by batch, bit for bit).
 
     Returns one dict per pair: pair_id, bias_type, direction, sent_more, sent_less,
     n_scored_more/less (tokens masked), score_more, score_less (unrounded), diff
@@ -198,60 +210,85 @@ def score_pairs(
     """
     if scoring not in SCORINGS:
         raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
-    plans = [plan_pair(backend.tokenizer, p, scoring) for p in pairs]
-    variants = _Variants(int(backend.mask_id))
-    refs = [variants.add_pair(backend, pair, plan) for pair, plan in zip(pairs, plans)]
-    logprobs = _score_variants(
-        backend, variants.seqs, variants.positions, variants.targets, progress
-    )
+    plans = [plan_pair(backend, p, scoring) for p in pairs]
+    variants = token_requests(backend, pairs, plans)
+    logprobs = score_tokens(backend, variants.requests, progress)
     return [
         _pair_row(pair, plan, logprobs[v_more], logprobs[v_less], scoring)
-        for pair, plan, (v_more, v_less) in zip(pairs, plans, refs)
+        for pair, plan, (v_more, v_less) in zip(pairs, plans, variants.refs)
     ]
 
 
-class _Variants:
-    """The distinct masked sequences to score: one per (token ids, masked position)."""
+def pairs_stored(backend: MaskedLM, pairs: Sequence[CrowsPair], scoring: str) -> tuple[int, int]:
+    """``(from the cache, to compute)``: how many of ``pairs`` a cached backend
+    (:class:`~biasprobe.backends.cached.CachedMaskedLM`) holds every token log-prob of, and
+    how many need the model, for the line a resumed run prints. Skipped pairs need nothing and
+    count as from the cache when the backend has a cache; a backend without one has nothing
+    stored.
 
-    def __init__(self, mask_id: int) -> None:
-        self.mask_id = mask_id
-        self.index: dict[tuple[tuple[int, ...], int], int] = {}
-        self.seqs: list[list[int]] = []
-        self.positions: list[int] = []
-        self.targets: list[int] = []
+    Raises:
+        UsageError: unknown scoring, or the backend has no tokenizer.
+    """
+    if scoring not in SCORINGS:
+        raise UsageError(f"unknown CrowS-Pairs scoring {scoring!r}; expected nangia or meade")
+    plans = [plan_pair(backend, p, scoring) for p in pairs]
+    variants = token_requests(backend, pairs, plans)
+    stored = backend.tokens_stored(variants.requests)
+    if not stored.any():
+        return 0, len(pairs)
+    done = sum(bool(stored[a].all() and stored[b].all()) for a, b in variants.refs)
+    return done, len(pairs) - done
 
-    def add_pair(
-        self, backend: Any, pair: CrowsPair, plan: PairPlan
-    ) -> tuple[list[int], list[int]]:
-        """Variant indices of the pair's two sentences (more, less); none for a skipped pair.
 
-        Raises:
-            UsageError: a sentence is longer than the model accepts.
-        """
+@dataclass
+class TokenRequests:
+    """The distinct :meth:`~biasprobe.backends.base.MaskedLM.token_logprobs` requests of a
+    set of pairs, one per (token ids, masked position), and each pair's requests.
+
+    Attributes:
+        requests: ``(ids, position)`` per distinct request, in the order first met.
+        refs: per pair, the request indices of its two sentences (more, less); empty lists
+            for a skipped pair.
+    """
+
+    requests: list[tuple[tuple[int, ...], int]]
+    refs: list[tuple[list[int], list[int]]]
+
+
+def token_requests(
+    backend: MaskedLM, pairs: Sequence[CrowsPair], plans: Sequence[PairPlan]
+) -> TokenRequests:
+    """The token requests of ``pairs`` (planned by :func:`plan_pair`), identical ones once.
+
+    Raises:
+        UsageError: a sentence is longer than the model accepts.
+    """
+    index: dict[tuple[tuple[int, ...], int], int] = {}
+    requests: list[tuple[tuple[int, ...], int]] = []
+    refs: list[tuple[list[int], list[int]]] = []
+    limit = backend.max_length
+    for pair, plan in zip(pairs, plans):
         sides: list[list[int]] = []
         for ids, pos in (
             (plan.ids_more, plan.positions_more),
             (plan.ids_less, plan.positions_less),
         ):
-            if len(ids) > backend.max_length:
+            if limit is not None and len(ids) > limit:
                 raise UsageError(
                     f"CrowS-Pairs pair {pair.pair_id} (line {pair.line}): a sentence is "
-                    f"{len(ids)} tokens long; model {backend.name} takes at most "
-                    f"{backend.max_length}"
+                    f"{len(ids)} tokens long; model {backend.name} takes at most {limit}"
                 )
-            sides.append([] if plan.skipped else [self._add(ids, p) for p in pos])
-        return sides[0], sides[1]
-
-    def _add(self, ids: tuple[int, ...], p: int) -> int:
-        key = (ids, p)
-        if key not in self.index:
-            masked = list(ids)
-            masked[p] = self.mask_id
-            self.index[key] = len(self.seqs)
-            self.seqs.append(masked)
-            self.positions.append(p)
-            self.targets.append(ids[p])
-        return self.index[key]
+            side = []
+            if not plan.skipped:
+                for p in pos:
+                    key = (ids, p)
+                    if key not in index:
+                        index[key] = len(requests)
+                        requests.append(key)
+                    side.append(index[key])
+            sides.append(side)
+        refs.append((sides[0], sides[1]))
+    return TokenRequests(requests, refs)
 
 
 def _pair_row(
@@ -278,28 +315,3 @@ def _pair_row(
     row.update(score_more=s_more, score_less=s_less, diff=s_more - s_less, outcome=outcome)
     row.update(more_preferred=1.0 if outcome == "more" else 0.0, skipped="")
     return row
-
-
-def _score_variants(
-    backend: Any,
-    seqs: list[list[int]],
-    positions: list[int],
-    targets: list[int],
-    progress: Callable[[int, int], None] | None,
-) -> np.ndarray:
-    """log p(target | masked sequence) for every variant, in length-sorted chunks."""
-    out = np.empty(len(seqs), dtype=np.float64)
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))
-    total = len(order)
-    if progress is not None:
-        progress(0, total)
-    for start in range(0, total, _CHUNK):
-        idx = order[start : start + _CHUNK]
-        # HFMaskedLM._logprobs_at batches by length, runs under inference_mode in float32 and
-        # returns log-softmax(logits)[target] at each masked position.
-        out[idx] = backend._logprobs_at(
-            [seqs[i] for i in idx], [positions[i] for i in idx], pick=[targets[i] for i in idx]
-        )
-        if progress is not None:
-            progress(min(start + _CHUNK, total), total)
-    return out

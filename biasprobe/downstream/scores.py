@@ -33,6 +33,7 @@ import pandas as pd
 from biasprobe.comparisons import COUNTERFACTUAL_COLUMNS as COMPARISON_COLUMNS
 from biasprobe.comparisons import COUNTERFACTUAL_MEAN_SCORES
 from biasprobe.comparisons import counterfactual_comparison as compare_models
+from biasprobe.measures import all_measures, less_biased
 from biasprobe.stats import (
     bootstrap_ci,
     cluster_means,
@@ -60,24 +61,11 @@ DEFAULT_TOLERANCE = 0.1
 CONTRAST = "contrast"
 #: Per-pair scores whose mean is aggregated, in display order.
 MEAN_SCORES = COUNTERFACTUAL_MEAN_SCORES
-#: Human-readable names of every summary score.
-SCORE_LABELS = {
-    "delta": "mean Δ P(pos)",
-    "abs_delta": "mean |Δ| (CTF gap)",
-    "flip": "flip rate",
-    "invariance_failure": "invariance failure rate",
-    "wasserstein": "Wasserstein-1",
-    "mean_p_positive": "mean P(pos)",
-}
+#: Human-readable names of every summary score (declared by the registered measures,
+#: :mod:`biasprobe.measures.counterfactual`).
+SCORE_LABELS = {c: m.label(c) for m in all_measures("counterfactual") for c in m.columns}
 #: Which direction is "less biased", per score (shown on pages and in docs).
-LESS_BIASED = {
-    "delta": "closer to 0",
-    "abs_delta": "lower (0 = the group word never matters)",
-    "flip": "lower",
-    "invariance_failure": "lower",
-    "wasserstein": "lower",
-    "mean_p_positive": "equal across groups",
-}
+LESS_BIASED = {c: less_biased(c, "counterfactual") for c in SCORE_LABELS}
 
 SUMMARY_COLUMNS = [
     "model",

@@ -18,7 +18,9 @@ the choice of ``best.safetensors`` is carved from the *training* data
 (:func:`biasprobe.sentiment.data.split_validation`); the source's held-out split is touched once,
 at the end, to measure the best weights' test accuracy.
 
-:func:`load_trained` reads a folder back into a ready-to-use classifier and its tokenizer.
+:func:`biasprobe.sentiment.trained.load_trained` reads a folder back into a ready-to-use classifier
+and its tokenizer (re-exported here); the folder bookkeeping lives in
+:mod:`biasprobe.sentiment.train_io`.
 
 Unlike the notebook the study comes from, which called ``optimizer.zero_grad()`` once before the
 loop (so every step applied the sum of all gradients so far), gradients are zeroed before every
@@ -32,9 +34,6 @@ import datetime as _dt
 import itertools
 import json
 import math
-import os
-import platform
-import resource
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -47,7 +46,7 @@ import yaml
 from biasprobe import fsio
 from biasprobe.device import resolve_device
 from biasprobe.errors import BiasprobeError, OutputError, RunFolderError, UsageError
-from biasprobe.sentiment.config import TrainConfig, config_to_dict, parse_config
+from biasprobe.sentiment.config import TrainConfig, config_to_dict
 from biasprobe.sentiment.data import (
     Batch,
     DataSource,
@@ -58,6 +57,34 @@ from biasprobe.sentiment.data import (
     shuffled,
     split_validation,
 )
+from biasprobe.sentiment.train_io import (
+    Memory,
+    TrainingDiverged,
+    TrainingInterrupted,
+    TrainState,
+    check_finite,
+    check_out_dir,
+    count_parameters,
+    cpu_name,
+    create_out_dir,
+    finished_summary,
+    read_log,
+    save_weights,
+    sync,
+)
+from biasprobe.sentiment.trained import (
+    BEST_WEIGHTS,
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    FEATURES_FILE,
+    FINAL_WEIGHTS,
+    LOG_FILE,
+    RUN_KIND,
+    SUMMARY_FILE,
+    TrainedModel,
+    build_model,
+    load_trained,
+)
 from biasprobe.stats import wilson_ci
 
 if TYPE_CHECKING:
@@ -65,159 +92,24 @@ if TYPE_CHECKING:
     from torch import nn
 
 __all__ = [
+    "BEST_WEIGHTS",
+    "CHECKPOINT_FILE",
+    "CONFIG_FILE",
+    "FEATURES_FILE",
+    "FINAL_WEIGHTS",
+    "LOG_FILE",
+    "RUN_KIND",
+    "SUMMARY_FILE",
     "TrainedModel",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "build_model",
     "count_parameters",
     "evaluate",
     "load_trained",
     "resolve_device",
     "train",
 ]
-
-CONFIG_FILE = "config.yaml"
-LOG_FILE = "log.jsonl"
-SUMMARY_FILE = "summary.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-FINAL_WEIGHTS = "model.safetensors"
-BEST_WEIGHTS = "best.safetensors"
-FEATURES_FILE = "features.pt"  # pooled features of a frozen encoder, kept for resumption
-_RUN_FILES = (
-    CONFIG_FILE,
-    LOG_FILE,
-    SUMMARY_FILE,
-    CHECKPOINT_FILE,
-    FINAL_WEIGHTS,
-    BEST_WEIGHTS,
-    FEATURES_FILE,
-)
-RUN_KIND = "sentiment-run"
-"""Manifest kind of a sentiment run folder (see :mod:`biasprobe.fsio`)."""
-# Keys that may change between an interrupted run and its resumption.
-_RESUMABLE_CHANGES = {("train", "max_steps"), ("train", "device"), ("train", "patience")}
-
-
-class TrainingDiverged(BiasprobeError):
-    """The loss, the validation loss or the weights became NaN or infinite: training stops,
-    and the last checkpoint written before it (all finite) stays as it was."""
-
-
-class TrainingInterrupted(BiasprobeError):
-    """Training was interrupted (Ctrl-C); a checkpoint was saved and the run can be resumed."""
-
-    exit_code = 130
-
-
-# --------------------------------------------------------------------------- helpers
-
-
-def count_parameters(model: nn.Module) -> tuple[int, int]:
-    """Return (all parameters, trainable parameters), each shared tensor counted once."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return total, trainable
-
-
-def _rss_bytes() -> int:
-    """Current resident set size of this process (Linux), else the peak from getrusage."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        return pages * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return peak if platform.system() == "Darwin" else peak * 1024
-
-
-class _Memory:
-    """Peak memory of the run: CUDA max allocated on GPU, sampled peak RSS on CPU."""
-
-    def __init__(self, device: torch.device, previous: int = 0) -> None:
-        import torch
-
-        self.device = device
-        self.cuda = device.type == "cuda"
-        self.peak = previous
-        self.kind = "cuda_max_allocated" if self.cuda else "peak_rss"
-        if self.cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-
-    def sample(self) -> int:
-        import torch
-
-        now = torch.cuda.max_memory_allocated(self.device) if self.cuda else _rss_bytes()
-        self.peak = max(self.peak, now)
-        return self.peak
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _sync(device: torch.device) -> None:
-    import torch
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _state_bytes(model: nn.Module) -> bytes:
-    """The model's weights as safetensors bytes (tied tensors stored once)."""
-    from safetensors.torch import _remove_duplicate_names, save
-
-    state = dict(model.state_dict())
-    metadata: dict[str, str] = {}
-    for kept, removed in _remove_duplicate_names(state).items():
-        for name in removed:  # as safetensors.torch.save_model does, so load_model reads it
-            metadata[name] = kept
-            del state[name]
-    return save({k: v.contiguous() for k, v in state.items()}, metadata=metadata or None)
-
-
-def _nonfinite(model: nn.Module) -> list[str]:
-    """Names of the parameters holding a NaN or infinite value."""
-    import torch
-
-    return [
-        name
-        for name, p in model.named_parameters()
-        if p.is_floating_point() and not bool(torch.isfinite(p).all())
-    ]
-
-
-def _check_finite(model: nn.Module, step: int) -> None:
-    """Raise :class:`TrainingDiverged` when any weight is NaN or infinite (never saved)."""
-    bad = _nonfinite(model)
-    if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise TrainingDiverged(f"the weights became NaN or infinite at step {step} (in {shown})")
-
-
-def _save_weights(model: nn.Module, path: Path, step: int) -> None:
-    _check_finite(model, step)
-    fsio.atomic_write_bytes(path, _state_bytes(model))
-
-
-def build_model(config: TrainConfig) -> nn.Module:
-    """Build the classifier a config describes (random initialisation, or pretrained for bert).
-
-    Raises:
-        UsageError: the classifier rejects the config's arguments.
-    """
-    from biasprobe.sentiment.classifiers import build_classifier
-
-    try:
-        return build_classifier(config.model.kind, **config.model.kwargs)
-    except (TypeError, ValueError) as e:
-        where = config.path or "config"
-        raise UsageError(f"{where}: model: cannot build {config.model.kind!r}: {e}") from e
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -262,123 +154,8 @@ def evaluate(
 # --------------------------------------------------------------------------- training
 
 
-@dataclass
-class _State:
-    """Everything a checkpoint stores besides model and optimiser weights."""
-
-    step: int = 0
-    epoch: int = 0  # epoch in progress (0-based)
-    batches_in_epoch: int = 0  # batches of the current epoch already trained on
-    examples_seen: int = 0
-    epochs_completed: int = 0
-    train_time_s: float = 0.0
-    eval_time_s: float = 0.0
-    best_val_accuracy: float | None = None
-    best_val_loss: float | None = None
-    best_step: int | None = None
-    last_eval_step: int | None = None
-    last_val_accuracy: float | None = None
-    last_val_loss: float | None = None
-    peak_memory_bytes: int = 0
-    resumed_at: list[int] = dataclasses.field(default_factory=list)
-    evals_since_best: int = 0  # evaluations without a better validation accuracy
-    stopped_early: bool = False  # early stopping (patience) ended the run
-    augment: str | None = None  # CDA axis of the run, checked on resumption
-
-
-def _config_diff(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    diffs = []
-    for section in sorted(set(stored) | set(current)):
-        a, b = stored.get(section), current.get(section)
-        if isinstance(a, dict) and isinstance(b, dict):
-            for key in sorted(set(a) | set(b)):
-                if (section, key) not in _RESUMABLE_CHANGES and a.get(key) != b.get(key):
-                    diffs.append(f"{section}.{key}: {a.get(key)!r} -> {b.get(key)!r}")
-        elif a != b:
-            diffs.append(f"{section}: {a!r} -> {b!r}")
-    return diffs
-
-
-def _check_out_dir(out: Path, config_dict: dict[str, Any], overwrite: bool) -> bool:
-    """Check the run folder without touching it; return True when a checkpoint is to be resumed.
-
-    An existing non-empty folder is used only when biasprobe wrote it (its manifest has kind
-    ``sentiment-run``): with ``overwrite`` it is replaced, provided it holds no other files;
-    without, its checkpoint is resumed.
-
-    Raises:
-        OutputError: not a folder, or a non-empty folder that cannot be resumed (exit 1).
-        fsio.NotOwnedError: ``overwrite`` of a folder biasprobe did not write (exit 2).
-    """
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"output {out} exists and is not a folder")
-    if not out.is_dir() or not any(out.iterdir()):
-        return False
-    if overwrite:
-        fsio.check_output_folder(out, True, kinds=(RUN_KIND,), what="sentiment run folder")
-        return False
-    if fsio.read_manifest(out) is None or fsio.foreign_files(out, (RUN_KIND,)) is None:
-        raise OutputError(
-            f"output folder {out} is not empty and is not a sentiment run written by biasprobe "
-            "(no manifest); choose another --out"
-        )
-    ckpt, cfg = out / CHECKPOINT_FILE, out / CONFIG_FILE
-    if ckpt.exists() and not ckpt.is_file():
-        raise OutputError(f"{ckpt} is not a regular file; choose another --out")
-    if not ckpt.exists():
-        raise OutputError(
-            f"output folder {out} holds a run without a checkpoint to resume; "
-            "choose another --out or pass --overwrite"
-        )
-    try:
-        stored = yaml.safe_load(fsio.read_regular_text(cfg, what="run config"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, fsio.NotRegularFileError) as e:
-        raise RunFolderError(f"{cfg}: cannot read the config of the run to resume: {e}") from e
-    diffs = _config_diff(stored or {}, config_dict)
-    if diffs:
-        raise OutputError(
-            f"output folder {out} holds a run of a different config, so it cannot be resumed "
-            f"({'; '.join(diffs)}); choose another --out or pass --overwrite"
-        )
-    return True
-
-
-def _create_out_dir(out: Path, name: str, overwrite: bool, resuming: bool) -> None:
-    """Empty a checked biasprobe run folder (``overwrite``) or create it; write its manifest."""
-    manifest = fsio.read_manifest(out) if out.is_dir() else None
-    if overwrite and manifest is not None:
-        for rel in manifest["files"]:
-            (out / rel).unlink(missing_ok=True)
-        (out / fsio.MANIFEST).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise OutputError(f"cannot create output folder {out}: {e.strerror or e}") from None
-    if not resuming:
-        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        fsio.write_manifest(out, RUN_KIND, f"{name}-{stamp}", files=_RUN_FILES)
-
-
-def _read_log(path: Path, upto_step: int) -> list[dict[str, Any]]:
-    """Log records of an interrupted run up to its checkpoint (later ones are redone)."""
-    if not path.is_file():
-        return []
-    records = []
-    text = fsio.read_regular_text(path, what="training log")
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut short by the interruption
-        if rec.get("kind") in ("train", "eval") and rec.get("step", 0) <= upto_step:
-            records.append(rec)
-    return records
-
-
 def _train_stream(
-    train_examples: Any, config: TrainConfig, tokenizer: Any, state: _State
+    train_examples: Any, config: TrainConfig, tokenizer: Any, state: TrainState
 ) -> Iterator[Batch]:
     """Training batches from ``state``'s position on: epoch by epoch, each reshuffled."""
     d, t = config.data, config.train
@@ -526,7 +303,7 @@ def train(
     out = Path(out_dir)
     config_dict = config_to_dict(config)
     # Everything that can fail on bad input is checked before the folder is created.
-    resuming = _check_out_dir(out, config_dict, overwrite)
+    resuming = check_out_dir(out, config_dict, overwrite)
     device = resolve_device(config.train.device)
     tokenizer = load_tokenizer(config.data.tokenizer)
     data = _prepare_data(config, tokenizer, axis)
@@ -537,33 +314,11 @@ def train(
     run.tokenizer = tokenizer
     if resuming:
         run.resume()
-        finished = _finished_summary(out, run.state, config)
+        finished = finished_summary(out, run.state, config)
         if finished is not None:  # nothing left to train: say so, rewrite nothing
             return {**finished, "already_finished": True}
-    _create_out_dir(out, config.name, overwrite, resuming)
+    create_out_dir(out, config.name, overwrite, resuming)
     return run.fit(resuming, progress)
-
-
-def _finished_summary(out: Path, state: _State, config: TrainConfig) -> dict[str, Any] | None:
-    """The stored summary of a run that has nothing left to train (its summary was written
-    at the step it stands at, and its epochs, ``max_steps`` or patience are used up), else
-    None (an interrupted run, or one given a larger ``--max-steps``)."""
-    path = out / SUMMARY_FILE
-    if not path.is_file():
-        return None
-    try:
-        summary = json.loads(fsio.read_regular_text(path, what="summary"))
-    except (OSError, ValueError, fsio.NotRegularFileError):
-        return None
-    t = config.train
-    done = (
-        state.stopped_early
-        or state.epochs_completed >= t.epochs
-        or (t.max_steps is not None and state.step >= t.max_steps)
-    )
-    if not isinstance(summary, dict) or summary.get("steps") != state.step or not done:
-        return None
-    return summary
 
 
 class _Run:
@@ -589,8 +344,8 @@ class _Run:
             raise UsageError(f"{config.path or 'config'}: model has no trainable parameters")
         t = config.train
         self.optimizer = torch.optim.AdamW(self.params, lr=t.lr, weight_decay=t.weight_decay)
-        self.state = _State(augment=augment)
-        self.memory: _Memory | None = None
+        self.state = TrainState(augment=augment)
+        self.memory: Memory | None = None
         self.log_file: Any = None
         self.tokenizer: Any = None
         self.grad_norm: float | None = None
@@ -626,7 +381,7 @@ class _Run:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # torch's source-line warnings before an error
                 ckpt = torch.load(path, map_location="cpu", weights_only=True)
-            stored = _State(**ckpt["state"])
+            stored = TrainState(**ckpt["state"])
         except Exception as e:
             raise RunFolderError(
                 f"{path}: cannot resume from this checkpoint ({explain_load_error(e, '')}); "
@@ -662,7 +417,7 @@ class _Run:
 
         import torch
 
-        _check_finite(self.model, self.state.step)  # a checkpoint never holds NaN weights
+        check_finite(self.model, self.state.step)  # a checkpoint never holds NaN weights
         self.state.peak_memory_bytes = self.memory.sample()
         cuda = self.device.type == "cuda"
         payload = {
@@ -675,7 +430,7 @@ class _Run:
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         fsio.atomic_write_bytes(self.out / CHECKPOINT_FILE, buffer.getvalue())
-        _save_weights(self.model, self.out / FINAL_WEIGHTS, self.state.step)
+        save_weights(self.model, self.out / FINAL_WEIGHTS, self.state.step)
         cache = getattr(self.model, "_feature_cache", None)
         if cache:  # a frozen encoder's features: a resumed run need not encode the texts again
             buffer = io.BytesIO()
@@ -694,12 +449,12 @@ class _Run:
 
     def evaluate(self) -> dict[str, float]:
         state = self.state
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         metrics = evaluate(self.model, self.data.validation, self.device, self._eval_progress())
         if self.bar is not None and self.eval_task is not None:
             self.bar[0].update(self.eval_task, visible=False)
-        _sync(self.device)
+        sync(self.device)
         state.eval_time_s += time.perf_counter() - start
         if not math.isfinite(metrics["val_loss"]):
             raise TrainingDiverged(
@@ -712,7 +467,7 @@ class _Run:
             state.best_val_loss = metrics["val_loss"]
             state.best_step = state.step
             state.evals_since_best = 0
-            _save_weights(self.model, self.out / BEST_WEIGHTS, state.step)
+            save_weights(self.model, self.out / BEST_WEIGHTS, state.step)
         elif state.step > 0:
             state.evals_since_best += 1
         self.log(
@@ -758,7 +513,7 @@ class _Run:
 
         t = self.config.train
         state = self.state
-        _sync(self.device)
+        sync(self.device)
         start = time.perf_counter()
         batch = batch.to(self.device)
         self.optimizer.zero_grad(set_to_none=True)
@@ -775,7 +530,7 @@ class _Run:
         if t.grad_clip is not None:
             self.grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip))
         self.optimizer.step()
-        _sync(self.device)
+        sync(self.device)
         state.train_time_s += time.perf_counter() - start
         state.step += 1
         state.batches_in_epoch += 1
@@ -846,7 +601,7 @@ class _Run:
 
     def fit(self, resuming: bool, progress: bool) -> dict[str, Any]:
         out = self.out
-        records = _read_log(out / LOG_FILE, self.state.step) if resuming else []
+        records = read_log(out / LOG_FILE, self.state.step) if resuming else []
         fsio.atomic_write_text(
             out / CONFIG_FILE, yaml.safe_dump(config_to_dict(self.config), sort_keys=False)
         )
@@ -854,7 +609,7 @@ class _Run:
         for rec in records:
             self.log_file.write(json.dumps(rec) + "\n")
         self.log_file.flush()
-        self.memory = _Memory(self.device, self.state.peak_memory_bytes)
+        self.memory = Memory(self.device, self.state.peak_memory_bytes)
         bar = _progress(progress, self._total_steps())
         task = None
         if bar is not None:
@@ -953,7 +708,7 @@ class _Run:
             "params_trainable": n_trainable,
             "device": str(device),
             "device_name": (
-                torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+                torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
             ),
             "cpu_threads": torch.get_num_threads(),
             "seed": t.seed,
@@ -961,96 +716,3 @@ class _Run:
             "torch": torch.__version__,
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         }
-
-
-# --------------------------------------------------------------------------- loading
-
-
-@dataclass
-class TrainedModel:
-    """A trained classifier read back from its run folder.
-
-    Attributes:
-        model: the classifier, in eval mode.
-        tokenizer: the WordPiece tokenizer it was trained with.
-        config: the run's config.
-        summary: the run's summary record (empty if the run did not finish).
-        path: the run folder.
-    """
-
-    model: nn.Module
-    tokenizer: Any
-    config: TrainConfig
-    summary: dict[str, Any]
-    path: Path
-
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> Any:
-        """Probability of the positive class for each text, as a NumPy float array."""
-        import numpy as np
-        import torch
-
-        from biasprobe.sentiment.data import Example
-
-        device = next(self.model.parameters()).device
-        out = []
-        examples = [Example(text, 0) for text in texts]
-        with torch.no_grad():
-            for b in batches(examples, self.tokenizer, batch_size, self.config.data.max_length):
-                b = b.to(device)
-                _, logits = self.model(b.input_ids, b.mask)
-                out.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
-        return np.concatenate(out) if out else np.zeros(0)
-
-
-def load_trained(path: str | Path, *, which: str = "best", device: str = "cpu") -> TrainedModel:
-    """Load a trained classifier from a run folder written by :func:`train`.
-
-    Args:
-        path: the run folder.
-        which: ``"best"`` (weights at the best validation accuracy) or ``"final"`` (last step).
-        device: where to put the model (``auto``, ``cpu``, ``cuda``, ...).
-
-    Returns:
-        A :class:`TrainedModel`.
-
-    Raises:
-        UsageError: ``which`` is not best/final.
-        RunFolderError: the folder or one of its files is missing or unreadable.
-    """
-    from safetensors.torch import load_model
-
-    if which not in ("best", "final"):
-        raise UsageError(f"which={which!r}: expected 'best' or 'final'")
-    folder = Path(path)
-    cfg_path = folder / CONFIG_FILE
-    weights = folder / (BEST_WEIGHTS if which == "best" else FINAL_WEIGHTS)
-    for p in (cfg_path, weights):
-        if not p.is_file():
-            raise RunFolderError(
-                f"{folder} is not a trained sentiment run: {p.name} is missing "
-                f"(expected the folder written by 'biasprobe sentiment train')"
-            )
-    try:
-        text = fsio.read_regular_text(cfg_path, what="run config")
-        summary: dict[str, Any] = {}
-        if (folder / SUMMARY_FILE).is_file():
-            summary = json.loads(fsio.read_regular_text(folder / SUMMARY_FILE, what="summary"))
-    except (OSError, ValueError, fsio.NotRegularFileError) as e:
-        raise RunFolderError(f"{folder}: cannot read the run's files: {e}") from None
-    if not isinstance(summary, dict):
-        raise RunFolderError(f"{folder / SUMMARY_FILE}: expected a JSON object")
-    config = parse_config(text, str(cfg_path))
-    model = build_model(config)
-    try:
-        load_model(model, str(weights), strict=True)
-    except (RuntimeError, OSError, ValueError) as e:
-        raise RunFolderError(f"{weights}: cannot load the weights: {e}") from e
-    bad = _nonfinite(model)
-    if bad:
-        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise RunFolderError(
-            f"sentiment run {folder}: {weights.name} holds NaN or infinite weights (in "
-            f"{shown}), so every prediction would be NaN; the file is damaged"
-        )
-    model.to(resolve_device(device)).eval()
-    return TrainedModel(model, load_tokenizer(config.data.tokenizer), config, summary, folder)

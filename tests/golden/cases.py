@@ -53,7 +53,8 @@ def cases(models: dict[str, Path]) -> dict[str, list[str]]:
 
 
 def neutral(text: str, models: dict[str, Path]) -> str:
-    """``text`` with each model folder's path replaced by ``<name>`` (the folders are temporary)."""
+    """``text`` with each model folder's path replaced by ``<name>`` (the folders are temporary)
+    and the repository's path by ``<repo>`` (probe-file sources), so any checkout compares."""
     for key in sorted(models, key=lambda k: -len(str(models[k]))):
         text = text.replace(str(models[key]), f"<{key}>")
-    return text
+    return text.replace(f"{REPO}/", "<repo>/")

@@ -4,12 +4,12 @@ One SQLite database (standard library, WAL journal) in the cache folder: ``--cac
 the ``BIASPROBE_CACHE_DIR`` environment variable, else ``$XDG_CACHE_HOME/biasprobe`` (by
 default ``~/.cache/biasprobe``). Entries are keyed by
 
-* **the model's identity** (:func:`model_identity`): the resolved hub commit or the sha256 of
-  the weight files, the sha256 of ``config.json`` and of the tokenizer files, the model class,
-  dtype and device kind, and the torch / transformers versions — a changed checkpoint never
-  hits an old entry;
-* **the exact request**: its kind (``mask``, ``chain``, ``prior``, ``pair``) and what the model
-  was given (the sentence in the model's mask token, the target's pieces, the prior's
+* **the model's identity** (:func:`model_identity`, in :mod:`biasprobe.cache.identity`): the
+  resolved hub commit or the sha256 of the weight files, the sha256 of ``config.json`` and of
+  the tokenizer files, the model class, dtype and device kind, and the torch / transformers
+  versions — a changed checkpoint never hits an old entry;
+* **the exact request**: its kind (:data:`KINDS`: ``mask``, ``chain``, ``prior``, ``token``,
+  ``pair``, ``label``) and what the model was given (the sentence in the model's mask token, the target's pieces, the prior's
   arguments; for a pair, both sentences and every setting its scores depend on), hashed
   (sha256) into the key.
 
@@ -56,6 +56,15 @@ from typing import Any
 
 import numpy as np
 
+from biasprobe.cache.identity import (  # noqa: F401 - re-exported: biasprobe.cache is the API
+    CLASSIFIER_KINDS,
+    CONFIG_FILES,
+    TOKENIZER_FILES,
+    cache_dirs,
+    cache_line,
+    format_bytes,
+    model_identity,
+)
 from biasprobe.errors import UsageError
 
 ENV_VAR = "BIASPROBE_CACHE_DIR"
@@ -71,7 +80,10 @@ UPGRADABLE = (1,)
 #: Seconds a write waits for another process's transaction before giving up.
 BUSY_TIMEOUT_S = 120.0
 
-KINDS = ("mask", "chain", "prior", "pair")
+#: Request kinds: a masked LM's vector at the mask (``mask``), chain-rule, prior and token
+#: log-probs (``chain``, ``prior``, ``token``: one float64 each), a fill-mask pair's record
+#: (``pair``) and a classifier's label probabilities (``label``: a record of one float64 array).
+KINDS = ("mask", "chain", "prior", "pair", "token", "label")
 #: Value formats: raw little-endian float32 vector / one little-endian float64 / a record
 #: (:func:`encode_record`).
 F32, F64, REC = "f32", "f64", "rec1"
@@ -132,9 +144,14 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _digest(obj: Any) -> bytes:
+def digest(obj: Any) -> bytes:
+    """sha256 of ``obj`` as canonical JSON (sorted keys, no spaces): the key of any request."""
     text = json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+#: The old private name of :func:`digest` (``biasprobe.runner`` imports it until it switches).
+_digest = digest
 
 
 def request_key(kind: str, request: Any) -> bytes:
@@ -142,7 +159,7 @@ def request_key(kind: str, request: Any) -> bytes:
     the same values give one key)."""
     if kind not in KINDS:
         raise ValueError(f"unknown request kind {kind!r}")
-    return _digest([kind, request])
+    return digest([kind, request])
 
 
 def encode_vector(values: np.ndarray) -> bytes:
@@ -431,7 +448,7 @@ class ResultCache:
         """The entries of one model identity (registered on first use). ``name`` (what the
         user called the model) is shown by ``biasprobe cache info`` but is not part of the
         identity: the same files under another path are the same model."""
-        digest = _digest(dict(identity))
+        key = digest(dict(identity))
         description = json.dumps({**identity, "name": name}, sort_keys=True, ensure_ascii=False)
         now = _now()
         c = self._conn
@@ -441,14 +458,14 @@ class ResultCache:
                 "INSERT INTO models (identity, description, created, last_used) "
                 "VALUES (?, ?, ?, ?) ON CONFLICT(identity) DO UPDATE SET last_used = ?, "
                 "description = ?",
-                (digest, description, now, now, now, description),
+                (key, description, now, now, now, description),
             )
-            model_id = c.execute("SELECT id FROM models WHERE identity = ?", (digest,)).fetchone()
+            model_id = c.execute("SELECT id FROM models WHERE identity = ?", (key,)).fetchone()
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
-        return ModelStore(self, int(model_id[0]), digest.hex())
+        return ModelStore(self, int(model_id[0]), key.hex())
 
     def get(self, model_id: int, kind: str, keys: Sequence[bytes]) -> dict[bytes, Any]:
         """The stored values of those keys that are in the cache and intact (see the module:
@@ -456,9 +473,9 @@ class ResultCache:
         :attr:`damaged`)."""
         rows = self._select("key, format, value, digest", model_id, kind, keys)
         out: dict[bytes, Any] = {}
-        for key, fmt, blob, digest in rows:
+        for key, fmt, blob, check in rows:
             key, blob = bytes(key), bytes(blob)
-            value = self._verified(model_id, kind, key, fmt, blob, digest)
+            value = self._verified(model_id, kind, key, fmt, blob, check)
             if value is not None:
                 out[key] = value
         return out
@@ -711,126 +728,3 @@ def clear(folder: str | Path) -> list[Path]:
         if leftover.is_file() and not main.exists():
             leftover.unlink()
     return removed
-
-
-# -- model identity ----------------------------------------------------------------------------
-
-#: Files besides the weights that decide a model's numbers or its tokenization.
-CONFIG_FILES = ("config.json",)
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "spiece.model",
-    "sentencepiece.bpe.model",
-    "tokenizer.model",
-)
-
-
-def _files_sha256(folder: Path, names: Sequence[str]) -> dict[str, str]:
-    from biasprobe.hub import sha256_file
-
-    return {n: sha256_file(folder / n) for n in names if (folder / n).is_file()}
-
-
-def model_identity(backend: Any) -> tuple[dict[str, Any] | None, str]:
-    """What identifies the numbers a live model computes, or ``(None, why not)``.
-
-    * weights: the resolved hub commit of a model from the Hugging Face cache (a snapshot never
-      changes), else the sha256 of every weight file of the folder;
-    * ``config.json`` and the tokenizer files (sha256 each);
-    * the model class and dtype (they decide the computation);
-    * the device kind (``cpu``, ``cuda`` with the GPU's name, ``mps``): other kernels give other
-      last bits, and a run must give the same numbers with and without the cache;
-    * torch and transformers versions, for the same reason.
-
-    Models with no files (built in memory and passed to :func:`biasprobe.run`) get no identity:
-    nothing would tell a changed model from the old one.
-    """
-    info = getattr(backend, "info", None) or {}
-    folder = info.get("path")
-    if not folder or not Path(folder).is_dir():
-        return None, "in-memory model (no checkpoint files to identify it)"
-    folder = Path(folder)
-    if info.get("source") == "local":
-        weights = dict(info.get("files_sha256") or {})
-        if not weights:
-            return None, f"no weight files found in {folder}"
-        identity: dict[str, Any] = {"weights_sha256": weights}
-    elif info.get("commit_hash"):
-        identity = {"hub_id": info.get("requested"), "commit": info["commit_hash"]}
-    else:
-        from biasprobe.hub import WEIGHT_FILES
-
-        files = sorted(
-            {f.name for pattern in ("*.safetensors", "*.bin") for f in folder.glob(pattern)}
-            | {n for n in WEIGHT_FILES if (folder / n).is_file()}
-        )
-        if not files:
-            return None, f"no weight files found in {folder}"
-        identity = {"weights_sha256": _files_sha256(folder, files)}
-    device = str(info.get("device") or "cpu")
-    kind = device.split(":")[0]
-    if kind == "cuda":
-        import torch
-
-        kind = f"cuda ({torch.cuda.get_device_name(torch.device(device))})"
-    from importlib.metadata import version
-
-    identity.update(
-        config_sha256=_files_sha256(folder, CONFIG_FILES),
-        tokenizer_sha256=_files_sha256(folder, TOKENIZER_FILES),
-        tokenizer_class=info.get("tokenizer"),
-        model_class=info.get("class"),
-        dtype=info.get("dtype"),
-        device_kind=kind,
-        head_at_mask_only=info.get("head_at_mask_only"),
-        torch=version("torch"),
-        transformers=version("transformers"),
-    )
-    return identity, ""
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"  # pragma: no cover
-
-
-def cache_line(model: Mapping[str, Any], label: str | None = None) -> str | None:
-    """One terminal line about a model's cache use, from its model card in results.json
-    (None for recorded outputs, which never compute anything). ``label``: the model's short
-    name on the terminal (default its name); the cache folder is named by :func:`cache_dirs`."""
-    stats = (model.get("info") or {}).get("cache")
-    if not stats or str(stats.get("reason", "")).startswith("recorded outputs"):
-        return None
-    name = label or model["name"]
-    if not stats.get("enabled"):
-        return f"cache {name}: not used: {stats.get('reason')}"
-    pairs = (stats.get("by_kind") or {}).get("pair")
-    served = ""
-    if pairs and pairs["hits"] + pairs["misses"]:
-        served = f"{pairs['hits']}/{pairs['hits'] + pairs['misses']} pairs cached; "
-    damaged = sum((stats.get("damaged") or {}).values())
-    warning = ""
-    if damaged:
-        warning = (
-            f"warning: {damaged} damaged entr{'y' if damaged == 1 else 'ies'} (failed the "
-            "integrity check) not used, computed again; "
-        )
-    return (
-        f"cache {name}: {warning}{served}{stats['hits']} hit(s), {stats['misses']} computed in "
-        f"{stats['batches_computed']} batch(es)"
-    )
-
-
-def cache_dirs(models: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The cache folders the models of a run used (for one line naming them)."""
-    found = [((m.get("info") or {}).get("cache") or {}).get("dir") for m in models]
-    return list(dict.fromkeys(d for d in found if d))

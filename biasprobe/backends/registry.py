@@ -1,0 +1,291 @@
+"""Which backend a model name needs, decided in one place: by prefix, folder contents or hub id.
+
+Two steps, so that every model of a run is found and checked before the first forward pass:
+
+* :func:`resolve` ``(text, family)`` → a :class:`ModelSpec`, loading nothing heavy. The kind of
+  model is told from
+
+  ===============================  ==========================  =============================
+  what the name is                 kind                        serves the families
+  ===============================  ==========================  =============================
+  ``recorded:DIR`` / ``NAME``      ``recorded``                ``masked-lm``
+  biasprobe sentiment run folder   ``sentiment-run``           ``classifier``
+  HF config ``architectures``:     ``hf-masked-lm``            ``masked-lm``,
+  a masked-LM head                                             ``sentence-scorer`` (PLL)
+  HF config ``architectures``:     ``hf-sequence-              ``classifier``
+  a sequence-classification head   classification``
+  a hub id not in the local cache  ``hf``                      decided when loaded
+  ===============================  ==========================  =============================
+
+  A model of the wrong kind for the family is refused with a message saying what it is and
+  what the task needs (:class:`~biasprobe.errors.ModelLoadError`).
+* :func:`load` ``(spec, family, **options)`` → the backend: a
+  :class:`~biasprobe.backends.base.MaskedLM` (``masked-lm``), a
+  :class:`~biasprobe.backends.base.Classifier` (``classifier``) or a
+  :class:`~biasprobe.backends.base.SentenceScorer` (``sentence-scorer``: a masked LM scored by
+  pseudo-log-likelihood, :class:`~biasprobe.backends.pll.PseudoLogLikelihood`).
+
+A new kind of model is a new row in :data:`KINDS` and a branch of :func:`load`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from biasprobe.errors import ModelLoadError, UsageError
+
+__all__ = ["FAMILIES", "KINDS", "ModelSpec", "is_recorded", "load", "resolve", "split_revision"]
+
+#: The model families a task may ask for.
+FAMILIES = ("masked-lm", "classifier", "sentence-scorer")
+#: Per kind of model: what it is (for messages) and the families it serves.
+KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "recorded": ("recorded outputs of a masked language model", ("masked-lm",)),
+    "sentiment-run": ("a biasprobe sentiment classifier (a sentiment run folder)", ("classifier",)),
+    "hf-masked-lm": ("a masked language model", ("masked-lm", "sentence-scorer")),
+    "hf-sequence-classification": ("a sequence classifier", ("classifier",)),
+    "hf-neither": ("neither a masked language model nor a sequence classifier", ()),
+    "hf": ("a Hugging Face model", FAMILIES),  # not inspected yet: decided when loaded
+}
+#: What each family is called in messages.
+NEEDS = {
+    "masked-lm": "a masked language model",
+    "classifier": "a sequence classifier",
+    "sentence-scorer": "a model that scores sentences (a masked language model, by "
+    "pseudo-log-likelihood)",
+}
+#: Where each kind of model belongs, for the hint of a refusal.
+BELONGS = {
+    "recorded": "recorded outputs replay fill-mask probe sets",
+    "sentiment-run": "sentiment classifiers are run on counterfactual probe sets",
+    "hf-masked-lm": "masked language models belong to fill-mask probe sets and CrowS-Pairs",
+    "hf-sequence-classification": (
+        "sequence classifiers are run on counterfactual probe sets (kind: counterfactual)"
+    ),
+}
+RECORDED_PREFIX = "recorded:"
+
+
+@dataclass
+class ModelSpec:
+    """A model name resolved before anything is loaded (see :func:`resolve`).
+
+    Attributes:
+        spec: what the user gave.
+        key: what identifies the model for duplicate detection (a resolved folder, or the hub
+            id with its revision).
+        source: the :class:`biasprobe.hub.ModelSource` of a Hugging Face model (None for
+            recorded outputs and sentiment run folders).
+        revision: the hub revision to load.
+        kind: the kind of model (a key of :data:`KINDS`).
+        family: the family it was resolved for (one of :data:`FAMILIES`).
+        architectures: the ``architectures`` of its HF config, when it could be read.
+    """
+
+    spec: str
+    key: str
+    source: Any = None
+    revision: str | None = None
+    kind: str = ""
+    family: str = "masked-lm"
+    architectures: tuple[str, ...] = ()
+
+
+def split_revision(spec: str) -> tuple[str, str | None]:
+    """``"org/model@v1.0"`` → ``("org/model", "v1.0")``; no ``@`` → revision None."""
+    if Path(spec).expanduser().exists():
+        return spec, None  # an existing folder whose name contains "@"
+    if "@" in spec and not spec.startswith((RECORDED_PREFIX, ".", "/", "~")):
+        name, _, rev = spec.rpartition("@")
+        if name and rev:
+            return name, rev
+    return spec, None
+
+
+def is_recorded(text: str) -> bool:
+    """Whether a model name names recorded outputs (``recorded:DIR`` or ``recorded:NAME``):
+    nothing is computed for it (no cache, no device), told without resolving anything."""
+    return text.startswith(RECORDED_PREFIX)
+
+
+def check_family(family: str) -> None:
+    """Raises: UsageError: ``family`` is not one of :data:`FAMILIES`."""
+    if family not in FAMILIES:
+        raise UsageError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
+
+
+def resolve(text: str, family: str, revision: str | None = None) -> ModelSpec:
+    """Find the model ``text`` names and check that it is of ``family``, loading nothing.
+
+    Args:
+        text: ``recorded:DIR`` or ``recorded:NAME``, a sentiment run folder, a Hugging Face
+            checkpoint folder, or a hub id (``NAME@REVISION`` pins a revision).
+        family: ``masked-lm``, ``classifier`` or ``sentence-scorer``.
+        revision: hub revision (an ``@REVISION`` in ``text`` wins).
+
+    Raises:
+        ModelLoadError: the model cannot be found, its folder is incomplete, or it is of
+            another kind than ``family`` needs (naming what it is and what is needed).
+        UsageError: unknown family.
+    """
+    check_family(family)
+    if is_recorded(text):
+        from biasprobe.backends.recorded import resolve_recorded
+
+        folder = resolve_recorded(text)
+        spec = ModelSpec(text, f"recorded:{folder.resolve()}", kind="recorded", family=family)
+        return _checked(spec)
+    from biasprobe.backends.classifiers import is_sentiment_run
+
+    path = Path(text).expanduser()
+    if is_sentiment_run(path):
+        spec = ModelSpec(text, str(path.resolve()), kind="sentiment-run", family=family)
+        return _checked(spec)
+    if path.is_dir() and (path / "config.yaml").is_file() and not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"{text} looks like a biasprobe sentiment run without weights "
+            "(no best.safetensors or model.safetensors): did training finish?"
+        )
+    from biasprobe.hub import resolve_model_source
+
+    name, rev = split_revision(text)
+    src = resolve_model_source(name, revision=rev or revision)
+    key = src.info["path"] if src.is_local else f"{name}@{src.revision or 'default'}"
+    archs = _architectures(src)
+    spec = ModelSpec(text, key, src, rev or revision, _hf_kind(archs), family, archs)
+    return _checked(spec)
+
+
+def _checked(spec: ModelSpec) -> ModelSpec:
+    """``spec`` if its kind serves its family, else the refusal (what the model is, what the
+    task needs, and where the model belongs)."""
+    what, serves = KINDS[spec.kind]
+    if spec.family in serves:
+        return spec
+    archs = f" ({', '.join(spec.architectures)})" if spec.architectures else ""
+    if spec.kind == "hf-neither":
+        what = f"neither a masked language model nor a sequence classifier{archs}"
+    elif spec.kind == "hf-sequence-classification":
+        what += f"{archs}, not a complete masked language model"
+    elif spec.kind == "hf-masked-lm":
+        what += f"{archs}, not a sequence classifier"
+    hint = BELONGS.get(spec.kind)
+    raise ModelLoadError(
+        f"{_who(spec)} is {what}: this task needs {NEEDS[spec.family]}"
+        + (f" ({hint})" if hint else "")
+    )
+
+
+def _who(spec: ModelSpec) -> str:
+    if spec.source is not None:
+        return spec.source.describe()
+    return f"model {spec.spec!r}"
+
+
+def _architectures(src: Any) -> tuple[str, ...]:
+    """The ``architectures`` of a local or cached model's config.json (empty if unknown)."""
+    import json
+
+    from biasprobe.hub import local_folder
+
+    folder = local_folder(src)
+    if folder is None:
+        return ()
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ()  # the loader says what is wrong with it
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    if not isinstance(archs, list) or isinstance(config.get("auto_map"), dict):
+        return ()  # custom code: its classes say nothing the loader cannot check
+    return tuple(str(a) for a in archs if isinstance(a, str))
+
+
+def _hf_kind(architectures: tuple[str, ...]) -> str:
+    """The kind of a Hugging Face checkpoint from its config's architecture names."""
+    if not architectures:
+        return "hf"
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
+    )
+
+    mlm = set(MODEL_FOR_MASKED_LM_MAPPING_NAMES.values())
+    seq = set(MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values())
+    if any(a in mlm or a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures):
+        return "hf-masked-lm"
+    if any(a in seq or a.endswith("ForSequenceClassification") for a in architectures):
+        return "hf-sequence-classification"
+    return "hf-neither"
+
+
+def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> Any:
+    """Load the backend of a resolved model (a name is resolved first).
+
+    Args:
+        spec: a :class:`ModelSpec` from :func:`resolve`, or a model name.
+        family: the family to load it as (default: the one it was resolved for).
+        **options: ``device``, ``batch_size``, ``trust_remote_code`` (every family);
+            ``revision`` (used to resolve a name); ``positive_label`` (classifiers).
+
+    Returns:
+        a :class:`~biasprobe.backends.base.MaskedLMBackend` (``masked-lm``), a
+        :class:`~biasprobe.backends.classifiers.ClassifierBackend` (``classifier``) or a
+        :class:`~biasprobe.backends.pll.PseudoLogLikelihood` (``sentence-scorer``).
+
+    Raises:
+        ModelLoadError / DeviceError: the model cannot be loaded; UsageError: an option does
+        not apply to the family, or the spec was resolved for another family.
+    """
+    revision = options.pop("revision", None)
+    if isinstance(spec, str):
+        spec = resolve(spec, family or "masked-lm", revision=revision)
+    family = family or spec.family
+    check_family(family)
+    if family != spec.family:
+        spec = _checked(dataclasses.replace(spec, family=family))
+    device = options.pop("device", None)
+    positive_label = options.pop("positive_label", None)
+    if positive_label is not None and family != "classifier":
+        raise UsageError("positive_label applies to classifiers only")
+    if family == "classifier":
+        from biasprobe.backends.classifiers import load_classifier
+
+        return load_classifier(
+            spec.spec if spec.kind == "sentiment-run" else split_revision(spec.spec)[0],
+            device=device,
+            revision=spec.revision,
+            positive_label=positive_label,
+            **_only(options, "batch_size", "trust_remote_code"),
+        )
+    masked = _masked_lm(spec, device, **_only(options, "batch_size", "trust_remote_code"))
+    if family == "masked-lm":
+        return masked
+    from biasprobe.backends.pll import PseudoLogLikelihood
+
+    return PseudoLogLikelihood(masked)
+
+
+def _only(options: dict[str, Any], *allowed: str) -> dict[str, Any]:
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise UsageError(f"unknown model option(s): {', '.join(unknown)}")
+    return options
+
+
+def _masked_lm(spec: ModelSpec, device: str | None, **options: Any) -> Any:
+    if spec.kind == "recorded":
+        from biasprobe.backends.recorded import RecordedMaskedLM
+        from biasprobe.device import check_device_name
+
+        check_device_name(device)
+        return RecordedMaskedLM(spec.spec)
+    from biasprobe.backends.hf import load_hf_masked_lm
+
+    name, _ = split_revision(spec.spec)
+    return load_hf_masked_lm(
+        name, revision=spec.revision, device=device, source=spec.source, **options
+    )
