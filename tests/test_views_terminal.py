@@ -224,3 +224,92 @@ def test_probe_set_reprs_come_from_the_registry_and_fall_back_to_a_plain_one():
         assert ps._repr_html_() is None
     finally:
         display._TEXT["ProbeSet"], display._HTML["ProbeSet"] = saved
+
+
+def test_print_crows_summary_shows_the_stored_change_from_the_base_model():
+    import numpy as np
+
+    from biasprobe.comparisons import crows_comparison
+
+    rng = np.random.default_rng(3)
+    outcomes = {"m-a": rng.random(40) < 0.5, "/x/m-b": rng.random(40) < 0.7}
+    types = ["gender" if i % 2 else "race-color" for i in range(40)]
+    pairs = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "pair_id": str(i),
+                "bias_type": types[i],
+                "outcome": "more" if more else "less",
+                "skipped": "",
+            }
+            for m, o in outcomes.items()
+            for i, more in enumerate(o)
+        ]
+    )
+    summary = _crows_summary(True).replace({"model": {"m-b": "/x/m-b"}})
+
+    class Run:
+        kind = "crows-pairs"
+        models = ["m-a", "/x/m-b"]
+        meta = {"scoring": "meade"}
+
+    Run.summary, Run.pairs = summary, pairs
+    Run.comparison = crows_comparison(pairs, n_resamples=200)
+    text = _printed(terminal.print_crows_summary, Run())
+    _fits(text)
+    assert "Change from the base model (m-a), percentage points" in text
+    assert "model: /x/m-b" in text  # the short name "m-b" said once
+    x0, x1 = outcomes["m-a"].astype(float), outcomes["/x/m-b"].astype(float)
+    for r in Run.comparison.to_dict("records"):
+        sel = np.ones(40, bool) if r["key"] == "all" else np.array(types) == r["key"]
+        change = 100 * (x1[sel].mean() - x0[sel].mean())  # computed here, independently
+        assert r["change"] == pytest.approx(change)
+        shown = f"{change:+.1f} [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        line = next(x for x in text.splitlines() if f" {r['key']} " in x and shown in x)
+        assert line.split("│")[1].strip() == "m-b" and f" {int(sel.sum())} " in line
+        assert f"{r['p_value']:.3f}" in line
+
+    Run.comparison = Run.comparison.iloc[0:0]
+    assert "Change from the base" not in _printed(terminal.print_crows_summary, Run())
+
+
+def test_print_crows_summary_escapes_hostile_model_and_bias_type_names():
+    class Run:
+        kind = "crows-pairs"
+        models = [EVIL]
+        meta = {"scoring": EVIL}
+        summary = _crows_summary(True).replace({"model": {"m-a": EVIL}, "key": {"gender": EVIL}})
+        summary = summary[summary["model"] == EVIL]
+        pairs = pd.DataFrame({"model": [EVIL], "pair_id": ["1"], "outcome": ["more"]})
+
+    text = _printed(terminal.print_crows_summary, Run())
+    assert "\x1b" not in text and "\x07" not in text and "[bold]" in text
+
+
+def test_print_probe_sets_lists_every_shipped_set_unwrapped():
+    from biasprobe.catalog import shipped_dir, shipped_sets
+
+    sets = shipped_sets()
+    buf = io.StringIO()
+    terminal.print_probe_sets(sets, shipped_dir(), console=Console(width=40, file=buf))
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == len(sets) + 1  # long lines are not wrapped at the console width
+    for s, line in zip(sets, lines):
+        assert line.startswith(s.name) and f"Source: {s.source}" in line
+        assert f"{s.pairs} pair" in line and s.kind in line
+    assert lines[-1] == f"({len(sets)} sets in {shipped_dir()}; run one: biasprobe run NAME)"
+
+
+def test_print_downstream_titles_each_classifier_by_its_short_name():
+    run = _counterfactual_run()
+    long = "/data/models/" + "deep/" * 12 + "tilted"
+    run.summary["model"] = run.summary["model"].replace({"tilted": long})
+    for card in run.meta["models"]:
+        card["name"] = long
+        card.setdefault("info", {})["accuracy"] = 0.875
+    text = _printed(terminal.print_downstream, run)
+    _fits(text)
+    assert re.sub(r"\s+", " ", text).startswith(f"models: tilted = {long} ")  # wrapped at 80
+    assert re.search(r"^tilted  held-out acc\. 0\.875\s*$", text, re.M)
+    assert text.count("/data/models") == 1  # the tables use the short name

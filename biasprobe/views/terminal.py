@@ -3,17 +3,18 @@
 Fill-mask runs: :func:`print_models` (which model a short name stands for),
 :func:`print_topk_tables` (both sides' top tokens per pair), :func:`print_summary` (set-level
 scores with intervals, n, p and the change from the base model); probe sets:
-:func:`print_pairs`; CrowS-Pairs: :func:`print_crows_summary`; counterfactual runs:
-:func:`print_downstream`. Every untrusted text goes through :mod:`biasprobe.views.text`; the
-tables fit 80 columns. Library code prints nothing: the CLI calls these.
+:func:`print_pairs` (the pairs of one set) and :func:`print_probe_sets` (the shipped sets);
+CrowS-Pairs: :func:`print_crows_summary`; counterfactual runs: :func:`print_downstream`.
+Every untrusted text goes through :mod:`biasprobe.views.text`; the tables fit 80 columns.
+Library code prints nothing: the CLI calls these.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
-from biasprobe.downstream.scores import SCORE_LABELS
 from biasprobe.views.text import display_names, markup, safe_text
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "print_downstream",
     "print_models",
     "print_pairs",
+    "print_probe_sets",
     "print_summary",
     "print_topk_tables",
 ]
@@ -49,6 +51,23 @@ def print_pairs(probe_set: Any, console: Any = None) -> None:
             console.print(safe_text(f"      targets: {', '.join(it.targets)}"), markup=False)
     if probe_set.items:
         console.print("  (* minoritized side)", markup=False)
+
+
+def print_probe_sets(sets: Sequence[Any], folder: Any, console: Any = None) -> None:
+    """One line per shipped probe set (name, kind, pairs, what it shows, where its words come
+    from; the ``shipped_sets()`` entries of :mod:`biasprobe.catalog`), then how many there are
+    in ``folder``. Lines are not wrapped (a pipe gets them whole)."""
+    console = ensure_console(console)
+    width = max((len(s.name) for s in sets), default=0)
+    for s in sets:
+        pairs = f"{s.pairs} pair{'' if s.pairs == 1 else 's'}"
+        line = f"{s.name:<{width}}  {s.kind:<14}  {pairs:>9}  {s.what}. Source: {s.source}"
+        console.print(safe_text(line), markup=False, soft_wrap=True)
+    console.print(
+        f"({len(sets)} sets in {safe_text(folder)}; run one: biasprobe run NAME)",
+        markup=False,
+        soft_wrap=True,
+    )
 
 
 def ensure_console(console: Any = None) -> Any:
@@ -175,8 +194,6 @@ def print_summary(result: Any, console: Any = None) -> None:
 
     A set with too few templates for a set-level interval or test has its template rows shown
     under each score instead, and the reason is printed."""
-    import math
-
     from rich.table import Table
 
     full = result.summary
@@ -238,82 +255,113 @@ def _crows_models(result: Any) -> list[str]:
     models = getattr(result, "models", None)
     if isinstance(models, list | tuple) and models:
         return [str(m) for m in models]
+    if "model" in result.summary.columns:
+        return [str(m) for m in dict.fromkeys(result.summary["model"])]
     return [str((result.meta.get("model") or {}).get("name", "?"))]
 
 
-def _of_model(table: Any, model: str, models: list[str]) -> Any:
+def _of_model(table: Any, model: str) -> Any:
     """The rows of ``model`` (all rows of a table of one model without a ``model`` column)."""
     if table is None or "model" not in table.columns:
         return table
     return table[table["model"].astype(str) == model]
 
 
-def print_crows_summary(result: Any, console: Any = None) -> None:
-    """The summary on the terminal, with the meaning of 50%, in 80 columns: per model, the
-    metric with its CI on one line, n and p-values; then ties and the stereo/antistereo
-    breakdown."""
-    import math
+def _pct(x: Any, spec: str = ".1f") -> str:
+    """A percentage for the CrowS tables (``—`` when missing)."""
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
-    from rich.console import Console
+
+def _crows_p(x: float) -> str:
+    return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
+
+
+def print_crows_summary(result: Any, console: Any = None) -> None:
+    """The CrowS-Pairs summary with the meaning of 50%, in 80 columns. Per model: the metric
+    with its CI on one line, n and p-values, then ties and the stereo/antistereo breakdown and
+    the pairs skipped; with several models, the change from the base model (the stored
+    ``result.comparison``: percentage points, paired-bootstrap CI, exact McNemar p)."""
+    console = ensure_console(console)
+    models = _crows_models(result)
+    shorts = display_names(models, width=30)
+    for model in models:
+        _print_crows_model(result, model, shorts[model], console)
+    comparison = getattr(result, "comparison", None)
+    if comparison is not None and len(comparison):
+        _print_crows_comparison(comparison, shorts, console)
+
+
+def _print_crows_model(result: Any, model: str, short: str, console: Any) -> None:
     from rich.table import Table
 
     from biasprobe.crows.aggregate import MEANING, skip_counts
 
-    console = console or Console(highlight=False)
-    models = _crows_models(result)
-    shorts = display_names(models, width=30)
-
-    def f(x: float, spec: str = ".1f") -> str:
-        return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-    def p(x: float) -> str:
-        return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
-
-    for model in models:
-        short = shorts[model]
-        table = Table(
-            title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
-            title_justify="left",
-            caption=(
-                f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types."
-            ),
-            caption_justify="left",
+    table = Table(
+        title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
+        title_justify="left",
+        caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
+        caption_justify="left",
+    )
+    table.add_column("bias type", no_wrap=True)
+    table.add_column("metric % [95% CI]", justify="right", no_wrap=True)
+    for name in ("n", "p", "p Holm"):
+        table.add_column(name, justify="right", no_wrap=True)
+    split = Table(title="Ties and the two directions", title_justify="left")
+    split.add_column("bias type", no_wrap=True)
+    for name in ("ties", "stereo % (n)", "antistereo % (n)"):
+        split.add_column(name, justify="right", no_wrap=True)
+    for r in _of_model(result.summary, model).to_dict("records"):
+        key = markup(str(r["key"]))
+        value = r["metric"] if "metric" in r else r.get("mean")
+        metric = f"{_pct(value)} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
+        p, holm = _crows_p(float(r["p_value"])), _crows_p(float(r["p_holm"]))
+        table.add_row(key, metric, str(int(r["n"])), p, holm)
+        split.add_row(
+            key,
+            str(int(r["n_tie"])),
+            f"{_pct(r['stereo_pct'])} ({int(r['stereo_n'])})",
+            f"{_pct(r['antistereo_pct'])} ({int(r['antistereo_n'])})",
         )
-        table.add_column("bias type", no_wrap=True)
-        table.add_column("metric % [95% CI]", justify="right", no_wrap=True)
-        for name in ("n", "p", "p Holm"):
-            table.add_column(name, justify="right", no_wrap=True)
-        split = Table(title="Ties and the two directions", title_justify="left")
-        split.add_column("bias type", no_wrap=True)
-        for name in ("ties", "stereo % (n)", "antistereo % (n)"):
-            split.add_column(name, justify="right", no_wrap=True)
-        summary = _of_model(result.summary, model, models)
-        for r in summary.to_dict("records"):
-            key = markup(str(r["key"]))
-            value = r["metric"] if "metric" in r else r.get("mean")
-            metric = f"{f(value)} [{f(r['ci_low'])}, {f(r['ci_high'])}]"
-            table.add_row(
-                key, metric, str(int(r["n"])), p(float(r["p_value"])), p(float(r["p_holm"]))
-            )
-            split.add_row(
-                key,
-                str(int(r["n_tie"])),
-                f"{f(r['stereo_pct'])} ({int(r['stereo_n'])})",
-                f"{f(r['antistereo_pct'])} ({int(r['antistereo_n'])})",
-            )
-        if short != model:
-            console.print(f"model: {safe_text(model)}", markup=False)
-        console.print(table)
-        console.print(split)
-        pairs = _of_model(getattr(result, "pairs", None), model, models)
-        skipped = skip_counts(pairs) if pairs is not None else {}
-        if skipped:
-            counts = "; ".join(f"{n} {safe_text(label)}" for label, n in skipped.items())
-            console.print(
-                f"skipped {sum(skipped.values())} pair(s), left out of every count ({counts}); "
-                "the reason of each is in pairs.csv, column skipped",
-                markup=False,
-            )
+    if short != model:
+        console.print(f"model: {safe_text(model)}", markup=False)
+    console.print(table)
+    console.print(split)
+    pairs = _of_model(getattr(result, "pairs", None), model)
+    skipped = skip_counts(pairs) if pairs is not None else {}
+    if skipped:
+        counts = "; ".join(f"{n} {safe_text(label)}" for label, n in skipped.items())
+        console.print(
+            f"skipped {sum(skipped.values())} pair(s), left out of every count ({counts}); "
+            "the reason of each is in pairs.csv, column skipped",
+            markup=False,
+        )
+
+
+def _print_crows_comparison(c: Any, shorts: dict[str, str], console: Any) -> None:
+    """The change of the CrowS-Pairs percentage from the base model, per model and bias type."""
+    from rich.table import Table
+
+    base = str(c["base"].iloc[0])
+    table = Table(
+        title=f"Change from the base model ({markup(shorts.get(base, base))}), percentage points",
+        title_justify="left",
+        caption="95% CI: paired bootstrap over the pairs both scored. p: exact McNemar.",
+        caption_justify="left",
+    )
+    for name in ("model", "bias type", "change [95% CI]", "n", "p"):
+        table.add_column(name, justify="left" if name in ("model", "bias type") else "right")
+
+    def f(x: float) -> str:
+        return "—" if x != x else f"{x:+.1f}"
+
+    for r in c.to_dict("records"):
+        p = float(r["p_value"])
+        p_cell = "—" if math.isnan(p) else f"{p:.3f}"
+        change = f"{f(r['change'])} [{f(r['ci_low'])}, {f(r['ci_high'])}]"
+        model = str(r["model"])
+        name = markup(shorts.get(model, model))
+        table.add_row(name, markup(str(r["key"])), change, str(int(r["n"])), p_cell)
+    console.print(table)
 
 
 def _cf_ci(row: Any, digits: int = 3, signed: bool = True) -> str:
@@ -343,23 +391,25 @@ def _cf_table(console: Any, title: str, columns: Sequence[str]) -> Any:
     return table
 
 
-def _model_table(result: Any, model: str, console: Any) -> Any:
-    """Set-level scores of one classifier, then its per-contrast Δ rows."""
+def _model_table(result: Any, model: str, label: str, console: Any) -> Any:
+    """Set-level scores of one classifier (titled ``label``), then its per-contrast Δ rows."""
+    from biasprobe.downstream.scores import SCORE_LABELS
+
     info = next((m.get("info") for m in result.meta.get("models", []) if m["name"] == model), None)
     a = (info or {}).get("accuracy")
     extra = f"  [dim]held-out acc. {a:.3f}[/dim]" if isinstance(a, int | float) else ""
     columns = ("score", "mean", "95% CI", "n", "p")
-    table = _cf_table(console, f"{markup(model)}{extra}", columns)
+    table = _cf_table(console, f"{markup(label)}{extra}", columns)
     s = result.summary[result.summary["model"] == model]
     for _, r in s[s["level"] == "set"].iterrows():
-        label = SCORE_LABELS.get(r["score"], r["score"])
+        score = SCORE_LABELS.get(r["score"], r["score"])
         if r["score"] == "mean_p_positive":
-            label = f"{label} ({r['group']})"
+            score = f"{score} ({r['group']})"
         signed = r["score"] == "delta"
         # the sign-flip p of the template means: the test the interval is made from
         p = _cf_p(r.get("p_value", float("nan"))) if signed else ""
         mean = f"{r['mean']:+.3f}" if signed else f"{r['mean']:.3f}"
-        table.add_row(markup(label), mean, _cf_ci(r, signed=signed), str(int(r["n"])), p)
+        table.add_row(markup(score), mean, _cf_ci(r, signed=signed), str(int(r["n"])), p)
     for _, r in s[(s["level"] == "contrast") & (s["score"] == "delta")].iterrows():
         p = _cf_p(r.get("p_value", float("nan")))
         table.add_row(markup(f"Δ {r['key']}"), f"{r['mean']:+.3f}", _cf_ci(r), str(int(r["n"])), p)
@@ -372,23 +422,22 @@ def _model_table(result: Any, model: str, console: Any) -> Any:
 def print_downstream(result: Any, console: Any = None) -> None:
     """Print the set-level scores per classifier (and the change vs the base), ≤ 80 columns;
     classifiers by short distinct names (which model each stands for is printed first)."""
-    from rich.console import Console
+    from biasprobe.downstream.scores import SCORE_LABELS
 
-    console = console or Console(highlight=False)
+    console = ensure_console(console)
     models = list(dict.fromkeys(result.summary[result.summary["level"] == "set"]["model"]))
     short = display_names(models)
     legend = [f"{short[m]} = {m}" for m in models if short[m] != m]
     if legend:
         console.print("models: " + "; ".join(legend), markup=False)
     for model in models:
-        table = _model_table(result, model, console)
-        title = str(table.title)
-        table.title = markup(short[model]) + title[len(markup(model)) :]
-        console.print(table)
+        console.print(_model_table(result, model, short[model], console))
     c = result.comparison
     if c is None or c.empty:
         return
     c = c[c["level"] == "set"]
+    if c.empty:
+        return
     base = str(c["base"].iloc[0])
     title = f"Change from the base model ({markup(short.get(base, base))})"
     table = _cf_table(console, title, ("model", "score", "change", "95% CI", "n", "p"))
