@@ -1,9 +1,11 @@
 """Notebook ergonomics: short reprs, HTML summaries, inline probes and inline figures.
 
 What a notebook shows for a :class:`~biasprobe.results.RunResult` or a
-:class:`~biasprobe.probes.ProbeSet` comes from here (their ``__repr__`` and ``_repr_html_``
-delegate to :func:`run_result_repr`, :func:`run_result_html`, :func:`probe_set_repr` and
-:func:`probe_set_html`), as do:
+:class:`~biasprobe.probes.ProbeSet` comes from here: importing this module registers
+:func:`run_result_repr`, :func:`run_result_html`, :func:`probe_set_repr` and
+:func:`probe_set_html` with :mod:`biasprobe.display`, which their ``__repr__`` and
+``_repr_html_`` ask (and :func:`scatter` / :func:`compare` as the views ``RunResult.scatter`` /
+``RunResult.compare``), so that the domain types import no view. It also holds:
 
 - :func:`pair`: a one-pair probe set from a template, validated by the probe-file schema;
 - :func:`scatter` / :func:`compare`: plotly figures of one pair (``result.scatter(pair_id)``,
@@ -23,6 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from biasprobe import display
 from biasprobe.errors import UsageError
 
 if TYPE_CHECKING:
@@ -72,12 +75,22 @@ def _ci(lo: Any, hi: Any, digits: int = 2) -> str:
     return "n/a" if "–" in (a, b) else f"{a} to {b}"
 
 
-def _few(row: Any) -> str:
-    """ "N templates" when a set row has no interval because it has too few templates."""
-    note = row.get("note") if hasattr(row, "get") else None
-    if not isinstance(note, str) or "too few" not in note:
+def _few(row: Any, confidence: float = 0.95) -> str:
+    """ "N templates" when a set row has no interval because its set has too few templates
+    (its ``templates`` column, below :func:`biasprobe.stats.min_units`)."""
+    from biasprobe.stats import min_units
+
+    get = row.get if hasattr(row, "get") else lambda k: None
+    try:
+        templates, low = float(get("templates")), float(get("ci_low"))
+    except (TypeError, ValueError):
         return ""
-    return note.split(":", 1)[0]
+    if not math.isnan(low) or math.isnan(templates) or templates < 1:
+        return ""
+    if templates >= min_units(confidence):
+        return ""
+    t = int(templates)
+    return f"{t} template{'' if t == 1 else 's'}"
 
 
 def _more(n: int, what: str) -> str:
@@ -277,6 +290,15 @@ def _set_rows(result: RunResult) -> Any:
     return summary[summary["level"] == "set"]
 
 
+def _level(result: RunResult) -> float:
+    """The run's confidence level as a number (0.95 when it records none)."""
+    try:
+        conf = float((result.meta.get("settings") or {}).get("confidence", 0.95))
+    except (TypeError, ValueError):
+        return 0.95
+    return conf if 0.0 < conf < 1.0 else 0.95
+
+
 def _confidence(result: RunResult) -> str:
     conf = (result.meta.get("settings") or {}).get("confidence", 0.95)
     try:
@@ -327,7 +349,7 @@ def run_result_repr(result: RunResult) -> str:
                 r = hit.iloc[0]
                 n = int(r["n"])
                 mean, ci = _num(r["mean"], 3), _ci(r["ci_low"], r["ci_high"], 3)
-                few = few or (_few(r) if ci == "n/a" else "")
+                few = few or (_few(r, _level(result)) if ci == "n/a" else "")
                 parts.append(f"{score} {mean} [{ci}]")
         body = ", ".join(parts) if parts else "no set-level summary"
         count = f" (n={n}, {conf} CI)" if n is not None else ""
@@ -344,6 +366,7 @@ def run_result_html(result: RunResult) -> str:
     name, version, n_pairs, top_k, run_id = _header(result)
     models = result.models
     conf = _confidence(result)
+    level = _level(result)
     rows = _set_rows(result)
     body = []
     for model in models[:MAX_MODELS_SHOWN]:
@@ -352,12 +375,13 @@ def run_result_html(result: RunResult) -> str:
         for _, r in mine.iterrows() if len(mine) else []:
             cell = f"<td rowspan='{len(mine)}'>{_e(model)}</td>" if first else ""
             first = False
+            few = _few(r, level)
             body.append(
                 "<tr>"
                 f"{cell}<td>{_e(r['score'])}</td>"
                 f"<td style='text-align:right'>{_num(r['mean'], 3)}</td>"
                 f"<td style='text-align:right'>"
-                f"{_e(_few(r) and 'no CI: ' + _few(r)) or _ci(r['ci_low'], r['ci_high'], 3)}"
+                f"{_e(few and 'no CI: ' + few) or _ci(r['ci_low'], r['ci_high'], 3)}"
                 "</td>"
                 f"<td style='text-align:right'>{int(r['n'])}</td>"
                 f"<td style='text-align:right'>{_num(r.get('p_value'), 3)}</td>"
@@ -666,3 +690,16 @@ def compare(
         group_b=group_b,
         title=f"{pair_id} · top {top_n} per side",
     )
+
+
+def _register() -> None:
+    """The reprs, HTML and figures of the domain types, through :mod:`biasprobe.display`."""
+    display.register_text("ProbeSet", probe_set_repr)
+    display.register_html("ProbeSet", probe_set_html)
+    display.register_text("RunResult", run_result_repr)
+    display.register_html("RunResult", run_result_html)
+    display.register_view("RunResult.scatter", scatter)
+    display.register_view("RunResult.compare", compare)
+
+
+_register()

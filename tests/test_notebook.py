@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 import biasprobe
+import biasprobe.notebook  # noqa: F401  (registers the reprs and figures with biasprobe.display)
 from biasprobe.errors import ProbeSetError, UsageError
 from biasprobe.probes import load_probe_set, probes_from_dict, probes_from_yaml
 

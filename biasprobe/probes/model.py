@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from biasprobe.display import html_of, text_of
+
 MASK = "[MASK]"
 """The mask placeholder written in YAML and kept in :attr:`ProbeItem.sentences`."""
 
@@ -141,11 +143,15 @@ class ProbeSet:
     kind: str = FILL_MASK
 
     def __repr__(self) -> str:
-        from biasprobe.notebook import probe_set_repr
+        shown = text_of(self)
+        if shown is not None:  # the view registered for notebooks (biasprobe.notebook)
+            return shown
+        entries, pairs = len(self.pairs), len(self.items)
+        return (
+            f"ProbeSet({self.name!r} v{self.version}, {self.kind}: {entries} "
+            f"{'entry' if entries == 1 else 'entries'} → {pairs} "
+            f"pair{'' if pairs == 1 else 's'}, from {self.path})"
+        )
 
-        return probe_set_repr(self)
-
-    def _repr_html_(self) -> str:
-        from biasprobe.notebook import probe_set_html
-
-        return probe_set_html(self)
+    def _repr_html_(self) -> str | None:
+        return html_of(self)

@@ -10,11 +10,11 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from biasprobe import __version__
 from biasprobe.crows.aggregate import MEANING
 from biasprobe.errors import UsageError
 from biasprobe.fsio import REPORT_MARKER
 from biasprobe.report.htmlkit import Markup, html, join
+from biasprobe.version import __version__
 
 _CSS = """
 body{font-family:system-ui,sans-serif;max-width:960px;margin:2em auto;padding:0 1em;color:#222}

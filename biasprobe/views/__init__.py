@@ -1,0 +1,1 @@
+"""Views: how results are shown on the terminal (:mod:`biasprobe.views.terminal`)."""
