@@ -47,6 +47,8 @@ _LAZY = {
 }
 
 __all__ = ["__version__", *_LAZY]
+#: What returns probe sets and run results: their reprs and figures come from biasprobe.notebook.
+_VIEWED = {"run", "load_run", "pair", "load_probe_set", "probes_from_yaml", "RunResult"}
 
 
 def __getattr__(name: str) -> Any:
@@ -54,6 +56,9 @@ def __getattr__(name: str) -> Any:
         import importlib
 
         module, attr = _LAZY[name]
+        if name in _VIEWED:
+            # the view layer registers the reprs and figures of what these return
+            importlib.import_module("biasprobe.notebook")
         value = getattr(importlib.import_module(module), attr)
         globals()[name] = value
         return value

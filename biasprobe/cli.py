@@ -680,7 +680,7 @@ def _run_fill_mask(
     else:
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     if settings["valence"]:  # a missing optional package fails before any model is loaded
-        from biasprobe.valence import load_vader_lexicon
+        from biasprobe.measures.valence import load_vader_lexicon
 
         load_vader_lexicon()
     from biasprobe.runner import split_alias

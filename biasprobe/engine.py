@@ -199,7 +199,7 @@ def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:
 
         backend = load_backend(model.spec, **load)
     else:
-        from biasprobe.downstream.models import load_classifier
+        from biasprobe.backends.classifiers import load_classifier
 
         backend = load_classifier(model.spec, **load)
     if model.alias_of is not None:

@@ -248,7 +248,7 @@ def clean_stale_temp_files(folder: str | Path) -> list[Path]:
     host = _host_tag()
     for entry in entries:
         m = _TEMP_FILE.match(entry.name)
-        if not m or m.group(2) != host or _pid_alive(int(m.group(1))):
+        if not m or m.group(2) != host or pid_alive(int(m.group(1))):
             continue
         try:
             if not entry.is_file(follow_symlinks=False):
@@ -456,7 +456,7 @@ def _shown(files: list[str], most: int = SHOWN_FILES, *, more: bool = False) -> 
     return ", ".join(files[:most]) + extra
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -498,7 +498,7 @@ def clean_stale_staging(parent: str | Path) -> list[Path]:
         if not m or not entry.is_dir() or entry.is_symlink():
             continue
         owner = _staging_owner(entry)
-        if owner is None or owner[1] != host or _pid_alive(owner[0]):
+        if owner is None or owner[1] != host or pid_alive(owner[0]):
             continue
         if m.group(1) == "old":
             # killed between moving the previous run folder aside and moving the new one in

@@ -216,9 +216,9 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
     """The ``crows`` command: check the options and the output folder, score, save, print."""
     import contextlib
 
-    from biasprobe.report.crows import render_html
     from biasprobe.crows.run import KINDS, WHAT, run_crows
     from biasprobe.fsio import check_output_folder
+    from biasprobe.report.crows import render_html
     from biasprobe.results import model_slug
 
     _check_options(options["scoring"], options["batch_size"], options["limit"])

@@ -520,7 +520,7 @@ def _versions() -> dict[str, str]:
     import torch
     import transformers
 
-    from biasprobe import __version__
+    from biasprobe.version import __version__
 
     return {
         "biasprobe": __version__,

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from biasprobe import display
 from biasprobe.errors import NotStoredError, RunFolderError
 from biasprobe.runfolder import RESULTS_JSON, check_meta, inside, read_table, save_run_folder
 from biasprobe.runfolders.schema import MANIFEST_KIND, MANIFEST_KINDS
@@ -215,14 +216,15 @@ class RunResult:
         return table.sort_values("diff", kind="stable").reset_index(drop=True)
 
     def __repr__(self) -> str:
-        from biasprobe.notebook import run_result_repr
+        # the view layer registers the rich text (biasprobe.notebook); without it, a short line
+        text = display.text_of(self)
+        if text is not None:
+            return text
+        name = (self.meta.get("probe_set") or {}).get("name", "?")
+        return f"<RunResult {name!r}: {len(self.models)} model(s), {len(self.scores)} score rows>"
 
-        return run_result_repr(self)
-
-    def _repr_html_(self) -> str:
-        from biasprobe.notebook import run_result_html
-
-        return run_result_html(self)
+    def _repr_html_(self) -> str | None:
+        return display.html_of(self)
 
     def scatter(
         self,
@@ -235,9 +237,7 @@ class RunResult:
         """One pair under one model (default: the first) as a plotly figure: the report's
         scatter, or with ``view="differences"`` its differences view, of the union of each
         side's top-``top_n`` tokens. See :func:`biasprobe.notebook.scatter`."""
-        from biasprobe.notebook import scatter
-
-        return scatter(self, pair_id, model, top_n=top_n, view=view)
+        return display.view("RunResult.scatter")(self, pair_id, model, top_n=top_n, view=view)
 
     def compare(
         self,
@@ -250,9 +250,9 @@ class RunResult:
         """One pair under several models (of this run and of ``others``) side by side, on
         shared axes and one colour scale, as a plotly figure. See
         :func:`biasprobe.notebook.compare`."""
-        from biasprobe.notebook import compare
-
-        return compare(self, pair_id, *others, models=models, top_n=top_n, view=view)
+        return display.view("RunResult.compare")(
+            self, pair_id, *others, models=models, top_n=top_n, view=view
+        )
 
     def save(
         self,

@@ -215,7 +215,7 @@ class CounterfactualTask:
         self.items_frame = items_table(self.items)
 
     def score(self, clf: Any, model: ModelEntry, progress: ProgressFn | None) -> dict[str, Any]:
-        from biasprobe.downstream.models import check_tokenization
+        from biasprobe.backends.classifiers import check_tokenization
 
         check_tokenization(clf, self.items)
         by_sentence = predict(clf, self.sentences, model.name, progress)
@@ -282,7 +282,7 @@ def run_downstream(
         probe_set: a counterfactual :class:`~biasprobe.probes.ProbeSet`, or a list of
             :class:`~biasprobe.probes.ProbeItem` (then ``set_name`` names them).
         models: classifier names (sentiment run folder, HF folder or hub id) or loaded
-            :class:`~biasprobe.downstream.models.Classifier` objects. The first is the base.
+            :class:`~biasprobe.backends.classifiers.ClassifierBackend` objects. The first is the base.
         tolerance: |Δ| above which a pair fails the invariance test.
         seed: seed of the bootstrap (and of torch).
         n_boot: bootstrap resamples.

@@ -237,7 +237,7 @@ def run(
         exclude: drop pairs matching these globs.
         trust_remote_code: allow custom model code from model repositories.
         progress: optional callback ``(model, stage, done, total)``.
-        valence: also score the valence of completions (:mod:`biasprobe.valence`, VADER
+        valence: also score the valence of completions (:mod:`biasprobe.measures.valence`, VADER
             lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
             ``scores`` and their aggregates in ``summary``.
         cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
@@ -335,7 +335,7 @@ class FillMaskTask:
         check_store(self.store, self.store_top_n)
         self.items = select_items(ps.items, self.pairs, self.exclude)
         if self.valence and self.lexicon is None:
-            from biasprobe.valence import load_vader_lexicon
+            from biasprobe.measures.valence import load_vader_lexicon
 
             self.lexicon = load_vader_lexicon()  # fails before any model is loaded
 
@@ -452,7 +452,7 @@ def _summary(
     arbitrary orientation stay out of the signed set rows."""
     names, signed = SUMMARY_SCORES, SIGNED_SCORES
     if valence:
-        from biasprobe.valence import RUN_COLUMNS
+        from biasprobe.measures.valence import RUN_COLUMNS
 
         names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
     return summarize(

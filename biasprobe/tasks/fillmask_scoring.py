@@ -113,7 +113,7 @@ def score_model(
     an uninterrupted run.
 
     With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
-    measures of :mod:`biasprobe.valence` (``valence_*`` columns, top-k depth ``top_k``).
+    measures of :mod:`biasprobe.measures.valence` (``valence_*`` columns, top-k depth ``top_k``).
 
     Args:
         store: ``"topn"`` (each pair's union of both sides' top ``store_top_n`` tokens),
@@ -159,7 +159,7 @@ def score_model(
         prior_lp = _prior_logprobs(backend, items, priors, ~hit)
     polarity = None
     if lexicon is not None:
-        from biasprobe.valence import vocab_polarity
+        from biasprobe.measures.valence import vocab_polarity
 
         polarity = vocab_polarity(backend.vocab, lexicon)
     needed = np.zeros(len(unique), dtype=bool)
@@ -287,10 +287,10 @@ class _PairCache:
 
     def setting(self, top_k, rbo_p, lexicon, store, writer, base_identity) -> list[Any]:
         """What every pair's numbers depend on besides its own requests."""
-        from biasprobe.cache import _digest
+        from biasprobe.cache import digest
         from biasprobe.version import __version__
 
-        lex = None if lexicon is None else _digest(sorted(lexicon.items())).hex()
+        lex = None if lexicon is None else digest(sorted(lexicon.items())).hex()
         depth = None if writer is None else writer.depth
         return [PAIR_RECORD_VERSION, __version__, int(top_k), float(rbo_p), lex, store, depth,
                 base_identity]  # fmt: skip
@@ -365,7 +365,7 @@ def _pair_numbers(it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp) 
         lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
     )
     if polarity is not None:
-        from biasprobe.valence import pair_valence, run_columns
+        from biasprobe.measures.valence import pair_valence, run_columns
 
         scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
     prior = None

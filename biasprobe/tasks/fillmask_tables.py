@@ -252,7 +252,7 @@ def _store_tempdir() -> Path:
     import socket
     import tempfile
 
-    from biasprobe.fsio import _pid_alive
+    from biasprobe.fsio import pid_alive
 
     root, host = Path(tempfile.gettempdir()), socket.gethostname()
     for old in root.glob(f"{STORE_TMP_PREFIX}*"):
@@ -261,7 +261,7 @@ def _store_tempdir() -> Path:
             pid, where = int(owner["pid"]), str(owner["host"])
         except (OSError, ValueError, KeyError, TypeError):
             continue  # not ours, or being created: left alone
-        if where == host and not _pid_alive(pid) and not old.is_symlink():
+        if where == host and not pid_alive(pid) and not old.is_symlink():
             shutil.rmtree(old, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"{STORE_TMP_PREFIX}{os.getpid()}-"))
     owner = {"pid": os.getpid(), "host": host}
