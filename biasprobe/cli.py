@@ -192,7 +192,7 @@ def _progress_printer(
 ) -> tuple[Any, Callable[..., None] | None]:
     """The progress bar of ``run``: one line per model and stage, the model by its short name
     (``known``: every model name of the run, so that short names stay distinct)."""
-    from biasprobe.cliutil import display_names, progress_printer
+    from biasprobe.cliutil import display_names, progress_printer, with_resume_line
 
     stages = {"load": "load", "score": "masked", "targets": "targets", "priors": "priors"}
 
@@ -201,24 +201,9 @@ def _progress_printer(
         return f"{stages.get(stage, stage)} {short}"
 
     bar, update = progress_printer(quiet, label)
-    if bar is None or update is None:
-        return bar, update
-
-    def report(model: str, stage: str, done: int, total: int) -> None:
-        if stage != "cached":
-            update(model, stage, done, total)
-        elif done:  # pairs served from the result cache: a finished or interrupted earlier run
-            short = display_names([*(known or []), model], width=48)[model]
-            say = getattr(bar, "console", bar).print
-            rest = f"{total - done:,} to compute" if done < total else "nothing to compute"
-            say(
-                safe_text(
-                    f"resuming {short}: {done:,} of {total:,} pairs from the result cache, {rest}"
-                ),
-                **({"markup": False, "highlight": False} if hasattr(bar, "console") else {}),
-            )
-
-    return bar, report
+    return bar, with_resume_line(
+        bar, update, lambda model: display_names([*(known or []), model], width=48)[model]
+    )
 
 
 #: Ranks shown per side in a per-pair table at most (the rest are in topk.csv).
@@ -611,8 +596,6 @@ def run(
     check_store(store, store_top_n)
     probe_set = load_probe_set(resolve_probe_file(probe_file))
     if probe_set.kind == "counterfactual":
-        if cache is not None:
-            raise _usage("--cache applies to fill-mask sets; this is a counterfactual set")
         if valence:
             raise _usage("--valence applies to fill-mask sets; this is a counterfactual set")
         if store != "topn" or given_top_n is not None:
@@ -623,7 +606,17 @@ def run(
         opts.update(device=device, batch_size=batch_size, revision=revision, seed=seed)
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
         opts.update(exclude=exclude, top_k=top_k, tolerance=0.1 if tolerance is None else tolerance)
-        saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
+        opts["cache"] = False if no_cache else cache
+        try:
+            saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
+        except KeyboardInterrupt:
+            if _resumable(model or list(probe_set.models), no_cache):
+                typer.echo(
+                    "interrupted: what was computed is kept in the result cache; the same "
+                    "command resumes where it stopped",
+                    err=True,
+                )
+            raise
         typer.echo(f"wrote {safe_text(saved)}")
         return
     for flag, value in (("--tolerance", tolerance), ("--positive-label", positive_label)):

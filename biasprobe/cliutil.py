@@ -375,6 +375,36 @@ def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable
     return bar, update
 
 
+def resuming_line(name: str, done: int, total: int) -> str:
+    """What a run served partly from the result cache says before it computes the rest."""
+    rest = f"{total - done:,} to compute" if done < total else "nothing to compute"
+    return f"resuming {name}: {done:,} of {total:,} pairs from the result cache, {rest}"
+
+
+def with_resume_line(
+    bar: Any, update: Callable[..., None] | None, short: Callable[[str], str]
+) -> Callable[[str, str, int, int], None] | None:
+    """The engine's progress callback ``(model, stage, done, total)`` over a progress printer's
+    ``update``: stage ``cached`` (pairs found in the result cache, before scoring) prints
+    :func:`resuming_line` once, when some are found; every other stage moves its bar.
+    ``short(model)`` is the model's name on the line."""
+    if bar is None or update is None:
+        return update
+
+    def report(model: str, stage: str, done: int, total: int) -> None:
+        if stage != "cached":
+            update(model, stage, done, total)
+        elif done:  # a finished or interrupted earlier run
+            say = getattr(bar, "console", bar).print
+            line = safe_text(resuming_line(short(model), done, total))
+            if hasattr(bar, "console"):
+                say(line, markup=False, highlight=False)
+            else:
+                say(line)
+
+    return report
+
+
 def display_names(names: Iterable[str], width: int = 48) -> dict[str, str]:
     """Short, distinct labels for model names on the terminal: the shortest trailing part of
     each path (``/tmp/random-a`` → ``random-a``) that no other name shares, ``recorded:`` kept

@@ -91,7 +91,7 @@ class Task(Protocol):
 
     kind: str
     family: str
-    #: whether the engine puts the result cache around each model (masked LMs)
+    #: whether the engine puts the result cache around each model (any family)
     cached: bool
 
     def check(self) -> None:
@@ -207,6 +207,16 @@ def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:
     return backend
 
 
+def _cached(backend: Any, family: str, model: ModelEntry, opened: Any) -> Any:
+    """``backend`` behind the result cache (one place for every family): a masked LM's
+    requests, a classifier's label probabilities; an object passed in is not cached (its
+    weights may differ from any files), recorded outputs compute nothing."""
+    from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier
+
+    store = OBJECT_REASON if model.loaded else opened
+    return wrap(backend, store) if family == "masked-lm" else wrap_classifier(backend, store)
+
+
 def run(
     task: Task,
     specs: Sequence[Any],
@@ -223,8 +233,8 @@ def run(
         specs: model specs as the user gives them (``NAME=MODEL`` allowed) or loaded models.
         load: keyword arguments of the family's loader (device, batch size, …).
         revision: hub revision of every hub model (``name@rev`` sets one per model).
-        cache: the result cache (masked LMs): None for the default folder, a folder, an open
-            cache, or False for none.
+        cache: the result cache of a task that uses it (``task.cached``): None for the
+            default folder, a folder, an open cache, or False for none.
         progress: optional ``(model, stage, done, total)`` callback.
 
     Raises:
@@ -235,8 +245,7 @@ def run(
     models = resolve(specs, task.family, revision=revision)
     task.start(models)
     opened: Any = "--no-cache"
-    cached = task.cached and task.family == "masked-lm"
-    if cached:
+    if task.cached:
         from biasprobe.backends.cached import open_cache
 
         opened = open_cache(cache, any(m.live for m in models))
@@ -247,10 +256,8 @@ def run(
                 progress(model.name, "load", 0, 1)
             backend = _load(model, task.family, dict(load or {}))
             try:
-                if cached:
-                    from biasprobe.backends.cached import OBJECT_REASON, wrap
-
-                    backend = wrap(backend, OBJECT_REASON if model.loaded else opened)
+                if task.cached:
+                    backend = _cached(backend, task.family, model, opened)
                 if progress:
                     progress(model.name, "load", 1, 1)
                 parts.append(task.score(backend, model, progress))

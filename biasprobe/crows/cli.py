@@ -22,6 +22,7 @@ from biasprobe.cliutil import (
     progress_printer,
     safe_text,
     user_errors,
+    with_resume_line,
 )
 from biasprobe.crows.data import BIAS_TYPES
 
@@ -184,6 +185,19 @@ def crows(
     ] = False,
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            "--cache",
+            metavar="DIR",
+            help="Result cache folder (default: $BIASPROBE_CACHE_DIR, else "
+            "$XDG_CACHE_HOME/biasprobe or ~/.cache/biasprobe). A killed run resumes from it.",
+            show_default=False,
+        ),
+    ] = None,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
+    ] = False,
 ) -> None:
     """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
 
@@ -217,6 +231,7 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
     import contextlib
 
     from biasprobe.crows.run import KINDS, WHAT, run_crows
+    from biasprobe.errors import UsageError
     from biasprobe.fsio import check_output_folder
     from biasprobe.report.crows import render_html
     from biasprobe.results import model_slug
@@ -225,9 +240,26 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
     # The default folder's name is known only after the run: check that reports/ can take it.
     default = Path("reports") / ".crows-check"
     check_output_folder(out or default, overwrite and out is not None, kinds=KINDS, what=WHAT)
+    if options["cache"] is not None and options["no_cache"]:
+        raise UsageError("--cache and --no-cache exclude each other: give one")
+    no_cache = options.pop("no_cache")
+    if no_cache:
+        options["cache"] = False
     bar, update = progress_printer(quiet, _label)
-    with bar or contextlib.nullcontext():
-        result = run_crows(model, bias_types=options.pop("bias_type"), progress=update, **options)
+    update = with_resume_line(bar, update, safe_text)
+    try:
+        with bar or contextlib.nullcontext():
+            result = run_crows(
+                model, bias_types=options.pop("bias_type"), progress=update, **options
+            )
+    except KeyboardInterrupt:
+        if not no_cache:
+            typer.echo(
+                "interrupted: what was computed is kept in the result cache; the same command "
+                "resumes where it stopped",
+                err=True,
+            )
+        raise
     first = result.models[0]
     target = out or Path("reports") / f"crows-{model_slug(first)}-{result.meta['run_id']}"
     saved = result.save(

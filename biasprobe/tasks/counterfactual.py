@@ -176,13 +176,30 @@ def predict(
     return out
 
 
+def pairs_stored(clf: Any, items: Sequence[ProbeItem]) -> int | None:
+    """How many pairs have both sentences' label probabilities in the result cache of ``clf``
+    (a :class:`~biasprobe.backends.cached.CachedClassifier`; counted without touching its
+    hit counts), or None when it has no cache. The classifier is given the same slices in the
+    same order every run, so a stored sentence's batch was committed whole and is read back."""
+    store = getattr(clf, "store", None)
+    if store is None:
+        return None
+    from biasprobe.cache import request_key
+
+    sentences = list(dict.fromkeys(s for it in items for s in it.sentences))
+    keys = {s: request_key("label", s) for s in sentences}
+    found = store.present("label", list(keys.values()))
+    have = {s for s, k in keys.items() if k in found}
+    return sum(all(s in have for s in it.sentences) for it in items)
+
+
 class CounterfactualTask:
     """A counterfactual probe set (or a list of its items) on classifiers (see the module
     docstring); options as :func:`run_downstream` takes them."""
 
     kind = "counterfactual"
     family = "classifier"
-    cached = False  # classifier predictions are not stored in the result cache yet
+    cached = True  # label probabilities per sentence, by model identity + sentence
 
     def __init__(
         self,
@@ -218,6 +235,10 @@ class CounterfactualTask:
         from biasprobe.backends.classifiers import check_tokenization
 
         check_tokenization(clf, self.items)
+        if progress is not None:
+            stored = pairs_stored(clf, self.items)
+            if stored is not None:
+                progress(model.name, "cached", stored, len(self.items))
         by_sentence = predict(clf, self.sentences, model.name, progress)
         labels = list(clf.labels)
         card = model_block(
@@ -275,6 +296,7 @@ def run_downstream(
     revision: str | None = None,
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
+    cache: Any = None,
 ) -> DownstreamResult:
     """Score every pair with every classifier and aggregate.
 
@@ -288,7 +310,12 @@ def run_downstream(
         n_boot: bootstrap resamples.
         positive_label: name of the positive class for HF models whose labels are ambiguous.
         device, batch_size, revision, trust_remote_code: how HF/sentiment models are loaded.
-        progress: optional callback ``(model, stage, done, total)``.
+        progress: optional callback ``(model, stage, done, total)``; with the result cache,
+            stage ``cached`` once before scoring (``done`` = pairs whose both sentences are
+            stored, ``total`` = the pairs).
+        cache: the result cache (:mod:`biasprobe.cache`; label probabilities by model
+            identity and sentence, so a killed run resumes): None for the default folder, a
+            folder, or False for none.
 
     Raises:
         UsageError: a fill-mask set or item, no model, a model given twice, a bad tolerance.
@@ -307,4 +334,4 @@ def run_downstream(
         load=load,
     )
     task.check()  # a fill-mask set fails before the models are looked at
-    return engine.run(task, list(models), load=load, progress=progress)
+    return engine.run(task, list(models), load=load, cache=cache, progress=progress)

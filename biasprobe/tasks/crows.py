@@ -16,7 +16,7 @@ import pandas as pd
 from biasprobe import engine
 from biasprobe.crows.aggregate import MEANING, summarize
 from biasprobe.crows.data import load_pairs, normalize_bias_types, shipped_path
-from biasprobe.crows.scoring import SCORINGS, score_pairs
+from biasprobe.crows.scoring import SCORINGS, pairs_stored, score_pairs
 from biasprobe.engine import ModelEntry, ProgressFn
 from biasprobe.errors import UsageError
 from biasprobe.hub import sha256_file
@@ -50,7 +50,7 @@ class CrowsTask:
 
     kind = "crows-pairs"
     family = "masked-lm"
-    cached = False  # CrowS requests are not stored in the result cache yet
+    cached = True  # token log-probs by model identity + request: a killed run resumes
 
     def __init__(
         self,
@@ -86,9 +86,11 @@ class CrowsTask:
             if progress is not None:
                 progress(model.name, "score", done, total)
 
+        if progress is not None and getattr(backend, "store", None) is not None:
+            done, todo = pairs_stored(backend, self.pairs, self.scoring)
+            progress(model.name, "cached", done, done + todo)
         rows = score_pairs(backend, self.pairs, self.scoring, progress=report)
         info = dict(backend.info)
-        info.pop("cache", None)  # a CrowS run does not use the result cache
         card = model_block(
             model.name, self.family, info, requested=model.requested, alias_of=model.alias_of
         )
@@ -152,6 +154,7 @@ def run_crows(
     seed: int = 0,
     n_boot: int = 2000,
     progress: ProgressFn | None = None,
+    cache: Any = None,
 ) -> CrowsResult:
     """Score CrowS-Pairs with one or more masked LMs (the first is the base of the comparison).
 
@@ -166,7 +169,11 @@ def run_crows(
         limit: score only the first N pairs (after the bias-type filter).
         seed, n_boot: the paired bootstrap of the comparison (several models).
         progress: called as ``progress(model, stage, done, total)``, stage ``load`` or
-            ``score``.
+            ``score``; with the result cache, ``cached`` once before scoring (``done`` =
+            pairs whose every token log-prob is stored, ``total`` = the model's pairs).
+        cache: the result cache (:mod:`biasprobe.cache`; token log-probs by model identity
+            and request, so a killed run resumes): None for the default folder, a folder, or
+            False for none.
 
     Raises:
         UsageError: bad scoring, bias type, limit or model kind; CrowsDataError: bad data file;
@@ -189,4 +196,4 @@ def run_crows(
         seed=seed,
         n_boot=n_boot,
     )
-    return engine.run(task, models, load=load, revision=revision, progress=progress)
+    return engine.run(task, models, load=load, revision=revision, cache=cache, progress=progress)
