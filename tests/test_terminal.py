@@ -175,9 +175,13 @@ def test_crows_summary_fits_80_columns():
                  p_value=1e-5, p_holm=0.0123, stereo_pct=62.5, stereo_n=n - 10,
                  antistereo_pct=55.0, antistereo_n=10)
         )  # fmt: skip
-    result = SimpleNamespace(
-        meta={"model": {"name": "/very/long/checkpoints/folder/zari-bert-cda"}, "scoring": "meade"},
-        summary=pd.DataFrame(rows),
+    name = "/very/long/checkpoints/folder/zari-bert-cda"
+    result = SimpleNamespace(  # the shape of a one-model CrowS result (biasprobe-run/2)
+        meta={"models": [{"name": name}], "scoring": "meade"},
+        models=[name],
+        summary=pd.DataFrame(rows).assign(model=name),
+        pairs=pd.DataFrame({"model": [name], "outcome": ["stereo"], "skipped": [""]}),
+        comparison=None,
     )
     console = console80()
     print_summary(result, console=console)
