@@ -158,3 +158,59 @@ def test_a_fill_mask_run_of_several_models_stores_its_comparison(new_runs):
         a = pd.to_numeric(stored[col]).to_numpy(float)
         b = pd.to_numeric(again[col]).to_numpy(float)
         assert ((a == b) | (pd.isna(a) & pd.isna(b))).all(), col
+
+
+@pytest.fixture(scope="module")
+def more_runs(tmp_path_factory, tiny_bert, tiny_bert_b, tiny_hf_classifier, real_vocab):
+    """The other shapes: a counterfactual and a CrowS run of two models, a fill-mask run of
+    one model (through the result cache of the test session)."""
+    from conftest import build_tiny_classifier
+
+    cls_b = build_tiny_classifier(tmp_path_factory.mktemp("format-cls-b"), real_vocab, seed=1)
+    root = tmp_path_factory.mktemp("format-more")
+    quiet = ["--bootstrap", "100", "--show", "none", "--quiet"]
+    runs = {
+        "counterfactual": ["run", str(REPO / "probes" / "sentiment-age.yaml")]
+        + ["-m", str(tiny_hf_classifier), "-m", str(cls_b), *quiet],
+        "crows-pairs": ["crows", "-m", f"base={tiny_bert}", "-m", f"other={tiny_bert_b}"]
+        + ["--limit", "6", "--quiet"],
+        "fill-mask": ["run", str(REPO / "probes" / "race.yaml"), "-m", str(tiny_bert), *quiet],
+    }
+    out = {}
+    for kind, args in runs.items():
+        result = CliRunner().invoke(app, [*args, "-o", str(root / kind)])
+        assert result.exit_code == 0, result.output
+        out[kind] = root / kind
+    return out
+
+
+def test_one_schema_for_every_kind_and_shape(new_runs, more_runs):
+    """Every kind, one model or several: results.json has the shared keys and a models list
+    of provenance blocks that start with the same keys (the cache's provenance included, run
+    with or without the cache); summary.csv starts with the shared columns; comparison.csv is
+    there exactly for the runs of several models, with the shared columns first."""
+    blocks = {}
+    for runs in (new_runs, more_runs):
+        for kind, folder in runs.items():
+            _check_schema(folder, kind)
+            meta = json.loads((folder / "results.json").read_text())
+            assert list(meta)[:5] == ["format", "kind", "run_id", "created", "versions"]
+            several = len(meta["models"]) > 1
+            assert (folder / "comparison.csv").is_file() == several, (kind, several)
+            assert ("comparison" in meta["files"]) == several, meta["files"]
+            if several:
+                comparison = pd.read_csv(folder / "comparison.csv")
+                names = [m["name"] for m in meta["models"]]
+                assert set(comparison["base"]) == {names[0]}
+                assert set(comparison["model"]) == set(names[1:])
+            for block in meta["models"]:
+                assert "cache" in block["info"], (kind, block["info"].keys())
+                blocks.setdefault(kind, []).append(tuple(block)[: len(MODEL_KEYS)])
+    assert set(blocks) == set(TYPES)
+    assert {b for kind in blocks.values() for b in kind} == {tuple(MODEL_KEYS)}
+    crows = json.loads((more_runs["crows-pairs"] / "results.json").read_text())
+    assert [(m["name"], m["alias_of"]) for m in crows["models"]] == [
+        ("base", crows["models"][0]["requested"]),
+        ("other", crows["models"][1]["requested"]),
+    ]
+    assert crows["models"][0]["info"]["cache"]["enabled"] is True  # CrowS uses the cache now

@@ -10,8 +10,8 @@ folder back (:func:`load_downstream_run`).
 * ``scores`` — one row per (model, pair): Δ, |Δ|, flip, invariance failure (see
   :mod:`biasprobe.downstream.scores`);
 * ``summary`` — per model, template and set: mean, 95% CI, n and p-values of every score;
-* ``comparison`` — with several models, the change of every score from the first (base) model
-  with a paired bootstrap CI over the same pairs.
+* ``comparison`` — with several models only (else None), the change of every score from the
+  first (base) model with a paired bootstrap CI over the same pairs.
 
 :class:`DownstreamResult` and its run folder live in :mod:`biasprobe.runfolders.counterfactual`
 (manifest kind ``run``, the one run-folder format). The terminal tables and the command are in

@@ -8,8 +8,8 @@
   :mod:`biasprobe.downstream.scores`);
 * ``summary`` — per model, template and set: mean, 95% CI, n and p-values of every score
   (:data:`~biasprobe.runfolders.schema.SUMMARY_COLUMNS` first);
-* ``comparison`` — with several models, the change of every score from the first (base) model
-  with a paired bootstrap CI over the same pairs (empty for one model).
+* ``comparison`` — with several models only, the change of every score from the first (base)
+  model with a paired bootstrap CI over the same pairs (None for one model: no file).
 
 :meth:`DownstreamResult.save` writes them as CSV files with ``results.json`` into a run folder,
 atomically and with a biasprobe manifest of kind ``run``; :func:`load_counterfactual` reads one
@@ -63,7 +63,7 @@ class DownstreamResult:
     downstream: pd.DataFrame
     scores: pd.DataFrame
     summary: pd.DataFrame
-    comparison: pd.DataFrame
+    comparison: pd.DataFrame | None
 
     kind = "counterfactual"
 
@@ -91,13 +91,16 @@ class DownstreamResult:
             NotOwnedError: ``overwrite`` was asked for a folder biasprobe did not write.
         """
 
+        # comparison.csv: only for a run of several models (comparison None for one model)
+        names = [n for n in TABLES if getattr(self, n) is not None]
+
         def write(tmp: Path) -> None:
-            for name in TABLES:
+            for name in names:
                 getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
             if report is not None:
                 report(self, tmp / "report.html")
 
-        meta = dict(self.meta, files={name: f"{name}.csv" for name in TABLES})
+        meta = dict(self.meta, files={name: f"{name}.csv" for name in names})
         return runfolder.save_run_folder(
             out_dir,
             meta,
@@ -156,16 +159,20 @@ def load_counterfactual(d: Path, meta: dict[str, Any]) -> DownstreamResult:
     runfolder.check_meta(meta, where)
     meta = upgrade_meta(meta, where)
     files = meta.get("files")
-    if not isinstance(files, dict) or not all(isinstance(files.get(n), str) for n in TABLES):
-        raise RunFolderError(f"{where}: files must name the tables {', '.join(TABLES)}")
-    tables = {
+    required = [n for n in TABLES if n != "comparison"]
+    if not isinstance(files, dict) or not all(isinstance(files.get(n), str) for n in required):
+        raise RunFolderError(f"{where}: files must name the tables {', '.join(required)}")
+    if "comparison" in files and not isinstance(files["comparison"], str):
+        raise RunFolderError(f"{where}: files.comparison must be a file name")
+    present = [n for n in TABLES if n in files]
+    tables: dict[str, Any] = {
         name: runfolder.read_table(
             runfolder.inside(d, files[name]), TEXT_COLUMNS, **TABLE_RULES[name]
         )
-        for name in TABLES
+        for name in present
     }
     models = {m["name"] for m in meta["models"]}
-    for name in ("downstream", "scores", "summary", "comparison"):
+    for name in present[1:]:  # every table but items.csv names its models
         others = set(tables[name]["model"]) - models
         if others:
             raise RunFolderError(
@@ -173,6 +180,9 @@ def load_counterfactual(d: Path, meta: dict[str, Any]) -> DownstreamResult:
                 f"in {runfolder.RESULTS_JSON}"
             )
     tables["summary"] = leading(tables["summary"], SUMMARY_COLUMNS)
-    if len(tables["comparison"].columns):
-        tables["comparison"] = leading(tables["comparison"], COMPARISON_COLUMNS)
-    return DownstreamResult(meta=meta, **tables)
+    comparison = tables.pop("comparison", None)
+    if len(models) < 2:
+        comparison = None  # one model: nothing to compare (old folders wrote an empty table)
+    elif comparison is not None and len(comparison.columns):
+        comparison = leading(comparison, COMPARISON_COLUMNS)
+    return DownstreamResult(meta=meta, comparison=comparison, **tables)

@@ -265,9 +265,11 @@ class CounterfactualTask:
         summary = leading(
             summarize_downstream(scores, downstream, set_name=self.name, **kw), SUMMARY_COLUMNS
         )
-        comparison = compare_models(scores, set_name=self.name, **kw)
-        if len(comparison.columns):
-            comparison = leading(comparison, COMPARISON_COLUMNS)
+        comparison = None  # comparison.csv: every run of several models, only those
+        if len(parts) > 1:
+            comparison = leading(
+                compare_models(scores, set_name=self.name, **kw), COMPARISON_COLUMNS
+            )
         settings = {"tolerance": float(self.tolerance), "seed": self.seed}
         settings.update(n_bootstrap=self.n_boot, confidence=self.confidence, **self.load)
         settings["n_sentences"] = len(self.sentences)
