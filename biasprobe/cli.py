@@ -723,15 +723,10 @@ def _run_counterfactual(
     models = list(models or probe_set.models)
     if not models:
         raise _usage(f"{probe_set.path}: no classifier given; pass -m/--model")
-    from biasprobe.runner import split_alias
+    from biasprobe.engine import split_alias
 
-    for m in models:
-        if split_alias(m)[0] is not None:
-            raise _usage(
-                f"--model {m!r}: aliases (NAME=MODEL) name masked language models of fill-mask "
-                "sets; give a classifier by its folder or hub id"
-            )
-        if m.startswith("recorded:"):
+    for m in models:  # NAME=MODEL names a classifier as it names a masked LM
+        if split_alias(m)[1].startswith("recorded:"):
             raise _usage(
                 f"{m}: recorded outputs are of masked language models; a counterfactual set "
                 "needs a sentiment classifier"

@@ -59,9 +59,8 @@ class ModelEntry:
 
     Attributes:
         name: its name in every table, file and report (its alias with ``NAME=MODEL``).
-        spec: what the family's loader takes: a resolved spec (masked LMs: a
-            :class:`~biasprobe.backends.ModelSpec`), the text given (classifiers), or an
-            object already loaded (then the engine neither loads nor closes it).
+        spec: the resolved :class:`~biasprobe.backends.registry.ModelSpec`, or an object
+            already loaded (then the engine neither loads nor closes it).
         requested: what the user gave (without the alias), or None for a loaded object.
         alias_of: the model an alias stands for, else None.
         live: whether it computes anything (recorded outputs and loaded objects cannot be
@@ -155,14 +154,16 @@ def check_names(models: Sequence[ModelEntry], keys: Sequence[str] | None = None)
 def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -> list[ModelEntry]:
     """Find every model of a run without loading any weights.
 
-    Masked LMs: hub id (``NAME@REV``), local folder (config, weights and tokenizer files
-    checked) or ``recorded:DIR`` (:func:`biasprobe.backends.resolve_spec`). Classifiers: a
-    sentiment run folder, a Hugging Face folder or hub id (checked when loaded). Any value may
-    be ``NAME=MODEL``; an object already loaded is used as it is.
+    Every name goes through the backend registry (:func:`biasprobe.backends.registry.resolve`):
+    masked LMs are a hub id (``NAME@REV``), a local folder (config, weights and tokenizer files
+    checked) or ``recorded:DIR``; classifiers a sentiment run folder, a Hugging Face folder or
+    hub id; a model of the wrong kind for the family is refused here, before any is loaded.
+    Any value may be ``NAME=MODEL``; an object already loaded is used as it is.
 
     Raises:
         UsageError: no model, the same model or name twice, a bad alias, an unknown family.
-        ModelLoadError: a masked LM cannot be found or its folder is incomplete.
+        ModelLoadError: a model cannot be found, its folder is incomplete, or it is of another
+            kind than the family needs.
     """
     if family not in FAMILIES:
         raise UsageError(f"unknown model family {family!r}; expected {', '.join(FAMILIES)}")
@@ -176,17 +177,12 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
             keys.append(f"backend:{given.name}")
             continue
         alias, text = split_alias(given)
-        if family == "masked-lm":
-            from biasprobe.backends import resolve_spec
+        from biasprobe.backends.registry import resolve as resolve_model
 
-            spec = resolve_spec(text, revision=revision)
-            live = spec.source is not None  # recorded outputs compute nothing
-            keys.append(spec.key)
-        else:
-            spec, live = text, True
-            keys.append(text)
+        spec = resolve_model(text, family, revision=revision)  # found and of the right kind
+        keys.append(spec.key)
         out.append(ModelEntry(alias or text, spec, requested=text, alias_of=alias and text))
-        out[-1].live = live
+        out[-1].live = spec.kind != "recorded"  # recorded outputs compute nothing
     check_names(out, keys)
     return out
 
@@ -194,14 +190,9 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
 def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:
     if model.loaded:
         return model.spec
-    if family == "masked-lm":
-        from biasprobe.backends import load_backend
+    from biasprobe.backends.registry import load as load_model
 
-        backend = load_backend(model.spec, **load)
-    else:
-        from biasprobe.backends.classifiers import load_classifier
-
-        backend = load_classifier(model.spec, **load)
+    backend = load_model(model.spec, family, **load)
     if model.alias_of is not None:
         backend.name = model.name
     return backend

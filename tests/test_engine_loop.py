@@ -53,6 +53,25 @@ def test_every_model_is_resolved_before_the_first_is_loaded(
     assert spy.loaded == []
 
 
+def test_every_classifier_is_resolved_before_the_first_is_loaded(
+    tiny_hf_classifier, tiny_bert, tmp_path, monkeypatch
+):
+    """Classifiers go through the backend registry too: a missing folder, or a masked LM
+    where a classifier is needed, fails before the first classifier is loaded."""
+    from pathlib import Path
+
+    from biasprobe.downstream.run import run_downstream
+    from biasprobe.probes import load_probe_set
+
+    ps = load_probe_set(Path(__file__).resolve().parents[1] / "probes" / "sentiment-age.yaml")
+    spy = _Spy(monkeypatch)
+    with pytest.raises(ModelLoadError):
+        run_downstream(ps, [str(tiny_hf_classifier), str(tmp_path / "missing")], cache=False)
+    with pytest.raises(ModelLoadError, match="not a sequence classifier"):
+        run_downstream(ps, [str(tiny_hf_classifier), str(tiny_bert)], cache=False)
+    assert spy.loaded == []
+
+
 def test_crows_runs_several_models_with_aliases_and_compares_them(
     tiny_bert, tiny_bert_b, monkeypatch
 ):

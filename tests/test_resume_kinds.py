@@ -143,3 +143,33 @@ def test_the_crows_command_says_it_resumes(tiny_bert, tmp_path, monkeypatch):
     assert line == (
         f"resuming {tiny_bert}: {done} of 40 pairs from the result cache, {40 - done} to compute"
     )
+
+
+def test_the_run_command_names_classifiers_by_alias_and_says_it_resumes(
+    tiny_hf_classifier, tmp_path, monkeypatch
+):
+    """``biasprobe run COUNTERFACTUAL_SET -m NAME=CLASSIFIER``: the alias names the model in
+    every table; killed and run again, it says how many pairs come from the cache."""
+    import json
+
+    from biasprobe.backends.classifiers import HFClassifier
+    from biasprobe.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(REPO / "probes" / "sentiment-age.yaml"), "-m", f"clf={tiny_hf_classifier}"]
+    args += ["--batch-size", "8", "--bootstrap", "100", "--show", "none"]
+    args += ["--cache", str(tmp_path / "cache")]
+    real = HFClassifier.p_label
+    Counting(real, fail_after=3).install(monkeypatch, HFClassifier, "p_label")
+    res = CliRunner().invoke(app, [*args, "-o", "a"])
+    assert res.exit_code != 0 and "resumes where it stopped" in res.output
+    Counting(real).install(monkeypatch, HFClassifier, "p_label")
+    res = CliRunner().invoke(app, [*args, "-o", "b"])
+    assert res.exit_code == 0, res.output
+    assert "resuming clf: 0 of" not in res.output
+    [line] = [x for x in res.output.splitlines() if x.startswith("resuming ")]
+    assert line.startswith("resuming clf: ") and " pairs from the result cache, " in line
+    meta = json.loads((tmp_path / "b" / "results.json").read_text())
+    [block] = meta["models"]
+    assert (block["name"], block["alias_of"]) == ("clf", str(tiny_hf_classifier))
+    assert set(pd.read_csv(tmp_path / "b" / "summary.csv")["model"]) == {"clf"}
