@@ -673,9 +673,9 @@ def _run_fill_mask(
     else:
         fsio.check_can_create(Path("reports") / probe_set.name, what="the default run folder")
     if settings["valence"]:  # a missing optional package fails before any model is loaded
-        from biasprobe.measures.valence import load_vader_lexicon
+        from biasprobe.measures import load_resources
 
-        load_vader_lexicon()
+        load_resources(["valence"])
     from biasprobe.runner import split_alias
 
     known = [(a or m) for a, m in map(split_alias, models or probe_set.models)]

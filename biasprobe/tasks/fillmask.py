@@ -27,12 +27,7 @@ from biasprobe.results import (
     model_slug,
 )
 from biasprobe.runfolders.schema import COMPARISON_COLUMNS, head, leading, model_block
-from biasprobe.scores import (
-    RBO_P,
-    SIGNED_SCORES,
-    SUMMARY_SCORES,
-    summarize,
-)
+from biasprobe.scores import RBO_P, summarize
 from biasprobe.tasks.fillmask_scoring import SIDES, TARGET_COLUMNS, score_model
 from biasprobe.tasks.fillmask_tables import concat_frames
 
@@ -216,6 +211,7 @@ def run(
     cache: Any = None,
     store: str = "topn",
     store_top_n: int = DEFAULT_STORE_TOP_N,
+    measures: Sequence[str] = (),
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -239,7 +235,7 @@ def run(
         progress: optional callback ``(model, stage, done, total)``.
         valence: also score the valence of completions (:mod:`biasprobe.measures.valence`, VADER
             lexicon; needs the optional ``vaderSentiment``): signed ``valence_*`` columns in
-            ``scores`` and their aggregates in ``summary``.
+            ``scores`` and their aggregates in ``summary`` (the same as ``measures=["valence"]``).
         cache: the result cache of the models this run loads (:mod:`biasprobe.cache`): None
             for the default folder, a folder, or False for none.
         store: what is kept of each sentence's full-vocabulary log-probs once it is scored:
@@ -247,6 +243,8 @@ def run(
             score is computed from the full vectors first, so it is the same either way) or
             ``"full"`` (every vector).
         store_top_n: N of ``store="topn"``.
+        measures: optional measures of the registry (:mod:`biasprobe.measures`) to compute
+            as well, by name; their columns go into ``scores`` and ``summary``.
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -259,7 +257,7 @@ def run(
         confidence=confidence,
         pairs=pairs,
         exclude=exclude,
-        valence=valence,
+        measures=[*(["valence"] if valence else []), *measures],
         store=store,
         store_top_n=store_top_n,
         settings={"device": device, "batch_size": batch_size},
@@ -295,7 +293,7 @@ class FillMaskTask:
         confidence: float = 0.95,
         pairs: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
-        valence: bool = False,
+        measures: Sequence[str] = (),
         store: str = "topn",
         store_top_n: int = DEFAULT_STORE_TOP_N,
         settings: Mapping[str, Any] | None = None,
@@ -307,19 +305,22 @@ class FillMaskTask:
             n_bootstrap,
             confidence,
         )
-        self.pairs, self.exclude, self.valence = pairs, exclude, valence
+        self.pairs, self.exclude = pairs, exclude
+        #: the optional measures asked for (registry names), each once, in the order given
+        self.measures = list(dict.fromkeys(measures))
         self.store, self.store_top_n = store, store_top_n
         self.settings = dict(settings or {})
         self.k = 0
         self.items: list[ProbeItem] = []
-        self.lexicon: Mapping[str, float] | None = None
+        self.loaded: dict[str, Any] | None = None  # what each optional measure loaded
         self.n_models = 0
         self.base: PairStore | None = None
         self.base_identity: str | None = None  # its model's cache identity (pair record keys)
 
     def check(self) -> None:
         """The set's kind, top-k, batch size, seed, bootstrap and store options, the pair
-        selection and (with valence) the lexicon: all before any model is looked at."""
+        selection and what the optional measures need (valence: the lexicon): all before any
+        model is looked at."""
         ps = self.probe_set
         if getattr(ps, "kind", "fill-mask") != "fill-mask":
             raise UsageError(
@@ -334,10 +335,13 @@ class FillMaskTask:
         )
         check_store(self.store, self.store_top_n)
         self.items = select_items(ps.items, self.pairs, self.exclude)
-        if self.valence and self.lexicon is None:
-            from biasprobe.measures.valence import load_vader_lexicon
+        if self.loaded is None:
+            from biasprobe.measures import get, load_resources
 
-            self.lexicon = load_vader_lexicon()  # fails before any model is loaded
+            for name in self.measures:
+                if not get(name).optional or get(name).kind != self.kind:
+                    raise UsageError(f"{name!r} is not an optional measure of {self.kind} sets")
+            self.loaded = load_resources(self.measures)  # fails before any model is loaded
 
     def start(self, models: Sequence[ModelEntry]) -> None:
         self.n_models = len(models)
@@ -368,7 +372,7 @@ class FillMaskTask:
             top_k=self.k,
             progress=progress,
             rbo_p=RBO_P,
-            lexicon=self.lexicon,
+            measures=self.loaded,
             **storage,
         )
         if first:
@@ -388,7 +392,7 @@ class FillMaskTask:
         ps, scores = self.probe_set, tables["scores"]
         boot = {"n_resamples": self.n_bootstrap, "confidence": self.confidence, "seed": self.seed}
         arbitrary = {p.id for p in ps.pairs if getattr(p, "arbitrary_orientation", False)}
-        summary = _summary(scores, ps.name, valence=self.valence, arbitrary=arbitrary, **boot)
+        summary = _summary(scores, ps.name, measures=self.measures, arbitrary=arbitrary, **boot)
         settings = _settings(
             k=self.k,
             device=self.settings.get("device"),
@@ -396,7 +400,7 @@ class FillMaskTask:
             seed=self.seed,
             n_bootstrap=self.n_bootstrap,
             confidence=self.confidence,
-            valence=self.valence,
+            measures=self.measures,
             store=self.store,
             store_top_n=self.store_top_n,
         )
@@ -444,24 +448,24 @@ def _summary(
     scores: pd.DataFrame,
     set_name: str,
     *,
-    valence: bool,
+    measures: Sequence[str] = (),
     arbitrary: Collection[str] = (),
     **boot: Any,
 ) -> pd.DataFrame:
-    """The summary table of every score (and the valence columns when scored); templates of
-    arbitrary orientation stay out of the signed set rows."""
-    names, signed = SUMMARY_SCORES, SIGNED_SCORES
-    if valence:
-        from biasprobe.measures.valence import RUN_COLUMNS
+    """The summary table of every score the registry names for a fill-mask run computing the
+    optional ``measures``; templates of arbitrary orientation stay out of the signed set
+    rows."""
+    from biasprobe.measures import signed_columns, summary_scores
 
-        names, signed = (*names, *RUN_COLUMNS), (*signed, *RUN_COLUMNS)
+    names = summary_scores(measures, kind="fill-mask")
+    signed = signed_columns(measures, kind="fill-mask")
     return summarize(
         scores, set_name=set_name, score_names=names, signed=signed, arbitrary=arbitrary, **boot
     )
 
 
 def _settings(
-    *, k, device, batch_size, seed, n_bootstrap, confidence, valence, store, store_top_n
+    *, k, device, batch_size, seed, n_bootstrap, confidence, measures, store, store_top_n
 ) -> dict[str, Any]:
     out = {
         "top_k": k,
@@ -477,14 +481,10 @@ def _settings(
     }
     if store == "topn":
         out["store_top_n"] = store_top_n
-    if valence:
-        from importlib.metadata import version
+    if measures:  # what each optional measure records (valence: lexicon, threshold, top k)
+        from biasprobe.measures import run_settings
 
-        out["valence"] = {
-            "lexicon": f"VADER (vaderSentiment {version('vaderSentiment')}, MIT licence)",
-            "threshold": 0.0,
-            "top_k": k,
-        }
+        out.update(run_settings(measures, k=k))
     return out
 
 

@@ -88,7 +88,7 @@ def score_model(
     progress: ProgressFn | None = None,
     chunk: int | None = None,
     rbo_p: float = RBO_P,
-    lexicon: Mapping[str, float] | None = None,
+    measures: Mapping[str, Any] | None = None,
     store: str | None = "topn",
     store_top_n: int = DEFAULT_STORE_TOP_N,
     base: PairStore | None = None,
@@ -112,8 +112,10 @@ def score_model(
     one is computed whole whenever any pair still needs it, so that the numbers are those of
     an uninterrupted run.
 
-    With a valence ``lexicon`` ({word: valence}), each pair also gets the signed valence
-    measures of :mod:`biasprobe.measures.valence` (``valence_*`` columns, top-k depth ``top_k``).
+    ``measures`` holds the optional measures asked for, ``{name: what it loaded}``
+    (:func:`biasprobe.measures.load_resources`, e.g. ``{"valence": lexicon}``): each is prepared
+    once for this model's vocabulary and adds its columns to every pair
+    (:func:`biasprobe.measures.compute_pair`, top-k depth ``top_k``).
 
     Args:
         store: ``"topn"`` (each pair's union of both sides' top ``store_top_n`` tokens),
@@ -141,7 +143,7 @@ def score_model(
     keys: list[bytes] = []
     hit = np.zeros(len(items), dtype=bool)
     if cached is not None:
-        setting = cached.setting(top_k, rbo_p, lexicon, store, writer, base_identity)
+        setting = cached.setting(top_k, rbo_p, measures, store, writer, base_identity)
         keys = [cached.key(setting, it, texts[i], pieces, i, priors) for i, it in enumerate(items)]
         present = cached.backend.pairs_present(keys)
         hit = np.array([k in present for k in keys], dtype=bool)
@@ -157,11 +159,11 @@ def score_model(
     chained = _chain_logprobs(backend, texts, pieces, ~hit, progress)
     with _batches(backend, _stage(progress, backend.name, "priors")):
         prior_lp = _prior_logprobs(backend, items, priors, ~hit)
-    polarity = None
-    if lexicon is not None:
-        from biasprobe.measures.valence import vocab_polarity
+    contexts: dict[str, Any] = {}
+    if measures:
+        from biasprobe.measures import prepare_contexts
 
-        polarity = vocab_polarity(backend.vocab, lexicon)
+        contexts = prepare_contexts(measures, backend.vocab)  # once per model
     needed = np.zeros(len(unique), dtype=bool)
     needed[where[todo].reshape(-1)] = True
     last_use = np.full(len(unique), -1, dtype=np.int64)  # last pair still to compute, per sentence
@@ -219,7 +221,7 @@ def score_model(
                 else:
                     lp = (held.get(int(where[i, 0])), held.get(int(where[i, 1])))
                     numbers = _pair_numbers(
-                        it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp
+                        it, i, lp, top_k, rbo_p, contexts, pieces, chained, prior_lp
                     )
                     reduced = None
                     if writer is not None:
@@ -285,12 +287,15 @@ class _PairCache:
             return None  # the kept tokens depend on a base model the cache cannot name
         return cls(backend)
 
-    def setting(self, top_k, rbo_p, lexicon, store, writer, base_identity) -> list[Any]:
-        """What every pair's numbers depend on besides its own requests."""
+    def setting(self, top_k, rbo_p, measures, store, writer, base_identity) -> list[Any]:
+        """What every pair's numbers depend on besides its own requests (an optional
+        measure by its name and a digest of what it loaded, e.g. valence's lexicon)."""
         from biasprobe.cache import digest
         from biasprobe.version import __version__
 
-        lex = None if lexicon is None else digest(sorted(lexicon.items())).hex()
+        lex = None
+        if measures:
+            lex = [[name, _resource_digest(digest, value)] for name, value in measures.items()]
         depth = None if writer is None else writer.depth
         return [PAIR_RECORD_VERSION, __version__, int(top_k), float(rbo_p), lex, store, depth,
                 base_identity]  # fmt: skip
@@ -341,6 +346,15 @@ class _PairCache:
         return numbers, reduced
 
 
+def _resource_digest(digest: Any, value: Any) -> str | None:
+    """A digest of what an optional measure loaded (a mapping by its sorted items, e.g. a
+    lexicon), for the pair records' key; None when it loaded nothing."""
+    if value is None:
+        return None
+    items = sorted(value.items()) if isinstance(value, Mapping) else repr(value)
+    return digest(items).hex()
+
+
 def _base_extra(base: PairStore | None, pair_id: str) -> np.ndarray | None:
     """The base model's top-300 token ids of either side of a pair (from its store)."""
     if base is None or base.top_n is None or pair_id not in base:
@@ -350,7 +364,7 @@ def _base_extra(base: PairStore | None, pair_id: str) -> np.ndarray | None:
     return rec["token_id"][near]
 
 
-def _pair_numbers(it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp) -> _PairNumbers:
+def _pair_numbers(it, i, lp, top_k, rbo_p, contexts, pieces, chained, prior_lp) -> _PairNumbers:
     """Every number of pair ``i`` from its two full vectors."""
     target_lp = []
     for s in (0, 1):
@@ -364,10 +378,10 @@ def _pair_numbers(it, i, lp, top_k, rbo_p, polarity, pieces, chained, prior_lp) 
     scores = pair_scores(
         lp[0], lp[1], k=top_k, minoritized=it.minoritized, target_logprobs=tlp, rbo_p=rbo_p
     )
-    if polarity is not None:
-        from biasprobe.measures.valence import pair_valence, run_columns
+    if contexts:
+        from biasprobe.measures import compute_pair
 
-        scores.update(run_columns(pair_valence(lp[0], lp[1], polarity, top_k, it.minoritized)))
+        scores.update(compute_pair(contexts, lp[0], lp[1], k=top_k, minoritized=it.minoritized))
     prior = None
     if it.attribute is not None:
         side = [target_lp[s * n + s] for s in (0, 1)]  # side s's own target: targets[s]
