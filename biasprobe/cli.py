@@ -898,10 +898,11 @@ def report(
 
     Example: biasprobe report reports/pair-names-20261126-101500-ab12cd
     """
-    from biasprobe.downstream.run import is_downstream_run
     from biasprobe.errors import UsageError
     from biasprobe.report import export_figures, write_report
-    from biasprobe.results import folder_kind, load_run
+    from biasprobe.report.dispatch import renderer_for
+    from biasprobe.results import load_run
+    from biasprobe.runfolder import default_report_path
 
     if figures not in (None, "png", "svg", "pdf"):
         raise UsageError(f"--figures must be png, svg or pdf, got {figures!r}")
@@ -912,66 +913,24 @@ def report(
         if d.resolve() in seen:
             raise UsageError(f"run folder {d} is given twice (as {seen[d.resolve()]})")
         seen[d.resolve()] = d
-    if any(folder_kind(d) == "crows-pairs" for d in run_dirs):
-        typer.echo(f"wrote {safe_text(_crows_report(run_dirs, out))}")
-        return
-    if any(is_downstream_run(d) for d in run_dirs):
-        if pairs:
-            raise UsageError("--pairs is not available for downstream runs")
-        typer.echo(f"wrote {safe_text(_downstream_report(run_dirs, out, title, figures))}")
-        return
-    from biasprobe.runfolder import default_report_path
-
+    # any kind of run folder: the report of their kind (biasprobe.report.dispatch)
     runs = [load_run(d) for d in run_dirs]
-    first = runs[0].meta
-    target = out or default_report_path(
-        (first.get("probe_set") or {}).get("name"), first.get("run_id")
-    )
-    path = write_report(
-        runs,
-        target,
-        title=title,
-        top_n_default=top_n,
-        pairs=pairs or None,
-        sources=[str(d) for d in run_dirs],
-    )
+    sources = [str(d) for d in run_dirs]
+    kind = renderer_for(runs, sources).kind
+    if figures and kind != "fill-mask":
+        raise UsageError(f"--figures is not available for {kind} runs yet")
+    first = next(r for r in runs if r.kind == kind).meta
+    name = (first.get("probe_set") or {}).get("name") or kind.split("-")[0]
+    target = out or default_report_path(name, first.get("run_id"))
+    options = {"pairs": pairs or None}
+    if kind == "fill-mask":
+        options["top_n_default"] = top_n
+    path = write_report(runs, target, title=title, sources=sources, **options)
     typer.echo(f"wrote {safe_text(path)}")
     if figures:
         folder = target.with_name(target.stem + "-figures")
         written = export_figures(runs, folder, fmt=figures)
         typer.echo(f"wrote {len(written)} {figures} figures to {safe_text(folder.resolve())}/")
-
-
-def _crows_report(run_dirs: list[Path], out: Path | None) -> Path:
-    """The report of one CrowS-Pairs run folder."""
-    from biasprobe import fsio
-    from biasprobe.crows.report import render_html
-    from biasprobe.results import load_run
-    from biasprobe.runfolder import default_report_path
-
-    if len(run_dirs) > 1:
-        raise _usage("a CrowS-Pairs run folder is reported on its own; give one folder")
-    result = load_run(run_dirs[0], "crows-pairs")
-    target = out or default_report_path("crows", result.meta.get("run_id"))
-    return fsio.write_report(target, render_html(result))
-
-
-def _downstream_report(
-    run_dirs: list[Path], out: Path | None, title: str | None, figures: str | None
-) -> Path:
-    """Downstream runs (with fill-mask runs of the same axes shown beside them)."""
-    from biasprobe.downstream.run import is_downstream_run, load_downstream_run
-    from biasprobe.report.downstream import write_downstream_report
-    from biasprobe.results import load_run
-
-    if figures:
-        raise _usage("--figures is not available for downstream runs yet")
-    runs = [load_downstream_run(d) if is_downstream_run(d) else load_run(d) for d in run_dirs]
-    from biasprobe.runfolder import default_report_path
-
-    first = next(r for r in runs if hasattr(r, "set_name"))
-    target = out or default_report_path(first.set_name, first.meta.get("run_id"))
-    return write_downstream_report(runs, target, title=title)
 
 
 def _mount_subcommands() -> None:

@@ -333,7 +333,7 @@ def test_no_report_kind_runs_script_from_the_data(tmp_path, tiny_bert, tiny_bert
         crows = run_crows(backend, scoring="meade", limit=3)
     finally:
         backend.close()
-    crows.meta["model"]["name"] = EVIL
+    crows.meta["models"][0]["name"] = EVIL
     crows.meta.update(run_id=EVIL, created=EVIL, scoring=EVIL)
     crows.summary["key"] = [f"k{i}{EVIL}" for i in range(len(crows.summary))]
     (tmp_path / "crows.html").write_text(render_html(crows), encoding="utf-8")

@@ -304,9 +304,14 @@ def test_a_folder_whose_name_holds_equals_is_a_path(tiny_bert, tmp_path, monkeyp
     assert res.exit_code == 0, res.output
 
 
-def test_aliases_are_refused_for_classifiers(tiny_hf_classifier, tmp_path):
-    res = invoke("run", REPO / "probes" / "sentiment-gender.yaml", "-m", f"c={tiny_hf_classifier}")
-    assert res.exit_code == 2 and "aliases (NAME=MODEL)" in res.output, res.output
+def test_aliases_name_classifiers_too(tiny_hf_classifier, tmp_path):
+    out = tmp_path / "o"
+    res = invoke(
+        "run", REPO / "probes" / "sentiment-gender.yaml", "-m", f"c={tiny_hf_classifier}",
+        "-o", out, "-q", "--bootstrap", "100",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert set(pd.read_csv(out / "scores.csv").model) == {"c"}
 
 
 # --------------------------------------------------------------------------- --show
