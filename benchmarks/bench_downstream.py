@@ -92,7 +92,7 @@ def hf_classifier(folder: Path, smoke: bool = False) -> Path:
 def measure(name: str, folder: Path, sentences: list[str], n_loop: int) -> None:
     """Time both methods, each on a freshly loaded classifier (the loop first), so neither
     profits from the other's work (a frozen encoder caches the features of texts it has seen)."""
-    from biasprobe.downstream.models import load_classifier
+    from biasprobe.backends.classifiers import load_classifier
 
     loop_part = sentences[:n_loop]
     clf = load_classifier(str(folder), device="cpu", batch_size=64)

@@ -20,7 +20,6 @@ from biasprobe.cliutil import (
     RevisionOption,
     Terminated,
     TrustRemoteCodeOption,
-    markup,
     out_option,
     safe_text,
     user_errors,
@@ -106,24 +105,6 @@ def validate(
         raise typer.Exit(2)
 
 
-def print_pairs(probe_set: Any, console: Any = None) -> None:
-    """Every expanded pair of a probe set: id, groups (minoritized marked ``*``), where it is
-    written, and its two sentences (or the sides' target words when they share a sentence)."""
-    console = _console(console)
-    arbitrary = arbitrary_templates(probe_set)
-    for it in probe_set.items:
-        groups = [g + ("*" if s == it.minoritized else "") for s, g in enumerate(it.groups)]
-        note = "  (orientation arbitrary)" if it.template_id in arbitrary else ""
-        line = f"  {it.pair_id}: {groups[0]} | {groups[1]}{note}"
-        console.print(safe_text(line), markup=False)
-        for side, sentence in zip("AB", it.sentences):
-            console.print(f"      {side}  {safe_text(sentence)}", markup=False)
-        if it.targets:
-            console.print(safe_text(f"      targets: {', '.join(it.targets)}"), markup=False)
-    if probe_set.items:
-        console.print("  (* minoritized side)", markup=False)
-
-
 def _validate_one(path: Path, list_pairs: bool = False) -> bool:
     """Check one probe file and print the outcome; any failure is reported, never raised, so
     that every file given is checked."""
@@ -151,6 +132,8 @@ def _validate_one(path: Path, list_pairs: bool = False) -> bool:
         f"{_plural(templates, 'template')}, {_plural(len(ps.items), 'pair')}"
     )
     if list_pairs:
+        from biasprobe.views.terminal import print_pairs
+
         print_pairs(ps)
     return True
 
@@ -171,16 +154,9 @@ def list_sets() -> None:
     Example: biasprobe list
     """
     from biasprobe.catalog import shipped_dir, shipped_sets
+    from biasprobe.views.terminal import print_probe_sets
 
-    sets = shipped_sets()
-    width = max((len(s.name) for s in sets), default=0)
-    for s in sets:
-        line = (
-            f"{s.name:<{width}}  {s.kind:<14}  {_plural(s.pairs, 'pair'):>9}  {s.what}. "
-            f"Source: {s.source}"
-        )
-        typer.echo(safe_text(line))
-    typer.echo(f"({len(sets)} sets in {safe_text(shipped_dir())}; run one: biasprobe run NAME)")
+    print_probe_sets(shipped_sets(), shipped_dir())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,192 +182,8 @@ def _progress_printer(
     )
 
 
-#: Ranks shown per side in a per-pair table at most (the rest are in topk.csv).
-MAX_RANKS = 20
 #: What ``run --show`` accepts.
 SHOW_CHOICES = ("all", "summary", "pairs", "none")
-
-
-def _console(console: Any = None) -> Any:
-    from rich.console import Console
-
-    return console if console is not None else Console(highlight=False)
-
-
-def model_labels(result: Any) -> dict[str, str]:
-    """Short, distinct terminal names of the run's models (see
-    :func:`~biasprobe.cliutil.display_names`)."""
-    from biasprobe.cliutil import display_names
-
-    models = getattr(result, "models", None)
-    if models is None:  # a bare table holder: the models its tables name
-        frame = getattr(result, "summary", None)
-        frame = frame if frame is not None else result.topk
-        models = list(dict.fromkeys(frame["model"]))
-    return display_names(list(models))
-
-
-def print_models(result: Any, console: Any = None) -> None:
-    """Say which model each short terminal name stands for, where it is not the full name
-    (an alias, or a path shortened)."""
-    console = _console(console)
-    short = model_labels(result)
-    cards = {m.get("name"): m for m in getattr(result, "meta", {}).get("models", [])}
-    legend = []
-    for name in short:
-        full = cards.get(name, {}).get("alias_of") or name
-        if short[name] != full:
-            legend.append(f"{short[name]} = {full}")
-    if legend:
-        console.print("models: " + "; ".join(legend), markup=False)
-
-
-def arbitrary_templates(probe_set: Any) -> set[str]:
-    """Ids of the pair entries whose orientation is only a sign convention
-    (``orientation: arbitrary`` in the probe file)."""
-    return {p.id for p in probe_set.pairs if getattr(p, "arbitrary_orientation", False)}
-
-
-def print_topk_tables(
-    result: Any,
-    limit: int | None = None,
-    rows: int | None = None,
-    console: Any = None,
-    arbitrary: set[str] | None = None,
-) -> None:
-    """Print, per pair and model, both sides' top tokens and their log p side by side (like
-    fill-mask output): ``rows`` ranks (default: the run's top-k, at most :data:`MAX_RANKS`;
-    the number hidden is said), at most ``limit`` pairs. ``arbitrary``: template ids whose
-    orientation is only a sign convention (their role labels say so)."""
-    from rich.table import Table
-
-    console = _console(console)
-    short = model_labels(result)
-    topk = result.topk
-    depth = int(topk["rank"].max()) if len(topk) else 0
-    rows = min(depth, MAX_RANKS) if rows is None else rows
-    arbitrary = arbitrary or set()
-    groups = topk.groupby(["model", "pair_id"], sort=False)
-    shown = 0
-    for (model, pair_id), sub in groups:
-        if limit is not None and shown >= limit:
-            console.print(
-                f"… {groups.ngroups - shown} more pair tables in topk.csv (--pair-tables N "
-                "shows more)",
-                markup=False,
-            )
-            break
-        shown += 1
-        sides = [sub[sub.side == side].sort_values("rank") for side in ("A", "B")]
-        template = sub["template_id"].iloc[0] if "template_id" in sub else pair_id
-        table = Table(
-            title=f"{markup(pair_id)}  [dim]({markup(short.get(model, model))})[/dim]",
-            title_justify="left",
-            caption_justify="left",
-        )
-        notes = []
-        table.add_column("#", justify="right", style="dim", no_wrap=True)
-        for part, label in zip(sides, ("A", "B")):
-            group, role = part["group"].iloc[0], part["role"].iloc[0]
-            mark = "*" if template in arbitrary else ""
-            table.add_column(
-                f"{label}: {markup(group)}\n[dim]({role}{mark})[/dim]", overflow="fold"
-            )
-            table.add_column("log p", justify="right", no_wrap=True)
-            notes.append(f"{label}: {markup(part['sentence'].iloc[0])}")
-        hidden = depth - rows
-        if hidden > 0:
-            notes.append(f"[dim]{hidden} more ranks per side in topk.csv[/dim]")
-        if template in arbitrary:
-            notes.append(
-                "[dim]* the orientation of this pair is arbitrary (a sign convention, not a "
-                "social group)[/dim]"
-            )
-        table.caption = "\n".join(notes)
-        for r in range(rows):
-            cells = [str(r + 1)]
-            for part in sides:
-                if r < len(part):
-                    row = part.iloc[r]
-                    cells += [markup(row["token"]), f"{row['logprob']:.2f}"]
-                else:
-                    cells += ["", ""]
-            table.add_row(*cells)
-        console.print(table)
-
-
-def _num(x: float) -> str:
-    """A score for the terminal (small valence masses would all read 0.000)."""
-    return f"{x:.3f}" if x == 0 or abs(x) >= 0.01 else f"{x:.2g}"
-
-
-def _p_cell(p: float) -> str:
-    return "—" if p != p else ("<0.001" if p < 0.001 else f"{p:.3f}")
-
-
-def print_summary(result: Any, console: Any = None) -> None:
-    """Print the set-level scores of each model: mean with its confidence interval on one
-    line, n, p-value and, for every model after the first, the change from the first (base)
-    model; one table per model (its short name in the title) so that it fits 80 columns.
-
-    A set with too few templates for a set-level interval or test has its template rows shown
-    under each score instead, and the reason is printed."""
-    import math
-
-    from rich.table import Table
-
-    full = result.summary
-    s = full[full.level == "set"]
-    if s.empty:
-        return
-    conf = float((result.meta.get("settings") or {}).get("confidence", 0.95))
-    console = _console(console)
-    short = model_labels(result)
-    console.print(
-        "Scores over the probe set. Distances: lower = less skew. Signed scores (target gap, "
-        "Kurita, valence): closer to 0 = less skew; p = sign-flip test of mean 0 over the "
-        "template means, and the set's interval is the one that test gives (distances have no "
-        "p). Δ base: mean minus the first model's mean.",
-        markup=False,
-    )
-    models = list(dict.fromkeys(s["model"]))
-    base = s[s.model == models[0]].set_index("score")["mean"]
-    notes: list[str] = []
-    for model in models:
-        sub = s[s.model == model]
-        # the model's name on its own line: a table title wraps at the (narrow) table width
-        console.print(f"model {short.get(model, model)}", markup=False, highlight=False)
-        table = Table()
-        table.add_column("score", no_wrap=True)
-        table.add_column(f"mean [{conf * 100:g}% CI]", justify="right", no_wrap=True)
-        if model != models[0]:
-            table.add_column("Δ base", justify="right", no_wrap=True)
-        table.add_column("n", justify="right", no_wrap=True)
-        table.add_column("p", justify="right", no_wrap=True)
-        for r in sub.itertuples():
-            ci = "" if math.isnan(r.ci_low) else f" [{_num(r.ci_low)}, {_num(r.ci_high)}]"
-            cells = [markup(str(r.score)), f"{_num(r.mean)}{ci}"]
-            if model != models[0]:
-                b = base.get(r.score, float("nan"))
-                cells.append("—" if math.isnan(b) or math.isnan(r.mean) else f"{r.mean - b:+.3f}")
-            table.add_row(*cells, str(r.n), _p_cell(getattr(r, "p_value", float("nan"))))
-            note = getattr(r, "note", "")
-            if not isinstance(note, str) or not note:
-                continue
-            if note not in notes:
-                notes.append(note)
-            rows = full[
-                (full.model == model) & (full.level == "template") & (full.score == r.score)
-            ]
-            for t in rows.itertuples():
-                tci = "" if math.isnan(t.ci_low) else f" [{_num(t.ci_low)}, {_num(t.ci_high)}]"
-                cells = [f"  {markup(str(t.key))}", f"{_num(t.mean)}{tci}"]
-                if model != models[0]:
-                    cells.append("")
-                table.add_row(*cells, str(t.n), _p_cell(t.p_value), style="dim")
-        console.print(table)
-    for note in notes:
-        console.print(f"Set rows without an interval or p: {note}.", markup=False)
 
 
 def parse_show(value: str) -> tuple[str, int | None]:
@@ -687,6 +479,14 @@ def _run_fill_mask(
     target = out if out is not None else _default_out(probe_set.name, result.meta["run_id"])
     saved = result.save(target, overwrite=overwrite, report=_report_writer() if html else None)
     what, tables = show
+    from biasprobe.views.terminal import (
+        arbitrary_templates,
+        model_labels,
+        print_models,
+        print_summary,
+        print_topk_tables,
+    )
+
     if not quiet and what != "none":
         print_models(result)
     if not quiet and what in ("all", "pairs") and tables:

@@ -390,4 +390,3 @@ def _one_model(names: Sequence[str], chosen: str | None, where: str) -> str:
             "choose it with --model"
         )
     return names[0]
-

@@ -124,7 +124,8 @@ def test_counterfactual_pairs_a_classifier_cannot_tell_apart_are_errors(
 def test_shipped_counterfactual_sets_pass_the_tokenizer_check():
     """Every pair of the shipped sets is told apart by the uncased WordPiece tokenizer that the
     sentiment models and all-MiniLM-L6-v2 use (no silent Δ = 0, no unknown group words)."""
-    from biasprobe.downstream.models import Classifier, check_tokenization
+    from biasprobe.backends.classifiers import ClassifierBackend as Classifier
+    from biasprobe.backends.classifiers import check_tokenization
     from biasprobe.probes import load_probe_set
     from biasprobe.sentiment.data import load_tokenizer
 

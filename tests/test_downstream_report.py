@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from biasprobe.downstream.models import Classifier
+from biasprobe.backends.classifiers import ClassifierBackend as Classifier
 from biasprobe.downstream.run import load_downstream_run, run_downstream
 from biasprobe.fsio import REPORT_MARKER, NotOwnedError
 from biasprobe.probes import ProbeItem

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from biasprobe.downstream.cli import print_downstream
-from biasprobe.downstream.models import Classifier, load_classifier, positive_index
+from biasprobe.backends.classifiers import ClassifierBackend as Classifier
+from biasprobe.backends.classifiers import load_classifier, positive_index
 from biasprobe.downstream.run import (
     is_downstream_run,
     load_downstream_run,
@@ -21,6 +21,7 @@ from biasprobe.downstream.run import (
 from biasprobe.errors import ModelLoadError, OutputError, UsageError
 from biasprobe.fsio import NotOwnedError
 from biasprobe.probes import ProbeItem
+from biasprobe.views.terminal import print_downstream
 
 NAMES = [("john", "mary"), ("james", "linda"), ("robert", "susan"), ("paul", "karen")]
 TEMPLATES = {

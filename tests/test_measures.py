@@ -92,12 +92,6 @@ def test_valence_through_the_registry_equals_the_module():
     assert m.label("valence_share_neg_topk").startswith("valence:")
 
 
-def test_old_valence_module_still_works():
-    import biasprobe.valence as old
-
-    assert old.pair_valence is V.pair_valence and old.RUN_COLUMNS == V.RUN_COLUMNS
-
-
 def test_blank_sentence_scores_matches_blank_skew_scores():
     from biasprobe.scores import blank_skew_scores
 

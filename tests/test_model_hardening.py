@@ -144,7 +144,7 @@ def test_the_real_configs_pass_the_plausibility_check(tiny_bert, tiny_roberta, t
 
 
 def test_classifier_config_claiming_10000_layers_is_refused(tiny_hf_classifier, tmp_path):
-    from biasprobe.downstream.models import load_classifier
+    from biasprobe.backends.classifiers import load_classifier
 
     ckpt = copy_of(tiny_hf_classifier, tmp_path / "clf")
     edit_config(ckpt, num_hidden_layers=10_000)
@@ -173,7 +173,7 @@ def test_nan_weights_are_a_clear_error_naming_the_model(tiny_bert, tmp_path):
 
 
 def test_classifier_with_nan_weights_is_refused(tiny_hf_classifier, tmp_path):
-    from biasprobe.downstream.models import load_classifier
+    from biasprobe.backends.classifiers import load_classifier
 
     ckpt = copy_of(tiny_hf_classifier, tmp_path / "clf")
     _poison(ckpt)

@@ -252,8 +252,8 @@ def _in_pty(args: list, tmp_path: Path, width: int = 80, height: int = 40) -> st
 def _expected_tables(run_dir: Path) -> list[str]:
     from rich.console import Console
 
-    from biasprobe.downstream.cli import print_downstream
     from biasprobe.downstream.run import load_downstream_run
+    from biasprobe.views.terminal import print_downstream
 
     buf = io.StringIO()
     print_downstream(load_downstream_run(run_dir), Console(width=80, file=buf, highlight=False))

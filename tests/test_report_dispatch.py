@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import report_fixtures as rf
 
-from biasprobe.downstream.models import Classifier
+from biasprobe.backends.classifiers import ClassifierBackend as Classifier
 from biasprobe.downstream.run import run_downstream
 from biasprobe.errors import UsageError
 from biasprobe.fsio import is_biasprobe_report

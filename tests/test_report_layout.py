@@ -171,7 +171,7 @@ def test_first_pair_figures_come_before_the_tables():
 
 
 def test_downstream_report_opens_on_findings_and_ends_with_provenance():
-    from biasprobe.downstream.models import Classifier
+    from biasprobe.backends.classifiers import ClassifierBackend as Classifier
     from biasprobe.downstream.run import run_downstream
     from biasprobe.probes import ProbeItem
     from biasprobe.report.counterfactual import render_downstream_report

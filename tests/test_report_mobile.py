@@ -45,7 +45,7 @@ MEASURE = """(() => {
 
 
 def _downstream_page(tmp_path: Path) -> Path:
-    from biasprobe.downstream.models import Classifier
+    from biasprobe.backends.classifiers import ClassifierBackend as Classifier
     from biasprobe.downstream.run import run_downstream
     from biasprobe.probes import ProbeItem
     from biasprobe.report.counterfactual import write_downstream_report

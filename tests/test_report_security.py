@@ -218,7 +218,7 @@ def _hostile_fill_mask_runs():
 
 
 def _hostile_downstream():
-    from biasprobe.downstream.models import Classifier
+    from biasprobe.backends.classifiers import ClassifierBackend as Classifier
     from biasprobe.downstream.run import run_downstream
     from biasprobe.probes import ProbeItem
 

@@ -97,7 +97,7 @@ def _downstream_items():
 
 
 def _shifted_class():
-    from biasprobe.downstream.models import Classifier
+    from biasprobe.backends.classifiers import ClassifierBackend as Classifier
 
     class Shifted(Classifier):
         kind = "test"

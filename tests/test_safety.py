@@ -353,7 +353,7 @@ def test_control_characters_are_neutralised():
 def test_tables_and_errors_print_no_control_characters(tmp_path):
     import pandas as pd
 
-    from biasprobe.cli import print_topk_tables
+    from biasprobe.views.terminal import print_topk_tables
 
     class Fake:
         topk = pd.DataFrame(

@@ -212,7 +212,7 @@ def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
 
 
 def test_sentiment_run_with_nan_weights_is_refused_as_a_classifier(tmp_path):
-    from biasprobe.downstream.models import load_classifier
+    from biasprobe.backends.classifiers import load_classifier
     from biasprobe.errors import RunFolderError
 
     out = tmp_path / "run"

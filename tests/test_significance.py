@@ -214,7 +214,7 @@ def test_null_p_values_are_roughly_uniform() -> None:
 def test_terminal_summary_shows_p_within_80_columns(capsys, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from biasprobe.cli import print_summary
+    from biasprobe.views.terminal import print_summary
 
     monkeypatch.setenv("COLUMNS", "80")
     scores = _scores()
@@ -235,7 +235,7 @@ def test_terminal_summary_shows_p_within_80_columns(capsys, monkeypatch) -> None
 def test_terminal_says_why_a_small_set_has_no_interval(capsys, monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from biasprobe.cli import print_summary
+    from biasprobe.views.terminal import print_summary
 
     monkeypatch.setenv("COLUMNS", "80")
     scores = _scores()

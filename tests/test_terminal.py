@@ -146,9 +146,9 @@ def test_pair_tables_label_log_p_and_show_every_rank(two_model_run):
 
 
 def test_ranks_beyond_the_table_are_counted(tiny_bert, tmp_path):
-    from biasprobe.cli import MAX_RANKS, print_topk_tables
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import run
+    from biasprobe.views.terminal import MAX_RANKS, print_topk_tables
 
     probe = tmp_path / "p.yaml"
     probe.write_text(GOOD)
@@ -166,7 +166,7 @@ def test_ranks_beyond_the_table_are_counted(tiny_bert, tmp_path):
 def test_crows_summary_fits_80_columns():
     from types import SimpleNamespace
 
-    from biasprobe.crows.cli import print_summary
+    from biasprobe.views.terminal import print_crows_summary as print_summary
 
     rows = []
     for key, n in (("all", 1508), ("physical-appearance", 63), ("sexual-orientation", 84)):
@@ -499,8 +499,8 @@ def test_help_gives_descriptions_room_at_80_columns():
 
 
 def test_arbitrary_orientation_is_marked(tmp_path):
-    from biasprobe.cli import arbitrary_templates, print_topk_tables
     from biasprobe.probes import load_probe_set
+    from biasprobe.views.terminal import arbitrary_templates, print_topk_tables
 
     ps = load_probe_set(PAIR_NAMES)
     assert arbitrary_templates(ps) == {"elsie-lauren", "employed-1908-2018"}

@@ -17,7 +17,6 @@ from biasprobe.cliutil import (
     QuietOption,
     RevisionOption,
     TrustRemoteCodeOption,
-    markup,
     out_option,
     progress_printer,
     safe_text,
@@ -39,102 +38,6 @@ app = typer.Typer(
 _BIAS_TYPE_HELP = (
     f"Only this bias type (repeatable): {', '.join(BIAS_TYPES)} (race-color may be given as race)."
 )
-
-
-def print_summary(result: Any, console: Any = None) -> None:
-    """The summary on the terminal, with the meaning of 50%, in 80 columns, per model: the
-    metric with its CI on one line, n and p-values; then ties and the stereo/antistereo
-    breakdown; with several models, the change from the base model."""
-    from rich.console import Console
-
-    console = console or Console(highlight=False)
-    names = list(result.models) or [str(m) for m in dict.fromkeys(result.summary["model"])]
-    for name in names:
-        _print_model(result, name, console)
-    if result.comparison is not None and len(result.comparison):
-        _print_comparison(result, console)
-
-
-def _print_model(result: Any, model: str, console: Any) -> None:
-    import math
-
-    from rich.table import Table
-
-    from biasprobe.cliutil import display_names
-    from biasprobe.crows.aggregate import MEANING, skip_counts
-
-    short = display_names([model], width=30)[model]
-    table = Table(
-        title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
-        title_justify="left",
-        caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
-        caption_justify="left",
-    )
-    table.add_column("bias type", no_wrap=True)
-    table.add_column("metric % [95% CI]", justify="right", no_wrap=True)
-    for name in ("n", "p", "p Holm"):
-        table.add_column(name, justify="right", no_wrap=True)
-    split = Table(title="Ties and the two directions", title_justify="left")
-    split.add_column("bias type", no_wrap=True)
-    for name in ("ties", "stereo % (n)", "antistereo % (n)"):
-        split.add_column(name, justify="right", no_wrap=True)
-
-    def f(x: float, spec: str = ".1f") -> str:
-        return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
-
-    def p(x: float) -> str:
-        return "—" if math.isnan(x) else (f"{x:.1e}" if x < 1e-3 else f"{x:.3f}")
-
-    summary = result.summary[result.summary["model"] == model]
-    for r in summary.itertuples(index=False):
-        key = markup(str(r.key))
-        metric = f"{f(r.metric)} [{f(r.ci_low)}, {f(r.ci_high)}]"
-        table.add_row(key, metric, str(int(r.n)), p(float(r.p_value)), p(float(r.p_holm)))
-        split.add_row(
-            key,
-            str(int(r.n_tie)),
-            f"{f(r.stereo_pct)} ({int(r.stereo_n)})",
-            f"{f(r.antistereo_pct)} ({int(r.antistereo_n)})",
-        )
-    if short != model:
-        console.print(f"model: {safe_text(model)}", markup=False)
-    console.print(table)
-    console.print(split)
-    pairs = result.pairs[result.pairs["model"] == model] if "model" in result.pairs else None
-    skipped = skip_counts(pairs) if pairs is not None else {}
-    if skipped:
-        counts = "; ".join(f"{n} {safe_text(label)}" for label, n in skipped.items())
-        console.print(
-            f"skipped {sum(skipped.values())} pair(s), left out of every count ({counts}); "
-            "the reason of each is in pairs.csv, column skipped",
-            markup=False,
-        )
-
-
-def _print_comparison(result: Any, console: Any) -> None:
-    import math
-
-    from rich.table import Table
-
-    c = result.comparison
-    base = str(c["base"].iloc[0])
-    table = Table(
-        title=f"Change from the base model ({markup(base)}), percentage points",
-        title_justify="left",
-        caption="95% CI: paired bootstrap over the pairs both scored. p: exact McNemar.",
-        caption_justify="left",
-    )
-    for name in ("model", "bias type", "change [95% CI]", "n", "p"):
-        table.add_column(name, justify="left" if name in ("model", "bias type") else "right")
-
-    def f(x: float) -> str:
-        return "—" if x != x else f"{x:+.1f}"
-
-    for r in c.itertuples(index=False):
-        p = "—" if math.isnan(r.p_value) else f"{r.p_value:.3f}"
-        change = f"{f(r.change)} [{f(r.ci_low)}, {f(r.ci_high)}]"
-        table.add_row(markup(str(r.model)), markup(str(r.key)), change, str(int(r.n)), p)
-    console.print(table)
 
 
 @app.callback(invoke_without_command=True)
@@ -268,5 +171,7 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
         report=lambda res, path: path.write_text(render_html(res), encoding="utf-8"),
     )
     if not quiet:
-        print_summary(result)
+        from biasprobe.views.terminal import print_crows_summary
+
+        print_crows_summary(result)
     typer.echo(f"wrote {safe_text(saved)} (report: {safe_text(saved / 'report.html')})")

@@ -1,9 +1,9 @@
 """Downstream bias: counterfactual probe pairs scored on sentiment classifiers.
 
 * :mod:`biasprobe.downstream.scores` — per-pair and aggregate scores (pure functions).
-* :mod:`biasprobe.downstream.models` — classifiers behind one interface (biasprobe sentiment
-  run folders, Hugging Face sequence-classification checkpoints).
-* :mod:`biasprobe.downstream.run` — :func:`run_downstream`, the run folder and its printer.
+* :mod:`biasprobe.downstream.run` — :func:`run_downstream` and the run folder (the task itself
+  is :mod:`biasprobe.tasks.counterfactual`; the classifiers are
+  :mod:`biasprobe.backends.classifiers`; the terminal tables :mod:`biasprobe.views.terminal`).
 
 Importing this package imports neither torch nor transformers.
 """
