@@ -38,6 +38,7 @@ __all__ = [
     "ModelEntry",
     "ProgressFn",
     "Task",
+    "check_interface",
     "check_names",
     "resolve",
     "run",
@@ -173,6 +174,7 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
     keys: list[str] = []
     for given in specs:
         if not isinstance(given, str):
+            check_interface(given, family)
             out.append(ModelEntry(str(given.name), given, live=False))
             keys.append(f"backend:{given.name}")
             continue
@@ -185,6 +187,31 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
         out[-1].live = spec.kind != "recorded"  # recorded outputs compute nothing
     check_names(out, keys)
     return out
+
+
+def check_interface(obj: Any, family: str) -> None:
+    """Refuse a model object that does not implement its family's protocol
+    (:class:`~biasprobe.backends.base.MaskedLM` or :class:`~biasprobe.backends.base.Classifier`),
+    so that tasks use every declared member directly.
+
+    Raises:
+        UsageError: naming the object and the members it lacks.
+    """
+    from biasprobe.backends import base
+
+    protocol = base.MaskedLM if family == "masked-lm" else base.Classifier
+    members = [
+        *getattr(protocol, "__annotations__", {}),
+        *(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")),
+    ]
+    lacking = sorted({m for m in members if not hasattr(obj, m)})
+    if lacking:
+        base_class = "MaskedLMBackend" if family == "masked-lm" else "classifiers.ClassifierBackend"
+        raise UsageError(
+            f"model object {type(obj).__name__} ({getattr(obj, 'name', '?')!s}) is not a "
+            f"{family.replace('-', ' ')}: it lacks {', '.join(lacking)} (subclass "
+            f"biasprobe.backends.{base_class}, which gives defaults for the optional members)"
+        )
 
 
 def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:

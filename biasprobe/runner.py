@@ -160,7 +160,7 @@ def record(
                 f"biasprobe record of {name} (commit {info.get('commit_hash') or 'n/a'}, "
                 f"path {info.get('path')}, batch size {batch_size}) on {probe_set.path}"
             ),
-            hf_tokenizer=getattr(backend, "tokenizer", None),
+            hf_tokenizer=backend.tokenizer,
             model_info=info,
         )
     finally:

@@ -4,6 +4,8 @@ included), and the comparison with the base model computed and stored."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -14,6 +16,8 @@ from biasprobe import engine
 from biasprobe.cli import app
 from biasprobe.errors import ModelLoadError, UsageError
 from biasprobe.tasks.crows import run_crows
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 class _Spy:
@@ -111,3 +115,37 @@ def test_crows_command_takes_several_models(tiny_bert, tiny_bert_b, tmp_path):
     assert list(dict.fromkeys(summary["model"])) == ["base", "other"]
     assert (out / "comparison.csv").is_file() and (out / "report.html").is_file()
     assert np.isfinite(pd.read_csv(out / "comparison.csv")["change"]).all()
+
+
+def test_a_model_object_lacking_its_protocol_is_refused_naming_what_it_lacks(tiny_bert):
+    """Tasks use every member the protocols declare directly (no getattr fallbacks), so a model
+    object handed in is checked against its family's protocol before anything runs."""
+    import biasprobe
+    from biasprobe.backends import MaskedLMBackend, load_backend
+    from biasprobe.probes import load_probe_set
+
+    class Half:  # a duck-typed masked LM with only the fill-mask basics
+        name = "half-model"
+        mask_token = "[MASK]"
+        vocab = ["a", "b"]
+        info: dict = {}
+
+        def mask_logprobs(self, sentences):
+            return np.zeros((len(sentences), 2), dtype=np.float32)
+
+    with pytest.raises(UsageError) as err:
+        engine.resolve([Half()], "masked-lm")
+    text = str(err.value)
+    assert "half-model" in text and "chain_logprobs" in text and "unk_id" in text
+    assert "MaskedLMBackend" in text
+    with pytest.raises(UsageError, match="half-model"):
+        biasprobe.run(load_probe_set(REPO / "probes" / "gender.yaml"), [Half()], n_bootstrap=100)
+    with pytest.raises(UsageError, match="not a classifier"):
+        engine.resolve([Half()], "classifier")
+    # a real backend (a MaskedLMBackend, defaults for the optional members) passes
+    backend = load_backend(str(tiny_bert), device="cpu")
+    try:
+        assert isinstance(backend, MaskedLMBackend)
+        assert [m.name for m in engine.resolve([backend], "masked-lm")] == [backend.name]
+    finally:
+        backend.close()

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from biasprobe import engine
+from biasprobe.backends.cached import CachedMaskedLM
 from biasprobe.crows.aggregate import MEANING, summarize
 from biasprobe.crows.data import load_pairs, normalize_bias_types, shipped_path
 from biasprobe.crows.scoring import SCORINGS, pairs_stored, score_pairs
@@ -86,7 +87,7 @@ class CrowsTask:
             if progress is not None:
                 progress(model.name, "score", done, total)
 
-        if progress is not None and getattr(backend, "store", None) is not None:
+        if progress is not None and isinstance(backend, CachedMaskedLM) and backend.identity:
             done, todo = pairs_stored(backend, self.pairs, self.scoring)
             progress(model.name, "cached", done, done + todo)
         rows = score_pairs(backend, self.pairs, self.scoring, progress=report)

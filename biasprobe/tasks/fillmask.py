@@ -15,6 +15,7 @@ import pandas as pd
 
 from biasprobe import engine
 from biasprobe.backends import MaskedLMBackend, ModelSpec, resolve_spec
+from biasprobe.backends.cached import CachedMaskedLM
 from biasprobe.engine import ModelEntry, split_alias
 from biasprobe.errors import UsageError
 from biasprobe.probes import ProbeItem, ProbeSet
@@ -377,7 +378,7 @@ class FillMaskTask:
         )
         if first:
             self.base = scored.store
-            self.base_identity = getattr(getattr(backend, "store", None), "identity", None)
+            self.base_identity = backend.identity if isinstance(backend, CachedMaskedLM) else None
         return {"name": backend.name, "scored": scored, "card": _model_card(backend, model)}
 
     def summarise(self, parts: Sequence[dict], models: Sequence[ModelEntry]) -> RunResult:

@@ -176,7 +176,7 @@ def score_model(
     ready = np.maximum.accumulate(need) if len(items) else need
     held = Held(len(backend.vocab))
     # pairs already served from records: a resumed run (its needed sentences may be stored)
-    resuming = bool(hit.any()) and hasattr(backend, "stored_masks")
+    resuming = bool(hit.any())
     # topk.csv's rows, 2 × top_k per pair, filled in place; the other tables per request
     top = TopkColumns(len(items), min(top_k, len(backend.vocab)))
     parts: dict[str, Frames] = {"scores": Frames(), "targets": Frames()}
@@ -414,9 +414,10 @@ def _stage(
 
 @contextlib.contextmanager
 def _batches(backend: MaskedLMBackend, report: Callable[[int, int], None] | None) -> Iterator[None]:
-    """Have ``backend`` call ``report`` after every forward batch, where it can (a backend
-    with an ``on_batch`` attribute, e.g. :class:`~biasprobe.backends.hf.HFMaskedLM`)."""
-    if report is None or not hasattr(backend, "on_batch"):
+    """Have ``backend`` call ``report`` after every forward batch (its declared
+    :attr:`~biasprobe.backends.base.MaskedLM.on_batch`; a backend that reports no batches
+    ignores it)."""
+    if report is None:
         yield
         return
     previous = backend.on_batch
@@ -477,7 +478,7 @@ class _Pieces:
 def _check_priors(backend: MaskedLMBackend, items: Sequence[ProbeItem]) -> None:
     """Attribute pairs need a backend that scores prior sentences (several masks)."""
     first = next((it for it in items if it.attribute is not None), None)
-    if first is not None and not getattr(backend, "scores_priors", False):
+    if first is not None and not backend.scores_priors:
         raise UsageError(
             f"{first.source}: pair {first.pair_id!r} declares an attribute (prior-normalised "
             f"score, Kurita et al. 2019), whose prior sentence {first.prior_sentences[0]!r} "
@@ -505,13 +506,11 @@ def _prior_requests(
             )
             for s in (0, 1)
         ]
-        prior_request = getattr(backend, "prior_request", None)
-        if prior_request is not None:  # tokenize now: a bad word fails before any compute
-            for r in out[i]:
-                try:
-                    prior_request(*r)
-                except BiasprobeError as e:
-                    raise _with_source(e, it) from None
+        for r in out[i]:  # tokenize now: a bad word fails before any compute
+            try:
+                backend.prior_request(*r)
+            except BiasprobeError as e:
+                raise _with_source(e, it) from None
     return out
 
 
@@ -557,19 +556,15 @@ def _chain_logprobs(
                 values = backend.chain_logprobs([(texts[i][s], p) for (i, s, _), p in part])
             out.update({key: float(v) for (key, _), v in zip(part, values)})
         offset += size
-        if progress is not None and (not asked or not hasattr(backend, "on_batch")):
-            # a skipped chunk, or a backend that reports no batches
+        if progress is not None and not asked:  # a skipped chunk
             progress(backend.name, "targets", offset, total)
     return out
 
 
 def _prior_texts(backend: Any, priors: dict[int, list[tuple[str, str, int, str]]]) -> dict:
     """Per attribute item, each side's prior sentence as the model scores it (attribute masks
-    widened to the word's pieces), for ``targets.csv``; empty for backends without it."""
-    text = getattr(backend, "prior_text", None)
-    if text is None:
-        return {}
-    return {i: [text(*r) for r in reqs] for i, reqs in priors.items()}
+    widened to the word's pieces), for ``targets.csv``; ``""`` where the backend cannot tell."""
+    return {i: [backend.prior_text(*r) for r in reqs] for i, reqs in priors.items()}
 
 
 def _pair_rows(
@@ -632,7 +627,7 @@ def check_items(backend: MaskedLMBackend, items: Sequence[ProbeItem], texts: lis
         VocabularyError: a word of a sentence becomes the unknown token, or the two sides of a
             pair tokenize to identical ids (their skew would be 0 by construction).
     """
-    unk = getattr(backend, "unk_id", None)
+    unk = backend.unk_id
     step = 1024  # pairs tokenized at once: the tokenizer's output stays small at any scale
     for start in range(0, len(items), step):
         ids = backend.token_ids([t for pair in texts[start : start + step] for t in pair])
@@ -673,9 +668,7 @@ def check_recorded(
     Raises:
         UsageError: a selected pair needs something the recording does not hold.
     """
-    missing = getattr(backend, "missing", None)
-    if not callable(missing):
-        return
+    missing = backend.missing
     priors = _prior_requests(backend, items)
     gaps: list[tuple[ProbeItem, int, str]] = []
     for i, it in enumerate(items):
