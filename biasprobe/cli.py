@@ -409,7 +409,8 @@ def run(
                     err=True,
                 )
             raise
-        typer.echo(f"wrote {safe_text(saved)}")
+        shown = f" (report: {saved / 'report.html'})" if html else ""
+        typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
         return
     for flag, value in (("--tolerance", tolerance), ("--positive-label", positive_label)):
         if value is not None:

@@ -26,6 +26,8 @@ def test_counterfactual_set_runs_on_a_classifier_and_reports(tiny_hf_classifier,
         "-p", "love-being*", "-p", "hate-being*", "--html", "-q",
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+    assert f"(report: {out / 'report.html'})" in " ".join(res.output.split())
+    assert (out / "report.html").is_file()
     down = pd.read_csv(out / "downstream.csv")
     assert set(down.template_id) == {"love-being", "hate-being"}
     assert len(down) == 4 and down.p_positive.between(0, 1).all()
