@@ -41,7 +41,13 @@ from biasprobe.hub import (
     resolve_model_source,
 )
 
-__all__ = ["HFMaskedLM", "check_vocab_size", "load_hf_masked_lm", "pieces_in_context"]
+__all__ = [
+    "HFMaskedLM",
+    "check_vocab_size",
+    "load_hf_masked_lm",
+    "max_input_length",
+    "pieces_in_context",
+]
 
 
 #: Rows an embedding matrix may have beyond the tokenizer (vocabularies padded to a multiple).
@@ -181,6 +187,10 @@ def _max_length(model: Any, tokenizer: Any) -> int:
     if isinstance(declared, int) and 0 < declared < 10**6:
         limit = min(limit, declared)
     return limit
+
+
+#: Public name of :func:`_max_length` (the causal-LM backend needs the same limit).
+max_input_length = _max_length
 
 
 #: The byte-level BPE stand-in for a space ("Ġ", byte 0x20 in the GPT-2 / RoBERTa byte alphabet).

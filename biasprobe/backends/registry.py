@@ -14,6 +14,9 @@ Two steps, so that every model of a run is found and checked before the first fo
   a masked-LM head                                             ``sentence-scorer`` (PLL)
   HF config ``architectures``:     ``hf-sequence-              ``classifier``
   a sequence-classification head   classification``
+  HF config ``architectures``:     ``hf-causal-lm``            ``sentence-scorer``
+  a causal-LM head (``…ForCausalLM``                           (chain rule)
+  or ``…LMHeadModel``)
   a hub id not in the local cache  ``hf``                      decided when loaded
   ===============================  ==========================  =============================
 
@@ -47,6 +50,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sentiment-run": ("a biasprobe sentiment classifier (a sentiment run folder)", ("classifier",)),
     "hf-masked-lm": ("a masked language model", ("masked-lm", "sentence-scorer")),
     "hf-sequence-classification": ("a sequence classifier", ("classifier",)),
+    "hf-causal-lm": ("a causal language model", ("sentence-scorer",)),
     "hf-neither": ("neither a masked language model nor a sequence classifier", ()),
     "hf": ("a Hugging Face model", FAMILIES),  # not inspected yet: decided when loaded
 }
@@ -54,14 +58,15 @@ KINDS: dict[str, tuple[str, tuple[str, ...]]] = {
 NEEDS = {
     "masked-lm": "a masked language model",
     "classifier": "a sequence classifier",
-    "sentence-scorer": "a model that scores sentences (a masked language model, by "
-    "pseudo-log-likelihood)",
+    "sentence-scorer": "a model that scores sentences (a causal language model, or a masked "
+    "language model by pseudo-log-likelihood)",
 }
 #: Where each kind of model belongs, for the hint of a refusal.
 BELONGS = {
     "recorded": "recorded outputs replay fill-mask probe sets",
     "sentiment-run": "sentiment classifiers are run on counterfactual probe sets",
     "hf-masked-lm": "masked language models belong to fill-mask probe sets and CrowS-Pairs",
+    "hf-causal-lm": "causal language models score whole sentences by their log-likelihood",
     "hf-sequence-classification": (
         "sequence classifiers are run on counterfactual probe sets (kind: counterfactual)"
     ),
@@ -172,6 +177,8 @@ def _checked(spec: ModelSpec) -> ModelSpec:
         what += f"{archs}, not a complete masked language model"
     elif spec.kind == "hf-masked-lm":
         what += f"{archs}, not a sequence classifier"
+    elif spec.kind == "hf-causal-lm":
+        what += archs
     hint = BELONGS.get(spec.kind)
     raise ModelLoadError(
         f"{_who(spec)} is {what}: this task needs {NEEDS[spec.family]}"
@@ -209,6 +216,7 @@ def _hf_kind(architectures: tuple[str, ...]) -> str:
     if not architectures:
         return "hf"
     from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_MASKED_LM_MAPPING_NAMES,
         MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES,
     )
@@ -219,6 +227,9 @@ def _hf_kind(architectures: tuple[str, ...]) -> str:
         return "hf-masked-lm"
     if any(a in seq or a.endswith("ForSequenceClassification") for a in architectures):
         return "hf-sequence-classification"
+    causal = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if any(a in causal or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return "hf-causal-lm"
     return "hf-neither"
 
 
@@ -234,7 +245,8 @@ def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> An
     Returns:
         a :class:`~biasprobe.backends.base.MaskedLMBackend` (``masked-lm``), a
         :class:`~biasprobe.backends.classifiers.ClassifierBackend` (``classifier``) or a
-        :class:`~biasprobe.backends.pll.PseudoLogLikelihood` (``sentence-scorer``).
+        :class:`~biasprobe.backends.pll.PseudoLogLikelihood` or
+        :class:`~biasprobe.backends.causal.HFCausalLM` (``sentence-scorer``).
 
     Raises:
         ModelLoadError / DeviceError: the model cannot be loaded; UsageError: an option does
@@ -259,6 +271,16 @@ def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> An
             device=device,
             revision=spec.revision,
             positive_label=positive_label,
+            **_only(options, "batch_size", "trust_remote_code"),
+        )
+    if spec.kind == "hf-causal-lm":  # served for sentence-scorer only (checked above)
+        from biasprobe.backends.causal import load_hf_causal_lm
+
+        return load_hf_causal_lm(
+            split_revision(spec.spec)[0],
+            revision=spec.revision,
+            device=device,
+            source=spec.source,
             **_only(options, "batch_size", "trust_remote_code"),
         )
     masked = _masked_lm(spec, device, **_only(options, "batch_size", "trust_remote_code"))
