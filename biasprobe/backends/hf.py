@@ -177,7 +177,7 @@ def check_trained_weights(loading: dict[str, Any] | None, src: Any) -> None:
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text"}
 
 
-def _max_length(model: Any, tokenizer: Any) -> int:
+def max_input_length(model: Any, tokenizer: Any) -> int:
     """Longest input (in tokens, specials included) the model can embed."""
     config = model.config
     limit = int(getattr(config, "max_position_embeddings", 512) or 512)
@@ -187,10 +187,6 @@ def _max_length(model: Any, tokenizer: Any) -> int:
     if isinstance(declared, int) and 0 < declared < 10**6:
         limit = min(limit, declared)
     return limit
-
-
-#: Public name of :func:`_max_length` (the causal-LM backend needs the same limit).
-max_input_length = _max_length
 
 
 #: The byte-level BPE stand-in for a space ("Ġ", byte 0x20 in the GPT-2 / RoBERTa byte alphabet).
@@ -315,7 +311,7 @@ class HFMaskedLM(MaskedLMBackend):
         self.special_tokens = tuple(t for t in (tokenizer.all_special_tokens or ()) if t)
         self.special_ids = frozenset(int(i) for i in (tokenizer.all_special_ids or ()))
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
-        self.max_length = _max_length(model, tokenizer)
+        self.max_length = max_input_length(model, tokenizer)
         out = self.model.get_output_embeddings()
         vocab_size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
         self.vocab = self._display_vocab(vocab_size)
