@@ -23,7 +23,6 @@ depend on the other sentences of a call beyond float noise.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,16 +30,18 @@ import numpy as np
 import torch
 
 from biasprobe.backends.base import SentenceLogprobs
-from biasprobe.backends.hf import check_vocab_size, decode_each, max_input_length
+from biasprobe.backends.hf import (
+    check_trained_weights,
+    check_vocab_size,
+    decode_each,
+    load_pretrained,
+    max_input_length,
+)
 from biasprobe.device import resolve_device
-from biasprobe.errors import ModelLoadError, UsageError
+from biasprobe.errors import UsageError
 from biasprobe.hub import (
     ModelSource,
-    check_config_plausible,
     check_finite_weights,
-    describe_error,
-    explain_load_error,
-    local_help,
     quiet_transformers,
     record_commit,
     resolve_model_source,
@@ -74,46 +75,17 @@ def load_hf_causal_lm(
             damaged, or its tokenizer does not match it.
         DeviceError: the device is not available.
     """
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     quiet_transformers()
     dev = resolve_device(device)
     src = source or resolve_model_source(name, revision=revision)
-    kw = {"revision": src.revision, "trust_remote_code": trust_remote_code, **src.kwargs}
-    hint = "" if src.is_local else f" {local_help(name)}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            config = AutoConfig.from_pretrained(src.load_from, **kw)
-        except Exception as e:
-            raise ModelLoadError(
-                f"{src.describe()}: cannot read its config.json ({describe_error(e)}).{hint}"
-            ) from None
-        check_config_plausible(
-            src, config, AutoModelForCausalLM, trust_remote_code=trust_remote_code
-        )
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
-            model, loading = AutoModelForCausalLM.from_pretrained(
-                src.load_from, config=config, output_loading_info=True, **kw
-            )
-            if any(p.is_floating_point() and p.dtype != torch.float32 for p in model.parameters()):
-                model = model.float()
-        except Exception as e:
-            raise ModelLoadError(
-                f"{src.describe()} could not be loaded ({explain_load_error(e)}). Its files may "
-                f"be missing or corrupt, or it is not a causal language model.{hint}"
-            ) from None
-    missing = sorted(k for k in (loading or {}).get("missing_keys") or [] if "position" not in k)
-    if missing:
-        shown = ", ".join(missing[:4]) + (
-            f" and {len(missing) - 4} more" if len(missing) > 4 else ""
-        )
-        raise ModelLoadError(
-            f"{src.describe()} is not a complete causal language model: its files have no "
-            f"weights for {shown}, which would be random. Use a checkpoint saved with its "
-            "language-model head (e.g. GPT2LMHeadModel)"
-        )
+    model, tokenizer, loading = load_pretrained(
+        src, AutoModelForCausalLM, "causal language model", trust_remote_code=trust_remote_code
+    )
+    check_trained_weights(
+        loading, src, "causal language model", "language-model head (e.g. GPT2LMHeadModel)"
+    )
     check_finite_weights(model, src.describe())
     record_commit(src, model.config)
     check_vocab_size(tokenizer, model, src)

@@ -45,6 +45,7 @@ __all__ = [
     "HFMaskedLM",
     "check_vocab_size",
     "load_hf_masked_lm",
+    "load_pretrained",
     "max_input_length",
     "pieces_in_context",
 ]
@@ -105,13 +106,38 @@ def load_hf_masked_lm(
             it; the message says how to point at a local copy.
         DeviceError: the device is not available.
     """
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer
+    from transformers import AutoModelForMaskedLM
 
     quiet_transformers()
     dev = resolve_device(device)
     src = source or resolve_model_source(name, revision=revision)
+    model, tokenizer, loading = load_pretrained(
+        src, AutoModelForMaskedLM, "masked language model", trust_remote_code=trust_remote_code
+    )
+    check_trained_weights(loading, src)
+    check_finite_weights(model, src.describe())
+    record_commit(src, model.config)
+    if tokenizer.mask_token is None:
+        raise ModelLoadError(f"model {name!r} has no mask token: it is not a masked language model")
+    check_vocab_size(tokenizer, model, src)
+    return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=src.info)
+
+
+def load_pretrained(
+    src: ModelSource, auto_class: Any, what: str, *, trust_remote_code: bool = False
+) -> tuple[Any, Any, dict[str, Any] | None]:
+    """Config, tokenizer and weights of a resolved model, loaded by ``auto_class`` (an
+    ``AutoModelFor…``) in float32: ``(model, tokenizer, loading info)``. Shared by every
+    Hugging Face backend; ``what`` names the kind of model in messages.
+
+    Raises:
+        ModelLoadError: the config cannot be read or is implausible, or the tokenizer or the
+            weights cannot be loaded; the message says how to point at a local copy.
+    """
+    from transformers import AutoConfig, AutoTokenizer
+
     kw = {"revision": src.revision, "trust_remote_code": trust_remote_code, **src.kwargs}
-    hint = "" if src.is_local else f" {local_help(name)}"
+    hint = "" if src.is_local else f" {local_help(src.name)}"
     with warnings.catch_warnings():
         # torch and transformers warn with a source line (pickle protocol, ...) before the
         # error that matters: biasprobe says what is wrong in its own message.
@@ -122,12 +148,10 @@ def load_hf_masked_lm(
             raise ModelLoadError(
                 f"{src.describe()}: cannot read its config.json ({describe_error(e)}).{hint}"
             ) from None
-        check_config_plausible(
-            src, config, AutoModelForMaskedLM, trust_remote_code=trust_remote_code
-        )
+        check_config_plausible(src, config, auto_class, trust_remote_code=trust_remote_code)
         try:
             tokenizer = AutoTokenizer.from_pretrained(src.load_from, **kw)
-            model, loading = AutoModelForMaskedLM.from_pretrained(
+            model, loading = auto_class.from_pretrained(
                 src.load_from, config=config, output_loading_info=True, **kw
             )
             # Score in float32 whatever precision the checkpoint was saved in: half precision
@@ -137,23 +161,26 @@ def load_hf_masked_lm(
         except Exception as e:
             raise ModelLoadError(
                 f"{src.describe()} could not be loaded ({explain_load_error(e)}). Its files may "
-                f"be missing or corrupt, or it is not a masked language model.{hint}"
+                f"be missing or corrupt, or it is not a {what}.{hint}"
             ) from None
-    check_trained_weights(loading, src)
-    check_finite_weights(model, src.describe())
-    record_commit(src, model.config)
-    if tokenizer.mask_token is None:
-        raise ModelLoadError(f"model {name!r} has no mask token: it is not a masked language model")
-    check_vocab_size(tokenizer, model, src)
-    return HFMaskedLM(model, tokenizer, name=name, device=dev, batch_size=batch_size, info=src.info)
+    return model, tokenizer, loading
 
 
-def check_trained_weights(loading: dict[str, Any] | None, src: Any) -> None:
-    """Refuse a checkpoint whose masked-LM weights are not all in its files.
+def check_trained_weights(
+    loading: dict[str, Any] | None,
+    src: Any,
+    what: str = "masked language model",
+    advice: str = (
+        "masked-LM head (e.g. BertForMaskedLM); sequence classifiers are run on "
+        "counterfactual probe sets (kind: counterfactual)"
+    ),
+) -> None:
+    """Refuse a checkpoint whose head weights are not all in its files.
 
     transformers initialises missing weights at random and only warns: a sequence classifier
-    or a bare encoder loaded as a masked LM would get a random LM head, and every score would
-    describe that noise instead of the model.
+    or a bare encoder loaded as a masked (or causal) LM would get a random LM head, and every
+    score would describe that noise instead of the model. ``what`` names the kind of model,
+    ``advice`` completes "Use a checkpoint saved with its …".
 
     Raises:
         ModelLoadError: naming the model and the missing weights.
@@ -166,10 +193,9 @@ def check_trained_weights(loading: dict[str, Any] | None, src: Any) -> None:
             f" and {len(missing) - 4} more" if len(missing) > 4 else ""
         )
         raise ModelLoadError(
-            f"{src.describe()} is not a complete masked language model: its files have no "
+            f"{src.describe()} is not a complete {what}: its files have no "
             f"weights for {shown}, which would be random. Use a checkpoint saved with its "
-            "masked-LM head (e.g. BertForMaskedLM); sequence classifiers are run on "
-            "counterfactual probe sets (kind: counterfactual)"
+            f"{advice}"
         )
 
 
