@@ -18,7 +18,7 @@ import math
 import os
 import platform
 import uuid
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,27 @@ def save_run_folder(
         fsio.write_manifest(tmp, kind, str(meta.get("run_id", "")), files)
         fsio.replace_dir(tmp, out, overwrite=overwrite, kinds=kinds, what=what)
     return out
+
+
+def save_tables(
+    out_dir: str | Path,
+    meta: dict[str, Any],
+    tables: Mapping[str, Any],
+    *,
+    report: Callable[[Path], Any] | None = None,
+    **options: Any,
+) -> Path:
+    """:func:`save_run_folder` of a folder of tables: each DataFrame of ``tables`` as
+    ``NAME.csv``, then ``report(path)`` (when given) writes ``report.html``. ``options``: those
+    of :func:`save_run_folder` (``kind``, ``what``, ``overwrite``, ``replaces``)."""
+
+    def write(tmp: Path) -> None:
+        for name, frame in tables.items():
+            frame.to_csv(tmp / f"{name}.csv", index=False)
+        if report is not None:
+            report(tmp / "report.html")
+
+    return save_run_folder(out_dir, meta, write, **options)
 
 
 #: Deepest nesting of lists and objects accepted in a run folder's JSON (biasprobe writes < 10).

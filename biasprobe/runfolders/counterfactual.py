@@ -93,18 +93,12 @@ class DownstreamResult:
 
         # comparison.csv: only for a run of several models (comparison None for one model)
         names = [n for n in TABLES if getattr(self, n) is not None]
-
-        def write(tmp: Path) -> None:
-            for name in names:
-                getattr(self, name).to_csv(tmp / f"{name}.csv", index=False)
-            if report is not None:
-                report(self, tmp / "report.html")
-
         meta = dict(self.meta, files={name: f"{name}.csv" for name in names})
-        return runfolder.save_run_folder(
+        return runfolder.save_tables(
             out_dir,
             meta,
-            write,
+            {name: getattr(self, name) for name in names},
+            report=None if report is None else (lambda path: report(self, path)),
             kind=MANIFEST_KIND,
             what=WHAT,
             overwrite=overwrite,

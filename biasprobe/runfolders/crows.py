@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from biasprobe.errors import RunFolderError
-from biasprobe.runfolder import RESULTS_JSON, check_meta, inside, read_table, save_run_folder
+from biasprobe.runfolder import RESULTS_JSON, check_meta, inside, read_table, save_tables
 from biasprobe.runfolders.schema import (
     COMPARISON_COLUMNS,
     MANIFEST_KIND,
@@ -84,18 +84,11 @@ class CrowsResult:
         if report is not None:
             files["report"] = FILES["report"]
 
-        def write(tmp: Path) -> None:
-            for name, file in files.items():
-                if name != "report":
-                    getattr(self, name).to_csv(tmp / file, index=False)
-            if report is not None:
-                report(self, tmp / FILES["report"])
-
-        meta = dict(self.meta, files=files)
-        return save_run_folder(
+        return save_tables(
             out_dir,
-            meta,
-            write,
+            dict(self.meta, files=files),
+            {name: getattr(self, name) for name in files if name != "report"},
+            report=None if report is None else (lambda path: report(self, path)),
             kind=MANIFEST_KIND,
             what=WHAT,
             overwrite=overwrite,
