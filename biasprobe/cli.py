@@ -15,12 +15,15 @@ from typing import Annotated, Any
 import typer
 
 from biasprobe.cliutil import (
+    CacheOption,
     DeviceOption,
+    NoCacheOption,
     QuietOption,
     RevisionOption,
     Terminated,
     TrustRemoteCodeOption,
     out_option,
+    resume_hint,
     safe_text,
     user_errors,
 )
@@ -321,18 +324,8 @@ def run(
             "needs pip install 'biasprobe\\[valence]').",
         ),
     ] = False,
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache",
-            help="Result cache folder for live models (default: $BIASPROBE_CACHE_DIR, else "
-            "$XDG_CACHE_HOME/biasprobe or ~/.cache/biasprobe). A killed run resumes from it.",
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
-    ] = False,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
     store: Annotated[
         str,
         typer.Option(
@@ -399,16 +392,8 @@ def run(
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
         opts.update(exclude=exclude, top_k=top_k, tolerance=0.1 if tolerance is None else tolerance)
         opts["cache"] = False if no_cache else cache
-        try:
+        with resume_hint(_resumable(model or list(probe_set.models), no_cache)):
             saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
-        except KeyboardInterrupt:
-            if _resumable(model or list(probe_set.models), no_cache):
-                typer.echo(
-                    "interrupted: what was computed is kept in the result cache; the same "
-                    "command resumes where it stopped",
-                    err=True,
-                )
-            raise
         shown = f" (report: {saved / 'report.html'})" if html else ""
         typer.echo(f"wrote {safe_text(saved)}{safe_text(shown)}")
         return
@@ -420,18 +405,10 @@ def run(
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     settings["cache"] = False if no_cache else cache
     settings.update(store=store, store_top_n=store_top_n)
-    try:
+    with resume_hint(_resumable(model or list(probe_set.models), no_cache)):
         _run_fill_mask(
             probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown
         )
-    except KeyboardInterrupt:
-        if _resumable(model or list(probe_set.models), no_cache):
-            typer.echo(
-                "interrupted: what was computed is kept in the result cache; the same command "
-                "resumes where it stopped",
-                err=True,
-            )
-        raise
 
 
 def _resumable(models: list[str], no_cache: bool) -> bool:

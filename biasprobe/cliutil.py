@@ -17,6 +17,7 @@ import functools
 import os
 import signal
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -53,6 +54,38 @@ RevisionOption = Annotated[
     str | None,
     typer.Option(metavar="REV", help="Hub revision (branch, tag, commit) for hub models."),
 ]
+CacheOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache",
+        metavar="DIR",
+        help="Result cache folder for live models (default: $BIASPROBE_CACHE_DIR, else "
+        "$XDG_CACHE_HOME/biasprobe or ~/.cache/biasprobe). A killed run resumes from it.",
+        show_default=False,
+    ),
+]
+NoCacheOption = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
+]
+#: What a command says on Ctrl-C when its work is kept in the result cache.
+RESUME_HINT = (
+    "interrupted: what was computed is kept in the result cache; the same command resumes "
+    "where it stopped"
+)
+
+
+@contextlib.contextmanager
+def resume_hint(resumable: bool) -> Iterator[None]:
+    """On Ctrl-C inside the block, say (when ``resumable``: live models and the result cache)
+    that the same command resumes; the interrupt goes on to :func:`user_errors`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        if resumable:
+            typer.echo(RESUME_HINT, err=True)
+        raise
+
+
 TrustRemoteCodeOption = Annotated[
     bool,
     typer.Option(

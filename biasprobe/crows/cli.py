@@ -13,12 +13,15 @@ from typing import Annotated, Any
 import typer
 
 from biasprobe.cliutil import (
+    CacheOption,
     DeviceOption,
+    NoCacheOption,
     QuietOption,
     RevisionOption,
     TrustRemoteCodeOption,
     out_option,
     progress_printer,
+    resume_hint,
     safe_text,
     user_errors,
     with_resume_line,
@@ -88,19 +91,8 @@ def crows(
     ] = False,
     quiet: QuietOption = False,
     trust_remote_code: TrustRemoteCodeOption = False,
-    cache: Annotated[
-        Path | None,
-        typer.Option(
-            "--cache",
-            metavar="DIR",
-            help="Result cache folder (default: $BIASPROBE_CACHE_DIR, else "
-            "$XDG_CACHE_HOME/biasprobe or ~/.cache/biasprobe). A killed run resumes from it.",
-            show_default=False,
-        ),
-    ] = None,
-    no_cache: Annotated[
-        bool, typer.Option("--no-cache", help="Neither read nor write the result cache.")
-    ] = False,
+    cache: CacheOption = None,
+    no_cache: NoCacheOption = False,
 ) -> None:
     """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
 
@@ -150,19 +142,8 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
         options["cache"] = False
     bar, update = progress_printer(quiet, _label)
     update = with_resume_line(bar, update, safe_text)
-    try:
-        with bar or contextlib.nullcontext():
-            result = run_crows(
-                model, bias_types=options.pop("bias_type"), progress=update, **options
-            )
-    except KeyboardInterrupt:
-        if not no_cache:
-            typer.echo(
-                "interrupted: what was computed is kept in the result cache; the same command "
-                "resumes where it stopped",
-                err=True,
-            )
-        raise
+    with resume_hint(not no_cache), bar or contextlib.nullcontext():
+        result = run_crows(model, bias_types=options.pop("bias_type"), progress=update, **options)
     first = result.models[0]
     target = out or Path("reports") / f"crows-{model_slug(first)}-{result.meta['run_id']}"
     saved = result.save(

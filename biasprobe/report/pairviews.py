@@ -294,11 +294,7 @@ def left_out_notes(
         )
         long = join([short, store])
     else:
-        short = html(
-            "Every pair has the top-{base} view embedded; the top-{big} and &quot;all&quot; "
-            "views, the target words and the exact texts only {n_big} of {n} pairs ({chosen}). "
-            "To embed them for another pair: <code>{command} --pairs {example}</code> (a glob; "
-            "repeat it for several).",
+        fields = dict(
             base=base_depth,
             big=big_depth,
             n_big=n_big,
@@ -306,6 +302,13 @@ def left_out_notes(
             chosen=chosen,
             command=command,
             example=example,
+        )
+        short = html(
+            "Every pair has the top-{base} view embedded; the top-{big} and &quot;all&quot; "
+            "views, the target words and the exact texts only {n_big} of {n} pairs ({chosen}). "
+            "To embed them for another pair: <code>{command} --pairs {example}</code> (a glob; "
+            "repeat it for several).",
+            **fields,
         )
         long = html(
             "To keep the page small, every pair embeds the union of each side's top {base} "
@@ -317,13 +320,7 @@ def left_out_notes(
             "here, write the report again with <code>{command} --pairs {example}</code> (a glob "
             "on the pair id, e.g. <code>--pairs 'names-*'</code>; repeat it for several; it "
             "replaces the default choice).{store}",
-            base=base_depth,
-            big=big_depth,
-            n_big=n_big,
-            n=len(pairs),
-            chosen=chosen,
-            command=command,
-            example=example,
             store=store,
+            **fields,
         )
     return {"short": join([short, store]) if n_big < len(pairs) else short, "long": long}
