@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from biasprobe.backends import load_backend, resolve_spec
+from biasprobe.engine import split_alias
 from biasprobe.errors import UsageError
 from biasprobe.probes import MASK
 from biasprobe.results import (
@@ -25,15 +26,11 @@ from biasprobe.results import (
 )
 from biasprobe.tasks.fillmask import (
     DEFAULT_TOP_K,
-    NamedSpec,
     check_options,
     check_store,
     items_table,
-    model_name,
-    resolve_models,
     run,
     select_items,
-    split_alias,
 )
 from biasprobe.tasks.fillmask_scoring import (
     SIDES,
@@ -48,7 +45,6 @@ __all__ = [
     "DEFAULT_TOP_K",
     "SIDES",
     "TARGET_COLUMNS",
-    "NamedSpec",
     "ProgressFn",
     "Recording",
     "Scored",
@@ -56,9 +52,7 @@ __all__ = [
     "check_options",
     "check_store",
     "items_table",
-    "model_name",
     "record",
-    "resolve_models",
     "run",
     "score_model",
     "select_items",

@@ -33,9 +33,9 @@ from biasprobe.backends.base import SentenceLogprobs
 from biasprobe.backends.hf import (
     check_trained_weights,
     check_vocab_size,
-    decode_each,
     load_pretrained,
     max_input_length,
+    output_vocab,
 )
 from biasprobe.device import resolve_device
 from biasprobe.errors import UsageError
@@ -139,12 +139,8 @@ class HFCausalLM:
         # reaches a score.
         self.pad_id = int(pad) if pad is not None else 0
         self.max_length = max_input_length(model, tokenizer)
-        out = self.model.get_output_embeddings()
-        size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
-        raw = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
-        shown = decode_each(tokenizer, raw)
-        self.vocab = [(s.strip() or str(r)) for s, r in zip(shown, raw)]
-        self.vocab += [f"<id {i}>" for i in range(len(self.vocab), size)]
+        self.vocab = output_vocab(self.model, tokenizer)
+        size = len(self.vocab)
         first = (
             f"scored after the BOS token {tokenizer.bos_token!r} (prepended to every sentence)"
             if self.bos_id is not None

@@ -47,6 +47,7 @@ __all__ = [
     "load_hf_masked_lm",
     "load_pretrained",
     "max_input_length",
+    "output_vocab",
     "pieces_in_context",
 ]
 
@@ -271,6 +272,17 @@ def _byte_level_text(token: str) -> str | None:
     return None
 
 
+def output_vocab(model: Any, tokenizer: Any) -> list[str]:
+    """The display string of every id the model's output layer scores (its size, which may
+    exceed the tokenizer's: those extra rows are shown as ``<id N>``)."""
+    out = model.get_output_embeddings()
+    size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
+    raw = tokenizer.convert_ids_to_tokens(list(range(min(size, len(tokenizer)))))
+    shown = decode_each(tokenizer, raw)
+    vocab = [(s.strip() or str(r)) for s, r in zip(shown, raw)]
+    return vocab + [f"<id {i}>" for i in range(len(vocab), size)]
+
+
 def decode_each(tokenizer: Any, raw: Sequence[str | None]) -> list[str]:
     """``tokenizer.batch_decode([[i] for i in range(len(raw))])`` (every id decoded on its own),
     where ``raw`` is ``tokenizer.convert_ids_to_tokens(range(len(raw)))`` — without decoding
@@ -338,9 +350,8 @@ class HFMaskedLM(MaskedLMBackend):
         self.special_ids = frozenset(int(i) for i in (tokenizer.all_special_ids or ()))
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self.max_length = max_input_length(model, tokenizer)
-        out = self.model.get_output_embeddings()
-        vocab_size = int(out.weight.shape[0]) if out is not None else int(model.config.vocab_size)
-        self.vocab = self._display_vocab(vocab_size)
+        self.vocab = output_vocab(self.model, tokenizer)
+        vocab_size = len(self.vocab)
         self._positions: tuple[torch.Tensor, torch.Tensor] | None = None
         self._hook = self.model.base_model.register_forward_hook(self._keep_positions)
         self.head_at_mask_only = True
@@ -358,15 +369,6 @@ class HFMaskedLM(MaskedLMBackend):
             "head_at_mask_only": self.head_at_mask_only,
             "tokenizer": type(tokenizer).__name__,
         }
-
-    # -- vocabulary -------------------------------------------------------------------------
-    def _display_vocab(self, size: int) -> list[str]:
-        tok = self.tokenizer
-        raw = tok.convert_ids_to_tokens(list(range(min(size, len(tok)))))
-        shown = decode_each(tok, raw)
-        vocab = [(s.strip() or str(r)) for s, r in zip(shown, raw)]
-        vocab += [f"<id {i}>" for i in range(len(vocab), size)]
-        return vocab
 
     # -- forward ------------------------------------------------------------------------------
     def _keep_positions(self, module: Any, args: Any, output: Any) -> Any:

@@ -6,7 +6,6 @@ base model (the first) are computed at summarise time.
 
 from __future__ import annotations
 
-import dataclasses
 import fnmatch
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
@@ -14,9 +13,9 @@ from typing import Any
 import pandas as pd
 
 from biasprobe import engine
-from biasprobe.backends import MaskedLMBackend, ModelSpec, resolve_spec
+from biasprobe.backends import MaskedLMBackend
 from biasprobe.backends.cached import CachedMaskedLM
-from biasprobe.engine import ModelEntry, split_alias
+from biasprobe.engine import ModelEntry
 from biasprobe.errors import UsageError
 from biasprobe.probes import ProbeItem, ProbeSet
 from biasprobe.results import (
@@ -136,61 +135,6 @@ def check_options(*, top_k: int | None, batch_size: int, seed: int, n_bootstrap:
         if value < low or (high is not None and value > high):
             accepted = f"at least {low}" if high is None else f"from {low} to {high:,}"
             raise UsageError(f"{option} must be {accepted}, got {value}")
-
-
-@dataclasses.dataclass
-class NamedSpec(ModelSpec):
-    """A :class:`ModelSpec` given a short name (``-m base=PATH``): the model's name in every
-    table, file and report of the run; ``spec`` stays what it names."""
-
-    name: str = ""
-
-
-def model_name(spec: ModelSpec | MaskedLMBackend) -> str:
-    """The name a resolved model gets in the run: its alias, else what the user gave."""
-    if isinstance(spec, NamedSpec):
-        return spec.name
-    return spec.spec if isinstance(spec, ModelSpec) else spec.name
-
-
-def resolve_models(
-    probe_set: ProbeSet, models: Sequence[str | MaskedLMBackend] | None, revision: str | None
-) -> list[ModelSpec | MaskedLMBackend]:
-    """Find every model of a run (without loading weights) and refuse duplicates.
-
-    A value ``NAME=MODEL`` gives the model the short name ``NAME`` (see :func:`split_alias`).
-
-    Raises:
-        UsageError: no model, the same model or name twice (models compared on resolved
-            folders), or a bad alias.
-        ModelLoadError: a model cannot be found or its folder is incomplete.
-    """
-    specs = list(models) if models else list(probe_set.models)
-    if not specs:
-        raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
-    resolved: list[ModelSpec | MaskedLMBackend] = []
-    for m in specs:
-        if not isinstance(m, str):
-            resolved.append(m)
-            continue
-        alias, text = split_alias(m)
-        spec = resolve_spec(text, revision=revision)
-        if alias is not None:
-            fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
-            spec = NamedSpec(**fields, name=alias)
-        resolved.append(spec)
-    keys = [r.key if isinstance(r, ModelSpec) else f"backend:{r.name}" for r in resolved]
-    names = [model_name(r) for r in resolved]
-    dupes = sorted({n for n, k in zip(names, keys) if keys.count(k) > 1})
-    if dupes:
-        raise UsageError(f"model given twice: {', '.join(dupes)} (the same model)")
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise UsageError(
-            f"two models are named {', '.join(map(repr, clashes))}; give each model its own "
-            "alias (-m NAME=MODEL)"
-        )
-    return resolved
 
 
 def run(
