@@ -161,9 +161,9 @@ class HFCausalLM:
         }
 
     # -- encoding -------------------------------------------------------------------------------
-    def _inputs(self, texts: Sequence[str], what: str) -> list[list[int]]:
+    def input_ids(self, texts: Sequence[str], what: str = "sentence") -> list[list[int]]:
         """Model inputs of ``texts``: their tokens (no special tokens added by the tokenizer),
-        after the BOS token when there is one.
+        after the BOS token when there is one (``what`` names them in messages).
 
         Raises:
             UsageError: an input is longer than the model accepts.
@@ -214,16 +214,11 @@ class HFCausalLM:
             UsageError: a sentence is longer than the model accepts.
         """
         sentences = list(sentences)
-        inputs = [tuple(s) for s in self._inputs(sentences, "sentence")]
-        scored: dict[tuple[int, ...], np.ndarray] = {}
-        for batch, logp in self._batches([s for s in inputs if len(s) > 1]):
-            for i, s in enumerate(batch):
-                target = torch.as_tensor(s[1:], dtype=torch.long, device=logp.device)
-                rows = logp[i, : len(s) - 1].gather(1, target[:, None])[:, 0]
-                scored[s] = rows.cpu().numpy().astype(np.float64)
+        inputs = [tuple(s) for s in self.input_ids(sentences, "sentence")]
+        scored = dict(zip(inputs, self.sequence_logprobs(inputs)))
         out = []
         for s in inputs:
-            lp = scored.get(s, np.zeros(0, dtype=np.float64)).copy()
+            lp = scored[s].copy()
             token_ids = tuple(s[1:])
             out.append(
                 SentenceLogprobs(
@@ -234,6 +229,25 @@ class HFCausalLM:
                 )
             )
         return out
+
+    def sequence_logprobs(self, inputs: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """log P(id_t | id_<t) of every id of each input but the first (model input ids as
+        :meth:`input_ids` gives them, the BOS included when there is one), batched like
+        :meth:`sentence_logprobs`.
+
+        Returns:
+            one float64 array of ``len(input) - 1`` values per input (empty for inputs of
+            fewer than two ids).
+        """
+        keys = [tuple(int(i) for i in s) for s in inputs]
+        scored: dict[tuple[int, ...], np.ndarray] = {}
+        for batch, logp in self._batches([s for s in keys if len(s) > 1]):
+            for i, s in enumerate(batch):
+                target = torch.as_tensor(s[1:], dtype=torch.long, device=logp.device)
+                rows = logp[i, : len(s) - 1].gather(1, target[:, None])[:, 0]
+                scored[s] = rows.cpu().numpy().astype(np.float64)
+        empty = np.zeros(0, dtype=np.float64)
+        return [scored.get(s, empty) for s in keys]
 
     def next_token_logprobs(self, prefixes: Sequence[str]) -> np.ndarray:
         """Full-vocabulary log-softmax of the next token after each prefix (after the BOS
@@ -248,7 +262,7 @@ class HFCausalLM:
                 condition on), or it is longer than the model accepts.
         """
         prefixes = list(prefixes)
-        inputs = [tuple(s) for s in self._inputs(prefixes, "prefix")]
+        inputs = [tuple(s) for s in self.input_ids(prefixes, "prefix")]
         for text, s in zip(prefixes, inputs):
             if not s:
                 raise UsageError(
