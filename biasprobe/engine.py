@@ -7,7 +7,7 @@ summarises — every comparison with the base model included — into a result t
 folder. :func:`run` is the one loop::
 
     task.check()                                   # options, before anything is loaded
-    models = resolve(specs, task.family)           # EVERY model found and checked first
+    models = resolve(specs, task.family)           # EVERY model found, checked, its family chosen
     task.start(models)
     for model in models:                           # one model in memory at a time
         backend = load(model)                      # + the result cache, where the family has one
@@ -50,8 +50,15 @@ __all__ = [
 ProgressFn = Callable[[str, str, int, int], None]
 #: A model alias (``-m NAME=MODEL``): a letter, then letters, digits, ``_``, ``.`` or ``-``.
 ALIAS_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
-#: The model families a task may need.
-FAMILIES = ("masked-lm", "classifier")
+#: The model families a task may need (a task may accept several, in order of preference).
+FAMILIES = ("masked-lm", "causal-lm", "classifier", "sentence-scorer")
+#: The protocol (in :mod:`biasprobe.backends.base`) a model object of each family implements.
+PROTOCOLS = {
+    "masked-lm": "MaskedLM",
+    "causal-lm": "MaskedLM",  # a causal LM's fill: the next token after the text before [MASK]
+    "classifier": "Classifier",
+    "sentence-scorer": "SentenceScorer",
+}
 
 
 @dataclasses.dataclass
@@ -66,6 +73,8 @@ class ModelEntry:
         alias_of: the model an alias stands for, else None.
         live: whether it computes anything (recorded outputs and loaded objects cannot be
             cached by identity).
+        object_family: the family of an object already loaded (the first of the task's
+            families whose protocol it implements).
     """
 
     name: str
@@ -73,6 +82,13 @@ class ModelEntry:
     requested: str | None = None
     alias_of: str | None = None
     live: bool = True
+    object_family: str = ""
+
+    @property
+    def family(self) -> str:
+        """The family this model is served as (``masked-lm``, ``causal-lm``, ...): chosen
+        when it was resolved, or when it was loaded for a hub id not inspected before."""
+        return self.object_family if self.loaded else self.spec.family
 
     @property
     def loaded(self) -> bool:
@@ -85,12 +101,14 @@ class Task(Protocol):
 
     Attributes:
         kind: its run folder's kind (``fill-mask``, ``counterfactual``, ``crows-pairs``).
-        family: the model family it needs (:data:`FAMILIES`).
+        family: the model family it needs (:data:`FAMILIES`), or a tuple of the families it
+            accepts in order of preference (a fill-mask set: masked or causal LMs; each model
+            is served as the first its kind serves, :attr:`ModelEntry.family`).
         cached: whether its requests go through the result cache.
     """
 
     kind: str
-    family: str
+    family: str | tuple[str, ...]
     #: whether the engine puts the result cache around each model (any family)
     cached: bool
 
@@ -152,36 +170,42 @@ def check_names(models: Sequence[ModelEntry], keys: Sequence[str] | None = None)
         )
 
 
-def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -> list[ModelEntry]:
+def resolve(
+    specs: Sequence[Any], family: str | Sequence[str], *, revision: str | None = None
+) -> list[ModelEntry]:
     """Find every model of a run without loading any weights.
 
     Every name goes through the backend registry (:func:`biasprobe.backends.registry.resolve`):
     masked LMs are a hub id (``NAME@REV``), a local folder (config, weights and tokenizer files
     checked) or ``recorded:DIR``; classifiers a sentiment run folder, a Hugging Face folder or
     hub id; a model of the wrong kind for the family is refused here, before any is loaded.
-    Any value may be ``NAME=MODEL``; an object already loaded is used as it is.
+    Any value may be ``NAME=MODEL``; an object already loaded is used as it is. ``family``
+    may be several families in order of preference: each model is served as the first its
+    kind serves (:attr:`ModelEntry.family`).
 
     Raises:
         UsageError: no model, the same model or name twice, a bad alias, an unknown family.
         ModelLoadError: a model cannot be found, its folder is incomplete, or it is of another
             kind than the family needs.
     """
-    if family not in FAMILIES:
-        raise UsageError(f"unknown model family {family!r}; expected {', '.join(FAMILIES)}")
+    families = (family,) if isinstance(family, str) else tuple(family)
+    for f in families:
+        if f not in FAMILIES:
+            raise UsageError(f"unknown model family {f!r}; expected {', '.join(FAMILIES)}")
     if not specs:
         raise UsageError("no model to run: pass --model")
     out: list[ModelEntry] = []
     keys: list[str] = []
     for given in specs:
         if not isinstance(given, str):
-            check_interface(given, family)
-            out.append(ModelEntry(str(given.name), given, live=False))
+            served = check_interface(given, families)
+            out.append(ModelEntry(str(given.name), given, live=False, object_family=served))
             keys.append(f"backend:{given.name}")
             continue
         alias, text = split_alias(given)
         from biasprobe.backends.registry import resolve as resolve_model
 
-        spec = resolve_model(text, family, revision=revision)  # found and of the right kind
+        spec = resolve_model(text, families, revision=revision)  # found and of the right kind
         keys.append(spec.key)
         out.append(ModelEntry(alias or text, spec, requested=text, alias_of=alias and text))
         out[-1].live = spec.kind != "recorded"  # recorded outputs compute nothing
@@ -189,50 +213,70 @@ def resolve(specs: Sequence[Any], family: str, *, revision: str | None = None) -
     return out
 
 
-def check_interface(obj: Any, family: str) -> None:
-    """Refuse a model object that does not implement its family's protocol
-    (:class:`~biasprobe.backends.base.MaskedLM` or :class:`~biasprobe.backends.base.Classifier`),
-    so that tasks use every declared member directly.
+def check_interface(obj: Any, family: str | Sequence[str]) -> str:
+    """The first of the families whose protocol (:data:`PROTOCOLS`: a
+    :class:`~biasprobe.backends.base.MaskedLM`, :class:`~biasprobe.backends.base.Classifier` or
+    :class:`~biasprobe.backends.base.SentenceScorer`) a model object implements, so that tasks
+    use every declared member directly; an object declaring a ``family`` attribute among them
+    is served as that family.
 
     Raises:
-        UsageError: naming the object and the members it lacks.
+        UsageError: the object implements none, naming it and the members it lacks for the
+            first family.
     """
     from biasprobe.backends import base
 
-    protocol = base.MaskedLM if family == "masked-lm" else base.Classifier
-    members = [
-        *getattr(protocol, "__annotations__", {}),
-        *(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")),
-    ]
-    lacking = sorted({m for m in members if not hasattr(obj, m)})
+    families = (family,) if isinstance(family, str) else tuple(family)
+    lacks: dict[str, list[str]] = {}
+    for f in families:
+        protocol = getattr(base, PROTOCOLS[f])
+        members = [
+            *getattr(protocol, "__annotations__", {}),
+            *(n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")),
+        ]
+        lacks[f] = sorted({m for m in members if not hasattr(obj, m)})
+    declared = getattr(obj, "family", None)
+    if declared in lacks and not lacks[declared]:
+        return declared
+    family = next((f for f in families if not lacks[f]), families[0])
+    lacking = lacks[family]
     if lacking:
-        base_class = "MaskedLMBackend" if family == "masked-lm" else "classifiers.ClassifierBackend"
+        base_class = {
+            "MaskedLM": "MaskedLMBackend",
+            "Classifier": "classifiers.ClassifierBackend",
+            "SentenceScorer": "base.SentenceScorer (a protocol)",
+        }[PROTOCOLS[family]]
         raise UsageError(
             f"model object {type(obj).__name__} ({getattr(obj, 'name', '?')!s}) is not a "
             f"{family.replace('-', ' ')}: it lacks {', '.join(lacking)} (subclass "
             f"biasprobe.backends.{base_class}, which gives defaults for the optional members)"
         )
+    return family
 
 
-def _load(model: ModelEntry, family: str, load: dict[str, Any]) -> Any:
+def _load(model: ModelEntry, load: dict[str, Any]) -> Any:
     if model.loaded:
         return model.spec
     from biasprobe.backends.registry import load as load_model
 
-    backend = load_model(model.spec, family, **load)
+    backend = load_model(model.spec, **load)  # as model.family (decided now for a hub id)
     if model.alias_of is not None:
         backend.name = model.name
     return backend
 
 
 def _cached(backend: Any, family: str, model: ModelEntry, opened: Any) -> Any:
-    """``backend`` behind the result cache (one place for every family): a masked LM's
-    requests, a classifier's label probabilities; an object passed in is not cached (its
-    weights may differ from any files), recorded outputs compute nothing."""
+    """``backend`` behind the result cache (one place for every family): a masked or causal
+    LM's fill requests, a classifier's label probabilities; an object passed in is not cached
+    (its weights may differ from any files), recorded outputs compute nothing."""
     from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier
 
     store = OBJECT_REASON if model.loaded else opened
-    return wrap(backend, store) if family == "masked-lm" else wrap_classifier(backend, store)
+    if family in ("masked-lm", "causal-lm"):
+        return wrap(backend, store)
+    if family == "classifier":
+        return wrap_classifier(backend, store)
+    return backend  # sentence scorers: not cached yet
 
 
 def run(
@@ -272,10 +316,10 @@ def run(
         for model in models:
             if progress:
                 progress(model.name, "load", 0, 1)
-            backend = _load(model, task.family, dict(load or {}))
+            backend = _load(model, dict(load or {}))
             try:
                 if task.cached:
-                    backend = _cached(backend, task.family, model, opened)
+                    backend = _cached(backend, model.family, model, opened)
                 if progress:
                     progress(model.name, "load", 1, 1)
                 parts.append(task.score(backend, model, progress))

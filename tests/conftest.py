@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny masked LMs built in the test session (never downloaded)."""
+"""Shared fixtures: tiny masked and causal LMs built in the test session (never downloaded)."""
 
 from __future__ import annotations
 
@@ -174,3 +174,63 @@ def tiny_bert_b(tmp_path_factory: pytest.TempPathFactory, real_vocab: Path) -> P
 def tiny_roberta(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny RobertaForMaskedLM whose mask token is ``<mask>``."""
     return build_tiny_roberta(tmp_path_factory.mktemp("tiny-roberta"))
+
+
+#: What the tiny GPT-2's byte-level BPE tokenizer is trained on.
+GPT2_CORPUS = [
+    "The woman worked as a nurse.",
+    "The man worked as a doctor.",
+    "She is a brilliant engineer and he is a kind teacher.",
+    "People from the village were friendly to strangers.",
+    "The old man and the young woman walked home together!",
+]
+EOT = "<|endoftext|>"
+
+
+def build_tiny_gpt2(folder: Path, *, bos: bool, seed: int = 0) -> Path:
+    """A random 2-layer GPT-2 and a byte-level BPE tokenizer trained on :data:`GPT2_CORPUS`, saved
+    with safetensors; ``bos=False`` gives a tokenizer without a BOS token."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=[EOT],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(GPT2_CORPUS, trainer)
+    special = {"bos_token": EOT, "eos_token": EOT} if bos else {"eos_token": EOT}
+    fast = GPT2TokenizerFast(tokenizer_object=tok, **special)
+    if not bos:
+        fast.bos_token = None
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=len(fast),
+        n_positions=64,
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        bos_token_id=fast.convert_tokens_to_ids(EOT),
+        eos_token_id=fast.convert_tokens_to_ids(EOT),
+    )
+    model = GPT2LMHeadModel(config).eval()
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    fast.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random GPT-2 whose tokenizer has a BOS token (``<|endoftext|>``)."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2-bos"), bos=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2_nobos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random GPT-2 whose tokenizer has no BOS token."""
+    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2-nobos"), bos=False, seed=1)

@@ -15,13 +15,6 @@ from biasprobe.backends.base import SentenceScorer
 from biasprobe.backends.causal import HFCausalLM, load_hf_causal_lm
 from biasprobe.errors import ModelLoadError, UsageError
 
-CORPUS = [
-    "The woman worked as a nurse.",
-    "The man worked as a doctor.",
-    "She is a brilliant engineer and he is a kind teacher.",
-    "People from the village were friendly to strangers.",
-    "The old man and the young woman walked home together!",
-]
 SENTENCES = [
     "The woman worked as a nurse.",
     "He is kind.",
@@ -30,53 +23,16 @@ SENTENCES = [
     "The woman worked as a nurse.",  # a repeat
     "The man worked as a doctor.",
 ]
-EOT = "<|endoftext|>"
-
-
-def build_tiny_gpt2(folder: Path, *, bos: bool, seed: int = 0) -> Path:
-    """A random 2-layer GPT-2 and a byte-level BPE tokenizer trained on :data:`CORPUS`, saved
-    with safetensors; ``bos=False`` gives a tokenizer without a BOS token."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=[EOT],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    special = {"bos_token": EOT, "eos_token": EOT} if bos else {"eos_token": EOT}
-    fast = GPT2TokenizerFast(tokenizer_object=tok, **special)
-    if not bos:
-        fast.bos_token = None
-    torch.manual_seed(seed)
-    config = GPT2Config(
-        vocab_size=len(fast),
-        n_positions=64,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=fast.convert_tokens_to_ids(EOT),
-        eos_token_id=fast.convert_tokens_to_ids(EOT),
-    )
-    model = GPT2LMHeadModel(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
-def gpt2_bos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2-bos"), bos=True)
+def gpt2_bos(tiny_gpt2: Path) -> Path:
+    return tiny_gpt2
 
 
 @pytest.fixture(scope="module")
-def gpt2_nobos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2-nobos"), bos=False, seed=1)
+def gpt2_nobos(tiny_gpt2_nobos: Path) -> Path:
+    return tiny_gpt2_nobos
 
 
 def reference(folder: Path, text: str, *, bos: bool) -> tuple[list[int], np.ndarray, np.ndarray]:
@@ -99,7 +55,7 @@ def reference(folder: Path, text: str, *, bos: bool) -> tuple[list[int], np.ndar
 def test_the_tokenizers_built_here_do_and_do_not_have_a_bos_token(gpt2_bos, gpt2_nobos):
     from transformers import AutoTokenizer
 
-    assert AutoTokenizer.from_pretrained(gpt2_bos).bos_token == EOT
+    assert AutoTokenizer.from_pretrained(gpt2_bos).bos_token == "<|endoftext|>"
     assert AutoTokenizer.from_pretrained(gpt2_nobos).bos_token is None
 
 

@@ -28,8 +28,8 @@ class _Spy:
         self.closed: list[str] = []
         real = engine._load
 
-        def load(model, family, load):
-            backend = real(model, family, load)
+        def load(model, load):
+            backend = real(model, load)
             self.loaded.append(model.name)
             close = backend.close
 

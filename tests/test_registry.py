@@ -70,8 +70,9 @@ def test_neither_a_masked_lm_nor_a_classifier(tiny_bert, tmp_path):
     for family in registry.FAMILIES:
         with pytest.raises(ModelLoadError) as e:
             registry.resolve(str(folder), family)
-        assert "is neither a masked language model nor a sequence classifier (BertModel)" in str(
-            e.value
+        assert (
+            "is neither a masked nor a causal language model nor a sequence classifier (BertModel)"
+            in str(e.value)
         )
 
 
@@ -123,7 +124,12 @@ def test_sentiment_run_folders(tmp_path):
 
 
 def test_bad_family_option_and_missing_folder(tiny_bert, tmp_path):
-    with pytest.raises(UsageError, match="unknown model family 'causal-lm'"):
+    with pytest.raises(UsageError, match="unknown model family 'decoder'"):
+        registry.resolve(str(tiny_bert), "decoder")
+    with pytest.raises(
+        ModelLoadError,
+        match=r"is a masked language model \(BertForMaskedLM\): this task needs a causal language model",
+    ):
         registry.resolve(str(tiny_bert), "causal-lm")
     with pytest.raises(UsageError, match="positive_label applies to classifiers only"):
         registry.load(str(tiny_bert), "masked-lm", positive_label="pos")
@@ -149,3 +155,48 @@ def test_no_startswith_chain_left_in_the_backend_entry_points():
     """Models are chosen by the registry: the package entry points hold no prefix tests."""
     text = (REPO / "biasprobe" / "backends" / "__init__.py").read_text()
     assert "startswith" not in text
+
+
+def test_a_task_accepting_several_families_serves_each_model_as_the_first_its_kind_serves(
+    tiny_bert, tiny_gpt2, tiny_hf_classifier
+):
+    """A fill-mask probe set accepts masked and causal LMs: each model is served as the first
+    family of the task's preference its kind serves, and the engine's entries say which."""
+    from biasprobe import engine
+
+    both = ("masked-lm", "causal-lm")
+    assert registry.resolve(str(tiny_bert), both).family == "masked-lm"
+    assert registry.resolve(str(tiny_gpt2), both).family == "causal-lm"
+    crows = ("masked-lm", "sentence-scorer")
+    assert registry.resolve(str(tiny_gpt2), crows).family == "sentence-scorer"
+    with pytest.raises(ModelLoadError) as e:
+        registry.resolve(str(tiny_hf_classifier), both)
+    assert "this task needs a masked language model or a causal language model" in str(e.value)
+    entries = engine.resolve([str(tiny_bert), f"gpt={tiny_gpt2}"], both)
+    assert [(m.name, m.family) for m in entries] == [
+        (str(tiny_bert), "masked-lm"),
+        ("gpt", "causal-lm"),
+    ]
+
+
+def test_a_hub_id_not_inspected_when_resolved_is_decided_from_its_config_when_loaded(
+    tiny_gpt2, tiny_bert
+):
+    """Kind ``hf`` (a hub id not in the local cache: nothing to read at resolve time) is
+    decided at load from the config AutoConfig fetches; the spec then says what it is and the
+    family it is served as, and a model of no accepted family is refused naming what it is."""
+    import dataclasses
+
+    from biasprobe.backends.causal import HFCausalLM
+
+    spec = registry.resolve(str(tiny_gpt2), ("masked-lm", "sentence-scorer"))
+    unseen = dataclasses.replace(spec, kind="hf", family="masked-lm", architectures=())
+    scorer = registry.load(unseen, device="cpu")
+    assert isinstance(scorer, HFCausalLM)
+    assert (unseen.kind, unseen.family) == ("hf-causal-lm", "sentence-scorer")
+    assert unseen.architectures == ("GPT2LMHeadModel",)
+    scorer.close()
+    bert = registry.resolve(str(tiny_bert), "masked-lm")
+    unseen = dataclasses.replace(bert, kind="hf", families=("classifier",), family="classifier")
+    with pytest.raises(ModelLoadError, match=r"is a masked language model \(BertForMaskedLM\)"):
+        registry.load(unseen, device="cpu")

@@ -243,7 +243,7 @@ class CounterfactualTask:
         labels = list(clf.labels)
         card = model_block(
             model.name,
-            self.family,
+            model.family,
             clf.info,
             requested=model.requested,
             alias_of=model.alias_of,

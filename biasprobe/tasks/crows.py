@@ -93,7 +93,7 @@ class CrowsTask:
         rows = score_pairs(backend, self.pairs, self.scoring, progress=report)
         info = dict(backend.info)
         card = model_block(
-            model.name, self.family, info, requested=model.requested, alias_of=model.alias_of
+            model.name, model.family, info, requested=model.requested, alias_of=model.alias_of
         )
         return {"rows": pd.DataFrame(rows), "card": card}
 

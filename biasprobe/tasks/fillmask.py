@@ -437,7 +437,7 @@ def _model_card(backend: MaskedLMBackend, model: ModelEntry) -> dict[str, Any]:
     """The model's provenance block (:func:`biasprobe.runfolders.schema.model_block`)."""
     return model_block(
         backend.name,
-        "masked-lm",
+        model.family,
         backend.info,
         requested=model.requested,
         alias_of=model.alias_of,
