@@ -22,10 +22,12 @@ Two steps, so that every model of a run is found and checked before the first fo
 
   A task may accept several families in order of preference (a fill-mask probe set:
   ``("masked-lm", "causal-lm")``; CrowS-Pairs: ``("masked-lm", "sentence-scorer")``): a model
-  is served as the first its kind serves. A model of the wrong kind for the family is refused with a message saying what it is and
-  what the task needs (:class:`~biasprobe.errors.ModelLoadError`).
+  is served as the first its kind serves. A model of the wrong kind for the family is refused
+  with a message saying what it is and what the task needs
+  (:class:`~biasprobe.errors.ModelLoadError`).
 * :func:`load` ``(spec, family, **options)`` → the backend: a
-  :class:`~biasprobe.backends.base.MaskedLM` (``masked-lm``), a
+  :class:`~biasprobe.backends.base.MaskedLM` (``masked-lm``; ``causal-lm``: a causal LM whose
+  fill is the next token, :class:`~biasprobe.backends.causal_fill.CausalFill`), a
   :class:`~biasprobe.backends.base.Classifier` (``classifier``) or a
   :class:`~biasprobe.backends.base.SentenceScorer` (``sentence-scorer``: a masked LM scored by
   pseudo-log-likelihood, :class:`~biasprobe.backends.pll.PseudoLogLikelihood`).
