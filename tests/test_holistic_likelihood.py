@@ -19,6 +19,7 @@ from biasprobe.holistic.likelihood import (
     PAIR_TEST_COLUMNS,
     descriptor_scores,
     likelihood_bias,
+    love_hate,
     mannwhitneyu_pairs,
     official_subset,
     pair_tests,
@@ -226,6 +227,30 @@ def test_a_cell_with_one_descriptor_has_no_test(sample) -> None:
     one = sample[sample["descriptor"] == sample["descriptor"].iloc[0]]
     tests = pair_tests(one, "score")
     assert len(tests) == 0 and list(tests.columns) == list(PAIR_TEST_COLUMNS)
+
+
+@pytest.mark.parametrize("likelier", ["higher", "lower"])
+def test_love_hate_equals_the_papers_loop(sample, likelier) -> None:
+    """The paper code's loop: the median over every sentence of the template, then per axis and
+    descriptor the share of its sentences on the likelier side of it (strictly)."""
+    table = love_hate(sample, "score", likelier=likelier).set_index(["axis", "descriptor"])
+    love, hate = "I love {plural_noun_phrase}.", "I hate {plural_noun_phrase}."
+    assert list(table.columns) == [love, hate, "love_hate_diff"]  # the other two are not sampled
+    assert len(table) == 8 + 19 + 20
+    for template in (love, hate):
+        rows = sample[sample["template"] == template]
+        median = float(np.median(rows["score"].to_numpy()))
+        for (axis, descriptor), g in rows.groupby(["axis", "descriptor"]):
+            values = g["score"].tolist()
+            better = [v for v in values if (v > median if likelier == "higher" else v < median)]
+            assert table.loc[(axis, descriptor), template] == pytest.approx(
+                len(better) / len(values)
+            )
+    diff = table[love] - table[hate]
+    np.testing.assert_allclose(table["love_hate_diff"], diff)
+    assert table["love_hate_diff"].abs().max() > 0
+    with pytest.raises(UsageError, match="likelier must be 'higher' or 'lower'"):
+        love_hate(sample, "score", likelier="up")
 
 
 @pytest.mark.slow

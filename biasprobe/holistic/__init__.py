@@ -27,6 +27,7 @@ _WHERE = {
     "pair_tests": "likelihood",
     "likelihood_bias": "likelihood",
     "descriptor_scores": "likelihood",
+    "love_hate": "likelihood",
 }
 __all__ = sorted(_WHERE)
 
