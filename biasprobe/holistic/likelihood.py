@@ -1,4 +1,4 @@
-"""Likelihood Bias (Smith et al. 2022, section 4.1): within each demographic axis and sentence
+"""Likelihood Bias (Smith et al. 2022): within each demographic axis and sentence
 template, does the model score the sentences of two descriptors differently?
 
 Pure functions over a DataFrame of HolisticBias rows (:func:`biasprobe.holistic.sentences`, or a
@@ -162,7 +162,9 @@ def _p_values(u1: np.ndarray, n1: np.ndarray, n2: np.ndarray, ties: np.ndarray) 
     return np.clip(p, 0.0, 1.0)
 
 
-def mannwhitneyu_pairs(samples: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mannwhitneyu_pairs(
+    samples: Sequence[Any],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Two-sided Mann–Whitney U test of every unordered pair of ``samples``.
 
     Returns ``(i, j, u, p)`` for the pairs i < j in ``itertools.combinations`` order: ``u`` is
@@ -357,7 +359,7 @@ def descriptor_scores(
     ].reset_index(drop=True)
 
 
-#: The paper's sentiment templates of its "I love / I hate" view (section 4.1.2).
+#: The paper's sentiment templates of its "I love / I hate" view.
 SENTIMENT_TEMPLATES = (
     "I love {plural_noun_phrase}.",
     "I hate {plural_noun_phrase}.",
