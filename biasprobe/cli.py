@@ -715,11 +715,13 @@ def _mount_subcommands() -> None:
     from biasprobe.cache_cli import app as cache_app
     from biasprobe.crows.cli import app as crows_app
     from biasprobe.debias.cli import debias_command
+    from biasprobe.holistic.cli import app as holistic_app
     from biasprobe.sentiment.cli import app as sentiment_app
 
     app.add_typer(sentiment_app, name="sentiment")
     app.add_typer(crows_app, name="crows")
     app.add_typer(cache_app, name="cache")
+    app.add_typer(holistic_app, name="holistic")
     app.command("debias")(debias_command)
 
 
