@@ -17,9 +17,11 @@ SCRIPTS = sorted(p.name for p in (REPO / "benchmarks").glob("bench_*.py"))
 #: What each script prints when it got to its end (its ratio or its table).
 ENDS = {
     "bench_cache.py": "second run vs first",
+    "bench_causal.py": "identical to 1e-5: True",
     "bench_crows.py": "identical outcomes: True",
     "bench_downstream.py": "max|Δ P(pos)|",
     "bench_engine.py": "top-5 identical for all 4 sentences: True",
+    "bench_pll.py": "PLL and PLL-word-l2r identical to 1e-5: True",
     "bench_report.py": "write_report",
     "bench_scale.py": "GiB",
     "bench_sentiment_models.py": "attention ratio",
