@@ -161,11 +161,12 @@ def main() -> None:
     if args.no_peak:
         return
     # Forward FLOPs: 2 per weight per token (the position and token embeddings are lookups,
-    # the output layer shares the token embedding matrix) plus attention scores and values.
+    # the output layer shares the token embedding matrix) plus attention scores and values
+    # (computed in full, the causal mask applied to the scores).
     cfg = model.config
     body = n_params - cfg.vocab_size * cfg.n_embd - cfg.n_positions * cfg.n_embd
     per_token = 2 * (body + cfg.vocab_size * cfg.n_embd)
-    attention = sum(2 * 2 * cfg.n_layer * n * n * cfg.n_embd / 2 for n in lengths)
+    attention = sum(4 * cfg.n_layer * n * n * cfg.n_embd for n in lengths)
     flops = per_token * sum(lengths) + attention
     rows = min(args.batch_size, len(sentences)) * int(np.mean(lengths))
     head = matmul_rate(rows, cfg.n_embd, cfg.vocab_size)
