@@ -200,3 +200,20 @@ def test_a_hub_id_not_inspected_when_resolved_is_decided_from_its_config_when_lo
     unseen = dataclasses.replace(bert, kind="hf", families=("classifier",), family="classifier")
     with pytest.raises(ModelLoadError, match=r"is a masked language model \(BertForMaskedLM\)"):
         registry.load(unseen, device="cpu")
+
+
+def test_the_pll_metric_option_reaches_a_masked_lm_and_is_ignored_by_a_causal_lm(
+    tiny_bert, tiny_gpt2
+):
+    from biasprobe.backends.causal import HFCausalLM
+    from biasprobe.backends.pll import PseudoLogLikelihood
+
+    scorer = registry.load(str(tiny_bert), "sentence-scorer", device="cpu", pll_metric="word_l2r")
+    assert isinstance(scorer, PseudoLogLikelihood) and scorer.scoring == "pll-word-l2r"
+    assert registry.load(str(tiny_bert), "sentence-scorer", device="cpu").scoring == "pll"
+    causal = registry.load(str(tiny_gpt2), "sentence-scorer", device="cpu", pll_metric="word_l2r")
+    assert isinstance(causal, HFCausalLM) and causal.scoring == "causal"
+    with pytest.raises(UsageError, match="pll_metric applies to models that score sentences"):
+        registry.load(str(tiny_bert), "masked-lm", device="cpu", pll_metric="word_l2r")
+    with pytest.raises(UsageError, match="unknown pseudo-log-likelihood metric"):
+        registry.load(str(tiny_bert), "sentence-scorer", device="cpu", pll_metric="l2r")

@@ -311,7 +311,10 @@ def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> An
         spec: a :class:`ModelSpec` from :func:`resolve`, or a model name.
         family: the family to load it as (default: the one it was resolved for).
         **options: ``device``, ``batch_size``, ``trust_remote_code`` (every family);
-            ``revision`` (used to resolve a name); ``positive_label`` (classifiers).
+            ``revision`` (used to resolve a name); ``positive_label`` (classifiers);
+            ``pll_metric`` (``sentence-scorer``: how a masked LM scores a sentence,
+            ``original`` pseudo-log-likelihood by default or ``word_l2r``; a causal LM scores
+            by the chain rule and ignores it, so that one run can hold both families).
 
     A hub id that was not in the local cache (kind ``hf``) is inspected here: its config is
     fetched, its kind told from the architectures, and ``spec.kind`` / ``spec.family`` set to
@@ -347,6 +350,9 @@ def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> An
     positive_label = options.pop("positive_label", None)
     if positive_label is not None and family != "classifier":
         raise UsageError("positive_label applies to classifiers only")
+    pll_metric = options.pop("pll_metric", None)
+    if pll_metric is not None and family != "sentence-scorer":
+        raise UsageError("pll_metric applies to models that score sentences only")
     if family == "classifier":
         from biasprobe.backends.classifiers import load_classifier
 
@@ -377,7 +383,7 @@ def load(spec: ModelSpec | str, family: str | None = None, **options: Any) -> An
         return masked
     from biasprobe.backends.pll import PseudoLogLikelihood
 
-    return PseudoLogLikelihood(masked)
+    return PseudoLogLikelihood(masked, metric=pll_metric or "original")
 
 
 def _only(options: dict[str, Any], *allowed: str) -> dict[str, Any]:
