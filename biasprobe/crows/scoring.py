@@ -339,9 +339,7 @@ def _sentence_chunks(pairs: Sequence[CrowsPair]) -> list[list[str]]:
     distinct = sorted(
         {s for p in pairs for s in (p.sent_more, p.sent_less)}, key=lambda s: (len(s), s)
     )
-    return [
-        distinct[i : i + SENTENCE_CHUNK] for i in range(0, len(distinct), SENTENCE_CHUNK)
-    ]
+    return [distinct[i : i + SENTENCE_CHUNK] for i in range(0, len(distinct), SENTENCE_CHUNK)]
 
 
 def score_pairs_loglikelihood(

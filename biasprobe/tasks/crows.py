@@ -254,8 +254,7 @@ def _note_scorings(comparison: pd.DataFrame, scorings: dict[str, str]) -> pd.Dat
     for model, note in zip(out["model"], out["note"].fillna("")):
         if scorings.get(str(model)) != scorings.get(base):
             differ = (
-                f"different scorings: base {scorings.get(base)}, model "
-                f"{scorings.get(str(model))}"
+                f"different scorings: base {scorings.get(base)}, model {scorings.get(str(model))}"
             )
             note = f"{note}; {differ}" if note else differ
         notes.append(note)
