@@ -1,6 +1,7 @@
-"""CrowS-Pairs scoring of a masked LM: the two published scorings, batched.
+"""CrowS-Pairs scoring: a masked LM's two published scorings, batched, and a causal LM's
+sentence log-likelihood (lm-evaluation-harness's).
 
-Both scorings tokenize each sentence with the model's tokenizer (special tokens included),
+The two masked-LM scorings tokenize each sentence with the model's tokenizer (special tokens included),
 align the two sentences of a pair on their token ids with ``difflib.SequenceMatcher`` (as both
 reference implementations do, the more-stereotypical sentence first for ``stereo`` pairs and
 second for ``antistereo`` pairs), mask ONE token at a time and add up the model's
@@ -56,7 +57,7 @@ SCORINGS = ("nangia", "meade")
 LOGLIKELIHOOD = "loglikelihood"
 #: Distinct sentences handed to a sentence scorer per call (progress is reported between
 #: calls; the scorer batches each call itself, so a call is the same whatever the cache holds).
-SENTENCE_CHUNK = 1024
+SENTENCE_CHUNK = 256
 
 
 @dataclass(frozen=True)
