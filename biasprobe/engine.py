@@ -267,16 +267,17 @@ def _load(model: ModelEntry, load: dict[str, Any]) -> Any:
 
 def _cached(backend: Any, family: str, model: ModelEntry, opened: Any) -> Any:
     """``backend`` behind the result cache (one place for every family): a masked or causal
-    LM's fill requests, a classifier's label probabilities; an object passed in is not cached
-    (its weights may differ from any files), recorded outputs compute nothing."""
-    from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier
+    LM's fill requests, a classifier's label probabilities, a sentence scorer's sentence
+    log-likelihoods; an object passed in is not cached (its weights may differ from any
+    files), recorded outputs compute nothing."""
+    from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier, wrap_scorer
 
     store = OBJECT_REASON if model.loaded else opened
     if family in ("masked-lm", "causal-lm"):
         return wrap(backend, store)
     if family == "classifier":
         return wrap_classifier(backend, store)
-    return backend  # sentence scorers: not cached yet
+    return wrap_scorer(backend, store)
 
 
 def run(

@@ -9,7 +9,7 @@ default ``~/.cache/biasprobe``). Entries are keyed by
   the tokenizer files, the model class, dtype and device kind, and the torch / transformers
   versions — a changed checkpoint never hits an old entry;
 * **the exact request**: its kind (:data:`KINDS`: ``mask``, ``chain``, ``prior``, ``token``,
-  ``pair``, ``label``) and what the model was given (the sentence in the model's mask token, the target's pieces, the prior's
+  ``pair``, ``label``, ``sentence``) and what the model was given (the sentence in the model's mask token, the target's pieces, the prior's
   arguments; for a pair, both sentences and every setting its scores depend on), hashed
   (sha256) into the key.
 
@@ -82,8 +82,9 @@ BUSY_TIMEOUT_S = 120.0
 
 #: Request kinds: a masked LM's vector at the mask (``mask``), chain-rule, prior and token
 #: log-probs (``chain``, ``prior``, ``token``: one float64 each), a fill-mask pair's record
-#: (``pair``) and a classifier's label probabilities (``label``: a record of one float64 array).
-KINDS = ("mask", "chain", "prior", "pair", "token", "label")
+#: (``pair``), a classifier's label probabilities (``label``: a record of one float64 array) and
+#: a sentence scorer's log-likelihood of a sentence (``sentence``: a record of its tokens).
+KINDS = ("mask", "chain", "prior", "pair", "token", "label", "sentence")
 #: Value formats: raw little-endian float32 vector / one little-endian float64 / a record
 #: (:func:`encode_record`).
 F32, F64, REC = "f32", "f64", "rec1"

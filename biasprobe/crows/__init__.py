@@ -1,4 +1,5 @@
-"""CrowS-Pairs (Nangia et al. 2020) for masked LMs: both published scorings, batched.
+"""CrowS-Pairs (Nangia et al. 2020) for masked LMs (both published scorings, batched) and
+causal LMs (each sentence's log-likelihood, as lm-evaluation-harness's ``crows_pairs`` task).
 
 ``biasprobe crows -m MODEL`` on the command line (:mod:`biasprobe.crows.cli`), or::
 
@@ -8,7 +9,9 @@
     result.save("reports/crows-bert")
 
 The metric is the % of pairs where the model prefers the more-stereotypical sentence:
-50% = no preference (the ideal). Formulas and sources: docs/crows-pairs.md.
+50% = no preference (the ideal). A causal LM prefers the sentence it gives the higher
+log-likelihood; its summary also holds ``likelihood_diff`` (the mean absolute difference of the
+two log-likelihoods). Formulas and sources: docs/crows-pairs.md.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ _EXPORTS = {
     "SCORINGS": "biasprobe.crows.scoring",
     "aligned_positions": "biasprobe.crows.scoring",
     "score_pairs": "biasprobe.crows.scoring",
+    "score_pairs_loglikelihood": "biasprobe.crows.scoring",
 }
 __all__ = sorted(_EXPORTS)
 

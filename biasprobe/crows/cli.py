@@ -1,4 +1,4 @@
-"""``biasprobe crows``: score CrowS-Pairs with a masked LM and write a run folder.
+"""``biasprobe crows``: score CrowS-Pairs with masked or causal LMs and write a run folder.
 
 Mounted on the main command line with ``app.add_typer(crows_app, name="crows")``; the command
 is the sub-app's callback, so ``biasprobe crows -m MODEL`` runs it directly. Heavy imports
@@ -30,7 +30,7 @@ from biasprobe.crows.data import BIAS_TYPES
 
 app = typer.Typer(
     name="crows",
-    help="Score CrowS-Pairs (Nangia et al. 2020) with a masked LM.\n\n"
+    help="Score CrowS-Pairs (Nangia et al. 2020) with masked or causal LMs.\n\n"
     "50% = no preference (the ideal); above 50% = prefers stereotypes.\n\n"
     "Example: biasprobe crows -m bert-base-uncased --bias-type gender",
     add_completion=False,
@@ -52,20 +52,25 @@ def crows(
             "--model",
             "-m",
             metavar="MODEL",
-            help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder; NAME=MODEL "
-            "gives it a short name. Repeat to compare models (the first is the base).",
+            help="Hub id (NAME or NAME@REVISION) or a local checkpoint folder of a masked LM "
+            "(BERT, RoBERTa …) or a causal LM (GPT-2, Pythia …: scored by each sentence's "
+            "log-likelihood, as lm-evaluation-harness does); NAME=MODEL gives it a short "
+            "name. Repeat to compare models (the first is the base).",
             show_default=False,
         ),
     ],
     scoring: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="NAME",
-            help="meade: bias-bench (Meade et al. 2022; mean log-prob of the tokens that "
-            "differ); nangia: the original (Nangia et al. 2020; pseudo-log-likelihood of "
-            "the shared tokens).",
+            help="How masked LMs are scored: meade (default): bias-bench (Meade et al. "
+            "2022; mean log-prob of the tokens that differ); nangia: the original (Nangia et "
+            "al. 2020; pseudo-log-likelihood of the shared tokens). Causal LMs are always "
+            "scored by sentence log-likelihood; giving --scoring with causal LMs only is an "
+            "error.",
+            show_default=False,
         ),
-    ] = "meade",
+    ] = None,
     bias_type: Annotated[
         list[str] | None,
         typer.Option("--bias-type", "-b", metavar="TYPE", help=_BIAS_TYPE_HELP),
@@ -96,19 +101,22 @@ def crows(
 ) -> None:
     """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
 
-    50% = no preference (the ideal); above 50% = prefers stereotypes. Writes pairs.csv,
+    50% = no preference (the ideal); above 50% = prefers stereotypes. A causal LM prefers the
+    sentence it gives the higher log-likelihood (lm-evaluation-harness's pct_stereotype); its
+    summary also gives likelihood_diff, the mean |difference| of the two log-likelihoods.
+    Writes pairs.csv,
     summary.csv (with 95% Wilson intervals, n and exact binomial p-values vs 50%), report.html
     and results.json, atomically.
 
-    Example: biasprobe crows -m bert-base-uncased --bias-type gender
+    Example: biasprobe crows -m bert-base-uncased -m gpt2 --bias-type gender
     """
     _run(**locals())
 
 
-def _check_options(scoring: str, batch_size: int, limit: int | None) -> None:
+def _check_options(scoring: str | None, batch_size: int, limit: int | None) -> None:
     from biasprobe.errors import UsageError
 
-    if scoring not in ("meade", "nangia"):
+    if scoring is not None and scoring not in ("meade", "nangia"):
         raise UsageError(f"--scoring must be meade or nangia, not {scoring!r}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
@@ -117,7 +125,9 @@ def _check_options(scoring: str, batch_size: int, limit: int | None) -> None:
 
 
 def _label(model: str, stage: str) -> str:
-    what = "loading the model" if stage == "load" else "scoring masked tokens"
+    what = {"load": "loading the model", "sentences": "scoring sentences"}.get(
+        stage, "scoring masked tokens"
+    )
     return f"{what} {safe_text(model)}"
 
 

@@ -10,7 +10,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from biasprobe.crows.aggregate import MEANING
+from biasprobe.crows.aggregate import LIKELIHOOD_DIFF, LIKELIHOOD_MEANING, MEANING
 from biasprobe.errors import UsageError
 from biasprobe.fsio import REPORT_MARKER
 from biasprobe.report.htmlkit import Markup, html, join
@@ -107,15 +107,103 @@ def _models(result: Any) -> list[str]:
     return [str((result.meta.get("model") or {}).get("name", "?"))]
 
 
-def _rows(result: Any, model: str) -> Any:
-    """The summary rows of one model (all rows when the table has no ``model`` column), with
-    the percentage in ``metric``."""
+def _rows(result: Any, model: str, score: str = "stereotype_pct") -> Any:
+    """The summary rows of one model (all rows when the table has no ``model`` column) of one
+    ``score`` (the percentage, with it in ``metric``; or ``likelihood_diff``)."""
     s = result.summary
     if "model" in s.columns:
         s = s[s["model"].astype(str) == model]
+    if "score" in s.columns:
+        s = s[s["score"].astype(str) == score]
+    elif score != "stereotype_pct":
+        return s.iloc[0:0]
     if "metric" not in s.columns and "mean" in s.columns:
         s = s.assign(metric=s["mean"])
     return s
+
+
+#: What each scoring is, for the line under a model's name.
+SCORING_TEXT = {
+    "meade": "masked LM, scoring meade (bias-bench: mean log-prob of the tokens where the two "
+    "sentences differ, each masked in turn)",
+    "nangia": "masked LM, scoring nangia (Nangia et al. 2020: pseudo-log-likelihood of the "
+    "tokens the two sentences share)",
+    "loglikelihood": "causal LM, scoring loglikelihood (lm-evaluation-harness crows_pairs): "
+    "the model prefers the sentence it gives the higher log-likelihood, log P(S) = Σ_t log "
+    "P(w_t | w_<t); a tie counts as not preferring the stereotype",
+}
+
+
+def _scorings(result: Any) -> dict[str, tuple[str, str, str]]:
+    """Per model: its family, its scoring (a run folder written before each model recorded
+    its own: the run's) and, for a causal LM, how the first token of a sentence is scored."""
+    meta = result.meta
+    out = {}
+    for block in meta.get("models") or []:
+        if isinstance(block, dict):
+            info = block.get("info") if isinstance(block.get("info"), dict) else {}
+            out[str(block.get("name"))] = (
+                str(block.get("family") or "masked-lm"),
+                str(block.get("scoring") or meta.get("scoring") or "?"),
+                str(info.get("first_token") or ""),
+            )
+    return out
+
+
+def _about(result: Any, model: str) -> Markup:
+    """The line saying what a model is and how it was scored."""
+    family, scoring, first = _scorings(result).get(model, ("masked-lm", "?", ""))
+    text = SCORING_TEXT.get(scoring, f"scoring {scoring}")
+    extra = html(" First token of a sentence: {}.", first) if first else Markup("")
+    return html(
+        "<p class='note' data-model-scoring='{}'><b>{}</b>: family {}; {}.{}</p>",
+        scoring,
+        model,
+        family,
+        text,
+        extra,
+    )
+
+
+def _likelihood(result: Any, model: str) -> Markup:
+    """lm-evaluation-harness's likelihood_diff of a model scored by sentence log-likelihood."""
+    rows = _rows(result, model, LIKELIHOOD_DIFF)
+    if not len(rows):
+        return Markup("")
+    body = join(
+        html(
+            "<tr><td>{}</td><td>{}</td><td>[{}, {}]</td><td>{}</td></tr>",
+            r.key,
+            _num(r.mean, "{:.3f}"),
+            _num(r.ci_low, "{:.3f}"),
+            _num(r.ci_high, "{:.3f}"),
+            int(r.n),
+        )
+        for r in rows.itertuples(index=False)
+    )
+    return html(
+        "<table class='likelihood-diff'><thead><tr><th>bias type</th><th>likelihood_diff"
+        "</th><th>95% CI</th><th>n</th></tr></thead><tbody>{}</tbody></table>"
+        "<p class='note'>likelihood_diff: {}. 95% CI: percentile bootstrap over the pairs."
+        "</p>",
+        body,
+        LIKELIHOOD_MEANING,
+    )
+
+
+def _mixed_note(result: Any, models: Sequence[str]) -> Markup:
+    """A warning when the models of a run were scored differently."""
+    scorings = _scorings(result)
+    used = list(dict.fromkeys(scorings.get(m, ("", "?", ""))[1] for m in models))
+    if len(used) < 2:
+        return Markup("")
+    return html(
+        "<p class='note'><b>The models were scored differently</b> ({}): each percentage is "
+        "the share of pairs its model prefers the more-stereotypical sentence under its own "
+        "scoring, so the change from the base model compares two scorings as well as two "
+        "models.</p>",
+        ", ".join(used),
+    )
 
 
 def _table(summary: Any) -> Markup:
@@ -154,7 +242,7 @@ def _comparison(result: Any) -> Markup:
     rows = join(
         html(
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>[{}, {}]</td>"
-            "<td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td><td>{}</td></tr>",
             r["model"],
             r["key"],
             _num(r.get("base_mean")),
@@ -164,18 +252,25 @@ def _comparison(result: Any) -> Markup:
             _num(r.get("ci_high"), "{:+.2f}"),
             int(r["n"]),
             _p(r.get("p_value")),
+            _text(r.get("note")),
         )
         for r in c.to_dict("records")
     )
     return html(
         "<h2>Change from the base model ({})</h2>"
         "<table><thead><tr><th>model</th><th>bias type</th><th>base %</th><th>model %</th>"
-        "<th>change</th><th>95% CI</th><th>n</th><th>p</th></tr></thead><tbody>{}</tbody>"
+        "<th>change</th><th>95% CI</th><th>n</th><th>p</th><th>note</th></tr></thead><tbody>{}"
+        "</tbody>"
         "</table><p class='note'>Closer to 50% is less biased; the change, its interval and p "
         "are those stored in the run's comparison table.</p>",
         str(c.iloc[0]["base"]) if "base" in c.columns else _models(result)[0],
         rows,
     )
+
+
+def _text(x: Any) -> str:
+    """A note cell: empty for a missing value."""
+    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else str(x)
 
 
 def _page(title: str, body: Markup) -> str:
@@ -206,19 +301,29 @@ def render_html(result: Any, *, title: str | None = None) -> str:
                 "<h1>CrowS-Pairs — {model}</h1>"
                 "<p><b>Metric:</b> {meaning}. Scoring: <b>{scoring}</b> "
                 "(see docs/crows-pairs.md). The red line is 50%.</p>"
-                "{svg}{table}" + _NOTE + "<p class='note'>run {run_id}, {created}</p>",
+                "{about}{svg}{table}{likelihood}" + _NOTE + "<p class='note'>run {run_id}, "
+                "{created}</p>",
                 model=models[0],
                 meaning=MEANING,
                 scoring=str(meta.get("scoring", "?")),
+                about=_about(result, models[0]),
                 svg=_svg(s),
                 table=_table(s),
+                likelihood=_likelihood(result, models[0]),
                 skipped=_skipped(s),
                 run_id=str(meta.get("run_id", "")),
                 created=str(meta.get("created", "")),
             ),
         )
     sections = join(
-        html("<h2>{}</h2>{}{}", model, _svg(_rows(result, model)), _table(_rows(result, model)))
+        html(
+            "<h2>{}</h2>{}{}{}{}",
+            model,
+            _about(result, model),
+            _svg(_rows(result, model)),
+            _table(_rows(result, model)),
+            _likelihood(result, model),
+        )
         for model in models
     )
     first = _rows(result, models[0])
@@ -228,10 +333,11 @@ def render_html(result: Any, *, title: str | None = None) -> str:
             "<h1>CrowS-Pairs — {models}</h1>"
             "<p><b>Metric:</b> {meaning}. Scoring: <b>{scoring}</b> "
             "(see docs/crows-pairs.md). The red line is 50%. The first model is the base.</p>"
-            "{sections}{comparison}" + _NOTE + "<p class='note'>run {run_id}, {created}</p>",
+            "{mixed}{sections}{comparison}" + _NOTE + "<p class='note'>run {run_id}, {created}</p>",
             models=", ".join(models),
             meaning=MEANING,
             scoring=str(meta.get("scoring", "?")),
+            mixed=_mixed_note(result, models),
             sections=sections,
             comparison=_comparison(result),
             skipped=_skipped(first),

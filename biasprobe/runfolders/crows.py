@@ -5,10 +5,10 @@ place, never half-written):
 
 | file | content |
 |---|---|
-| ``pairs.csv`` | one row per (model, pair): model, pair_id, bias_type, direction, sent_more, sent_less, n_scored_more, n_scored_less, score_more, score_less, diff, outcome, more_preferred, skipped |
-| ``summary.csv`` | per model, overall and per bias type: the shared columns (``score`` is ``stereotype_pct``, ``mean`` the % of pairs where the model prefers the more-stereotypical sentence, ``ci_low``/``ci_high`` its 95% Wilson interval, ``p_value`` the exact binomial test vs 50%, ``p_holm`` Holm across bias types), then n_more, n_tie, n_skipped, metric (= mean, its old name), the stereo/antistereo split |
-| ``comparison.csv`` | with several models: every model's change from the base model (the first) |
-| ``results.json`` | the shared keys (kind ``crows-pairs``), then scoring, metric, interval, p_value, data (file, sha256, bias types, limit) |
+| ``pairs.csv`` | one row per (model, pair): model, (scoring: only in a run with a causal LM), pair_id, bias_type, direction, sent_more, sent_less, n_scored_more, n_scored_less, score_more, score_less, diff, outcome, more_preferred, skipped. For a causal LM (scoring ``loglikelihood``) score_more/score_less are the sentences' log-likelihoods ll, diff = ll(sent_more) − ll(sent_less), n_scored_* the tokens scored |
+| ``summary.csv`` | per model, overall and per bias type: the shared columns (``score`` is ``stereotype_pct``, ``mean`` the % of pairs where the model prefers the more-stereotypical sentence, ``ci_low``/``ci_high`` its 95% Wilson interval, ``p_value`` the exact binomial test vs 50%, ``p_holm`` Holm across bias types), then n_more, n_tie, n_skipped, metric (= mean, its old name), the stereo/antistereo split; for a causal LM also rows of ``score`` ``likelihood_diff`` (``mean`` = the mean absolute diff, ``ci_low``/``ci_high`` its bootstrap interval, the percentage columns empty) |
+| ``comparison.csv`` | with several models: every model's change from the base model (the first); ``note`` says when the two were scored differently |
+| ``results.json`` | the shared keys (kind ``crows-pairs``; each model block with its ``scoring``), then scoring (the scorings used, in run order), metric, interval, p_value, data (file, sha256, bias types, limit); with a causal LM ``scorings`` (model → scoring) and ``loglikelihood`` (definitions and their lm-evaluation-harness source) |
 | ``report.html`` | a self-contained page with the table and the 50% line |
 """
 
@@ -42,7 +42,7 @@ SCORE = "stereotype_pct"
 TEXT_COLUMNS = frozenset(
     (
         *("model", "base", "pair_id", "bias_type", "direction", "sent_more", "sent_less"),
-        *("outcome", "skipped", "level", "key", "score", "note"),
+        *("outcome", "skipped", "level", "key", "score", "note", "scoring"),
     )
 )
 

@@ -291,13 +291,49 @@ def print_crows_summary(result: Any, console: Any = None) -> None:
         _print_crows_comparison(comparison, shorts, console)
 
 
+#: What each CrowS scoring is, on the line under a model's table.
+CROWS_SCORINGS = {
+    "meade": "masked LM; scoring meade (bias-bench: mean log-prob of the differing tokens)",
+    "nangia": "masked LM; scoring nangia (Nangia et al.: pseudo-log-likelihood of the shared "
+    "tokens)",
+    "loglikelihood": "causal LM; scoring loglikelihood (lm-evaluation-harness crows_pairs): "
+    "it prefers the sentence with the higher log P(S) = sum of log P(token | tokens before); "
+    "a tie counts as not preferring the stereotype",
+}
+
+
+def _crows_scoring(result: Any, model: str) -> tuple[str, str]:
+    """A model's scoring (its model block's, else the run's) and the line saying what it is."""
+    block = next(
+        (
+            m
+            for m in result.meta.get("models") or []
+            if isinstance(m, dict) and str(m.get("name")) == model
+        ),
+        {},
+    )
+    scoring = str(block.get("scoring") or result.meta.get("scoring") or "?")
+    line = f"{model}: " + CROWS_SCORINGS.get(scoring, f"scoring {scoring}")
+    info = block.get("info") if isinstance(block.get("info"), dict) else {}
+    if info.get("first_token"):
+        line += f"; first token {info['first_token']}"
+    return scoring, line
+
+
 def _print_crows_model(result: Any, model: str, short: str, console: Any) -> None:
     from rich.table import Table
 
-    from biasprobe.crows.aggregate import MEANING, skip_counts
+    from biasprobe.crows.aggregate import LIKELIHOOD_DIFF, LIKELIHOOD_MEANING, MEANING, skip_counts
 
+    scoring, about = _crows_scoring(result, model)
+    rows = _of_model(result.summary, model)
+    if "score" in rows.columns:
+        diffs = rows[rows["score"].astype(str) == LIKELIHOOD_DIFF]
+        rows = rows[rows["score"].astype(str) != LIKELIHOOD_DIFF]
+    else:
+        diffs = rows.iloc[0:0]
     table = Table(
-        title=f"CrowS-Pairs, {markup(short)}, scoring {markup(result.meta.get('scoring'))}",
+        title=f"CrowS-Pairs, {markup(short)}, scoring {markup(scoring)}",
         title_justify="left",
         caption=f"{MEANING}. 95% CI: Wilson. p: exact binomial vs 50%; Holm across bias types.",
         caption_justify="left",
@@ -310,7 +346,7 @@ def _print_crows_model(result: Any, model: str, short: str, console: Any) -> Non
     split.add_column("bias type", no_wrap=True)
     for name in ("ties", "stereo % (n)", "antistereo % (n)"):
         split.add_column(name, justify="right", no_wrap=True)
-    for r in _of_model(result.summary, model).to_dict("records"):
+    for r in rows.to_dict("records"):
         key = markup(str(r["key"]))
         value = r["metric"] if "metric" in r else r.get("mean")
         metric = f"{_pct(value)} [{_pct(r['ci_low'])}, {_pct(r['ci_high'])}]"
@@ -324,8 +360,23 @@ def _print_crows_model(result: Any, model: str, short: str, console: Any) -> Non
         )
     if short != model:
         console.print(f"model: {safe_text(model)}", markup=False)
+    console.print(safe_text(about), markup=False)
     console.print(table)
     console.print(split)
+    if len(diffs):
+        ll = Table(
+            title="likelihood_diff (lm-evaluation-harness), nats",
+            title_justify="left",
+            caption=f"{LIKELIHOOD_MEANING}. 95% CI: bootstrap over the pairs.",
+            caption_justify="left",
+        )
+        for name in ("bias type", "mean [95% CI]", "n"):
+            ll.add_column(name, justify="left" if name == "bias type" else "right", no_wrap=True)
+        for r in diffs.to_dict("records"):
+            span = f"{_pct(r['mean'], '.3f')} [{_pct(r['ci_low'], '.3f')}, "
+            span += f"{_pct(r['ci_high'], '.3f')}]"
+            ll.add_row(markup(str(r["key"])), span, str(int(r["n"])))
+        console.print(ll)
     pairs = _of_model(getattr(result, "pairs", None), model)
     skipped = skip_counts(pairs) if pairs is not None else {}
     if skipped:
@@ -354,6 +405,7 @@ def _print_crows_comparison(c: Any, shorts: dict[str, str], console: Any) -> Non
     def f(x: float) -> str:
         return "—" if x != x else f"{x:+.1f}"
 
+    notes = []
     for r in c.to_dict("records"):
         p = float(r["p_value"])
         p_cell = "—" if math.isnan(p) else f"{p:.3f}"
@@ -361,7 +413,15 @@ def _print_crows_comparison(c: Any, shorts: dict[str, str], console: Any) -> Non
         model = str(r["model"])
         name = markup(shorts.get(model, model))
         table.add_row(name, markup(str(r["key"])), change, str(int(r["n"])), p_cell)
+        note = r.get("note")
+        if isinstance(note, str) and "different scorings" in note:
+            notes.append(f"{shorts.get(model, model)}: {note[note.index('different scorings') :]}")
     console.print(table)
+    for note in dict.fromkeys(notes):
+        console.print(
+            f"{safe_text(note)}: the change compares two scorings as well as two models",
+            markup=False,
+        )
 
 
 def _cf_ci(row: Any, digits: int = 3, signed: bool = True) -> str:
