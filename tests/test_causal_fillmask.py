@@ -404,3 +404,22 @@ def test_cache_serves_a_rerun_and_an_interrupted_run_resumes(tiny_gpt2, tmp_path
         assert np.array_equal(
             other.logprobs[name].to_table().logprobs, plain.logprobs[name].to_table().logprobs
         )
+
+
+def test_models_of_different_vocabularies_share_a_top_n_run(tiny_bert, tiny_gpt2, tmp_path):
+    """A later model keeps the base's top tokens only when it has the base's vocabulary: BERT's
+    token ids are not GPT-2's (ids beyond its 300 tokens once crashed the store)."""
+    ps = load_probe_set(write(tmp_path, PROBE))
+    kw = {"cache": False, "n_bootstrap": 100, "store_top_n": 50}
+    run = biasprobe.run(ps, [f"bert={tiny_bert}", f"gpt={tiny_gpt2}"], **kw)
+    alone = biasprobe.run(ps, [f"gpt={tiny_gpt2}"], **kw)
+    for it in ps.items:
+        got, want = run.pair_tokens("gpt", it.pair_id), alone.pair_tokens("gpt", it.pair_id)
+        pd.testing.assert_frame_equal(got, want)
+        assert got["token_id"].max() < len(alone.vocab("gpt"))
+    rows = run.comparison[run.comparison["score"].astype(str).str.startswith("rho")]
+    assert len(rows) and rows["note"].eq("the vocabularies differ").all()
+    from biasprobe.report import write_report
+
+    page = write_report([run], tmp_path / "report.html").read_text()
+    assert "<b>gpt</b> (causal LM)" in page

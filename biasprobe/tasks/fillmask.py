@@ -320,6 +320,7 @@ class FillMaskTask:
         self.n_models = 0
         self.base: PairStore | None = None
         self.base_identity: str | None = None  # its model's cache identity (pair record keys)
+        self.base_vocab: tuple[str, ...] = ()
 
     def check(self) -> None:
         """The set's kind, top-k, batch size, seed, bootstrap and store options, the pair
@@ -370,7 +371,10 @@ class FillMaskTask:
         storage: dict[str, Any] = {"store": self.store, "store_top_n": self.store_top_n}
         if first:
             storage["depth"] = BASE_EXTRA if self.n_models > 1 else None
-        else:
+        elif tuple(backend.vocab) == self.base_vocab:
+            # the base model's top tokens are kept too, so that Spearman's ρ with it is exact;
+            # a model of another vocabulary (BERT and GPT-2) has no ρ with the base, and the
+            # base's token ids are not its tokens
             storage.update(base=self.base, base_identity=self.base_identity)
         if self.store == "topn" and self.store_top_n >= len(backend.vocab):
             # a top N that covers the vocabulary keeps every token: store it as what it is, so
@@ -386,7 +390,7 @@ class FillMaskTask:
             **storage,
         )
         if first:
-            self.base = scored.store
+            self.base, self.base_vocab = scored.store, tuple(backend.vocab)
             self.base_identity = backend.identity if isinstance(backend, CachedMaskedLM) else None
         return {"name": backend.name, "scored": scored, "card": _model_card(backend, model)}
 
