@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -423,3 +425,57 @@ def test_models_of_different_vocabularies_share_a_top_n_run(tiny_bert, tiny_gpt2
 
     page = write_report([run], tmp_path / "report.html").read_text()
     assert "<b>gpt</b> (causal LM)" in page
+
+
+# -- scripts/make_random_gpt2.py -----------------------------------------------------------------
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_random_gpt2.py"
+
+
+def test_make_random_gpt2_help_answers_without_torch() -> None:
+    code = (
+        "import runpy, sys; sys.argv = ['make_random_gpt2.py', '--help']\n"
+        f"try:\n    runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "usage: make_random_gpt2.py" in out.stdout and "--size" in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr
+
+
+def test_make_random_gpt2_writes_a_folder_the_cli_runs(tiny_bert, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder = tmp_path / "random-gpt2"
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(folder), "--vocab-size", "600"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    tok = AutoTokenizer.from_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert config["architectures"] == ["GPT2LMHeadModel"] and config["vocab_size"] == len(tok)
+    assert 300 < len(tok) <= 600 and tok.bos_token == "<|endoftext|>"
+    assert (folder / "model.safetensors").is_file()
+    again = subprocess.run([sys.executable, str(SCRIPT), str(folder)], capture_output=True)
+    assert again.returncode != 0 and b"not an empty folder" in again.stderr  # never overwritten
+    out = tmp_path / "run"
+    res = CliRunner().invoke(
+        app,
+        ["run", "gender", "-m", f"bert={tiny_bert}", "-m", f"gpt={folder}", "-o", str(out)]
+        + ["--no-cache", "--bootstrap", "100", "--show", "summary"],
+    )
+    assert res.exit_code == 0, res.output
+    assert "gpt: causal LM (fill: the next-token distribution" in res.output
+    scores = pd.read_csv(out / "scores.csv")
+    assert set(scores["model"]) == {"bert", "gpt"}
+    # a shipped set with words after [MASK]: refused, naming the template, nothing written
+    res = CliRunner().invoke(
+        app, ["run", "pair-names", "-m", str(folder), "-o", str(tmp_path / "no"), "--no-cache"]
+    )
+    assert res.exit_code == 2
+    assert "pair-names.yaml:" in res.output and "template 'cpr-doctor-nurse'" in res.output
+    assert "--exclude cpr-doctor-nurse" in res.output and not (tmp_path / "no").exists()
