@@ -223,8 +223,10 @@ def run(
 
     Args:
         probe_set: from :func:`biasprobe.load_probe_set`.
-        models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends; defaults
-            to the probe set's ``models``. The first is the base for comparisons.
+        models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends, of masked
+            LMs or causal LMs (a causal LM's fill is its next-token distribution after the
+            text before ``[MASK]``; see :func:`check_causal_items` for what it refuses);
+            defaults to the probe set's ``models``. The first is the base for comparisons.
         top_k: top-k depth (default: the probe set's ``top_k``, else 10), at most the vocabulary.
         device: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.
         batch_size: sentences per forward pass.
