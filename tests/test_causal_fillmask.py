@@ -479,3 +479,17 @@ def test_make_random_gpt2_writes_a_folder_the_cli_runs(tiny_bert, tmp_path):
     assert res.exit_code == 2
     assert "pair-names.yaml:" in res.output and "template 'cpr-doctor-nurse'" in res.output
     assert "--exclude cpr-doctor-nurse" in res.output and not (tmp_path / "no").exists()
+
+
+def test_a_model_told_causal_only_when_loaded_is_checked_then(tiny_gpt2, tmp_path, monkeypatch):
+    """A hub id that was not in the local cache is told causal from its downloaded config when
+    it loads (kind ``hf``): its templates are checked then, before anything is scored."""
+    monkeypatch.setattr(registry, "_architectures", lambda src: ())  # as if not inspected
+    spec = registry.resolve(str(tiny_gpt2), ("masked-lm", "causal-lm"))
+    assert spec.kind == "hf" and spec.family == "masked-lm"
+    ps = load_probe_set(write(tmp_path, _attribute_probe()))
+    with pytest.raises(UsageError, match="template 'after'") as e:
+        biasprobe.run(ps, [str(tiny_gpt2)], cache=False)
+    assert f"model {tiny_gpt2} is a causal language model" in str(e.value)
+    ok = biasprobe.run(ps, [str(tiny_gpt2)], pairs=["fine"], cache=False, n_bootstrap=100)
+    assert ok.meta["models"][0]["family"] == "causal-lm"
