@@ -493,3 +493,16 @@ def test_a_model_told_causal_only_when_loaded_is_checked_then(tiny_gpt2, tmp_pat
     assert f"model {tiny_gpt2} is a causal language model" in str(e.value)
     ok = biasprobe.run(ps, [str(tiny_gpt2)], pairs=["fine"], cache=False, n_bootstrap=100)
     assert ok.meta["models"][0]["family"] == "causal-lm"
+
+
+def test_a_side_with_nothing_before_the_mask_and_no_bos_is_refused_with_its_source(
+    tiny_gpt2_nobos, tmp_path
+):
+    from biasprobe.tasks.fillmask_scoring import check_items
+
+    it = load_probe_set(write(tmp_path, PROBE)).items[0]
+    bare = dataclasses.replace(it, sentences=("[MASK].", "[MASK]!"))
+    with pytest.raises(UsageError) as e:
+        check_items(load_fill(tiny_gpt2_nobos), [bare], [list(bare.sentences)])
+    assert str(e.value).startswith(f"{it.source}: pair {it.pair_id!r}, side A")
+    assert "no BOS token" in str(e.value)
