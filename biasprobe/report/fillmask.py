@@ -239,8 +239,7 @@ def _header_html(runs: Sequence[RunResult], entries: list[Entry], title: str) ->
         """<header>
 <h1>{title}</h1>
 <p class="facts">Probe set <b>{sets}</b> · models <b>{models}</b>{base} ·
-run {created} · <a href="#provenance">provenance</a></p>
-<p class="facts fills">{fills}</p>
+run {created} · <a href="#provenance">provenance</a></p>{fills}
 </header>""",
         title=title,
         sets=set_line,
@@ -265,17 +264,21 @@ def _family_fill(card: Mapping[str, Any]) -> tuple[str, str]:
 
 
 def _fills_html(entries: list[Entry]) -> Markup:
-    """What a fill is for each model: one phrase per family when every model is of one."""
+    """What a fill is for each model, as a line under the facts, in a report with a causal LM
+    (a report of masked LMs only keeps its first screen: their fill is the distribution at
+    [MASK], as it always was; the provenance table names every model's family)."""
     named = [(e.label, *_family_fill(_model_card(e))) for e in entries]
+    if all(family == FAMILY_NAMES["masked-lm"] for _, family, _ in named):
+        return Markup("")
     if len({(family, fill) for _, family, fill in named}) == 1:
         _, family, fill = named[0]
         who = "The model is" if len(named) == 1 else "Every model is"
-        return html("{} a <b>{}</b>: a fill is {}.", who, family, fill)
+        return html('\n<p class="facts fills">{} a <b>{}</b>: a fill is {}.</p>', who, family, fill)
     parts = join(
         (html("<b>{}</b> ({}): {}", label, family, fill) for label, family, fill in named),
         " · ",
     )
-    return html("What a fill is: {}.", parts)
+    return html('\n<p class="facts fills">What a fill is: {}.</p>', parts)
 
 
 def _provenance_html(runs: Sequence[RunResult]) -> str:
