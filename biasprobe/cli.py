@@ -349,8 +349,9 @@ def run(
 ) -> None:
     """Run a probe set and write a run folder.
 
-    A fill-mask set runs on masked language models and writes topk.csv,
-    scores.csv, summary.csv, targets.csv, items.csv, the full-vocabulary
+    A fill-mask set runs on masked language models (the fill: the distribution
+    at [MASK]) and causal ones (the next token after the text before [MASK]),
+    and writes topk.csv, scores.csv, summary.csv, targets.csv, items.csv, the full-vocabulary
     log-probs (logprobs/, see --store) and results.json (provenance). A counterfactual
     set (kind: counterfactual) runs on sentiment classifiers (biasprobe
     sentiment run folders or Hugging Face sequence classifiers) and writes

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from biasprobe import fsio
+from biasprobe.backends.causal_fill import FAMILY_NAMES, FILLS
 from biasprobe.comparisons import SPEARMAN_TOP
 from biasprobe.errors import UsageError
 from biasprobe.report.basecompare import base_comparisons
@@ -238,14 +239,46 @@ def _header_html(runs: Sequence[RunResult], entries: list[Entry], title: str) ->
         """<header>
 <h1>{title}</h1>
 <p class="facts">Probe set <b>{sets}</b> · models <b>{models}</b>{base} ·
-run {created} · <a href="#provenance">provenance</a></p>
+run {created} · <a href="#provenance">provenance</a></p>{fills}
 </header>""",
         title=title,
         sets=set_line,
         models=model_list,
         base=base,
         created=created,
+        fills=_fills_html(entries),
     )
+
+
+def _model_card(entry: Entry) -> Mapping[str, Any]:
+    """The run's provenance block of an entry's model (empty if the run has none)."""
+    cards = entry.run.meta.get("models", []) or []
+    return next((m for m in cards if isinstance(m, dict) and m.get("name") == entry.model), {})
+
+
+def _family_fill(card: Mapping[str, Any]) -> tuple[str, str]:
+    """A model's family (short name) and what a fill is for it; run folders written before
+    causal LMs hold masked LMs only."""
+    family = str(card.get("family") or "masked-lm")
+    return FAMILY_NAMES.get(family, family), str(card.get("fill") or FILLS.get(family, ""))
+
+
+def _fills_html(entries: list[Entry]) -> Markup:
+    """What a fill is for each model, as a line under the facts, in a report with a causal LM
+    (a report of masked LMs only keeps its first screen: their fill is the distribution at
+    [MASK], as it always was; the provenance table names every model's family)."""
+    named = [(e.label, *_family_fill(_model_card(e))) for e in entries]
+    if all(family == FAMILY_NAMES["masked-lm"] for _, family, _ in named):
+        return Markup("")
+    if len({(family, fill) for _, family, fill in named}) == 1:
+        _, family, fill = named[0]
+        who = "The model is" if len(named) == 1 else "Every model is"
+        return html('\n<p class="facts fills">{} a <b>{}</b>: a fill is {}.</p>', who, family, fill)
+    parts = join(
+        (html("<b>{}</b> ({}): {}", label, family, fill) for label, family, fill in named),
+        " · ",
+    )
+    return html('\n<p class="facts fills">What a fill is: {}.</p>', parts)
 
 
 def _provenance_html(runs: Sequence[RunResult]) -> str:
@@ -258,8 +291,9 @@ def _provenance_html(runs: Sequence[RunResult]) -> str:
         versions = meta.get("versions", {}) or {}
         models_rows = join(
             html(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 m.get("name", ""),
+                _family_fill(m)[0],
                 m.get("slug", ""),
                 m.get("mask_token", ""),
                 m.get("vocab_size", ""),
@@ -278,7 +312,7 @@ def _provenance_html(runs: Sequence[RunResult]) -> str:
 <div><h4>Versions</h4>{versions}</div>
 </div>
 <h4>Models{base}</h4>
-<table class="models"><thead><tr><th>name</th><th>slug</th><th>mask token</th>
+<table class="models"><thead><tr><th>name</th><th>family</th><th>slug</th><th>mask token</th>
 <th>vocab size</th><th>info</th></tr></thead><tbody>{models_rows}</tbody></table>
 </details>""",
                 run_id=str(meta.get("run_id", "?")),

@@ -1,7 +1,14 @@
-"""The fill-mask task: a probe set on masked LMs (:class:`FillMaskTask`), run through
-:func:`biasprobe.engine.run` by :func:`run`. Every model's pairs are scored by
+"""The fill-mask task: a probe set on masked LMs and causal LMs (:class:`FillMaskTask`), run
+through :func:`biasprobe.engine.run` by :func:`run`. Every model's pairs are scored by
 :func:`biasprobe.tasks.fillmask_scoring.score_model`; the summary and every comparison with the
 base model (the first) are computed at summarise time.
+
+A masked LM's fill is its distribution at ``[MASK]``; a causal LM's
+(:class:`biasprobe.backends.causal_fill.CausalFill`) is its next-token distribution after the
+text before ``[MASK]``. On a causal LM only punctuation and whitespace may follow ``[MASK]``
+(the model never sees it), and prior-normalised (attribute) pairs are refused:
+:func:`check_causal_items` says so, naming every template (``file:line``), before any model is
+loaded.
 """
 
 from __future__ import annotations
@@ -15,9 +22,10 @@ import pandas as pd
 from biasprobe import engine
 from biasprobe.backends import MaskedLMBackend
 from biasprobe.backends.cached import CachedMaskedLM
+from biasprobe.backends.causal_fill import FILL, FILLS, PRIOR_REFUSAL, check_after_mask
 from biasprobe.engine import ModelEntry
 from biasprobe.errors import UsageError
-from biasprobe.probes import ProbeItem, ProbeSet
+from biasprobe.probes import MASK, ProbeItem, ProbeSet
 from biasprobe.results import (
     BASE_EXTRA,
     DEFAULT_STORE_TOP_N,
@@ -39,6 +47,56 @@ from biasprobe.tasks.fillmask_tables import concat_frames
 ProgressFn = Callable[[str, str, int, int], None]
 
 DEFAULT_TOP_K = 10
+#: Templates listed in the refusal of :func:`check_causal_items` (the rest are counted).
+MAX_LISTED = 20
+
+
+def check_causal_items(items: Sequence[ProbeItem], model: str) -> None:
+    """Refuse what a causal LM's fill cannot score, naming every template (``file:line``).
+
+    A causal LM's fill is the next token after the text before ``[MASK]``, so a sentence must
+    hold exactly one ``[MASK]`` followed by punctuation and whitespace only (that text is
+    never seen by the model); prior-normalised (attribute) pairs need the attribute masked
+    inside the prefix, which a next-token model cannot do.
+
+    Raises:
+        UsageError: listing each refused template once (its first problem), with the model
+            named.
+    """
+    problems: dict[str, str] = {}
+    for it in items:
+        if it.template_id in problems:
+            continue
+        for s, sentence in enumerate(it.sentences):
+            masks = sentence.count(MASK)
+            why = (
+                check_after_mask(sentence.split(MASK, 1)[1])
+                if masks == 1
+                else f"it holds {masks} {MASK}s; a causal language model fills exactly one"
+            )
+            if why is not None:
+                problems[it.template_id] = (
+                    f"{it.source}: template {it.template_id!r}, side {SIDES[s]} "
+                    f"({sentence!r}): {why}"
+                )
+                break
+        if it.template_id not in problems and it.attribute is not None:
+            problems[it.template_id] = (
+                f"{it.source}: template {it.template_id!r} declares an attribute "
+                f"({it.attribute!r}): {PRIOR_REFUSAL}"
+            )
+    if not problems:
+        return
+    lines = list(problems.values())
+    shown = "\n".join(f"  {line}" for line in lines[:MAX_LISTED])
+    if len(lines) > MAX_LISTED:
+        shown += f"\n  … and {len(lines) - MAX_LISTED} more templates"
+    exclude = " ".join(f"--exclude {t}" for t in list(problems)[:MAX_LISTED])
+    raise UsageError(
+        f"model {model} is a causal language model (its fill is {FILL}); "
+        f"{len(lines)} template{'s' if len(lines) > 1 else ''} of the probe set cannot run on "
+        f"it:\n{shown}\nLeave them out ({exclude}), or run them on masked language models only"
+    )
 
 
 def select_items(
@@ -165,8 +223,10 @@ def run(
 
     Args:
         probe_set: from :func:`biasprobe.load_probe_set`.
-        models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends; defaults
-            to the probe set's ``models``. The first is the base for comparisons.
+        models: hub ids, local folders, ``recorded:DIR`` specs or loaded backends, of masked
+            LMs or causal LMs (a causal LM's fill is its next-token distribution after the
+            text before ``[MASK]``; see :func:`check_causal_items` for what it refuses);
+            defaults to the probe set's ``models``. The first is the base for comparisons.
         top_k: top-k depth (default: the probe set's ``top_k``, else 10), at most the vocabulary.
         device: ``auto``/``cpu``/``cuda``/``cuda:N``/``mps``.
         batch_size: sentences per forward pass.
@@ -216,7 +276,7 @@ def run(
 
 
 class FillMaskTask:
-    """A fill-mask probe set on masked LMs (options as :func:`run` takes them).
+    """A fill-mask probe set on masked LMs and causal LMs (options as :func:`run` takes them).
 
     Per model, :func:`~biasprobe.tasks.fillmask_scoring.score_model` streams its pairs in
     chunks of distinct sentences through the cached model; models after the first also keep
@@ -225,7 +285,8 @@ class FillMaskTask:
     """
 
     kind = "fill-mask"
-    family = "masked-lm"
+    #: masked LMs, else causal LMs (the fill: the next token after the text before [MASK])
+    family = ("masked-lm", "causal-lm")
     cached = True
 
     def __init__(
@@ -261,6 +322,7 @@ class FillMaskTask:
         self.n_models = 0
         self.base: PairStore | None = None
         self.base_identity: str | None = None  # its model's cache identity (pair record keys)
+        self.base_vocab: tuple[str, ...] = ()
 
     def check(self) -> None:
         """The set's kind, top-k, batch size, seed, bootstrap and store options, the pair
@@ -289,13 +351,19 @@ class FillMaskTask:
             self.loaded = load_resources(self.measures)  # fails before any model is loaded
 
     def start(self, models: Sequence[ModelEntry]) -> None:
+        """Causal LMs: every selected template checked (:func:`check_causal_items`)."""
         self.n_models = len(models)
+        for m in models:
+            if m.family == "causal-lm":
+                check_causal_items(self.items, m.name)
         if any(m.live for m in models):
             import torch  # only live models need it; recorded outputs never import torch
 
             torch.manual_seed(self.seed)
 
     def score(self, backend: Any, model: ModelEntry, progress: ProgressFn | None) -> dict:
+        if model.family == "causal-lm":  # a hub id is told causal only when loaded
+            check_causal_items(self.items, model.name)
         if self.k > len(backend.vocab):
             raise UsageError(
                 f"top-k {self.k} (--top-k, else the probe file's top_k) is larger than the "
@@ -305,7 +373,10 @@ class FillMaskTask:
         storage: dict[str, Any] = {"store": self.store, "store_top_n": self.store_top_n}
         if first:
             storage["depth"] = BASE_EXTRA if self.n_models > 1 else None
-        else:
+        elif tuple(backend.vocab) == self.base_vocab:
+            # the base model's top tokens are kept too, so that Spearman's ρ with it is exact;
+            # a model of another vocabulary (BERT and GPT-2) has no ρ with the base, and the
+            # base's token ids are not its tokens
             storage.update(base=self.base, base_identity=self.base_identity)
         if self.store == "topn" and self.store_top_n >= len(backend.vocab):
             # a top N that covers the vocabulary keeps every token: store it as what it is, so
@@ -321,7 +392,7 @@ class FillMaskTask:
             **storage,
         )
         if first:
-            self.base = scored.store
+            self.base, self.base_vocab = scored.store, tuple(backend.vocab)
             self.base_identity = backend.identity if isinstance(backend, CachedMaskedLM) else None
         return {"name": backend.name, "scored": scored, "card": _model_card(backend, model)}
 
@@ -348,6 +419,7 @@ class FillMaskTask:
             measures=self.measures,
             store=self.store,
             store_top_n=self.store_top_n,
+            causal=any(m.family == "causal-lm" for m in models),
         )
         cards = [p["card"] for p in parts]
         result = RunResult(
@@ -410,7 +482,7 @@ def _summary(
 
 
 def _settings(
-    *, k, device, batch_size, seed, n_bootstrap, confidence, measures, store, store_top_n
+    *, k, device, batch_size, seed, n_bootstrap, confidence, measures, store, store_top_n, causal
 ) -> dict[str, Any]:
     out = {
         "top_k": k,
@@ -420,7 +492,8 @@ def _settings(
         "bootstrap_resamples": n_bootstrap,
         "confidence": confidence,
         "rbo_p": RBO_P,  # the value score_model is given (_score_one)
-        "multi_piece_targets": "chain rule over consecutive masks, left to right",
+        "multi_piece_targets": "chain rule over consecutive masks, left to right"
+        + ("; causal LMs: chain rule over the word's pieces after the prefix" if causal else ""),
         "p_values": "sign-flip test, 10,000 flips (exact up to 16 values); set: template means",
         "store": store,
     }
@@ -444,6 +517,7 @@ def _model_card(backend: MaskedLMBackend, model: ModelEntry) -> dict[str, Any]:
         slug=model_slug(backend.name),
         mask_token=backend.mask_token,
         vocab_size=len(backend.vocab),
+        fill=FILLS.get(model.family, ""),
     )
 
 

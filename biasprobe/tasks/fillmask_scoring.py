@@ -641,6 +641,12 @@ def _check_tokenized(backend, items, texts, ids, start, unk) -> None:
     for n in range(len(ids) // 2):
         i, it = start + n, items[start + n]
         for s, side in enumerate(SIDES):
+            if not ids[2 * n + s]:  # a causal LM without a BOS token, [MASK] first
+                raise UsageError(
+                    f"{it.source}: pair {it.pair_id!r}, side {side} ({texts[i][s]!r}): nothing "
+                    f"comes before the mask and model {backend.name} has no BOS token, so "
+                    "there is nothing to predict the fill from; put words before [MASK]"
+                )
             if unk is not None and unk in ids[2 * n + s]:
                 unknown = backend.unknown_words(texts[i][s])
                 shown = ", ".join(repr(w) for w in unknown) or "a part of the sentence"

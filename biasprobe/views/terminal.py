@@ -91,7 +91,11 @@ def model_labels(result: Any) -> dict[str, str]:
 
 def print_models(result: Any, console: Any = None) -> None:
     """Say which model each short terminal name stands for, where it is not the full name
-    (an alias, or a path shortened)."""
+    (an alias, or a path shortened); in a run with a causal LM, also each model's family and
+    what a fill is for it (masked LM: the distribution at [MASK]; causal LM: the next-token
+    distribution after the text before [MASK])."""
+    from biasprobe.backends.causal_fill import FAMILY_NAMES, FILLS
+
     console = ensure_console(console)
     short = model_labels(result)
     cards = {m.get("name"): m for m in getattr(result, "meta", {}).get("models", [])}
@@ -101,7 +105,14 @@ def print_models(result: Any, console: Any = None) -> None:
         if short[name] != full:
             legend.append(f"{short[name]} = {full}")
     if legend:
-        console.print("models: " + "; ".join(legend), markup=False)
+        console.print(safe_text("models: " + "; ".join(legend)), markup=False)
+    families = {name: str(cards.get(name, {}).get("family", "masked-lm")) for name in short}
+    if all(f == "masked-lm" for f in families.values()):
+        return  # every fill is the distribution at [MASK], as always
+    for name, family in families.items():
+        fill = cards.get(name, {}).get("fill") or FILLS.get(family, "")
+        line = f"{short[name]}: {FAMILY_NAMES.get(family, family)} (fill: {fill})"
+        console.print(safe_text(line), markup=False)
 
 
 def arbitrary_templates(probe_set: Any) -> set[str]:
