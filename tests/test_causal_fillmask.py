@@ -106,6 +106,10 @@ def test_registry_serves_a_causal_lm_as_a_fill_model(tiny_gpt2):
     assert identity["model_class"] == "GPT2LMHeadModel"
     assert set(identity["weights_sha256"]) == {"model.safetensors"}
     assert "tokenizer.json" in identity["tokenizer_sha256"]
+    # ... and by its fill rule: a changed rule never reads entries of the old one
+    assert identity["fill"] == fill.info["fill"]
+    fill.info["fill"] = "another rule"
+    assert model_identity(fill)[0] != identity
 
 
 def test_fill_is_the_next_token_distribution_after_the_prefix(gpt2):

@@ -118,6 +118,8 @@ def model_identity(backend: Any) -> tuple[dict[str, Any] | None, str]:
         torch=version("torch"),
         transformers=version("transformers"),
     )
+    if info.get("fill"):  # a causal LM's fill rule: entries of another rule never match
+        identity["fill"] = info["fill"]
     return identity, ""
 
 
