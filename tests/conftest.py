@@ -187,9 +187,10 @@ GPT2_CORPUS = [
 EOT = "<|endoftext|>"
 
 
-def build_tiny_gpt2(folder: Path, *, bos: bool, seed: int = 0) -> Path:
+def build_tiny_gpt2(folder: Path, *, bos: bool, seed: int = 0, n_positions: int = 64) -> Path:
     """A random 2-layer GPT-2 and a byte-level BPE tokenizer trained on :data:`GPT2_CORPUS`, saved
-    with safetensors; ``bos=False`` gives a tokenizer without a BOS token."""
+    with safetensors; ``bos=False`` gives a tokenizer without a BOS token; ``n_positions`` is
+    the longest input it takes."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
@@ -210,7 +211,7 @@ def build_tiny_gpt2(folder: Path, *, bos: bool, seed: int = 0) -> Path:
     torch.manual_seed(seed)
     config = GPT2Config(
         vocab_size=len(fast),
-        n_positions=64,
+        n_positions=n_positions,
         n_embd=32,
         n_layer=2,
         n_head=2,

@@ -14,47 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import EOT, GPT2_CORPUS
+from conftest import build_tiny_gpt2
 from typer.testing import CliRunner
 
 LIMIT = 20
 
 
 def _build_gpt2(folder: Path, *, bos: bool, seed: int) -> Path:
-    """A random 2-layer GPT-2 with a byte-level BPE tokenizer trained on the test corpus (as
-    ``conftest.build_tiny_gpt2``), with 256 positions: CrowS sentences are up to ~160 of its
-    tokens."""
-    import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import GPT2Config, GPT2LMHeadModel, GPT2TokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300, special_tokens=[EOT], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(GPT2_CORPUS, trainer)
-    special = {"bos_token": EOT, "eos_token": EOT} if bos else {"eos_token": EOT}
-    fast = GPT2TokenizerFast(tokenizer_object=tok, **special)
-    if not bos:
-        fast.bos_token = None
-    torch.manual_seed(seed)
-    eot = fast.convert_tokens_to_ids(EOT)
-    config = GPT2Config(
-        vocab_size=len(fast),
-        n_positions=256,
-        n_embd=32,
-        n_layer=2,
-        n_head=2,
-        bos_token_id=eot,
-        eos_token_id=eot,
-    )
-    model = GPT2LMHeadModel(config).eval()
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder, safe_serialization=True)
-    fast.save_pretrained(folder)
-    return folder
+    """The tiny GPT-2 of ``conftest.build_tiny_gpt2`` with 256 positions: CrowS sentences are
+    up to ~160 of its tokens."""
+    return build_tiny_gpt2(folder, bos=bos, seed=seed, n_positions=256)
 
 
 @pytest.fixture(scope="module")

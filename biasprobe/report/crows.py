@@ -45,7 +45,7 @@ def _p(x: Any) -> str:
 
 def _svg(summary: Any) -> Markup:
     rows = list(summary.itertuples(index=False))
-    width, left, right, step = 720, 170, 20, 26
+    width, left, right, step = 740, 200, 20, 26  # left: "physical-appearance (n=1508)"
     height = 30 + step * len(rows)
 
     def x(pct: float) -> float:
