@@ -28,6 +28,7 @@ from biasprobe.runfolders.fillmask import (
     load_fill_mask,
     model_slug,
 )
+from biasprobe.runfolders.holistic import HolisticResult, load_holistic
 from biasprobe.runfolders.schema import FORMAT, KINDS, kind_of
 from biasprobe.runfolders.store import (
     BASE_EXTRA,
@@ -53,6 +54,7 @@ __all__ = [
     "AnyResult",
     "CrowsResult",
     "DownstreamResult",
+    "HolisticResult",
     "PairStore",
     "PairStoreWriter",
     "RunResult",
@@ -63,11 +65,12 @@ __all__ = [
     "ranks_of",
 ]
 
-AnyResult = RunResult | DownstreamResult | CrowsResult
+AnyResult = RunResult | DownstreamResult | CrowsResult | HolisticResult
 _LOADERS: dict[str, Any] = {
     "fill-mask": load_fill_mask,
     "counterfactual": load_counterfactual,
     "crows-pairs": load_crows,
+    "holistic-bias": load_holistic,
 }
 
 

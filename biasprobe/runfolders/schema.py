@@ -5,7 +5,7 @@
 | key | content |
 |---|---|
 | ``format`` | ``"biasprobe-run/2"`` |
-| ``kind`` | ``fill-mask``, ``counterfactual`` or ``crows-pairs`` |
+| ``kind`` | ``fill-mask``, ``counterfactual``, ``crows-pairs`` or ``holistic-bias`` |
 | ``run_id``, ``created`` | run id (date, time, random suffix) and UTC time (ISO) |
 | ``versions`` | biasprobe, Python and the libraries that computed the numbers |
 | ``models`` | one provenance block per model, in run order (the first is the base): the keys of :data:`MODEL_KEYS` for every kind, then the kind's own |
@@ -47,7 +47,7 @@ __all__ = [
 ]
 
 FORMAT = "biasprobe-run/2"
-KINDS = ("fill-mask", "counterfactual", "crows-pairs")
+KINDS = ("fill-mask", "counterfactual", "crows-pairs", "holistic-bias")
 #: The manifest kind of every run folder written now.
 MANIFEST_KIND = "run"
 #: Manifest kinds ``--overwrite`` accepts: today's, and those of run folders written before the
@@ -57,7 +57,12 @@ MANIFEST_KINDS = ("run", "downstream-run", "crows-pairs")
 #: (fill-mask run folders had none).
 OLD_KINDS = {None: "fill-mask", "downstream": "counterfactual", "crows-pairs": "crows-pairs"}
 #: Model family each kind runs.
-FAMILY = {"fill-mask": "masked-lm", "counterfactual": "classifier", "crows-pairs": "masked-lm"}
+FAMILY = {
+    "fill-mask": "masked-lm",
+    "counterfactual": "classifier",
+    "crows-pairs": "masked-lm",
+    "holistic-bias": "sentence-scorer",
+}
 
 #: Keys of every model's provenance block, for every kind: the name the run gives it (an alias
 #: with ``NAME=MODEL``), its family, what was asked for (hub id, folder, ``recorded:DIR``), the
