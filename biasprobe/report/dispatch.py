@@ -1,8 +1,8 @@
 """One report call for every kind of run: a renderer per kind, chosen by the run's ``kind``.
 
-:data:`RENDERERS` maps each kind (``fill-mask``, ``counterfactual``, ``crows-pairs``) to its
-:class:`Renderer`; :func:`report_html` and :func:`write_report` pick the renderer of the runs'
-kind. A new kind of audit adds one renderer module and one entry here.
+:data:`RENDERERS` maps each kind (``fill-mask``, ``counterfactual``, ``crows-pairs``,
+``holistic-bias``) to its :class:`Renderer`; :func:`report_html` and :func:`write_report` pick
+the renderer of the runs' kind. A new kind of audit adds one renderer module and one entry here.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from biasprobe.errors import UsageError
 from biasprobe.report.counterfactual import render_downstream_report
 from biasprobe.report.crows import render_crows_report
 from biasprobe.report.fillmask import render_report
+from biasprobe.report.holistic import render_holistic_report
 from biasprobe.report.page import kind_of
 
 __all__ = ["RENDERERS", "Renderer", "kind_of", "renderer_for", "report_html", "write_report"]
@@ -68,6 +69,12 @@ def _crows(
     return render_crows_report(results, title=title)
 
 
+def _holistic(
+    results: Sequence[Any], *, title: str | None = None, sources: Sequence[str] | None = None
+) -> str:
+    return render_holistic_report(results, title=title)
+
+
 #: The renderer of each kind of run.
 RENDERERS: dict[str, Renderer] = {
     "fill-mask": Renderer(
@@ -77,6 +84,7 @@ RENDERERS: dict[str, Renderer] = {
         "counterfactual", _counterfactual, {}, companions=frozenset({"fill-mask"})
     ),
     "crows-pairs": Renderer("crows-pairs", _crows, {}),
+    "holistic-bias": Renderer("holistic-bias", _holistic, {}),
 }
 
 
