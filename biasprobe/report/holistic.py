@@ -117,28 +117,27 @@ def _models_block(result: Any) -> Markup:
     for m in result.meta.get("models", []):
         t = m.get("throughput") or {}
         rate = t.get("sentences_per_s")
-        items.append(
-            html(
-                "<li><b>{}</b> ({}): family {}, scoring <b>{}</b> — {}{}; {}</li>",
-                m.get("name", "?"),
-                m.get("requested", "?"),
-                m.get("family", "?"),
-                m.get("scoring", "?"),
-                m.get("score", "?"),
-                f" ({m['pll_metric']} PLL)" if m.get("pll_metric") else "",
-                (m.get("info") or {}).get("sentence_scoring", ""),
-            )
-            + (
-                html(
-                    " <span class='muted'>({:,} sentences in {:.1f} s, {:.1f}/s)</span>",
-                    int(t.get("sentences", 0)),
-                    float(t.get("seconds", 0.0)),
-                    float(rate),
-                )
-                if isinstance(rate, int | float)
-                else Markup("")
-            )
+        line = html(
+            "<li><b>{}</b> ({}): family {}, scoring <b>{}</b> — {}{}; {}",
+            m.get("name", "?"),
+            m.get("requested", "?"),
+            m.get("family", "?"),
+            m.get("scoring", "?"),
+            m.get("score", "?"),
+            f" ({m['pll_metric']} PLL)" if m.get("pll_metric") else "",
+            (m.get("info") or {}).get("sentence_scoring", ""),
         )
+        speed = (
+            html(
+                " <span class='muted'>({:,} sentences in {:.1f} s, {:.1f}/s)</span>",
+                int(t.get("sentences", 0)),
+                float(t.get("seconds", 0.0)),
+                float(rate),
+            )
+            if isinstance(rate, int | float)
+            else ""
+        )
+        items.append(html("{}{}</li>", line, speed))
     return html("<ul>{}</ul>", join(items))
 
 

@@ -88,7 +88,8 @@ def select_rows(
             are), or nothing left.
     """
     subset = lb.official_subset(rows)
-    for column, wanted, option in (("axis", axes, "--axis"), ("template", templates, "--template")):
+    options = (("axis", "axes", axes, "--axis"), ("template", "templates", templates, "--template"))
+    for column, plural, wanted, option in options:
         if not wanted:
             continue
         known = list(dict.fromkeys(sorted(subset[column].unique())))
@@ -97,7 +98,7 @@ def select_rows(
             listing = ", ".join(repr(k) for k in known)
             raise UsageError(
                 f"{option} {unknown[0]!r} is not a HolisticBias {column} of the likelihood-bias "
-                f"subset; the {column}s are: {listing}"
+                f"subset; the {plural} are: {listing}"
             )
         subset = subset[subset[column].isin(list(wanted))]
     return subset
