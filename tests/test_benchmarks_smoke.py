@@ -21,6 +21,7 @@ ENDS = {
     "bench_crows.py": "identical outcomes: True",
     "bench_downstream.py": "max|Δ P(pos)|",
     "bench_engine.py": "top-5 identical for all 4 sentences: True",
+    "bench_holistic.py": "identical to 1e-5: True",
     "bench_pll.py": "PLL and PLL-word-l2r identical to 1e-5: True",
     "bench_report.py": "write_report",
     "bench_scale.py": "GiB",
