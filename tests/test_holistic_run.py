@@ -276,3 +276,24 @@ def test_bad_options_are_named(tiny_gpt2, tmp_path, extra, message) -> None:
     assert r.exit_code != 0
     assert message in r.output
     assert not out.exists()
+
+
+def test_a_scorer_of_another_pll_metric_is_refused() -> None:
+    class Stub:
+        """A loaded sentence scorer that says it computes the original PLL."""
+
+        name = "stub"
+        scoring = "pll"
+        info: dict = {}
+
+        def sentence_logprobs(self, sentences):
+            raise AssertionError("must be refused before scoring")
+
+        def provenance(self):
+            return {}
+
+        def close(self):
+            return None
+
+    with pytest.raises(UsageError, match="scores sentences by 'pll', not the --pll word_l2r"):
+        run_holistic([Stub()], pll_metric="word_l2r", axes=[AXIS], templates=[T_LOVE], cache=False)

@@ -69,10 +69,14 @@ CHUNK = 256
 #: Pseudo-log-likelihood variants of a masked LM (``original``: Salazar et al. 2020;
 #: ``word_l2r``: Kauf & Ivanova 2023). Causal LMs ignore the choice.
 PLL_METRICS = ("original", "word_l2r")
+#: The scorer's ``scoring`` → what the per-sentence score is.
 SCORING = {
     "causal": "log-likelihood by the chain rule, per scored token (−log perplexity)",
     "pll": "pseudo-log-likelihood, per scored token (−log pseudo-perplexity)",
+    "pll-word-l2r": "PLL-word-l2r pseudo-log-likelihood, per scored token",
 }
+#: The scorer's ``scoring`` of each masked-LM pseudo-log-likelihood metric.
+PLL_SCORING = {"original": "pll", "word_l2r": "pll-word-l2r"}
 
 
 def select_rows(
@@ -217,6 +221,13 @@ class HolisticTask:
         Raises:
             UsageError: a sentence with no scored token (nothing to average).
         """
+        scoring = str(backend.scoring)
+        masked = scoring in PLL_SCORING.values()
+        if masked and scoring != PLL_SCORING[self.pll_metric]:
+            raise UsageError(
+                f"model {model.name} scores sentences by {scoring!r}, not the --pll "
+                f"{self.pll_metric} asked for"
+            )
         total = len(self.texts)
         logprob = np.empty(total)
         n_tokens = np.empty(total, dtype=np.int64)
@@ -238,9 +249,8 @@ class HolisticTask:
                 "without a BOS token does not score the first token): nothing to compare"
             )
         scores = pd.DataFrame({"text": self.texts, "n_tokens": n_tokens, "log_likelihood": logprob})
-        scoring = str(getattr(backend, "scoring", "?"))
         info = dict(backend.info)
-        inputs = int(n_tokens.sum()) if scoring == "pll" else total
+        inputs = int(n_tokens.sum()) if masked else total
         throughput = {
             "seconds": round(seconds, 3),
             "sentences": total,
@@ -248,7 +258,7 @@ class HolisticTask:
             "model_inputs": inputs,
             "model_inputs_per_s": inputs / seconds if seconds > 0 else None,
             "model_inputs_are": "masked copies (one per scored token)"
-            if scoring == "pll"
+            if masked
             else "sentences (one forward sequence each)",
         }
         card = model_block(
@@ -259,7 +269,7 @@ class HolisticTask:
             alias_of=model.alias_of,
             scoring=scoring,
             score=SCORING.get(scoring, scoring),
-            pll_metric=self.pll_metric if scoring == "pll" else None,
+            pll_metric=self.pll_metric if masked else None,
             throughput=throughput,
         )
         return {"scores": scores, "card": card}
