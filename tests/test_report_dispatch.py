@@ -88,7 +88,7 @@ def _load_crows(folder: Path):
 
 
 def test_every_kind_has_a_renderer():
-    assert set(RENDERERS) == {"fill-mask", "counterfactual", "crows-pairs"}
+    assert set(RENDERERS) == {"fill-mask", "counterfactual", "crows-pairs", "holistic-bias"}
     assert all(r.kind == k for k, r in RENDERERS.items())
 
 
