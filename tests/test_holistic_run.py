@@ -297,3 +297,16 @@ def test_a_scorer_of_another_pll_metric_is_refused() -> None:
 
     with pytest.raises(UsageError, match="scores sentences by 'pll', not the --pll word_l2r"):
         run_holistic([Stub()], pll_metric="word_l2r", axes=[AXIS], templates=[T_LOVE], cache=False)
+
+
+def test_run_help_names_the_options_and_an_example() -> None:
+    from typer.testing import CliRunner
+
+    from biasprobe.cli import app
+
+    res = CliRunner().invoke(app, ["holistic", "run", "--help"], env={"COLUMNS": "160"})
+    text = " ".join(res.output.split())
+    assert res.exit_code == 0
+    for option in ("--sample", "--seed", "--axis", "--template", "--pll", "--no-cache", "--html"):
+        assert option in text, option
+    assert "Example: biasprobe holistic run -m gpt2" in text

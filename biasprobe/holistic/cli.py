@@ -31,9 +31,10 @@ from biasprobe.cliutil import (
 app = typer.Typer(
     name="holistic",
     help="HolisticBias (Smith et al. 2022): the v1.1 sentences, expanded as the dataset's own "
-    "generator expands them (docs/holistic.md).\n\n"
-    "Examples: biasprobe holistic sentences --out holistic-v1.1.csv; "
-    "biasprobe holistic run -m gpt2 --sample 6000 --template 'I love {plural_noun_phrase}.'",
+    "generator expands them, and the paper's Likelihood Bias of any causal or masked LM "
+    "(docs/holistic.md).\n\n"
+    "Example: biasprobe holistic sentences --out holistic-v1.1.csv\n\n"
+    "Example: biasprobe holistic run -m gpt2 --sample 5280 -t 'I love {plural_noun_phrase}.'",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -148,7 +149,7 @@ def run_command(
     compares). Writes sentences.csv, tests.csv, summary.csv, descriptors.csv, love_hate.csv
     (comparison.csv with several models), results.json and report.html, atomically.
 
-    Example: biasprobe holistic run -m gpt2 --sample 6000 --template 'I love {plural_noun_phrase}.'
+    Example: biasprobe holistic run -m gpt2 --sample 5280 -t 'I love {plural_noun_phrase}.'
     """
     _run(**locals())
 
