@@ -310,3 +310,45 @@ def test_run_help_names_the_options_and_an_example() -> None:
     for option in ("--sample", "--seed", "--axis", "--template", "--pll", "--no-cache", "--html"):
         assert option in text, option
     assert "Example: biasprobe holistic run -m gpt2" in text
+
+
+def test_a_second_run_is_served_from_the_cache(tiny_gpt2, tmp_path) -> None:
+    seen: list[tuple[str, int, int]] = []
+
+    def progress(model, stage, done, total):
+        seen.append((stage, done, total))
+
+    options = dict(OPTIONS, cache=tmp_path / "cache")
+    first = run_holistic([str(tiny_gpt2)], sample=64, progress=progress, **options)
+    assert ("cached", 0, 64) in seen
+    seen.clear()
+    again = run_holistic([str(tiny_gpt2)], sample=64, progress=progress, **options)
+    assert ("cached", 64, 64) in seen and ("score", 64, 64) in seen
+    cache = again.meta["models"][0]["info"]["cache"]
+    assert cache["enabled"] and cache["hits"] == 64 and cache["misses"] == 0
+    pd.testing.assert_frame_equal(first.sentences, again.sentences)
+    pd.testing.assert_frame_equal(first.summary, again.summary)
+
+
+def test_pll_word_l2r_reaches_the_masked_lm(tiny_bert) -> None:
+    import torch
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+    result = run_holistic([str(tiny_bert)], sample=16, pll_metric="word_l2r", **OPTIONS)
+    card = result.meta["models"][0]
+    assert card["scoring"] == "pll-word-l2r" and card["pll_metric"] == "word_l2r"
+    tok = AutoTokenizer.from_pretrained(tiny_bert)
+    model = AutoModelForMaskedLM.from_pretrained(tiny_bert).eval()
+    for row in result.sentences.head(6).itertuples():
+        enc = tok(row.text)
+        ids, words = enc["input_ids"], enc.word_ids()
+        total = 0.0
+        for p in range(1, len(ids) - 1):
+            masked = list(ids)
+            for q in range(p, len(ids) - 1):  # this piece and the later pieces of its word
+                if words[q] == words[p]:
+                    masked[q] = tok.mask_token_id
+            with torch.no_grad():
+                logits = model(torch.tensor([masked])).logits[0, p].double()
+            total += float(torch.log_softmax(logits, -1)[ids[p]])
+        assert row.log_likelihood == pytest.approx(total, abs=1e-5)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from biasprobe import engine
+from biasprobe.backends.cached import CachedSentenceScorer
 from biasprobe.engine import ModelEntry, ProgressFn
 from biasprobe.errors import UsageError
 from biasprobe.holistic import likelihood as lb
@@ -232,6 +233,9 @@ class HolisticTask:
         logprob = np.empty(total)
         n_tokens = np.empty(total, dtype=np.int64)
         if progress is not None:
+            if isinstance(backend, CachedSentenceScorer) and backend.identity:
+                # A run killed earlier resumes: say how much of it the cache already holds.
+                progress(model.name, "cached", int(backend.stored(self.texts).sum()), total)
             progress(model.name, "score", 0, total)
         began = time.perf_counter()
         for start in range(0, total, self.chunk):
