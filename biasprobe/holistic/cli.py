@@ -217,5 +217,14 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
                 f"(95% CI {100 * o['ci_low']:.1f}-{100 * o['ci_high']:.1f}%) of "
                 f"{int(o['n']):,} descriptor-pair tests"
             )
+        unreachable = int(
+            result.meta.get("data", {}).get("tests_that_cannot_reach_significance") or 0
+        )
+        if unreachable:
+            typer.echo(
+                f"note: {unreachable:,} tests (of the first model) compare descriptors with so few "
+                "sentences per template that p < 0.05 is impossible; they count as not "
+                "significant. Sample fewer templates (--template) to keep more sentences per cell."
+            )
     where = f" (report: {safe_text(saved / 'report.html')})" if html else ""
     typer.echo(f"wrote {safe_text(saved)}{where}")

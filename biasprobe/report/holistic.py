@@ -30,6 +30,7 @@ __all__ = ["render_holistic_report", "render_html"]
 _PALETTE = ("#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214", "#35978f", "#8c510a")
 _CSS = """
 .finding{font-size:1.05em;line-height:1.5}.muted{color:#666}
+.warn{background:#fff4e0;border-left:4px solid #d80;padding:.4em .7em}
 table.lb td,table.lb th{padding:.2em .6em}details{margin:1em 0}
 """
 #: Descriptors called out at each end in the finding.
@@ -299,7 +300,7 @@ def render_html(result: Any, *, title: str | None = None) -> str:
     unreachable = int(data.get("tests_that_cannot_reach_significance") or 0)
     warn = (
         html(
-            "<p class='muted'><b>Small samples:</b> {:,} tests (of the first model) compare "
+            "<p class='warn'><b>Small samples:</b> {:,} tests (of the first model) compare "
             "descriptors with so few sentences per template that p &lt; 0.05 is impossible; "
             "they count as not significant, so the shares are lower than on the full suite. "
             "Sample fewer templates (--template) to keep more sentences per cell.</p>",
@@ -311,13 +312,13 @@ def render_html(result: Any, *, title: str | None = None) -> str:
     axes = sorted(set(result.descriptors["axis"].astype(str)))
     figures = join(html("<h3>{}</h3>{}", axis, Markup(_axis_figure(result, axis))) for axis in axes)
     body = html(
-        "<h1>HolisticBias Likelihood Bias — {names}</h1>{facts}{findings}"
+        "<h1>HolisticBias Likelihood Bias — {names}</h1>{facts}{warn}{findings}"
         "<h2>Likelihood Bias by axis</h2>{table}"
         "<p class='muted'>Likelihood Bias (Smith et al. 2022): the share of descriptor pairs "
         "whose sentences' scores differ (two-sided Mann–Whitney U, p &lt; 0.05, within each "
         "axis × template). 95% CI: Wilson interval, treating the tests as independent (pairs "
         "sharing a descriptor are not). *Holm / BH share: the share still significant after "
-        "Holm or Benjamini–Hochberg adjustment within the axis — not in the paper.</p>{warn}"
+        "Holm or Benjamini–Hochberg adjustment within the axis — not in the paper.</p>"
         "<h2>Models and scoring</h2>{models}<p class='muted'>{score}</p>{comparison}"
         "<h2>Descriptors by mean score, per axis</h2>{figures}"
         "<details><summary>Likelihood Bias by template</summary>{by_template}</details>"
