@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from biasprobe.cli import app
 from biasprobe.results import CrowsResult, DownstreamResult, RunResult, folder_kind, load_run
+from biasprobe.runfolders.holistic import HolisticResult
 from biasprobe.runfolders.schema import (
     COMPARISON_COLUMNS,
     FORMAT,
@@ -24,7 +25,22 @@ from biasprobe.runfolders.schema import (
 
 REPO = Path(__file__).resolve().parents[1]
 OLD = Path(__file__).resolve().parent / "golden" / "runs"
-TYPES = {"fill-mask": RunResult, "counterfactual": DownstreamResult, "crows-pairs": CrowsResult}
+TYPES = {
+    "fill-mask": RunResult,
+    "counterfactual": DownstreamResult,
+    "crows-pairs": CrowsResult,
+    "holistic-bias": HolisticResult,
+}
+#: The family every model block of each kind's runs here has (the tiny models are masked LMs,
+#: served to HolisticBias as sentence scorers).
+FAMILY = {
+    "fill-mask": "masked-lm",
+    "counterfactual": "classifier",
+    "crows-pairs": "masked-lm",
+    "holistic-bias": "sentence-scorer",
+}
+#: A small HolisticBias run: one axis, one template.
+HOLISTIC = ["holistic", "run", "--axis", "nonce", "-t", "I love {plural_noun_phrase}.", "--quiet"]
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +54,8 @@ def new_runs(tmp_path_factory, tiny_bert, tiny_bert_b, tiny_hf_classifier) -> di
         "counterfactual": ["run", str(REPO / "probes" / "sentiment-age.yaml")]
         + ["-m", str(tiny_hf_classifier), *common],
         "crows-pairs": ["crows", "-m", str(tiny_bert), "--limit", "6", "--quiet"],
+        "holistic-bias": [*HOLISTIC, "-m", f"base={tiny_bert}", "-m", f"other={tiny_bert_b}"]
+        + ["--no-cache"],
     }
     out = {}
     for kind, args in runs.items():
@@ -56,7 +74,7 @@ def _check_schema(folder: Path, kind: str) -> None:
     assert isinstance(meta["models"], list) and meta["models"]
     for block in meta["models"]:
         assert list(block)[: len(MODEL_KEYS)] == list(MODEL_KEYS), block.keys()
-        assert block["family"] == ("classifier" if kind == "counterfactual" else "masked-lm")
+        assert block["family"] == FAMILY[kind], (kind, block["family"])
         assert isinstance(block["info"], dict) and block["requested"]
     assert "model" not in meta  # CrowS wrote one ``model`` object before the one format
     manifest = json.loads((folder / ".biasprobe-manifest.json").read_text())
@@ -175,6 +193,7 @@ def more_runs(tmp_path_factory, tiny_bert, tiny_bert_b, tiny_hf_classifier, real
         "crows-pairs": ["crows", "-m", f"base={tiny_bert}", "-m", f"other={tiny_bert_b}"]
         + ["--limit", "6", "--quiet"],
         "fill-mask": ["run", str(REPO / "probes" / "race.yaml"), "-m", str(tiny_bert), *quiet],
+        "holistic-bias": [*HOLISTIC, "-m", str(tiny_bert)],
     }
     out = {}
     for kind, args in runs.items():
