@@ -88,7 +88,10 @@ def info(
     typer.echo(f"{len(models)} model identit{'y' if len(models) == 1 else 'ies'}:")
     for m in models:
         n = m["entries"]
-        counts = ", ".join(f"{k} {n.get(k, 0)}" for k in ("pair", "mask", "chain", "prior"))
+        # the masked-LM kinds always, then every other kind that has entries
+        kinds = ["pair", "mask", "chain", "prior"]
+        kinds += [k for k in sorted(n) if k not in kinds and n.get(k)]
+        counts = ", ".join(f"{k} {n.get(k, 0)}" for k in kinds)
         typer.echo(
             f"  {safe_text(m['model'].get('name'))}  identity {m['identity'][:12]}  "
             f"entries: {counts}  ({format_bytes(m['value_bytes'])}; last used "

@@ -377,6 +377,13 @@ def test_the_crows_command_says_a_causal_run_resumes(gpt2, tmp_path, monkeypatch
     assert (
         line == f"resuming {gpt2}: {done} of 20 pairs from the result cache, {20 - done} to compute"
     )
+    # `biasprobe cache info` counts the sentence entries (it showed only masked-LM kinds)
+    info = CliRunner().invoke(app, ["cache", "info", "--cache", str(tmp_path / "cache")])
+    assert info.exit_code == 0, info.output
+    sentences = int(info.output.split("sentence ")[1].split()[0].rstrip(","))
+    assert sentences == len(
+        set(pd.read_csv(tmp_path / "b" / "pairs.csv")[["sent_more", "sent_less"]].stack())
+    )
 
 
 def test_a_causal_lm_given_to_a_classifier_task_is_refused(gpt2, tmp_path, monkeypatch):
