@@ -288,6 +288,7 @@ def run(
     revision: str | None = None,
     cache: Any = False,
     progress: ProgressFn | None = None,
+    distribute: Callable[[Any, ModelEntry, dict[str, Any]], Any] | None = None,
 ) -> Any:
     """Run ``task`` on every model of ``specs`` (the first is the base) and summarise.
 
@@ -299,6 +300,9 @@ def run(
         cache: the result cache of a task that uses it (``task.cached``): None for the
             default folder, a folder, an open cache, or False for none.
         progress: optional ``(model, stage, done, total)`` callback.
+        distribute: optional ``(backend, model, load) -> backend``, applied to each loaded
+            model before the result cache (e.g. :class:`biasprobe.distributed.RayEngine`,
+            which scores on replicas elsewhere); the driver keeps the cache and the result.
 
     Raises:
         BiasprobeError: a bad option or model (before anything is loaded), or what loading
@@ -319,6 +323,8 @@ def run(
                 progress(model.name, "load", 0, 1)
             backend = _load(model, dict(load or {}))
             try:
+                if distribute is not None:
+                    backend = distribute(backend, model, dict(load or {}))
                 if task.cached:
                     backend = _cached(backend, model.family, model, opened)
                 if progress:

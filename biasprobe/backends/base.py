@@ -21,7 +21,7 @@ is present (not their signatures).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -33,6 +33,7 @@ __all__ = [
     "MaskedLMBackend",
     "SentenceLogprobs",
     "SentenceScorer",
+    "UnitScorer",
 ]
 
 #: A progress callback ``(done, total)`` called after every forward batch.
@@ -186,6 +187,22 @@ class SentenceScorer(Protocol):
     def provenance(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class UnitScorer(Protocol):
+    """A sentence scorer that computes several units of sentences at once and hands each back
+    as soon as it is done (a scorer whose replicas run elsewhere, e.g. on Ray): the result
+    cache gives it every unit it misses in one call and commits each unit as it arrives.
+
+    ``score_units(units)`` yields ``(index into units, the unit's SentenceLogprobs in order)``
+    once per unit, in any order; each unit's numbers are those ``sentence_logprobs(unit)``
+    returns.
+    """
+
+    def score_units(
+        self, units: Sequence[Sequence[str]]
+    ) -> Iterator[tuple[int, list[SentenceLogprobs]]]: ...
 
 
 class MaskedLMBackend(ABC):

@@ -61,13 +61,18 @@ the reason in their provenance.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from biasprobe.backends.base import MaskedLMBackend, SentenceLogprobs, SentenceScorer
+from biasprobe.backends.base import (
+    MaskedLMBackend,
+    SentenceLogprobs,
+    SentenceScorer,
+    UnitScorer,
+)
 from biasprobe.backends.classifiers import ClassifierBackend, expand
 from biasprobe.cache import ModelStore, ResultCache, encode_record, model_identity, request_key
 
@@ -648,6 +653,7 @@ class CachedSentenceScorer:
         unique = list(dict.fromkeys(sentences))
         keys = self._keys(unique)
         out: list[SentenceLogprobs | None] = [None] * len(unique)
+        missing: list[list[int]] = []
         for idx in self._units(unique):
             found = self.store.get("sentence", [keys[i] for i in idx])
             rows = [_sentence_row(found.get(keys[i])) for i in idx]
@@ -656,8 +662,9 @@ class CachedSentenceScorer:
                     out[i] = r
                 self.hits += len(idx)
                 self.batches["cached"] += 1
-                continue
-            computed = self.inner.sentence_logprobs([unique[i] for i in idx])
+            else:
+                missing.append(idx)
+        for idx, computed in self._compute(unique, missing):
             self.store.put_records(
                 "sentence", [(keys[i], _sentence_record(r)) for i, r in zip(idx, computed)]
             )
@@ -667,6 +674,20 @@ class CachedSentenceScorer:
             self.batches["computed"] += 1
         where = {s: i for i, s in enumerate(unique)}
         return [out[where[s]] for s in sentences]  # type: ignore[misc]
+
+    def _compute(
+        self, unique: list[str], missing: list[list[int]]
+    ) -> Iterator[tuple[list[int], list[SentenceLogprobs]]]:
+        """Each missing unit with its computed values, as soon as it is done: a
+        :class:`~biasprobe.backends.base.UnitScorer` gets every missing unit in one call (its
+        replicas work on them together), any other scorer one unit per call."""
+        groups = [[unique[i] for i in idx] for idx in missing]
+        if isinstance(self.inner, UnitScorer):
+            for k, computed in self.inner.score_units(groups):
+                yield missing[k], computed
+            return
+        for idx, group in zip(missing, groups):
+            yield idx, self.inner.sentence_logprobs(group)
 
     def stored(self, sentences: Sequence[str]) -> np.ndarray:
         """Which sentences are in the cache and intact (bool per sentence; nothing counted):

@@ -277,6 +277,7 @@ def run_crows(
     n_boot: int = 2000,
     progress: ProgressFn | None = None,
     cache: Any = None,
+    distribute: Any = None,
 ) -> CrowsResult:
     """Score CrowS-Pairs with one or more masked or causal LMs (the first is the base of the
     comparison).
@@ -303,6 +304,8 @@ def run_crows(
         cache: the result cache (:mod:`biasprobe.cache`; token log-probs and sentence
             log-likelihoods by model identity and request, so a killed run resumes): None for
             the default folder, a folder, or False for none.
+        distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
+            e.g. a :class:`biasprobe.distributed.RayEngine`.
 
     Raises:
         UsageError: bad scoring (or one given with causal LMs only), bias type, limit or model
@@ -327,4 +330,12 @@ def run_crows(
         seed=seed,
         n_boot=n_boot,
     )
-    return engine.run(task, models, load=load, revision=revision, cache=cache, progress=progress)
+    return engine.run(
+        task,
+        models,
+        load=load,
+        revision=revision,
+        cache=cache,
+        progress=progress,
+        distribute=distribute,
+    )

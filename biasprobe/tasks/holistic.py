@@ -484,6 +484,7 @@ def run_holistic(
     n_boot: int = 2000,
     progress: ProgressFn | None = None,
     cache: Any = None,
+    distribute: Any = None,
 ) -> HolisticResult:
     """HolisticBias Likelihood Bias of one or more models (the first is the base).
 
@@ -501,6 +502,8 @@ def run_holistic(
         progress: ``progress(model, stage, done, total)``: ``load``, then ``score`` over the
             distinct sentences, after every chunk of :data:`CHUNK`.
         cache: the result cache: None for the default folder, a folder, or False for none.
+        distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
+            e.g. a :class:`biasprobe.distributed.RayEngine`.
 
     Raises:
         UsageError: a bad option; ModelLoadError / DeviceError: a model cannot be loaded.
@@ -525,4 +528,12 @@ def run_holistic(
         settings={"device": device or "auto", "batch_size": batch_size, "pll": pll_metric},
         n_boot=n_boot,
     )
-    return engine.run(task, models, load=load, revision=revision, cache=cache, progress=progress)
+    return engine.run(
+        task,
+        models,
+        load=load,
+        revision=revision,
+        cache=cache,
+        progress=progress,
+        distribute=distribute,
+    )
