@@ -74,3 +74,24 @@ def test_a_run_interrupted_mid_stream_keeps_every_finished_unit(local, tmp_path)
             assert g.total == w.total
     finally:
         cache.close()
+
+
+def test_several_calls_are_planned_as_one_stream(local, tmp_path):
+    """``calls_logprobs``: the units every call misses go in one ``score_units`` call (one
+    dataset per model on Ray, not one per call), and each call's results are those of
+    ``sentence_logprobs(call)`` on the plain scorer, in order."""
+    calls = [SENTENCES[:5], SENTENCES[5:11], SENTENCES[11:]]
+    cache = open_cache(tmp_path / "c", True)
+    try:
+        wrap_scorer(Streaming(local), cache).sentence_logprobs(calls[1])  # call 2 stored
+        streaming = Streaming(local)
+        got = list(wrap_scorer(streaming, cache).calls_logprobs(calls))
+        assert streaming.calls == [3]  # call 1: 2 units (4 + 1 inputs), call 3: 1; one stream
+        plain = HFCausalLM(local.model, local.tokenizer, name=local.name, batch_size=4)
+        for call, part in zip(calls, got, strict=True):
+            want = plain.sentence_logprobs(call)
+            assert [g.total for g in part] == [w.total for w in want]
+            for g, w in zip(part, want, strict=True):
+                np.testing.assert_array_equal(g.logprobs, w.logprobs)
+    finally:
+        cache.close()

@@ -646,14 +646,16 @@ class CachedSentenceScorer:
 
     def sentence_logprobs(self, sentences: Sequence[str]) -> list[SentenceLogprobs]:
         """See :meth:`~biasprobe.backends.base.SentenceScorer.sentence_logprobs`; each unit
-        read from the cache or computed whole and committed."""
+        read from the cache or computed whole and committed (a
+        :class:`~biasprobe.backends.base.UnitScorer`'s missed units in one stream)."""
+        if isinstance(self.inner, UnitScorer):
+            return next(iter(self.calls_logprobs([sentences])))
         if self.store is None:
             return self.inner.sentence_logprobs(sentences)
         sentences = list(sentences)
         unique = list(dict.fromkeys(sentences))
         keys = self._keys(unique)
         out: list[SentenceLogprobs | None] = [None] * len(unique)
-        missing: list[list[int]] = []
         for idx in self._units(unique):
             found = self.store.get("sentence", [keys[i] for i in idx])
             rows = [_sentence_row(found.get(keys[i])) for i in idx]
@@ -662,9 +664,8 @@ class CachedSentenceScorer:
                     out[i] = r
                 self.hits += len(idx)
                 self.batches["cached"] += 1
-            else:
-                missing.append(idx)
-        for idx, computed in self._compute(unique, missing):
+                continue
+            computed = self.inner.sentence_logprobs([unique[i] for i in idx])
             self.store.put_records(
                 "sentence", [(keys[i], _sentence_record(r)) for i, r in zip(idx, computed)]
             )
@@ -675,19 +676,63 @@ class CachedSentenceScorer:
         where = {s: i for i, s in enumerate(unique)}
         return [out[where[s]] for s in sentences]  # type: ignore[misc]
 
-    def _compute(
-        self, unique: list[str], missing: list[list[int]]
-    ) -> Iterator[tuple[list[int], list[SentenceLogprobs]]]:
-        """Each missing unit with its computed values, as soon as it is done: a
-        :class:`~biasprobe.backends.base.UnitScorer` gets every missing unit in one call (its
-        replicas work on them together), any other scorer one unit per call."""
-        groups = [[unique[i] for i in idx] for idx in missing]
-        if isinstance(self.inner, UnitScorer):
-            for k, computed in self.inner.score_units(groups):
-                yield missing[k], computed
+    def calls_logprobs(self, calls: Sequence[Sequence[str]]) -> Iterator[list[SentenceLogprobs]]:
+        """The results of ``sentence_logprobs(call)`` for each call, in order, with the same
+        units and numbers; a :class:`~biasprobe.backends.base.UnitScorer` gets the units every
+        call misses in one stream (one dataset per model on Ray, not one per call), each unit
+        committed as it returns."""
+        if not isinstance(self.inner, UnitScorer):
+            for call in calls:
+                yield self.sentence_logprobs(call)
             return
-        for idx, group in zip(missing, groups):
-            yield idx, self.inner.sentence_logprobs(group)
+        plans = []  # per call: its sentences, distinct sentences, keys, results
+        owner: list[tuple[int, list[int]]] = []  # per missing unit: (call, indices)
+        groups: list[list[str]] = []
+        left = [0] * len(calls)
+        for c, call in enumerate(calls):
+            sentences = list(call)
+            unique = list(dict.fromkeys(sentences))
+            keys = self._keys(unique)
+            out: list[SentenceLogprobs | None] = [None] * len(unique)
+            for idx in self._units(unique):
+                rows: list[SentenceLogprobs | None] = [None] * len(idx)
+                if self.store is not None:
+                    found = self.store.get("sentence", [keys[i] for i in idx])
+                    rows = [_sentence_row(found.get(keys[i])) for i in idx]
+                if all(r is not None for r in rows):
+                    for i, r in zip(idx, rows):
+                        out[i] = r
+                    self.hits += len(idx)
+                    self.batches["cached"] += 1
+                else:
+                    owner.append((c, idx))
+                    groups.append([unique[i] for i in idx])
+                    left[c] += 1
+            plans.append((sentences, unique, keys, out))
+        done = 0
+
+        def ready() -> Iterator[list[SentenceLogprobs]]:
+            nonlocal done
+            while done < len(calls) and left[done] == 0:
+                sentences, unique, _, out = plans[done]
+                where = {s: i for i, s in enumerate(unique)}
+                done += 1
+                yield [out[where[s]] for s in sentences]  # type: ignore[misc]
+
+        yield from ready()
+        for k, computed in self.inner.score_units(groups) if groups else ():
+            c, idx = owner[k]
+            _, _, keys, out = plans[c]
+            if self.store is not None:
+                self.store.put_records(
+                    "sentence", [(keys[i], _sentence_record(r)) for i, r in zip(idx, computed)]
+                )
+                self.computed += len(idx)
+                self.batches["computed"] += 1
+            for i, r in zip(idx, computed):
+                out[i] = r
+            left[c] -= 1
+            yield from ready()
 
     def stored(self, sentences: Sequence[str]) -> np.ndarray:
         """Which sentences are in the cache and intact (bool per sentence; nothing counted):

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from biasprobe.backends.base import MaskedLM, SentenceScorer
+from biasprobe.backends.cached import CachedSentenceScorer
 from biasprobe.backends.pll import score_tokens
 from biasprobe.crows.data import CrowsPair
 from biasprobe.errors import UsageError
@@ -369,8 +370,12 @@ def score_pairs_loglikelihood(
     scored: dict[str, Any] = {}
     if progress is not None:
         progress(0, total)
-    for chunk in chunks:
-        scored.update(zip(chunk, scorer.sentence_logprobs(chunk)))
+    if isinstance(scorer, CachedSentenceScorer):  # every call planned at once
+        results = scorer.calls_logprobs(chunks)
+    else:
+        results = (scorer.sentence_logprobs(chunk) for chunk in chunks)
+    for chunk, part in zip(chunks, results, strict=True):
+        scored.update(zip(chunk, part))
         if progress is not None:
             progress(len(scored), total)
     rows = []

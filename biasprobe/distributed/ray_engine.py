@@ -149,6 +149,7 @@ class RayScorer(HFCausalLM):
         if options.device is not None:
             self.load["device"] = options.device
         self.ray_batches = 0  # forward batches sent to Ray so far
+        self.ray_datasets = 0  # Ray Data executions (one actor pool each) so far
 
     def _forward_batches(self, inputs: Sequence[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
         """The batches :meth:`HFCausalLM._batches` forms for ``inputs`` (inputs of two ids or
@@ -164,6 +165,7 @@ class RayScorer(HFCausalLM):
         ray = ensure_ray(self.options)
         rows = [{"key": str(k), "inputs": json.dumps(b)} for k, b in enumerate(batches)]
         ds = ray.data.from_items(rows)
+        self.ray_datasets += 1
         out = ds.map_batches(
             _BatchScorer,
             fn_constructor_kwargs={"spec": self.spec, "load": self.load},

@@ -238,9 +238,14 @@ class HolisticTask:
                 progress(model.name, "cached", int(backend.stored(self.texts).sum()), total)
             progress(model.name, "score", 0, total)
         began = time.perf_counter()
-        for start in range(0, total, self.chunk):
-            part = self.texts[start : start + self.chunk]
-            for i, res in enumerate(backend.sentence_logprobs(part), start=start):
+        starts = range(0, total, self.chunk)
+        calls = [self.texts[start : start + self.chunk] for start in starts]
+        if isinstance(backend, CachedSentenceScorer):  # every call planned at once
+            results = backend.calls_logprobs(calls)
+        else:
+            results = (backend.sentence_logprobs(part) for part in calls)
+        for start, part in zip(starts, results, strict=True):
+            for i, res in enumerate(part, start=start):
                 logprob[i] = res.total
                 n_tokens[i] = _scored_tokens(res)
             if progress is not None:
