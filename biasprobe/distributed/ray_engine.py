@@ -44,6 +44,9 @@ class RayOptions:
         object_store_memory: bytes of a local instance's object store (None: Ray's default,
             30% of RAM).
         device: the actors' device (``cpu``, ``cuda``; None: what the run was given).
+        rows_per_call: engine batches handed to an actor per call (Ray Data's integer
+            ``batch_size``); each is still one forward pass of its own, so the numbers do not
+            depend on it — it only spreads Ray's per-call cost.
     """
 
     actors: int = 1
@@ -52,9 +55,12 @@ class RayOptions:
     address: str | None = None
     object_store_memory: int | None = None
     device: str | None = None
+    rows_per_call: int = 8
 
     def check(self) -> None:
         """Raises UsageError naming a bad option."""
+        if not isinstance(self.rows_per_call, int) or self.rows_per_call < 1:
+            raise UsageError(f"ray rows per call must be ≥ 1, got {self.rows_per_call!r}")
         if not isinstance(self.actors, int) or self.actors < 1:
             raise UsageError(f"ray actors must be a whole number ≥ 1, got {self.actors!r}")
         if self.num_cpus < 0 or self.num_gpus < 0:
@@ -91,8 +97,14 @@ class _BatchScorer:
     batch of model input ids (JSON), answered with its float64 log-probs (bytes) and the
     length of each input's array."""
 
-    def __init__(self, spec: Any, load: dict[str, Any]) -> None:
+    def __init__(self, spec: Any, load: dict[str, Any], threads: int = 1) -> None:
+        import torch
+
         from biasprobe.backends.registry import load as load_model
+
+        # A Ray worker's torch runs one thread whatever the actor's CPUs (measured with Ray
+        # 2.60): use the CPUs the actor reserved.
+        torch.set_num_threads(threads)
 
         try:
             self.scorer = load_model(spec, **load)
@@ -168,8 +180,12 @@ class RayScorer(HFCausalLM):
         self.ray_datasets += 1
         out = ds.map_batches(
             _BatchScorer,
-            fn_constructor_kwargs={"spec": self.spec, "load": self.load},
-            batch_size=1,
+            fn_constructor_kwargs={
+                "spec": self.spec,
+                "load": self.load,
+                "threads": max(1, int(self.options.num_cpus)),
+            },
+            batch_size=self.options.rows_per_call,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.options.actors),
             num_cpus=self.options.num_cpus,
