@@ -265,19 +265,21 @@ def _load(model: ModelEntry, load: dict[str, Any]) -> Any:
     return backend
 
 
-def _cached(backend: Any, family: str, model: ModelEntry, opened: Any) -> Any:
+def _cached(backend: Any, family: str, model: ModelEntry, opened: Any, runner: Any = None) -> Any:
     """``backend`` behind the result cache (one place for every family): a masked or causal
     LM's fill requests, a classifier's label probabilities, a sentence scorer's sentence
     log-likelihoods; an object passed in is not cached (its weights may differ from any
-    files), recorded outputs compute nothing."""
-    from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier, wrap_scorer
+    files), recorded outputs compute nothing. ``runner``: where the batches the cache misses
+    are computed (a :class:`~biasprobe.backends.base.CallRunner`; None: here)."""
+    from biasprobe.backends.cached import OBJECT_REASON, wrap, wrap_classifier
+    from biasprobe.backends.cached_sentences import wrap_scorer
 
     store = OBJECT_REASON if model.loaded else opened
     if family in ("masked-lm", "causal-lm"):
-        return wrap(backend, store)
+        return wrap(backend, store, runner)
     if family == "classifier":
-        return wrap_classifier(backend, store)
-    return wrap_scorer(backend, store)
+        return wrap_classifier(backend, store, runner)
+    return wrap_scorer(backend, store, runner)
 
 
 def run(
@@ -300,9 +302,10 @@ def run(
         cache: the result cache of a task that uses it (``task.cached``): None for the
             default folder, a folder, an open cache, or False for none.
         progress: optional ``(model, stage, done, total)`` callback.
-        distribute: optional ``(backend, model, load) -> backend``, applied to each loaded
-            model before the result cache (e.g. :class:`biasprobe.distributed.RayEngine`,
-            which scores on replicas elsewhere); the driver keeps the cache and the result.
+        distribute: optional ``(backend, model, load) -> CallRunner | None``, called with
+            each loaded model (e.g. :class:`biasprobe.distributed.RayEngine`): the runner
+            computes the batches the result cache misses on replicas elsewhere; the driver
+            keeps the cache, the tables and the run folder. None: everything computes here.
 
     Raises:
         BiasprobeError: a bad option or model (before anything is loaded), or what loading
@@ -323,10 +326,11 @@ def run(
                 progress(model.name, "load", 0, 1)
             backend = _load(model, dict(load or {}))
             try:
+                runner = None
                 if distribute is not None:
-                    backend = distribute(backend, model, dict(load or {}))
+                    runner = distribute(backend, model, dict(load or {}))
                 if task.cached:
-                    backend = _cached(backend, model.family, model, opened)
+                    backend = _cached(backend, model.family, model, opened, runner)
                 if progress:
                     progress(model.name, "load", 1, 1)
                 parts.append(task.score(backend, model, progress))

@@ -235,3 +235,22 @@ def tiny_gpt2(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_gpt2_nobos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random GPT-2 whose tokenizer has no BOS token."""
     return build_tiny_gpt2(tmp_path_factory.mktemp("gpt2-nobos"), bos=False, seed=1)
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray instance for every Ray test of the session (starting one takes seconds):
+    2 CPUs, an 80 MiB object store (Ray's default is 30% of RAM). Skipped, with the reason,
+    when the optional extra is not installed."""
+    ray = pytest.importorskip("ray", reason="Ray is optional: pip install 'biasprobe[ray]'")
+    started = not ray.is_initialized()
+    if started:
+        ray.init(
+            num_cpus=2,
+            object_store_memory=80 * 1024**2,
+            include_dashboard=False,
+            log_to_driver=False,
+        )
+    yield ray
+    if started:
+        ray.shutdown()

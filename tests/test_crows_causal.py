@@ -299,7 +299,8 @@ def test_the_scorer_cache_is_bit_identical_and_works_for_any_sentence_scorer(
     """CachedSentenceScorer around a causal LM and around pseudo-log-likelihood (another
     SentenceScorer): the same floats with and without the cache, the second call served
     without the model."""
-    from biasprobe.backends.cached import CachedSentenceScorer, open_cache, wrap_scorer
+    from biasprobe.backends.cached import open_cache
+    from biasprobe.backends.cached_sentences import CachedSentenceScorer, wrap_scorer
     from biasprobe.backends.causal import load_hf_causal_lm
     from biasprobe.backends.hf import load_hf_masked_lm
     from biasprobe.backends.pll import PseudoLogLikelihood

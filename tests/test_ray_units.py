@@ -1,95 +1,161 @@
-"""The cache's side of a distributed scorer, without Ray: a
-:class:`~biasprobe.backends.base.UnitScorer` gets every unit the cache misses in one call, each
-unit returned is committed at once (a run killed mid-stream keeps every finished unit and
-resumes computing only the rest), and the numbers are the plain scorer's, bit for bit."""
+"""The cache's side of computing elsewhere, without Ray: with a
+:class:`~biasprobe.backends.base.CallRunner`, every cache wrapper hands the runner every batch a
+request misses in one list (results may come back in any order), commits each as it returns (a
+run interrupted mid-stream keeps every finished batch and resumes computing only the rest), and
+the numbers are the plain model's, bit for bit — for every kind of request: a masked LM's mask
+and token requests, a classifier's label probabilities, a causal LM's and a pseudo-log-likelihood
+scorer's sentence log-likelihoods."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from biasprobe.backends.cached import open_cache, wrap_scorer
+from biasprobe.backends.cached import open_cache, wrap, wrap_classifier
+from biasprobe.backends.cached_sentences import wrap_scorer
 from biasprobe.backends.causal import HFCausalLM, load_hf_causal_lm
+from biasprobe.backends.registry import load
 
 SENTENCES = [f"I love {w} people." for w in ("tall", "short", "old", "young", "blind", "deaf")]
 SENTENCES += [f"I hate {w}." for w in ("cats", "dogs", "rain", "tea", "mud", "noise", "work")]
+MASKED = [f"The {w} man works as a [MASK]." for w in ("tall", "old", "young", "blind", "deaf")]
+MASKED += [f"She is [MASK] at {w}." for w in ("home", "work", "night")]
 
 
-class Streaming(HFCausalLM):
-    """A causal LM answering units one at a time (as a Ray scorer would), recording the
-    calls, and optionally killed after ``fail_after`` units."""
+class Reversed:
+    """A runner computing the calls on a second copy of the model, last call first (results
+    in any order), recording each list it is given; interrupted after ``fail_after`` calls."""
 
-    def __init__(self, local: HFCausalLM, fail_after: int | None = None) -> None:
-        super().__init__(
-            local.model, local.tokenizer, name=local.name, batch_size=4, info=local.info
-        )
-        self.calls: list[int] = []
+    def __init__(self, model, fail_after: int | None = None) -> None:
+        self.model = model
+        self.lists: list[tuple[str, int]] = []
         self.fail_after = fail_after
 
-    def score_units(self, units):
-        self.calls.append(len(units))
-        for k, unit in enumerate(units):
-            if self.fail_after is not None and k == self.fail_after:
+    def run_calls(self, method, calls):
+        self.lists.append((method, len(calls)))
+        for n, k in enumerate(reversed(range(len(calls)))):
+            if self.fail_after is not None and n == self.fail_after:
                 raise KeyboardInterrupt  # the driver interrupted mid-stream
-            yield k, self.sentence_logprobs(unit)
+            yield k, getattr(self.model, method)(*calls[k])
 
 
 @pytest.fixture(scope="module")
-def local(tiny_gpt2):
+def gpt2(tiny_gpt2):
     return load_hf_causal_lm(str(tiny_gpt2), device="cpu", batch_size=4)
 
 
-def test_every_missed_unit_goes_in_one_call_and_numbers_are_the_scorers(local, tmp_path):
+@pytest.fixture(scope="module")
+def bert(tiny_bert):
+    return load(str(tiny_bert), "masked-lm", device="cpu", batch_size=3)
+
+
+@pytest.fixture(params=["cache", "no cache"])
+def store(request, tmp_path):
+    if request.param == "no cache":
+        yield "--no-cache"
+        return
     cache = open_cache(tmp_path / "c", True)
-    try:
-        streaming = Streaming(local)
-        got = wrap_scorer(streaming, cache).sentence_logprobs(SENTENCES)
-        assert streaming.calls == [4]  # 13 distinct inputs, batches of 4: one call of 4 units
-        plain = HFCausalLM(local.model, local.tokenizer, name=local.name, batch_size=4)
-        want = plain.sentence_logprobs(SENTENCES)
-        for g, w in zip(got, want, strict=True):
-            assert g.total == w.total and g.token_ids == w.token_ids
-            np.testing.assert_array_equal(g.logprobs, w.logprobs)
-        # an independent check of one total: the sum of its token log-probs
-        assert got[0].total == pytest.approx(float(np.sum(got[0].logprobs)), abs=1e-12)
-    finally:
-        cache.close()
+    yield cache
+    cache.close()
 
 
-def test_a_run_interrupted_mid_stream_keeps_every_finished_unit(local, tmp_path):
+def test_mask_requests_go_to_the_runner_in_one_list(bert, store):
+    runner = Reversed(bert)
+    got = wrap(bert, store, runner).mask_logprobs(MASKED + MASKED[:2])
+    assert runner.lists == [("mask_logprobs", 3)]  # 8 distinct sentences, batches of 3
+    want = bert.mask_logprobs(MASKED + MASKED[:2])
+    np.testing.assert_array_equal(got, want)
+    # independent: each row is a log-distribution over the vocabulary
+    np.testing.assert_allclose(np.exp(got.astype(np.float64)).sum(axis=1), 1.0, atol=1e-4)
+
+
+def test_token_requests_go_to_the_runner_in_one_list(bert, store):
+    ids = bert.token_ids(MASKED)
+    requests = [(seq, p) for seq in ids for p in range(1, len(seq) - 1)]
+    runner = Reversed(bert)
+    got = wrap(bert, store, runner).token_logprobs(requests)
+    assert runner.lists == [("token_logprobs", -(-len(requests) // 3))]
+    np.testing.assert_array_equal(got, bert.token_logprobs(requests))
+
+
+def test_label_requests_go_to_the_runner_in_one_list(tiny_hf_classifier, store):
+    clf = load(str(tiny_hf_classifier), "classifier", device="cpu", batch_size=4)
+    runner = Reversed(clf)
+    got = wrap_classifier(clf, store, runner).p_label(SENTENCES + SENTENCES[:3])
+    assert runner.lists == [("p_label", 4)]  # 13 distinct texts, batches of 4
+    np.testing.assert_array_equal(got, clf.p_label(SENTENCES + SENTENCES[:3]))
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_causal_sentence_units_go_to_the_runner_in_one_list(gpt2, store):
+    runner = Reversed(gpt2)
+    got = wrap_scorer(gpt2, store, runner).sentence_logprobs(SENTENCES)
+    assert runner.lists == [("sentence_logprobs", 4)]  # 13 distinct inputs, batches of 4
+    plain = HFCausalLM(gpt2.model, gpt2.tokenizer, name=gpt2.name, batch_size=4)
+    for g, w in zip(got, plain.sentence_logprobs(SENTENCES), strict=True):
+        assert g.total == w.total and g.token_ids == w.token_ids
+        np.testing.assert_array_equal(g.logprobs, w.logprobs)
+    assert got[0].total == pytest.approx(float(np.sum(got[0].logprobs)), abs=1e-12)
+
+
+def test_pseudo_log_likelihood_calls_go_to_the_runner(tiny_bert, store):
+    pll = load(str(tiny_bert), "sentence-scorer", device="cpu", batch_size=8)
+    runner = Reversed(pll)
+    scorer = wrap_scorer(pll, store, runner)
+    calls = [SENTENCES[:5], SENTENCES[5:]]
+    got = list(scorer.calls_logprobs(calls))
+    assert runner.lists == [("sentence_logprobs", 2)]  # one unit per call, both in one list
+    for call, part in zip(calls, got, strict=True):
+        want = pll.sentence_logprobs(call)
+        assert [g.total for g in part] == [w.total for w in want]
+
+
+def test_a_run_interrupted_mid_stream_keeps_every_finished_batch(gpt2, tmp_path):
     cache = open_cache(tmp_path / "c", True)
     try:
         with pytest.raises(KeyboardInterrupt):
-            wrap_scorer(Streaming(local, fail_after=2), cache).sentence_logprobs(SENTENCES)
-        resumed = wrap_scorer(Streaming(local), cache)
-        assert int(resumed.stored(SENTENCES).sum()) == 8  # two units of 4 committed
+            wrap_scorer(gpt2, cache, Reversed(gpt2, fail_after=2)).sentence_logprobs(SENTENCES)
+        runner = Reversed(gpt2)
+        resumed = wrap_scorer(gpt2, cache, runner)
+        # 13 inputs in units of 4, 4, 4, 1; the last two came back first (4 + 1) and stay
+        assert int(resumed.stored(SENTENCES).sum()) == 5
         got = resumed.sentence_logprobs(SENTENCES)
-        assert resumed.hits == 8 and resumed.computed == 5
-        assert resumed.inner.calls == [2]  # only the two missing units were asked for
-        want = HFCausalLM(
-            local.model, local.tokenizer, name=local.name, batch_size=4
-        ).sentence_logprobs(SENTENCES)
-        for g, w in zip(got, want, strict=True):
+        assert resumed.hits == 5 and resumed.computed == 8
+        assert runner.lists == [("sentence_logprobs", 2)]  # only the two missing units
+        for g, w in zip(got, gpt2.sentence_logprobs(SENTENCES), strict=True):
             np.testing.assert_array_equal(g.logprobs, w.logprobs)
-            assert g.total == w.total
     finally:
         cache.close()
 
 
-def test_several_calls_are_planned_as_one_stream(local, tmp_path):
-    """``calls_logprobs``: the units every call misses go in one ``score_units`` call (one
-    dataset per model on Ray, not one per call), and each call's results are those of
+def test_an_interrupted_mask_request_resumes_from_its_committed_batches(bert, tmp_path):
+    cache = open_cache(tmp_path / "c", True)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wrap(bert, cache, Reversed(bert, fail_after=1)).mask_logprobs(MASKED)
+        runner = Reversed(bert)
+        resumed = wrap(bert, cache, runner)
+        got = resumed.mask_logprobs(MASKED)
+        assert runner.lists == [("mask_logprobs", 2)]  # the batch that returned is stored
+        assert resumed.stats["mask"] == {"hits": 2, "misses": 6}
+        np.testing.assert_array_equal(got, bert.mask_logprobs(MASKED))
+    finally:
+        cache.close()
+
+
+def test_several_calls_are_planned_as_one_list(gpt2, tmp_path):
+    """``calls_logprobs``: the units every call misses go to the runner in one list (one Ray
+    dataset per model, not one per call); each call's results are those of
     ``sentence_logprobs(call)`` on the plain scorer, in order."""
     calls = [SENTENCES[:5], SENTENCES[5:11], SENTENCES[11:]]
     cache = open_cache(tmp_path / "c", True)
     try:
-        wrap_scorer(Streaming(local), cache).sentence_logprobs(calls[1])  # call 2 stored
-        streaming = Streaming(local)
-        got = list(wrap_scorer(streaming, cache).calls_logprobs(calls))
-        assert streaming.calls == [3]  # call 1: 2 units (4 + 1 inputs), call 3: 1; one stream
-        plain = HFCausalLM(local.model, local.tokenizer, name=local.name, batch_size=4)
+        wrap_scorer(gpt2, cache).sentence_logprobs(calls[1])  # call 2 stored
+        runner = Reversed(gpt2)
+        got = list(wrap_scorer(gpt2, cache, runner).calls_logprobs(calls))
+        assert runner.lists == [("sentence_logprobs", 3)]  # call 1: 2 units, call 3: 1
         for call, part in zip(calls, got, strict=True):
-            want = plain.sentence_logprobs(call)
+            want = gpt2.sentence_logprobs(call)
             assert [g.total for g in part] == [w.total for w in want]
             for g, w in zip(part, want, strict=True):
                 np.testing.assert_array_equal(g.logprobs, w.logprobs)

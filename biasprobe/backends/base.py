@@ -28,12 +28,12 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 __all__ = [
+    "CallRunner",
     "Classifier",
     "MaskedLM",
     "MaskedLMBackend",
     "SentenceLogprobs",
     "SentenceScorer",
-    "UnitScorer",
 ]
 
 #: A progress callback ``(done, total)`` called after every forward batch.
@@ -190,19 +190,20 @@ class SentenceScorer(Protocol):
 
 
 @runtime_checkable
-class UnitScorer(Protocol):
-    """A sentence scorer that computes several units of sentences at once and hands each back
-    as soon as it is done (a scorer whose replicas run elsewhere, e.g. on Ray): the result
-    cache gives it every unit it misses in one call and commits each unit as it arrives.
+class CallRunner(Protocol):
+    """Runs a model's requests elsewhere (e.g. replicas on Ray) while the driver keeps the
+    result cache: the cache wrappers hand it every batch they miss as one list of calls.
 
-    ``score_units(units)`` yields ``(index into units, the unit's SentenceLogprobs in order)``
-    once per unit, in any order; each unit's numbers are those ``sentence_logprobs(unit)``
-    returns.
+    ``run_calls(method, calls)`` computes ``getattr(model, method)(*args)`` for every ``args``
+    of ``calls`` on a copy of the model loaded from the same files, and yields
+    ``(index into calls, result)`` once per call, in any order, as each one finishes. Each
+    call is one of the batches the local model would compute, so its numbers are the local
+    model's (see ``docs/ray.md`` for when they are bit-identical).
     """
 
-    def score_units(
-        self, units: Sequence[Sequence[str]]
-    ) -> Iterator[tuple[int, list[SentenceLogprobs]]]: ...
+    def run_calls(
+        self, method: str, calls: Sequence[tuple[Any, ...]]
+    ) -> Iterator[tuple[int, Any]]: ...
 
 
 class MaskedLMBackend(ABC):

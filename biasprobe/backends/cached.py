@@ -29,15 +29,13 @@ provenance (``damaged``, per kind) and on the run's cache line.
 :class:`CachedClassifier` does the same for a classifier's label probabilities (float64 per
 text, kind ``label``), batch by batch as the classifier forms them.
 
-:class:`CachedSentenceScorer` does it for any :class:`~biasprobe.backends.base.SentenceScorer`
-(a causal LM's chain-rule log-likelihood, a masked LM's pseudo-log-likelihood): one record per
-sentence (kind ``sentence``, keyed by the scorer's ``scoring`` and the sentence), holding the
-total, the scored token ids, their display strings and their float64 log-probs. For a
-:class:`~biasprobe.backends.causal.HFCausalLM` a call is split into the very forward batches
-the model forms (distinct inputs sorted by length, ``batch_size`` at a time), each read back
-when every sentence of it is stored, else computed whole and committed; for any other scorer
-(whose batches are its own business) the call is the unit: served when every sentence of it is
-stored, else computed whole, as without the cache, and stored.
+:class:`~biasprobe.backends.cached_sentences.CachedSentenceScorer` does it for any
+:class:`~biasprobe.backends.base.SentenceScorer` (one record per sentence).
+
+With a :class:`~biasprobe.backends.base.CallRunner` (models on Ray: ``runner=``), the wrappers
+form and read the same batches, hand every missed batch of a request to the runner at once and
+commit each as it returns (:mod:`biasprobe.backends.calls`); without a cache they still split a
+request into the model's own batches, so the numbers are those of the local model.
 
 How the engine uses them::
 
@@ -61,29 +59,23 @@ the reason in their provenance.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from biasprobe.backends.base import (
-    MaskedLMBackend,
-    SentenceLogprobs,
-    SentenceScorer,
-    UnitScorer,
-)
+from biasprobe.backends.base import CallRunner, MaskedLMBackend
+from biasprobe.backends.calls import compute_calls
 from biasprobe.backends.classifiers import ClassifierBackend, expand
 from biasprobe.cache import ModelStore, ResultCache, encode_record, model_identity, request_key
 
 __all__ = [
     "CachedClassifier",
     "CachedMaskedLM",
-    "CachedSentenceScorer",
     "open_cache",
     "wrap",
     "wrap_classifier",
-    "wrap_scorer",
 ]
 
 #: Why a backend object handed to :func:`biasprobe.run` is never cached: it may have been
@@ -103,8 +95,10 @@ class CachedMaskedLM(MaskedLMBackend):
         *,
         folder: Path | None = None,
         reason: str = "",
+        runner: CallRunner | None = None,
     ) -> None:
         self.inner = inner
+        self.runner = runner
         self.store = store
         self.folder = folder
         self.reason = reason
@@ -210,8 +204,9 @@ class CachedMaskedLM(MaskedLMBackend):
     # -- requests -------------------------------------------------------------------------------
     def mask_logprobs(self, sentences: Sequence[str]) -> np.ndarray:
         """See :meth:`MaskedLMBackend.mask_logprobs`; batches as the wrapped backend forms
-        them, each read from the cache or computed whole and committed."""
-        if self.store is None:
+        them, each read from the cache or computed whole and committed (the missed batches
+        all handed to the runner at once when there is one)."""
+        if self.store is None and self.runner is None:
             return self.inner.mask_logprobs(sentences)
         unique = list(dict.fromkeys(sentences))
         ids = self.inner.token_ids(unique)
@@ -220,24 +215,34 @@ class CachedMaskedLM(MaskedLMBackend):
         keys = [request_key("mask", s) for s in unique]
         out = np.empty((len(unique), len(self.vocab)), dtype=np.float32)
         stats = self.stats["mask"]
+        missed, done = [], 0
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            found = self.store.get("mask", [keys[i] for i in idx])
-            rows = [found.get(keys[i]) for i in idx]
+            rows = [None] * len(idx)
+            if self.store is not None:
+                found = self.store.get("mask", [keys[i] for i in idx])
+                rows = [found.get(keys[i]) for i in idx]
             if all(r is not None and r.shape == (len(self.vocab),) for r in rows):
                 out[idx] = np.stack(rows)
                 stats["hits"] += len(idx)
                 self.batches["cached"] += 1
+                done += len(idx)
                 if self.on_batch is not None:
-                    self.on_batch(start + len(idx), len(order))
-                continue
-            computed = np.asarray(self._inner_masks([unique[i] for i in idx]))
+                    self.on_batch(done, len(order))
+            else:
+                missed.append(idx)
+        calls = [([unique[i] for i in idx],) for idx in missed]
+        for k, computed in compute_calls(self.inner, self.runner, "mask_logprobs", calls):
+            idx = missed[k]
+            computed = np.asarray(computed)
             out[idx] = computed
-            self.store.put_vectors("mask", [(keys[i], computed[j]) for j, i in enumerate(idx)])
+            if self.store is not None:
+                self.store.put_vectors("mask", [(keys[i], computed[j]) for j, i in enumerate(idx)])
             stats["misses"] += len(idx)
             self.batches["computed"] += 1
+            done += len(idx)
             if self.on_batch is not None:
-                self.on_batch(start + len(idx), len(order))
+                self.on_batch(done, len(order))
         if len(unique) == len(sentences):
             return out
         where = {s: i for i, s in enumerate(unique)}
@@ -258,23 +263,16 @@ class CachedMaskedLM(MaskedLMBackend):
         self.stats["mask"]["hits"] += len(rows)
         return np.stack(rows)
 
-    def _inner_masks(self, sentences: list[str]) -> np.ndarray:
-        """One batch from the wrapped backend, its own per-batch report silenced (this
-        wrapper reports against the whole call)."""
-        report, self.inner.on_batch = self.inner.on_batch, None
-        try:
-            return self.inner.mask_logprobs(sentences)
-        finally:
-            self.inner.on_batch = report
-
     def _scalars(self, kind: str, requests: Sequence[Any], payload: list[Any]) -> np.ndarray:
         keys = [request_key(kind, p) for p in payload]
         found = self.store.get(kind, keys) if self.store is not None else {}
         if self.store is not None and all(k in found for k in keys):
             self.stats[kind]["hits"] += len(keys)
             return np.asarray([found[k] for k in keys], dtype=np.float64)
-        compute = self.inner.chain_logprobs if kind == "chain" else self.inner.prior_logprobs
-        values = np.asarray(compute(requests), dtype=np.float64)
+        method = "chain_logprobs" if kind == "chain" else "prior_logprobs"
+        calls = [(list(requests),)]
+        _, values = next(compute_calls(self.inner, self.runner, method, calls, silence=False))
+        values = np.asarray(values, dtype=np.float64)
         if self.store is not None:
             self.store.put_scalars(kind, zip(keys, (float(v) for v in values)))
             self.stats[kind]["misses"] += len(keys)
@@ -337,33 +335,38 @@ class CachedMaskedLM(MaskedLMBackend):
         cache when every request of it is stored, else computed whole and committed: a killed
         CrowS-Pairs or pseudo-log-likelihood run computes again only the uncommitted batches,
         and the numbers are those of a run without the cache, bit for bit."""
-        if self.store is None:
+        if self.store is None and self.runner is None:
             return self.inner.token_logprobs(requests)
         keys = self._token_keys(requests)
         order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]))
         out = np.empty(len(requests), dtype=np.float64)
         stats = self.stats["token"]
+        missed, done = [], 0
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            found = self.store.get("token", [keys[i] for i in idx])
-            if all(keys[i] in found for i in idx):
+            found = self.store.get("token", [keys[i] for i in idx]) if self.store else {}
+            if self.store is not None and all(keys[i] in found for i in idx):
                 out[idx] = [found[keys[i]] for i in idx]
                 stats["hits"] += len(idx)
                 self.batches["cached"] += 1
+                done += len(idx)
+                if self.on_batch is not None:
+                    self.on_batch(done, len(order))
             else:
-                report, self.inner.on_batch = self.inner.on_batch, None
-                try:
-                    computed = self.inner.token_logprobs([requests[i] for i in idx])
-                finally:
-                    self.inner.on_batch = report
-                out[idx] = computed
+                missed.append(idx)
+        calls = [([requests[i] for i in idx],) for idx in missed]
+        for k, computed in compute_calls(self.inner, self.runner, "token_logprobs", calls):
+            idx = missed[k]
+            out[idx] = computed
+            if self.store is not None:
                 self.store.put_scalars(
                     "token", [(keys[i], float(computed[j])) for j, i in enumerate(idx)]
                 )
-                stats["misses"] += len(idx)
-                self.batches["computed"] += 1
+            stats["misses"] += len(idx)
+            self.batches["computed"] += 1
+            done += len(idx)
             if self.on_batch is not None:
-                self.on_batch(start + len(idx), len(order))
+                self.on_batch(done, len(order))
         return out
 
     def tokens_stored(self, requests: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
@@ -413,8 +416,11 @@ def open_cache(cache: Any, live: bool) -> ResultCache | str:
     return ResultCache(resolve_cache_dir(cache))
 
 
-def wrap(backend: MaskedLMBackend, cache: ResultCache | str) -> CachedMaskedLM:
-    """``backend`` behind the cache ``cache`` (an open cache, or the reason there is none)."""
+def wrap(
+    backend: MaskedLMBackend, cache: ResultCache | str, runner: CallRunner | None = None
+) -> CachedMaskedLM:
+    """``backend`` behind the cache ``cache`` (an open cache, or the reason there is none);
+    ``runner``: where missed batches are computed (None: here)."""
     from biasprobe.backends.recorded import RecordedMaskedLM
 
     if isinstance(backend, CachedMaskedLM):
@@ -422,11 +428,12 @@ def wrap(backend: MaskedLMBackend, cache: ResultCache | str) -> CachedMaskedLM:
     if isinstance(backend, RecordedMaskedLM):
         return CachedMaskedLM(backend, None, reason=RECORDED_REASON)
     if isinstance(cache, str):
-        return CachedMaskedLM(backend, None, reason=cache)
+        return CachedMaskedLM(backend, None, reason=cache, runner=runner)
     identity, why = model_identity(backend)
     if identity is None:
-        return CachedMaskedLM(backend, None, reason=why)
-    return CachedMaskedLM(backend, cache.model(identity, backend.name), folder=cache.folder)
+        return CachedMaskedLM(backend, None, reason=why, runner=runner)
+    store = cache.model(identity, backend.name)
+    return CachedMaskedLM(backend, store, folder=cache.folder, runner=runner)
 
 
 class CachedClassifier(ClassifierBackend):
@@ -453,8 +460,10 @@ class CachedClassifier(ClassifierBackend):
         *,
         folder: Path | None = None,
         reason: str = "",
+        runner: CallRunner | None = None,
     ) -> None:
         self.inner = inner
+        self.runner = runner
         self.store = store
         self.folder = folder
         self.reason = reason
@@ -497,7 +506,7 @@ class CachedClassifier(ClassifierBackend):
     def p_label(self, texts: Sequence[str]) -> np.ndarray:
         """See :meth:`ClassifierBackend.p_label`; batches as the wrapped classifier forms
         them, each read from the cache or computed whole and committed."""
-        if self.store is None:
+        if self.store is None and self.runner is None:
             return self.inner.p_label(texts)
         return expand(texts, self._distinct_probs, len(self.labels))
 
@@ -506,21 +515,29 @@ class CachedClassifier(ClassifierBackend):
         out = np.empty((len(texts), n_labels))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         keys = [request_key("label", t) for t in texts]
+        missed = []
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            found = self.store.get("label", [keys[i] for i in idx])
-            rows = [_label_row(found.get(keys[i]), n_labels) for i in idx]
+            rows = [None] * len(idx)
+            if self.store is not None:
+                found = self.store.get("label", [keys[i] for i in idx])
+                rows = [_label_row(found.get(keys[i]), n_labels) for i in idx]
             if all(r is not None for r in rows):
                 out[idx] = np.stack(rows)
                 self.hits += len(idx)
                 self.batches["cached"] += 1
-                continue
-            computed = np.asarray(self.inner.p_label([texts[i] for i in idx]), dtype=np.float64)
+            else:
+                missed.append(idx)
+        calls = [([texts[i] for i in idx],) for idx in missed]
+        for k, computed in compute_calls(self.inner, self.runner, "p_label", calls, silence=False):
+            idx = missed[k]
+            computed = np.asarray(computed, dtype=np.float64)
             out[idx] = computed
-            self.store.put_records(
-                "label",
-                [(keys[i], encode_record({}, {"p": computed[j]})) for j, i in enumerate(idx)],
-            )
+            if self.store is not None:
+                self.store.put_records(
+                    "label",
+                    [(keys[i], encode_record({}, {"p": computed[j]})) for j, i in enumerate(idx)],
+                )
             self.computed += len(idx)
             self.batches["computed"] += 1
         return out
@@ -540,260 +557,18 @@ def _label_row(value: Any, n_labels: int) -> np.ndarray | None:
     return row
 
 
-def wrap_classifier(classifier: ClassifierBackend, cache: ResultCache | str) -> CachedClassifier:
+def wrap_classifier(
+    classifier: ClassifierBackend, cache: ResultCache | str, runner: CallRunner | None = None
+) -> CachedClassifier:
     """``classifier`` behind the cache ``cache`` (an open cache, or the reason there is none);
     a classifier without files to identify it (:func:`biasprobe.cache.model_identity`) passes
-    through with the reason in its provenance."""
+    through with the reason in its provenance. ``runner``: where missed batches are computed."""
     if isinstance(classifier, CachedClassifier):
         return classifier
     if isinstance(cache, str):
-        return CachedClassifier(classifier, None, reason=cache)
+        return CachedClassifier(classifier, None, reason=cache, runner=runner)
     identity, why = model_identity(classifier)
     if identity is None:
-        return CachedClassifier(classifier, None, reason=why)
-    return CachedClassifier(classifier, cache.model(identity, classifier.name), folder=cache.folder)
-
-
-class CachedSentenceScorer:
-    """A sentence scorer ``inner`` with its sentence log-likelihoods read from and written to
-    ``store`` (or passed through when ``store`` is None, ``reason`` saying why); it implements
-    :class:`~biasprobe.backends.base.SentenceScorer` (see the module docstring for the units it
-    reads and commits). Every number it returns is the one ``inner`` computes for the same
-    call, bit for bit: totals and log-probs are stored as float64 and read back unchanged.
-
-    Attributes:
-        hits: sentences served from the cache so far.
-        computed: sentences computed so far.
-        batches: ``{"cached": n, "computed": m}`` (units read back / computed).
-    """
-
-    def __init__(
-        self,
-        inner: SentenceScorer,
-        store: ModelStore | None,
-        *,
-        folder: Path | None = None,
-        reason: str = "",
-    ) -> None:
-        self.inner = inner
-        self.store = store
-        self.folder = folder
-        self.reason = reason
-        self.name = inner.name
-        self.scoring = inner.scoring
-        self.hits = 0
-        self.computed = 0
-        self.batches = {"cached": 0, "computed": 0}
-
-    def __getattr__(self, name: str) -> Any:
-        # What a particular scorer has beyond the protocol (vocab, tokenizer, bos_id, ...).
-        if name == "inner":
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    @property
-    def info(self) -> dict[str, Any]:
-        return {**self.inner.info, "cache": self.cache_provenance()}
-
-    @property
-    def identity(self) -> str | None:
-        """The model's identity in the cache (sha256 hex), or None when it is not cached."""
-        return None if self.store is None else self.store.identity
-
-    def provenance(self) -> dict[str, Any]:
-        return dict(self.info)
-
-    def cache_provenance(self) -> dict[str, Any]:
-        """What the cache did for this model (``results.json`` ``models[i].info.cache``)."""
-        if self.store is None:
-            return {"enabled": False, "reason": self.reason}
-        return {
-            "enabled": True,
-            "dir": str(self.folder),
-            "model_identity": self.store.identity,
-            "hits": self.hits,
-            "misses": self.computed,
-            "batches_cached": self.batches["cached"],
-            "batches_computed": self.batches["computed"],
-            "by_kind": {"sentence": {"hits": self.hits, "misses": self.computed}},
-            "damaged": self.store.damaged(),
-        }
-
-    def _keys(self, sentences: Sequence[str]) -> list[bytes]:
-        return [request_key("sentence", [self.scoring, s]) for s in sentences]
-
-    def _units(self, sentences: list[str]) -> list[list[int]]:
-        """The indices of ``sentences`` (distinct) grouped as the scorer computes them: an
-        :class:`~biasprobe.backends.causal.HFCausalLM`'s forward batches (its distinct inputs
-        of two ids or more, sorted by length then ids, ``batch_size`` at a time; the inputs
-        too short to score need no forward pass and form one unit), else the whole call."""
-        from biasprobe.backends.causal import HFCausalLM
-
-        if not isinstance(self.inner, HFCausalLM):
-            return [list(range(len(sentences)))] if sentences else []
-        inputs = [tuple(ids) for ids in self.inner.input_ids(sentences, "sentence")]
-        by_input: dict[tuple[int, ...], list[int]] = {}
-        for i, ids in enumerate(inputs):
-            by_input.setdefault(ids, []).append(i)
-        short = [i for ids, idx in by_input.items() if len(ids) < 2 for i in idx]
-        distinct = sorted((s for s in by_input if len(s) > 1), key=lambda s: (len(s), s))
-        size = int(self.inner.batch_size)
-        units = [
-            [i for s in distinct[start : start + size] for i in by_input[s]]
-            for start in range(0, len(distinct), size)
-        ]
-        return ([short] if short else []) + units
-
-    def sentence_logprobs(self, sentences: Sequence[str]) -> list[SentenceLogprobs]:
-        """See :meth:`~biasprobe.backends.base.SentenceScorer.sentence_logprobs`; each unit
-        read from the cache or computed whole and committed (a
-        :class:`~biasprobe.backends.base.UnitScorer`'s missed units in one stream)."""
-        if isinstance(self.inner, UnitScorer):
-            return next(iter(self.calls_logprobs([sentences])))
-        if self.store is None:
-            return self.inner.sentence_logprobs(sentences)
-        sentences = list(sentences)
-        unique = list(dict.fromkeys(sentences))
-        keys = self._keys(unique)
-        out: list[SentenceLogprobs | None] = [None] * len(unique)
-        for idx in self._units(unique):
-            found = self.store.get("sentence", [keys[i] for i in idx])
-            rows = [_sentence_row(found.get(keys[i])) for i in idx]
-            if all(r is not None for r in rows):
-                for i, r in zip(idx, rows):
-                    out[i] = r
-                self.hits += len(idx)
-                self.batches["cached"] += 1
-                continue
-            computed = self.inner.sentence_logprobs([unique[i] for i in idx])
-            self.store.put_records(
-                "sentence", [(keys[i], _sentence_record(r)) for i, r in zip(idx, computed)]
-            )
-            for i, r in zip(idx, computed):
-                out[i] = r
-            self.computed += len(idx)
-            self.batches["computed"] += 1
-        where = {s: i for i, s in enumerate(unique)}
-        return [out[where[s]] for s in sentences]  # type: ignore[misc]
-
-    def calls_logprobs(self, calls: Sequence[Sequence[str]]) -> Iterator[list[SentenceLogprobs]]:
-        """The results of ``sentence_logprobs(call)`` for each call, in order, with the same
-        units and numbers; a :class:`~biasprobe.backends.base.UnitScorer` gets the units every
-        call misses in one stream (one dataset per model on Ray, not one per call), each unit
-        committed as it returns."""
-        if not isinstance(self.inner, UnitScorer):
-            for call in calls:
-                yield self.sentence_logprobs(call)
-            return
-        plans = []  # per call: its sentences, distinct sentences, keys, results
-        owner: list[tuple[int, list[int]]] = []  # per missing unit: (call, indices)
-        groups: list[list[str]] = []
-        left = [0] * len(calls)
-        for c, call in enumerate(calls):
-            sentences = list(call)
-            unique = list(dict.fromkeys(sentences))
-            keys = self._keys(unique)
-            out: list[SentenceLogprobs | None] = [None] * len(unique)
-            for idx in self._units(unique):
-                rows: list[SentenceLogprobs | None] = [None] * len(idx)
-                if self.store is not None:
-                    found = self.store.get("sentence", [keys[i] for i in idx])
-                    rows = [_sentence_row(found.get(keys[i])) for i in idx]
-                if all(r is not None for r in rows):
-                    for i, r in zip(idx, rows):
-                        out[i] = r
-                    self.hits += len(idx)
-                    self.batches["cached"] += 1
-                else:
-                    owner.append((c, idx))
-                    groups.append([unique[i] for i in idx])
-                    left[c] += 1
-            plans.append((sentences, unique, keys, out))
-        done = 0
-
-        def ready() -> Iterator[list[SentenceLogprobs]]:
-            nonlocal done
-            while done < len(calls) and left[done] == 0:
-                sentences, unique, _, out = plans[done]
-                where = {s: i for i, s in enumerate(unique)}
-                done += 1
-                yield [out[where[s]] for s in sentences]  # type: ignore[misc]
-
-        yield from ready()
-        for k, computed in self.inner.score_units(groups) if groups else ():
-            c, idx = owner[k]
-            _, _, keys, out = plans[c]
-            if self.store is not None:
-                self.store.put_records(
-                    "sentence", [(keys[i], _sentence_record(r)) for i, r in zip(idx, computed)]
-                )
-                self.computed += len(idx)
-                self.batches["computed"] += 1
-            for i, r in zip(idx, computed):
-                out[i] = r
-            left[c] -= 1
-            yield from ready()
-
-    def stored(self, sentences: Sequence[str]) -> np.ndarray:
-        """Which sentences are in the cache and intact (bool per sentence; nothing counted):
-        how much of a run is served when it resumes."""
-        if self.store is None or not sentences:
-            return np.zeros(len(sentences), dtype=bool)
-        keys = self._keys(sentences)
-        found = self.store.get("sentence", keys)
-        return np.array([_sentence_row(found.get(k)) is not None for k in keys], dtype=bool)
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-def _sentence_record(value: SentenceLogprobs) -> bytes:
-    """One sentence's log-likelihood as a cache record (the total in the header as Python's
-    shortest repr, which reads back to the same float64)."""
-    header = {"total": float(value.total), "tokens": [str(t) for t in value.tokens]}
-    arrays = {
-        "ids": np.asarray(value.token_ids, dtype="<i8"),
-        "logprobs": np.asarray(value.logprobs, dtype="<f8"),
-    }
-    return encode_record(header, arrays)
-
-
-def _sentence_row(value: Any) -> SentenceLogprobs | None:
-    """The stored log-likelihood of one sentence, if the record is whole and consistent."""
-    if value is None:
-        return None
-    header, arrays = value
-    ids, lp = arrays.get("ids"), arrays.get("logprobs")
-    total, tokens = header.get("total"), header.get("tokens")
-    if ids is None or lp is None or ids.dtype != np.dtype("<i8") or lp.dtype != np.dtype("<f8"):
-        return None
-    if not isinstance(total, float) or not isinstance(tokens, list) or ids.shape != lp.shape:
-        return None
-    if len(tokens) != len(ids) or not all(isinstance(t, str) for t in tokens):
-        return None
-    return SentenceLogprobs(
-        total=total,
-        token_ids=tuple(int(i) for i in ids),
-        tokens=tuple(tokens),
-        logprobs=lp.astype(np.float64, copy=True),
-    )
-
-
-def wrap_scorer(scorer: SentenceScorer, cache: ResultCache | str) -> CachedSentenceScorer:
-    """``scorer`` behind the cache ``cache`` (an open cache, or the reason there is none); a
-    scorer without files to identify it (:func:`biasprobe.cache.model_identity`: a model
-    object, recorded outputs under pseudo-log-likelihood) passes through with the reason in
-    its provenance."""
-    from biasprobe.backends.pll import PseudoLogLikelihood
-    from biasprobe.backends.recorded import RecordedMaskedLM
-
-    if isinstance(scorer, CachedSentenceScorer):
-        return scorer
-    if isinstance(scorer, PseudoLogLikelihood) and isinstance(scorer.masked, RecordedMaskedLM):
-        return CachedSentenceScorer(scorer, None, reason=RECORDED_REASON)
-    if isinstance(cache, str):
-        return CachedSentenceScorer(scorer, None, reason=cache)
-    identity, why = model_identity(scorer)
-    if identity is None:
-        return CachedSentenceScorer(scorer, None, reason=why)
-    return CachedSentenceScorer(scorer, cache.model(identity, scorer.name), folder=cache.folder)
+        return CachedClassifier(classifier, None, reason=why, runner=runner)
+    store = cache.model(identity, classifier.name)
+    return CachedClassifier(classifier, store, folder=cache.folder, runner=runner)

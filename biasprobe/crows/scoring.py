@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from biasprobe.backends.base import MaskedLM, SentenceScorer
-from biasprobe.backends.cached import CachedSentenceScorer
+from biasprobe.backends.cached_sentences import CachedSentenceScorer
 from biasprobe.backends.pll import score_tokens
 from biasprobe.crows.data import CrowsPair
 from biasprobe.errors import UsageError
@@ -353,7 +353,7 @@ def score_pairs_loglikelihood(
     """Score CrowS-Pairs with a sentence scorer as lm-evaluation-harness does (see the module
     docstring): the distinct sentences of every pair are scored in calls of
     :data:`SENTENCE_CHUNK` (the scorer batches each; a
-    :class:`~biasprobe.backends.cached.CachedSentenceScorer` serves what a killed run stored),
+    :class:`~biasprobe.backends.cached_sentences.CachedSentenceScorer` serves what a killed run stored),
     with ``progress(done, total)`` over the sentences between calls.
 
     Returns one dict per pair, in the columns of :func:`score_pairs`: n_scored_more/less (the
@@ -405,7 +405,7 @@ def score_pairs_loglikelihood(
 
 def sentences_stored(scorer: Any, pairs: Sequence[CrowsPair]) -> tuple[int, int]:
     """``(from the cache, to compute)``: how many of ``pairs`` have both sentences stored by
-    a :class:`~biasprobe.backends.cached.CachedSentenceScorer` (``scorer.stored``), for the
+    a :class:`~biasprobe.backends.cached_sentences.CachedSentenceScorer` (``scorer.stored``), for the
     line a resumed run prints."""
     sentences = list(dict.fromkeys(s for p in pairs for s in (p.sent_more, p.sent_less)))
     stored = dict(zip(sentences, scorer.stored(sentences)))

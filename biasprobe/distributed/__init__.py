@@ -1,5 +1,5 @@
-"""Running biasprobe's models elsewhere than the driver (Ray); see ``docs/ray.md``."""
+"""Running biasprobe's models elsewhere (Ray); see :mod:`biasprobe.distributed.ray_engine`."""
 
-from biasprobe.distributed.ray_engine import RayEngine, RayOptions, RayScorer
+from biasprobe.distributed.ray_engine import RayCalls, RayEngine, RayError, RayOptions
 
-__all__ = ["RayEngine", "RayOptions", "RayScorer"]
+__all__ = ["RayCalls", "RayEngine", "RayError", "RayOptions"]

@@ -1,34 +1,51 @@
-"""Sentence scorers on Ray: the driver keeps the cache and the run folder, actors hold models.
+"""biasprobe on Ray: the driver keeps the cache and the run folder, actors hold the models.
 
 The engine's loop is unchanged (:func:`biasprobe.engine.run`); :class:`RayEngine` is its
-``distribute`` hook. For a causal LM served as a sentence scorer (HolisticBias, causal
-CrowS-Pairs) it returns a :class:`RayScorer`: the driver tokenizes, forms the very forward
-batches :class:`~biasprobe.backends.causal.HFCausalLM` forms (distinct inputs sorted by length
-then ids, ``batch_size`` at a time) and sends the batches the cache misses to Ray as one
-Ray Data dataset, one row per batch; ``map_batches`` runs them on a pool of actors
-(``ray.data.ActorPoolStrategy``), each loading the model once (``fn_constructor_kwargs``) and
-computing a batch exactly as the local model does, so the numbers are bit-identical on the
-same hardware and library versions. Results stream back; the cache commits each unit as it
-arrives. Every other model passes through unchanged (computed on the driver).
+``distribute`` hook. For every model loaded from files it returns a :class:`RayCalls`, the
+:class:`~biasprobe.backends.base.CallRunner` of that model: the result cache wrappers
+(:mod:`biasprobe.backends.cached`, :mod:`biasprobe.backends.cached_sentences`) form the very
+batches the local model forms, read the stored ones back and hand every missed batch of a
+request to it at once. :class:`RayCalls` sends them as one Ray Data dataset, one row per batch
+(the model's method and its arguments); ``map_batches`` runs them on a pool of actors
+(``ray.data.ActorPoolStrategy(size=…)``), each loading the model once through the same loader
+(``fn_constructor_kwargs``) and calling the same method on the same batch, so the numbers are
+the local model's (bit-identical on the same hardware and library versions, ``docs/ray.md``).
+Results stream back to the driver in any order; the cache commits each batch as it arrives.
 
-Ray is optional (``pip install ray[data]``); nothing here imports it before a run needs it.
+Every kind of request goes this way: a masked LM's mask, chain, prior and token requests
+(fill-mask, Kurita, CrowS-Pairs), a classifier's label probabilities (counterfactual), a
+sentence scorer's units (HolisticBias, causal CrowS-Pairs, pseudo-log-likelihood). Models
+handed in as objects, and recorded outputs, are computed on the driver.
+
+Ray is optional (``pip install 'biasprobe[ray]'``); nothing here imports it before a run
+needs it. Rows carry pickled calls and results between the driver and the actors it started
+(the same trust as Ray's own task arguments, which are pickled too).
 """
 
 from __future__ import annotations
 
-import json
+import os
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from biasprobe.backends.base import SentenceLogprobs
-from biasprobe.backends.causal import HFCausalLM
 from biasprobe.engine import ModelEntry
-from biasprobe.errors import ModelLoadError, UsageError
+from biasprobe.errors import BiasprobeError, ModelLoadError, UsageError
 
-__all__ = ["RayEngine", "RayOptions", "RayScorer", "ensure_ray"]
+__all__ = ["RayCalls", "RayEngine", "RayError", "RayOptions", "ensure_ray"]
+
+#: The phrase an actor's load failure carries back to the driver (found in Ray's error).
+_LOAD_FAILED = "could not be loaded on a Ray worker"
+
+
+class RayError(BiasprobeError):
+    """A model's batches could not be computed on Ray (an actor or the cluster failed).
+    Every batch that returned before is in the result cache: the same command resumes."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -45,8 +62,8 @@ class RayOptions:
             30% of RAM).
         device: the actors' device (``cpu``, ``cuda``; None: what the run was given).
         rows_per_call: engine batches handed to an actor per call (Ray Data's integer
-            ``batch_size``); each is still one forward pass of its own, so the numbers do not
-            depend on it — it only spreads Ray's per-call cost.
+            ``batch_size``); each is still one call of the model on its own batch, so the
+            numbers do not depend on it — it only spreads Ray's per-call cost.
     """
 
     actors: int = 1
@@ -55,7 +72,7 @@ class RayOptions:
     address: str | None = None
     object_store_memory: int | None = None
     device: str | None = None
-    rows_per_call: int = 8
+    rows_per_call: int = 1
 
     def check(self) -> None:
         """Raises UsageError naming a bad option."""
@@ -92,98 +109,80 @@ def ensure_ray(options: RayOptions) -> Any:
     return ray
 
 
-class _BatchScorer:
-    """A Ray Data callable class: one model per actor, loaded once; each row is one forward
-    batch of model input ids (JSON), answered with its float64 log-probs (bytes) and the
-    length of each input's array."""
+class _CallActor:
+    """A Ray Data callable class: one model per actor, loaded once through biasprobe's own
+    loader; each row is one call of the model's method on one batch (pickled), answered with
+    the pickled result and the actor's process id."""
 
-    def __init__(self, spec: Any, load: dict[str, Any], threads: int = 1) -> None:
+    def __init__(self, spec: Any, load: dict[str, Any], name: str, threads: int = 1) -> None:
         import torch
 
         from biasprobe.backends.registry import load as load_model
 
         # A Ray worker's torch runs one thread whatever the actor's CPUs (measured with Ray
         # 2.60): use the CPUs the actor reserved.
-        torch.set_num_threads(threads)
-
+        torch.set_num_threads(max(1, threads))
         try:
-            self.scorer = load_model(spec, **load)
+            self.model = load_model(spec, **load)
         except Exception as exc:  # noqa: BLE001 - re-raised naming the model
-            raise ModelLoadError(
-                f"model {spec.spec!r} could not be loaded on a Ray worker: {exc}"
-            ) from exc
-        if not isinstance(self.scorer, HFCausalLM):
-            raise ModelLoadError(
-                f"model {spec.spec!r} loaded on a Ray worker as {type(self.scorer).__name__}, "
-                "not a causal LM"
-            )
+            raise ModelLoadError(f"model {name!r} {_LOAD_FAILED}: {exc}") from None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        keys, blobs, lengths = [], [], []
-        for key, text in zip(batch["key"], batch["inputs"]):
-            inputs = [tuple(s) for s in json.loads(str(text))]
-            arrays = self.scorer.sequence_logprobs(inputs)
-            keys.append(str(key))
-            blobs.append(np.concatenate([*arrays, np.zeros(0)]).astype("<f8").tobytes())
-            lengths.append(json.dumps([len(a) for a in arrays]))
+        keys, results = [], []
+        for key, blob in zip(batch["key"], batch["call"]):
+            method, args = pickle.loads(blob)
+            keys.append(int(key))
+            results.append(pickle.dumps(getattr(self.model, method)(*args), protocol=5))
         return {
-            "key": np.array(keys, dtype=object),
-            "logprobs": np.array(blobs, dtype=object),
-            "lengths": np.array(lengths, dtype=object),
+            "key": np.asarray(keys, dtype=np.int64),
+            "result": np.array(results, dtype=object),
+            "pid": np.full(len(keys), os.getpid(), dtype=np.int64),
         }
 
 
-class RayScorer(HFCausalLM):
-    """A causal LM on the driver (tokenizer, vocabulary, provenance: the same cache identity
-    as the local model) whose forward batches run on a Ray actor pool; a
-    :class:`~biasprobe.backends.base.UnitScorer`, so the cache sends every unit it misses in
-    one dataset and commits each as it returns.
+class RayCalls:
+    """The :class:`~biasprobe.backends.base.CallRunner` of one model on Ray: every list of
+    calls becomes one Ray Data dataset run on a pool of ``options.actors`` actors.
 
-    The driver still holds the loaded model (it is the local backend, kept for
-    ``next_token_logprobs`` and provenance); a driver holding only the tokenizer is the next
-    step (``docs/ray-status.md``).
+    Attributes:
+        calls: calls computed on Ray so far (one per batch).
+        datasets: Ray Data executions so far (each starts its actor pool and loads the model).
+        pids: process ids of the actors that answered.
     """
 
-    def __init__(
-        self, local: HFCausalLM, model: ModelEntry, load: dict[str, Any], options: RayOptions
-    ) -> None:
-        super().__init__(
-            local.model,
-            local.tokenizer,
-            name=local.name,
-            device=local.device,
-            batch_size=local.batch_size,
-            info=local.info,
-        )
+    def __init__(self, model: ModelEntry, load: dict[str, Any], options: RayOptions) -> None:
+        self.name = model.name
         self.spec = model.spec
         self.options = options
-        self.load = {**load, "batch_size": local.batch_size}
+        self.load = dict(load)
         if options.device is not None:
             self.load["device"] = options.device
-        self.ray_batches = 0  # forward batches sent to Ray so far
-        self.ray_datasets = 0  # Ray Data executions (one actor pool each) so far
+        self.calls = 0
+        self.datasets = 0
+        self.pids: set[int] = set()
 
-    def _forward_batches(self, inputs: Sequence[tuple[int, ...]]) -> list[list[tuple[int, ...]]]:
-        """The batches :meth:`HFCausalLM._batches` forms for ``inputs`` (inputs of two ids or
-        more, distinct, sorted by length then ids, :attr:`batch_size` at a time)."""
-        distinct = sorted({s for s in inputs if len(s) > 1}, key=lambda s: (len(s), s))
-        size = self.batch_size
-        return [distinct[i : i + size] for i in range(0, len(distinct), size)]
+    def run_calls(self, method: str, calls: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
+        """See :class:`~biasprobe.backends.base.CallRunner`.
 
-    def _run(self, batches: list[list[tuple[int, ...]]]) -> Iterator[tuple[int, dict]]:
-        """Yield ``(batch index, {input: float64 log-probs})`` as each batch returns."""
-        if not batches:
+        Raises:
+            ModelLoadError: the model could not be loaded on an actor (named, with the reason).
+            RayError: an actor or the cluster failed otherwise.
+        """
+        if not calls:
             return
         ray = ensure_ray(self.options)
-        rows = [{"key": str(k), "inputs": json.dumps(b)} for k, b in enumerate(batches)]
-        ds = ray.data.from_items(rows)
-        self.ray_datasets += 1
-        out = ds.map_batches(
-            _BatchScorer,
+        rows = [
+            {"key": k, "call": pickle.dumps((method, tuple(args)), protocol=5)}
+            for k, args in enumerate(calls)
+        ]
+        self.datasets += 1
+        out = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            _CallActor,
             fn_constructor_kwargs={
                 "spec": self.spec,
                 "load": self.load,
-                "threads": max(1, int(self.options.num_cpus)),
+                "name": self.name,
+                "threads": int(self.options.num_cpus),
             },
             batch_size=self.options.rows_per_call,
             batch_format="numpy",
@@ -191,89 +190,56 @@ class RayScorer(HFCausalLM):
             num_cpus=self.options.num_cpus,
             num_gpus=self.options.num_gpus,
         )
-        done = 0
-        for row in out.iter_rows():
-            k = int(row["key"])
-            values = np.frombuffer(row["logprobs"], dtype="<f8")
-            scored, start = {}, 0
-            for s, n in zip(batches[k], json.loads(row["lengths"])):
-                scored[s] = values[start : start + n].astype(np.float64, copy=True)
-                start += n
-            done += 1
-            self.ray_batches += 1
-            if self.on_batch is not None:
-                self.on_batch(done, len(batches))
-            yield k, scored
+        rows_out = iter(out.iter_rows())
+        try:
+            while True:
+                try:
+                    row = next(rows_out)
+                except StopIteration:
+                    return
+                except Exception as exc:  # noqa: BLE001 - Ray's errors, re-raised as ours
+                    raise _worker_error(self.name, exc) from None
+                self.calls += 1
+                self.pids.add(int(row["pid"]))
+                yield int(row["key"]), pickle.loads(row["result"])
+        finally:
+            close = getattr(rows_out, "close", None)
+            if close is not None:
+                close()
 
-    def sequence_logprobs(self, inputs: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """As :meth:`HFCausalLM.sequence_logprobs`, each forward batch computed on Ray."""
-        keys = [tuple(int(i) for i in s) for s in inputs]
-        scored: dict[tuple[int, ...], np.ndarray] = {}
-        for _, part in self._run(self._forward_batches(keys)):
-            scored.update(part)
-        empty = np.zeros(0, dtype=np.float64)
-        return [scored.get(s, empty) for s in keys]
 
-    def score_units(
-        self, units: Sequence[Sequence[str]]
-    ) -> Iterator[tuple[int, list[SentenceLogprobs]]]:
-        """Every unit's forward batches in one dataset; each unit yielded when its last batch
-        has returned (see :class:`~biasprobe.backends.base.UnitScorer`)."""
-        unit_inputs = [[tuple(s) for s in self.input_ids(u, "sentence")] for u in units]
-        batches: list[list[tuple[int, ...]]] = []
-        owner: list[int] = []
-        pending = [0] * len(units)
-        for u, inputs in enumerate(unit_inputs):
-            for b in self._forward_batches(inputs):
-                batches.append(b)
-                owner.append(u)
-                pending[u] += 1
-        scored: list[dict] = [{} for _ in units]
-        for u in range(len(units)):
-            if pending[u] == 0:  # nothing long enough to need a forward pass
-                yield u, self._sentences(unit_inputs[u], scored[u])
-        for k, part in self._run(batches):
-            u = owner[k]
-            scored[u].update(part)
-            pending[u] -= 1
-            if pending[u] == 0:
-                yield u, self._sentences(unit_inputs[u], scored[u])
-
-    def _sentences(
-        self, inputs: list[tuple[int, ...]], scored: dict[tuple[int, ...], np.ndarray]
-    ) -> list[SentenceLogprobs]:
-        """SentenceLogprobs built as :meth:`HFCausalLM.sentence_logprobs` builds them."""
-        empty = np.zeros(0, dtype=np.float64)
-        out = []
-        for s in inputs:
-            lp = scored.get(s, empty).copy()
-            token_ids = tuple(s[1:])
-            out.append(
-                SentenceLogprobs(
-                    total=float(np.sum(lp)),
-                    token_ids=token_ids,
-                    tokens=tuple(self.vocab[t] for t in token_ids),
-                    logprobs=lp,
-                )
-            )
-        return out
+def _worker_error(name: str, exc: BaseException) -> BiasprobeError:
+    """Ray's exception from a worker as biasprobe's: the load failure an actor raised (its
+    message, naming the model), else a :class:`RayError` naming the model and the cause."""
+    text = str(exc)
+    for line in text.splitlines():
+        if _LOAD_FAILED in line:
+            return ModelLoadError(line[line.find("model ") :].strip())
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return RayError(
+        f"model {name!r}: Ray could not compute its batches ({type(exc).__name__}: {first}); "
+        "every batch that returned is in the result cache — run the same command to resume"
+    )
 
 
 class RayEngine:
-    """The ``distribute`` hook of :func:`biasprobe.engine.run` that scores on Ray: a causal LM
-    loaded from files (served as a sentence scorer) becomes a :class:`RayScorer`; any other
-    model (masked LMs, classifiers, objects passed in) is returned unchanged and computed on
-    the driver, for now."""
+    """The ``distribute`` hook of :func:`biasprobe.engine.run` that computes on Ray: a
+    :class:`RayCalls` for every model loaded from files; None (computed on the driver) for a
+    model object handed in, whose weights may not be those of any files."""
 
     def __init__(self, options: RayOptions | None = None) -> None:
         self.options = options or RayOptions()
         self.options.check()
-        self.scorers: list[RayScorer] = []
+        self.runners: list[RayCalls] = []
 
-    def __call__(self, backend: Any, model: ModelEntry, load: dict[str, Any]) -> Any:
-        if model.loaded or type(backend) is not HFCausalLM:
-            return backend
+    def __call__(self, backend: Any, model: ModelEntry, load: dict[str, Any]) -> RayCalls | None:
+        if model.loaded:
+            return None
         ensure_ray(self.options)
-        scorer = RayScorer(backend, model, load, self.options)
-        self.scorers.append(scorer)
-        return scorer
+        load = dict(load)
+        batch_size = getattr(backend, "batch_size", None)
+        if batch_size is not None:  # the actors form the driver's batches
+            load["batch_size"] = int(batch_size)
+        runner = RayCalls(model, load, self.options)
+        self.runners.append(runner)
+        return runner

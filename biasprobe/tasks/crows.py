@@ -21,7 +21,8 @@ from typing import Any
 import pandas as pd
 
 from biasprobe import engine
-from biasprobe.backends.cached import CachedMaskedLM, CachedSentenceScorer
+from biasprobe.backends.cached import CachedMaskedLM
+from biasprobe.backends.cached_sentences import CachedSentenceScorer
 from biasprobe.crows.aggregate import (
     LIKELIHOOD_DIFF,
     LIKELIHOOD_MEANING,

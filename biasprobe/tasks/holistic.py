@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from biasprobe import engine
-from biasprobe.backends.cached import CachedSentenceScorer
+from biasprobe.backends.cached_sentences import CachedSentenceScorer
 from biasprobe.engine import ModelEntry, ProgressFn
 from biasprobe.errors import UsageError
 from biasprobe.holistic import likelihood as lb
