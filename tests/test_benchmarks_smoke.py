@@ -23,6 +23,7 @@ ENDS = {
     "bench_engine.py": "top-5 identical for all 4 sentences: True",
     "bench_holistic.py": "identical to 1e-5: True",
     "bench_pll.py": "PLL and PLL-word-l2r identical to 1e-5: True",
+    "bench_ray.py": "identical sentences tables: True",
     "bench_report.py": "write_report",
     "bench_scale.py": "GiB",
     "bench_sentiment_models.py": "attention ratio",
@@ -39,7 +40,10 @@ def test_every_script_has_a_smoke_expectation() -> None:
 
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_benchmark_runs_in_smoke_mode(script: str, tmp_path: Path) -> None:
-    env = dict(os.environ, PYTHONPATH=str(REPO), BIASPROBE_CACHE_DIR=str(tmp_path / "cache"))
+    if script == "bench_ray.py":
+        pytest.importorskip("ray", reason="Ray is optional: pip install 'biasprobe[ray]'")
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path, BIASPROBE_CACHE_DIR=str(tmp_path / "cache"))
     env.update(OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
     res = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), "--smoke"],

@@ -24,8 +24,10 @@ needs it. Rows carry pickled calls and results between the driver and the actors
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -97,15 +99,30 @@ def ensure_ray(options: RayOptions) -> Any:
         import ray
     except ImportError as exc:
         raise UsageError(
-            f"the Ray engine needs Ray: pip install 'ray[data]>=2.51' (not installed: {exc})"
+            "the Ray engine needs Ray: pip install 'biasprobe[ray]' "
+            f"(ray[data]>=2.51; not installed: {exc})"
         ) from None
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+        }
+        address = options.address or os.environ.get("RAY_ADDRESS") or None
         if options.address is not None:
             kwargs["address"] = options.address
-        if options.object_store_memory is not None:
+        if options.object_store_memory is not None and address is None:
             kwargs["object_store_memory"] = options.object_store_memory
-        ray.init(**kwargs)
+        try:
+            ray.init(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - Ray's many connection errors, as ours
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            raise RayError(f"could not {where}: {type(exc).__name__}: {exc}") from None
+    # biasprobe reports progress itself: Ray Data's progress bars and per-dataset log lines off
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     return ray
 
 
@@ -148,6 +165,8 @@ class RayCalls:
         calls: calls computed on Ray so far (one per batch).
         datasets: Ray Data executions so far (each starts its actor pool and loads the model).
         pids: process ids of the actors that answered.
+        startup_s: per dataset, seconds from its start to its first result (actor pool
+            start and model load included).
     """
 
     def __init__(self, model: ModelEntry, load: dict[str, Any], options: RayOptions) -> None:
@@ -160,6 +179,7 @@ class RayCalls:
         self.calls = 0
         self.datasets = 0
         self.pids: set[int] = set()
+        self.startup_s: list[float] = []
 
     def run_calls(self, method: str, calls: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
         """See :class:`~biasprobe.backends.base.CallRunner`.
@@ -190,6 +210,7 @@ class RayCalls:
             num_cpus=self.options.num_cpus,
             num_gpus=self.options.num_gpus,
         )
+        began = time.perf_counter()
         rows_out = iter(out.iter_rows())
         try:
             while True:
@@ -199,6 +220,8 @@ class RayCalls:
                     return
                 except Exception as exc:  # noqa: BLE001 - Ray's errors, re-raised as ours
                     raise _worker_error(self.name, exc) from None
+                if len(self.startup_s) < self.datasets:
+                    self.startup_s.append(time.perf_counter() - began)
                 self.calls += 1
                 self.pids.add(int(row["pid"]))
                 yield int(row["key"]), pickle.loads(row["result"])
