@@ -74,7 +74,7 @@ class RayOptions:
     address: str | None = None
     object_store_memory: int | None = None
     device: str | None = None
-    rows_per_call: int = 1
+    rows_per_call: int = 4
 
     def check(self) -> None:
         """Raises UsageError naming a bad option."""
