@@ -44,7 +44,8 @@ def test_benchmark_runs_in_smoke_mode(script: str, tmp_path: Path) -> None:
         pytest.importorskip("ray", reason="Ray is optional: pip install 'biasprobe[ray]'")
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = dict(os.environ, PYTHONPATH=path, BIASPROBE_CACHE_DIR=str(tmp_path / "cache"))
-    env.update(OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))
+    # Ray's sockets live under its temp folder, whose path must stay under 108 bytes.
+    env.update(OMP_NUM_THREADS="1", TMPDIR=str(tmp_path), RAY_TMPDIR="/tmp")
     res = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / script), "--smoke"],
         cwd=tmp_path,
