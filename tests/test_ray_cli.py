@@ -112,6 +112,16 @@ def test_bad_engine_options_exit_2_naming_the_option_and_write_nothing(
     assert place.written() == []
 
 
+def test_an_object_store_size_with_ray_address_set_is_refused(request, place, monkeypatch):
+    """$RAY_ADDRESS joins a cluster as --ray-address does (Ray reads it): no local store."""
+    args = [*_command(request, "crows", place.out), "--engine", "ray"]
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    res = invoke([*args, "--ray-object-store-mb", "100"], place.cwd, place.cache)
+    assert res.exit_code == 2, res.output
+    assert "with $RAY_ADDRESS the run joins a cluster" in " ".join(res.output.split())
+    assert place.written() == []
+
+
 @pytest.mark.parametrize("command", list(COMMANDS))
 def test_ray_not_installed_says_how_to_install_it_and_writes_nothing(
     request, place, command, monkeypatch
