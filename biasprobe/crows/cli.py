@@ -15,10 +15,17 @@ import typer
 from biasprobe.cliutil import (
     CacheOption,
     DeviceOption,
+    EngineOption,
     NoCacheOption,
     QuietOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayCpusOption,
+    RayGpusOption,
+    RayObjectStoreOption,
     RevisionOption,
     TrustRemoteCodeOption,
+    engine_keywords,
     out_option,
     progress_printer,
     resume_hint,
@@ -98,6 +105,12 @@ def crows(
     trust_remote_code: TrustRemoteCodeOption = False,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
+    engine: EngineOption = "local",
+    ray_actors: RayActorsOption = None,
+    ray_cpus: RayCpusOption = None,
+    ray_gpus: RayGpusOption = None,
+    ray_address: RayAddressOption = None,
+    ray_object_store_mb: RayObjectStoreOption = None,
 ) -> None:
     """Score CrowS-Pairs: % of pairs where the model prefers the more-stereotypical sentence.
 
@@ -141,6 +154,7 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
     from biasprobe.report.crows import render_html
     from biasprobe.results import model_slug
 
+    options.update(engine_keywords(options))  # --engine and --ray-*, checked
     _check_options(options["scoring"], options["batch_size"], options["limit"])
     # The default folder's name is known only after the run: check that reports/ can take it.
     default = Path("reports") / ".crows-check"

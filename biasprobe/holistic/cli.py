@@ -16,10 +16,17 @@ import typer
 from biasprobe.cliutil import (
     CacheOption,
     DeviceOption,
+    EngineOption,
     NoCacheOption,
     QuietOption,
+    RayActorsOption,
+    RayAddressOption,
+    RayCpusOption,
+    RayGpusOption,
+    RayObjectStoreOption,
     RevisionOption,
     TrustRemoteCodeOption,
+    engine_keywords,
     out_option,
     progress_printer,
     resume_hint,
@@ -140,6 +147,12 @@ def run_command(
     trust_remote_code: TrustRemoteCodeOption = False,
     cache: CacheOption = None,
     no_cache: NoCacheOption = False,
+    engine: EngineOption = "local",
+    ray_actors: RayActorsOption = None,
+    ray_cpus: RayCpusOption = None,
+    ray_gpus: RayGpusOption = None,
+    ray_address: RayAddressOption = None,
+    ray_object_store_mb: RayObjectStoreOption = None,
 ) -> None:
     """Measure Likelihood Bias (Smith et al. 2022): for every axis and template, the share of
     descriptor pairs whose sentences the model scores significantly differently (two-sided
@@ -168,6 +181,7 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
     from biasprobe.runfolders.holistic import WHAT
     from biasprobe.runfolders.schema import MANIFEST_KINDS
 
+    options.update(engine_keywords(options))  # --engine and --ray-*, checked
     if options["batch_size"] < 1:
         raise UsageError(f"--batch-size must be at least 1, got {options['batch_size']}")
     if options["sample"] is not None and options["sample"] < 1:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from biasprobe import engine
+from biasprobe import engine as engine_loop  # "engine" is a keyword of run functions
 from biasprobe.downstream.scores import (
     DEFAULT_TOLERANCE,
     compare_models,
@@ -299,6 +299,9 @@ def run_downstream(
     trust_remote_code: bool = False,
     progress: ProgressFn | None = None,
     cache: Any = None,
+    distribute: Any = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> DownstreamResult:
     """Score every pair with every classifier and aggregate.
 
@@ -318,6 +321,12 @@ def run_downstream(
         cache: the result cache (:mod:`biasprobe.cache`; label probabilities by model
             identity and sentence, so a killed run resumes): None for the default folder, a
             folder, or False for none.
+        distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
+            e.g. a :class:`biasprobe.distributed.RayEngine` (``engine=`` builds one).
+        engine: where models compute: ``"local"`` (this process) or ``"ray"`` (Ray actors,
+            ``pip install 'biasprobe[ray]'``; see ``docs/ray.md``).
+        ray: with ``engine="ray"``: a :class:`biasprobe.distributed.RayOptions` or a dict of
+            its fields (``actors``, ``num_cpus``, ``num_gpus``, ``address``, ...).
 
     Raises:
         UsageError: a fill-mask set or item, no model, a model given twice, a bad tolerance.
@@ -336,4 +345,10 @@ def run_downstream(
         load=load,
     )
     task.check()  # a fill-mask set fails before the models are looked at
-    return engine.run(task, list(models), load=load, cache=cache, progress=progress)
+    if engine != "local" or ray is not None:  # biasprobe.distributed imports torch
+        from biasprobe.distributed.options import distribute_for
+
+        distribute = distribute_for(engine, ray, distribute)
+    return engine_loop.run(
+        task, list(models), load=load, cache=cache, progress=progress, distribute=distribute
+    )

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from biasprobe import engine
+from biasprobe import engine as engine_loop  # "engine" is a keyword of run functions
 from biasprobe.backends.cached import CachedMaskedLM
 from biasprobe.backends.cached_sentences import CachedSentenceScorer
 from biasprobe.crows.aggregate import (
@@ -279,6 +279,8 @@ def run_crows(
     progress: ProgressFn | None = None,
     cache: Any = None,
     distribute: Any = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> CrowsResult:
     """Score CrowS-Pairs with one or more masked or causal LMs (the first is the base of the
     comparison).
@@ -306,7 +308,11 @@ def run_crows(
             log-likelihoods by model identity and request, so a killed run resumes): None for
             the default folder, a folder, or False for none.
         distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
-            e.g. a :class:`biasprobe.distributed.RayEngine`.
+            e.g. a :class:`biasprobe.distributed.RayEngine` (``engine=`` builds one).
+        engine: where models compute: ``"local"`` (this process) or ``"ray"`` (Ray actors,
+            ``pip install 'biasprobe[ray]'``; see ``docs/ray.md``).
+        ray: with ``engine="ray"``: a :class:`biasprobe.distributed.RayOptions` or a dict of
+            its fields (``actors``, ``num_cpus``, ``num_gpus``, ``address``, ...).
 
     Raises:
         UsageError: bad scoring (or one given with causal LMs only), bias type, limit or model
@@ -315,7 +321,7 @@ def run_crows(
     """
     models = list(model) if isinstance(model, list | tuple) else [model]
     for m in models:
-        if isinstance(m, str) and engine.split_alias(m)[1].startswith(RECORDED):
+        if isinstance(m, str) and engine_loop.split_alias(m)[1].startswith(RECORDED):
             raise UsageError(
                 f"model {m}: recorded outputs only hold the sentences they were recorded "
                 "on; CrowS-Pairs needs a Hugging Face masked or causal LM (hub id or checkpoint "
@@ -331,7 +337,11 @@ def run_crows(
         seed=seed,
         n_boot=n_boot,
     )
-    return engine.run(
+    if engine != "local" or ray is not None:  # biasprobe.distributed imports torch
+        from biasprobe.distributed.options import distribute_for
+
+        distribute = distribute_for(engine, ray, distribute)
+    return engine_loop.run(
         task,
         models,
         load=load,

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from biasprobe import engine
+from biasprobe import engine as engine_loop  # "engine" is a keyword of run functions
 from biasprobe.backends import MaskedLMBackend
 from biasprobe.backends.cached import CachedMaskedLM
 from biasprobe.backends.causal_fill import FILL, FILLS, PRIOR_REFUSAL, check_after_mask
@@ -215,6 +215,9 @@ def run(
     store: str = "topn",
     store_top_n: int = DEFAULT_STORE_TOP_N,
     measures: Sequence[str] = (),
+    distribute: Any = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> RunResult:
     """Run a probe set on models and return every table.
 
@@ -250,6 +253,12 @@ def run(
         store_top_n: N of ``store="topn"``.
         measures: optional measures of the registry (:mod:`biasprobe.measures`) to compute
             as well, by name; their columns go into ``scores`` and ``summary``.
+        distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
+            e.g. a :class:`biasprobe.distributed.RayEngine` (``engine=`` builds one).
+        engine: where models compute: ``"local"`` (this process) or ``"ray"`` (Ray actors,
+            ``pip install 'biasprobe[ray]'``; see ``docs/ray.md``).
+        ray: with ``engine="ray"``: a :class:`biasprobe.distributed.RayOptions` or a dict of
+            its fields (``actors``, ``num_cpus``, ``num_gpus``, ``address``, ...).
 
     Raises:
         BiasprobeError: any user-facing problem (model, device, vocabulary, ...).
@@ -268,11 +277,23 @@ def run(
         settings={"device": device, "batch_size": batch_size},
     )
     task.check()  # options fail before the models are looked at
+    if engine != "local" or ray is not None:  # biasprobe.distributed imports torch
+        from biasprobe.distributed.options import distribute_for
+
+        distribute = distribute_for(engine, ray, distribute)
     specs = list(models) if models else list(probe_set.models)
     if not specs:
         raise UsageError(f"no model to run: pass --model, or list models: in {probe_set.path}")
     load = {"device": device, "batch_size": batch_size, "trust_remote_code": trust_remote_code}
-    return engine.run(task, specs, load=load, revision=revision, cache=cache, progress=progress)
+    return engine_loop.run(
+        task,
+        specs,
+        load=load,
+        revision=revision,
+        cache=cache,
+        progress=progress,
+        distribute=distribute,
+    )
 
 
 class FillMaskTask:

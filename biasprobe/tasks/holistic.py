@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from biasprobe import engine
+from biasprobe import engine as engine_loop  # "engine" is a keyword of run functions
 from biasprobe.backends.cached_sentences import CachedSentenceScorer
 from biasprobe.engine import ModelEntry, ProgressFn
 from biasprobe.errors import UsageError
@@ -490,6 +490,8 @@ def run_holistic(
     progress: ProgressFn | None = None,
     cache: Any = None,
     distribute: Any = None,
+    engine: str = "local",
+    ray: Any = None,
 ) -> HolisticResult:
     """HolisticBias Likelihood Bias of one or more models (the first is the base).
 
@@ -508,7 +510,11 @@ def run_holistic(
             distinct sentences, after every chunk of :data:`CHUNK`.
         cache: the result cache: None for the default folder, a folder, or False for none.
         distribute: where models score (:func:`biasprobe.engine.run`): None for here, or
-            e.g. a :class:`biasprobe.distributed.RayEngine`.
+            e.g. a :class:`biasprobe.distributed.RayEngine` (``engine=`` builds one).
+        engine: where models compute: ``"local"`` (this process) or ``"ray"`` (Ray actors,
+            ``pip install 'biasprobe[ray]'``; see ``docs/ray.md``).
+        ray: with ``engine="ray"``: a :class:`biasprobe.distributed.RayOptions` or a dict of
+            its fields (``actors``, ``num_cpus``, ``num_gpus``, ``address``, ...).
 
     Raises:
         UsageError: a bad option; ModelLoadError / DeviceError: a model cannot be loaded.
@@ -533,7 +539,11 @@ def run_holistic(
         settings={"device": device or "auto", "batch_size": batch_size, "pll": pll_metric},
         n_boot=n_boot,
     )
-    return engine.run(
+    if engine != "local" or ray is not None:  # biasprobe.distributed imports torch
+        from biasprobe.distributed.options import distribute_for
+
+        distribute = distribute_for(engine, ray, distribute)
+    return engine_loop.run(
         task,
         models,
         load=load,
