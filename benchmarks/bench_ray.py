@@ -17,7 +17,7 @@ Each Ray run's sentences table is asserted identical to the local one (exact flo
 wall times, ratios to the local time, sentences/s, and each Ray run's start-up (actor pool
 start and model load, until its first batch came back).
 
-Usage: python benchmarks/bench_ray.py [--sentences 2640] [--batch-size 16] [--smoke]
+Usage: python benchmarks/bench_ray.py [--sentences 13200] [--batch-size 16] [--smoke]
        (--smoke: a tiny GPT-2 and 128 sentences of one axis, to check that it runs)
 """
 
@@ -38,7 +38,7 @@ TEMPLATES = ["I love {plural_noun_phrase}.", "I hate {plural_noun_phrase}."]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sentences", type=int, default=2640)
+    ap.add_argument("--sentences", type=int, default=13200)
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()

@@ -297,12 +297,11 @@ def test_the_local_engine_imports_neither_ray_nor_biasprobe_distributed(tmp_path
 # ------------------------------------------------------------------------------ on Ray, for real
 
 
-def test_holistic_run_on_ray_writes_the_local_engines_sentences(tiny_gpt2, tmp_path, monkeypatch):
+def test_holistic_run_on_ray_writes_the_local_engines_sentences(
+    ray_local, tiny_gpt2, tmp_path, monkeypatch
+):
     """``biasprobe holistic run --engine ray`` (one actor, half a CPU) writes the very
     sentences table ``--engine local`` writes, every batch computed on Ray."""
-    ray = pytest.importorskip(
-        "ray", reason="Ray is an optional extra: pip install 'biasprobe[ray]'"
-    )
     import numpy as np
     import pandas as pd
     import torch
@@ -311,8 +310,6 @@ def test_holistic_run_on_ray_writes_the_local_engines_sentences(tiny_gpt2, tmp_p
     import biasprobe.distributed.options as options
     from biasprobe.distributed import RayEngine
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False)
     built: list[RayEngine] = []
 
     class Recording(RayEngine):
@@ -332,7 +329,7 @@ def test_holistic_run_on_ray_writes_the_local_engines_sentences(tiny_gpt2, tmp_p
         tables[name] = pd.read_csv(out / "sentences.csv", keep_default_na=False)
     (engine,) = built
     assert engine.options.num_cpus == 0.5 and engine.options.actors == 1
-    assert [s.ray_batches > 0 for s in engine.scorers] == [True]  # computed on Ray
+    assert [r.calls > 0 for r in engine.runners] == [True]  # computed on Ray
     assert len(tables["ray"]) == 48
     pd.testing.assert_frame_equal(tables["ray"], tables["local"], check_exact=True)
     # and the numbers are the model's: log P(sentence) straight from transformers

@@ -29,7 +29,7 @@ HOLISTIC = {
     "seed": 3,
 }
 #: results.json keys about the run, not its numbers.
-VOLATILE = {"run_id", "created", "throughput", "cache", "seconds", "elapsed_s"}
+VOLATILE = {"run_id", "created", "throughput", "cache", "seconds", "elapsed_s", "engine"}
 
 
 def two_actors() -> RayEngine:
@@ -61,8 +61,13 @@ def assert_same_folder(a: Path, b: Path) -> int:
     return len(files_a)
 
 
-def ran_on_ray(engine: RayEngine) -> None:
+def ran_on_ray(engine: RayEngine, result=None) -> None:
     assert engine.runners and all(r.calls > 0 for r in engine.runners)
+    if result is not None:  # each model's block says where it ran
+        for block, runner in zip(result.meta["models"], engine.runners, strict=True):
+            info = block["info"]["engine"]
+            assert info["kind"] == "ray" and info["calls"] == runner.calls
+            assert info["actors"] == 2
 
 
 def test_fill_mask_on_ray_equals_the_local_engine(ray_local, tiny_bert, tiny_bert_b, tmp_path):
@@ -98,7 +103,7 @@ def test_masked_crows_on_ray_equals_the_local_engine(ray_local, tiny_bert, tmp_p
     local = run_crows([str(tiny_bert)], **kw)
     engine = two_actors()
     remote = run_crows([str(tiny_bert)], distribute=engine, **kw)
-    ran_on_ray(engine)
+    ran_on_ray(engine, remote)
     assert_same_folder(local.save(tmp_path / "local"), remote.save(tmp_path / "ray"))
 
 

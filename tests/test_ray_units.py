@@ -31,6 +31,9 @@ class Reversed:
         self.lists: list[tuple[str, int]] = []
         self.fail_after = fail_after
 
+    def provenance(self):
+        return {"kind": "reversed"}
+
     def run_calls(self, method, calls):
         self.lists.append((method, len(calls)))
         for n, k in enumerate(reversed(range(len(calls)))):

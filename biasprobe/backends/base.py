@@ -198,8 +198,11 @@ class CallRunner(Protocol):
     of ``calls`` on a copy of the model loaded from the same files, and yields
     ``(index into calls, result)`` once per call, in any order, as each one finishes. Each
     call is one of the batches the local model would compute, so its numbers are the local
-    model's (see ``docs/ray.md`` for when they are bit-identical).
+    model's (see ``docs/ray.md`` for when they are bit-identical). ``provenance()`` says
+    where the calls ran (recorded in the model's block of ``results.json`` as ``engine``).
     """
+
+    def provenance(self) -> dict[str, Any]: ...
 
     def run_calls(
         self, method: str, calls: Sequence[tuple[Any, ...]]

@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 from biasprobe.backends.base import CallRunner, MaskedLMBackend
-from biasprobe.backends.calls import compute_calls
+from biasprobe.backends.calls import compute_calls, engine_info
 from biasprobe.backends.classifiers import ClassifierBackend, expand
 from biasprobe.cache import ModelStore, ResultCache, encode_record, model_identity, request_key
 
@@ -176,7 +176,7 @@ class CachedMaskedLM(MaskedLMBackend):
 
     @property
     def info(self) -> dict[str, Any]:  # type: ignore[override]
-        return {**self.inner.info, "cache": self.cache_provenance()}
+        return {**self.inner.info, "cache": self.cache_provenance(), **engine_info(self.runner)}
 
     @property
     def identity(self) -> str | None:
@@ -478,7 +478,7 @@ class CachedClassifier(ClassifierBackend):
 
     @property
     def info(self) -> dict[str, Any]:  # type: ignore[override]
-        return {**self.inner.info, "cache": self.cache_provenance()}
+        return {**self.inner.info, "cache": self.cache_provenance(), **engine_info(self.runner)}
 
     @property
     def text_tokenizer(self) -> Any:

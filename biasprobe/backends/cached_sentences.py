@@ -24,7 +24,7 @@ import numpy as np
 
 from biasprobe.backends.base import CallRunner, SentenceLogprobs, SentenceScorer
 from biasprobe.backends.cached import RECORDED_REASON
-from biasprobe.backends.calls import compute_calls
+from biasprobe.backends.calls import compute_calls, engine_info
 from biasprobe.cache import ModelStore, ResultCache, encode_record, model_identity, request_key
 
 __all__ = ["CachedSentenceScorer", "wrap_scorer"]
@@ -71,7 +71,7 @@ class CachedSentenceScorer:
 
     @property
     def info(self) -> dict[str, Any]:
-        return {**self.inner.info, "cache": self.cache_provenance()}
+        return {**self.inner.info, "cache": self.cache_provenance(), **engine_info(self.runner)}
 
     @property
     def identity(self) -> str | None:

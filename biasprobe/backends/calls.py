@@ -16,7 +16,7 @@ from typing import Any
 
 from biasprobe.backends.base import CallRunner
 
-__all__ = ["compute_calls"]
+__all__ = ["compute_calls", "engine_info"]
 
 
 def compute_calls(
@@ -53,3 +53,9 @@ def compute_calls(
     finally:
         if report is not None:
             inner.on_batch = report
+
+
+def engine_info(runner: CallRunner | None) -> dict[str, Any]:
+    """``{"engine": …}`` for a model's provenance block when its batches ran elsewhere (what
+    the runner says about itself: e.g. Ray, its actors and resources), else nothing."""
+    return {} if runner is None else {"engine": runner.provenance()}

@@ -181,6 +181,25 @@ class RayCalls:
         self.pids: set[int] = set()
         self.startup_s: list[float] = []
 
+    def provenance(self) -> dict[str, Any]:
+        """Where this model's batches ran (``results.json``: the model block's ``engine``)."""
+        import ray
+
+        return {
+            "kind": "ray",
+            "ray": ray.__version__,
+            "address": self.options.address or os.environ.get("RAY_ADDRESS") or "local",
+            "actors": self.options.actors,
+            "num_cpus": self.options.num_cpus,
+            "num_gpus": self.options.num_gpus,
+            "device": self.load.get("device"),
+            "batch_size": self.load.get("batch_size"),
+            "rows_per_call": self.options.rows_per_call,
+            "calls": self.calls,
+            "datasets": self.datasets,
+            "startup_s": [round(s, 3) for s in self.startup_s],
+        }
+
     def run_calls(self, method: str, calls: Sequence[tuple[Any, ...]]) -> Iterator[tuple[int, Any]]:
         """See :class:`~biasprobe.backends.base.CallRunner`.
 
