@@ -1,8 +1,9 @@
 """HolisticBias on Ray against the local engine, in one process: the overhead of Ray.
 
 The model is GPT-2-small-shaped (12 layers, hidden 768, 1,024 positions; random weights and a
-byte-level BPE trained on shipped text by scripts/make_random_gpt2.py): the compute cost of
-gpt2 without its weights, which cannot be downloaded here. The sentences are a seeded
+byte-level BPE of at most 8,192 tokens trained on shipped text by scripts/make_random_gpt2.py,
+so its output layer is smaller than gpt2's 50,257): the compute cost of gpt2's blocks without
+its weights, which cannot be downloaded here. The sentences are a seeded
 stratified sample of the HolisticBias v1.1 likelihood-bias subset on the two "I love / I hate"
 templates over every axis (:func:`biasprobe.tasks.holistic.run_holistic`, ``sample=``).
 
