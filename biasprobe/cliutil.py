@@ -510,14 +510,18 @@ def progress_bar(console: Any, label: Callable[..., str]) -> tuple[Any, Callable
     return bar, update
 
 
-def resuming_line(name: str, done: int, total: int) -> str:
-    """What a run served partly from the result cache says before it computes the rest."""
+def resuming_line(name: str, done: int, total: int, unit: str = "pairs") -> str:
+    """What a run served partly from the result cache says before it computes the rest
+    (``unit``: what is counted — pairs, or sentences for HolisticBias)."""
     rest = f"{total - done:,} to compute" if done < total else "nothing to compute"
-    return f"resuming {name}: {done:,} of {total:,} pairs from the result cache, {rest}"
+    return f"resuming {name}: {done:,} of {total:,} {unit} from the result cache, {rest}"
 
 
 def with_resume_line(
-    bar: Any, update: Callable[..., None] | None, short: Callable[[str], str]
+    bar: Any,
+    update: Callable[..., None] | None,
+    short: Callable[[str], str],
+    unit: str = "pairs",
 ) -> Callable[[str, str, int, int], None] | None:
     """The engine's progress callback ``(model, stage, done, total)`` over a progress printer's
     ``update``: stage ``cached`` (pairs found in the result cache, before scoring) prints
@@ -531,7 +535,7 @@ def with_resume_line(
             update(model, stage, done, total)
         elif done:  # a finished or interrupted earlier run
             say = getattr(bar, "console", bar).print
-            line = safe_text(resuming_line(short(model), done, total))
+            line = safe_text(resuming_line(short(model), done, total, unit))
             if hasattr(bar, "console"):
                 say(line, markup=False, highlight=False)
             else:

@@ -124,3 +124,16 @@ def test_help_names_the_command_and_an_example() -> None:
     res = runner.invoke(app, ["holistic", "--help"], env={"COLUMNS": "120"})
     assert res.exit_code == 0 and "sentences" in res.output
     assert "Example: biasprobe holistic sentences" in " ".join(res.output.split())
+
+
+def test_a_second_run_says_it_resumes_counting_sentences(tiny_gpt2, tmp_path) -> None:
+    """The resume line of a HolisticBias run counts sentences (it said "pairs")."""
+    args = ["holistic", "run", "-m", f"g={tiny_gpt2}", "-a", "nonce", "--sample", "48"]
+    args += ["--device", "cpu", "--no-html", "--cache", str(tmp_path / "cache")]
+    first = runner.invoke(app, [*args, "-o", str(tmp_path / "a")])
+    assert first.exit_code == 0, first.output
+    assert "resuming" not in first.output
+    second = runner.invoke(app, [*args, "-o", str(tmp_path / "b")])
+    assert second.exit_code == 0, second.output
+    line = "resuming g: 48 of 48 sentences from the result cache, nothing to compute"
+    assert line in second.output, second.output

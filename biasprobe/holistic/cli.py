@@ -204,7 +204,7 @@ def _run(model: list[str], out: Path | None, overwrite: bool, quiet: bool, **opt
 
     html = options.pop("html")
     bar, update = progress_printer(quiet, _label)
-    update = with_resume_line(bar, update, safe_text)
+    update = with_resume_line(bar, update, safe_text, "sentences")
     with resume_hint(not no_cache), bar or contextlib.nullcontext():
         result = run_holistic(
             model,
