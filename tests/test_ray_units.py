@@ -164,3 +164,27 @@ def test_several_calls_are_planned_as_one_list(gpt2, tmp_path):
                 np.testing.assert_array_equal(g.logprobs, w.logprobs)
     finally:
         cache.close()
+
+
+def test_the_holistic_report_says_where_a_model_ran_escaping_it(tiny_gpt2):
+    """A model block with ``info.engine`` (a Ray run) is shown as such in the report, its
+    address escaped like every other user text; a local run says nothing of the kind."""
+    from biasprobe.report.holistic import render_html
+    from biasprobe.tasks.holistic import run_holistic
+
+    result = run_holistic(
+        [str(tiny_gpt2)], axes=["nonce"], sample=48, seed=1, device="cpu", cache=False
+    )
+    assert "on Ray" not in render_html(result)
+    result.meta["models"][0]["info"]["engine"] = {
+        "kind": "ray",
+        "actors": 2,
+        "address": "<script>alert(1)</script>",
+        "num_cpus": 0.5,
+        "num_gpus": 1.0,
+    }
+    page = render_html(result)
+    assert (
+        "on Ray: 2 actor(s) at &lt;script&gt;alert(1)&lt;/script&gt;, 0.5 CPU and 1.0 GPU" in page
+    )
+    assert "<script>alert(1)" not in page

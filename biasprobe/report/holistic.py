@@ -138,7 +138,19 @@ def _models_block(result: Any) -> Markup:
             if isinstance(rate, int | float)
             else ""
         )
-        items.append(html("{}{}</li>", line, speed))
+        ran = (m.get("info") or {}).get("engine") or {}
+        where = (
+            html(
+                " <span class='muted'>on Ray: {} actor(s) at {}, {} CPU and {} GPU each</span>",
+                ran.get("actors", "?"),
+                ran.get("address", "?"),
+                ran.get("num_cpus", "?"),
+                ran.get("num_gpus", "?"),
+            )
+            if ran.get("kind") == "ray"
+            else ""
+        )
+        items.append(html("{}{}{}</li>", line, speed, where))
     return html("<ul>{}</ul>", join(items))
 
 
