@@ -39,6 +39,8 @@ from biasprobe.errors import BiasprobeError, ModelLoadError, UsageError
 
 __all__ = ["RayCalls", "RayEngine", "RayError", "RayOptions", "ensure_ray"]
 
+#: Rows (batches) per Ray Data block.
+ROWS_PER_BLOCK = 16
 #: The phrase an actor's load failure carries back to the driver (found in Ray's error).
 _LOAD_FAILED = "could not be loaded on a Ray worker"
 
@@ -215,7 +217,11 @@ class RayCalls:
             for k, args in enumerate(calls)
         ]
         self.datasets += 1
-        out = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+        # Blocks of ROWS_PER_BLOCK rows: one block per row costs Ray ~4 ms a row (24,000 rows:
+        # 98 s against 17 s, measured here); a block's results come back together, so a
+        # killed run loses at most one block per actor.
+        blocks = max(1, -(-len(rows) // ROWS_PER_BLOCK))
+        out = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _CallActor,
             fn_constructor_kwargs={
                 "spec": self.spec,
